@@ -1,0 +1,59 @@
+/**
+ * The CLI's output conventions: with `--json` the last line of stdout is exactly one JSON object;
+ * a progress bar goes to stderr only when stderr is a TTY and `--json` is off.
+ */
+import cliProgress from "cli-progress";
+
+/** Options every result-producing command accepts. */
+export interface OutputOptions {
+  json?: boolean;
+}
+
+/** Prints a command's result: one JSON line with `--json`, else a readable summary. */
+export function printResult(result: object, opts: OutputOptions, human?: (r: never) => string): void {
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } else if (human) {
+    process.stdout.write(human(result as never) + "\n");
+  } else {
+    process.stdout.write(JSON.stringify(result, null, 2) + "\n");
+  }
+}
+
+/** A progress reporter; a no-op when progress is not shown. */
+export interface Progress {
+  update(value: number, payload?: Record<string, string | number>): void;
+  stop(): void;
+}
+
+/** Starts a progress bar on stderr of `total` units, or a silent one (not a TTY, or `--json`). */
+export function startProgress(total: number, opts: OutputOptions & { label?: string }): Progress {
+  if (opts.json || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: `${opts.label ?? "progress"} [{bar}] {value}/{total} {percentage}% eta {eta_formatted} {info}`,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0, { info: "" });
+  return {
+    update(value, payload) {
+      const info = payload
+        ? Object.entries(payload)
+            .map(([k, v]) => `${k}=${typeof v === "number" ? v.toPrecision(4) : v}`)
+            .join(" ")
+        : "";
+      bar.update(value, { info });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+/** Logs a line to stderr (never stdout, which is reserved for results). */
+export function log(message: string): void {
+  process.stderr.write(message + "\n");
+}
