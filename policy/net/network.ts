@@ -1,0 +1,44 @@
+/**
+ * An action head as a description over `Ops<T>`: `encode` the observation once per chunk, then
+ * evaluate `velocity` at every solver step, reusing the encoding (the "KV cache").
+ *
+ * Inputs are normalised. Shapes: observation feature `[batch, ...shape]` (shape `[d]` or `[n, d]`
+ * from the config); `xt` `[batch, horizon, actionDim]`; `t` `[batch, horizon]` (per-token time, so
+ * a clean action prefix can carry t = 1). A `regression` head is the same network evaluated at
+ * `xt = 0, t = 1`; its output is the normalised action chunk itself.
+ */
+import type { HeadConfig } from "./config.ts";
+import type { Ops } from "./ops.ts";
+import { transformerHead } from "./transformer.ts";
+import { mlpHead } from "./mlp.ts";
+
+/** The per-chunk observation encoding: named tensors the velocity step reads. */
+export type Context<T> = Record<string, T>;
+
+/** A network description, runnable on any `Ops` implementation. */
+export interface ActionHead {
+  readonly config: HeadConfig;
+  /** Encodes normalised observation features (`[batch, ...shape]` by feature name) once per chunk. */
+  encode<T>(ops: Ops<T>, obs: Record<string, T>): Context<T>;
+  /** Velocity `[batch, horizon, actionDim]` at `xt` `[batch, horizon, actionDim]`, time `t` `[batch, horizon]`. */
+  velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T): T;
+}
+
+/** Builds the description named by `config.arch`. */
+export function buildHead(config: HeadConfig): ActionHead {
+  switch (config.arch) {
+    case "transformer":
+      return transformerHead(config);
+    case "mlp":
+      return mlpHead(config);
+    default: {
+      const never: never = config.arch;
+      throw new Error(`unknown architecture '${String(never)}' (valid: transformer, mlp)`);
+    }
+  }
+}
+
+/** Number of elements of one sample of a feature of `shape`. */
+export function featureSize(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
