@@ -1,0 +1,361 @@
+/**
+ * The ONNX adapter of `Ops`: runs a network description over symbolic values and records ONNX
+ * nodes (opset 17) instead of computing. Parameters become graph initializers named exactly as
+ * the parameter (`blocks.0.attn.q.weight`), read from a weights map; constants are deduplicated.
+ *
+ * Shapes are tracked statically; -1 stands for the dynamic batch dimension (the graph's `batch`
+ * dim_param). A shape mismatch in the description fails here, at export, naming the op and shapes.
+ */
+import { createHash } from "node:crypto";
+import type { Ops, ParamSpec } from "../net/ops.ts";
+import {
+  AttributeType,
+  DataType,
+  floatTensor,
+  int64Tensor,
+  type AttributeProto,
+  type GraphProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from "./proto.ts";
+
+/** A symbolic tensor: the name of a graph value, its static shape (-1 = batch) and element type. */
+export interface Sym {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** `TensorProto.DataType`; float32 unless stated. */
+  readonly dtype: number;
+}
+
+/** A float32 array with its shape, as a checkpoint stores a parameter. */
+export interface NamedArray {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Parameter values by name. */
+export type WeightMap = ReadonlyMap<string, NamedArray>;
+
+/** Attribute values accepted by `OnnxOps.node`. */
+export type AttrValue = number | number[] | string | { int: number } | { ints: number[] };
+
+/** Options of `OnnxOps`. */
+export interface OnnxOpsOptions {
+  /** Parameter values by name; every `param` the description asks for must be here with its shape. */
+  weights: WeightMap;
+  /** Prefix of generated value names (keeps two graphs' names apart when debugging). */
+  prefix?: string;
+}
+
+const BATCH = -1;
+
+/** Emits ONNX nodes for `Ops` calls; `graph()` returns the collected graph. */
+export class OnnxOps implements Ops<Sym> {
+  private readonly nodes: NodeProto[] = [];
+  private readonly initializers: TensorProto[] = [];
+  private readonly inputs: ValueInfoProto[] = [];
+  private readonly outputs: ValueInfoProto[] = [];
+  private readonly params = new Map<string, Sym>();
+  private readonly constants = new Map<string, Sym>();
+  private readonly names = new Set<string>();
+  private readonly weights: WeightMap;
+  private readonly prefix: string;
+  private counter = 0;
+
+  constructor(opts: OnnxOpsOptions) {
+    this.weights = opts.weights;
+    this.prefix = opts.prefix ?? "";
+  }
+
+  /** Names of the parameters the description has used so far. */
+  usedParams(): string[] {
+    return [...this.params.keys()];
+  }
+
+  /** Declares a graph input `name` of `shape` (-1 = batch) and element type (float32 by default). */
+  input(name: string, shape: readonly number[], dtype: number = DataType.FLOAT): Sym {
+    this.claim(name);
+    this.inputs.push(valueInfo(name, shape, dtype));
+    return { name, shape: [...shape], dtype };
+  }
+
+  /**
+   * Declares a graph input with a default value: an initializer of the same name that a caller
+   * may override (ONNX IR >= 4). `shape` is the declared input shape; the default may broadcast.
+   */
+  inputWithDefault(name: string, shape: readonly number[], value: TensorProto): Sym {
+    this.claim(name);
+    this.inputs.push(valueInfo(name, shape, value.dataType));
+    this.initializers.push({ ...value, name });
+    return { name, shape: [...shape], dtype: value.dataType };
+  }
+
+  /** Marks `x` as a graph output called `name` (adds an Identity node when renaming). */
+  output(x: Sym, name: string): void {
+    const y = x.name === name ? x : this.nodeNamed("Identity", [x], name, x.shape, {}, x.dtype);
+    this.outputs.push(valueInfo(name, y.shape, y.dtype));
+  }
+
+  /** The graph built so far. */
+  graph(name: string, docString?: string): GraphProto {
+    return {
+      name,
+      node: [...this.nodes],
+      initializer: [...this.initializers],
+      input: [...this.inputs],
+      output: [...this.outputs],
+      ...(docString ? { docString } : {}),
+    };
+  }
+
+  /**
+   * Emits one node `opType(inputs)` with attributes; returns its (single) output of `shape` and
+   * `dtype` (default: the first input's).
+   */
+  node(opType: string, inputs: readonly Sym[], shape: readonly number[], attrs: Record<string, AttrValue> = {}, dtype?: number): Sym {
+    return this.nodeNamed(opType, inputs, this.fresh(opType), shape, attrs, dtype ?? inputs[0]?.dtype ?? DataType.FLOAT);
+  }
+
+  /** An int64 constant (shape tensors, indices). */
+  int64(values: readonly number[], shape: readonly number[] = [values.length]): Sym {
+    return this.dedupe(int64Tensor("", values, shape), "i64", Buffer.from(new BigInt64Array(values.map((v) => BigInt(v))).buffer), DataType.INT64);
+  }
+
+  // ---- Ops<Sym> ----
+
+  param(spec: ParamSpec): Sym {
+    const got = this.params.get(spec.name);
+    if (got) {
+      if (!sameShape(got.shape, spec.shape)) {
+        throw new Error(`parameter '${spec.name}' is used with shape [${spec.shape}] and [${got.shape}]`);
+      }
+      return got;
+    }
+    const w = this.weights.get(spec.name);
+    if (!w) throw new Error(`weights: parameter '${spec.name}' [${spec.shape}] is missing`);
+    if (!sameShape(w.shape, spec.shape)) {
+      throw new Error(`weights: parameter '${spec.name}' has shape [${w.shape}], the network needs [${spec.shape}]`);
+    }
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    if (w.data.length !== size) {
+      throw new Error(`weights: parameter '${spec.name}' has ${w.data.length} values, shape [${w.shape}] needs ${size}`);
+    }
+    this.claim(spec.name);
+    this.initializers.push(floatTensor(spec.name, w.data, spec.shape));
+    const sym: Sym = { name: spec.name, shape: [...spec.shape], dtype: DataType.FLOAT };
+    this.params.set(spec.name, sym);
+    return sym;
+  }
+
+  constant(values: Float32Array, shape: number[]): Sym {
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (values.length !== size || shape.some((d) => d < 0)) {
+      throw new Error(`constant: ${values.length} values do not fill shape [${shape}]`);
+    }
+    const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+    return this.dedupe(floatTensor("", values, shape), "f32", bytes, DataType.FLOAT);
+  }
+
+  add(a: Sym, b: Sym): Sym {
+    return this.node("Add", [a, b], broadcast("add", a.shape, b.shape));
+  }
+
+  sub(a: Sym, b: Sym): Sym {
+    return this.node("Sub", [a, b], broadcast("sub", a.shape, b.shape));
+  }
+
+  mul(a: Sym, b: Sym): Sym {
+    return this.node("Mul", [a, b], broadcast("mul", a.shape, b.shape));
+  }
+
+  scale(a: Sym, s: number): Sym {
+    if (s === 1) return a;
+    return this.mul(a, this.constant(new Float32Array([s]), []));
+  }
+
+  matMul(a: Sym, b: Sym, opts: { transposeB?: boolean } = {}): Sym {
+    let bb = b;
+    if (opts.transposeB) {
+      const r = b.shape.length;
+      const perm = [...Array(r).keys()];
+      perm[r - 2] = r - 1;
+      perm[r - 1] = r - 2;
+      bb = this.transpose(b, perm);
+    }
+    const as = a.shape;
+    const bs = bb.shape;
+    if (as.length < 2 || bs.length < 2) throw new Error(`matMul: operands need rank >= 2, got [${as}] and [${bs}]`);
+    const k = as[as.length - 1]!;
+    const kb = bs[bs.length - 2]!;
+    if (k !== kb) throw new Error(`matMul: inner dimensions differ: [${as}] x [${bs}]`);
+    const lead = broadcast("matMul", as.slice(0, -2), bs.slice(0, -2));
+    return this.node("MatMul", [a, bb], [...lead, as[as.length - 2]!, bs[bs.length - 1]!]);
+  }
+
+  reshape(x: Sym, shape: number[]): Sym {
+    const out = inferReshape(x.shape, shape);
+    if (sameShape(out, x.shape)) return x;
+    return this.node("Reshape", [x, this.int64(shape)], out);
+  }
+
+  transpose(x: Sym, perm: number[]): Sym {
+    if (perm.length !== x.shape.length || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
+      throw new Error(`transpose: perm [${perm}] does not fit shape [${x.shape}]`);
+    }
+    return this.node("Transpose", [x], perm.map((p) => x.shape[p]!), { perm });
+  }
+
+  concat(xs: Sym[], axis: number): Sym {
+    const first = xs[0];
+    if (!first) throw new Error("concat: no inputs");
+    if (xs.length === 1) return first;
+    const r = first.shape.length;
+    const ax = axis < 0 ? axis + r : axis;
+    const out = [...first.shape];
+    let total = 0;
+    for (const x of xs) {
+      if (x.shape.length !== r) throw new Error(`concat: ranks differ: [${first.shape}] and [${x.shape}]`);
+      for (let d = 0; d < r; d++) {
+        if (d !== ax && x.shape[d] !== first.shape[d]) throw new Error(`concat on axis ${axis}: shapes [${first.shape}] and [${x.shape}] differ off-axis`);
+      }
+      const n = x.shape[ax]!;
+      if (n < 0) throw new Error(`concat: axis ${axis} is dynamic in [${x.shape}]`);
+      total += n;
+    }
+    out[ax] = total;
+    return this.node("Concat", xs, out, { axis: { int: ax } });
+  }
+
+  slice(x: Sym, axis: number, start: number, end: number): Sym {
+    const n = x.shape[axis];
+    if (n === undefined || n < 0 || start < 0 || end > n || start >= end) {
+      throw new Error(`slice: [${start}:${end}] on axis ${axis} does not fit shape [${x.shape}]`);
+    }
+    if (start === 0 && end === n) return x;
+    const out = [...x.shape];
+    out[axis] = end - start;
+    return this.node("Slice", [x, this.int64([start]), this.int64([end]), this.int64([axis])], out);
+  }
+
+  sin(x: Sym): Sym {
+    return this.node("Sin", [x], x.shape);
+  }
+
+  cos(x: Sym): Sym {
+    return this.node("Cos", [x], x.shape);
+  }
+
+  sigmoid(x: Sym): Sym {
+    return this.node("Sigmoid", [x], x.shape);
+  }
+
+  silu(x: Sym): Sym {
+    return this.mul(x, this.sigmoid(x));
+  }
+
+  softmax(x: Sym): Sym {
+    return this.node("Softmax", [x], x.shape, { axis: { int: -1 } });
+  }
+
+  layerNorm(x: Sym, eps: number): Sym {
+    const d = x.shape[x.shape.length - 1];
+    if (d === undefined || d < 1) throw new Error(`layerNorm: last axis of [${x.shape}] must be static`);
+    const ones = this.constant(new Float32Array(d).fill(1), [d]);
+    const zeros = this.constant(new Float32Array(d), [d]);
+    return this.node("LayerNormalization", [x, ones, zeros], x.shape, { axis: { int: -1 }, epsilon: eps });
+  }
+
+  // ---- internals ----
+
+  private nodeNamed(opType: string, inputs: readonly Sym[], output: string, shape: readonly number[], attrs: Record<string, AttrValue>, dtype: number): Sym {
+    this.claim(output);
+    const attribute = Object.entries(attrs).map(([k, v]) => attr(k, v));
+    this.nodes.push({
+      input: inputs.map((i) => i.name),
+      output: [output],
+      name: `${output}_node`,
+      opType,
+      ...(attribute.length ? { attribute } : {}),
+    });
+    return { name: output, shape: [...shape], dtype };
+  }
+
+  private dedupe(t: TensorProto, tag: string, bytes: Uint8Array, dtype: number): Sym {
+    const key = `${tag}[${t.dims.join(",")}]${createHash("sha1").update(bytes).digest("hex")}`;
+    const got = this.constants.get(key);
+    if (got) return got;
+    const name = this.fresh("const");
+    this.claim(name);
+    this.initializers.push({ ...t, name });
+    const sym: Sym = { name, shape: [...t.dims], dtype };
+    this.constants.set(key, sym);
+    return sym;
+  }
+
+  private fresh(op: string): string {
+    let name: string;
+    do name = `${this.prefix}${op}_${this.counter++}`;
+    while (this.names.has(name));
+    return name;
+  }
+
+  private claim(name: string): void {
+    if (this.names.has(name)) throw new Error(`ONNX value name '${name}' is used twice`);
+    this.names.add(name);
+  }
+}
+
+function attr(name: string, v: AttrValue): AttributeProto {
+  if (typeof v === "string") return { name, type: AttributeType.STRING, s: new TextEncoder().encode(v) };
+  if (typeof v === "number") return { name, type: AttributeType.FLOAT, f: v };
+  if (Array.isArray(v)) return { name, type: AttributeType.INTS, ints: v };
+  if ("int" in v) return { name, type: AttributeType.INT, i: v.int };
+  return { name, type: AttributeType.INTS, ints: v.ints };
+}
+
+/** A graph value's type: float tensor with `batch` for -1 dims. */
+export function valueInfo(name: string, shape: readonly number[], dtype: number = DataType.FLOAT): ValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: dtype,
+        shape: { dim: shape.map((d) => (d === BATCH ? { dimParam: "batch" } : { dimValue: d })) },
+      },
+    },
+  };
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Numpy broadcasting of static shapes, -1 being the batch dimension. */
+export function broadcast(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const r = Math.max(a.length, b.length);
+  const out = new Array<number>(r);
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1;
+    const y = b[b.length - r + i] ?? 1;
+    if (x === y) out[i] = x;
+    else if (x === 1) out[i] = y;
+    else if (y === 1) out[i] = x;
+    else throw new Error(`${op}: shapes [${a}] and [${b}] do not broadcast`);
+  }
+  return out;
+}
+
+function inferReshape(from: readonly number[], to: readonly number[]): number[] {
+  const dyn = to.filter((d) => d === BATCH).length;
+  if (dyn > 1 || to.some((d) => d === 0 || d < -1)) throw new Error(`reshape: target [${to}] may hold one -1 and positive sizes only`);
+  const staticFrom = from.filter((d) => d !== BATCH).reduce((a, b) => a * b, 1);
+  const staticTo = to.filter((d) => d !== BATCH).reduce((a, b) => a * b, 1);
+  const fromDyn = from.includes(BATCH);
+  if (fromDyn !== (dyn === 1)) {
+    if (!fromDyn && dyn === 1 && staticFrom % staticTo === 0) return to.map((d) => (d === BATCH ? staticFrom / staticTo : d));
+    throw new Error(`reshape: [${from}] -> [${to}] must keep the batch dimension as -1`);
+  }
+  if (staticFrom !== staticTo) throw new Error(`reshape: [${from}] has ${staticFrom} values per batch item, [${to}] has ${staticTo}`);
+  return [...to];
+}
