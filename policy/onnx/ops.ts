@@ -80,17 +80,6 @@ export class OnnxOps implements Ops<Sym> {
     return { name, shape: [...shape], dtype };
   }
 
-  /**
-   * Declares a graph input with a default value: an initializer of the same name that a caller
-   * may override (ONNX IR >= 4). `shape` is the declared input shape; the default may broadcast.
-   */
-  inputWithDefault(name: string, shape: readonly number[], value: TensorProto): Sym {
-    this.claim(name);
-    this.inputs.push(valueInfo(name, shape, value.dataType));
-    this.initializers.push({ ...value, name });
-    return { name, shape: [...shape], dtype: value.dataType };
-  }
-
   /** Marks `x` as a graph output called `name` (adds an Identity node when renaming). */
   output(x: Sym, name: string): void {
     const y = x.name === name ? x : this.nodeNamed("Identity", [x], name, x.shape, {}, x.dtype);

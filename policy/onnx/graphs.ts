@@ -1,0 +1,223 @@
+/**
+ * The two exported graphs, built from the network description through `OnnxOps`:
+ *
+ * - `sample`: raw observations, noise and an action prefix -> de-normalised action chunk.
+ *   Normalisation maps are baked in as constants, the observation is encoded once, and the chosen
+ *   solver is unrolled over a uniform grid of `steps` steps, every step reusing the encoding.
+ * - `velocity`: one evaluation of the velocity field on normalised values, for own solvers.
+ *
+ * Sample-graph inputs (batch is the `batch` dim_param):
+ * - `obs.<name>` `[batch, ...rawShape]` float32, raw (dataset units), one per observation feature;
+ *   `rawShape` is the model shape with its last dim set to the dataset's (unpadded) dim.
+ * - `noise` `[batch, H, A]` float32, N(0, I) in the model's normalised action space (A = model
+ *   action dim, padded dims included). Required for flow heads: the caller draws it (the
+ *   actionflow runtime with a seeded `Rng`), so a chunk is reproducible. Absent for regression heads.
+ * - `prefix` `[batch, H, rawA]` float32, raw actions, and `prefix_len` `[batch]` int64: real-time
+ *   chunking. Both are required (onnxruntime-node ignores feeds of initializer-backed inputs, so
+ *   ONNX "inputs with defaults" cannot be used): pass zeros and 0 for no prefix. The first `prefix_len` steps
+ *   of the chunk are inpainted by replacement: after every solver step they are overwritten with
+ *   the path value `t * x1_prefix + (1 - t) * x0` at the step's end time (x0 = the noise), so at
+ *   t = 1 they equal the prefix exactly and the rest of the chunk is sampled consistently with it.
+ *   This needs no training-time support and works with every flow head.
+ *
+ * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
+ */
+import type { ActionHead } from "../net/network.ts";
+import type { AffineNorm } from "../normalize.ts";
+import { integrate, solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
+import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
+import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
+import { VERSION } from "../version.ts";
+
+export { IR_VERSION, OPSET } from "./proto.ts";
+
+/** One observation feature as the graphs see it. */
+export interface FeatureIO {
+  /** Model name (`state`); the graph input is `obs.<name>`. */
+  name: string;
+  /** Dataset column (`observation.state`). */
+  key: string;
+  /** Model (padded) shape `[d]` or `[n, d]`. */
+  shape: number[];
+  /** Raw (dataset) shape: `shape` with the last dim unpadded. */
+  rawShape: number[];
+}
+
+/** Normalisation baked into the sample graph: padded affine maps and the raw action dim. */
+export interface GraphNorms {
+  /** Per feature name, padded to the model's last dim (`normsFor`). */
+  obs: Record<string, AffineNorm>;
+  /** Padded to the model's action dim. */
+  action: AffineNorm;
+  /** Dataset action dim (<= model action dim). */
+  rawActionDim: number;
+}
+
+/** Options of `buildSampleModel`. */
+export interface SampleModelOptions {
+  /** Solver steps over the uniform grid 0..1 (ignored by regression heads). */
+  steps: number;
+  solver: SolverName;
+  /** Extra `metadata_props` (actionflow.* keys describing the head are always written). */
+  metadata?: Record<string, string>;
+}
+
+/** A built graph and the parameters it uses. */
+export interface BuiltModel {
+  model: ModelProto;
+  /** Parameter names the description read from the weights. */
+  usedParams: string[];
+}
+
+/** The graph inputs of the sample graph's observation features: `obs.<name>`. */
+export function obsInputName(name: string): string {
+  return `obs.${name}`;
+}
+
+/** Builds the `sample` model: raw observations (+ noise, prefix) -> raw action chunk. */
+export function buildSampleModel(head: ActionHead, weights: WeightMap, features: readonly FeatureIO[], norms: GraphNorms, opts: SampleModelOptions): BuiltModel {
+  const cfg = head.config;
+  const { horizon: H, actionDim: A } = cfg;
+  const rawA = norms.rawActionDim;
+  if (!Number.isInteger(rawA) || rawA < 1 || rawA > A) throw new Error(`raw action dim ${rawA} must be in 1..${A} (the model's action dim)`);
+  checkAffine("action", norms.action, A);
+  const ops = new OnnxOps({ weights });
+  const solver = solverByName(opts.solver);
+  if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new Error(`steps must be a positive integer, got ${opts.steps}`);
+
+  // Observations: raw -> normalised -> zero-padded to the model's dims.
+  const obs: Record<string, Sym> = {};
+  for (const f of features) {
+    const norm = norms.obs[f.name];
+    if (!norm) throw new Error(`normalisation has no entry for observation feature '${f.name}'`);
+    const d = f.shape[f.shape.length - 1]!;
+    const rawD = f.rawShape[f.rawShape.length - 1]!;
+    checkAffine(`observation feature '${f.name}'`, norm, d);
+    const x = ops.input(obsInputName(f.name), [-1, ...f.rawShape]);
+    obs[f.name] = padLast(ops, normalizeRaw(ops, x, norm, rawD), rawD, d);
+  }
+  const ctx = head.encode(ops, obs);
+
+  // Action prefix -> normalised, padded, and a [batch, H, 1] mask of the first prefix_len steps.
+  const prefixRaw = ops.input("prefix", [-1, H, rawA]);
+  const prefixLen = ops.input("prefix_len", [-1], DataType.INT64);
+  const prefix = padLast(ops, normalizeRaw(ops, prefixRaw, norms.action, rawA), rawA, A);
+  const lenCol = ops.reshape(prefixLen, [-1, 1]);
+  const steps = ops.int64([...Array(H).keys()], [1, H]);
+  const maskBool = ops.node("Less", [steps, lenCol], [-1, H], {}, DataType.BOOL);
+  const mask = ops.reshape(ops.node("Cast", [maskBool], [-1, H], { to: { int: DataType.FLOAT } }, DataType.FLOAT), [-1, H, 1]);
+  const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
+
+  let x: Sym;
+  let nfe: number;
+  if (cfg.objective === "regression") {
+    const zeros = ops.constant(new Float32Array(H * A), [1, H, A]);
+    const ones = ops.constant(new Float32Array(H).fill(1), [1, H]);
+    x = inpaint(head.velocity(ops, ctx, zeros, ones), prefix);
+    nfe = 1;
+  } else {
+    const noise = ops.input("noise", [-1, H, A]);
+    const space: VectorSpace<Sym> = { axpy: (y, alpha, v) => (alpha === 0 ? y : ops.add(y, ops.scale(v, alpha))) };
+    const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
+    const f = (xt: Sym, t: number): Sym => head.velocity(ops, ctx, xt, timeOf(t));
+    const grid = uniformGrid(opts.steps);
+    x = noise;
+    nfe = 0;
+    for (let i = 0; i + 1 < grid.length; i++) {
+      const t1 = grid[i + 1]!;
+      const r = integrate(solver, space, f, x, [grid[i]!, t1]);
+      nfe += r.nfe;
+      // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0.
+      x = inpaint(r.x, space.axpy(ops.scale(prefix, t1), 1 - t1, noise));
+    }
+  }
+  if (x.shape[0] !== -1) throw new Error(`sample graph: the chunk lost its batch dimension (shape [${x.shape}])`);
+
+  // De-normalise the raw action dims: x = (y - offset) / scale.
+  const inv = new Float32Array(rawA);
+  const shift = new Float32Array(rawA);
+  for (let i = 0; i < rawA; i++) {
+    const s = norms.action.scale[i]!;
+    if (s === 0) throw new Error(`action normalisation: dim ${i} has scale 0 and cannot be inverted`);
+    inv[i] = 1 / s;
+    shift[i] = -norms.action.offset[i]! / s;
+  }
+  const y = ops.add(ops.mul(ops.slice(x, 2, 0, rawA), ops.constant(inv, [rawA])), ops.constant(shift, [rawA]));
+  ops.output(y, "actions");
+
+  const meta = {
+    ...headMetadata(head, features, "sample"),
+    "actionflow.solver": cfg.objective === "regression" ? "none" : solver.name,
+    "actionflow.steps": String(cfg.objective === "regression" ? 1 : opts.steps),
+    "actionflow.nfe": String(nfe),
+    "actionflow.action_dim": String(rawA),
+    "actionflow.noise": cfg.objective === "regression" ? "none" : "input",
+    "actionflow.prefix": "replace",
+    ...opts.metadata,
+  };
+  const doc = `actionflow ${cfg.arch} ${cfg.objective} head: raw observations -> action chunk [batch, ${H}, ${rawA}]` +
+    (cfg.objective === "regression" ? " (one evaluation)" : ` (${solver.name}, ${opts.steps} steps, noise [batch, ${H}, ${A}] required)`);
+  return { model: wrapModel(ops, "actionflow_sample", doc, meta), usedParams: ops.usedParams() };
+}
+
+/** Builds the `velocity` model: normalised `xt` `[batch, H, A]`, `t` `[batch, H]`, normalised `obs.<name>` -> `velocity`. */
+export function buildVelocityModel(head: ActionHead, weights: WeightMap, features: readonly FeatureIO[], opts: { metadata?: Record<string, string> } = {}): BuiltModel {
+  const cfg = head.config;
+  const { horizon: H, actionDim: A } = cfg;
+  const ops = new OnnxOps({ weights });
+  const obs: Record<string, Sym> = {};
+  for (const f of features) obs[f.name] = ops.input(obsInputName(f.name), [-1, ...f.shape]);
+  const xt = ops.input("xt", [-1, H, A]);
+  const t = ops.input("t", [-1, H]);
+  const v = head.velocity(ops, head.encode(ops, obs), xt, t);
+  ops.output(v, "velocity");
+  const meta = { ...headMetadata(head, features, "velocity"), ...opts.metadata };
+  const doc = `actionflow ${cfg.arch} velocity field: normalised xt [batch, ${H}, ${A}], t [batch, ${H}] (0 = noise, 1 = data), normalised obs.* -> velocity`;
+  return { model: wrapModel(ops, "actionflow_velocity", doc, meta), usedParams: ops.usedParams() };
+}
+
+function headMetadata(head: ActionHead, features: readonly FeatureIO[], graph: "sample" | "velocity"): Record<string, string> {
+  const cfg = head.config;
+  return {
+    "actionflow.version": VERSION,
+    "actionflow.graph": graph,
+    "actionflow.config": JSON.stringify(cfg),
+    "actionflow.features": JSON.stringify(features),
+    "actionflow.objective": cfg.objective,
+    "actionflow.horizon": String(cfg.horizon),
+    "actionflow.model_action_dim": String(cfg.actionDim),
+    "actionflow.time_convention": "t=0 noise, t=1 data",
+  };
+}
+
+function wrapModel(ops: OnnxOps, name: string, doc: string, meta: Record<string, string>): ModelProto {
+  return {
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: "", version: OPSET }],
+    producerName: "actionflow",
+    producerVersion: VERSION,
+    docString: doc,
+    graph: ops.graph(name, doc),
+    metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
+  };
+}
+
+/** x * scale + offset over the first `rawD` dims of the map (raw values, unpadded). */
+function normalizeRaw(ops: OnnxOps, x: Sym, norm: AffineNorm, rawD: number): Sym {
+  return ops.add(ops.mul(x, ops.constant(norm.scale.slice(0, rawD), [rawD])), ops.constant(norm.offset.slice(0, rawD), [rawD]));
+}
+
+/** Zero-pads the last axis of x from `from` to `to` (normalised padding dims are 0). */
+function padLast(ops: OnnxOps, x: Sym, from: number, to: number): Sym {
+  if (from === to) return x;
+  const r = x.shape.length;
+  const pads = new Array<number>(2 * r).fill(0);
+  pads[2 * r - 1] = to - from;
+  return ops.node("Pad", [x, ops.int64(pads)], [...x.shape.slice(0, -1), to], { mode: "constant" });
+}
+
+function checkAffine(what: string, norm: AffineNorm, dim: number): void {
+  if (norm.scale.length !== dim || norm.offset.length !== dim) {
+    throw new Error(`${what}: normalisation has ${norm.scale.length} dims, the model needs ${dim}`);
+  }
+}

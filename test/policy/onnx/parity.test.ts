@@ -1,0 +1,147 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import * as tf from "@tensorflow/tfjs";
+import { buildSampleModel, buildVelocityModel, obsInputName } from "../../../policy/onnx/graphs.ts";
+import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
+import { sampleChunkTfjs, tfjsSpace } from "../../../policy/sampling/tfjs.ts";
+import { solverByName, uniformGrid, type SolverName } from "../../../policy/flow/solvers.ts";
+import { denormalize, normalize } from "../../../policy/normalize.ts";
+import { Rng } from "../../../policy/random.ts";
+import { maxAbsDiff, runModel } from "./helpers.ts";
+import { RAW, randomObs, tinyModel, type TinyModel } from "./fixture.ts";
+
+const BATCH = 2;
+const SOLVERS: SolverName[] = ["euler", "midpoint", "heun", "rk4"];
+
+beforeAll(async () => {
+  await tf.setBackend("cpu");
+  await tf.ready();
+});
+
+/** Raw observations -> normalised, padded model inputs (as tfjs tensors). */
+function normalisedObs(m: TinyModel, raw: Record<string, Float32Array>): Record<string, tf.Tensor> {
+  const out: Record<string, tf.Tensor> = {};
+  for (const f of m.features) {
+    const rawD = f.rawShape[f.rawShape.length - 1]!;
+    const d = f.shape[f.shape.length - 1]!;
+    const norm = m.norms.obs[f.name]!;
+    const x = normalize(raw[f.name]!, { scale: norm.scale.slice(0, rawD), offset: norm.offset.slice(0, rawD) });
+    const rows = x.length / rawD;
+    const padded = new Float32Array(rows * d);
+    for (let r = 0; r < rows; r++) padded.set(x.subarray(r * rawD, (r + 1) * rawD), r * d);
+    out[f.name] = tf.tensor(padded, [BATCH, ...f.shape]);
+  }
+  return out;
+}
+
+/** Normalised chunk [batch, H, A] -> raw [batch, H, rawA]. */
+function rawChunk(m: TinyModel, x: Float32Array): Float32Array {
+  const { horizon: H, actionDim: A } = m.config;
+  const y = denormalize(x, m.norms.action);
+  const out = new Float32Array(BATCH * H * RAW.action);
+  for (let r = 0; r < BATCH * H; r++) out.set(y.subarray(r * A, r * A + RAW.action), r * RAW.action);
+  return out;
+}
+
+/** Observation feeds plus an empty prefix (zeros, length 0). */
+function feedsOf(m: TinyModel, raw: Record<string, Float32Array>): Record<string, [Float32Array | BigInt64Array, number[]]> {
+  const H = m.config.horizon;
+  const feeds: Record<string, [Float32Array | BigInt64Array, number[]]> = {
+    prefix: [new Float32Array(BATCH * H * RAW.action), [BATCH, H, RAW.action]],
+    prefix_len: [new BigInt64Array(BATCH), [BATCH]],
+  };
+  for (const f of m.features) feeds[obsInputName(f.name)] = [raw[f.name]!, [BATCH, ...f.rawShape]];
+  return feeds;
+}
+
+for (const arch of ["transformer", "mlp"] as const) {
+  describe(`ONNX sample graph == tfjs reference (${arch})`, () => {
+    const m = tinyModel(arch);
+    const raw = randomObs(BATCH, 11);
+    const { horizon: H, actionDim: A } = m.config;
+    const noise = new Rng(5).normalArray(BATCH * H * A);
+
+    for (const solver of SOLVERS) {
+      it(`${solver}, 3 steps, batch ${BATCH}`, async () => {
+        const steps = 3;
+        const { model } = buildSampleModel(m.head, m.weights, m.features, m.norms, { steps, solver });
+        const out = await runModel(model, { ...feedsOf(m, raw), noise: [noise, [BATCH, H, A]] });
+        const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
+        const ref = tf.tidy(() => sampleChunkTfjs(m.head, ops, normalisedObs(m, raw), tf.tensor(noise, [BATCH, H, A]), { steps, solver }).dataSync() as Float32Array);
+        ops.dispose();
+        expect(out.actions!.dims).toEqual([BATCH, H, RAW.action]);
+        const diff = maxAbsDiff(out.actions!.data, rawChunk(m, ref));
+        expect(diff).toBeLessThan(1e-4);
+      });
+    }
+
+    it("inpaints an action prefix by replacement (euler, 4 steps)", async () => {
+      const steps = 4;
+      const { model } = buildSampleModel(m.head, m.weights, m.features, m.norms, { steps, solver: "euler" });
+      const prefix = new Rng(9).normalArray(BATCH * H * RAW.action);
+      const lens = [2, 0];
+      const out = await runModel(model, {
+        ...feedsOf(m, raw),
+        noise: [noise, [BATCH, H, A]],
+        prefix: [prefix, [BATCH, H, RAW.action]],
+        prefix_len: [BigInt64Array.from(lens.map(BigInt)), [BATCH]],
+      });
+      // Reference: the same replacement written on tfjs.
+      const prefN = new Float32Array(BATCH * H * A);
+      const pn = normalize(prefix, { scale: m.norms.action.scale.slice(0, RAW.action), offset: m.norms.action.offset.slice(0, RAW.action) });
+      for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
+      const mask = new Float32Array(BATCH * H);
+      for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
+      const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
+      const ref = tf.tidy(() => {
+        const ctx = m.head.encode(ops, normalisedObs(m, raw));
+        const x0 = tf.tensor(noise, [BATCH, H, A]);
+        const p = tf.tensor(prefN, [BATCH, H, A]);
+        const mk = tf.tensor(mask, [BATCH, H, 1]);
+        const grid = uniformGrid(steps);
+        let x = x0;
+        for (let i = 0; i < steps; i++) {
+          const t1 = grid[i + 1]!;
+          x = solverByName("euler").step(tfjsSpace, (xt, t) => m.head.velocity(ops, ctx, xt, tf.fill([BATCH, H], t)), x, grid[i]!, t1);
+          const target = tf.add(tf.mul(p, t1), tf.mul(x0, 1 - t1));
+          x = tf.add(x, tf.mul(mk, tf.sub(target, x)));
+        }
+        return x.dataSync() as Float32Array;
+      });
+      ops.dispose();
+      const got = out.actions!.data;
+      expect(maxAbsDiff(got, rawChunk(m, ref))).toBeLessThan(1e-4);
+      // The prefix comes back exactly (up to float rounding) where it was given, and only there.
+      for (let h = 0; h < 2; h++) {
+        for (let a = 0; a < RAW.action; a++) expect(Math.abs(got[h * RAW.action + a]! - prefix[h * RAW.action + a]!)).toBeLessThan(1e-4);
+      }
+    });
+
+    it("regression head: one evaluation at xt = 0, t = 1, no noise input", async () => {
+      const r = tinyModel(arch, { objective: "regression" });
+      const { model } = buildSampleModel(r.head, r.weights, r.features, r.norms, { steps: 10, solver: "euler" });
+      expect(model.graph.input.map((i) => i.name)).not.toContain("noise");
+      const out = await runModel(model, feedsOf(r, raw));
+      const ops = new TfjsOps({ seed: 0, weights: r.weights, mode: "frozen" });
+      const ref = tf.tidy(() => sampleChunkTfjs(r.head, ops, normalisedObs(r, raw), tf.zeros([BATCH, H, A])).dataSync() as Float32Array);
+      ops.dispose();
+      expect(maxAbsDiff(out.actions!.data, rawChunk(r, ref))).toBeLessThan(1e-4);
+    });
+
+    it("velocity graph == one tfjs velocity evaluation", async () => {
+      const { model } = buildVelocityModel(m.head, m.weights, m.features);
+      const rng = new Rng(3);
+      const xt = rng.normalArray(BATCH * H * A);
+      const t = Float32Array.from({ length: BATCH * H }, () => rng.uniform());
+      const obsN = normalisedObs(m, raw);
+      const feeds: Record<string, [Float32Array, number[]]> = { xt: [xt, [BATCH, H, A]], t: [t, [BATCH, H]] };
+      for (const f of m.features) feeds[obsInputName(f.name)] = [obsN[f.name]!.dataSync() as Float32Array, [BATCH, ...f.shape]];
+      const out = await runModel(model, feeds);
+      const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
+      const ref = tf.tidy(() => m.head.velocity(ops, m.head.encode(ops, obsN), tf.tensor(xt, [BATCH, H, A]), tf.tensor(t, [BATCH, H])).dataSync() as Float32Array);
+      ops.dispose();
+      tf.dispose(Object.values(obsN));
+      expect(out.velocity!.dims).toEqual([BATCH, H, A]);
+      expect(maxAbsDiff(out.velocity!.data, ref)).toBeLessThan(1e-4);
+    });
+  });
+}
