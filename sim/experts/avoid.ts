@@ -1,0 +1,36 @@
+/**
+ * Scripted avoid expert: picks the left (+y) or right (-y) way round the pillar 50/50, then follows a
+ * cubic Bézier from the start to the target whose middle control points sit beside the pillar
+ * (random clearance, height, timing), and holds at the target.
+ */
+import type { Rng } from "../../policy/random.ts";
+import type { Vec3 } from "../env.ts";
+import type { AvoidTask } from "../tasks/avoid.ts";
+import { uniform } from "../tasks/task.ts";
+import type { Expert, TimedCurve } from "./plan.ts";
+import { IkDriver, curveAt } from "./plan.ts";
+
+/** Creates the avoid expert for the task's current episode (call right after `task.reset`). */
+export function avoidExpert(task: AvoidTask, rng: Rng): Expert {
+  const closed = task.env.scene.gripper?.closed;
+  const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
+  const mode = rng.uniform() < 0.5 ? "left" : "right";
+  const side = mode === "left" ? 1 : -1;
+  const start = task.env.eePos();
+  const target = task.target;
+  const ob = task.obstacle;
+  // The curve's sideways offset at its middle is 3/4 of the control points' offset.
+  const clearance = uniform(rng, 0.06, 0.075);
+  const lateral = clearance / 0.75;
+  const z = uniform(rng, 0.045, 0.06);
+  const spread = uniform(rng, 0.015, 0.035);
+  const p1: Vec3 = [ob[0] - spread + 0.005 * rng.normal(), ob[1] + side * lateral, z];
+  const p2: Vec3 = [ob[0] + spread + 0.005 * rng.normal(), ob[1] + side * lateral, z];
+  const curve: TimedCurve = { points: [start, p1, p2, target], duration: uniform(rng, 2.0, 3.0) };
+  const fps = task.env.fps;
+  return {
+    mode,
+    act: () => driver.targetFor(curveAt(curve, (task.stepsTaken + 1) / fps)),
+    dispose: () => driver.dispose(),
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * Cartesian paths for the scripted experts: Bézier curves timed by a minimum-jerk profile, and the
+ * shared machinery turning a desired end-effector point into noisy joint targets through IK.
+ */
+import type { Rng } from "../../policy/random.ts";
+import type { Vec3 } from "../env.ts";
+import type { Task } from "../tasks/task.ts";
+import { SiteIk } from "./ik.ts";
+
+/** Minimum-jerk time scaling: s(0) = 0, s(1) = 1, zero velocity and acceleration at both ends. */
+export function minJerk(u: number): number {
+  const x = Math.min(1, Math.max(0, u));
+  return x * x * x * (10 - 15 * x + 6 * x * x);
+}
+
+/** A point on the Bézier curve with control points `pts` at parameter `t` in [0, 1] (de Casteljau). */
+export function bezier(pts: Vec3[], t: number): Vec3 {
+  let level = pts.map((p) => [...p] as Vec3);
+  while (level.length > 1) {
+    const next: Vec3[] = [];
+    for (let i = 0; i + 1 < level.length; i++) {
+      const a = level[i] as Vec3;
+      const b = level[i + 1] as Vec3;
+      next.push([a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), a[2] + t * (b[2] - a[2])]);
+    }
+    level = next;
+  }
+  return level[0] ?? [0, 0, 0];
+}
+
+/** A timed path: control points and a duration (seconds); position at time t via minimum jerk. */
+export interface TimedCurve {
+  points: Vec3[];
+  duration: number;
+}
+
+/** Position on a timed curve at time `t` seconds after its start (held at the end afterwards). */
+export function curveAt(curve: TimedCurve, t: number): Vec3 {
+  return bezier(curve.points, minJerk(t / curve.duration));
+}
+
+/** Moves `from` towards `to` by at most `maxStep` metres. */
+export function stepToward(from: Vec3, to: Vec3, maxStep: number): Vec3 {
+  const d: Vec3 = [to[0] - from[0], to[1] - from[1], to[2] - from[2]];
+  const n = Math.hypot(d[0], d[1], d[2]);
+  if (n <= maxStep || n === 0) return [...to];
+  const k = maxStep / n;
+  return [from[0] + k * d[0], from[1] + k * d[1], from[2] + k * d[2]];
+}
+
+/** A scripted expert: one action (joint position targets, float32, action order) per control step. */
+export interface Expert {
+  /** The next action, given the task's current state. */
+  act(): Float32Array;
+  /** The solution mode this episode ("left"/"right" for avoid); undefined for single-mode tasks. */
+  readonly mode?: string;
+  /** Frees the IK solver. */
+  dispose(): void;
+}
+
+/** Options for {@link IkDriver}. */
+export interface IkDriverOptions {
+  /** Gripper target (joint units); default: keep the current gripper position. */
+  gripper?: number;
+  /** Standard deviation of Gaussian noise added to the arm joint targets (radians); default 0.002. */
+  actionNoise?: number;
+}
+
+/** Turns desired end-effector points into joint targets by warm-started IK, adding action noise. */
+export class IkDriver {
+  private readonly ik: SiteIk;
+  private q: number[];
+  private readonly gripper: number | undefined;
+  private readonly noise: number;
+
+  /** Starts from the task's current joint positions. */
+  constructor(
+    private readonly task: Task,
+    private readonly rng: Rng,
+    opts: IkDriverOptions = {},
+  ) {
+    this.ik = new SiteIk(task.env);
+    this.q = task.env.jointPositions64();
+    const gi = task.env.scene.gripper?.index;
+    this.gripper = opts.gripper ?? (gi === undefined ? undefined : this.q[gi]);
+    this.noise = opts.actionNoise ?? 0.002;
+  }
+
+  /** Joint targets (float32, rounded as stored in datasets) placing the end effector at `p`. */
+  targetFor(p: Vec3): Float32Array {
+    this.q = this.ik.solve(p, this.q).q;
+    const env = this.task.env;
+    const gi = env.scene.gripper?.index;
+    const out = new Float32Array(env.dim);
+    for (let i = 0; i < env.dim; i++) {
+      if (i === gi) {
+        out[i] = this.gripper ?? this.q[i] ?? 0;
+        continue;
+      }
+      const [lo, hi] = env.ranges[i] ?? [-Infinity, Infinity];
+      out[i] = Math.min(hi, Math.max(lo, (this.q[i] ?? 0) + this.noise * this.rng.normal()));
+    }
+    return out;
+  }
+
+  /** Frees the IK solver. */
+  dispose(): void {
+    this.ik.dispose();
+  }
+}

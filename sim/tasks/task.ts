@@ -1,0 +1,150 @@
+/**
+ * What every simulated task shares: a seeded reset, observations in LeRobot's feature names,
+ * a reward, a success test and a maximum episode length, over one {@link SimEnv}.
+ */
+import { Rng } from "../../policy/random.ts";
+import type { SimEnv, Vec3 } from "../env.ts";
+
+/** Names of the built-in tasks. */
+export type TaskName = "reach" | "push" | "avoid";
+
+/** Observation dict in LeRobot feature names: `observation.state` [dim], `observation.environment_state` [envDim]. */
+export type Observation = Record<string, Float32Array>;
+
+/** Objects a picture of the episode shows (top-down), in world metres. */
+export interface SceneMarkers {
+  /** Where the end effector should end up (reach, avoid). */
+  target?: Vec3;
+  /** Obstacle centre and radius (avoid). */
+  obstacle?: { center: Vec3; radius: number };
+  /** Goal centre and radius of the goal region (push). */
+  goal?: { center: Vec3; radius: number };
+  /** Block centre and radius (push), at the current time. */
+  block?: { center: Vec3; radius: number };
+}
+
+/** A static description of a task (no simulator needed). */
+export interface TaskInfo {
+  name: TaskName;
+  /** The natural-language task string stored in the dataset. */
+  description: string;
+  /** Maximum control steps per episode. */
+  maxSteps: number;
+  /** Names of the `observation.environment_state` entries (fixed length for the task). */
+  envStateNames: string[];
+}
+
+/** A task over a live environment. Call `reset(seed)` before anything else. */
+export abstract class Task {
+  /** The environment the task runs in (owned by the task: {@link Task.dispose} frees it). */
+  readonly env: SimEnv;
+  /** Control steps taken since the reset. */
+  stepsTaken = 0;
+  /** The seed of the last reset. */
+  seed = 0;
+  private achieved = false;
+
+  /** Static description. */
+  abstract readonly info: TaskInfo;
+
+  protected constructor(env: SimEnv) {
+    this.env = env;
+  }
+
+  /** Resets the arm near its home pose and draws a new scene from `seed` (deterministic). */
+  reset(seed: number): void {
+    this.seed = seed;
+    this.stepsTaken = 0;
+    this.achieved = false;
+    const rng = new Rng(seed);
+    this.resetScene(rng);
+    this.env.forward();
+    this.afterStep();
+  }
+
+  /** Current observation (float32 copies). */
+  observe(): Observation {
+    return {
+      "observation.state": this.env.jointPositions(),
+      "observation.environment_state": Float32Array.from(this.environmentState()),
+    };
+  }
+
+  /** Applies one action (joint position targets, action order) for one control period. */
+  step(action: ArrayLike<number>): void {
+    this.env.step(action);
+    this.stepsTaken++;
+    this.afterStep();
+    if (this.successNow()) this.achieved = true;
+  }
+
+  /** True once the task's success condition has held (sticky for the episode). */
+  get success(): boolean {
+    return this.achieved;
+  }
+
+  /** True when the episode is over: success, an unrecoverable failure, or the step limit. */
+  get done(): boolean {
+    return this.achieved || this.failed || this.stepsTaken >= this.info.maxSteps;
+  }
+
+  /** True after an unrecoverable failure (e.g. touching the obstacle). */
+  get failed(): boolean {
+    return false;
+  }
+
+  /** Reward of the current state, in [0, 1]. */
+  abstract reward(): number;
+
+  /** Objects to draw in pictures. */
+  abstract markers(): SceneMarkers;
+
+  /** Frees the environment. */
+  dispose(): void {
+    this.env.dispose();
+  }
+
+  /** Places the arm and the task objects for a new episode (the env is reset by the implementation). */
+  protected abstract resetScene(rng: Rng): void;
+
+  /** Task features, fixed length `info.envStateNames.length`. */
+  protected abstract environmentState(): number[];
+
+  /** Whether the success condition holds after this step (hold counters live here). */
+  protected abstract successNow(): boolean;
+
+  /** Bookkeeping after every physics update (e.g. contact checks). */
+  protected afterStep(): void {}
+
+  /** Resets the env at the home pose with N(0, sigma) radians on the arm joints (not the gripper). */
+  protected resetArm(rng: Rng, sigma: number, gripper?: number): void {
+    const env = this.env;
+    const home = env.scene.home ?? new Array<number>(env.dim).fill(0);
+    const q = home.map((v, i) => {
+      if (i === env.scene.gripper?.index) return gripper ?? v;
+      const [lo, hi] = env.ranges[i] ?? [-Infinity, Infinity];
+      return Math.min(hi, Math.max(lo, v + sigma * rng.normal()));
+    });
+    env.reset(q);
+  }
+}
+
+/** Euclidean distance between two points. */
+export function dist3(a: Vec3, b: Vec3): number {
+  return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+}
+
+/** Distance in the table plane (x, y). */
+export function distXY(a: Vec3, b: Vec3): number {
+  return Math.hypot(a[0] - b[0], a[1] - b[1]);
+}
+
+/** Shaped reward 1 - tanh(d / scale) in (0, 1]. */
+export function shapedReward(d: number, scale = 0.05): number {
+  return 1 - Math.tanh(d / scale);
+}
+
+/** A uniform draw in [lo, hi). */
+export function uniform(rng: Rng, lo: number, hi: number): number {
+  return lo + (hi - lo) * rng.uniform();
+}
