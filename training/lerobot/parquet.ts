@@ -1,9 +1,11 @@
 /**
- * Reading LeRobot parquet files with hyparquet: metadata once per file, only the asked columns and
- * rows, and values checked and packed into flat typed arrays. Every error names the file.
+ * LeRobot parquet files: reading with hyparquet (metadata once per file, only the asked columns and
+ * rows, values checked and packed into flat typed arrays; every error names the file) and encoding
+ * with hyparquet-writer in pyarrow's layout.
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from "hyparquet";
-import type { AsyncBuffer, FileMetaData } from "hyparquet";
+import type { AsyncBuffer, DecodedArray, FileMetaData, SchemaElement } from "hyparquet";
+import { ByteWriter, ParquetWriter } from "hyparquet-writer";
 import type { ColumnArray, FeatureInfo } from "./layout.ts";
 import { frameSize } from "./layout.ts";
 
@@ -139,5 +141,62 @@ export function packColumn(rows: readonly Record<string, unknown>[], feature: Fe
       }
     }
   }
+  return out;
+}
+
+/** Physical type of a written column's leaf values. */
+export type LeafType = "FLOAT" | "DOUBLE" | "INT64" | "STRING";
+
+/** A column to write: `depth` 0 is a scalar per row, 1 a list, 2 a list of lists (pyarrow's layout). */
+export interface OutColumn {
+  name: string;
+  type: LeafType;
+  depth: number;
+  /** The column's values for rows `[start, end)`: a typed array or an array (nested arrays for lists). */
+  slice(start: number, end: number): ArrayLike<unknown>;
+}
+
+/**
+ * Encodes a parquet file in memory (snappy, nullable columns and 3-level lists as pyarrow writes
+ * them), one row group per `rowGroupRows` rows (default 10000) so only that slice is ever expanded
+ * to JS arrays. `keyValue` goes to the footer (e.g. the "huggingface" features or "pandas" index).
+ */
+export function encodeParquet(columns: readonly OutColumn[], rows: number, opts: { keyValue?: Record<string, string>; rowGroupRows?: number } = {}): Uint8Array {
+  const schema: SchemaElement[] = [{ name: "schema", num_children: columns.length }];
+  for (const c of columns) {
+    let name = c.name;
+    for (let d = 0; d < c.depth; d++) {
+      schema.push({ name, repetition_type: "OPTIONAL", converted_type: "LIST", num_children: 1 });
+      schema.push({ name: "list", repetition_type: "REPEATED", num_children: 1 });
+      name = "element";
+    }
+    if (c.type === "STRING") schema.push({ name, type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" });
+    else schema.push({ name, type: c.type, repetition_type: "OPTIONAL" });
+  }
+  const writer = new ByteWriter();
+  const kv = opts.keyValue ? Object.entries(opts.keyValue).map(([key, value]) => ({ key, value })) : undefined;
+  const pq = new ParquetWriter({ writer, schema, kvMetadata: kv, createdBy: "actionflow" });
+  const step = opts.rowGroupRows ?? 10_000;
+  for (let start = 0; start < rows; start += step) {
+    const end = Math.min(rows, start + step);
+    const columnData = columns.map((c) => ({ name: c.name, data: c.slice(start, end) as DecodedArray }));
+    void pq.write({ columnData, rowGroupSize: end - start });
+  }
+  void pq.finish();
+  return new Uint8Array(writer.getBuffer());
+}
+
+/** Splits a flat `[rows, ...shape]` array into per-row nested JS arrays for rows `[start, end)`. */
+export function nestedRows(data: ArrayLike<number | bigint>, shape: readonly number[], start: number, end: number): unknown[] {
+  const per = frameSize(shape);
+  const out: unknown[] = new Array(end - start);
+  const build = (offset: number, dims: readonly number[]): unknown[] => {
+    const [n, ...rest] = dims;
+    const arr: unknown[] = new Array(n);
+    const stride = frameSize(rest);
+    for (let i = 0; i < n!; i++) arr[i] = rest.length === 0 ? data[offset + i] : build(offset + i * stride, rest);
+    return arr;
+  };
+  for (let r = start; r < end; r++) out[r - start] = build(r * per, shape);
   return out;
 }

@@ -1,0 +1,490 @@
+/**
+ * Writer of LeRobot v3.0 datasets (no videos), used by the simulator's recorder and by the
+ * converter:
+ *
+ * ```ts
+ * const w = await LeRobotWriter.create(dir, { fps: 30, robotType: "panda", features: { action: { dtype: "float32", shape: [7] } } });
+ * await w.addEpisode({ task: "pick", frames: { action: new Float32Array(length * 7) }, length });
+ * await w.finish();
+ * ```
+ *
+ * Layout (as LeRobot 3.0 writes it): `data/chunk-XXX/file-YYY.parquet` hold whole episodes back to
+ * back, one list column per feature plus `timestamp` (float32) and `frame_index`, `episode_index`,
+ * `index`, `task_index` (int64); a new file starts when the next episode would take the current one
+ * past `dataFilesSizeInMb` (in-memory size, LeRobot's rule). `finish()` writes
+ * `meta/episodes/chunk-000/file-000.parquet` (one row per episode with its file, frame range and
+ * flattened `stats/{feature}/{stat}`), `meta/tasks.parquet`, `meta/stats.json` and, last,
+ * `meta/info.json`. Every file is written atomically. Statistics come from `training/stats`
+ * (exact min/max/mean/std; histogram quantiles, error <= 0.05% of the range).
+ *
+ * Callers must wait for each method's promise before calling another.
+ */
+import { mkdir, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { writeFileAtomic, writeJsonAtomic } from "../../policy/io/atomic.ts";
+import type { FeatureStats } from "../../policy/normalize.ts";
+import { QUANTILE_KEYS } from "../stats/aggregate.ts";
+import { RunningStats } from "../stats/running.ts";
+import type { FeatureInfo } from "./layout.ts";
+import {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_DATA_FILE_SIZE_IN_MB,
+  DEFAULT_FEATURES,
+  DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+  V3_DATA_PATH,
+  V3_EPISODES_PATH,
+  formatPath,
+  frameSize,
+} from "./layout.ts";
+import type { LeafType, OutColumn } from "./parquet.ts";
+import { encodeParquet, nestedRows } from "./parquet.ts";
+
+/** Numeric dtypes the writer stores. */
+export type WriterDtype = "float32" | "float64" | "int64";
+
+/** A feature to write: dtype, per-frame shape (`[D]`, `[N, D]`, scalars `[1]`) and optional names. */
+export interface WriterFeature {
+  dtype: WriterDtype;
+  shape: number[];
+  names?: string[] | null;
+}
+
+/** Options of {@link LeRobotWriter.create}. */
+export interface LeRobotWriterOptions {
+  /** Frames per second (Hz); timestamps default to `frame_index / fps` seconds. */
+  fps: number;
+  robotType?: string | null;
+  /** Features by name (no '/' in names); the default per-frame columns are added. */
+  features: Record<string, WriterFeature>;
+  /** Data file size limit in MB (default 100, LeRobot's). */
+  dataFilesSizeInMb?: number;
+  /** Files per chunk folder (default 1000). */
+  chunksSize?: number;
+  /** Name of the task string column in tasks.parquet (pandas index): "task" (default) or "__index_level_0__". */
+  tasksIndexColumn?: "task" | "__index_level_0__";
+  /** Histogram bins of the quantile statistics (default 8192). */
+  statsBins?: number;
+}
+
+/** One episode to add: `frames[feature]` is flat `[length, ...shape]`. */
+export interface EpisodeInput {
+  /** The episode's task (natural-language instruction). */
+  task: string;
+  /** Per-frame tasks overriding `task` (length `length`), for episodes with several tasks. */
+  frameTasks?: readonly string[];
+  frames: Record<string, ArrayLike<number> | BigInt64Array>;
+  length: number;
+  /** Per-frame timestamps in seconds (stored as float32); default `frame_index / fps`. */
+  timestamps?: ArrayLike<number>;
+}
+
+/** What {@link LeRobotWriter.addEpisode} returns. */
+export interface AddedEpisode {
+  index: number;
+  /** Global index of the first frame. */
+  from: number;
+  /** One past the last frame. */
+  to: number;
+  /** Data file (relative to the dataset folder) that will hold the episode. */
+  dataFile: string;
+}
+
+/** What {@link LeRobotWriter.finish} returns. */
+export interface FinishedDataset {
+  dir: string;
+  episodes: number;
+  frames: number;
+  tasks: number;
+  dataFiles: string[];
+}
+
+type Stored = Float32Array | Float64Array | BigInt64Array;
+
+interface PendingEpisode {
+  index: number;
+  from: number;
+  length: number;
+  frames: Record<string, Stored>;
+  timestamps: Float32Array;
+  taskIndex: BigInt64Array;
+}
+
+interface EpisodeMeta {
+  index: number;
+  tasks: string[];
+  length: number;
+  chunk: number;
+  file: number;
+  from: number;
+  to: number;
+  stats: Record<string, FeatureStats>;
+}
+
+/** Streams episodes into a new LeRobot v3.0 dataset folder. */
+export class LeRobotWriter {
+  /** The dataset folder. */
+  readonly dir: string;
+  private readonly fps: number;
+  private readonly robotType: string | null;
+  private readonly features: Record<string, WriterFeature>;
+  private readonly limitBytes: number;
+  private readonly limitMb: number;
+  private readonly chunksSize: number;
+  private readonly tasksIndexColumn: "task" | "__index_level_0__";
+  private readonly statsBins: number;
+  private readonly bytesPerFrame: number;
+  private readonly taskIndex = new Map<string, number>();
+  private readonly episodesMeta: EpisodeMeta[] = [];
+  private readonly global: Record<string, RunningStats> = {};
+  private pending: PendingEpisode[] = [];
+  private pendingBytes = 0;
+  private chunk = 0;
+  private file = 0;
+  private frames = 0;
+  private readonly dataFiles: string[] = [];
+  private state: "open" | "busy" | "finished" = "open";
+
+  private constructor(dir: string, opts: LeRobotWriterOptions) {
+    this.dir = dir;
+    this.fps = opts.fps;
+    this.robotType = opts.robotType ?? null;
+    this.features = opts.features;
+    this.limitMb = opts.dataFilesSizeInMb ?? DEFAULT_DATA_FILE_SIZE_IN_MB;
+    this.limitBytes = this.limitMb * 1024 * 1024;
+    this.chunksSize = opts.chunksSize ?? DEFAULT_CHUNK_SIZE;
+    this.tasksIndexColumn = opts.tasksIndexColumn ?? "task";
+    this.statsBins = opts.statsBins ?? 8192;
+    let bytes = 4 + 4 * 8; // timestamp + four int64 columns
+    for (const f of Object.values(opts.features)) bytes += frameSize(f.shape) * (f.dtype === "float32" ? 4 : 8);
+    this.bytesPerFrame = bytes;
+  }
+
+  /**
+   * Starts a dataset in `dir`, which must not exist or be empty. Throws on a bad fps, a feature
+   * name with '/' or clashing with a default column, or a bad shape/dtype.
+   */
+  static async create(dir: string, opts: LeRobotWriterOptions): Promise<LeRobotWriter> {
+    if (!(opts.fps > 0)) throw new RangeError(`LeRobotWriter ${dir}: fps must be > 0, got ${opts.fps}`);
+    if (opts.dataFilesSizeInMb !== undefined && !(opts.dataFilesSizeInMb > 0)) {
+      throw new RangeError(`LeRobotWriter ${dir}: dataFilesSizeInMb must be > 0, got ${opts.dataFilesSizeInMb}`);
+    }
+    const names = Object.keys(opts.features);
+    if (names.length === 0) throw new Error(`LeRobotWriter ${dir}: no features`);
+    for (const [name, f] of Object.entries(opts.features)) {
+      if (name.includes("/")) throw new Error(`LeRobotWriter ${dir}: feature name '${name}' contains '/'`);
+      if (name in DEFAULT_FEATURES) throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
+      if (!["float32", "float64", "int64"].includes(f.dtype)) throw new TypeError(`LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64 or int64`);
+      if (!Array.isArray(f.shape) || f.shape.length === 0 || !f.shape.every((s) => Number.isInteger(s) && s > 0)) {
+        throw new TypeError(`LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`);
+      }
+      if (f.names && f.names.length !== frameSize(f.shape)) {
+        throw new Error(`LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`);
+      }
+    }
+    let entries: string[] = [];
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
+    }
+    if (entries.length > 0) throw new Error(`LeRobotWriter ${dir}: folder exists and is not empty`);
+    await mkdir(dir, { recursive: true });
+    return new LeRobotWriter(dir, opts);
+  }
+
+  /** Episodes added so far. */
+  get episodeCount(): number {
+    return this.episodesMeta.length;
+  }
+
+  /** Frames added so far. */
+  get frameCount(): number {
+    return this.frames;
+  }
+
+  /**
+   * Adds one episode (copied; the caller may reuse its arrays). May write the previous data file
+   * when this episode would overflow it. Throws naming the episode and feature on a missing,
+   * extra or wrongly sized feature, or a NaN/infinite value.
+   */
+  async addEpisode(ep: EpisodeInput): Promise<AddedEpisode> {
+    this.enter("addEpisode");
+    try {
+      return await this.add(ep);
+    } finally {
+      this.state = "open";
+    }
+  }
+
+  /** Writes the last data file and the metadata; the dataset is complete once this resolves. */
+  async finish(): Promise<FinishedDataset> {
+    this.enter("finish");
+    try {
+      if (this.episodesMeta.length === 0) throw new Error(`LeRobotWriter ${this.dir}: no episodes added`);
+      await this.flushData();
+      await this.writeMeta();
+      this.state = "finished";
+      return { dir: this.dir, episodes: this.episodesMeta.length, frames: this.frames, tasks: this.taskIndex.size, dataFiles: [...this.dataFiles] };
+    } finally {
+      if (this.state === "busy") this.state = "open";
+    }
+  }
+
+  private enter(method: string): void {
+    if (this.state === "finished") throw new Error(`LeRobotWriter ${this.dir}: ${method} after finish()`);
+    if (this.state === "busy") throw new Error(`LeRobotWriter ${this.dir}: ${method} called before the previous call completed`);
+    this.state = "busy";
+  }
+
+  private async add(ep: EpisodeInput): Promise<AddedEpisode> {
+    const index = this.episodesMeta.length;
+    const where = `LeRobotWriter ${this.dir}: episode ${index}`;
+    const length = ep.length;
+    if (!Number.isInteger(length) || length <= 0) throw new RangeError(`${where}: length must be a positive integer, got ${length}`);
+    for (const name of Object.keys(ep.frames)) if (!(name in this.features)) throw new Error(`${where}: feature '${name}' was not declared`);
+    if (typeof ep.task !== "string") throw new TypeError(`${where}: task must be a string`);
+    if (ep.frameTasks && ep.frameTasks.length !== length) throw new Error(`${where}: frameTasks has ${ep.frameTasks.length} entries for ${length} frames`);
+    if (ep.timestamps && ep.timestamps.length !== length) throw new Error(`${where}: timestamps has ${ep.timestamps.length} entries for ${length} frames`);
+
+    const later: (() => void)[] = [];
+    const frames: Record<string, Stored> = {};
+    const epStats: Record<string, FeatureStats> = {};
+    for (const [name, f] of Object.entries(this.features)) {
+      const src = ep.frames[name];
+      const per = frameSize(f.shape);
+      if (!src) throw new Error(`${where}: feature '${name}' missing`);
+      if (src.length !== length * per) {
+        throw new Error(`${where}: feature '${name}' has ${src.length} values, ${length} frames of shape [${f.shape.join(", ")}] need ${length * per}`);
+      }
+      const stored = toStored(src, f.dtype);
+      frames[name] = stored;
+      const asNumbers = stored instanceof BigInt64Array ? Float64Array.from(stored, Number) : stored;
+      epStats[name] = this.accumulate(name, per, asNumbers, where, later);
+    }
+
+    const timestamps = new Float32Array(length);
+    for (let i = 0; i < length; i++) timestamps[i] = ep.timestamps ? ep.timestamps[i]! : i / this.fps;
+    epStats.timestamp = this.accumulate("timestamp", 1, timestamps, where, later);
+    const taskIndex = new BigInt64Array(length);
+    const epTasks: string[] = [];
+    for (let i = 0; i < length; i++) {
+      const t = ep.frameTasks ? ep.frameTasks[i]! : ep.task;
+      let k = this.taskIndex.get(t);
+      if (k === undefined) {
+        k = this.taskIndex.size;
+        this.taskIndex.set(t, k);
+      }
+      if (!epTasks.includes(t)) epTasks.push(t);
+      taskIndex[i] = BigInt(k);
+    }
+    const from = this.frames;
+    const frameIndex = Float64Array.from({ length }, (_, i) => i);
+    epStats.frame_index = this.accumulate("frame_index", 1, frameIndex, where, later);
+    epStats.episode_index = this.accumulate("episode_index", 1, new Float64Array(length).fill(index), where, later);
+    epStats.index = this.accumulate("index", 1, Float64Array.from(frameIndex, (i) => from + i), where, later);
+    epStats.task_index = this.accumulate("task_index", 1, Float64Array.from(taskIndex, Number), where, later);
+
+    for (const update of later) update(); // only once the whole episode is valid
+    const bytes = length * this.bytesPerFrame;
+    if (this.pending.length > 0 && this.pendingBytes + bytes >= this.limitBytes) {
+      await this.flushData();
+      [this.chunk, this.file] = this.file === this.chunksSize - 1 ? [this.chunk + 1, 0] : [this.chunk, this.file + 1];
+    }
+    this.pending.push({ index, from, length, frames, timestamps, taskIndex });
+    this.pendingBytes += bytes;
+    this.frames += length;
+    this.episodesMeta.push({ index, tasks: epTasks, length, chunk: this.chunk, file: this.file, from, to: from + length, stats: epStats });
+    return { index, from, to: from + length, dataFile: formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file }) };
+  }
+
+  /** Per-episode stats of one feature (validating it); `later` collects the global update. */
+  private accumulate(name: string, dim: number, values: ArrayLike<number>, where: string, later: (() => void)[]): FeatureStats {
+    const local = new RunningStats(dim, { bins: this.statsBins, what: `${where}: feature '${name}'` });
+    local.update(values);
+    later.push(() => (this.global[name] ??= new RunningStats(dim, { bins: this.statsBins, what: `feature '${name}'` })).update(values));
+    return local.result();
+  }
+
+  private async flushData(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const eps = this.pending;
+    const rows = eps.reduce((s, e) => s + e.length, 0);
+    // the episode holding each row range, found by walking the pending list
+    const gather = <T extends Stored>(pick: (e: PendingEpisode) => T, per: number, make: (n: number) => T) => {
+      const out = make(rows * per);
+      let at = 0;
+      for (const e of eps) {
+        out.set(pick(e) as never, at);
+        at += e.length * per;
+      }
+      return out;
+    };
+    const columns: OutColumn[] = [];
+    for (const [name, f] of Object.entries(this.features)) {
+      const per = frameSize(f.shape);
+      const make = (n: number): Stored => (f.dtype === "float32" ? new Float32Array(n) : f.dtype === "float64" ? new Float64Array(n) : new BigInt64Array(n));
+      const data = gather((e) => e.frames[name]!, per, make);
+      const scalar = f.shape.length === 1 && f.shape[0] === 1;
+      const type: LeafType = f.dtype === "float32" ? "FLOAT" : f.dtype === "float64" ? "DOUBLE" : "INT64";
+      columns.push({
+        name,
+        type,
+        depth: scalar ? 0 : f.shape.length,
+        slice: scalar ? (s, e) => data.subarray(s, e) : (s, e) => nestedRows(data, f.shape, s, e),
+      });
+    }
+    const timestamps = gather((e) => e.timestamps, 1, (n) => new Float32Array(n));
+    const taskIdx = gather((e) => e.taskIndex, 1, (n) => new BigInt64Array(n));
+    const frameIndex = new BigInt64Array(rows);
+    const episodeIndex = new BigInt64Array(rows);
+    const globalIndex = new BigInt64Array(rows);
+    let at = 0;
+    for (const e of eps) {
+      for (let i = 0; i < e.length; i++, at++) {
+        frameIndex[at] = BigInt(i);
+        episodeIndex[at] = BigInt(e.index);
+        globalIndex[at] = BigInt(e.from + i);
+      }
+    }
+    const int64 = (name: string, data: BigInt64Array): OutColumn => ({ name, type: "INT64", depth: 0, slice: (s, e) => data.subarray(s, e) });
+    columns.push({ name: "timestamp", type: "FLOAT", depth: 0, slice: (s, e) => timestamps.subarray(s, e) });
+    columns.push(int64("frame_index", frameIndex), int64("episode_index", episodeIndex), int64("index", globalIndex), int64("task_index", taskIdx));
+    const rel = formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file });
+    const bytes = encodeParquet(columns, rows, { keyValue: { huggingface: JSON.stringify({ info: { features: this.hfFeatures() } }) } });
+    await writeFileAtomic(join(this.dir, rel), bytes);
+    this.dataFiles.push(rel);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** The `datasets` library's description of the data columns (footer key "huggingface"). */
+  private hfFeatures(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const all: Record<string, { dtype: string; shape: number[] }> = { ...this.features, ...DEFAULT_FEATURES };
+    for (const [name, f] of Object.entries(all)) {
+      let t: Record<string, unknown> = { dtype: f.dtype, _type: "Value" };
+      if (!(f.shape.length === 1 && f.shape[0] === 1)) {
+        for (let d = f.shape.length - 1; d >= 0; d--) t = { feature: t, length: f.shape[d], _type: "Sequence" };
+      }
+      out[name] = t;
+    }
+    return out;
+  }
+
+  private allFeatures(): Record<string, FeatureInfo> {
+    const out: Record<string, FeatureInfo> = {};
+    for (const [name, f] of Object.entries(this.features)) out[name] = { dtype: f.dtype, shape: [...f.shape], names: f.names ?? null };
+    for (const [name, f] of Object.entries(DEFAULT_FEATURES)) out[name] = { ...f, shape: [...f.shape] };
+    return out;
+  }
+
+  private async writeMeta(): Promise<void> {
+    const features = this.allFeatures();
+    const statNames = Object.keys(features);
+    const shapeOf = (name: string): number[] => features[name]!.shape;
+    // meta/episodes/chunk-000/file-000.parquet
+    const eps = this.episodesMeta;
+    const n = eps.length;
+    const intCol = (name: string, pick: (e: EpisodeMeta) => number): OutColumn => {
+      const data = BigInt64Array.from(eps, (e) => BigInt(pick(e)));
+      return { name, type: "INT64", depth: 0, slice: (s, e) => data.subarray(s, e) };
+    };
+    const columns: OutColumn[] = [
+      intCol("episode_index", (e) => e.index),
+      { name: "tasks", type: "STRING", depth: 1, slice: (s, e) => eps.slice(s, e).map((m) => m.tasks) },
+      intCol("length", (e) => e.length),
+      intCol("data/chunk_index", (e) => e.chunk),
+      intCol("data/file_index", (e) => e.file),
+      intCol("dataset_from_index", (e) => e.from),
+      intCol("dataset_to_index", (e) => e.to),
+      intCol("meta/episodes/chunk_index", () => 0),
+      intCol("meta/episodes/file_index", () => 0),
+    ];
+    for (const name of statNames) {
+      const statShape = shapeOf(name);
+      for (const stat of ["min", "max", "mean", "std", ...QUANTILE_KEYS] as const) {
+        columns.push({
+          name: `stats/${name}/${stat}`,
+          type: "DOUBLE",
+          depth: statShape.length,
+          slice: (s, e) => eps.slice(s, e).map((m) => reshape(m.stats[name]![stat]!, statShape)),
+        });
+      }
+      columns.push({ name: `stats/${name}/count`, type: "INT64", depth: 1, slice: (s, e) => eps.slice(s, e).map((m) => [BigInt(m.stats[name]!.count)]) });
+    }
+    await writeFileAtomic(join(this.dir, formatPath(V3_EPISODES_PATH, { chunk_index: 0, file_index: 0 })), encodeParquet(columns, n));
+
+    // meta/tasks.parquet: task_index plus the task string as the pandas index
+    const tasks = [...this.taskIndex.entries()].sort((a, b) => a[1] - b[1]);
+    const col = this.tasksIndexColumn;
+    const taskIdx = BigInt64Array.from(tasks, ([, k]) => BigInt(k));
+    const pandas = {
+      index_columns: [col],
+      column_indexes: [{ name: null, field_name: null, pandas_type: "unicode", numpy_type: "object", metadata: { encoding: "UTF-8" } }],
+      columns: [
+        { name: "task_index", field_name: "task_index", pandas_type: "int64", numpy_type: "int64", metadata: null },
+        { name: col === "task" ? "task" : null, field_name: col, pandas_type: "unicode", numpy_type: "object", metadata: null },
+      ],
+      creator: { library: "pyarrow", version: "21.0.0" },
+      pandas_version: "2.2.3",
+    };
+    const taskColumns: OutColumn[] = [
+      { name: "task_index", type: "INT64", depth: 0, slice: (s, e) => taskIdx.subarray(s, e) },
+      { name: col, type: "STRING", depth: 0, slice: (s, e) => tasks.slice(s, e).map(([t]) => t) },
+    ];
+    await writeFileAtomic(join(this.dir, "meta/tasks.parquet"), encodeParquet(taskColumns, tasks.length, { keyValue: { pandas: JSON.stringify(pandas) } }));
+
+    // meta/stats.json
+    const stats: Record<string, Record<string, unknown>> = {};
+    for (const name of statNames) {
+      const s = this.global[name]!.result();
+      const shape = shapeOf(name);
+      const entry: Record<string, unknown> = {};
+      for (const stat of ["min", "max", "mean", "std"] as const) entry[stat] = reshape(s[stat], shape);
+      entry.count = [s.count];
+      for (const q of QUANTILE_KEYS) entry[q] = reshape(s[q]!, shape);
+      stats[name] = entry;
+    }
+    await writeJsonAtomic(join(this.dir, "meta/stats.json"), stats);
+
+    // meta/info.json, last: its presence marks a complete dataset
+    const info = {
+      codebase_version: "v3.0",
+      robot_type: this.robotType,
+      total_episodes: n,
+      total_frames: this.frames,
+      total_tasks: tasks.length,
+      chunks_size: this.chunksSize,
+      data_files_size_in_mb: this.limitMb,
+      video_files_size_in_mb: DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+      fps: this.fps,
+      splits: { train: `0:${n}` },
+      data_path: V3_DATA_PATH,
+      video_path: null,
+      features,
+    };
+    await writeJsonAtomic(join(this.dir, "meta/info.json"), info);
+  }
+}
+
+/** Copies `src` into the typed array of `dtype`. */
+function toStored(src: ArrayLike<number> | BigInt64Array, dtype: WriterDtype): Stored {
+  if (dtype === "int64") {
+    if (src instanceof BigInt64Array) return src.slice();
+    const out = new BigInt64Array(src.length);
+    for (let i = 0; i < src.length; i++) {
+      const v = src[i]!;
+      if (!Number.isInteger(v)) throw new TypeError(`int64 feature value ${v} at ${i} is not an integer`);
+      out[i] = BigInt(v);
+    }
+    return out;
+  }
+  const vals: ArrayLike<number> = src instanceof BigInt64Array ? Array.from(src, Number) : src;
+  return dtype === "float32" ? Float32Array.from(vals) : Float64Array.from(vals);
+}
+
+/** A flat list as nested lists of `shape` (a 1-D shape leaves it flat). */
+function reshape(flat: readonly number[], shape: readonly number[]): unknown {
+  if (shape.length <= 1) return [...flat];
+  return nestedRows(flat, shape, 0, 1)[0];
+}
