@@ -103,3 +103,19 @@ export function randomObs(batch: number, seed: number): Record<string, Float32Ar
     emb: Float32Array.from({ length: batch * 2 * RAW.emb }, () => rng.normal()),
   };
 }
+
+/** Writes `m` as a checkpoint of a run under `runDir` (mean_std observations, min_max action). */
+export async function writeTinyCheckpoint(runDir: string, m: TinyModel, step = 10): Promise<string> {
+  const { saveCheckpoint } = await import("../../../policy/checkpoint/checkpoint.ts");
+  return saveCheckpoint(runDir, step, {
+    config: m.config,
+    weights: m.weights,
+    normalization: {
+      obs: {
+        state: { key: "observation.state", mode: "mean_std", stats: m.stats.obs.state },
+        emb: { key: "observation.embedding", mode: "mean_std", stats: m.stats.obs.emb },
+      },
+      action: { key: "action", mode: "min_max", stats: m.stats.action },
+    },
+  });
+}

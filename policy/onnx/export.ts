@@ -1,0 +1,149 @@
+/**
+ * Checkpoint -> ONNX: writes the `sample` graph (`policy.onnx`) and the `velocity` graph
+ * (`policy.velocity.onnx`) of a trained head, both built from the same network description as
+ * the tfjs model, with the checkpoint's normalisation baked into the sample graph.
+ *
+ * Both files carry `metadata_props` (`actionflow.*`): the head config, the feature names and raw
+ * shapes, the normalisation statistics, the actionflow version, solver and steps, and the SHA-256
+ * of the checkpoint's `model.safetensors`, so a runtime can tell a stale export from a fresh one.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { loadCheckpoint, normsFor, rawActionDim, resolveCheckpointDir, type Checkpoint } from "../checkpoint/checkpoint.ts";
+import { solverByName, type SolverName } from "../flow/solvers.ts";
+import { buildHead } from "../net/network.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
+import { OPSET, encodeModel } from "./proto.ts";
+
+/** Options of `exportOnnx`. */
+export interface ExportOptions {
+  /** Solver steps unrolled into the sample graph (default 10; regression heads use 1 evaluation). */
+  steps?: number;
+  /** ODE solver: euler (default), midpoint, heun or rk4. */
+  solver?: string;
+  /** Path of the sample graph (default `<run>/policy.onnx`); the velocity graph goes beside it as `*.velocity.onnx`. */
+  out?: string;
+}
+
+/** What `exportOnnx` wrote. */
+export interface ExportResult {
+  /** Path of the sample graph. */
+  onnx: string;
+  opset: typeof OPSET;
+  steps: number;
+  solver: SolverName | "none";
+  /** Path of the velocity graph. */
+  velocityOnnx: string;
+  /** Size of the sample graph file in bytes. */
+  bytes: number;
+  velocityBytes: number;
+  /** Velocity evaluations per chunk (steps * evals per step; 1 for regression). */
+  nfe: number;
+  /** The checkpoint folder exported. */
+  checkpoint: string;
+  arch: string;
+  objective: string;
+  horizon: number;
+  /** Raw (dataset) action dim of the `actions` output. */
+  actionDim: number;
+  /** The model's (padded) action dim of the `noise` input. */
+  modelActionDim: number;
+  /** Graph inputs of the sample graph. */
+  inputs: string[];
+}
+
+/** The two graphs of a checkpoint, serialised, and the facts `ExportResult` reports. */
+export interface ExportedBytes {
+  sample: Uint8Array;
+  velocity: Uint8Array;
+  steps: number;
+  solver: SolverName | "none";
+  nfe: number;
+  inputs: string[];
+}
+
+/** The features of a checkpoint's head with their raw (dataset) shapes from the normalisation stats. */
+export function featuresOf(ckpt: Pick<Checkpoint, "config" | "normalization">): FeatureIO[] {
+  return ckpt.config.obs.map((f) => {
+    const n = ckpt.normalization.obs[f.name];
+    if (!n) throw new Error(`stats.json has no normalisation for observation feature '${f.name}'`);
+    const d = f.shape[f.shape.length - 1]!;
+    const rawD = n.stats.mean.length;
+    if (rawD < 1 || rawD > d) throw new Error(`observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`);
+    return { name: f.name, key: f.key, shape: [...f.shape], rawShape: [...f.shape.slice(0, -1), rawD] };
+  });
+}
+
+/** SHA-256 (hex) of a checkpoint's `model.safetensors`: the identity of the exported weights. */
+export async function weightsDigest(checkpointDir: string): Promise<string> {
+  return createHash("sha256").update(await readFile(join(checkpointDir, "model.safetensors"))).digest("hex");
+}
+
+/** Builds both graphs of a loaded checkpoint in memory. */
+export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions, "out"> = {}): Promise<ExportedBytes> {
+  const steps = opts.steps ?? 10;
+  const solver = solverByName(opts.solver ?? "euler").name;
+  const head = buildHead(ckpt.config);
+  const features = featuresOf(ckpt);
+  const norms = { ...normsFor(ckpt.normalization, ckpt.config), rawActionDim: rawActionDim(ckpt.normalization) };
+  const metadata = {
+    "actionflow.normalization": JSON.stringify(ckpt.normalization),
+    "actionflow.checkpoint": basename(ckpt.dir),
+    "actionflow.weights_sha256": await weightsDigest(ckpt.dir),
+  };
+  const sample = buildSampleModel(head, ckpt.weights, features, norms, { steps, solver, metadata });
+  const velocity = buildVelocityModel(head, ckpt.weights, features, { metadata });
+  const unused = [...ckpt.weights.keys()].filter((k) => !sample.usedParams.includes(k));
+  if (unused.length > 0) {
+    throw new Error(`${join(ckpt.dir, "model.safetensors")}: ${unused.length} weights are not used by the ${ckpt.config.arch} head (${unused.slice(0, 5).join(", ")}${unused.length > 5 ? ", ..." : ""}); config and weights disagree`);
+  }
+  const regression = ckpt.config.objective === "regression";
+  return {
+    sample: encodeModel(sample.model),
+    velocity: encodeModel(velocity.model),
+    steps: regression ? 1 : steps,
+    solver: regression ? "none" : solver,
+    nfe: regression ? 1 : steps * solverByName(solver).evalsPerStep,
+    inputs: sample.model.graph.input.map((i) => i.name),
+  };
+}
+
+/** The velocity graph's path beside a sample graph path: `x.onnx` -> `x.velocity.onnx`. */
+export function velocityPathFor(samplePath: string): string {
+  return samplePath.replace(/\.onnx$/i, "") + ".velocity.onnx";
+}
+
+/**
+ * Exports the checkpoint at `path` (a run folder, its `checkpoints/` folder or one checkpoint
+ * folder) to ONNX. Files are written atomically. Throws naming the file when the checkpoint is
+ * missing or inconsistent.
+ */
+export async function exportOnnx(path: string, opts: ExportOptions = {}): Promise<ExportResult> {
+  const dir = await resolveCheckpointDir(path);
+  if (!dir) throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
+  const ckpt = await loadCheckpoint(dir);
+  const built = await exportOnnxBytes(ckpt, opts);
+  const onnx = resolve(opts.out ?? join(path, "policy.onnx"));
+  const velocityOnnx = velocityPathFor(onnx);
+  await writeFileAtomic(onnx, built.sample);
+  await writeFileAtomic(velocityOnnx, built.velocity);
+  return {
+    onnx,
+    opset: OPSET,
+    steps: built.steps,
+    solver: built.solver,
+    velocityOnnx,
+    bytes: built.sample.byteLength,
+    velocityBytes: built.velocity.byteLength,
+    nfe: built.nfe,
+    checkpoint: dir,
+    arch: ckpt.config.arch,
+    objective: ckpt.config.objective,
+    horizon: ckpt.config.horizon,
+    actionDim: rawActionDim(ckpt.normalization),
+    modelActionDim: ckpt.config.actionDim,
+    inputs: built.inputs,
+  };
+}
