@@ -1,0 +1,162 @@
+/**
+ * Checkpoints: a directory holding everything needed to run or resume a head.
+ *
+ * ```
+ * <run>/checkpoints/step-000500/
+ *   config.json          head config + actionflow version
+ *   model.safetensors    inference weights (EMA) by parameter name
+ *   stats.json           normalisation (feature -> {key, mode, stats})
+ *   optimizer.safetensors  raw weights and AdamW moments (resume only)
+ *   train_state.json     step, seeds, schedule, losses (resume only)
+ * <run>/checkpoints/latest.json   {"checkpoint": "step-000500"}
+ * ```
+ * A checkpoint is written into a temporary folder, every file fsynced, then renamed into place;
+ * `latest.json` is replaced atomically afterwards. A process killed at any moment leaves the
+ * previous checkpoint intact and `latest.json` pointing at a complete one.
+ */
+import { mkdir, readFile, readdir, rename, rm, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { HeadConfig } from "../net/config.ts";
+import { parseHeadConfig } from "../net/config.ts";
+import type { NamedArray } from "../net/tfjs-ops.ts";
+import type { AffineNorm, FeatureStats, NormMode } from "../normalize.ts";
+import { affineFor, padAffine } from "../normalize.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+import { VERSION } from "../version.ts";
+
+/** How one feature is normalised: its dataset column, mode and statistics. */
+export interface FeatureNorm {
+  key: string;
+  mode: NormMode;
+  stats: FeatureStats;
+}
+
+/** The normalisation of a head: per observation feature (by model name) and for the action. */
+export interface NormalizationSpec {
+  obs: Record<string, FeatureNorm>;
+  action: FeatureNorm;
+}
+
+/** Resume state: raw (non-EMA) weights, AdamW moments and the trainer's counters. */
+export interface OptimizerState {
+  params: Map<string, NamedArray>;
+  m: Map<string, NamedArray>;
+  v: Map<string, NamedArray>;
+  /** JSON-serialisable trainer state (step, rng seeds, losses...). */
+  trainState: Record<string, unknown> & { step: number };
+}
+
+/** A checkpoint in memory. */
+export interface Checkpoint {
+  dir: string;
+  config: HeadConfig;
+  weights: Map<string, NamedArray>;
+  normalization: NormalizationSpec;
+  optimizer?: OptimizerState;
+}
+
+/** Writes a checkpoint for `step` under `<runDir>/checkpoints/` and points `latest.json` at it. */
+export async function saveCheckpoint(
+  runDir: string,
+  step: number,
+  ckpt: Omit<Checkpoint, "dir">,
+  opts: { keep?: number } = {},
+): Promise<string> {
+  const root = join(runDir, "checkpoints");
+  await mkdir(root, { recursive: true });
+  const name = `step-${String(step).padStart(6, "0")}`;
+  const tmp = join(root, `.${name}.${process.pid}.tmp`);
+  const final = join(root, name);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await writeJsonAtomic(join(tmp, "config.json"), { ...ckpt.config, actionflowVersion: VERSION });
+  await writeFileAtomic(join(tmp, "model.safetensors"), encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }));
+  await writeJsonAtomic(join(tmp, "stats.json"), ckpt.normalization);
+  if (ckpt.optimizer) {
+    const all = new Map<string, NamedArray>();
+    for (const [k, v] of ckpt.optimizer.params) all.set(`param/${k}`, v);
+    for (const [k, v] of ckpt.optimizer.m) all.set(`m/${k}`, v);
+    for (const [k, v] of ckpt.optimizer.v) all.set(`v/${k}`, v);
+    await writeFileAtomic(join(tmp, "optimizer.safetensors"), encodeSafetensors(all));
+    await writeJsonAtomic(join(tmp, "train_state.json"), ckpt.optimizer.trainState);
+  }
+  await rm(final, { recursive: true, force: true });
+  await rename(tmp, final);
+  await writeJsonAtomic(join(root, "latest.json"), { checkpoint: name, step });
+  if (opts.keep !== undefined) await pruneCheckpoints(root, name, opts.keep);
+  return final;
+}
+
+async function pruneCheckpoints(root: string, current: string, keep: number): Promise<void> {
+  const names = (await readdir(root)).filter((n) => /^step-\d+$/.test(n) && n !== current).sort();
+  const excess = names.length - (keep - 1);
+  for (const n of names.slice(0, Math.max(0, excess))) await rm(join(root, n), { recursive: true, force: true });
+}
+
+/**
+ * Resolves a run directory, a `checkpoints/` folder or a checkpoint folder to a checkpoint folder;
+ * undefined when a run has no checkpoint yet.
+ */
+export async function resolveCheckpointDir(path: string): Promise<string | undefined> {
+  const p = resolve(path);
+  if (await exists(join(p, "config.json"))) return p;
+  for (const root of [join(p, "checkpoints"), p]) {
+    const latest = join(root, "latest.json");
+    if (await exists(latest)) {
+      const { checkpoint } = JSON.parse(await readFile(latest, "utf8")) as { checkpoint: string };
+      const dir = join(root, checkpoint);
+      if (!(await exists(join(dir, "config.json")))) throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
+      return dir;
+    }
+  }
+  return undefined;
+}
+
+/** Loads a checkpoint (config, weights, normalisation; optimizer state with `withOptimizer`). */
+export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes" | "no" } = {}): Promise<Checkpoint> {
+  const dir = await resolveCheckpointDir(path);
+  if (!dir) throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json)`);
+  const configPath = join(dir, "config.json");
+  const rawConfig = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
+  delete rawConfig["actionflowVersion"];
+  const config = parseHeadConfig(rawConfig, configPath);
+  const modelPath = join(dir, "model.safetensors");
+  const { tensors: weights } = decodeSafetensors(new Uint8Array(await readFile(modelPath)), modelPath);
+  const normalization = JSON.parse(await readFile(join(dir, "stats.json"), "utf8")) as NormalizationSpec;
+  const ckpt: Checkpoint = { dir, config, weights, normalization };
+  if (opts.withOptimizer === "yes") {
+    const optPath = join(dir, "optimizer.safetensors");
+    const { tensors } = decodeSafetensors(new Uint8Array(await readFile(optPath)), optPath);
+    const pick = (prefix: string): Map<string, NamedArray> =>
+      new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+    const trainState = JSON.parse(await readFile(join(dir, "train_state.json"), "utf8")) as OptimizerState["trainState"];
+    ckpt.optimizer = { params: pick("param/"), m: pick("m/"), v: pick("v/"), trainState };
+  }
+  return ckpt;
+}
+
+/** The affine normalisation maps of a head, padded to the model's dims. */
+export function normsFor(spec: NormalizationSpec, config: HeadConfig): { obs: Record<string, AffineNorm>; action: AffineNorm } {
+  const obs: Record<string, AffineNorm> = {};
+  for (const f of config.obs) {
+    const n = spec.obs[f.name];
+    if (!n) throw new Error(`normalisation has no entry for observation feature '${f.name}'`);
+    obs[f.name] = padAffine(affineFor(n.stats, n.mode, f.name), f.shape[f.shape.length - 1]!);
+  }
+  return { obs, action: padAffine(affineFor(spec.action.stats, spec.action.mode, "action"), config.actionDim) };
+}
+
+/** The raw (dataset) action dimension, before padding to `config.actionDim`. */
+export function rawActionDim(spec: NormalizationSpec): number {
+  return spec.action.stats.mean.length;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * safetensors encoding (huggingface/safetensors): 8-byte little-endian header length, a JSON header
+ * `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}`, then the raw bytes.
+ * Only F32 is written; F32 is read.
+ */
+import type { NamedArray } from "../net/tfjs-ops.ts";
+
+/** Encodes named float32 arrays (sorted by name) into one safetensors buffer. */
+export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
+  const names = [...tensors.keys()].sort();
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors.get(name)!;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (n !== t.data.length) throw new Error(`tensor '${name}': shape [${t.shape.join(", ")}] has ${n} elements but data has ${t.data.length}`);
+    header[name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + 4 * n] };
+    offset += 4 * n;
+  }
+  let json = JSON.stringify(header);
+  while ((8 + json.length) % 8 !== 0) json += " ";
+  const headerBytes = new TextEncoder().encode(json);
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  const base = 8 + headerBytes.length;
+  for (const name of names) {
+    const t = tensors.get(name)!;
+    const [begin] = (header[name] as { data_offsets: [number, number] }).data_offsets;
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), base + begin);
+  }
+  return out;
+}
+
+/** Decodes a safetensors buffer; `source` names the file in errors. */
+export function decodeSafetensors(bytes: Uint8Array, source = "safetensors"): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+  if (bytes.length < 8) throw new Error(`${source}: truncated (${bytes.length} bytes)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = Number(view.getBigUint64(0, true));
+  if (8 + headerLen > bytes.length) throw new Error(`${source}: header length ${headerLen} exceeds file size ${bytes.length}`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${source}: header is not valid JSON`, { cause: err });
+  }
+  const base = 8 + headerLen;
+  const tensors = new Map<string, NamedArray>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      metadata = (entry ?? {}) as Record<string, string>;
+      continue;
+    }
+    const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+    if (e.dtype !== "F32") throw new Error(`${source}: tensor '${name}' has dtype ${String(e.dtype)}; only F32 is supported`);
+    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) throw new Error(`${source}: tensor '${name}' lacks shape or data_offsets`);
+    const [begin, end] = e.data_offsets;
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    if (end - begin !== 4 * n || base + end > bytes.length) {
+      throw new Error(`${source}: tensor '${name}' offsets [${begin}, ${end}] do not fit shape [${e.shape.join(", ")}] or the file (${bytes.length} bytes)`);
+    }
+    const data = new Float32Array(n);
+    new Uint8Array(data.buffer).set(bytes.subarray(base + begin, base + end));
+    tensors.set(name, { shape: e.shape, data });
+  }
+  return { tensors, metadata };
+}

@@ -1,0 +1,93 @@
+/**
+ * The tfjs backend registry: name -> loader + priority, tried lazily in priority order
+ * (tfjs-node-gpu > tfjs-node > wasm > cpu); one error lists every backend that failed.
+ *
+ * `@tensorflow/tfjs-node` and `-node-gpu` are optional peers (their install downloads
+ * libtensorflow); wasm is the default here and gets the transposed-matMul fix (`./wasm-matmul.ts`).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { installWasmMatMulFix } from "./wasm-matmul.ts";
+
+/** A tfjs backend actionflow knows how to bring up. */
+export interface BackendEntry {
+  name: "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
+  priority: number;
+  /** Imports the backend's package and activates it; throws when unavailable. */
+  load(): Promise<void>;
+}
+
+const optionalImport = (pkg: string): Promise<unknown> => import(/* @vite-ignore */ pkg);
+
+/** The known backends, highest priority first. */
+export const BACKENDS: readonly BackendEntry[] = [
+  {
+    name: "tensorflow-gpu",
+    priority: 4,
+    async load() {
+      await optionalImport("@tensorflow/tfjs-node-gpu");
+      await activate("tensorflow");
+    },
+  },
+  {
+    name: "tensorflow",
+    priority: 3,
+    async load() {
+      await optionalImport("@tensorflow/tfjs-node");
+      await activate("tensorflow");
+    },
+  },
+  {
+    name: "wasm",
+    priority: 2,
+    async load() {
+      await import("@tensorflow/tfjs-backend-wasm");
+      await activate("wasm");
+      installWasmMatMulFix();
+    },
+  },
+  {
+    name: "cpu",
+    priority: 1,
+    async load() {
+      await activate("cpu");
+    },
+  },
+];
+
+async function activate(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`tf.setBackend('${name}') returned false`);
+  await tf.ready();
+}
+
+/** The names accepted by `--backend`. */
+export type BackendName = BackendEntry["name"] | "auto";
+
+let active: Promise<string> | undefined;
+let activeRequest: BackendName | undefined;
+
+/**
+ * Brings up the requested backend (or the best available for `auto`) and returns its name.
+ * Idempotent per process; asking for a different backend later switches to it.
+ */
+export function useBackend(request: BackendName = "auto"): Promise<string> {
+  if (active && activeRequest === request) return active;
+  activeRequest = request;
+  active = (async () => {
+    const candidates = request === "auto" ? [...BACKENDS].sort((a, b) => b.priority - a.priority) : BACKENDS.filter((b) => b.name === request);
+    if (candidates.length === 0) {
+      throw new Error(`unknown backend '${request}' (valid: auto, ${BACKENDS.map((b) => b.name).join(", ")})`);
+    }
+    const failures: string[] = [];
+    for (const c of candidates) {
+      try {
+        await c.load();
+        return c.name;
+      } catch (err) {
+        failures.push(`${c.name}: ${(err as Error).message.split("\n")[0]}`);
+      }
+    }
+    throw new Error(`no tfjs backend could be started:\n  ${failures.join("\n  ")}`);
+  })();
+  return active;
+}
