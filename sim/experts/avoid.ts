@@ -8,7 +8,7 @@ import type { Vec3 } from "../env.ts";
 import type { AvoidTask } from "../tasks/avoid.ts";
 import { uniform } from "../tasks/task.ts";
 import type { Expert, TimedCurve } from "./plan.ts";
-import { IkDriver, curveAt } from "./plan.ts";
+import { IkDriver, curveAt, planSteps } from "./plan.ts";
 
 /** Creates the avoid expert for the task's current episode (call right after `task.reset`). */
 export function avoidExpert(task: AvoidTask, rng: Rng): Expert {
@@ -28,9 +28,11 @@ export function avoidExpert(task: AvoidTask, rng: Rng): Expert {
   const p2: Vec3 = [ob[0] + spread + 0.005 * rng.normal(), ob[1] + side * lateral, z];
   const curve: TimedCurve = { points: [start, p1, p2, target], duration: uniform(rng, 2.0, 3.0) };
   const fps = task.env.fps;
+  const at = (step: number): Float32Array => driver.targetFor(curveAt(curve, (step + 1) / fps));
   return {
     mode,
-    act: () => driver.targetFor(curveAt(curve, (task.stepsTaken + 1) / fps)),
+    act: () => at(task.stepsTaken),
+    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
     dispose: () => driver.dispose(),
   };
 }

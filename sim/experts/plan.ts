@@ -52,6 +52,11 @@ export function stepToward(from: Vec3, to: Vec3, maxStep: number): Vec3 {
 export interface Expert {
   /** The next action, given the task's current state. */
   act(): Float32Array;
+  /**
+   * The next `steps` actions, flat [steps, actionDim], for experts that follow a timed path (open
+   * loop); absent for closed-loop experts. Does not advance the task.
+   */
+  plan?(steps: number): Float32Array;
   /** The solution mode this episode ("left"/"right" for avoid); undefined for single-mode tasks. */
   readonly mode?: string;
   /** Frees the IK solver. */
@@ -107,4 +112,11 @@ export class IkDriver {
   dispose(): void {
     this.ik.dispose();
   }
+}
+
+/** Actions [steps, dim] from a per-step action function, starting at step `from`. */
+export function planSteps(at: (step: number) => Float32Array, from: number, steps: number, dim: number): Float32Array {
+  const out = new Float32Array(steps * dim);
+  for (let i = 0; i < steps; i++) out.set(at(from + i), i * dim);
+  return out;
 }

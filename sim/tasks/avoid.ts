@@ -105,10 +105,24 @@ export class AvoidTask extends Task {
   }
 
   reward(): number {
-    return this.touched ? 0 : shapedReward(dist3(this.env.eePos(), this.target));
+    return this.touched ? 0 : shapedReward(Math.max(0, dist3(this.env.eePos(), this.target) - AVOID_RADIUS));
   }
 
   markers(): SceneMarkers {
     return { target: this.target, obstacle: { center: this.obstacle, radius: OBSTACLE_RADIUS } };
   }
+}
+
+/** Which way round the pillar the end effector went: "left" (+y), "right" (-y), or "none" if it never came level with it. */
+export function avoidMode(trace: readonly Vec3[], obstacle: Vec3): "left" | "right" | "none" {
+  let best = Infinity;
+  let side: "left" | "right" | "none" = "none";
+  for (const p of trace) {
+    const dx = Math.abs(p[0] - obstacle[0]);
+    if (dx < 0.02 && dx < best) {
+      best = dx;
+      side = p[1] >= obstacle[1] ? "left" : "right";
+    }
+  }
+  return side;
 }

@@ -84,7 +84,7 @@ export class PushTask extends Task {
   }
 
   reward(): number {
-    return shapedReward(distXY(this.block(), this.goal));
+    return shapedReward(Math.max(0, distXY(this.block(), this.goal) - PUSH_RADIUS));
   }
 
   markers(): SceneMarkers {

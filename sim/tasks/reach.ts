@@ -59,7 +59,7 @@ export class ReachTask extends Task {
   }
 
   reward(): number {
-    return shapedReward(dist3(this.env.eePos(), this.target));
+    return shapedReward(Math.max(0, dist3(this.env.eePos(), this.target) - REACH_RADIUS));
   }
 
   markers(): SceneMarkers {

@@ -93,7 +93,7 @@ export abstract class Task {
     return false;
   }
 
-  /** Reward of the current state, in [0, 1]. */
+  /** Reward of the current state, in [0, 1]: 1 inside the success region, falling off with the distance outside it. */
   abstract reward(): number;
 
   /** Objects to draw in pictures. */
@@ -139,7 +139,7 @@ export function distXY(a: Vec3, b: Vec3): number {
   return Math.hypot(a[0] - b[0], a[1] - b[1]);
 }
 
-/** Shaped reward 1 - tanh(d / scale) in (0, 1]. */
+/** Shaped reward 1 - tanh(d / scale) in (0, 1]; tasks pass the distance outside their success radius, so 1 = inside. */
 export function shapedReward(d: number, scale = 0.05): number {
   return 1 - Math.tanh(d / scale);
 }

@@ -1,0 +1,155 @@
+/**
+ * Closed-loop evaluation of a chunk policy in simulation, written the way LeRobot's `lerobot-eval`
+ * writes it: `eval_info.json` with `per_episode` (episode_ix, sum_reward, max_reward, success, seed)
+ * and `aggregated` (avg_sum_reward, avg_max_reward, pc_success, eval_s, eval_ep_s), plus one
+ * top-down SVG per episode in `pictures/eval_episode_{i}.svg`.
+ *
+ * Each step the policy is asked for a chunk only when the previous chunk's first `nActionSteps`
+ * actions have been executed (receding horizon, as LeRobot's `n_action_steps`).
+ */
+import { join } from "node:path";
+import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
+import type { ChunkPolicy } from "./policy.ts";
+import { continueEpisode } from "./rollout.ts";
+import type { EpisodeResult } from "./rollout.ts";
+import type { RobotScene } from "./scene/robot.ts";
+import { episodeSvg } from "./svg.ts";
+import { AvoidTask, avoidMode } from "./tasks/avoid.ts";
+import { createTask } from "./tasks/index.ts";
+import type { Task, TaskName } from "./tasks/index.ts";
+
+/** One evaluated episode (LeRobot's keys, plus `mode` for avoid and `length`). */
+export interface EvalEpisode {
+  episode_ix: number;
+  sum_reward: number;
+  max_reward: number;
+  success: boolean;
+  seed: number;
+  /** Control steps run. */
+  length: number;
+  /** Avoid only: the way round the pillar ("left", "right", or "none"). */
+  mode?: "left" | "right" | "none";
+}
+
+/** The content of `eval_info.json`. */
+export interface EvalInfo {
+  per_episode: EvalEpisode[];
+  aggregated: {
+    avg_sum_reward: number;
+    avg_max_reward: number;
+    /** Percent of episodes that succeeded (0-100). */
+    pc_success: number;
+    /** Wall-clock seconds for the whole evaluation. */
+    eval_s: number;
+    /** Wall-clock seconds per episode. */
+    eval_ep_s: number;
+    /** Avoid only: share of [left, right] among episodes that went round the pillar. */
+    mode_share?: [number, number];
+  };
+}
+
+/** Options for {@link evaluate}. */
+export interface EvaluateOptions {
+  task: TaskName;
+  /**
+   * The policy, or a factory given the live task (for policies that read privileged state, such
+   * as {@link ExpertChunkPolicy}).
+   */
+  policy: ChunkPolicy | ((task: Task) => ChunkPolicy);
+  /** Number of episodes; episode i is reset with seed `seed + i`. */
+  episodes: number;
+  seed: number;
+  /** Actions executed from each chunk before asking for the next (1 <= n <= horizon). */
+  nActionSteps: number;
+  /** Folder for eval_info.json and pictures/ (created if missing). */
+  outDir: string;
+  /** Robot scene; default the built-in arm. */
+  scene?: RobotScene;
+  /** Control rate in Hz; default 30. */
+  fps?: number;
+  /** Called after each episode (progress). */
+  onEpisode?: (done: number, episode: EvalEpisode) => void;
+}
+
+/** Runs closed-loop episodes and writes `eval_info.json` and one SVG per episode; returns the info. */
+export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
+  if (!Number.isInteger(opts.episodes) || opts.episodes < 1) throw new RangeError(`sim eval: episodes must be a positive integer, got ${opts.episodes}`);
+  const task = await createTask(opts.task, { ...(opts.scene ? { scene: opts.scene } : {}), ...(opts.fps ? { fps: opts.fps } : {}) });
+  const t0 = performance.now();
+  const perEpisode: EvalEpisode[] = [];
+  try {
+    const policy = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
+    if (policy.actionDim !== task.env.dim) {
+      throw new Error(`sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`);
+    }
+    const n = opts.nActionSteps;
+    if (!Number.isInteger(n) || n < 1 || n > policy.horizon) {
+      throw new RangeError(`sim eval: nActionSteps must be an integer in [1, horizon=${policy.horizon}], got ${n}`);
+    }
+    for (let i = 0; i < opts.episodes; i++) {
+      const seed = (opts.seed + i) >>> 0;
+      task.reset(seed);
+      policy.reset?.(seed);
+      const result = await runChunked(task, policy, n);
+      const ep: EvalEpisode = {
+        episode_ix: i,
+        sum_reward: sum(result.rewards),
+        max_reward: result.rewards.length > 0 ? Math.max(...result.rewards) : 0,
+        success: result.success,
+        seed,
+        length: result.length,
+      };
+      if (task instanceof AvoidTask) ep.mode = avoidMode(result.eeTrace, task.obstacle);
+      perEpisode.push(ep);
+      const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode})` : ""}, ${result.length} steps`;
+      const svg = episodeSvg({ title, trace: result.eeTrace, markers: result.markers, outcome: result.success ? "success" : "failure" });
+      await writeFileAtomic(join(opts.outDir, "pictures", `eval_episode_${i}.svg`), svg);
+      opts.onEpisode?.(i + 1, ep);
+    }
+  } finally {
+    task.dispose();
+  }
+  const evalS = (performance.now() - t0) / 1000;
+  const m = perEpisode.length;
+  const info: EvalInfo = {
+    per_episode: perEpisode,
+    aggregated: {
+      avg_sum_reward: sum(perEpisode.map((e) => e.sum_reward)) / m,
+      avg_max_reward: sum(perEpisode.map((e) => e.max_reward)) / m,
+      pc_success: (100 * perEpisode.filter((e) => e.success).length) / m,
+      eval_s: evalS,
+      eval_ep_s: evalS / m,
+    },
+  };
+  if (opts.task === "avoid") {
+    const left = perEpisode.filter((e) => e.mode === "left").length;
+    const right = perEpisode.filter((e) => e.mode === "right").length;
+    const total = left + right;
+    info.aggregated.mode_share = total > 0 ? [left / total, right / total] : [0, 0];
+  }
+  await writeJsonAtomic(join(opts.outDir, "eval_info.json"), info);
+  return info;
+}
+
+/** One episode on an already reset task, querying the policy every `nActionSteps` steps. */
+async function runChunked(task: Task, policy: ChunkPolicy, nActionSteps: number): Promise<EpisodeResult> {
+  const dim = policy.actionDim;
+  let queue: Float32Array[] = [];
+  return continueEpisode(task, async (obs) => {
+    if (queue.length === 0) {
+      const chunk = await policy.sampleChunk(obs);
+      if (chunk.length !== policy.horizon * dim) {
+        throw new Error(`sim eval: policy returned ${chunk.length} values, expected horizon*actionDim = ${policy.horizon}*${dim}`);
+      }
+      queue = [];
+      for (let i = 0; i < nActionSteps; i++) queue.push(chunk.slice(i * dim, (i + 1) * dim));
+    }
+    return queue.shift() as Float32Array;
+  });
+}
+
+function sum(xs: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += xs[i] ?? 0;
+  return s;
+}
