@@ -1,0 +1,287 @@
+/**
+ * The real-time sampler: an exported `sample` graph run by onnxruntime-node.
+ *
+ * `OnnxPolicy.load(path)` accepts an `.onnx` file, a run or checkpoint folder holding
+ * `policy.onnx`, or a run/checkpoint folder without one (the checkpoint is then exported in
+ * memory with the defaults: euler, 10 steps). An export whose weights digest differs from the
+ * folder's checkpoint is refused: a stale file never drives a robot.
+ *
+ * `sampleChunk` validates every input (missing feature, wrong length, NaN/Inf: errors name the
+ * feature and index), draws the noise from a seeded `Rng` unless given, and refuses an output
+ * holding NaN/Inf. Calls may overlap: `session.run` calls are serialised by a promise queue.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import * as ort from "onnxruntime-node";
+import { loadCheckpoint, resolveCheckpointDir } from "../checkpoint/checkpoint.ts";
+import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
+import { obsInputName, type FeatureIO } from "../onnx/graphs.ts";
+import { decodeModel, metadataOf } from "../onnx/proto.ts";
+import { Rng } from "../random.ts";
+
+/** Options of `OnnxPolicy.load`. */
+export interface OnnxPolicyOptions {
+  /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
+  threads?: number;
+  /** Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of onnxruntime-node). */
+  executionProviders?: string[];
+  /** Seed of the noise drawn when `sampleChunk` is given neither `noise` nor `seed` (default 0). */
+  seed?: number;
+  /** Used only when exporting a checkpoint in memory (no `policy.onnx`): solver steps (default 10). */
+  steps?: number;
+  /** Used only when exporting a checkpoint in memory: ODE solver (default euler). */
+  solver?: string;
+}
+
+/** Options of one `sampleChunk` call. */
+export interface SampleOptions {
+  /** Noise `[H * modelActionDim]` in the normalised action space (N(0, I)); drawn when absent. */
+  noise?: Float32Array;
+  /** Seed for this call's noise (ignored when `noise` is given); default: the policy's own stream. */
+  seed?: number;
+  /**
+   * Raw actions `[d * actionDim]` to keep as the chunk's first d steps (real-time chunking: the
+   * steps already committed from the previous chunk); the rest of the chunk is inpainted around them.
+   */
+  prefix?: Float32Array;
+  /** How many leading steps of `prefix` to keep (0..H; default: `prefix.length / actionDim`, or 0 without a prefix). */
+  prefixLen?: number;
+}
+
+/** A sampled chunk: raw actions `[H * actionDim]`, row-major over `shape` `[H, actionDim]`. */
+export interface Chunk {
+  actions: Float32Array;
+  shape: [number, number];
+}
+
+/** The closed-loop interface of `sim/` and `bridge/`: raw observations in, raw chunk `[H * A]` out. */
+export interface ChunkPolicy {
+  horizon: number;
+  actionDim: number;
+  sampleChunk(obs: Record<string, Float32Array>): Promise<Float32Array>;
+}
+
+/** An exported action head on onnxruntime-node. */
+export class OnnxPolicy {
+  /** Chunk length H. */
+  readonly horizon: number;
+  /** Raw (dataset) action dim of each chunk step. */
+  readonly actionDim: number;
+  /** The model's padded action dim (the noise's last dim). */
+  readonly modelActionDim: number;
+  /** Observation features: model name, dataset key, raw shape. */
+  readonly features: readonly FeatureIO[];
+  /** `flow` or `regression`. */
+  readonly objective: string;
+  /** Solver and steps baked into the graph (`none`/1 for regression heads). */
+  readonly solver: string;
+  readonly steps: number;
+  /** All `metadata_props` of the model. */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Where the model came from (file path, or `checkpoint <dir> (exported in memory)`). */
+  readonly source: string;
+
+  private readonly session: ort.InferenceSession;
+  private readonly rng: Rng;
+  private readonly needsNoise: boolean;
+  private queue: Promise<unknown> = Promise.resolve();
+  private released = false;
+
+  private constructor(session: ort.InferenceSession, meta: Record<string, string>, source: string, seed: number) {
+    this.session = session;
+    this.metadata = meta;
+    this.source = source;
+    this.rng = new Rng(seed);
+    const num = (key: string): number => {
+      const v = Number(meta[key]);
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${source}: metadata '${key}' is missing or invalid (${meta[key]})`);
+      return v;
+    };
+    if (meta["actionflow.graph"] !== "sample") {
+      throw new Error(`${source}: not an actionflow sample graph (actionflow.graph = ${meta["actionflow.graph"] ?? "absent"}); load policy.onnx, not the velocity graph`);
+    }
+    this.horizon = num("actionflow.horizon");
+    this.actionDim = num("actionflow.action_dim");
+    this.modelActionDim = num("actionflow.model_action_dim");
+    this.steps = num("actionflow.steps");
+    this.solver = meta["actionflow.solver"] ?? "unknown";
+    this.objective = meta["actionflow.objective"] ?? "flow";
+    try {
+      this.features = JSON.parse(meta["actionflow.features"] ?? "") as FeatureIO[];
+    } catch (err) {
+      throw new Error(`${source}: metadata 'actionflow.features' is not JSON`, { cause: err });
+    }
+    this.needsNoise = session.inputNames.includes("noise");
+    const expected = [...this.features.map((f) => obsInputName(f.name)), "prefix", "prefix_len", ...(this.needsNoise ? ["noise"] : [])];
+    const missing = expected.filter((n) => !session.inputNames.includes(n));
+    if (missing.length > 0) throw new Error(`${source}: graph inputs ${missing.join(", ")} are missing (has ${session.inputNames.join(", ")})`);
+    if (!session.outputNames.includes("actions")) throw new Error(`${source}: graph has no 'actions' output`);
+  }
+
+  /** Loads a sample graph from an `.onnx` file or a run/checkpoint folder (see the module doc). */
+  static async load(path: string, opts: OnnxPolicyOptions = {}): Promise<OnnxPolicy> {
+    const p = resolve(path);
+    let info;
+    try {
+      info = await stat(p);
+    } catch (err) {
+      throw new Error(`${path}: no such file or folder`, { cause: err });
+    }
+    let bytes: Uint8Array;
+    let source: string;
+    if (info.isFile()) {
+      bytes = new Uint8Array(await readFile(p));
+      source = p;
+    } else {
+      const file = join(p, "policy.onnx");
+      const ckptDir = await resolveCheckpointDir(p);
+      if (await isFile(file)) {
+        bytes = new Uint8Array(await readFile(file));
+        source = file;
+        if (ckptDir) {
+          const meta = metadataOf(decodeModel(bytes, file));
+          const digest = await weightsDigest(ckptDir);
+          if (meta["actionflow.weights_sha256"] !== digest) {
+            throw new Error(`${file} was exported from other weights than the checkpoint ${ckptDir} (checkpoint ${meta["actionflow.checkpoint"] ?? "unknown"}); re-run 'actionflow export ${path}'`);
+          }
+        }
+      } else if (ckptDir) {
+        const ckpt = await loadCheckpoint(ckptDir);
+        const built = await exportOnnxBytes(ckpt, { ...(opts.steps !== undefined ? { steps: opts.steps } : {}), ...(opts.solver !== undefined ? { solver: opts.solver } : {}) });
+        bytes = built.sample;
+        source = `checkpoint ${ckptDir} (exported in memory)`;
+      } else {
+        throw new Error(`${path}: holds neither policy.onnx nor a checkpoint`);
+      }
+    }
+    const meta = metadataOf(decodeModel(bytes, source));
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: opts.executionProviders ?? ["cpu"],
+      graphOptimizationLevel: "all",
+      logSeverityLevel: 3,
+      ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    };
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions);
+    } catch (err) {
+      throw new Error(`${source}: onnxruntime could not load the model`, { cause: err });
+    }
+    return new OnnxPolicy(session, meta, source, opts.seed ?? 0);
+  }
+
+  /** Runs `runs` chunks (default 3) on zero observations so the first real call is not slow. */
+  async warmup(opts: { runs?: number } = {}): Promise<void> {
+    const obs: Record<string, Float32Array> = {};
+    for (const f of this.features) obs[f.name] = new Float32Array(size(f.rawShape));
+    for (let i = 0; i < (opts.runs ?? 3); i++) await this.sampleChunk(obs, { seed: i });
+  }
+
+  /**
+   * Samples one chunk for one observation: `observation` maps each feature's model name (`state`)
+   * or dataset key (`observation.state`) to its raw values `[...rawShape]`; other keys are ignored.
+   */
+  async sampleChunk(observation: Record<string, Float32Array>, opts: SampleOptions = {}): Promise<Chunk> {
+    if (this.released) throw new Error(`${this.source}: the policy was released`);
+    const feeds = this.feeds(observation, opts);
+    const run = async (): Promise<Chunk> => {
+      const out = await this.session.run(feeds);
+      const y = out["actions"];
+      if (!y) throw new Error(`${this.source}: the model returned no 'actions'`);
+      const actions = y.data as Float32Array;
+      for (let i = 0; i < actions.length; i++) {
+        if (!Number.isFinite(actions[i]!)) {
+          throw new Error(`${this.source}: the model produced a non-finite action ${actions[i]} at step ${Math.floor(i / this.actionDim)}, dim ${i % this.actionDim}; refusing to return it`);
+        }
+      }
+      return { actions: actions.slice(), shape: [this.horizon, this.actionDim] };
+    };
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** This policy as the closed-loop `ChunkPolicy` (raw observations by key or name -> raw chunk). */
+  asChunkPolicy(): ChunkPolicy {
+    return {
+      horizon: this.horizon,
+      actionDim: this.actionDim,
+      sampleChunk: async (obs) => (await this.sampleChunk(obs)).actions,
+    };
+  }
+
+  /** Frees the onnxruntime session; later calls fail. */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.queue;
+    await this.session.release();
+  }
+
+  private feeds(observation: Record<string, Float32Array>, opts: SampleOptions): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const f of this.features) {
+      const byName = observation[f.name];
+      const byKey = f.key !== f.name ? observation[f.key] : undefined;
+      if (byName !== undefined && byKey !== undefined && byName !== byKey) {
+        throw new Error(`observation feature '${f.name}' is given twice, as '${f.name}' and as '${f.key}'`);
+      }
+      const x = byName ?? byKey;
+      if (x === undefined) {
+        throw new Error(`observation feature '${f.key}' (model name '${f.name}') is missing; got ${Object.keys(observation).join(", ") || "nothing"}`);
+      }
+      const n = size(f.rawShape);
+      if (!(x instanceof Float32Array)) throw new TypeError(`observation feature '${f.key}' must be a Float32Array`);
+      if (x.length !== n) throw new Error(`observation feature '${f.key}' has ${x.length} values, expected ${n} (shape [${f.rawShape.join(", ")}])`);
+      checkFinite(x, `observation feature '${f.key}'`);
+      feeds[obsInputName(f.name)] = new ort.Tensor("float32", x, [1, ...f.rawShape]);
+    }
+    const H = this.horizon;
+    if (this.needsNoise) {
+      const n = H * this.modelActionDim;
+      let noise = opts.noise;
+      if (noise !== undefined) {
+        if (noise.length !== n) throw new Error(`noise has ${noise.length} values, expected ${n} ([${H}, ${this.modelActionDim}])`);
+        checkFinite(noise, "noise");
+      } else {
+        noise = (opts.seed !== undefined ? new Rng(opts.seed) : this.rng).normalArray(n);
+      }
+      feeds["noise"] = new ort.Tensor("float32", noise, [1, H, this.modelActionDim]);
+    }
+    const A = this.actionDim;
+    const prefix = new Float32Array(H * A);
+    const given = opts.prefix;
+    if (given !== undefined && opts.prefixLen === undefined && given.length % A !== 0) {
+      throw new Error(`prefix has ${given.length} values, not a whole number of ${A}-dim actions`);
+    }
+    const len = opts.prefixLen ?? (given ? given.length / A : 0);
+    if (!Number.isInteger(len) || len < 0 || len > H) throw new Error(`prefix length must be an integer in 0..${H} steps, got ${len}`);
+    if (len > 0) {
+      if (!given || given.length < len * A) throw new Error(`prefixLen ${len} needs a prefix of at least ${len * A} values, got ${given?.length ?? 0}`);
+      const used = given.subarray(0, len * A);
+      checkFinite(used, "prefix");
+      prefix.set(used);
+    }
+    feeds["prefix"] = new ort.Tensor("float32", prefix, [1, H, A]);
+    feeds["prefix_len"] = new ort.Tensor("int64", BigInt64Array.of(BigInt(len)), [1]);
+    return feeds;
+  }
+}
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function checkFinite(x: Float32Array, what: string): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i]!)) throw new Error(`${what} has a non-finite value ${x[i]} at index ${i}`);
+  }
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
