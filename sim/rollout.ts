@@ -34,8 +34,8 @@ export interface EpisodeResult {
 export interface RunEpisodeOptions {
   /** Stop after this many steps even if the task allows more; default the task's maxSteps. */
   maxSteps?: number;
-  /** Keep running after success until the step cap (replay uses this); default "stop". */
-  onSuccess?: "stop" | "continue";
+  /** "done" (default): stop when the task is done; "never": run to the step cap (replay). */
+  stopWhen?: "done" | "never";
 }
 
 /** Resets `task` with `seed` and runs `actor` until the task is done; returns the recorded episode. */
@@ -57,8 +57,7 @@ export async function continueEpisode(task: Task, actor: Actor, opts: RunEpisode
   const start = task.markers();
   let k = 0;
   while (k < maxSteps) {
-    if (opts.onSuccess !== "continue" && task.done) break;
-    if (opts.onSuccess === "continue" && task.failed) break;
+    if (opts.stopWhen !== "never" && task.done) break;
     const obs = task.observe();
     const s = obs["observation.state"] as Float32Array;
     const e = obs["observation.environment_state"] as Float32Array;

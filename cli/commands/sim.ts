@@ -1,6 +1,180 @@
+/**
+ * `actionflow sim collect|replay|eval`: scripted demonstrations into a LeRobot v3.0 dataset,
+ * open-loop replay of a recorded episode, and closed-loop evaluation of a chunk policy, all in
+ * MuJoCo (see sim/).
+ */
+import { join } from "node:path";
 import type { Command } from "commander";
+import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
+import { collect } from "../../sim/collect.ts";
+import { evaluate } from "../../sim/eval.ts";
+import type { ChunkPolicy } from "../../sim/policy.ts";
+import { ExpertChunkPolicy } from "../../sim/policy.ts";
+import { replay } from "../../sim/replay.ts";
+import type { RobotScene } from "../../sim/scene/robot.ts";
+import { loadUserScene } from "../../sim/scene/user.ts";
+import { parseTaskName, TASK_NAMES } from "../../sim/tasks/index.ts";
+import type { Task } from "../../sim/tasks/index.ts";
+import { log, printResult, startProgress } from "../output.ts";
 
-/** Registers the `sim` command(s). */
+/** Registers `sim collect`, `sim replay` and `sim eval`. */
 export function registerSim(program: Command): void {
-  void program;
+  const sim = program.command("sim").description("MuJoCo simulation: record expert demonstrations, replay them, evaluate policies");
+
+  sim
+    .command("collect")
+    .description("run the scripted expert and record a LeRobot v3.0 dataset")
+    .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
+    .option("--episodes <n>", "episodes to record", "50")
+    .option("--seed <n>", "base seed (attempt j is reset with seed + j)", "0")
+    .requiredOption("--out <dir>", "new or empty dataset folder")
+    .option("--keep-failures", "also record episodes the expert failed (default: successes only)")
+    .option("--fps <hz>", "control rate", "30")
+    .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
+    .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")
+    .option("--json", "print one JSON object as the last stdout line")
+    .action(async (o: { task: string; episodes: string; seed: string; out: string; keepFailures?: boolean; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+      const task = parseTaskName(o.task);
+      const episodes = positiveInt(o.episodes, "--episodes");
+      const seed = nonNegativeInt(o.seed, "--seed");
+      const fps = positiveNumber(o.fps, "--fps");
+      const scene = await sceneFrom(o);
+      const json = o.json ?? false;
+      const bar = startProgress(episodes, { json, label: `collect ${task}` });
+      const t0 = performance.now();
+      let r;
+      try {
+        r = await collect({
+          task,
+          episodes,
+          seed,
+          out: o.out,
+          failures: o.keepFailures ? "keep" : "drop",
+          fps,
+          ...(scene ? { scene } : {}),
+          ...(o.mapping ? { mappingPath: o.mapping } : {}),
+          onAttempt: (attempts, recorded) => bar.update(recorded, { attempts }),
+        });
+      } finally {
+        bar.stop();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      const result = { episodes: r.episodes, frames: r.frames, expertSuccess: r.expertSuccess, modeShare: r.modeShare, attempts: r.attempts, seconds, out: r.out };
+      printResult(result, { json }, (x: typeof result) =>
+        [
+          `recorded ${x.episodes} episodes, ${x.frames} frames -> ${x.out} (${x.seconds.toFixed(1)} s)`,
+          `expert success ${(100 * x.expertSuccess).toFixed(1)}% over ${x.attempts} attempts`,
+          ...(x.modeShare ? [`mode share left/right ${x.modeShare.map((v) => v.toFixed(2)).join(" / ")}`] : []),
+        ].join("\n"),
+      );
+    });
+
+  sim
+    .command("replay")
+    .description("replay a recorded episode open loop from its seed and check it reproduces")
+    .requiredOption("--dataset <dir>", "dataset recorded by 'sim collect'")
+    .option("--episode <k>", "episode index", "0")
+    .option("--mjcf <file>", "the user MJCF the dataset was recorded on (needs --mapping)")
+    .option("--mapping <file>", "its joint/actuator mapping JSON")
+    .option("--seed <n>", "accepted for uniformity; the replay uses the episode's recorded seed", "0")
+    .option("--json", "print one JSON object as the last stdout line")
+    .action(async (o: { dataset: string; episode: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+      const episode = nonNegativeInt(o.episode, "--episode");
+      const scene = await sceneFrom(o);
+      const r = await replay({ dataset: o.dataset, episode, ...(scene ? { scene } : {}) });
+      printResult(r, { json: o.json ?? false }, (x: typeof r) =>
+        `episode ${x.episode} (seed ${x.seed}): ${x.success ? "success" : "FAILURE"}, ${x.frames} frames, mean joint error ${x.trackingErrorRad.toExponential(2)} rad (max ${x.maxErrorRad.toExponential(2)})`,
+      );
+      if (!r.success) process.exitCode = 1;
+    });
+
+  sim
+    .command("eval")
+    .description("closed-loop evaluation of a policy; writes eval_info.json (LeRobot layout) and one SVG per episode")
+    .requiredOption("--policy <run>", "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy")
+    .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
+    .option("--episodes <n>", "episodes", "10")
+    .option("--seed <n>", "seed of episode 0 (episode i uses seed + i)", "1000")
+    .option("--n-action-steps <n>", "actions executed from each chunk before the next query", "8")
+    .option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", "16")
+    .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
+    .option("--fps <hz>", "control rate", "30")
+    .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
+    .option("--mapping <file>", "its joint/actuator mapping JSON")
+    .option("--json", "print one JSON object as the last stdout line")
+    .action(
+      async (o: { policy: string; task: string; episodes: string; seed: string; nActionSteps: string; horizon: string; out?: string; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+        const task = parseTaskName(o.task);
+        const episodes = positiveInt(o.episodes, "--episodes");
+        const seed = nonNegativeInt(o.seed, "--seed");
+        const nActionSteps = positiveInt(o.nActionSteps, "--n-action-steps");
+        const fps = positiveNumber(o.fps, "--fps");
+        const scene = await sceneFrom(o);
+        const json = o.json ?? false;
+        let policy: ChunkPolicy | ((t: Task) => ChunkPolicy);
+        let outDir: string;
+        let onnx: OnnxPolicy | undefined;
+        if (o.policy === "expert") {
+          const horizon = positiveInt(o.horizon, "--horizon");
+          policy = (t) => new ExpertChunkPolicy(t, { horizon });
+          outDir = o.out ?? join("runs", `eval-expert-${task}`);
+        } else {
+          onnx = await OnnxPolicy.load(o.policy, { seed });
+          policy = onnx.asChunkPolicy();
+          outDir = o.out ?? join(o.policy, "eval", task);
+        }
+        const bar = startProgress(episodes, { json, label: `eval ${task}` });
+        let info;
+        try {
+          info = await evaluate({
+            task,
+            policy,
+            episodes,
+            seed,
+            nActionSteps,
+            outDir,
+            fps,
+            ...(scene ? { scene } : {}),
+            onEpisode: (done, ep) => bar.update(done, { success: ep.success ? 1 : 0 }),
+          });
+        } finally {
+          bar.stop();
+          await onnx?.release();
+        }
+        if (!json) log(`wrote ${join(outDir, "eval_info.json")} and ${episodes} pictures in ${join(outDir, "pictures")}`);
+        const result = { ...info.aggregated, episodes, outDir };
+        printResult(result, { json }, (x: typeof result) =>
+          [
+            `success ${x.pc_success.toFixed(1)}% over ${x.episodes} episodes, avg max reward ${x.avg_max_reward.toFixed(3)}, avg sum reward ${x.avg_sum_reward.toFixed(2)}`,
+            ...(x.mode_share ? [`mode share left/right ${x.mode_share.map((v) => v.toFixed(2)).join(" / ")}`] : []),
+            `${x.eval_s.toFixed(1)} s (${x.eval_ep_s.toFixed(2)} s per episode)`,
+          ].join("\n"),
+        );
+      },
+    );
+}
+
+/** The user scene from --mjcf/--mapping, or undefined for the built-in arm. */
+async function sceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotScene | undefined> {
+  if (!o.mjcf && !o.mapping) return undefined;
+  if (!o.mjcf || !o.mapping) throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
+  return loadUserScene({ mjcf: o.mjcf, mapping: o.mapping });
+}
+
+function positiveInt(s: string, flag: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got '${s}'`);
+  return n;
+}
+
+function nonNegativeInt(s: string, flag: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got '${s}'`);
+  return n;
+}
+
+function positiveNumber(s: string, flag: string): number {
+  const n = Number(s);
+  if (!(n > 0) || !Number.isFinite(n)) throw new Error(`${flag} must be a positive number, got '${s}'`);
+  return n;
 }

@@ -1,0 +1,173 @@
+/**
+ * Records scripted-expert demonstrations as a LeRobot v3.0 dataset: features `observation.state`
+ * (joint positions), `observation.environment_state` (task features) and `action` (joint position
+ * targets), all float32, plus the task string and fps. The per-episode reset seeds (and the
+ * expert's mode, for avoid) go to `meta/actionflow.json`, which `sim replay` reads.
+ *
+ * Attempt j is reset with seed `seed + j`. By default only successful episodes are kept, and
+ * attempts continue until `episodes` are recorded (at most 2 * episodes + 20 attempts);
+ * `failures: "keep"` records every attempt. `expertSuccess` is over all attempts.
+ */
+import { join } from "node:path";
+import { writeJsonAtomic } from "../policy/io/atomic.ts";
+import { LeRobotWriter } from "../training/lerobot/writer.ts";
+import { createExpert } from "./experts/index.ts";
+import { continueEpisode } from "./rollout.ts";
+import type { RobotScene } from "./scene/robot.ts";
+import { createTask } from "./tasks/index.ts";
+import type { TaskName } from "./tasks/index.ts";
+
+/** The name of the sidecar metadata file inside a recorded dataset's `meta/` folder. */
+export const ACTIONFLOW_META = "actionflow.json";
+
+/** Where the recorded scene came from, so replay can rebuild it. */
+export interface SceneRecord {
+  /** "actionflow-arm" for the built-in arm, else the MJCF path given at record time. */
+  source: string;
+  /** The mapping JSON path (user MJCF only). */
+  mapping?: string;
+  joints: string[];
+  actuators: string[];
+}
+
+/** One recorded episode in `meta/actionflow.json`. */
+export interface RecordedEpisode {
+  episode_index: number;
+  /** Reset seed: `task.reset(seed)` rebuilds the episode's scene. */
+  seed: number;
+  /** The attempt number (seed - base seed). */
+  attempt: number;
+  success: boolean;
+  /** Avoid only: the expert's way round the pillar. */
+  mode?: string;
+}
+
+/** Content of `meta/actionflow.json`. */
+export interface ActionflowMeta {
+  format: "actionflow-sim/1";
+  task: TaskName;
+  fps: number;
+  scene: SceneRecord;
+  seed: number;
+  attempts: number;
+  expertSuccess: number;
+  episodes: RecordedEpisode[];
+}
+
+/** Options for {@link collect}. */
+export interface CollectOptions {
+  task: TaskName;
+  /** Episodes to record. */
+  episodes: number;
+  /** Base seed; attempt j uses seed + j. */
+  seed: number;
+  /** New (or empty) dataset folder. */
+  out: string;
+  /** "drop" (default): keep successful episodes only; "keep": record every attempt. */
+  failures?: "drop" | "keep";
+  /** Robot scene; default the built-in arm. */
+  scene?: RobotScene;
+  /** Mapping path to remember for a user scene (replay rebuilds from it). */
+  mappingPath?: string;
+  /** Control rate in Hz; default 30. */
+  fps?: number;
+  /** Called after each attempt (progress). */
+  onAttempt?: (attempts: number, recorded: number, success: boolean) => void;
+}
+
+/** What {@link collect} reports. */
+export interface CollectResult {
+  /** Episodes written. */
+  episodes: number;
+  /** Frames written. */
+  frames: number;
+  /** Expert success rate over all attempts (0-1). */
+  expertSuccess: number;
+  /** Attempts run. */
+  attempts: number;
+  /** Avoid only: share of [left, right] among recorded episodes; null for other tasks. */
+  modeShare: [number, number] | null;
+  /** The dataset folder. */
+  out: string;
+}
+
+/** Runs the expert and writes a LeRobot v3.0 dataset; see the module comment for the rules. */
+export async function collect(opts: CollectOptions): Promise<CollectResult> {
+  if (!Number.isInteger(opts.episodes) || opts.episodes < 1) throw new RangeError(`sim collect: episodes must be a positive integer, got ${opts.episodes}`);
+  const keepFailures = opts.failures === "keep";
+  const task = await createTask(opts.task, { ...(opts.scene ? { scene: opts.scene } : {}), ...(opts.fps ? { fps: opts.fps } : {}) });
+  const recorded: RecordedEpisode[] = [];
+  let attempts = 0;
+  let successes = 0;
+  let frames = 0;
+  try {
+    const env = task.env;
+    const scene = env.scene;
+    const writer = await LeRobotWriter.create(opts.out, {
+      fps: env.fps,
+      robotType: scene.source === "actionflow-arm" ? "actionflow_arm" : "mjcf",
+      features: {
+        "observation.state": { dtype: "float32", shape: [env.dim], names: [...scene.joints] },
+        "observation.environment_state": { dtype: "float32", shape: [task.info.envStateNames.length], names: [...task.info.envStateNames] },
+        action: { dtype: "float32", shape: [env.dim], names: [...scene.actuators] },
+      },
+    });
+    const maxAttempts = keepFailures ? opts.episodes : 2 * opts.episodes + 20;
+    while (recorded.length < opts.episodes && attempts < maxAttempts) {
+      const seed = (opts.seed + attempts) >>> 0;
+      task.reset(seed);
+      const expert = createExpert(task);
+      let ep;
+      try {
+        ep = await continueEpisode(task, () => expert.act());
+      } finally {
+        expert.dispose();
+      }
+      attempts++;
+      if (ep.success) successes++;
+      if (ep.success || keepFailures) {
+        if (ep.length === 0) throw new Error(`sim collect: episode with seed ${seed} has no frames`);
+        await writer.addEpisode({
+          task: task.info.description,
+          length: ep.length,
+          frames: { "observation.state": ep.state, "observation.environment_state": ep.envState, action: ep.action },
+        });
+        recorded.push({
+          episode_index: recorded.length,
+          seed,
+          attempt: attempts - 1,
+          success: ep.success,
+          ...(expert.mode ? { mode: expert.mode } : {}),
+        });
+        frames += ep.length;
+      }
+      opts.onAttempt?.(attempts, recorded.length, ep.success);
+    }
+    if (recorded.length === 0) throw new Error(`sim collect: the ${opts.task} expert failed all ${attempts} attempts; nothing to write to ${opts.out}`);
+    await writer.finish();
+    const meta: ActionflowMeta = {
+      format: "actionflow-sim/1",
+      task: opts.task,
+      fps: env.fps,
+      scene: {
+        source: scene.source,
+        ...(opts.mappingPath ? { mapping: opts.mappingPath } : {}),
+        joints: [...scene.joints],
+        actuators: [...scene.actuators],
+      },
+      seed: opts.seed,
+      attempts,
+      expertSuccess: successes / attempts,
+      episodes: recorded,
+    };
+    await writeJsonAtomic(join(opts.out, "meta", ACTIONFLOW_META), meta);
+  } finally {
+    task.dispose();
+  }
+  let modeShare: [number, number] | null = null;
+  if (opts.task === "avoid") {
+    const left = recorded.filter((e) => e.mode === "left").length;
+    modeShare = [left / recorded.length, (recorded.length - left) / recorded.length];
+  }
+  return { episodes: recorded.length, frames, expertSuccess: successes / attempts, attempts, modeShare, out: opts.out };
+}

@@ -1,0 +1,114 @@
+/**
+ * Open-loop replay of a recorded episode: rebuild the scene from the episode's seed (from
+ * `meta/actionflow.json`), feed the recorded actions, and compare the simulated joint positions with
+ * the recorded `observation.state`. The simulation is deterministic, so a replay of an episode
+ * recorded on the same scene reproduces it exactly (tracking error 0).
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { openLeRobot } from "../training/lerobot/reader.ts";
+import { ACTIONFLOW_META } from "./collect.ts";
+import type { ActionflowMeta } from "./collect.ts";
+import { continueEpisode } from "./rollout.ts";
+import { armScene } from "./scene/arm.ts";
+import type { RobotScene } from "./scene/robot.ts";
+import { createTask, parseTaskName } from "./tasks/index.ts";
+
+/** Options for {@link replay}. */
+export interface ReplayOptions {
+  /** Dataset folder written by `sim collect`. */
+  dataset: string;
+  /** Episode index. */
+  episode: number;
+  /** Scene override (a user MJCF); default: the built-in arm if the dataset was recorded on it. */
+  scene?: RobotScene;
+}
+
+/** What {@link replay} reports. */
+export interface ReplayResult {
+  episode: number;
+  /** Whether the replayed episode met the task's success condition. */
+  success: boolean;
+  /** Mean absolute joint position error, replayed vs recorded `observation.state` (radians; metres for slides). */
+  trackingErrorRad: number;
+  /** Largest absolute joint error over the episode. */
+  maxErrorRad: number;
+  frames: number;
+  seed: number;
+}
+
+/** Reads `meta/actionflow.json` of a recorded dataset. */
+export async function readActionflowMeta(dataset: string): Promise<ActionflowMeta> {
+  const path = join(dataset, "meta", ACTIONFLOW_META);
+  let raw: string;
+  try {
+    raw = await readFile(path, "utf8");
+  } catch (err) {
+    throw new Error(`${path}: missing; replay needs a dataset recorded by 'actionflow sim collect' (it stores the reset seeds there)`, { cause: err });
+  }
+  const meta = JSON.parse(raw) as ActionflowMeta;
+  if (meta.format !== "actionflow-sim/1" || !Array.isArray(meta.episodes)) throw new Error(`${path}: not an actionflow-sim/1 file`);
+  return meta;
+}
+
+/** Replays episode `episode` of a recorded dataset; see the module comment. */
+export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
+  const meta = await readActionflowMeta(opts.dataset);
+  const rec = meta.episodes.find((e) => e.episode_index === opts.episode);
+  if (!rec) throw new RangeError(`${opts.dataset}: no episode ${opts.episode} in meta/${ACTIONFLOW_META} (episodes 0..${meta.episodes.length - 1})`);
+  let scene = opts.scene;
+  if (!scene) {
+    if (meta.scene.source !== "actionflow-arm") {
+      throw new Error(`${opts.dataset}: recorded on the user MJCF ${meta.scene.source}; pass --mjcf and --mapping to replay it`);
+    }
+    scene = armScene();
+  }
+  const ds = await openLeRobot(opts.dataset);
+  const actionFeature = ds.features["action"];
+  const stateFeature = ds.features["observation.state"];
+  if (!actionFeature || !stateFeature) throw new Error(`${opts.dataset}: needs 'action' and 'observation.state' features`);
+  const actionDim = actionFeature.shape.reduce((a, b) => a * b, 1);
+  const stateDim = stateFeature.shape.reduce((a, b) => a * b, 1);
+  const task = await createTask(parseTaskName(meta.task), { scene, fps: ds.fps });
+  try {
+    const env = task.env;
+    if (actionDim !== env.dim || stateDim !== env.dim) {
+      throw new Error(
+        `${opts.dataset}: dataset has ${actionDim} action dims and ${stateDim} state dims but the ${env.scene.source} scene takes ${env.dim} (${env.scene.actuators.join(", ")})`,
+      );
+    }
+    const cols = await ds.readEpisode(opts.episode, ["action", "observation.state"]);
+    const actions = cols["action"] as Float32Array;
+    const states = cols["observation.state"] as Float32Array;
+    const length = ds.episode(opts.episode).length;
+    let sumErr = 0;
+    let maxErr = 0;
+    task.reset(rec.seed);
+    const result = await continueEpisode(
+      task,
+      (obs, k) => {
+        const s = obs["observation.state"] as Float32Array;
+        for (let i = 0; i < env.dim; i++) {
+          const e = Math.abs((s[i] ?? 0) - (states[k * env.dim + i] ?? 0));
+          sumErr += e;
+          if (e > maxErr) maxErr = e;
+        }
+        return actions.subarray(k * env.dim, (k + 1) * env.dim);
+      },
+      { maxSteps: length, stopWhen: "never" },
+    );
+    if (result.length !== length) {
+      throw new Error(`${opts.dataset}: episode ${opts.episode} has ${length} frames, more than the ${meta.task} task's ${task.info.maxSteps} steps`);
+    }
+    return {
+      episode: opts.episode,
+      success: result.success,
+      trackingErrorRad: sumErr / (length * env.dim),
+      maxErrorRad: maxErr,
+      frames: length,
+      seed: rec.seed,
+    };
+  } finally {
+    task.dispose();
+  }
+}
