@@ -1,6 +1,223 @@
+/**
+ * `actionflow dataset info|stats|convert`: inspect LeRobot datasets (v2.x, v3.0) and robomimic
+ * HDF5 files, compute their statistics, convert them to LeRobot v3.0.
+ */
+import { stat } from "node:fs/promises";
 import type { Command } from "commander";
+import type { FeatureStats } from "../../policy/normalize.ts";
+import { openRobomimic } from "../../training/hdf5/robomimic.ts";
+import type { RobomimicDataset } from "../../training/hdf5/robomimic.ts";
+import { convertToV3 } from "../../training/lerobot/convert.ts";
+import { isNumeric } from "../../training/lerobot/layout.ts";
+import type { FeatureInfo } from "../../training/lerobot/layout.ts";
+import { openLeRobot } from "../../training/lerobot/reader.ts";
+import type { LeRobotDataset } from "../../training/lerobot/reader.ts";
+import { RunningStats } from "../../training/stats/running.ts";
+import { log, printResult, startProgress } from "../output.ts";
 
-/** Registers the `dataset` command(s). */
+interface CommonFlags {
+  json?: boolean;
+  seed?: string;
+}
+
+type Opened = { kind: "lerobot"; ds: LeRobotDataset } | { kind: "robomimic"; ds: RobomimicDataset };
+
+/** Opens a LeRobot folder or a robomimic .hdf5/.h5 file. */
+async function openAny(path: string): Promise<Opened> {
+  let isFile: boolean;
+  try {
+    isFile = (await stat(path)).isFile();
+  } catch (err) {
+    throw new Error(`${path}: not found`, { cause: err });
+  }
+  if (isFile) return { kind: "robomimic", ds: await openRobomimic(path) };
+  return { kind: "lerobot", ds: await openLeRobot(path) };
+}
+
+function close(o: Opened): void {
+  if (o.kind === "robomimic") o.ds.close();
+}
+
+/** The `dataset info` result. */
+export interface DatasetInfo {
+  format: "lerobot" | "robomimic";
+  codebaseVersion: string | null;
+  episodes: number;
+  frames: number;
+  fps: number | null;
+  features: Record<string, { dtype: string; shape: number[] }>;
+  tasks: string[];
+  robotType: string | null;
+  /** robomimic masks: name -> number of demos. */
+  masks?: Record<string, number>;
+}
+
+function describe(o: Opened): DatasetInfo {
+  const features: Record<string, { dtype: string; shape: number[] }> = {};
+  for (const [n, f] of Object.entries(o.ds.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
+  if (o.kind === "lerobot") {
+    const ds = o.ds;
+    return { format: "lerobot", codebaseVersion: ds.codebaseVersion, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.tasks.filter((t) => t !== undefined), robotType: ds.robotType };
+  }
+  const ds = o.ds;
+  const masks: Record<string, number> = {};
+  for (const [k, v] of Object.entries(ds.masks)) masks[k] = v.length;
+  return { format: "robomimic", codebaseVersion: null, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.envName ? [ds.envName] : [], robotType: ds.robotType, masks };
+}
+
+function humanInfo(r: DatasetInfo): string {
+  const lines = [
+    `${r.format}${r.codebaseVersion ? ` ${r.codebaseVersion}` : ""}: ${r.episodes} episodes, ${r.frames} frames${r.fps ? ` at ${r.fps} fps (${(r.frames / r.fps / 60).toFixed(1)} min)` : ""}`,
+    `robot: ${r.robotType ?? "-"}`,
+    `tasks: ${r.tasks.length ? r.tasks.map((t) => JSON.stringify(t)).join(", ") : "-"}`,
+    "features:",
+    ...Object.entries(r.features).map(([n, f]) => `  ${n.padEnd(32)} ${f.dtype.padEnd(8)} [${f.shape.join(", ")}]`),
+  ];
+  if (r.masks) lines.push(`masks: ${Object.entries(r.masks).map(([k, v]) => `${k} (${v})`).join(", ") || "-"}`);
+  return lines.join("\n");
+}
+
+/** The `dataset stats` result. */
+export interface DatasetStats {
+  /** "data": computed from the frames; "meta": as stored in the dataset's metadata. */
+  source: "data" | "meta";
+  episodes: number;
+  frames: number;
+  features: Record<string, FeatureStats>;
+}
+
+function floatFeatures(features: Record<string, FeatureInfo>, only?: string[]): string[] {
+  const names = Object.entries(features)
+    .filter(([, f]) => isNumeric(f) && f.dtype.startsWith("float"))
+    .map(([n]) => n);
+  if (!only) return names;
+  for (const n of only) if (!names.includes(n)) throw new Error(`--features: '${n}' is not a float feature (have: ${names.join(", ")})`);
+  return only;
+}
+
+async function computeDatasetStats(o: Opened, opts: { only?: string[]; json: boolean; bins?: number }): Promise<DatasetStats> {
+  const names = floatFeatures(o.ds.features, opts.only);
+  const acc: Record<string, RunningStats> = {};
+  for (const n of names) {
+    const dim = o.ds.features[n]!.shape.reduce((a, b) => a * b, 1);
+    acc[n] = new RunningStats(dim, { what: `feature '${n}'`, ...(opts.bins ? { bins: opts.bins } : {}) });
+  }
+  const eps = o.ds.episodes;
+  const bar = startProgress(eps.length, { json: opts.json, label: "stats" });
+  for (const [k, ep] of eps.entries()) {
+    if (ep.length === 0) continue;
+    const cols = await o.ds.readEpisode(ep.index, names);
+    for (const n of names) {
+      try {
+        acc[n]!.update(cols[n] as Float32Array | Float64Array);
+      } catch (err) {
+        throw new Error(`episode ${ep.index}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    bar.update(k + 1);
+  }
+  bar.stop();
+  const features: Record<string, FeatureStats> = {};
+  for (const n of names) if (acc[n]!.count > 0) features[n] = acc[n]!.result();
+  return { source: "data", episodes: eps.length, frames: eps.reduce((s, e) => s + e.length, 0), features };
+}
+
+function fmt(v: readonly number[] | undefined): string {
+  if (!v) return "-";
+  const shown = v.slice(0, 8).map((x) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(4)));
+  return `[${shown.join(", ")}${v.length > 8 ? `, ... (${v.length})` : ""}]`;
+}
+
+function humanStats(r: DatasetStats): string {
+  const lines = [`statistics from ${r.source === "data" ? "the frames" : "the metadata"}: ${r.episodes} episodes, ${r.frames} frames`];
+  for (const [n, s] of Object.entries(r.features)) {
+    lines.push(`${n} (count ${s.count})`);
+    for (const k of ["mean", "std", "min", "max", "q01", "q99"] as const) lines.push(`  ${k.padEnd(4)} ${fmt(s[k])}`);
+  }
+  return lines.join("\n");
+}
+
+/** Registers `dataset info`, `dataset stats` and `dataset convert`. */
 export function registerDataset(program: Command): void {
-  void program;
+  const dataset = program.command("dataset").description("inspect, summarise and convert demonstration datasets (LeRobot v2.x/v3.0 folders, robomimic .hdf5)");
+
+  dataset
+    .command("info")
+    .description("format, episodes, frames, fps, features, tasks and robot of a dataset")
+    .argument("<path>", "LeRobot dataset folder or robomimic .hdf5 file")
+    .option("--json", "print one JSON object as the last stdout line")
+    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
+    .action(async (path: string, o: CommonFlags) => {
+      const opened = await openAny(path);
+      try {
+        printResult(describe(opened), { json: o.json ?? false }, humanInfo);
+      } finally {
+        close(opened);
+      }
+    });
+
+  dataset
+    .command("stats")
+    .description("per-dimension statistics (mean, std, min, max, count, q01..q99) of every float feature, computed from the frames")
+    .argument("<path>", "LeRobot dataset folder or robomimic .hdf5 file")
+    .option("--from-meta", "print the statistics stored in the dataset's metadata instead (LeRobot only)")
+    .option("--features <names>", "comma-separated features (default: every float feature)")
+    .option("--bins <n>", "histogram bins per dimension for the quantiles, a power of two", "8192")
+    .option("--json", "print one JSON object as the last stdout line")
+    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
+    .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string; bins: string }) => {
+      const opened = await openAny(path);
+      try {
+        const only = o.features ? o.features.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
+        let result: DatasetStats;
+        if (o.fromMeta) {
+          if (opened.kind !== "lerobot") throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
+          const stored = opened.ds.stats();
+          const names = floatFeatures(opened.ds.features, only).filter((n) => stored[n]);
+          const features: Record<string, FeatureStats> = {};
+          for (const n of names) features[n] = stored[n]!;
+          result = { source: "meta", episodes: opened.ds.episodes.length, frames: opened.ds.totalFrames, features };
+        } else {
+          const bins = Number(o.bins);
+          result = await computeDatasetStats(opened, { ...(only ? { only } : {}), json: o.json ?? false, bins });
+        }
+        printResult(result, { json: o.json ?? false }, humanStats);
+      } finally {
+        close(opened);
+      }
+    });
+
+  dataset
+    .command("convert")
+    .description("convert a LeRobot v2.x/v3.0 folder or a robomimic .hdf5 file to a new LeRobot v3.0 dataset")
+    .argument("<in>", "LeRobot dataset folder or robomimic .hdf5 file")
+    .argument("<out>", "new dataset folder (must not exist or be empty)")
+    .option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq")
+    .option("--task <text>", "task string for robomimic episodes (default: the environment name)")
+    .option("--state-keys <keys>", "robomimic obs keys concatenated into observation.state (default: all low-dim keys, sorted)")
+    .option("--data-file-mb <mb>", "data file size limit in MB", "100")
+    .option("--json", "print one JSON object as the last stdout line")
+    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
+    .action(async (input: string, out: string, o: CommonFlags & { fps?: string; task?: string; stateKeys?: string; dataFileMb: string }) => {
+      const fps = o.fps === undefined ? undefined : Number(o.fps);
+      if (fps !== undefined && !(fps > 0)) throw new Error(`--fps must be a positive number, got '${o.fps}'`);
+      const mb = Number(o.dataFileMb);
+      if (!(mb > 0)) throw new Error(`--data-file-mb must be a positive number, got '${o.dataFileMb}'`);
+      let bar: ReturnType<typeof startProgress> | undefined;
+      const r = await convertToV3(input, out, {
+        ...(fps !== undefined ? { fps } : {}),
+        ...(o.task !== undefined ? { task: o.task } : {}),
+        ...(o.stateKeys ? { stateKeys: o.stateKeys.split(",").map((s) => s.trim()) } : {}),
+        dataFilesSizeInMb: mb,
+        onEpisode: (done, total) => {
+          bar ??= startProgress(total, { json: o.json ?? false, label: "convert" });
+          bar.update(done);
+        },
+      });
+      bar?.stop();
+      if (!o.json && r.skipped.length > 0) log(`not copied: ${r.skipped.join(", ")}`);
+      printResult(r, { json: o.json ?? false }, (x: typeof r) =>
+        `converted ${x.source} ${x.sourceVersion} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames, ${x.dataFiles} data file(s); features ${x.features.join(", ")}`,
+      );
+    });
 }
