@@ -12,7 +12,7 @@ import { isNumeric } from "../../training/lerobot/layout.ts";
 import type { FeatureInfo } from "../../training/lerobot/layout.ts";
 import { openLeRobot } from "../../training/lerobot/reader.ts";
 import type { LeRobotDataset } from "../../training/lerobot/reader.ts";
-import { RunningStats } from "../../training/stats/running.ts";
+import { datasetStats } from "../../training/stats/dataset.ts";
 import { log, printResult, startProgress } from "../output.ts";
 
 interface CommonFlags {
@@ -97,28 +97,10 @@ function floatFeatures(features: Record<string, FeatureInfo>, only?: string[]): 
 
 async function computeDatasetStats(o: Opened, opts: { only?: string[]; json: boolean; bins?: number }): Promise<DatasetStats> {
   const names = floatFeatures(o.ds.features, opts.only);
-  const acc: Record<string, RunningStats> = {};
-  for (const n of names) {
-    const dim = o.ds.features[n]!.shape.reduce((a, b) => a * b, 1);
-    acc[n] = new RunningStats(dim, { what: `feature '${n}'`, ...(opts.bins ? { bins: opts.bins } : {}) });
-  }
   const eps = o.ds.episodes;
   const bar = startProgress(eps.length, { json: opts.json, label: "stats" });
-  for (const [k, ep] of eps.entries()) {
-    if (ep.length === 0) continue;
-    const cols = await o.ds.readEpisode(ep.index, names);
-    for (const n of names) {
-      try {
-        acc[n]!.update(cols[n] as Float32Array | Float64Array);
-      } catch (err) {
-        throw new Error(`episode ${ep.index}: ${(err as Error).message}`, { cause: err });
-      }
-    }
-    bar.update(k + 1);
-  }
+  const features = await datasetStats(o.ds, names, { ...(opts.bins ? { bins: opts.bins } : {}), onEpisode: (done) => bar.update(done) });
   bar.stop();
-  const features: Record<string, FeatureStats> = {};
-  for (const n of names) if (acc[n]!.count > 0) features[n] = acc[n]!.result();
   return { source: "data", episodes: eps.length, frames: eps.reduce((s, e) => s + e.length, 0), features };
 }
 

@@ -148,6 +148,41 @@ describe("openLeRobot on broken inputs", () => {
   });
 });
 
+describe("openLeRobot on broken v3.0 inputs", () => {
+  it("names the shared data file and the episode on a truncated file, a missing column and a NaN", async () => {
+    const { LeRobotWriter } = await import("../../../training/lerobot/writer.ts");
+    const { tempDir } = await import("./helpers.ts");
+    const root = await tempDir("v3-broken");
+    const dir = join(root, "ds");
+    try {
+      const w = await LeRobotWriter.create(dir, { fps: 10, features: { action: { dtype: "float32", shape: [2] }, state: { dtype: "float32", shape: [1] } } });
+      await w.addEpisode({ task: "t", length: 3, frames: { action: new Float32Array(6), state: new Float32Array(3) } });
+      await w.addEpisode({ task: "t", length: 2, frames: { action: Float32Array.of(1, 2, 3, 4), state: Float32Array.of(5, 6) } });
+      await w.finish();
+      const file = join(dir, "data/chunk-000/file-000.parquet");
+      const ds = await openLeRobot(dir);
+      expect(Array.from((await ds.readEpisode(1, ["action"])).action!)).toEqual([1, 2, 3, 4]); // row range inside the shared file
+      const rows = await readAllRows(file);
+      rows[4] = { ...rows[4], action: [3, NaN] };
+      const cols = [
+        { name: "action", kind: "list<float>" as const },
+        { name: "timestamp", kind: "float" as const },
+        { name: "index", kind: "int64" as const },
+      ];
+      await writeRows(file, rows, cols);
+      const ds2 = await openLeRobot(dir);
+      await expect(ds2.readEpisode(1, ["action"])).rejects.toThrow(/file-000\.parquet: column 'action' \(episode 1, frame 1\): NaN at dim 1/);
+      await expect(ds2.readEpisode(0, ["state"])).rejects.toThrow(/file-000\.parquet \(episode 0\): column 'state' missing/);
+      const size = (await stat(file)).size;
+      await truncate(file, size - 20);
+      const ds3 = await openLeRobot(dir);
+      await expect(ds3.readEpisode(0, ["action"])).rejects.toThrow(/file-000\.parquet \(episode 0\): not a readable parquet file/);
+    } finally {
+      await removeDir(root);
+    }
+  });
+});
+
 describe("layout helpers", () => {
   it("normalises names from a list, a nested list or a dict", () => {
     expect(normalizeNames(["a", "b"])).toEqual(["a", "b"]);

@@ -86,3 +86,18 @@ describe("aggregateFeatureStats", () => {
     expect(() => aggregateFeatureStats([])).toThrow(/no parts/);
   });
 });
+
+describe("datasetStats", () => {
+  it("streams the columns of every (or the chosen) episode of any episode dataset", async () => {
+    const { inMemoryDataset } = await import("../../../training/windows.ts");
+    const { datasetStats } = await import("../../../training/stats/dataset.ts");
+    const ds = inMemoryDataset({ a: [2] }, [{ columns: { a: Float32Array.of(1, 10, 3, 30) } }, { columns: { a: Float32Array.of(5, 50) } }]);
+    const all = await datasetStats(ds, ["a"]);
+    expect(all.a).toMatchObject({ min: [1, 10], max: [5, 50], mean: [3, 30], count: 3 });
+    const one = await datasetStats(ds, ["a"], { episodes: [1] });
+    expect(one.a).toMatchObject({ mean: [5, 50], count: 1 });
+    const bad = inMemoryDataset({ a: [1] }, [{ columns: { a: Float32Array.of(1, NaN) } }]);
+    await expect(datasetStats(bad, ["a"])).rejects.toThrow(/episode 0: column 'a': non-finite value NaN at row 1 dim 0/);
+    await expect(datasetStats(ds, ["b"])).rejects.toThrow(/no column 'b'/);
+  });
+});
