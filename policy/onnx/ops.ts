@@ -59,6 +59,9 @@ export class OnnxOps implements Ops<Sym> {
   private readonly params = new Map<string, Sym>();
   private readonly constants = new Map<string, Sym>();
   private readonly names = new Set<string>();
+  /** The node producing each node output, and every value by name. */
+  private readonly producers = new Map<string, NodeProto>();
+  private readonly values = new Map<string, Sym>();
   private readonly weights: WeightMap;
   private readonly prefix: string;
   private counter = 0;
@@ -77,7 +80,9 @@ export class OnnxOps implements Ops<Sym> {
   input(name: string, shape: readonly number[], dtype: number = DataType.FLOAT): Sym {
     this.claim(name);
     this.inputs.push(valueInfo(name, shape, dtype));
-    return { name, shape: [...shape], dtype };
+    const sym: Sym = { name, shape: [...shape], dtype };
+    this.values.set(name, sym);
+    return sym;
   }
 
   /** Marks `x` as a graph output called `name` (adds an Identity node when renaming). */
@@ -86,12 +91,21 @@ export class OnnxOps implements Ops<Sym> {
     this.outputs.push(valueInfo(name, y.shape, y.dtype));
   }
 
-  /** The graph built so far. */
+  /** The graph built so far, without nodes and constants that no output depends on. */
   graph(name: string, docString?: string): GraphProto {
+    const live = new Set<string>(this.outputs.map((o) => o.name));
+    const nodes: NodeProto[] = [];
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i]!;
+      if (!n.output.some((o) => live.has(o))) continue;
+      nodes.push(n);
+      for (const x of n.input) live.add(x);
+    }
+    nodes.reverse();
     return {
       name,
-      node: [...this.nodes],
-      initializer: [...this.initializers],
+      node: nodes,
+      initializer: this.initializers.filter((t) => live.has(t.name ?? "")),
       input: [...this.inputs],
       output: [...this.outputs],
       ...(docString ? { docString } : {}),
@@ -147,7 +161,7 @@ export class OnnxOps implements Ops<Sym> {
   }
 
   add(a: Sym, b: Sym): Sym {
-    return this.node("Add", [a, b], broadcast("add", a.shape, b.shape));
+    return this.denseBias(a, b) ?? this.denseBias(b, a) ?? this.node("Add", [a, b], broadcast("add", a.shape, b.shape));
   }
 
   sub(a: Sym, b: Sym): Sym {
@@ -185,7 +199,7 @@ export class OnnxOps implements Ops<Sym> {
   reshape(x: Sym, shape: number[]): Sym {
     const out = inferReshape(x.shape, shape);
     if (sameShape(out, x.shape)) return x;
-    return this.node("Reshape", [x, this.int64(shape)], out);
+    return this.reshapeUnchecked(x, shape, out);
   }
 
   transpose(x: Sym, perm: number[]): Sym {
@@ -257,17 +271,54 @@ export class OnnxOps implements Ops<Sym> {
 
   // ---- internals ----
 
+  /** Reshape node to `target` (ONNX semantics) reading through a Reshape producer: reshape(reshape(a)) = reshape(a). */
+  private reshapeUnchecked(x: Sym, target: readonly number[], out: readonly number[]): Sym {
+    const p = this.producers.get(x.name);
+    const src = p?.opType === "Reshape" ? this.values.get(p.input[0]!) : undefined;
+    const from = src ?? x;
+    if (sameShape(from.shape, out) && !from.shape.includes(BATCH) === !out.includes(BATCH)) return from;
+    return this.node("Reshape", [from, this.int64(target)], out);
+  }
+
+  /**
+   * `x @ W + b` with W `[k, n]` and b `[n]` parameters as one Gemm (bias fused) on x folded to 2-D:
+   * onnxruntime fuses MatMul + Add only for 2-D inputs. Returns undefined when `y` is not such a
+   * product. The MatMul node stays until `graph()` drops it if nothing else reads it.
+   */
+  private denseBias(y: Sym, b: Sym): Sym | undefined {
+    const mm = this.producers.get(y.name);
+    if (!mm || mm.opType !== "MatMul" || b.shape.length !== 1) return undefined;
+    const [xName, wName] = mm.input as [string, string];
+    const w = this.params.get(wName);
+    const bias = this.params.get(b.name);
+    if (!w || !bias || w.shape.length !== 2 || w.shape[1] !== b.shape[0]) return undefined;
+    const x = this.values.get(xName);
+    if (!x) return undefined;
+    const [k, n] = w.shape as [number, number];
+    if (x.shape.length === 2) return this.node("Gemm", [x, w, bias], [x.shape[0]!, n]);
+    const lead = x.shape.slice(0, -1);
+    if (lead.filter((d) => d === BATCH).length > 1) return undefined;
+    // Rows fold (batch x tokens) into one dim: symbolic here, so the shape-checked reshape is bypassed.
+    const g = this.node("Gemm", [this.reshapeUnchecked(x, [-1, k], [BATCH, k]), w, bias], [BATCH, n]);
+    return this.reshapeUnchecked(g, [...lead, n], [...lead, n]);
+  }
+
+
   private nodeNamed(opType: string, inputs: readonly Sym[], output: string, shape: readonly number[], attrs: Record<string, AttrValue>, dtype: number): Sym {
     this.claim(output);
     const attribute = Object.entries(attrs).map(([k, v]) => attr(k, v));
-    this.nodes.push({
+    const node: NodeProto = {
       input: inputs.map((i) => i.name),
       output: [output],
       name: `${output}_node`,
       opType,
       ...(attribute.length ? { attribute } : {}),
-    });
-    return { name: output, shape: [...shape], dtype };
+    };
+    this.nodes.push(node);
+    this.producers.set(output, node);
+    const sym: Sym = { name: output, shape: [...shape], dtype };
+    this.values.set(output, sym);
+    return sym;
   }
 
   private dedupe(t: TensorProto, tag: string, bytes: Uint8Array, dtype: number): Sym {

@@ -66,7 +66,7 @@ export interface TinyModel {
   config: HeadConfig;
   head: ActionHead;
   weights: Map<string, NamedArray>;
-  stats: { obs: Record<string, FeatureStats>; action: FeatureStats };
+  stats: { obs: { state: FeatureStats; emb: FeatureStats }; action: FeatureStats };
   features: FeatureIO[];
   norms: GraphNorms;
 }

@@ -136,9 +136,29 @@ describe("OnnxOps on onnxruntime", () => {
     const c = ops.constant(f32([1, 2, 3]), [1, 3]);
     expect(b).toBe(a);
     expect(c).not.toBe(a);
-    ops.param({ name: "w", shape: [2], init: { kind: "zeros" } });
-    ops.param({ name: "w", shape: [2], init: { kind: "zeros" } });
-    expect(ops.graph("g").initializer.map((t) => t.name)).toEqual([a.name, c.name, "w"]);
+    const w1 = ops.param({ name: "w", shape: [2], init: { kind: "zeros" } });
+    expect(ops.param({ name: "w", shape: [2], init: { kind: "zeros" } })).toBe(w1);
+    ops.output(ops.concat([ops.reshape(a, [1, 3]), c], 0), "y");
+    ops.output(w1, "z");
+    expect(ops.graph("g").initializer.map((t) => t.name)).toEqual([a.name, c.name, "w", "const_2"]);
+  });
+
+  it("fuses dense layers into Gemm and drops nodes no output needs", async () => {
+    const W = f32([1, 2, 3, 4, 5, 6]); // [3, 2]
+    const bias = f32([0.5, -1]);
+    const ops = new OnnxOps({ weights: new Map([["d.weight", { shape: [3, 2], data: W }], ["d.bias", { shape: [2], data: bias }]]) });
+    const x = ops.input("x", [-1, 2, 3]);
+    const w = ops.param({ name: "d.weight", shape: [3, 2], init: { kind: "glorot" } });
+    const b = ops.param({ name: "d.bias", shape: [2], init: { kind: "zeros" } });
+    ops.output(ops.add(ops.matMul(x, w), b), "y3");
+    ops.output(ops.add(b, ops.matMul(ops.reshape(x, [-1, 6]), ops.constant(new Float32Array(12).fill(1), [6, 2]))), "y2");
+    const g = ops.graph("g");
+    expect(g.node.map((n) => n.opType)).toEqual(["Reshape", "Gemm", "Reshape", "Identity", "Reshape", "MatMul", "Add", "Identity"]);
+    const xv = [1, 0, -1, 2, 3, 4];
+    const r = await runModel(modelOf(ops), { x: [f32(xv), [1, 2, 3]] });
+    expect(r.y3!.dims).toEqual([1, 2, 2]);
+    expect(Array.from(r.y3!.data)).toEqual([1 - 5 + 0.5, 2 - 6 - 1, 2 + 9 + 20 + 0.5, 4 + 12 + 24 - 1]);
+    expect(Array.from(r.y2!.data)).toEqual([9.5, 8]);
   });
 
   it("names a missing or mis-shaped parameter", () => {
