@@ -161,7 +161,7 @@ describe("openLeRobot on broken v3.0 inputs", () => {
       await w.finish();
       const file = join(dir, "data/chunk-000/file-000.parquet");
       const ds = await openLeRobot(dir);
-      expect(Array.from((await ds.readEpisode(1, ["action"])).action!)).toEqual([1, 2, 3, 4]); // row range inside the shared file
+      expect(Array.from((await ds.readEpisode(1, ["action"])).action as Float32Array)).toEqual([1, 2, 3, 4]); // row range inside the shared file
       const rows = await readAllRows(file);
       rows[4] = { ...rows[4], action: [3, NaN] };
       const cols = [
