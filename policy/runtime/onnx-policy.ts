@@ -129,17 +129,19 @@ export class OnnxPolicy {
     }
     let bytes: Uint8Array;
     let source: string;
+    let meta: Record<string, string>;
     if (info.isFile()) {
       bytes = new Uint8Array(await readFile(p));
       source = p;
+      meta = metadataOf(decodeModel(bytes, source));
     } else {
       const file = join(p, "policy.onnx");
       const ckptDir = await resolveCheckpointDir(p);
       if (await isFile(file)) {
         bytes = new Uint8Array(await readFile(file));
         source = file;
+        meta = metadataOf(decodeModel(bytes, file));
         if (ckptDir) {
-          const meta = metadataOf(decodeModel(bytes, file));
           const digest = await weightsDigest(ckptDir);
           if (meta["actionflow.weights_sha256"] !== digest) {
             throw new Error(`${file} was exported from other weights than the checkpoint ${ckptDir} (checkpoint ${meta["actionflow.checkpoint"] ?? "unknown"}); re-run 'actionflow export ${path}'`);
@@ -150,11 +152,11 @@ export class OnnxPolicy {
         const built = await exportOnnxBytes(ckpt, { ...(opts.steps !== undefined ? { steps: opts.steps } : {}), ...(opts.solver !== undefined ? { solver: opts.solver } : {}) });
         bytes = built.sample;
         source = `checkpoint ${ckptDir} (exported in memory)`;
+        meta = metadataOf(decodeModel(bytes, source));
       } else {
         throw new Error(`${path}: holds neither policy.onnx nor a checkpoint`);
       }
     }
-    const meta = metadataOf(decodeModel(bytes, source));
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: opts.executionProviders ?? ["cpu"],
       graphOptimizationLevel: "all",
