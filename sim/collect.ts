@@ -67,7 +67,7 @@ export interface CollectOptions {
   failures?: "drop" | "keep";
   /** Robot scene; default the built-in arm. */
   scene?: RobotScene;
-  /** Mapping path to remember for a user scene (replay rebuilds from it). */
+  /** Mapping path to remember for a user scene (replay rebuilds from it; store absolute paths). */
   mappingPath?: string;
   /** Control rate in Hz; default 30. */
   fps?: number;

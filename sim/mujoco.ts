@@ -30,8 +30,9 @@ export function loadMujoco(): Promise<MainModule> {
 export class MjcfCompileError extends Error {
   /** MuJoCo's message, e.g. "XML Error: invalid keyword: 'nosuch'\nElement 'geom', line 1". */
   readonly mujocoMessage: string;
-  constructor(source: string, mujocoMessage: string, options?: { cause?: unknown }) {
-    super(`${source}: MJCF does not compile: ${mujocoMessage.trim()}`, options);
+  constructor(source: string, mujocoMessage: string) {
+    // No `cause`: the wasm exception carries nothing beyond this message but a wasm stack.
+    super(`${source}: MJCF does not compile: ${mujocoMessage.trim()}`);
     this.name = "MjcfCompileError";
     this.mujocoMessage = mujocoMessage;
   }
@@ -69,7 +70,7 @@ export function compileMjcf(mj: MainModule, xml: string, opts: CompileOptions): 
     try {
       model = mj.MjModel.loadFromXML(path);
     } catch (err) {
-      throw new MjcfCompileError(opts.source, mujocoErrorText(mj, err), { cause: err });
+      throw new MjcfCompileError(opts.source, mujocoErrorText(mj, err));
     }
     if (!model) throw new MjcfCompileError(opts.source, "XML parse error (see the 'mujoco:' lines above)");
     return model;

@@ -12,6 +12,7 @@ import type { ActionflowMeta } from "./collect.ts";
 import { continueEpisode } from "./rollout.ts";
 import { armScene } from "./scene/arm.ts";
 import type { RobotScene } from "./scene/robot.ts";
+import { loadUserScene } from "./scene/user.ts";
 import { createTask, parseTaskName } from "./tasks/index.ts";
 
 /** Options for {@link replay}. */
@@ -20,7 +21,7 @@ export interface ReplayOptions {
   dataset: string;
   /** Episode index. */
   episode: number;
-  /** Scene override (a user MJCF); default: the built-in arm if the dataset was recorded on it. */
+  /** Scene override (a user MJCF); default: the recorded scene (built-in arm, or the user MJCF and mapping paths in meta). */
   scene?: RobotScene;
 }
 
@@ -58,10 +59,16 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   if (!rec) throw new RangeError(`${opts.dataset}: no episode ${opts.episode} in meta/${ACTIONFLOW_META} (episodes 0..${meta.episodes.length - 1})`);
   let scene = opts.scene;
   if (!scene) {
-    if (meta.scene.source !== "actionflow-arm") {
-      throw new Error(`${opts.dataset}: recorded on the user MJCF ${meta.scene.source}; pass --mjcf and --mapping to replay it`);
+    if (meta.scene.source === "actionflow-arm") {
+      scene = armScene();
+    } else {
+      if (!meta.scene.mapping) throw new Error(`${opts.dataset}: recorded on the user MJCF ${meta.scene.source} without a mapping path; pass --mjcf and --mapping`);
+      try {
+        scene = await loadUserScene({ mjcf: meta.scene.source, mapping: meta.scene.mapping });
+      } catch (err) {
+        throw new Error(`${opts.dataset}: cannot reload the recorded user MJCF ${meta.scene.source}; pass --mjcf and --mapping`, { cause: err });
+      }
     }
-    scene = armScene();
   }
   const ds = await openLeRobot(opts.dataset);
   const actionFeature = ds.features["action"];

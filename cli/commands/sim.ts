@@ -3,7 +3,7 @@
  * open-loop replay of a recorded episode, and closed-loop evaluation of a chunk policy, all in
  * MuJoCo (see sim/).
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import { collect } from "../../sim/collect.ts";
@@ -52,7 +52,7 @@ export function registerSim(program: Command): void {
           failures: o.keepFailures ? "keep" : "drop",
           fps,
           ...(scene ? { scene } : {}),
-          ...(o.mapping ? { mappingPath: o.mapping } : {}),
+          ...(o.mapping ? { mappingPath: resolve(o.mapping) } : {}),
           onAttempt: (attempts, recorded) => bar.update(recorded, { attempts }),
         });
       } finally {
@@ -158,7 +158,7 @@ export function registerSim(program: Command): void {
 async function sceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotScene | undefined> {
   if (!o.mjcf && !o.mapping) return undefined;
   if (!o.mjcf || !o.mapping) throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
-  return loadUserScene({ mjcf: o.mjcf, mapping: o.mapping });
+  return loadUserScene({ mjcf: resolve(o.mjcf), mapping: resolve(o.mapping) });
 }
 
 function positiveInt(s: string, flag: string): number {
