@@ -62,6 +62,7 @@ export class OnnxOps implements Ops<Sym> {
   /** The node producing each node output, and every value by name. */
   private readonly producers = new Map<string, NodeProto>();
   private readonly values = new Map<string, Sym>();
+  private readonly memo = new Map<string, Sym>();
   private readonly weights: WeightMap;
   private readonly prefix: string;
   private counter = 0;
@@ -117,7 +118,13 @@ export class OnnxOps implements Ops<Sym> {
    * `dtype` (default: the first input's).
    */
   node(opType: string, inputs: readonly Sym[], shape: readonly number[], attrs: Record<string, AttrValue> = {}, dtype?: number): Sym {
-    return this.nodeNamed(opType, inputs, this.fresh(opType), shape, attrs, dtype ?? inputs[0]?.dtype ?? DataType.FLOAT);
+    // Every op emitted is pure, so the same op on the same values is computed once.
+    const key = `${opType}(${inputs.map((i) => i.name).join(",")})${JSON.stringify(attrs)}`;
+    const seen = this.memo.get(key);
+    if (seen) return seen;
+    const sym = this.nodeNamed(opType, inputs, this.fresh(opType), shape, attrs, dtype ?? inputs[0]?.dtype ?? DataType.FLOAT);
+    this.memo.set(key, sym);
+    return sym;
   }
 
   /** An int64 constant (shape tensors, indices). */
@@ -258,6 +265,12 @@ export class OnnxOps implements Ops<Sym> {
   }
 
   softmax(x: Sym): Sym {
+    // Over a single element softmax is 1 (attention to one token): a constant, so whatever only
+    // fed x (a query projection) is dropped from the graph.
+    if (x.shape[x.shape.length - 1] === 1 && x.shape.slice(1).every((d) => d > 0)) {
+      const shape = x.shape.map((d) => (d === BATCH ? 1 : d));
+      return this.constant(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(1), shape);
+    }
     return this.node("Softmax", [x], x.shape, { axis: { int: -1 } });
   }
 

@@ -9,7 +9,7 @@ import type { FeatureIO, GraphNorms } from "../../../policy/onnx/graphs.ts";
 import type { NamedArray } from "../../../policy/onnx/ops.ts";
 
 /** A tiny head of `arch`: H=4, model action dim 5 (raw 3), features state [6] (raw 4) and emb [2, 3]. */
-export function tinyConfig(arch: "transformer" | "mlp", objective: "flow" | "regression" = "flow"): HeadConfig {
+export function tinyConfig(arch: "transformer" | "mlp", objective: "flow" | "regression" = "flow", features: "state" | "state+emb" = "state+emb"): HeadConfig {
   const input: HeadConfigInput = {
     arch,
     objective,
@@ -17,7 +17,7 @@ export function tinyConfig(arch: "transformer" | "mlp", objective: "flow" | "reg
     actionDim: 5,
     obs: [
       { name: "state", key: "observation.state", shape: [6] },
-      { name: "emb", key: "observation.embedding", shape: [2, 3] },
+      ...(features === "state+emb" ? [{ name: "emb", key: "observation.embedding", shape: [2, 3] }] : []),
     ],
     transformer: { width: 16, depth: 2, heads: 2, mlpRatio: 2, timeEmbedDim: 8 },
     mlp: { width: 24, depth: 2, timeEmbedDim: 4 },
@@ -72,8 +72,9 @@ export interface TinyModel {
 }
 
 /** A tiny head with random weights and stats (mean_std obs, min_max action). */
-export function tinyModel(arch: "transformer" | "mlp", opts: { objective?: "flow" | "regression"; seed?: number } = {}): TinyModel {
-  const config = tinyConfig(arch, opts.objective ?? "flow");
+export function tinyModel(arch: "transformer" | "mlp", opts: { objective?: "flow" | "regression"; seed?: number; features?: "state" | "state+emb" } = {}): TinyModel {
+  const withEmb = (opts.features ?? "state+emb") === "state+emb";
+  const config = tinyConfig(arch, opts.objective ?? "flow", withEmb ? "state+emb" : "state");
   const head = buildHead(config);
   const seed = opts.seed ?? 7;
   const rng = new Rng(seed + 100);
@@ -89,7 +90,7 @@ export function tinyModel(arch: "transformer" | "mlp", opts: { objective?: "flow
     stats,
     features: [
       { name: "state", key: "observation.state", shape: [6], rawShape: [RAW.state] },
-      { name: "emb", key: "observation.embedding", shape: [2, 3], rawShape: [2, RAW.emb] },
+      ...(withEmb ? [{ name: "emb", key: "observation.embedding", shape: [2, 3], rawShape: [2, RAW.emb] }] : []),
     ],
     norms: { obs: obsNorms, action: padAffine(affineFor(stats.action, "min_max", "action"), 5), rawActionDim: RAW.action },
   };

@@ -110,6 +110,7 @@ describe("OnnxOps on onnxruntime", () => {
     const ops = new OnnxOps({ weights: new Map() });
     const x = ops.input("x", [-1, 4]);
     ops.output(ops.softmax(x), "sm");
+    ops.output(ops.softmax(ops.slice(x, 1, 2, 3)), "one");
     ops.output(ops.layerNorm(x, 1e-6), "ln");
     const xv = [1, 2, 3, 4, -1, 0, 0, 5];
     const r = await runModel(modelOf(ops), { x: [f32(xv), [2, 4]] });
@@ -126,6 +127,7 @@ describe("OnnxOps on onnxruntime", () => {
       ln.push(...row.map((v) => (v - mean) / Math.sqrt(variance + 1e-6)));
     }
     expect(maxAbsDiff(r.sm!.data, sm)).toBeLessThan(1e-6);
+    expect(Array.from(r.one!.data)).toEqual([1]); // a constant [1, 1]: broadcasts against the batch
     expect(maxAbsDiff(r.ln!.data, ln)).toBeLessThan(1e-5);
   });
 

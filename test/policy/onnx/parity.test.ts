@@ -74,6 +74,16 @@ for (const arch of ["transformer", "mlp"] as const) {
       });
     }
 
+    it("one observation token (attention over one key is folded to a constant), rk4", async () => {
+      const one = tinyModel(arch, { features: "state" });
+      const { model } = buildSampleModel(one.head, one.weights, one.features, one.norms, { steps: 2, solver: "rk4" });
+      const out = await runModel(model, { ...feedsOf(one, { state: raw.state! }), noise: [noise, [BATCH, H, A]] });
+      const ops = new TfjsOps({ seed: 0, weights: one.weights, mode: "frozen" });
+      const ref = tf.tidy(() => sampleChunkTfjs(one.head, ops, normalisedObs(one, { state: raw.state! }), tf.tensor(noise, [BATCH, H, A]), { steps: 2, solver: "rk4" }).dataSync() as Float32Array);
+      ops.dispose();
+      expect(maxAbsDiff(out.actions!.data, rawChunk(one, ref))).toBeLessThan(1e-4);
+    });
+
     it("inpaints an action prefix by replacement (euler, 4 steps)", async () => {
       const steps = 4;
       const { model } = buildSampleModel(m.head, m.weights, m.features, m.norms, { steps, solver: "euler" });
