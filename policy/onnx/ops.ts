@@ -5,6 +5,11 @@
  *
  * Shapes are tracked statically; -1 stands for the dynamic batch dimension (the graph's `batch`
  * dim_param). A shape mismatch in the description fails here, at export, naming the op and shapes.
+ *
+ * Exact rewrites keep the graph small for onnxruntime: a dense layer (`x @ W + b`, W and b
+ * parameters) becomes one Gemm with its bias fused, reshape chains collapse, an op repeated on the
+ * same values is emitted once, softmax over a single element is the constant 1, and `graph()`
+ * drops every node and constant no output depends on.
  */
 import { createHash } from "node:crypto";
 import type { Ops, ParamSpec } from "../net/ops.ts";
