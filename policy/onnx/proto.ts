@@ -91,9 +91,9 @@ export interface GraphProto {
   docString?: string;
 }
 
-/** `(domain, version)` of an operator set; the default domain is the empty string. */
+/** `(domain, version)` of an operator set; the default domain is the empty string (absent when decoded). */
 export interface OperatorSetIdProto {
-  domain: string;
+  domain?: string;
   version: number;
 }
 
@@ -131,7 +131,10 @@ export function encodeModel(model: ModelProto): Uint8Array {
   return T.encode(T.fromObject(model)).finish();
 }
 
-/** Parses ONNX protobuf bytes (from any producer) into a `ModelProto`; `source` names the file in errors. */
+/**
+ * Parses ONNX protobuf bytes (from any producer) into a `ModelProto`; `source` names the file in
+ * errors. Fields at their default value (empty string, 0) are absent from the result.
+ */
 export function decodeModel(bytes: Uint8Array, source = "model"): ModelProto {
   const T = ModelType();
   let msg: protobuf.Message;
