@@ -15,6 +15,11 @@ export interface Batch {
   actions: Float32Array;
   /** `[size, horizon]`, 1 where the step lies past the episode end (ignored by the loss). */
   isPad: Uint8Array;
+  /**
+   * Optional fixed noise `[size, horizon, actionDim]` paired with `actions` (ReFlow couplings); when
+   * absent the trainer draws fresh N(0, I) noise.
+   */
+  noise?: Float32Array;
 }
 
 /** A source of batches; `next` draws `size` windows using `rng` (seeded, so runs repeat). */

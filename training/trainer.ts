@@ -164,7 +164,8 @@ export class Trainer {
       return { xt: new Float32Array(n * A), t, target: batch.actions };
     }
     for (let b = 0; b < batch.size; b++) t.fill(this.timeSampler.sample(rng), b * H, (b + 1) * H);
-    const x0 = rng.normalArray(n * A);
+    const x0 = batch.noise ?? rng.normalArray(n * A);
+    if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
     const { xt, ut } = samplePath(this.path, x0, batch.actions, t, { dim: A });
     return { xt, t, target: ut };
   }

@@ -1,6 +1,91 @@
 import type { Command } from "commander";
+import { InvalidArgumentError } from "commander";
+import { useBackend } from "../../training/backend/registry.ts";
+import type { BackendName } from "../../training/backend/registry.ts";
+import type { ToyProgress } from "../../training/toy/run.ts";
+import { runBimodal, runMoons } from "../../training/toy/run.ts";
+import { log, printResult, startProgress } from "../output.ts";
+import type { Progress } from "../output.ts";
 
-/** Registers the `toy` command(s). */
+/** Parses a non-negative integer option, naming the option in the error. */
+export function intOption(name: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
+    return n;
+  };
+}
+
+interface ToyCliOptions {
+  json?: boolean;
+  seed: number;
+  steps: number;
+  batch: number;
+  sampleSteps: number;
+  arch: "mlp" | "transformer";
+  backend: BackendName;
+}
+
+function progressReporter(opts: ToyCliOptions): { report: ToyProgress; stop(): void } {
+  let bar: Progress | undefined;
+  let phase = "";
+  return {
+    report(p, step, total, loss) {
+      if (p !== phase) {
+        bar?.stop();
+        phase = p;
+        bar = startProgress(total, { json: opts.json, label: p });
+      }
+      if (step % 10 === 0 || step === total) bar?.update(step, { loss });
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+function common(cmd: Command): Command {
+  return cmd
+    .option("--seed <n>", "random seed", intOption("--seed"), 0)
+    .option("--batch <n>", "batch size", intOption("--batch"), 256)
+    .option("--sample-steps <n>", "Euler steps when sampling", intOption("--sample-steps"), 10)
+    .option("--arch <arch>", "mlp or transformer", "mlp")
+    .option("--backend <name>", "tfjs backend: auto, tensorflow-gpu, tensorflow, wasm, cpu", "auto")
+    .option("--json", "print one JSON object as the last line");
+}
+
+/** Registers the `toy` commands: `toy moons` and `toy bimodal`. */
 export function registerToy(program: Command): void {
-  void program;
+  const toy = program.command("toy").description("the toy problems: two moons and bimodal actions");
+
+  common(toy.command("moons").description("learn two moons; energy distance of 10-step samples vs the noise floor"))
+    .option("--steps <n>", "training steps of the flow", intOption("--steps"), 800)
+    .option("--reflow-steps <n>", "fine-tuning steps of the ReFlow round (0: none)", intOption("--reflow-steps"), 400)
+    .option("--picture <file>", "SVG of the samples from noise to data", "runs/toy/moons.svg")
+    .action(async (o: ToyCliOptions & { reflowSteps: number; picture: string }) => {
+      const backend = await useBackend(o.backend);
+      log(`backend: ${backend}`);
+      const p = progressReporter(o);
+      const r = await runMoons({ ...o, batchSize: o.batch, onProgress: p.report });
+      p.stop();
+      printResult({ ...r, backend }, o, (x: typeof r) =>
+        `two moons: energy distance ${x.energyDistance.toFixed(5)} (before ReFlow ${x.energyDistanceBeforeReflow.toFixed(5)}), noise floor ${x.noiseFloor.toFixed(5)}, ratio ${x.ratio.toFixed(2)}; picture ${x.picture}; ${x.seconds.toFixed(0)} s`,
+      );
+    });
+
+  common(toy.command("bimodal").description("flow head vs regression head on actions with two modes"))
+    .option("--steps <n>", "training steps of each head", intOption("--steps"), 600)
+    .option("--horizon <n>", "chunk length", intOption("--horizon"), 8)
+    .action(async (o: ToyCliOptions & { horizon: number }) => {
+      const backend = await useBackend(o.backend);
+      log(`backend: ${backend}`);
+      const p = progressReporter(o);
+      const r = await runBimodal({ ...o, batchSize: o.batch, onProgress: p.report });
+      p.stop();
+      const fmt = (m: { modeShare: number[]; meanDistToMode: number }): string =>
+        `modes ${m.modeShare.map((s) => s.toFixed(2)).join("/")}, mean distance to nearest mode ${m.meanDistToMode.toFixed(3)}`;
+      printResult({ ...r, backend }, o, (x: typeof r) =>
+        `bimodal (mode separation ${x.modeSeparation.toFixed(3)}):\n  flow:       ${fmt(x.flow)}\n  regression: ${fmt(x.regression)}`,
+      );
+    });
 }

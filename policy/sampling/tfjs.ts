@@ -19,6 +19,10 @@ export interface TfjsSampleOptions {
   steps?: number;
   /** ODE solver (default euler). */
   solver?: SolverName;
+  /** Time grid from 0 to 1 (default `uniformGrid(steps)`); overrides `steps`. */
+  grid?: number[];
+  /** Called with the state after each solver step and its time (e.g. to draw the flow). */
+  onStep?: (x: tf.Tensor, t: number) => void;
 }
 
 /**
@@ -41,6 +45,8 @@ export function sampleChunkTfjs(
   }
   // Each evaluation frees its intermediates at once; only the velocity and the states survive.
   const f = (x: tf.Tensor, t: number): tf.Tensor => tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, H], t)));
-  const { x } = integrate(solverByName(opts.solver ?? "euler"), tfjsSpace, f, noise, uniformGrid(opts.steps ?? 10));
+  const { x } = integrate(solverByName(opts.solver ?? "euler"), tfjsSpace, f, noise, opts.grid ?? uniformGrid(opts.steps ?? 10), {
+    onStep: opts.onStep,
+  });
   return x;
 }

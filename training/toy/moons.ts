@@ -5,8 +5,6 @@
 import type { Rng } from "../../policy/random.ts";
 import type { Batch, BatchSource } from "../batch.ts";
 
-const NOISE = Number(process.env["MOONS_NOISE"] ?? 0.05);
-
 /** Draws `n` points `[n, 2]` of scikit-learn-style two moons with Gaussian `noise`, scaled to about [-1, 1]. */
 export function sampleMoons(n: number, rng: Rng, noise = 0.05): Float32Array {
   const out = new Float32Array(n * 2);
@@ -22,10 +20,10 @@ export function sampleMoons(n: number, rng: Rng, noise = 0.05): Float32Array {
 }
 
 /** Batches of moons points as `[size, 1, 2]` chunks with a constant observation `state = [0]`. */
-export function moonsSource(): BatchSource {
+export function moonsSource(noise = 0.05): BatchSource {
   return {
     next(size: number, rng: Rng): Batch {
-      return { size, obs: { state: new Float32Array(size) }, actions: sampleMoons(size, rng, NOISE), isPad: new Uint8Array(size) };
+      return { size, obs: { state: new Float32Array(size) }, actions: sampleMoons(size, rng, noise), isPad: new Uint8Array(size) };
     },
   };
 }
