@@ -1,6 +1,144 @@
+/**
+ * `actionflow train`: trains an action head on a demonstration dataset (LeRobot v2.x/v3.0 folder or
+ * robomimic HDF5 file), with periodic validation on held-out episodes, periodic checkpoints, and
+ * `--resume` after an interruption. See `training/run.ts`.
+ */
 import type { Command } from "commander";
+import type { NormMode } from "../../policy/normalize.ts";
+import type { BackendName } from "../../training/backend/registry.ts";
+import type { RunConfig, TrainRunResult } from "../../training/run.ts";
+import { readRunConfig, trainRun } from "../../training/run.ts";
+import { log, printResult, startProgress } from "../output.ts";
+import type { Progress } from "../output.ts";
 
-/** Registers the `train` command(s). */
+interface TrainFlags {
+  dataset?: string;
+  out: string;
+  config?: string;
+  steps?: string;
+  batch?: string;
+  horizon?: string;
+  valEpisodes?: string;
+  obs?: string;
+  action?: string;
+  arch?: string;
+  objective?: string;
+  lr?: string;
+  seed?: string;
+  backend?: string;
+  normObs?: string;
+  normAction?: string;
+  checkpointEvery?: string;
+  valEvery?: string;
+  keep?: string;
+  resume?: boolean;
+  json?: boolean;
+}
+
+const NORM_MODES: readonly NormMode[] = ["mean_std", "min_max", "quantiles", "identity"];
+
+function int(flag: string, v: string | undefined, min = 1): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(flag: string, v: string | undefined, valid: readonly T[]): T | undefined {
+  if (v === undefined) return undefined;
+  if (!valid.includes(v as T)) throw new Error(`${flag}: '${v}' is not one of ${valid.join(", ")}`);
+  return v as T;
+}
+
+function human(r: TrainRunResult): string {
+  return [
+    `trained ${r.steps} steps (from ${r.resumedFrom}) on ${r.backend}, ${r.params} parameters, ${r.samplesPerSec.toFixed(1)} samples/s, ${r.seconds.toFixed(1)} s`,
+    `train loss ${r.trainLoss.toPrecision(4)}, validation loss ${r.valLossAtStart.toPrecision(4)} -> ${r.valLoss.toPrecision(4)}`,
+    `checkpoint ${r.checkpoint}`,
+  ].join("\n");
+}
+
+/** Registers `train`. */
 export function registerTrain(program: Command): void {
-  void program;
+  program
+    .command("train")
+    .description("train a flow-matching (or regression) action head on a LeRobot dataset folder or robomimic .hdf5 file")
+    .option("--dataset <path>", "LeRobot v2.x/v3.0 folder or robomimic .hdf5 file (optional with --resume)")
+    .requiredOption("--out <run>", "run folder (run.json, checkpoints/)")
+    .option("--config <json>", "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)")
+    .option("--steps <n>", "total optimisation steps (default 2000)")
+    .option("--batch <n>", "windows per step (default 8)")
+    .option("--horizon <n>", "action chunk length in frames (default 50)")
+    .option("--val-episodes <spec>", "validation episodes: 'a:b' positions, 'i,j', a fraction or a count (default 0.1; robomimic: mask/valid)")
+    .option("--obs <map>", "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])")
+    .option("--action <column>", "action column (default action)")
+    .option("--arch <arch>", "transformer | mlp (default transformer)")
+    .option("--objective <o>", "flow | regression (default flow)")
+    .option("--lr <x>", "peak learning rate (default 1e-3)")
+    .option("--norm-obs <mode>", "observation normalisation: mean_std | min_max | quantiles | identity (default mean_std)")
+    .option("--norm-action <mode>", "action normalisation (default mean_std)")
+    .option("--checkpoint-every <n>", "steps between checkpoints (default 500; always one at the end)")
+    .option("--val-every <n>", "steps between validations (default min(250, steps/8))")
+    .option("--keep <n>", "checkpoints kept (default 2)")
+    .option("--backend <name>", "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu", "auto")
+    .option("--resume", "continue the run in --out from its latest checkpoint")
+    .option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)")
+    .option("--json", "print one JSON object as the last stdout line")
+    .action(async (o: TrainFlags) => {
+      const json = o.json ?? false;
+      let config: RunConfig | undefined;
+      if (o.config) config = await readRunConfig(o.config);
+      const lr = o.lr === undefined ? undefined : Number(o.lr);
+      if (lr !== undefined && !(lr > 0)) throw new Error(`--lr: expected a positive number, got '${o.lr}'`);
+      const seed = o.seed === undefined ? undefined : int("--seed", o.seed, 0);
+      const normObs = oneOf("--norm-obs", o.normObs, NORM_MODES);
+      const normAction = oneOf("--norm-action", o.normAction, NORM_MODES);
+      let bar: Progress | undefined;
+      let lastLogged = 0;
+      const result = await trainRun({
+        out: o.out,
+        mode: o.resume ? "resume" : "new",
+        ...(o.dataset !== undefined ? { dataset: o.dataset } : {}),
+        ...(config ? { config } : {}),
+        ...defined({
+          steps: int("--steps", o.steps),
+          batch: int("--batch", o.batch),
+          horizon: int("--horizon", o.horizon),
+          seed,
+          valEpisodes: o.valEpisodes,
+          obs: o.obs,
+          action: o.action,
+          arch: oneOf("--arch", o.arch, ["transformer", "mlp"] as const),
+          objective: oneOf("--objective", o.objective, ["flow", "regression"] as const),
+          lr,
+          checkpointEvery: int("--checkpoint-every", o.checkpointEvery),
+          valEvery: int("--val-every", o.valEvery),
+          keep: int("--keep", o.keep),
+        }),
+        ...(normObs || normAction ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } } : {}),
+        backend: (o.backend ?? "auto") as BackendName,
+        onStart: (s) => {
+          log(`backend: ${s.backend}`);
+          log(
+            `${s.params} parameters; ${s.trainEpisodes.length} train episodes (${s.trainFrames} windows), ${s.valEpisodes.length} validation episodes [${s.valEpisodes.join(", ")}] (${s.valFrames} windows); stats from ${s.statsSource}` +
+              (s.fromStep > 0 ? `; resuming at step ${s.fromStep}` : ""),
+          );
+        },
+        onProgress: (p) => {
+          bar ??= startProgress(p.steps, { json, label: "train" });
+          bar.update(p.step, { loss: p.trainLoss, ...(p.valLoss !== undefined ? { val: p.valLoss } : {}), "samples/s": p.samplesPerSec });
+          // Without a bar (not a TTY, or --json) a line now and then shows the run is alive.
+          if ((json || !process.stderr.isTTY) && (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)) {
+            lastLogged = p.step;
+            log(`step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`);
+          }
+        },
+      });
+      bar?.stop();
+      printResult(result, { json }, human);
+    });
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{ [K in keyof T]: Exclude<T[K], undefined> }>;
 }
