@@ -88,10 +88,25 @@ export async function saveCheckpoint(
   return final;
 }
 
+/**
+ * Removes all but the newest `keep` checkpoints (the current one always stays), and the leftovers
+ * of a process killed mid-write (`.step-*.<pid>.tmp`, `.trash-*`). A pruned checkpoint is first
+ * renamed out of the `step-*` namespace, so a kill mid-delete never leaves a half-deleted
+ * `step-*` folder behind.
+ */
 async function pruneCheckpoints(root: string, current: string, keep: number): Promise<void> {
-  const names = (await readdir(root)).filter((n) => /^step-\d+$/.test(n) && n !== current).sort();
+  const entries = await readdir(root);
+  const names = entries.filter((n) => /^step-\d+$/.test(n) && n !== current).sort();
   const excess = names.length - (keep - 1);
-  for (const n of names.slice(0, Math.max(0, excess))) await rm(join(root, n), { recursive: true, force: true });
+  for (const n of names.slice(0, Math.max(0, excess))) {
+    const trash = join(root, `.trash-${n}.${process.pid}`);
+    await rename(join(root, n), trash);
+    await rm(trash, { recursive: true, force: true });
+  }
+  const mine = `.${process.pid}.tmp`;
+  for (const n of entries) {
+    if ((/^\.step-\d+\.\d+\.tmp$/.test(n) && !n.endsWith(mine)) || n.startsWith(".trash-")) await rm(join(root, n), { recursive: true, force: true });
+  }
 }
 
 /**
