@@ -6,7 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Batch, BatchSource } from "./batch.ts";
 import type { Trainer } from "./trainer.ts";
-import { sampleChunkTfjs } from "../policy/sampling/tfjs.ts";
+import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
 import { Rng } from "../policy/random.ts";
 
@@ -37,16 +37,15 @@ export function reflowCouplings(trainer: Trainer, opts: ReflowOptions): BatchSou
     const size = Math.min(chunk, opts.pairs - done);
     const cond = opts.source.next(size, rng);
     const noise = rng.normalArray(size * H * A);
-    const actions = tf.tidy(() => {
+    const actions = tidyRead(() => {
       const o: Record<string, tf.Tensor> = {};
       for (const f of obs) o[f.name] = tf.tensor(cond.obs[f.name]!, [size, ...f.shape]);
-      const x = sampleChunkTfjs(trainer.head, trainer.emaOps, o, tf.tensor(noise, [size, H, A]), {
+      return sampleChunkTfjs(trainer.head, trainer.emaOps, o, tf.tensor(noise, [size, H, A]), {
         solver: opts.solver ?? "rk4",
         steps: opts.steps ?? 16,
       });
-      return x.dataSync() as Float32Array;
     });
-    batches.push({ size, obs: cond.obs, actions: actions.slice(), isPad: new Uint8Array(size * H), noise });
+    batches.push({ size, obs: cond.obs, actions, isPad: new Uint8Array(size * H), noise });
   }
   const total = batches.reduce((n, b) => n + b.size, 0);
   return {

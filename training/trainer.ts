@@ -150,7 +150,8 @@ export class Trainer {
 
   /**
    * The network inputs and regression target for a batch: for `flow`, x_t and u_t on the path at a
-   * per-sample time t (shared by the sample's tokens); for `regression`, x = 0, t = 1, target = actions.
+   * per-sample time t (shared by the sample's tokens, so `t` is `[size, 1]`); for `regression`,
+   * x = 0, t = 1, target = actions.
    */
   prepare(batch: Batch, rng: Rng): { xt: Float32Array; t: Float32Array; target: Float32Array } {
     const { horizon: H, actionDim: A } = this.head.config;
@@ -158,15 +159,19 @@ export class Trainer {
     if (batch.actions.length !== n * A) {
       throw new Error(`batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`);
     }
-    const t = new Float32Array(n);
+    const t = new Float32Array(batch.size);
     if (this.head.config.objective === "regression") {
       t.fill(1);
       return { xt: new Float32Array(n * A), t, target: batch.actions };
     }
-    for (let b = 0; b < batch.size; b++) t.fill(this.timeSampler.sample(rng), b * H, (b + 1) * H);
+    const tokenTime = new Float32Array(n);
+    for (let b = 0; b < batch.size; b++) {
+      t[b] = this.timeSampler.sample(rng);
+      tokenTime.fill(t[b]!, b * H, (b + 1) * H);
+    }
     const x0 = batch.noise ?? rng.normalArray(n * A);
     if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
-    const { xt, ut } = samplePath(this.path, x0, batch.actions, t, { dim: A });
+    const { xt, ut } = samplePath(this.path, x0, batch.actions, tokenTime, { dim: A });
     return { xt, t, target: ut };
   }
 
@@ -180,7 +185,7 @@ export class Trainer {
       obs[f.name] = tf.tensor(data, [batch.size, ...f.shape]);
     }
     const ctx = this.head.encode(ops, obs);
-    const v = this.head.velocity(ops, ctx, tf.tensor(inputs.xt, [batch.size, H, A]), tf.tensor(inputs.t, [batch.size, H]));
+    const v = this.head.velocity(ops, ctx, tf.tensor(inputs.xt, [batch.size, H, A]), tf.tensor(inputs.t, [batch.size, 1]), { timeTokens: 1 });
     const mask = tf.sub(tf.scalar(1), tf.tensor(Float32Array.from(batch.isPad), [batch.size, H, 1]));
     const sq = tf.mul(tf.square(tf.sub(v, tf.tensor(inputs.target, [batch.size, H, A]))), mask);
     const denom = tf.mul(tf.maximum(tf.sum(mask), tf.scalar(1)), tf.scalar(A));

@@ -24,7 +24,7 @@ export const TransformerSchema = z.object({
 });
 
 export const MlpSchema = z.object({
-  width: z.number().int().positive().default(512),
+  width: z.number().int().positive().default(256),
   depth: z.number().int().positive().default(3),
   timeEmbedDim: z.number().int().positive().default(16),
 });

@@ -4,8 +4,8 @@
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
-import type { ActionHead, Context } from "./network.ts";
-import { featureSize } from "./network.ts";
+import type { ActionHead, Context, VelocityOptions } from "./network.ts";
+import { featureSize, timeTokensOf } from "./network.ts";
 import { chunks, dense, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -29,9 +29,11 @@ export function mlpHead(config: HeadConfig): ActionHead {
       return { obs: dense(ops, "obs.mix", ops.silu(sum!), W, W) };
     },
 
-    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T): T {
+    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions): T {
       let h = dense(ops, "action.in", ops.reshape(xt, [-1, H * A]), H * A, W);
-      const temb = ops.reshape(timeEmbedding(ops, t, H, Dt), [-1, H * Dt]);
+      // The flattened time embedding needs per-token time: a per-sample t is broadcast to H tokens.
+      const tTokens = timeTokensOf(opts, H) === H ? t : ops.mul(t, ops.constant(new Float32Array(H).fill(1), [1, H]));
+      const temb = ops.reshape(timeEmbedding(ops, tTokens, H, Dt), [-1, H * Dt]);
       const tc = dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, H * Dt, W)), W, W);
       const c = ops.silu(ops.add(ctx["obs"]!, tc));
 

@@ -8,7 +8,8 @@
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
-import type { ActionHead, Context } from "./network.ts";
+import type { ActionHead, Context, VelocityOptions } from "./network.ts";
+import { timeTokensOf } from "./network.ts";
 import { attend, chunks, dense, headsKeys, headsValues, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -43,11 +44,12 @@ export function transformerHead(config: HeadConfig): ActionHead {
       return ctx;
     },
 
-    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T): T {
+    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions): T {
       const pos = ops.param({ name: "action.pos", shape: [H, D], init: { kind: "normal", std: 0.02 } });
       let x = ops.add(dense(ops, "action.in", xt, A, D), pos);
 
-      const temb = timeEmbedding(ops, t, H, timeEmbedDim);
+      // The time path runs on [batch, timeTokens, .] and broadcasts over the H action tokens.
+      const temb = timeEmbedding(ops, t, timeTokensOf(opts, H), timeEmbedDim);
       const c = ops.silu(dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, timeEmbedDim, D)), D, D));
 
       for (let l = 0; l < depth; l++) {

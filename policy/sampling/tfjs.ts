@@ -41,12 +41,26 @@ export function sampleChunkTfjs(
   const batch = noise.shape[0]!;
   const H = head.config.horizon;
   if (head.config.objective === "regression") {
-    return head.velocity(ops, ctx, tf.zerosLike(noise), tf.ones([batch, H]));
+    return head.velocity(ops, ctx, tf.zerosLike(noise), tf.ones([batch, 1]), { timeTokens: 1 });
   }
   // Each evaluation frees its intermediates at once; only the velocity and the states survive.
-  const f = (x: tf.Tensor, t: number): tf.Tensor => tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, H], t)));
+  const f = (x: tf.Tensor, t: number): tf.Tensor => tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, 1], t), { timeTokens: 1 }));
   const { x } = integrate(solverByName(opts.solver ?? "euler"), tfjsSpace, f, noise, opts.grid ?? uniformGrid(opts.steps ?? 10), {
     onStep: opts.onStep,
   });
   return x;
+}
+
+/**
+ * Runs `fn` in `tf.tidy` and returns its tensor's values as a new Float32Array, freeing every tensor.
+ * Never return a large typed array from `tf.tidy` itself: tidy walks its result element by element
+ * looking for tensors (measured: a 1600x512 read went from 22 ms to 770 ms).
+ */
+export function tidyRead(fn: () => tf.Tensor): Float32Array {
+  const t = tf.tidy(fn);
+  try {
+    return (t.dataSync() as Float32Array).slice();
+  } finally {
+    t.dispose();
+  }
 }

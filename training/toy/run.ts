@@ -8,7 +8,7 @@ import { dirname } from "node:path";
 import type { HeadConfig } from "../../policy/net/config.ts";
 import { parseHeadConfig } from "../../policy/net/config.ts";
 import { buildHead } from "../../policy/net/network.ts";
-import { sampleChunkTfjs } from "../../policy/sampling/tfjs.ts";
+import { sampleChunkTfjs, tidyRead } from "../../policy/sampling/tfjs.ts";
 import { uniformGrid } from "../../policy/flow/solvers.ts";
 import { Rng } from "../../policy/random.ts";
 import type { BatchSource } from "../batch.ts";
@@ -78,15 +78,14 @@ async function train(
 function sample(trainer: Trainer, state: Float32Array, rng: Rng, steps: number, onStep?: (x: Float32Array, t: number) => void): Float32Array {
   const { horizon: H, actionDim: A } = trainer.head.config;
   const n = state.length;
-  return tf.tidy(() => {
-    const noise = tf.tensor(rng.normalArray(n * H * A), [n, H, A]);
-    onStep?.(noise.dataSync() as Float32Array, 0);
-    const x = sampleChunkTfjs(trainer.head, trainer.emaOps, { state: tf.tensor(state, [n, 1]) }, noise, {
+  const noise = rng.normalArray(n * H * A);
+  onStep?.(noise, 0);
+  return tidyRead(() =>
+    sampleChunkTfjs(trainer.head, trainer.emaOps, { state: tf.tensor(state, [n, 1]) }, tf.tensor(noise, [n, H, A]), {
       steps,
       onStep: onStep && ((xt, t) => onStep((xt.dataSync() as Float32Array).slice(), t)),
-    });
-    return (x.dataSync() as Float32Array).slice();
-  });
+    }),
+  );
 }
 
 /** Options of `runMoons`. */

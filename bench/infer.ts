@@ -1,0 +1,134 @@
+/**
+ * `bench infer`: latency of one action chunk (H=50, A=32, batch 1, 10 Euler steps) for the default
+ * transformer head and the mlp head, served by onnxruntime (the exported graph) and by tfjs (the
+ * reference sampler), with the parity of the two on the same noise.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { parseHeadConfig } from "../policy/net/config.ts";
+import type { HeadConfig } from "../policy/net/config.ts";
+import { buildHead } from "../policy/net/network.ts";
+import { headFlops } from "../policy/net/flops.ts";
+import { TfjsOps } from "../policy/net/tfjs-ops.ts";
+import { saveCheckpoint, normsFor } from "../policy/checkpoint/checkpoint.ts";
+import type { NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
+import type { FeatureStats } from "../policy/normalize.ts";
+import { denormalize, normalize } from "../policy/normalize.ts";
+import { exportOnnx } from "../policy/onnx/export.ts";
+import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
+import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
+import { Rng } from "../policy/random.ts";
+import { useBackend } from "../training/backend/registry.ts";
+import { percentiles, referenceGflops } from "./reference.ts";
+
+const STEPS = 10;
+
+function stats(dim: number, rng: Rng): FeatureStats {
+  const mean = Array.from({ length: dim }, () => rng.normal() * 0.5);
+  const std = Array.from({ length: dim }, () => 0.2 + rng.uniform());
+  return { mean, std, min: mean.map((m, i) => m - 3 * std[i]!), max: mean.map((m, i) => m + 3 * std[i]!), count: 1000 };
+}
+
+/**
+ * Initial weights of `config` with the zero-initialised layers (adaLN gates, output) perturbed, so
+ * every layer contributes as in a trained model and parity is measured on a non-trivial output.
+ */
+function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: number[]; data: Float32Array }> {
+  const head = buildHead(config);
+  const ops = new TfjsOps({ seed, mode: "frozen" });
+  tf.tidy(() => {
+    const obs = Object.fromEntries(config.obs.map((f) => [f.name, tf.zeros([1, ...f.shape])]));
+    head.velocity(ops, head.encode(ops, obs), tf.zeros([1, config.horizon, config.actionDim]), tf.zeros([1, config.horizon]));
+  });
+  const w = ops.snapshot();
+  ops.dispose();
+  const rng = new Rng(seed + 1);
+  for (const a of w.values()) if (a.data.every((x) => x === 0)) for (let i = 0; i < a.data.length; i++) a.data[i] = 0.02 * rng.normal();
+  return w;
+}
+
+/** Measures one head; returns its JSON record. */
+async function benchHead(arch: "transformer" | "mlp", o: { runs: number; tfjsRuns: number; threads: number }): Promise<Record<string, unknown>> {
+  const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
+  const rng = new Rng(42);
+  const normalization: NormalizationSpec = {
+    obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(32, rng) } },
+    action: { key: "action", mode: "mean_std", stats: stats(32, rng) },
+  };
+  const weights = benchWeights(config, 3);
+  const dir = await mkdtemp(join(tmpdir(), `actionflow-bench-${arch}-`));
+  try {
+    await saveCheckpoint(dir, 0, { config, weights, normalization });
+    const exported = await exportOnnx(dir, { steps: STEPS, solver: "euler" });
+    const policy = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
+    const { horizon: H, actionDim: A } = config;
+    const state = rng.normalArray(32);
+    await policy.warmup({ runs: 5 });
+    const ortMs: number[] = [];
+    for (let i = 0; i < o.runs; i++) {
+      const t0 = performance.now();
+      await policy.sampleChunk({ "observation.state": state }, { seed: i });
+      ortMs.push(performance.now() - t0);
+    }
+    // tfjs reference on the same noise.
+    const noise = new Rng(7).normalArray(H * A);
+    const ortOut = (await policy.sampleChunk({ "observation.state": state }, { noise })).actions;
+    await policy.release();
+    const head = buildHead(config);
+    const ops = new TfjsOps({ seed: 0, weights, mode: "frozen" });
+    const norms = normsFor(normalization, config);
+    const obsN = normalize(state, norms.obs["state"]!);
+    const run = (): Float32Array =>
+      tidyRead(() => sampleChunkTfjs(head, ops, { state: tf.tensor(obsN, [1, 32]) }, tf.tensor(noise, [1, H, A]), { steps: STEPS }));
+    const tfOut = denormalize(run(), norms.action);
+    const tfMs: number[] = [];
+    for (let i = 0; i < o.tfjsRuns; i++) {
+      const t0 = performance.now();
+      run();
+      tfMs.push(performance.now() - t0);
+    }
+    ops.dispose();
+    let parity = 0;
+    let scale = 0;
+    for (let i = 0; i < tfOut.length; i++) {
+      parity = Math.max(parity, Math.abs(tfOut[i]! - ortOut[i]!));
+      scale = Math.max(scale, Math.abs(tfOut[i]!));
+    }
+    const ort = percentiles(ortMs);
+    const flops = headFlops(head, 1, { time: "constant" });
+    const chunkFlops = flops.encode + STEPS * flops.velocity;
+    return {
+      ort,
+      tfjs: percentiles(tfMs),
+      speedup: percentiles(tfMs).p50Ms / ort.p50Ms,
+      gflops: chunkFlops / (ort.p50Ms / 1000) / 1e9,
+      gflopPerChunk: chunkFlops / 1e9,
+      parityMaxAbs: parity,
+      outputMaxAbs: scale,
+      onnxBytes: exported.bytes,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the inference benchmark for both heads. */
+export async function benchInfer(o: { runs: number; tfjsRuns: number; threads: number }): Promise<Record<string, unknown>> {
+  const backend = await useBackend("wasm");
+  const transformer = await benchHead("transformer", o);
+  const mlp = await benchHead("mlp", o);
+  const reference = await referenceGflops();
+  return {
+    transformer: { ...transformer, referenceGflops: reference },
+    mlp: { ...mlp, referenceGflops: reference },
+    referenceGflops: reference,
+    horizon: 50,
+    actionDim: 32,
+    batch: 1,
+    steps: STEPS,
+    threads: o.threads,
+    tfjsBackend: backend,
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * Benchmarks: `npm run bench -- <train|infer> [--json] [options]`; each prints one JSON object.
+ */
+import { Command } from "commander";
+import { intOption } from "../cli/commands/toy.ts";
+import { printResult, log } from "../cli/output.ts";
+import type { BackendName } from "../training/backend/registry.ts";
+import { benchTrain } from "./train.ts";
+import { benchInfer } from "./infer.ts";
+
+const program = new Command().name("bench").description("actionflow benchmarks (JSON)");
+
+program
+  .command("train")
+  .description("training throughput of the default head vs a plain ORT matMul")
+  .option("--arch <arch>", "transformer or mlp", "transformer")
+  .option("--batch <n>", "batch size", intOption("--batch"), 32)
+  .option("--steps <n>", "timed steps", intOption("--steps"), 10)
+  .option("--backend <name>", "tfjs backend", "wasm")
+  .option("--json", "JSON only")
+  .action(async (o: { arch: "transformer" | "mlp"; batch: number; steps: number; backend: BackendName; json?: boolean }) => {
+    const r = await benchTrain(o);
+    log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}`);
+    printResult(r, { json: true });
+  });
+
+program
+  .command("infer")
+  .description("chunk latency (H=50, A=32, batch 1, 10 Euler steps): ORT vs tfjs, both heads")
+  .option("--runs <n>", "timed ORT runs per head", intOption("--runs"), 200)
+  .option("--tfjs-runs <n>", "timed tfjs runs per head", intOption("--tfjs-runs"), 20)
+  .option("--threads <n>", "ORT intra-op threads", intOption("--threads"), 2)
+  .option("--json", "JSON only")
+  .action(async (o: { runs: number; tfjsRuns: number; threads: number; json?: boolean }) => {
+    printResult(await benchInfer(o), { json: true });
+  });
+
+await program.parseAsync(process.argv);
