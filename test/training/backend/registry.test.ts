@@ -1,0 +1,46 @@
+import * as tf from "@tensorflow/tfjs";
+import { describe, expect, it } from "vitest";
+import { useBackend } from "../../../training/backend/registry.ts";
+
+describe("tfjs backends", () => {
+  it("falls back to wasm here and names every backend that failed when one is forced", async () => {
+    expect(await useBackend("auto")).toBe("wasm");
+    await expect(useBackend("tensorflow-gpu")).rejects.toThrow(/no tfjs backend could be started:\n\s+tensorflow-gpu:/);
+    await expect(useBackend("nope" as never)).rejects.toThrow(/unknown backend 'nope' \(valid: auto, tensorflow-gpu, tensorflow, wasm, cpu\)/);
+    expect(await useBackend("wasm")).toBe("wasm");
+  });
+
+  it("the wasm transposed-matMul fix gives the plain product and the same gradients as the cpu backend", async () => {
+    await useBackend("wasm");
+    const a = tf.randomNormal([2, 5, 7], 0, 1, "float32", 1);
+    const b = tf.randomNormal([2, 6, 7], 0, 1, "float32", 2);
+    const f = (x: tf.Tensor, y: tf.Tensor): tf.Scalar => tf.sum(tf.square(tf.matMul(x, y, false, true)));
+    const before = tf.memory().numTensors;
+    let diffB = Infinity;
+    let diffA = Infinity;
+    let wasmGrads: number[][] = [];
+    tf.tidy(() => {
+      const fused = tf.matMul(a, b, false, true);
+      const plain = tf.matMul(a, tf.transpose(b, [0, 2, 1]));
+      const ta = tf.matMul(a, a, true, false);
+      const taPlain = tf.matMul(tf.transpose(a, [0, 2, 1]), a);
+      const [ga, gb] = tf.grads(f)([a, b]);
+      diffB = tf.max(tf.abs(tf.sub(fused, plain))).dataSync()[0]!;
+      diffA = tf.max(tf.abs(tf.sub(ta, taPlain))).dataSync()[0]!;
+      wasmGrads = [Array.from(ga!.dataSync()), Array.from(gb!.dataSync())];
+    });
+    // The patched kernel frees its temporary transposes.
+    expect(tf.memory().numTensors).toBe(before);
+    expect(diffB).toBeLessThan(1e-5);
+    expect(diffA).toBeLessThan(1e-4);
+    const av = a.arraySync();
+    const bv = b.arraySync();
+    await useBackend("cpu");
+    const [ca, cb] = tf.grads(f)([tf.tensor(av), tf.tensor(bv)]);
+    const cpuGrads = [ca!.dataSync(), cb!.dataSync()];
+    for (let k = 0; k < 2; k++) {
+      for (let i = 0; i < cpuGrads[k]!.length; i++) expect(wasmGrads[k]![i]).toBeCloseTo(cpuGrads[k]![i]!, 3);
+    }
+    await useBackend("wasm");
+  });
+});
