@@ -58,7 +58,7 @@ export async function fit(opts: FitOptions, resumeSummary?: Partial<FitSummary>)
   while (trainer.step < opts.steps) {
     const rng = stepRng(opts.seed ^ 0x9e37, trainer.step);
     const batch = opts.source.next(opts.batchSize, rng);
-    const r = trainer.trainStep(batch);
+    const r = await trainer.trainStepAsync(batch);
     samples += batch.size;
     recent.push(r.loss);
     if (recent.length > 50) recent.shift();

@@ -6,8 +6,10 @@
  * Per step t the randomness comes from `Rng(seed, step)`, so a resumed run draws exactly what the
  * uninterrupted run would have drawn.
  */
+import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
 import type { ActionHead } from "../policy/net/network.ts";
+import { featureSize } from "../policy/net/network.ts";
 import type { NamedArray } from "../policy/net/tfjs-ops.ts";
 import { TfjsOps } from "../policy/net/tfjs-ops.ts";
 import type { ProbPath } from "../policy/flow/path.ts";
@@ -16,6 +18,8 @@ import type { TimeSampler, TimeSamplerConfig } from "../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
 import { Rng } from "../policy/random.ts";
 import type { Batch } from "./batch.ts";
+import { GradPool } from "./parallel/pool.ts";
+import { splitInputs } from "./parallel/shard.ts";
 
 /** The optimisation settings of a run (stored in the checkpoint's train state). */
 export interface OptimConfig {
@@ -64,6 +68,73 @@ export interface TrainerOptions {
   path?: PathConfig;
   /** Resume from these raw weights and moments (from a checkpoint's optimizer state). */
   resume?: { params: Map<string, NamedArray>; m: Map<string, NamedArray>; v: Map<string, NamedArray>; ema: Map<string, NamedArray>; step: number };
+  /**
+   * Threads computing gradients (default 1: this thread only). With N > 1 each step splits the
+   * batch into N shards by sample: this thread takes the first, N - 1 worker threads (each its own
+   * tfjs instance on the same backend) the rest, and the gradients are summed before the update.
+   * Steps must then go through `trainStepAsync`. See `defaultWorkers()`.
+   */
+  workers?: number;
+}
+
+/**
+ * The network inputs of a batch (or of one shard of it) for the loss; flat, row-major, float32.
+ * Observation features `[size, ...shape]`; `xt`, `target` `[size, horizon, actionDim]`; `t`
+ * `[size, 1]`; `isPad` `[size, horizon]`.
+ */
+export interface LossInputs {
+  size: number;
+  obs: Record<string, Float32Array>;
+  xt: Float32Array;
+  t: Float32Array;
+  target: Float32Array;
+  isPad: Uint8Array;
+}
+
+/** The masked-mean denominator of a batch: max(unpadded steps, 1) x actionDim. */
+export function lossDenominator(isPad: Uint8Array, actionDim: number): number {
+  let live = 0;
+  for (let i = 0; i < isPad.length; i++) if (isPad[i] === 0) live++;
+  return Math.max(live, 1) * actionDim;
+}
+
+/**
+ * Masked squared error of `head` on `x`, summed over unpadded steps and divided by `denominator`
+ * (a scalar tensor). With the batch's own `lossDenominator` this is the masked mean; shards of one
+ * batch share the whole batch's denominator, so their losses (and gradients) add up to the batch's.
+ */
+export function maskedLoss(head: ActionHead, ops: TfjsOps, x: LossInputs, denominator: number): tf.Scalar {
+  const { horizon: H, actionDim: A } = head.config;
+  const obs: Record<string, tf.Tensor> = {};
+  for (const f of head.config.obs) {
+    const data = x.obs[f.name];
+    if (!data) throw new Error(`batch has no observation feature '${f.name}'`);
+    if (data.length !== x.size * featureSize(f.shape)) {
+      throw new Error(`observation feature '${f.name}' has ${data.length} values, expected ${x.size} x [${f.shape.join(", ")}]`);
+    }
+    obs[f.name] = tf.tensor(data, [x.size, ...f.shape]);
+  }
+  const ctx = head.encode(ops, obs);
+  const v = head.velocity(ops, ctx, tf.tensor(x.xt, [x.size, H, A]), tf.tensor(x.t, [x.size, 1]), { timeTokens: 1 });
+  const mask = tf.sub(tf.scalar(1), tf.tensor(Float32Array.from(x.isPad), [x.size, H, 1]));
+  const sq = tf.mul(tf.square(tf.sub(v, tf.tensor(x.target, [x.size, H, A]))), mask);
+  return tf.div(tf.sum(sq), tf.scalar(denominator)) as tf.Scalar;
+}
+
+/** Creates every parameter of `head` in `ops` (in the network's order) with one forward pass on a dummy batch. */
+export function createParams(head: ActionHead, ops: TfjsOps): void {
+  const cfg = head.config;
+  tf.tidy(() => {
+    const obs: Record<string, tf.Tensor> = {};
+    for (const f of cfg.obs) obs[f.name] = tf.zeros([1, ...f.shape]);
+    const ctx = head.encode(ops, obs);
+    head.velocity(ops, ctx, tf.zeros([1, cfg.horizon, cfg.actionDim]), tf.zeros([1, cfg.horizon]));
+  });
+}
+
+/** The gradient threads worth using here: 2 when the machine has at least 2 cores, else 1. */
+export function defaultWorkers(): number {
+  return os.availableParallelism() >= 2 ? 2 : 1;
 }
 
 /** Learning rate at `step` (0-based) under warmup + cosine decay. */
@@ -108,6 +179,8 @@ export class Trainer {
   private readonly v = new Map<string, tf.Variable>();
   private readonly ema = new Map<string, tf.Variable>();
   private stepCount = 0;
+  private readonly pool: GradPool | undefined;
+  private busy = false;
 
   constructor(opts: TrainerOptions) {
     this.head = opts.head;
@@ -116,24 +189,29 @@ export class Trainer {
     this.path = pathFromConfig(opts.path ?? { kind: "linear" });
     this.timeSampler = timeSamplerFromConfig(opts.timeSampler ?? { kind: "pi0" });
     this.ops = new TfjsOps({ seed: opts.seed, weights: opts.resume?.params });
-    // Create every parameter with one forward pass on a dummy batch.
+    createParams(this.head, this.ops);
     const cfg = this.head.config;
-    tf.tidy(() => {
-      const obs: Record<string, tf.Tensor> = {};
-      for (const f of cfg.obs) obs[f.name] = tf.zeros([1, ...f.shape]);
-      const ctx = this.head.encode(this.ops, obs);
-      this.head.velocity(this.ops, ctx, tf.zeros([1, cfg.horizon, cfg.actionDim]), tf.zeros([1, cfg.horizon]));
-    });
     const emaWeights = opts.resume?.ema ?? this.ops.snapshot();
     this.emaOps = new TfjsOps({ seed: opts.seed, weights: emaWeights, mode: "frozen" });
     for (const [name, p] of this.ops.variables()) {
       const fromResume = (m: Map<string, NamedArray> | undefined): tf.Tensor =>
         m?.get(name) ? tf.tensor(m.get(name)!.data, p.shape) : tf.zerosLike(p);
-      this.m.set(name, tf.variable(fromResume(opts.resume?.m), false));
-      this.v.set(name, tf.variable(fromResume(opts.resume?.v), false));
+      this.m.set(name, tf.tidy(() => tf.variable(fromResume(opts.resume?.m), false)));
+      this.v.set(name, tf.tidy(() => tf.variable(fromResume(opts.resume?.v), false)));
       this.ema.set(name, this.emaOps.param({ name, shape: p.shape, init: { kind: "zeros" } }) as tf.Variable);
     }
     this.stepCount = opts.resume?.step ?? 0;
+    const workers = opts.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1) throw new Error(`Trainer: workers must be an integer >= 1, got ${workers}`);
+    if (workers > 1) {
+      const layout = [...this.ops.variables()].map(([name, p]) => ({ name, shape: p.shape.slice() }));
+      this.pool = new GradPool({ config: cfg, backend: tf.getBackend(), layout, threads: workers - 1 });
+    }
+  }
+
+  /** Threads computing gradients (this one included). */
+  get workers(): number {
+    return (this.pool?.threads ?? 0) + 1;
   }
 
   /** Steps taken so far (the next step's index). */
@@ -175,69 +253,123 @@ export class Trainer {
     return { xt, t, target: ut };
   }
 
-  /** Masked mean squared error between the network output and `target` (a scalar tensor). */
-  private lossTensor(ops: TfjsOps, batch: Batch, inputs: { xt: Float32Array; t: Float32Array; target: Float32Array }): tf.Scalar {
-    const { horizon: H, actionDim: A } = this.head.config;
-    const obs: Record<string, tf.Tensor> = {};
-    for (const f of this.head.config.obs) {
-      const data = batch.obs[f.name];
-      if (!data) throw new Error(`batch has no observation feature '${f.name}'`);
-      obs[f.name] = tf.tensor(data, [batch.size, ...f.shape]);
-    }
-    const ctx = this.head.encode(ops, obs);
-    const v = this.head.velocity(ops, ctx, tf.tensor(inputs.xt, [batch.size, H, A]), tf.tensor(inputs.t, [batch.size, 1]), { timeTokens: 1 });
-    const mask = tf.sub(tf.scalar(1), tf.tensor(Float32Array.from(batch.isPad), [batch.size, H, 1]));
-    const sq = tf.mul(tf.square(tf.sub(v, tf.tensor(inputs.target, [batch.size, H, A]))), mask);
-    const denom = tf.mul(tf.maximum(tf.sum(mask), tf.scalar(1)), tf.scalar(A));
-    return tf.div(tf.sum(sq), denom) as tf.Scalar;
+  /** The loss inputs of a whole batch. */
+  private lossInputs(batch: Batch, inputs: { xt: Float32Array; t: Float32Array; target: Float32Array }): LossInputs {
+    return { size: batch.size, obs: batch.obs, xt: inputs.xt, t: inputs.t, target: inputs.target, isPad: batch.isPad };
   }
 
-  /** One optimisation step on `batch`; randomness from `stepRng(seed, step)` unless `rng` is given. */
+  /**
+   * One optimisation step on `batch`; randomness from `stepRng(seed, step)` unless `rng` is given.
+   * Runs on this thread only: with `workers > 1` use `trainStepAsync`.
+   */
   trainStep(batch: Batch, rng?: Rng): StepResult {
+    if (this.pool) throw new Error(`Trainer: trainStep runs on one thread; with workers = ${this.workers} call trainStepAsync`);
     const step = this.stepCount;
-    const r = rng ?? stepRng(this.seed, step);
-    const inputs = this.prepare(batch, r);
-    const o = this.optim;
-    const lr = learningRate(o, step);
+    const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
+    const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
     const vars = [...this.ops.variables().values()];
     const [lossValue, normValue] = tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => this.lossTensor(this.ops, batch, inputs), vars);
-      let sumSq: tf.Tensor = tf.scalar(0);
-      for (const g of Object.values(grads)) sumSq = tf.add(sumSq, tf.sum(tf.square(g)));
-      const norm = tf.sqrt(sumSq);
-      const clip = tf.minimum(tf.scalar(1), tf.div(tf.scalar(o.clipNorm), tf.add(norm, tf.scalar(1e-6))));
-      const t = step + 1;
-      const bc1 = 1 - Math.pow(o.beta1, t);
-      const bc2 = 1 - Math.pow(o.beta2, t);
-      const emaDecay = Math.min(o.emaDecay, (1 + step) / (10 + step));
-      for (const [name, p] of this.ops.variables()) {
-        const g = tf.mul(grads[p.name]!, clip);
-        const m = this.m.get(name)!;
-        const v = this.v.get(name)!;
-        const m1 = tf.add(tf.mul(m, tf.scalar(o.beta1)), tf.mul(g, tf.scalar(1 - o.beta1)));
-        const v1 = tf.add(tf.mul(v, tf.scalar(o.beta2)), tf.mul(tf.square(g), tf.scalar(1 - o.beta2)));
-        m.assign(m1);
-        v.assign(v1);
-        const update = tf.div(tf.div(m1, tf.scalar(bc1)), tf.add(tf.sqrt(tf.div(v1, tf.scalar(bc2))), tf.scalar(o.eps)));
-        const decayed = p.rank >= 2 && o.weightDecay > 0 ? tf.mul(p, tf.scalar(1 - lr * o.weightDecay)) : p;
-        const p1 = tf.sub(decayed, tf.mul(update, tf.scalar(lr)));
-        p.assign(p1);
-        const e = this.ema.get(name)!;
-        e.assign(tf.add(tf.mul(e, tf.scalar(emaDecay)), tf.mul(p1, tf.scalar(1 - emaDecay))));
-      }
-      return [value.dataSync()[0]!, norm.dataSync()[0]!];
+      const { value, grads } = tf.variableGrads(() => maskedLoss(this.head, this.ops, inputs, denominator), vars);
+      const norm = this.applyGradients(step, (name) => grads[this.ops.variables().get(name)!.name]!);
+      return [value.dataSync()[0]!, norm];
     });
+    return this.finishStep(step, lossValue, normValue);
+  }
+
+  /**
+   * One optimisation step, its gradients computed by `workers` threads (see `TrainerOptions`): the
+   * same result as `trainStep` up to float rounding, and repeatable for a given worker count.
+   * Callers must await each step before starting the next.
+   */
+  async trainStepAsync(batch: Batch, rng?: Rng): Promise<StepResult> {
+    const pool = this.pool;
+    if (!pool) return this.trainStep(batch, rng);
+    if (this.busy) throw new Error("Trainer: trainStepAsync called while a step is running (await each step)");
+    this.busy = true;
+    try {
+      const step = this.stepCount;
+      const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
+      const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
+      const [own, ...rest] = splitInputs(inputs, this.workers, this.head.config);
+      pool.writeParams(this.ops.variables());
+      const pending = pool.gradients(rest, denominator);
+      const vars = [...this.ops.variables().values()];
+      let local: { value: tf.Scalar; grads: tf.NamedTensorMap };
+      try {
+        local = tf.variableGrads(() => maskedLoss(this.head, this.ops, own!, denominator), vars);
+      } catch (err) {
+        await pending.catch(() => undefined);
+        throw err;
+      }
+      let remote: Awaited<typeof pending>;
+      try {
+        remote = await pending;
+      } catch (err) {
+        tf.dispose([local.value, ...Object.values(local.grads)]);
+        throw err;
+      }
+      const [lossValue, normValue] = tf.tidy(() => {
+        let loss = local.value.dataSync()[0]!;
+        for (const r of remote) loss += r.loss;
+        const norm = this.applyGradients(step, (name) => {
+          const p = this.ops.variables().get(name)!;
+          let g: tf.Tensor = local.grads[p.name]!;
+          for (const r of remote) g = tf.add(g, tf.tensor(r.grad(name), p.shape, "float32"));
+          return g;
+        });
+        return [loss, norm];
+      });
+      tf.dispose([local.value, ...Object.values(local.grads)]);
+      return this.finishStep(step, lossValue, normValue);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Clips the gradients (by name) to the global norm, then AdamW and EMA; returns the norm. Call inside `tf.tidy`. */
+  private applyGradients(step: number, gradOf: (name: string) => tf.Tensor): number {
+    const o = this.optim;
+    const lr = learningRate(o, step);
+    const grads = new Map([...this.ops.variables().keys()].map((name) => [name, gradOf(name)]));
+    let sumSq: tf.Tensor = tf.scalar(0);
+    for (const g of grads.values()) sumSq = tf.add(sumSq, tf.sum(tf.square(g)));
+    const norm = tf.sqrt(sumSq);
+    const clip = tf.minimum(tf.scalar(1), tf.div(tf.scalar(o.clipNorm), tf.add(norm, tf.scalar(1e-6))));
+    const t = step + 1;
+    const bc1 = 1 - Math.pow(o.beta1, t);
+    const bc2 = 1 - Math.pow(o.beta2, t);
+    const emaDecay = Math.min(o.emaDecay, (1 + step) / (10 + step));
+    for (const [name, p] of this.ops.variables()) {
+      const g = tf.mul(grads.get(name)!, clip);
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const m1 = tf.add(tf.mul(m, tf.scalar(o.beta1)), tf.mul(g, tf.scalar(1 - o.beta1)));
+      const v1 = tf.add(tf.mul(v, tf.scalar(o.beta2)), tf.mul(tf.square(g), tf.scalar(1 - o.beta2)));
+      m.assign(m1);
+      v.assign(v1);
+      const update = tf.div(tf.div(m1, tf.scalar(bc1)), tf.add(tf.sqrt(tf.div(v1, tf.scalar(bc2))), tf.scalar(o.eps)));
+      const decayed = p.rank >= 2 && o.weightDecay > 0 ? tf.mul(p, tf.scalar(1 - lr * o.weightDecay)) : p;
+      const p1 = tf.sub(decayed, tf.mul(update, tf.scalar(lr)));
+      p.assign(p1);
+      const e = this.ema.get(name)!;
+      e.assign(tf.add(tf.mul(e, tf.scalar(emaDecay)), tf.mul(p1, tf.scalar(1 - emaDecay))));
+    }
+    return norm.dataSync()[0]!;
+  }
+
+  private finishStep(step: number, lossValue: number, normValue: number): StepResult {
     if (!Number.isFinite(lossValue)) {
       throw new Error(`training diverged at step ${step}: loss is ${lossValue} (gradient norm ${normValue}); lower the learning rate or check the data for NaN`);
     }
     this.stepCount++;
-    return { step, loss: lossValue, gradNorm: normValue, lr };
+    return { step, loss: lossValue, gradNorm: normValue, lr: learningRate(this.optim, step) };
   }
 
   /** Loss of the EMA weights on `batch` with fixed randomness (comparable across calls). */
   evalLoss(batch: Batch, seed = 1234): number {
-    const inputs = this.prepare(batch, new Rng(seed));
-    return tf.tidy(() => this.lossTensor(this.emaOps, batch, inputs).dataSync()[0]!);
+    const inputs = this.lossInputs(batch, this.prepare(batch, new Rng(seed)));
+    const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
+    return tf.tidy(() => maskedLoss(this.head, this.emaOps, inputs, denominator).dataSync()[0]!);
   }
 
   /** Mean EMA loss over batches (e.g. a validation split's `epoch`), sample-weighted. */
@@ -259,8 +391,9 @@ export class Trainer {
     return { params: this.ops.snapshot(), m: copy(this.m), v: copy(this.v), ema: copy(this.ema) };
   }
 
-  /** Frees every tensor the trainer holds. */
+  /** Frees every tensor the trainer holds and stops its worker threads. */
   dispose(): void {
+    if (this.pool) void this.pool.close();
     this.ops.dispose();
     this.emaOps.dispose();
     for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
