@@ -17,10 +17,11 @@ program
   .option("--batch <n>", "batch size", intOption("--batch"), 32)
   .option("--steps <n>", "timed steps", intOption("--steps"), 10)
   .option("--backend <name>", "tfjs backend", "wasm")
+  .option("--workers <n>", "gradient threads (default: 2 on 2+ cores, else 1)", intOption("--workers"))
   .option("--json", "JSON only")
-  .action(async (o: { arch: "transformer" | "mlp"; batch: number; steps: number; backend: BackendName; json?: boolean }) => {
+  .action(async (o: { arch: "transformer" | "mlp"; batch: number; steps: number; backend: BackendName; workers?: number; json?: boolean }) => {
     const r = await benchTrain(o);
-    log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}`);
+    log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}, ${String(r["workers"])} gradient thread(s)`);
     printResult(r, { json: true });
   });
 

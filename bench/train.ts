@@ -1,7 +1,8 @@
 /**
  * `bench train`: training throughput of the default transformer head (H=50, A=32) on the chosen
  * tfjs backend, as samples/s and model GFLOP/s (3x the forward matMul FLOPs), against the
- * reference fp32 matMul throughput of onnxruntime measured in the same run.
+ * reference fp32 matMul throughput of onnxruntime measured in the same run. Gradients are computed
+ * by `workers` threads (data parallel, `training/parallel/`).
  */
 import { parseHeadConfig } from "../policy/net/config.ts";
 import { buildHead } from "../policy/net/network.ts";
@@ -9,7 +10,7 @@ import { headFlops } from "../policy/net/flops.ts";
 import { Rng } from "../policy/random.ts";
 import type { BackendName } from "../training/backend/registry.ts";
 import { useBackend } from "../training/backend/registry.ts";
-import { Trainer } from "../training/trainer.ts";
+import { Trainer, defaultWorkers } from "../training/trainer.ts";
 import type { Batch } from "../training/batch.ts";
 import { referenceGflops } from "./reference.ts";
 
@@ -19,6 +20,8 @@ export interface BenchTrainOptions {
   batch: number;
   steps: number;
   backend: BackendName;
+  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers()`. */
+  workers?: number;
 }
 
 /** Runs the training benchmark; returns the JSON record. */
@@ -26,7 +29,8 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
   const backend = await useBackend(o.backend);
   const config = parseHeadConfig({ arch: o.arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
   const head = buildHead(config);
-  const trainer = new Trainer({ head, seed: 0 });
+  const workers = o.workers ?? defaultWorkers();
+  const trainer = new Trainer({ head, seed: 0, workers });
   const { horizon: H, actionDim: A } = config;
   const rng = new Rng(0);
   const batch: Batch = {
@@ -35,11 +39,11 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
     actions: rng.normalArray(o.batch * H * A),
     isPad: new Uint8Array(o.batch * H),
   };
-  for (let i = 0; i < 2; i++) trainer.trainStep(batch);
+  for (let i = 0; i < 2; i++) await trainer.trainStepAsync(batch);
   const times: number[] = [];
   for (let i = 0; i < o.steps; i++) {
     const t0 = performance.now();
-    trainer.trainStep(batch);
+    await trainer.trainStepAsync(batch);
     times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
@@ -57,6 +61,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
     referenceGflops: reference,
     ratio: trainGflops / reference,
     backend,
+    workers,
     arch: o.arch,
     batch: o.batch,
     horizon: H,
