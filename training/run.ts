@@ -45,7 +45,7 @@ import { openRobomimic } from "./hdf5/robomimic.ts";
 import { openLeRobot } from "./lerobot/reader.ts";
 import { datasetStats } from "./stats/dataset.ts";
 import type { OptimConfig, PathConfig } from "./trainer.ts";
-import { DEFAULT_OPTIM, Trainer } from "./trainer.ts";
+import { DEFAULT_OPTIM, Trainer, defaultWorkers } from "./trainer.ts";
 import type { EpisodeDataset, ObsSpec, WindowSource } from "./windows.ts";
 import { createWindowSource, splitEpisodes } from "./windows.ts";
 
@@ -215,6 +215,8 @@ export interface TrainRunOptions {
   lr?: number;
   normalization?: { obs?: NormMode | Record<string, NormMode>; action?: NormMode };
   backend?: BackendName;
+  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers()`. Not stored: a resume may use another count. */
+  workers?: number;
   checkpointEvery?: number;
   valEvery?: number;
   keep?: number;
@@ -643,6 +645,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       optim: input.optim,
       timeSampler: input.timeSampler,
       path: input.path,
+      workers: opts.workers ?? defaultWorkers(),
       ...(resumeState?.optimizer
         ? { resume: { params: resumeState.optimizer.params, m: resumeState.optimizer.m, v: resumeState.optimizer.v, ema: resumeState.weights, step: resumeState.optimizer.trainState.step } }
         : {}),

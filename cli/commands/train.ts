@@ -26,6 +26,7 @@ interface TrainFlags {
   lr?: string;
   seed?: string;
   backend?: string;
+  workers?: string;
   normObs?: string;
   normAction?: string;
   checkpointEvery?: string;
@@ -81,6 +82,7 @@ export function registerTrain(program: Command): void {
     .option("--val-every <n>", "steps between validations (default min(250, steps/8))")
     .option("--keep <n>", "checkpoints kept (default 2)")
     .option("--backend <name>", "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu", "auto")
+    .option("--workers <n>", "threads computing gradients, data parallel (default 2 on 2+ cores, else 1)")
     .option("--resume", "continue the run in --out from its latest checkpoint")
     .option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)")
     .option("--json", "print one JSON object as the last stdout line")
@@ -114,6 +116,7 @@ export function registerTrain(program: Command): void {
           checkpointEvery: int("--checkpoint-every", o.checkpointEvery),
           valEvery: int("--val-every", o.valEvery),
           keep: int("--keep", o.keep),
+          workers: int("--workers", o.workers),
         }),
         ...(normObs || normAction ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } } : {}),
         backend: (o.backend ?? "auto") as BackendName,
