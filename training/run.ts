@@ -616,7 +616,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         guardedDims,
       };
       await writeJsonAtomic(runFile, file);
-    } else if (stable(stored.head) !== stable(head)) {
+    } else if (stable(parseHeadConfig(stored.head, runFile)) !== stable(head)) {
       throw new Error(`${runFile}: the stored head config differs from the one the settings give (edited run.json?)`);
     }
 

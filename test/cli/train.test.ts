@@ -61,7 +61,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 describe("actionflow train (real CLI)", () => {
   it("survives SIGKILL at a random moment after the first checkpoint and resumes to the same weights as a straight run", async () => {
     const out = join(dir, "killed");
-    const common = ["--dataset", G1, "--config", config, "--steps", "80", "--batch", "16", "--horizon", "8", "--val-episodes", "8:10", "--checkpoint-every", "5", "--backend", "wasm", "--seed", "3"];
+    const common = ["--dataset", G1, "--config", config, "--steps", "80", "--batch", "16", "--horizon", "8", "--val-episodes", "8:10", "--checkpoint-every", "5", "--backend", "wasm", "--seed", "3", "--workers", "1"];
     const first = cli([...common, "--out", out, "--json"]);
     const latest = join(out, "checkpoints", "latest.json");
     const deadline = Date.now() + 90_000;
@@ -74,7 +74,7 @@ describe("actionflow train (real CLI)", () => {
     expect(killed.signal === "SIGKILL" || killed.code === 0).toBe(true);
     const killedAt = (JSON.parse(await readFile(latest, "utf8")) as { step: number }).step;
 
-    const resumed = await cli(["--out", out, "--resume", "--json"]).done;
+    const resumed = await cli(["--out", out, "--resume", "--workers", "1", "--json"]).done;
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/backend: wasm/);
     const r = lastJson(resumed.stdout);
@@ -93,7 +93,7 @@ describe("actionflow train (real CLI)", () => {
 
     // The same run without interruption, in-process, ends with bit-identical weights and moments.
     await useBackend("wasm");
-    const straight = await trainRun({ dataset: G1, out: join(dir, "straight"), config: TINY, steps: 80, batch: 16, horizon: 8, valEpisodes: "8:10", checkpointEvery: 80, backend: "wasm", seed: 3 });
+    const straight = await trainRun({ dataset: G1, out: join(dir, "straight"), config: TINY, steps: 80, batch: 16, horizon: 8, valEpisodes: "8:10", checkpointEvery: 80, backend: "wasm", seed: 3, workers: 1 });
     expect(straight.valLoss).toBe(r["valLoss"]);
     for (const f of ["model.safetensors", "optimizer.safetensors"]) {
       const a = await readFile(join(straight.checkpoint, f));
@@ -111,7 +111,7 @@ describe("actionflow train (real CLI)", () => {
     a[5] = NaN;
     rows[7] = { ...rows[7], action: a };
     await writeRows(file, rows, G1_COLUMNS);
-    const r = await cli(["--dataset", ds, "--out", join(dir, "nan"), "--config", config, "--steps", "2", "--horizon", "8", "--val-episodes", "8:10", "--json"]).done;
+    const r = await cli(["--dataset", ds, "--out", join(dir, "nan"), "--config", config, "--steps", "2", "--horizon", "8", "--val-episodes", "8:10", "--workers", "1", "--json"]).done;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/episode_000003\.parquet: column 'action' \(episode 3, frame 7\): NaN at dim 5/);
     expect(r.stdout).toBe("");

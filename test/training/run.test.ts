@@ -30,13 +30,15 @@ const g1 = (out: string, over: Partial<TrainRunOptions> = {}): TrainRunOptions =
   valEpisodes: "8:10",
   checkpointEvery: 10,
   backend: "wasm",
+  workers: 1,
   ...over,
 });
 
 describe("trainRun on the shared G1 dataset", () => {
   it("trains, validates on episodes 8-9, checkpoints, keeps the last 2, and lowers the validation loss", async () => {
     const steps: number[] = [];
-    const r = await trainRun({ ...g1("g1"), onCheckpoint: (_d, s) => steps.push(s) });
+    // Two gradient threads (the default on 2 cores) here; one elsewhere, for speed on tiny models.
+    const r = await trainRun({ ...g1("g1", { workers: 2 }), onCheckpoint: (_d, s) => steps.push(s) });
     expect(r.steps).toBe(30);
     expect(r.resumedFrom).toBe(0);
     expect(r.backend).toBe("wasm");
@@ -66,7 +68,7 @@ describe("trainRun on the shared G1 dataset", () => {
   });
 
   it("resumes a finished run without training, extends it with more steps, and refuses changed settings", async () => {
-    const done = await trainRun({ out: join(dir, "g1"), mode: "resume", backend: "wasm" });
+    const done = await trainRun({ out: join(dir, "g1"), mode: "resume", backend: "wasm", workers: 1 });
     expect(done.steps).toBe(30);
     expect(done.resumedFrom).toBe(30);
     expect(done.valLossAtStart).toBeGreaterThan(done.valLoss);
@@ -75,7 +77,7 @@ describe("trainRun on the shared G1 dataset", () => {
     await expect(trainRun({ out: join(dir, "g1"), mode: "resume", dataset: join(dir, "elsewhere") })).rejects.toThrow(/was trained on .*g1-pick-bottle-10ep, not .*elsewhere/);
     await expect(trainRun(g1("g1"))).rejects.toThrow(/already holds a run; pass --resume/);
 
-    const more = await trainRun({ out: join(dir, "g1"), mode: "resume", steps: 34, backend: "wasm" });
+    const more = await trainRun({ out: join(dir, "g1"), mode: "resume", steps: 34, backend: "wasm", workers: 1 });
     expect(more.steps).toBe(34);
     expect(more.resumedFrom).toBe(30);
     expect(more.valLossAtStart).toBe(done.valLossAtStart);
@@ -83,6 +85,11 @@ describe("trainRun on the shared G1 dataset", () => {
 
   it("refuses an actionDim smaller than the dataset's, naming both", async () => {
     await expect(trainRun(g1("small", { config: { ...TINY, actionDim: 16 } }))).rejects.toThrow(/actionDim 16 is smaller than the dataset's action dim 26/);
+  });
+
+  it("refuses obsDims smaller than the dataset's state dim", async () => {
+    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { state: 20 } } }))).rejects.toThrow(/obsDims\.state 20 is smaller than the dataset's dim 26 \(column 'observation.state'\)/);
+    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { nope: 40 } } }))).rejects.toThrow(/obsDims: 'nope' is not an observation feature/);
   });
 
   it("refuses an unknown observation column, listing the dataset's columns", async () => {
@@ -106,7 +113,7 @@ describe("trainRun on robomimic HDF5", () => {
   it("validates on mask/valid, computes stats from the training frames and trains", async () => {
     const file = join(dir, "lift.hdf5");
     await writeRobomimic(file, { demos: [{ name: "demo_0", length: 30 }, { name: "demo_1", length: 25 }, { name: "demo_2", length: 20 }] });
-    const r = await trainRun({ dataset: file, out: join(dir, "lift"), config: TINY, steps: 4, batch: 8, horizon: 4, backend: "wasm" });
+    const r = await trainRun({ dataset: file, out: join(dir, "lift"), config: TINY, steps: 4, batch: 8, horizon: 4, backend: "wasm", workers: 1 });
     expect(r.steps).toBe(4);
     const run = JSON.parse(await readFile(join(dir, "lift", "run.json"), "utf8")) as RunFile;
     expect(run.split).toEqual({ train: [0, 1], val: [2] });
@@ -118,7 +125,7 @@ describe("trainRun on robomimic HDF5", () => {
   it("names the episode and value on a NaN in the data", async () => {
     const file = join(dir, "nan.hdf5");
     await writeRobomimic(file, { demos: [{ name: "demo_0", length: 10 }, { name: "demo_1", length: 10 }], nan: { demo: 1, frame: 3, dim: 2 } });
-    await expect(trainRun({ dataset: file, out: join(dir, "nan"), config: TINY, steps: 2, horizon: 4, valEpisodes: "0:1", backend: "wasm" })).rejects.toThrow(/nan\.hdf5: data\/demo_1\/actions: NaN at frame 3 dim 2 .*episode 1/);
+    await expect(trainRun({ dataset: file, out: join(dir, "nan"), config: TINY, steps: 2, horizon: 4, valEpisodes: "0:1", backend: "wasm", workers: 1 })).rejects.toThrow(/nan\.hdf5: data\/demo_1\/actions: NaN at frame 3 dim 2 .*episode 1/);
   });
 });
 
