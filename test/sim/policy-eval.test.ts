@@ -1,0 +1,85 @@
+/**
+ * End to end, cheaply: 10 scripted reach demos -> a tiny flow policy trained 100 steps -> ONNX
+ * export -> `actionflow sim eval` on 3 closed-loop episodes. Asserts that the pipeline runs and
+ * that eval_info.json is well formed, not how well the tiny policy does.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { exportOnnx } from "../../policy/onnx/export.ts";
+import { collect } from "../../sim/collect.ts";
+import type { EvalInfo } from "../../sim/eval.ts";
+import { useBackend } from "../../training/backend/registry.ts";
+import { trainRun } from "../../training/run.ts";
+
+const run = promisify(execFile);
+
+let dir: string;
+beforeAll(async () => {
+  await useBackend("wasm");
+  dir = await mkdtemp(join(tmpdir(), "actionflow-policy-eval-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("collect -> train -> export -> sim eval", () => {
+  it("a tiny reach policy runs closed loop through the CLI and writes eval_info.json in LeRobot's layout", async () => {
+    const data = join(dir, "reach");
+    const c = await collect({ task: "reach", episodes: 10, seed: 0, out: data });
+    expect(c.episodes).toBe(10);
+
+    const runDir = join(dir, "run");
+    const t = await trainRun({
+      dataset: data,
+      out: runDir,
+      arch: "mlp",
+      config: { mlp: { width: 64, depth: 2, timeEmbedDim: 16 } },
+      steps: 100,
+      batch: 16,
+      horizon: 8,
+      valEpisodes: "8:10",
+      checkpointEvery: 100,
+      backend: "wasm",
+    });
+    expect(t.steps).toBe(100);
+    expect(Number.isFinite(t.valLoss)).toBe(true);
+
+    const x = await exportOnnx(runDir, { steps: 4 });
+    expect(x.horizon).toBe(8);
+    expect(x.actionDim).toBe(6);
+    expect(x.inputs).toEqual(expect.arrayContaining(["obs.state", "obs.env"]));
+
+    const cli = join(process.cwd(), "cli", "main.ts");
+    const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
+    const e = await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "3", "--seed", "1000", "--n-action-steps", "4", "--json"]);
+    const lines = e.stdout.trim().split("\n");
+    const res = JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"] & { episodes: number; outDir: string };
+    expect(res.episodes).toBe(3);
+    expect(res.outDir).toBe(join(runDir, "eval", "reach"));
+    expect(res.pc_success).toBeGreaterThanOrEqual(0);
+    expect(res.pc_success).toBeLessThanOrEqual(100);
+
+    const info = JSON.parse(await readFile(join(runDir, "eval", "reach", "eval_info.json"), "utf8")) as EvalInfo;
+    expect(info.per_episode.map((p) => p.seed)).toEqual([1000, 1001, 1002]);
+    for (const [i, p] of info.per_episode.entries()) {
+      expect(p.episode_ix).toBe(i);
+      expect(typeof p.success).toBe("boolean");
+      expect(p.length).toBeGreaterThan(0);
+      expect(p.length).toBeLessThanOrEqual(150);
+      expect(p.max_reward).toBeGreaterThanOrEqual(0);
+      expect(p.max_reward).toBeLessThanOrEqual(1);
+      expect(p.sum_reward).toBeGreaterThanOrEqual(p.max_reward);
+    }
+    const a = info.aggregated;
+    expect(a.pc_success).toBe((100 * info.per_episode.filter((p) => p.success).length) / 3);
+    expect(a.avg_max_reward).toBeCloseTo(info.per_episode.reduce((s, p) => s + p.max_reward, 0) / 3, 12);
+    expect(a.eval_s).toBeGreaterThan(0);
+    expect(a.eval_ep_s).toBeCloseTo(a.eval_s / 3, 12);
+    expect(res.pc_success).toBe(a.pc_success);
+    expect((await readdir(join(runDir, "eval", "reach", "pictures"))).sort()).toEqual(["eval_episode_0.svg", "eval_episode_1.svg", "eval_episode_2.svg"]);
+  });
+});
