@@ -48,6 +48,7 @@ import type { OptimConfig, PathConfig } from "./trainer.ts";
 import { DEFAULT_OPTIM, Trainer, defaultWorkers } from "./trainer.ts";
 import type { EpisodeDataset, ObsSpec, WindowSource } from "./windows.ts";
 import { createWindowSource, splitEpisodes } from "./windows.ts";
+import { pathExists } from "../policy/io/files.ts";
 
 const NORM_MODES = ["mean_std", "min_max", "quantiles", "identity"] as const;
 const NormModeSchema = z.enum(NORM_MODES);
@@ -344,14 +345,6 @@ export async function readRunFile(runDir: string): Promise<RunFile> {
   return r as RunFile;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const stable = (v: unknown): string =>
   JSON.stringify(v, (_k, x: unknown) =>
@@ -492,7 +485,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
   let stored: RunFile | undefined;
   if (mode === "resume") {
     stored = await readRunFile(out);
-  } else if (await exists(runFile)) {
+  } else if (await pathExists(runFile)) {
     throw new Error(`${runFile} exists: ${out} already holds a run; pass --resume to continue it or choose another --out`);
   }
   const datasetPath = resolve(opts.dataset ?? stored?.dataset.path ?? "");

@@ -14,7 +14,7 @@
  * `latest.json` is replaced atomically afterwards. A process killed at any moment leaves the
  * previous checkpoint intact and `latest.json` pointing at a complete one.
  */
-import { mkdir, readFile, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { HeadConfig } from "../net/config.ts";
 import { parseHeadConfig } from "../net/config.ts";
@@ -24,6 +24,7 @@ import { affineFor, padAffine } from "../normalize.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
 import { VERSION } from "../version.ts";
+import { pathExists } from "../io/files.ts";
 
 /** How one feature is normalised: its dataset column, mode and statistics. */
 export interface FeatureNorm {
@@ -115,13 +116,13 @@ async function pruneCheckpoints(root: string, current: string, keep: number): Pr
  */
 export async function resolveCheckpointDir(path: string): Promise<string | undefined> {
   const p = resolve(path);
-  if (await exists(join(p, "config.json"))) return p;
+  if (await pathExists(join(p, "config.json"))) return p;
   for (const root of [join(p, "checkpoints"), p]) {
     const latest = join(root, "latest.json");
-    if (await exists(latest)) {
+    if (await pathExists(latest)) {
       const { checkpoint } = JSON.parse(await readFile(latest, "utf8")) as { checkpoint: string };
       const dir = join(root, checkpoint);
-      if (!(await exists(join(dir, "config.json")))) throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
+      if (!(await pathExists(join(dir, "config.json")))) throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
       return dir;
     }
   }
@@ -167,11 +168,3 @@ export function rawActionDim(spec: NormalizationSpec): number {
   return spec.action.stats.mean.length;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
@@ -8,6 +8,7 @@ import { useBackend } from "../../training/backend/registry.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run.ts";
 import { G1, G1_COLUMNS, copyG1, readAllRows, removeDir, tempDir, writeRows } from "../training/lerobot/helpers.ts";
+import { pathExists } from "../../policy/io/files.ts";
 
 const TINY: RunConfig = { transformer: { width: 32, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 16 } };
 
@@ -47,14 +48,6 @@ function cli(args: string[]): { done: Promise<Spawned>; kill: () => void } {
 
 const lastJson = (s: string): Record<string, unknown> => JSON.parse(s.trimEnd().split("\n").pop()!) as Record<string, unknown>;
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -65,8 +58,8 @@ describe("actionflow train (real CLI)", () => {
     const first = cli([...common, "--out", out, "--json"]);
     const latest = join(out, "checkpoints", "latest.json");
     const deadline = Date.now() + 90_000;
-    while (!(await exists(latest)) && Date.now() < deadline) await sleep(25);
-    expect(await exists(latest)).toBe(true);
+    while (!(await pathExists(latest)) && Date.now() < deadline) await sleep(25);
+    expect(await pathExists(latest)).toBe(true);
     await sleep(new Rng(Date.now()).int(1500));
     first.kill();
     const killed = await first.done;

@@ -6,13 +6,14 @@
  * Usage: `const ds = await openLeRobot(dir); const ep = await ds.readEpisode(0, ["action"]);`
  * Only the asked columns (and, for v3.0, only the episode's row range) are decoded.
  */
-import { access, readFile, readdir } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { FeatureStats } from "../../policy/normalize.ts";
 import { aggregateStats } from "../stats/aggregate.ts";
 import type { ColumnArray, EpisodeInfo, FeatureInfo, ShapedColumn } from "./layout.ts";
 import { V2_DATA_PATH, V3_DATA_PATH, DEFAULT_CHUNK_SIZE, formatPath, isVideo, parseFeature } from "./layout.ts";
 import { ParquetFile, packColumn } from "./parquet.ts";
+import { pathExists } from "../../policy/io/files.ts";
 
 export type { ColumnArray, EpisodeInfo, FeatureInfo, ShapedColumn } from "./layout.ts";
 
@@ -211,7 +212,7 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
   const perEpisodeStats = new Map<number, Record<string, FeatureStats>>();
   const statsPath = join(dir, "meta/episodes_stats.jsonl");
   let globalStats: Record<string, FeatureStats> = {};
-  if (await exists(statsPath)) {
+  if (await pathExists(statsPath)) {
     for (const [line, raw] of (await readJsonl(statsPath)).entries()) {
       const index = Number(raw.episode_index);
       const stats = raw.stats;
@@ -221,7 +222,7 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
       perEpisodeStats.set(index, parseStatsRecord(stats as Record<string, unknown>, `${statsPath}: episode ${index}`));
     }
     globalStats = aggregateStats(episodes.flatMap((e) => (perEpisodeStats.has(e.index) ? [perEpisodeStats.get(e.index)!] : [])));
-  } else if (await exists(join(dir, "meta/stats.json"))) {
+  } else if (await pathExists(join(dir, "meta/stats.json"))) {
     globalStats = parseStatsRecord(await readJson(join(dir, "meta/stats.json")), join(dir, "meta/stats.json"));
   }
   return { episodes, tasks, globalStats, perEpisodeStats, locations };
@@ -289,7 +290,7 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   for (const r of rows) if (Object.keys(r.stats).length > 0) perEpisodeStats.set(r.episode.index, r.stats);
   const statsPath = join(dir, "meta/stats.json");
   let globalStats: Record<string, FeatureStats>;
-  if (await exists(statsPath)) globalStats = parseStatsRecord(await readJson(statsPath), statsPath);
+  if (await pathExists(statsPath)) globalStats = parseStatsRecord(await readJson(statsPath), statsPath);
   else globalStats = aggregateStats([...perEpisodeStats.values()]);
   return { episodes: rows.map((r) => r.episode), tasks, globalStats, perEpisodeStats, locations };
 }
@@ -391,14 +392,6 @@ async function listParquet(dir: string): Promise<string[]> {
   return out;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function bigintJson(_key: string, v: unknown): unknown {
   return typeof v === "bigint" ? v.toString() : v;
