@@ -18,7 +18,7 @@ import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { HeadConfig } from "../net/config.ts";
 import { parseHeadConfig } from "../net/config.ts";
-import type { NamedArray } from "../net/tfjs-ops.ts";
+import type { NamedArray } from "../net/ops.ts";
 import type { AffineNorm, FeatureStats, NormMode } from "../normalize.ts";
 import { affineFor, padAffine } from "../normalize.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";

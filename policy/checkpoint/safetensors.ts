@@ -3,7 +3,7 @@
  * `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}`, then the raw bytes.
  * Only F32 is written; F32 is read.
  */
-import type { NamedArray } from "../net/tfjs-ops.ts";
+import type { NamedArray } from "../net/ops.ts";
 
 /** Encodes named float32 arrays (sorted by name) into one safetensors buffer. */
 export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {

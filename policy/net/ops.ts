@@ -26,6 +26,12 @@ export interface ParamSpec {
   init: Init;
 }
 
+/** A float32 array with its shape: a parameter's value as checkpoints, tfjs and ONNX exchange it. */
+export interface NamedArray {
+  shape: number[];
+  data: Float32Array;
+}
+
 /** Primitive operations over tensors of type `T` (a tfjs tensor, or a symbolic ONNX value). */
 export interface Ops<T> {
   /** The parameter named `spec.name`, created on first use or loaded from weights. */

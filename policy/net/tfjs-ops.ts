@@ -6,14 +6,10 @@
  * intermediate; the variables live until `dispose()`.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Init, Ops, ParamSpec } from "./ops.ts";
+import type { Init, NamedArray, Ops, ParamSpec } from "./ops.ts";
 import { Rng } from "../random.ts";
 
-/** A named float32 array with its shape (the in-memory form of a checkpoint's weights). */
-export interface NamedArray {
-  shape: number[];
-  data: Float32Array;
-}
+export type { NamedArray };
 
 /** Options for `TfjsOps`. */
 export interface TfjsOpsOptions {

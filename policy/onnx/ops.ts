@@ -12,7 +12,7 @@
  * drops every node and constant no output depends on.
  */
 import { createHash } from "node:crypto";
-import type { Ops, ParamSpec } from "../net/ops.ts";
+import type { Ops, ParamSpec, NamedArray } from "../net/ops.ts";
 import {
   AttributeType,
   DataType,
@@ -33,11 +33,7 @@ export interface Sym {
   readonly dtype: number;
 }
 
-/** A float32 array with its shape, as a checkpoint stores a parameter. */
-export interface NamedArray {
-  shape: number[];
-  data: Float32Array;
-}
+export type { NamedArray };
 
 /** Parameter values by name. */
 export type WeightMap = ReadonlyMap<string, NamedArray>;
