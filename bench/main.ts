@@ -17,7 +17,7 @@ program
   .option("--batch <n>", "batch size", intOption("--batch"), 32)
   .option("--steps <n>", "timed steps", intOption("--steps"), 10)
   .option("--backend <name>", "tfjs backend", "wasm")
-  .option("--workers <n>", "gradient threads (default: 2 on 2+ cores, else 1)", intOption("--workers"))
+  .option("--workers <n>", "gradient threads (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)", intOption("--workers"))
   .option("--json", "JSON only")
   .action(async (o: { arch: "transformer" | "mlp"; batch: number; steps: number; backend: BackendName; workers?: number; json?: boolean }) => {
     const r = await benchTrain(o);

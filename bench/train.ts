@@ -20,7 +20,7 @@ export interface BenchTrainOptions {
   batch: number;
   steps: number;
   backend: BackendName;
-  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers()`. */
+  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. */
   workers?: number;
 }
 
@@ -29,7 +29,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
   const backend = await useBackend(o.backend);
   const config = parseHeadConfig({ arch: o.arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
   const head = buildHead(config);
-  const workers = o.workers ?? defaultWorkers();
+  const workers = o.workers ?? defaultWorkers(head, o.batch);
   const trainer = new Trainer({ head, seed: 0, workers });
   const { horizon: H, actionDim: A } = config;
   const rng = new Rng(0);

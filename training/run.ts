@@ -216,7 +216,7 @@ export interface TrainRunOptions {
   lr?: number;
   normalization?: { obs?: NormMode | Record<string, NormMode>; action?: NormMode };
   backend?: BackendName;
-  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers()`. Not stored: a resume may use another count. */
+  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. Not stored: a resume may use another count. */
   workers?: number;
   checkpointEvery?: number;
   valEvery?: number;
@@ -638,7 +638,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       optim: input.optim,
       timeSampler: input.timeSampler,
       path: input.path,
-      workers: opts.workers ?? defaultWorkers(),
+      workers: opts.workers ?? defaultWorkers(buildHead(head), input.batch),
       ...(resumeState?.optimizer
         ? { resume: { params: resumeState.optimizer.params, m: resumeState.optimizer.m, v: resumeState.optimizer.v, ema: resumeState.weights, step: resumeState.optimizer.trainState.step } }
         : {}),

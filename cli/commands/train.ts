@@ -82,7 +82,7 @@ export function registerTrain(program: Command): void {
     .option("--val-every <n>", "steps between validations (default min(250, steps/8))")
     .option("--keep <n>", "checkpoints kept (default 2)")
     .option("--backend <name>", "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu", "auto")
-    .option("--workers <n>", "threads computing gradients, data parallel (default 2 on 2+ cores, else 1)")
+    .option("--workers <n>", "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)")
     .option("--resume", "continue the run in --out from its latest checkpoint")
     .option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)")
     .option("--json", "print one JSON object as the last stdout line")

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as tf from "@tensorflow/tfjs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import os from "node:os";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parseHeadConfig } from "../../policy/net/config.ts";
 import type { HeadConfig } from "../../policy/net/config.ts";
 import { buildHead } from "../../policy/net/network.ts";
@@ -16,7 +17,8 @@ import type { Batch, BatchSource } from "../../training/batch.ts";
 import { fit } from "../../training/fit.ts";
 import { GradPool } from "../../training/parallel/pool.ts";
 import { shardSizes, splitInputs } from "../../training/parallel/shard.ts";
-import { Trainer, createParams, lossDenominator, maskedLoss } from "../../training/trainer.ts";
+import { Trainer, createParams, defaultWorkers, flopsPerParam, lossDenominator, maskedLoss } from "../../training/trainer.ts";
+import { headFlops } from "../../policy/net/flops.ts";
 import type { LossInputs, OptimConfig } from "../../training/trainer.ts";
 
 const H = 8;
@@ -206,6 +208,29 @@ describe("Trainer with workers", () => {
     expect(tf.memory().numTensors).toBe(before);
     trainer.dispose();
     expect(() => new Trainer({ head: buildHead(tinyConfig()), seed: 1, workers: 0 })).toThrow(/workers must be an integer >= 1, got 0/);
+  });
+});
+
+describe("defaultWorkers", () => {
+  it("uses a second thread only with 2+ cores and >= 1000 training FLOPs per parameter", () => {
+    const small = buildHead(tinyConfig());
+    const trainer = new Trainer({ head: small, seed: 0 });
+    const f = headFlops(small, 16);
+    expect(flopsPerParam(small, 16)).toBeCloseTo((3 * (f.encode + f.velocity)) / trainer.parameterCount(), 6);
+    trainer.dispose();
+    const big = buildHead(parseHeadConfig({ obs: [{ name: "state", key: "observation.state", shape: [32] }] }));
+    expect(flopsPerParam(big, 8)).toBeGreaterThan(1000);
+    const cores = vi.spyOn(os, "availableParallelism");
+    try {
+      cores.mockReturnValue(2);
+      expect(defaultWorkers(big, 8)).toBe(2);
+      expect(defaultWorkers(big, 1)).toBe(1);
+      expect(defaultWorkers(small, 16)).toBe(1);
+      cores.mockReturnValue(1);
+      expect(defaultWorkers(big, 32)).toBe(1);
+    } finally {
+      cores.mockRestore();
+    }
   });
 });
 
