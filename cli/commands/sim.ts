@@ -5,6 +5,7 @@
  */
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
+import { Rng } from "../../policy/random.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import { collect } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
@@ -94,7 +95,7 @@ export function registerSim(program: Command): void {
     .requiredOption("--policy <run>", "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy")
     .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
     .option("--episodes <n>", "episodes", "10")
-    .option("--seed <n>", "seed of episode 0 (episode i uses seed + i)", "1000")
+    .option("--seed <n>", "seed of episode 0: episode i resets the scene and the policy's noise from seed + i", "1000")
     .option("--n-action-steps <n>", "actions executed from each chunk before the next query", "8")
     .option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", "16")
     .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
@@ -120,7 +121,7 @@ export function registerSim(program: Command): void {
           outDir = o.out ?? join("runs", `eval-expert-${task}`);
         } else {
           onnx = await OnnxPolicy.load(o.policy, { seed });
-          policy = onnx.asChunkPolicy();
+          policy = perEpisodeNoise(onnx);
           outDir = o.out ?? join(o.policy, "eval", task);
         }
         const bar = startProgress(episodes, { json, label: `eval ${task}` });
@@ -152,6 +153,23 @@ export function registerSim(program: Command): void {
         );
       },
     );
+}
+
+/**
+ * The ONNX policy as a chunk policy whose sampling noise restarts from each episode's seed, so
+ * episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
+ */
+function perEpisodeNoise(onnx: OnnxPolicy): ChunkPolicy {
+  let rng = new Rng(0);
+  return {
+    horizon: onnx.horizon,
+    actionDim: onnx.actionDim,
+    reset: (seed) => {
+      // A stream of its own: the task's reset already draws from Rng(seed).
+      rng = new Rng(seed).fork();
+    },
+    sampleChunk: async (obs) => (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff) })).actions,
+  };
 }
 
 /** The user scene from --mjcf/--mapping, or undefined for the built-in arm. */
