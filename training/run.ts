@@ -28,7 +28,7 @@ import { z } from "zod";
 import type { FeatureNorm, NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
 import { loadCheckpoint, normsFor, resolveCheckpointDir, saveCheckpoint } from "../policy/checkpoint/checkpoint.ts";
 import type { HeadConfig } from "../policy/net/config.ts";
-import { MlpSchema, TransformerSchema, parseHeadConfig } from "../policy/net/config.ts";
+import { MlpSchema, TransformerSchema, describeIssues, parseHeadConfig } from "../policy/net/config.ts";
 import { buildHead } from "../policy/net/network.ts";
 import type { FeatureStats, NormMode } from "../policy/normalize.ts";
 import { affineFor } from "../policy/normalize.ts";
@@ -118,10 +118,7 @@ export type RunConfig = z.infer<typeof RunConfigSchema>;
 /** Parses a `--config` object; errors name `source` and the offending field. */
 export function parseRunConfig(input: unknown, source = "config"): RunConfig {
   const r = RunConfigSchema.safeParse(input);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new Error(`${source}: invalid training config: ${issues}`);
-  }
+  if (!r.success) throw new Error(`${source}: invalid training config: ${describeIssues(r.error)}`);
   return r.data;
 }
 

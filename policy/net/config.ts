@@ -45,13 +45,15 @@ export const HeadConfigSchema = z.object({
 export type HeadConfig = z.infer<typeof HeadConfigSchema>;
 export type HeadConfigInput = z.input<typeof HeadConfigSchema>;
 
+/** Zod issues as one line, each prefixed by its field path (`transformer.width: ...; obs: ...`). */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+}
+
 /** Parses and validates a head configuration; errors name the offending field. */
 export function parseHeadConfig(input: unknown, source = "config"): HeadConfig {
   const r = HeadConfigSchema.safeParse(input);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new Error(`${source}: invalid head config: ${issues}`);
-  }
+  if (!r.success) throw new Error(`${source}: invalid head config: ${describeIssues(r.error)}`);
   const cfg = r.data;
   if (cfg.arch === "transformer" && cfg.transformer.width % cfg.transformer.heads !== 0) {
     throw new Error(`${source}: transformer.width ${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`);
