@@ -46,7 +46,7 @@ import { openLeRobot } from "./lerobot/reader.ts";
 import { datasetStats } from "./stats/dataset.ts";
 import type { OptimConfig, PathConfig } from "./trainer.ts";
 import { DEFAULT_OPTIM, Trainer, defaultWorkers } from "./trainer.ts";
-import type { EpisodeDataset, ObsSpec, WindowSource } from "./windows.ts";
+import type { EpisodeDataset, ObsSpec, PaddingMode, WindowSource } from "./windows.ts";
 import { createWindowSource, splitEpisodes } from "./windows.ts";
 import { pathExists } from "../policy/io/files.ts";
 
@@ -100,6 +100,8 @@ export const RunConfigSchema = z.strictObject({
     .optional(),
   steps: z.number().int().positive().optional(),
   batch: z.number().int().positive().optional(),
+  /** Loss on chunk steps past an episode's end: `hold` (default) or `mask` (see `WindowSourceOptions.padding`). */
+  padding: z.enum(["hold", "mask"]).optional(),
   seed: z.number().int().optional(),
   valEpisodes: z.union([z.string(), z.number()]).optional(),
   lr: z.number().positive().optional(),
@@ -201,6 +203,8 @@ export interface TrainRunOptions {
   steps?: number;
   batch?: number;
   horizon?: number;
+  /** Loss on chunk steps past an episode's end (default `hold`; see `WindowSourceOptions.padding`). */
+  padding?: PaddingMode;
   seed?: number;
   /** Validation episodes: `"8:10"`, `"3,7"`, a fraction or a count (see `splitEpisodes`). */
   valEpisodes?: string | number;
@@ -268,6 +272,8 @@ export interface RunInput {
   normalization: { obs: Record<string, NormMode>; action: NormMode };
   steps: number;
   batch: number;
+  /** `readRunFile` fills in `mask` for runs stored before this setting existed. */
+  padding: PaddingMode;
   seed: number;
   valEpisodes: string | number;
   optim: OptimConfig;
@@ -299,6 +305,12 @@ const RESUMABLE_KEYS = new Set<keyof RunInput>(["steps", "checkpointEvery", "val
 
 /** Default batch: sized so the default transformer does 2000 steps in < 15 min on 2 busy cores. */
 export const DEFAULT_BATCH = 8;
+/**
+ * Default padding: `hold`. Demonstrations usually stop when the task is done; with `mask` a long
+ * chunk never learns what follows the end and a policy drifts after success (reach: 78% with
+ * `mask`, see README).
+ */
+export const DEFAULT_PADDING: PaddingMode = "hold";
 /** Default run length. */
 export const DEFAULT_STEPS = 2000;
 
@@ -339,6 +351,8 @@ export async function readRunFile(runDir: string): Promise<RunFile> {
     throw new Error(`${file}: corrupt run file (missing format, dataset, split, input or head); start a new run in another folder`);
   }
   if (r.version !== 1) throw new Error(`${file}: run file version ${String(r.version)} is not supported (expected 1)`);
+  // Runs written before `padding` existed trained with the loss masked past episode ends.
+  (r.input as Partial<RunInput>).padding ??= "mask";
   return r as RunFile;
 }
 
@@ -401,6 +415,7 @@ function resolveInput(
     normalization: { obs: normObs, action: pick(stored?.normalization.action, c.normalization?.action, opts.normalization?.action) ?? "mean_std" },
     steps,
     batch: pick(stored?.batch, c.batch, opts.batch) ?? DEFAULT_BATCH,
+    padding: pick<PaddingMode>(stored?.padding, c.padding, opts.padding) ?? DEFAULT_PADDING,
     seed: pick(stored?.seed, c.seed, opts.seed) ?? 0,
     valEpisodes: pick<string | number>(stored?.valEpisodes, c.valEpisodes, opts.valEpisodes) ?? "0.1",
     optim,
@@ -611,7 +626,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     }
 
     // Data.
-    const windowOpts = { dataset: ds, obs: input.obs, action: input.action, horizon: input.horizon, actionDim: input.actionDim, obsDims: Object.fromEntries(input.obs.map((o) => [o.name, obsShapes[o.name]!.at(-1)!])), norms };
+    const windowOpts = { dataset: ds, obs: input.obs, action: input.action, horizon: input.horizon, actionDim: input.actionDim, obsDims: Object.fromEntries(input.obs.map((o) => [o.name, obsShapes[o.name]!.at(-1)!])), norms, padding: input.padding };
     const train = await createWindowSource({ ...windowOpts, episodes: split.train });
     const val = await createWindowSource({ ...windowOpts, episodes: split.val });
     const valBatches = validationBatches(val, input.valWindows, 64);

@@ -4,7 +4,7 @@
  * The window of frame `i` of an episode of length `L` holds the observations at `i` (or frames
  * `i-h+1..i` with `historyFrames = h`, repeating frame 0 before the start) and the action chunk of
  * frames `[i, i + horizon)`; steps past the episode end repeat the last action and are flagged in
- * `isPad` (LeRobot's `action_is_pad`). Values are normalised per column with the given affine maps
+ * `isPad` (LeRobot's `action_is_pad`) unless `padding` is `hold`. Values are normalised per column with the given affine maps
  * and zero-padded to the model's sizes.
  *
  * Works on anything with the {@link EpisodeDataset} shape: the LeRobot reader
@@ -24,6 +24,9 @@ export interface EpisodeDataset {
   /** Flat `[length, ...shape]` arrays of the asked columns of the episode with this index. */
   readEpisode(index: number, columns: readonly string[]): Promise<Record<string, Float32Array | Float64Array | BigInt64Array>>;
 }
+
+/** See {@link WindowSourceOptions.padding}. */
+export type PaddingMode = "mask" | "hold";
 
 /** One conditioning feature: the model's feature name and the dataset column it comes from. */
 export interface ObsSpec {
@@ -50,6 +53,13 @@ export interface WindowSourceOptions {
   norms: Record<string, AffineNorm>;
   /** Observation frames per window (default 1). */
   historyFrames?: number;
+  /**
+   * What the loss does with chunk steps past an episode's end, which always repeat its last action:
+   * `mask` (default) flags them in `isPad` so the loss skips them (LeRobot's ACT and pi0); `hold`
+   * leaves `isPad` all zero so they are targets, and a policy learns to hold still once a task is
+   * done (LeRobot diffusion's `do_mask_loss_for_padding=False`).
+   */
+  padding?: PaddingMode;
   /** Called after each episode is loaded (for progress bars). */
   onLoad?: (loaded: number, total: number) => void;
 }
@@ -93,6 +103,7 @@ interface Plan {
 export async function createWindowSource(opts: WindowSourceOptions): Promise<WindowSource> {
   const { dataset, horizon, actionDim } = opts;
   const history = opts.historyFrames ?? 1;
+  const maskPadding = (opts.padding ?? "mask") === "mask";
   if (!Number.isInteger(horizon) || horizon < 1) throw new RangeError(`windows: horizon must be a positive integer, got ${horizon}`);
   if (!Number.isInteger(history) || history < 1) throw new RangeError(`windows: historyFrames must be a positive integer, got ${history}`);
   if (opts.episodes.length === 0) throw new Error("windows: the split has no episodes");
@@ -203,7 +214,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       const a = ep.cols[opts.action]!;
       for (let s = 0; s < horizon; s++) {
         const t = frame + s;
-        if (t >= ep.length) isPad[b * horizon + s] = 1;
+        if (t >= ep.length && maskPadding) isPad[b * horizon + s] = 1;
         const src = Math.min(t, ep.length - 1) * a.dim;
         actions.set(a.data.subarray(src, src + a.dim), (b * horizon + s) * actionDim);
       }

@@ -18,6 +18,7 @@ interface TrainFlags {
   steps?: string;
   batch?: string;
   horizon?: string;
+  padding?: string;
   valEpisodes?: string;
   obs?: string;
   action?: string;
@@ -70,6 +71,7 @@ export function registerTrain(program: Command): void {
     .option("--steps <n>", "total optimisation steps (default 2000)")
     .option("--batch <n>", "windows per step (default 8)")
     .option("--horizon <n>", "action chunk length in frames (default 50)")
+    .option("--padding <mode>", "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)")
     .option("--val-episodes <spec>", "validation episodes: 'a:b' positions, 'i,j', a fraction or a count (default 0.1; robomimic: mask/valid)")
     .option("--obs <map>", "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])")
     .option("--action <column>", "action column (default action)")
@@ -106,6 +108,7 @@ export function registerTrain(program: Command): void {
           steps: int("--steps", o.steps),
           batch: int("--batch", o.batch),
           horizon: int("--horizon", o.horizon),
+          padding: oneOf("--padding", o.padding, ["hold", "mask"] as const),
           seed,
           valEpisodes: o.valEpisodes,
           obs: o.obs,

@@ -83,6 +83,21 @@ describe("trainRun on the shared G1 dataset", () => {
     expect(more.valLossAtStart).toBe(done.valLossAtStart);
   });
 
+  it("trains on padded chunk tails by default, keeps 'mask' for runs stored before the setting, and refuses a change on resume", async () => {
+    const run = JSON.parse(await readFile(join(dir, "g1", "run.json"), "utf8")) as RunFile;
+    expect(run.input.padding).toBe("hold");
+    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", padding: "mask" })).rejects.toThrow(/cannot resume with different settings: padding: run.json has "hold", given "mask"/);
+
+    const out = join(dir, "legacy");
+    await trainRun(g1("legacy", { steps: 2, checkpointEvery: 1, padding: "mask" }));
+    const legacy = JSON.parse(await readFile(join(out, "run.json"), "utf8")) as RunFile;
+    delete (legacy.input as Partial<RunFile["input"]>).padding;
+    await writeFile(join(out, "run.json"), JSON.stringify(legacy));
+    const resumed = await trainRun({ out, mode: "resume", steps: 3, backend: "wasm", workers: 1 });
+    expect(resumed.steps).toBe(3);
+    await expect(trainRun({ out, mode: "resume", padding: "hold" })).rejects.toThrow(/padding: run.json has "mask", given "hold"/);
+  });
+
   it("refuses an actionDim smaller than the dataset's, naming both", async () => {
     await expect(trainRun(g1("small", { config: { ...TINY, actionDim: 16 } }))).rejects.toThrow(/actionDim 16 is smaller than the dataset's action dim 26/);
   });

@@ -44,6 +44,15 @@ describe("createWindowSource", () => {
     expect(src.locate(7)).toEqual({ episode: 1, frame: 2 });
   });
 
+  it("with padding 'hold' keeps the same repeated last action but leaves isPad clear, so the loss trains on it", async () => {
+    const opts = { dataset: toy(), episodes: [0, 1], obs: [{ name: "state", key: "state" }], action: "action", horizon: 4, actionDim: 2, norms: { action: identity(2), state: identity(3) } };
+    const masked = (await createWindowSource({ ...opts, padding: "mask" })).batchAt([3, 7]);
+    const held = (await createWindowSource({ ...opts, padding: "hold" })).batchAt([3, 7]);
+    expect(held.actions).toEqual(masked.actions);
+    expect(Array.from(masked.isPad)).toEqual([0, 0, 1, 1, 0, 1, 1, 1]);
+    expect(Array.from(held.isPad)).toEqual(new Array(8).fill(0));
+  });
+
   it("stacks history frames (repeating frame 0) and pads obs dims, for vector and [N, D] features", async () => {
     const src = await createWindowSource({
       dataset: toy(),
