@@ -61,6 +61,13 @@ export interface EvaluateOptions {
   seed: number;
   /** Actions executed from each chunk before asking for the next (1 <= n <= horizon). */
   nActionSteps: number;
+  /**
+   * Real-time chunking: each new chunk is asked to start with the previous chunk's next
+   * `prefixSteps` planned actions (kept as given; the rest sampled to continue them), so successive
+   * chunks of a multimodal policy stay in one mode. 0 (default) samples every chunk afresh;
+   * `nActionSteps + prefixSteps <= horizon`.
+   */
+  prefixSteps?: number;
   /** Folder for eval_info.json and pictures/ (created if missing). */
   outDir: string;
   /** Robot scene; default the built-in arm. */
@@ -86,11 +93,15 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     if (!Number.isInteger(n) || n < 1 || n > policy.horizon) {
       throw new RangeError(`sim eval: nActionSteps must be an integer in [1, horizon=${policy.horizon}], got ${n}`);
     }
+    const d = opts.prefixSteps ?? 0;
+    if (!Number.isInteger(d) || d < 0 || n + d > policy.horizon) {
+      throw new RangeError(`sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${d} > ${policy.horizon})`);
+    }
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
       policy.reset?.(seed);
-      const result = await runChunked(task, policy, n);
+      const result = await runChunked(task, policy, n, d);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -131,16 +142,21 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   return info;
 }
 
-/** One episode on an already reset task, querying the policy every `nActionSteps` steps. */
-async function runChunked(task: Task, policy: ChunkPolicy, nActionSteps: number): Promise<EpisodeResult> {
+/**
+ * One episode on an already reset task, querying the policy every `nActionSteps` steps; with
+ * `prefixSteps` > 0 each query after the first passes the previous chunk's next planned actions.
+ */
+async function runChunked(task: Task, policy: ChunkPolicy, nActionSteps: number, prefixSteps: number): Promise<EpisodeResult> {
   const dim = policy.actionDim;
   let queue: Float32Array[] = [];
+  let prefix: Float32Array | undefined;
   return continueEpisode(task, async (obs) => {
     if (queue.length === 0) {
-      const chunk = await policy.sampleChunk(obs);
+      const chunk = await policy.sampleChunk(obs, prefix);
       if (chunk.length !== policy.horizon * dim) {
         throw new Error(`sim eval: policy returned ${chunk.length} values, expected horizon*actionDim = ${policy.horizon}*${dim}`);
       }
+      if (prefixSteps > 0) prefix = chunk.slice(nActionSteps * dim, (nActionSteps + prefixSteps) * dim);
       queue = [];
       for (let i = 0; i < nActionSteps; i++) queue.push(chunk.slice(i * dim, (i + 1) * dim));
     }

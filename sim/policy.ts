@@ -15,8 +15,10 @@ export interface ChunkPolicy {
   /**
    * obs: feature name -> raw (unnormalised) values, e.g. {"observation.state": Float32Array(6),
    * "observation.environment_state": Float32Array(k)}; returns [horizon * actionDim] raw actions.
+   * `prefix` ([d * actionDim] raw actions, when given) are the chunk's first d actions, already
+   * committed: the policy keeps them and samples the rest to continue them (real-time chunking).
    */
-  sampleChunk(obs: Record<string, Float32Array>): Promise<Float32Array>;
+  sampleChunk(obs: Record<string, Float32Array>, prefix?: Float32Array): Promise<Float32Array>;
   /** Called at the start of every episode with its seed (optional; stateless policies omit it). */
   reset?(seed: number): void;
 }

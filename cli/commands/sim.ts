@@ -97,6 +97,7 @@ export function registerSim(program: Command): void {
     .option("--episodes <n>", "episodes", "10")
     .option("--seed <n>", "seed of episode 0: episode i resets the scene and the policy's noise from seed + i", "1000")
     .option("--n-action-steps <n>", "actions executed from each chunk before the next query", "8")
+    .option("--prefix-steps <n>", "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)", "0")
     .option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", "16")
     .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
     .option("--fps <hz>", "control rate", "30")
@@ -104,11 +105,12 @@ export function registerSim(program: Command): void {
     .option("--mapping <file>", "its joint/actuator mapping JSON")
     .option("--json", "print one JSON object as the last stdout line")
     .action(
-      async (o: { policy: string; task: string; episodes: string; seed: string; nActionSteps: string; horizon: string; out?: string; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+      async (o: { policy: string; task: string; episodes: string; seed: string; nActionSteps: string; prefixSteps: string; horizon: string; out?: string; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
         const task = parseTaskName(o.task);
         const episodes = positiveInt(o.episodes, "--episodes");
         const seed = nonNegativeInt(o.seed, "--seed");
         const nActionSteps = positiveInt(o.nActionSteps, "--n-action-steps");
+        const prefixSteps = nonNegativeInt(o.prefixSteps, "--prefix-steps");
         const fps = positiveNumber(o.fps, "--fps");
         const scene = await sceneFrom(o);
         const json = o.json ?? false;
@@ -133,6 +135,7 @@ export function registerSim(program: Command): void {
             episodes,
             seed,
             nActionSteps,
+            prefixSteps,
             outDir,
             fps,
             ...(scene ? { scene } : {}),
@@ -168,7 +171,7 @@ function perEpisodeNoise(onnx: OnnxPolicy): ChunkPolicy {
       // A stream of its own: the task's reset already draws from Rng(seed).
       rng = new Rng(seed).fork();
     },
-    sampleChunk: async (obs) => (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff) })).actions,
+    sampleChunk: async (obs, prefix) => (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff), ...(prefix ? { prefix } : {}) })).actions,
   };
 }
 

@@ -133,6 +133,33 @@ describe("sim eval", () => {
     await expect(evaluate({ task: "reach", policy: { ...still, actionDim: 7 }, episodes: 1, seed: 0, nActionSteps: 1, outDir: join(dir, "x") })).rejects.toThrow(/predicts 7 action dims but the actionflow-arm scene takes 6/);
     await expect(evaluate({ task: "reach", policy: still, episodes: 1, seed: 0, nActionSteps: 5, outDir: join(dir, "x") })).rejects.toThrow(/nActionSteps must be an integer in \[1, horizon=4\]/);
   });
+
+  it("with prefixSteps hands each new chunk the previous chunk's next planned actions, and restarts them per episode", async () => {
+    const H = 6;
+    const prefixes: (number[] | undefined)[] = [];
+    let calls = 0;
+    // Chunk k holds the values 100k + step in every action dim.
+    const numbered: ChunkPolicy = {
+      horizon: H,
+      actionDim: 6,
+      reset: () => undefined,
+      sampleChunk: (_obs, prefix) => {
+        prefixes.push(prefix ? Array.from(prefix) : undefined);
+        const k = calls++;
+        const out = new Float32Array(H * 6);
+        for (let i = 0; i < H; i++) out.fill(0.001 * (100 * k + i), i * 6, (i + 1) * 6);
+        return Promise.resolve(out);
+      },
+    };
+    await evaluate({ task: "reach", policy: numbered, episodes: 2, seed: 0, nActionSteps: 3, prefixSteps: 2, outDir: join(dir, "eval-prefix") });
+    expect(prefixes[0]).toBeUndefined();
+    const expected = (k: number) => [3, 4].flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
+    expect(prefixes[1]).toEqual(expected(0));
+    expect(prefixes[2]).toEqual(expected(1));
+    // Episode 2 starts afresh: some call after the first episode's 50 has no prefix again.
+    expect(prefixes.filter((p) => p === undefined)).toHaveLength(2);
+    await expect(evaluate({ task: "reach", policy: numbered, episodes: 1, seed: 0, nActionSteps: 3, prefixSteps: 4, outDir: join(dir, "x") })).rejects.toThrow(/nActionSteps \+ prefixSteps <= horizon \(3 \+ 4 > 6\)/);
+  });
 });
 
 describe("actionflow sim CLI", () => {
