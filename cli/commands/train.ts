@@ -69,7 +69,7 @@ export function registerTrain(program: Command): void {
     .requiredOption("--out <run>", "run folder (run.json, checkpoints/)")
     .option("--config <json>", "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)")
     .option("--steps <n>", "total optimisation steps (default 2000)")
-    .option("--batch <n>", "windows per step (default 8)")
+    .option("--batch <n>", "windows per step (default 16)")
     .option("--horizon <n>", "action chunk length in frames (default 50)")
     .option("--padding <mode>", "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)")
     .option("--val-episodes <spec>", "validation episodes: 'a:b' positions, 'i,j', a fraction or a count (default 0.1; robomimic: mask/valid)")
