@@ -4,6 +4,7 @@
  * reference fp32 matMul throughput of onnxruntime measured in the same run. Gradients are computed
  * by `workers` threads (data parallel, `training/parallel/`).
  */
+import * as tf from "@tensorflow/tfjs";
 import { parseHeadConfig } from "../policy/net/config.ts";
 import { buildHead } from "../policy/net/network.ts";
 import { headFlops } from "../policy/net/flops.ts";
@@ -22,6 +23,49 @@ export interface BenchTrainOptions {
   backend: BackendName;
   /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. */
   workers?: number;
+  /** Also time every kernel of one single-thread step on this thread (`profile` in the record). */
+  profile?: boolean;
+}
+
+/** Time and calls per kernel of one step (see {@link profileStep}). */
+export interface StepProfile {
+  /** Wall time of the profiled step, ms. */
+  stepMs: number;
+  /** Wall time inside kernels, ms (the rest is JS: batch building, tape, optimizer bookkeeping). */
+  kernelMs: number;
+  /** Per kernel name: total ms and calls, slowest first. */
+  kernels: Record<string, { ms: number; calls: number }>;
+}
+
+/**
+ * Runs one `trainStep` of a single-thread trainer with every kernel call timed, by wrapping the tfjs
+ * engine's `runKernel` for that step (each call's time includes the engine's own per-call work:
+ * tape recording, tensor tracking). A diagnostic: says where a step's time goes.
+ */
+export function profileStep(trainer: Trainer, batch: Batch): StepProfile {
+  const engine = tf.engine() as unknown as { runKernel: (name: string, inputs: unknown, attrs: unknown) => unknown };
+  const original = engine.runKernel;
+  const kernels = new Map<string, { ms: number; calls: number }>();
+  engine.runKernel = function (this: unknown, name: string, inputs: unknown, attrs: unknown): unknown {
+    const t0 = performance.now();
+    try {
+      return original.call(this, name, inputs, attrs);
+    } finally {
+      const k = kernels.get(name) ?? { ms: 0, calls: 0 };
+      k.ms += performance.now() - t0;
+      k.calls++;
+      kernels.set(name, k);
+    }
+  };
+  const t0 = performance.now();
+  try {
+    trainer.trainStep(batch);
+  } finally {
+    engine.runKernel = original;
+  }
+  const stepMs = performance.now() - t0;
+  const sorted = [...kernels].sort((a, b) => b[1].ms - a[1].ms);
+  return { stepMs, kernelMs: sorted.reduce((a, [, k]) => a + k.ms, 0), kernels: Object.fromEntries(sorted) };
 }
 
 /** Runs the training benchmark; returns the JSON record. */
@@ -53,6 +97,16 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
   const trainGflops = trainFlops / median / 1e9;
   const parameters = trainer.parameterCount();
   trainer.dispose();
+  let profile: StepProfile | undefined;
+  if (o.profile) {
+    const single = new Trainer({ head, seed: 0, workers: 1 });
+    try {
+      single.trainStep(batch);
+      profile = profileStep(single, batch);
+    } finally {
+      single.dispose();
+    }
+  }
   const reference = await referenceGflops();
   return {
     samplesPerSec: o.batch / median,
@@ -68,5 +122,6 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
     actionDim: A,
     parameters,
     gflopPerStep: trainFlops / 1e9,
+    ...(profile ? { profile } : {}),
   };
 }
