@@ -1,6 +1,7 @@
 /**
  * End to end, cheaply: 10 scripted reach demos -> a tiny flow policy trained 100 steps -> ONNX
- * export -> `actionflow sim eval` on 3 closed-loop episodes. Asserts that the pipeline runs and
+ * export -> `actionflow sim eval` on 3 closed-loop episodes (with real-time chunking: each chunk
+ * continues the previous chunk's next 2 planned actions). Asserts that the pipeline runs and
  * that eval_info.json is well formed, not how well the tiny policy does.
  */
 import { execFile } from "node:child_process";
@@ -55,7 +56,7 @@ describe("collect -> train -> export -> sim eval", () => {
 
     const cli = join(process.cwd(), "cli", "main.ts");
     const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
-    const e = await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "3", "--seed", "1000", "--n-action-steps", "4", "--json"]);
+    const e = await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "3", "--seed", "1000", "--n-action-steps", "4", "--prefix-steps", "2", "--json"]);
     const lines = e.stdout.trim().split("\n");
     const res = JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"] & { episodes: number; outDir: string };
     expect(res.episodes).toBe(3);
@@ -84,7 +85,7 @@ describe("collect -> train -> export -> sim eval", () => {
 
     // Episode 2 replays alone from its seed: the scene and the policy's noise both restart from it.
     const one = join(dir, "one");
-    await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "1", "--seed", "1002", "--n-action-steps", "4", "--out", one, "--json"]);
+    await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "1", "--seed", "1002", "--n-action-steps", "4", "--prefix-steps", "2", "--out", one, "--json"]);
     const alone = JSON.parse(await readFile(join(one, "eval_info.json"), "utf8")) as EvalInfo;
     const { episode_ix: _a, ...again } = alone.per_episode[0]!;
     const { episode_ix: _b, ...before } = info.per_episode[2]!;
