@@ -63,9 +63,9 @@ export interface EvaluateOptions {
   nActionSteps: number;
   /**
    * Real-time chunking: each new chunk is asked to start with the previous chunk's next
-   * `prefixSteps` planned actions (kept as given; the rest sampled to continue them), so successive
-   * chunks of a multimodal policy stay in one mode. 0 (default) samples every chunk afresh;
-   * `nActionSteps + prefixSteps <= horizon`.
+   * `prefixSteps` planned actions (kept as given; the rest sampled to continue them), to keep the
+   * successive chunks of a multimodal policy consistent. 0 (default) samples every chunk afresh;
+   * `nActionSteps + prefixSteps <= horizon`. (On `avoid` it did not raise success: README.)
    */
   prefixSteps?: number;
   /** Folder for eval_info.json and pictures/ (created if missing). */
