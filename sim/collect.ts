@@ -4,7 +4,9 @@
  * targets), all float32, plus the task string and fps. The per-episode reset seeds (and the
  * expert's mode, for avoid) go to `meta/actionflow.json`, which `sim replay` reads.
  *
- * Attempt j is reset with seed `seed + j`. By default only successful episodes are kept, and
+ * Attempt j is reset with seed `seed + j`; with `paired` (avoid), attempts 2k and 2k + 1 both use
+ * seed `seed + k`, the first going left and the second right, so every scene is demonstrated both
+ * ways round and no observation hints at a side. By default only successful episodes are kept, and
  * attempts continue until `episodes` are recorded (at most 2 * episodes + 20 attempts);
  * `failures: "keep"` records every attempt. `expertSuccess` is over all attempts.
  */
@@ -65,6 +67,8 @@ export interface CollectOptions {
   out: string;
   /** "drop" (default): keep successful episodes only; "keep": record every attempt. */
   failures?: "drop" | "keep";
+  /** Avoid only: demonstrate every scene both ways round (see the module comment). */
+  paired?: boolean;
   /** Robot scene; default the built-in arm. */
   scene?: RobotScene;
   /** Mapping path to remember for a user scene (replay rebuilds from it; store absolute paths). */
@@ -95,6 +99,8 @@ export interface CollectResult {
 export async function collect(opts: CollectOptions): Promise<CollectResult> {
   if (!Number.isInteger(opts.episodes) || opts.episodes < 1) throw new RangeError(`sim collect: episodes must be a positive integer, got ${opts.episodes}`);
   const keepFailures = opts.failures === "keep";
+  const paired = opts.paired ?? false;
+  if (paired && opts.task !== "avoid") throw new Error(`sim collect: paired demonstrations need a task with two modes (avoid), not ${opts.task}`);
   const task = await createTask(opts.task, { ...(opts.scene ? { scene: opts.scene } : {}), ...(opts.fps ? { fps: opts.fps } : {}) });
   const recorded: RecordedEpisode[] = [];
   let attempts = 0;
@@ -114,9 +120,9 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     });
     const maxAttempts = keepFailures ? opts.episodes : 2 * opts.episodes + 20;
     while (recorded.length < opts.episodes && attempts < maxAttempts) {
-      const seed = (opts.seed + attempts) >>> 0;
+      const seed = (opts.seed + (paired ? attempts >> 1 : attempts)) >>> 0;
       task.reset(seed);
-      const expert = createExpert(task);
+      const expert = createExpert(task, paired ? (attempts % 2 === 0 ? "left" : "right") : undefined);
       let ep;
       try {
         ep = await continueEpisode(task, () => expert.act());

@@ -30,11 +30,12 @@ export function registerSim(program: Command): void {
     .option("--seed <n>", "base seed (attempt j is reset with seed + j)", "0")
     .requiredOption("--out <dir>", "new or empty dataset folder")
     .option("--keep-failures", "also record episodes the expert failed (default: successes only)")
+    .option("--paired", "avoid: demonstrate every scene both ways round (attempts 2k, 2k+1 share seed + k)")
     .option("--fps <hz>", "control rate", "30")
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: { task: string; episodes: string; seed: string; out: string; keepFailures?: boolean; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+    .action(async (o: { task: string; episodes: string; seed: string; out: string; keepFailures?: boolean; paired?: boolean; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
       const task = parseTaskName(o.task);
       const episodes = positiveInt(o.episodes, "--episodes");
       const seed = nonNegativeInt(o.seed, "--seed");
@@ -51,6 +52,7 @@ export function registerSim(program: Command): void {
           seed,
           out: o.out,
           failures: o.keepFailures ? "keep" : "drop",
+          ...(o.paired ? { paired: true } : {}),
           fps,
           ...(scene ? { scene } : {}),
           ...(o.mapping ? { mappingPath: resolve(o.mapping) } : {}),

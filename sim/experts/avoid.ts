@@ -10,12 +10,15 @@ import { uniform } from "../tasks/task.ts";
 import type { Expert, TimedCurve } from "./plan.ts";
 import { IkDriver, curveAt, planSteps } from "./plan.ts";
 
-/** Creates the avoid expert for the task's current episode (call right after `task.reset`). */
-export function avoidExpert(task: AvoidTask, rng: Rng): Expert {
+/**
+ * Creates the avoid expert for the task's current episode (call right after `task.reset`); `mode`
+ * forces the side (the coin is still drawn, so the rest of the variation stays the same).
+ */
+export function avoidExpert(task: AvoidTask, rng: Rng, mode?: "left" | "right"): Expert {
   const closed = task.env.scene.gripper?.closed;
   const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
-  const mode = rng.uniform() < 0.5 ? "left" : "right";
-  const side = mode === "left" ? 1 : -1;
+  const coin = rng.uniform() < 0.5 ? "left" : "right";
+  const side = (mode ?? coin) === "left" ? 1 : -1;
   const start = task.env.eePos();
   const target = task.target;
   const ob = task.obstacle;
@@ -30,7 +33,7 @@ export function avoidExpert(task: AvoidTask, rng: Rng): Expert {
   const fps = task.env.fps;
   const at = (step: number): Float32Array => driver.targetFor(curveAt(curve, (step + 1) / fps));
   return {
-    mode,
+    mode: mode ?? coin,
     act: () => at(task.stepsTaken),
     plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
     dispose: () => driver.dispose(),

@@ -20,11 +20,16 @@ export function expertSeed(episodeSeed: number): number {
   return (Math.imul(episodeSeed ^ 0x5bd1e995, 0x27d4eb2d) ^ 0x165667b1) >>> 0;
 }
 
-/** Creates the scripted expert for `task`'s current episode (call right after `task.reset(seed)`). */
-export function createExpert(task: Task): Expert {
+/**
+ * Creates the scripted expert for `task`'s current episode (call right after `task.reset(seed)`).
+ * `mode` forces the solution mode of a multimodal task (avoid: "left" or "right").
+ */
+export function createExpert(task: Task, mode?: string): Expert {
   const rng = new Rng(expertSeed(task.seed));
+  if (mode !== undefined && !(task instanceof AvoidTask)) throw new Error(`sim/experts: the ${task.info.name} expert has no modes to force (got '${mode}')`);
+  if (mode !== undefined && mode !== "left" && mode !== "right") throw new Error(`sim/experts: avoid mode must be 'left' or 'right', got '${mode}'`);
   if (task instanceof ReachTask) return reachExpert(task, rng);
   if (task instanceof PushTask) return pushExpert(task, rng);
-  if (task instanceof AvoidTask) return avoidExpert(task, rng);
+  if (task instanceof AvoidTask) return avoidExpert(task, rng, mode);
   throw new Error(`sim/experts: no expert for task '${task.info.name}'`);
 }

@@ -66,6 +66,34 @@ describe("sim collect + replay", () => {
     expect(rep.trackingErrorRad).toBe(0);
   });
 
+  it("paired avoid demonstrations show every scene both ways round from the same first frame", async () => {
+    const out = join(dir, "avoid-paired");
+    const r = await collect({ task: "avoid", episodes: 4, seed: 7, out, paired: true });
+    expect(r.modeShare).toEqual([0.5, 0.5]);
+    const meta = JSON.parse(await readFile(join(out, "meta", "actionflow.json"), "utf8")) as ActionflowMeta;
+    expect(meta.episodes.map((e) => [e.seed, e.mode])).toEqual([[7, "left"], [7, "right"], [8, "left"], [8, "right"]]);
+    const ds = await openLeRobot(out);
+    const cols = ["observation.state", "observation.environment_state"];
+    const [a, b] = [await ds.readEpisode(0, cols), await ds.readEpisode(1, cols)];
+    for (const c of cols) {
+      const dim = ds.features[c]!.shape[0]!;
+      expect(Array.from((a[c] as Float32Array).subarray(0, dim))).toEqual(Array.from((b[c] as Float32Array).subarray(0, dim)));
+    }
+    // The two sides really differ: the end effector passes the pillar at opposite y.
+    const env = ds.features["observation.environment_state"]!.shape[0]!;
+    const sideOf = (x: Float32Array): number => {
+      const last = x.length / env - 1;
+      let y = 0;
+      for (let t = 0; t <= last; t++) if (Math.abs(x[t * env + 5]! - x[t * env + 3]!) < 0.02) y = x[t * env + 6]! - x[t * env + 4]!;
+      return Math.sign(y);
+    };
+    expect(sideOf(a["observation.environment_state"] as Float32Array)).toBe(1);
+    expect(sideOf(b["observation.environment_state"] as Float32Array)).toBe(-1);
+    const rep = await replay({ dataset: out, episode: 3 });
+    expect(rep.success).toBe(true);
+    await expect(collect({ task: "reach", episodes: 2, seed: 0, out: join(dir, "reach-paired"), paired: true })).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid\), not reach/);
+  });
+
   it("replay refuses a dataset whose action dims do not match the scene", async () => {
     const out = join(dir, "mismatch");
     const w = await LeRobotWriter.create(out, {
