@@ -649,13 +649,14 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       if (stable(resumeState.config) !== stable(head)) throw new Error(`${ckptDir}: checkpoint config differs from run.json's head`);
     }
     const ts = resumeState?.optimizer?.trainState as (TrainState & { step: number }) | undefined;
+    const actionHead = buildHead(head);
     const trainer = new Trainer({
-      head: buildHead(head),
+      head: actionHead,
       seed: input.seed,
       optim: input.optim,
       timeSampler: input.timeSampler,
       path: input.path,
-      workers: opts.workers ?? defaultWorkers(buildHead(head), input.batch),
+      workers: opts.workers ?? defaultWorkers(actionHead, input.batch),
       ...(resumeState?.optimizer
         ? { resume: { params: resumeState.optimizer.params, m: resumeState.optimizer.m, v: resumeState.optimizer.v, ema: resumeState.weights, step: resumeState.optimizer.trainState.step } }
         : {}),

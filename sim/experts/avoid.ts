@@ -18,7 +18,8 @@ export function avoidExpert(task: AvoidTask, rng: Rng, mode?: "left" | "right"):
   const closed = task.env.scene.gripper?.closed;
   const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
   const coin = rng.uniform() < 0.5 ? "left" : "right";
-  const side = (mode ?? coin) === "left" ? 1 : -1;
+  const chosen = mode ?? coin;
+  const side = chosen === "left" ? 1 : -1;
   const start = task.env.eePos();
   const target = task.target;
   const ob = task.obstacle;
@@ -33,7 +34,7 @@ export function avoidExpert(task: AvoidTask, rng: Rng, mode?: "left" | "right"):
   const fps = task.env.fps;
   const at = (step: number): Float32Array => driver.targetFor(curveAt(curve, (step + 1) / fps));
   return {
-    mode: mode ?? coin,
+    mode: chosen,
     act: () => at(task.stepsTaken),
     plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
     dispose: () => driver.dispose(),

@@ -392,7 +392,6 @@ async function listParquet(dir: string): Promise<string[]> {
   return out;
 }
 
-
 function bigintJson(_key: string, v: unknown): unknown {
   return typeof v === "bigint" ? v.toString() : v;
 }
