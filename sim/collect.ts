@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import { writeJsonAtomic } from "../policy/io/atomic.ts";
-import { LeRobotWriter } from "../training/lerobot/writer.ts";
+import { LeRobotWriter } from "../datasets/lerobot/writer.ts";
 import { createExpert } from "./experts/index.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";

@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { openLeRobot } from "../training/lerobot/reader.ts";
+import { openLeRobot } from "../datasets/lerobot/reader.ts";
 import { ACTIONFLOW_META } from "./collect.ts";
 import type { ActionflowMeta } from "./collect.ts";
 import { continueEpisode } from "./rollout.ts";

@@ -22,7 +22,7 @@
  * number the mode needs (LeRobot's behaviour: global stats over all episodes), else they are
  * computed from the frames of the training episodes.
  */
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { z } from "zod";
 import type { FeatureNorm, NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
@@ -41,12 +41,13 @@ import { useBackend } from "./backend/registry.ts";
 import type { Batch } from "./batch.ts";
 import type { FitSummary } from "./fit.ts";
 import { fit } from "./fit.ts";
-import { openRobomimic } from "./hdf5/robomimic.ts";
-import { openLeRobot } from "./lerobot/reader.ts";
-import { datasetStats } from "./stats/dataset.ts";
+import { openDataset } from "../datasets/open.ts";
+import type { DatasetFormat } from "../datasets/open.ts";
+import type { EpisodeDataset } from "../datasets/episodes.ts";
+import { datasetStats } from "../datasets/stats/dataset.ts";
 import type { OptimConfig, PathConfig } from "./trainer.ts";
 import { DEFAULT_OPTIM, Trainer, defaultWorkers } from "./trainer.ts";
-import type { EpisodeDataset, ObsSpec, PaddingMode, WindowSource } from "./windows.ts";
+import type { ObsSpec, PaddingMode, WindowSource } from "./windows.ts";
 import { createWindowSource, splitEpisodes } from "./windows.ts";
 import { pathExists } from "../policy/io/files.ts";
 
@@ -319,21 +320,23 @@ export const DEFAULT_PADDING: PaddingMode = "hold";
 /** Default run length. */
 export const DEFAULT_STEPS = 2000;
 
-type OpenedDataset = { ds: EpisodeDataset; format: "lerobot" | "robomimic"; codebaseVersion: string | null; metaStats?: Record<string, FeatureStats>; valMask?: number[]; close(): void };
+/** The dataset and what a run records of it; robomimic files may carry a validation mask, LeRobot folders stats. */
+interface RunDataset {
+  ds: EpisodeDataset;
+  format: DatasetFormat;
+  codebaseVersion: string | null;
+  metaStats?: Record<string, FeatureStats>;
+  valMask?: number[];
+}
 
-async function openDataset(path: string): Promise<OpenedDataset> {
-  let isFile: boolean;
-  try {
-    isFile = (await stat(path)).isFile();
-  } catch (err) {
-    throw new Error(`${path}: dataset not found`, { cause: err });
+async function openRunDataset(path: string): Promise<RunDataset> {
+  const opened = await openDataset(path);
+  const ds: EpisodeDataset = opened.dataset;
+  if (opened.format === "robomimic") {
+    const valMask = opened.dataset.masks["valid"];
+    return { ds, format: opened.format, codebaseVersion: null, ...(valMask ? { valMask } : {}) };
   }
-  if (isFile) {
-    const ds = await openRobomimic(path);
-    return { ds, format: "robomimic", codebaseVersion: null, ...(ds.masks["valid"] ? { valMask: ds.masks["valid"] } : {}), close: () => ds.close() };
-  }
-  const ds = await openLeRobot(path);
-  return { ds, format: "lerobot", codebaseVersion: ds.codebaseVersion, metaStats: ds.stats(), close: () => undefined };
+  return { ds, format: opened.format, codebaseVersion: opened.dataset.codebaseVersion, metaStats: opened.dataset.stats() };
 }
 
 /** Reads `<run>/run.json`; throws naming the file when it is missing, not JSON or not a run file. */
@@ -510,7 +513,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
   if (stored && datasetPath !== stored.dataset.path) {
     throw new Error(`${runFile}: the run was trained on ${stored.dataset.path}, not ${datasetPath}; resume with the same --dataset (or none)`);
   }
-  const opened = await openDataset(datasetPath);
+  const opened = await openRunDataset(datasetPath);
   try {
     const { ds } = opened;
     const frames = ds.episodes.reduce((s, e) => s + e.length, 0);
@@ -718,7 +721,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       trainer.dispose();
     }
   } finally {
-    opened.close();
+    opened.ds.close();
   }
 }
 

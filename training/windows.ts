@@ -8,22 +8,13 @@
  * and zero-padded to the model's sizes.
  *
  * Works on anything with the {@link EpisodeDataset} shape: the LeRobot reader
- * (`training/lerobot/reader.ts`) and the robomimic reader (`training/hdf5/robomimic.ts`).
+ * (`datasets/lerobot/reader.ts`) and the robomimic reader (`datasets/robomimic/reader.ts`).
  * Only the columns named in `obs` and `action` are loaded, once, into per-episode Float32Arrays.
  */
 import type { AffineNorm } from "../policy/normalize.ts";
 import type { Rng } from "../policy/random.ts";
+import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
-
-/** The episode interface windows need; the LeRobot and robomimic readers both have it. */
-export interface EpisodeDataset {
-  /** Column descriptions: per-frame `shape` (`[D]`, `[N, D]`, scalars `[1]`). */
-  readonly features: Readonly<Record<string, { dtype: string; shape: readonly number[] }>>;
-  /** Episodes with their index and frame count. */
-  readonly episodes: readonly { index: number; length: number }[];
-  /** Flat `[length, ...shape]` arrays of the asked columns of the episode with this index. */
-  readEpisode(index: number, columns: readonly string[]): Promise<Record<string, Float32Array | Float64Array | BigInt64Array>>;
-}
 
 /** See {@link WindowSourceOptions.padding}. */
 export type PaddingMode = "mask" | "hold";
@@ -313,49 +304,4 @@ export function splitEpisodes(episodes: number | readonly number[], spec: string
   const val = [...valSet].sort((x, y) => x - y).map((p) => all[p]!);
   const train = all.filter((_, p) => !valSet.has(p));
   return { train, val };
-}
-
-/** One in-memory episode for {@link inMemoryDataset}: flat `[length, ...shape]` columns. */
-export interface MemoryEpisode {
-  index?: number;
-  columns: Record<string, Float32Array | Float64Array | BigInt64Array>;
-}
-
-/**
- * An {@link EpisodeDataset} held in memory (the fake that ships with the interface, for tests and
- * toy problems): `features` gives each column's per-frame shape; lengths come from the columns.
- */
-export function inMemoryDataset(features: Record<string, readonly number[]>, episodes: readonly MemoryEpisode[]): EpisodeDataset {
-  const feats: Record<string, { dtype: string; shape: readonly number[] }> = {};
-  for (const [name, shape] of Object.entries(features)) feats[name] = { dtype: "float32", shape };
-  const per = (name: string): number => feats[name]!.shape.reduce((a, b) => a * b, 1);
-  const eps = episodes.map((e, k) => {
-    const index = e.index ?? k;
-    let length: number | undefined;
-    for (const [name, data] of Object.entries(e.columns)) {
-      if (!feats[name]) throw new Error(`inMemoryDataset: episode ${index} has undeclared column '${name}'`);
-      const n = data.length / per(name);
-      if (!Number.isInteger(n) || (length !== undefined && n !== length)) {
-        throw new Error(`inMemoryDataset: episode ${index} column '${name}' has ${data.length} values, not ${length ?? "a whole number of"} frames`);
-      }
-      length = n;
-    }
-    return { index, length: length ?? 0, columns: e.columns };
-  });
-  const byIndex = new Map(eps.map((e) => [e.index, e]));
-  return {
-    features: feats,
-    episodes: eps.map((e) => ({ index: e.index, length: e.length })),
-    readEpisode(index, columns) {
-      const e = byIndex.get(index);
-      if (!e) return Promise.reject(new RangeError(`inMemoryDataset: no episode ${index}`));
-      const out: Record<string, Float32Array | Float64Array | BigInt64Array> = {};
-      for (const c of columns) {
-        const data = e.columns[c];
-        if (!data) return Promise.reject(new Error(`inMemoryDataset: episode ${index} has no column '${c}'`));
-        out[c] = data;
-      }
-      return Promise.resolve(out);
-    },
-  };
 }

@@ -2,17 +2,14 @@
  * `actionflow dataset info|stats|convert`: inspect LeRobot datasets (v2.x, v3.0) and robomimic
  * HDF5 files, compute their statistics, convert them to LeRobot v3.0.
  */
-import { stat } from "node:fs/promises";
 import type { Command } from "commander";
 import type { FeatureStats } from "../../policy/normalize.ts";
-import { openRobomimic } from "../../training/hdf5/robomimic.ts";
-import type { RobomimicDataset } from "../../training/hdf5/robomimic.ts";
-import { convertToV3 } from "../../training/lerobot/convert.ts";
-import { isNumeric } from "../../training/lerobot/layout.ts";
-import type { FeatureInfo } from "../../training/lerobot/layout.ts";
-import { openLeRobot } from "../../training/lerobot/reader.ts";
-import type { LeRobotDataset } from "../../training/lerobot/reader.ts";
-import { datasetStats } from "../../training/stats/dataset.ts";
+import { convertToV3 } from "../../datasets/lerobot/convert.ts";
+import { isNumeric } from "../../datasets/lerobot/layout.ts";
+import type { FeatureInfo } from "../../datasets/lerobot/layout.ts";
+import { openDataset } from "../../datasets/open.ts";
+import type { OpenedDataset } from "../../datasets/open.ts";
+import { datasetStats } from "../../datasets/stats/dataset.ts";
 import { log, printResult, startProgress } from "../output.ts";
 
 interface CommonFlags {
@@ -20,23 +17,6 @@ interface CommonFlags {
   seed?: string;
 }
 
-type Opened = { kind: "lerobot"; ds: LeRobotDataset } | { kind: "robomimic"; ds: RobomimicDataset };
-
-/** Opens a LeRobot folder or a robomimic .hdf5/.h5 file. */
-async function openAny(path: string): Promise<Opened> {
-  let isFile: boolean;
-  try {
-    isFile = (await stat(path)).isFile();
-  } catch (err) {
-    throw new Error(`${path}: not found`, { cause: err });
-  }
-  if (isFile) return { kind: "robomimic", ds: await openRobomimic(path) };
-  return { kind: "lerobot", ds: await openLeRobot(path) };
-}
-
-function close(o: Opened): void {
-  if (o.kind === "robomimic") o.ds.close();
-}
 
 /** The `dataset info` result. */
 export interface DatasetInfo {
@@ -52,14 +32,14 @@ export interface DatasetInfo {
   masks?: Record<string, number>;
 }
 
-function describe(o: Opened): DatasetInfo {
+function describe(o: OpenedDataset): DatasetInfo {
   const features: Record<string, { dtype: string; shape: number[] }> = {};
-  for (const [n, f] of Object.entries(o.ds.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
-  if (o.kind === "lerobot") {
-    const ds = o.ds;
+  for (const [n, f] of Object.entries(o.dataset.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
+  if (o.format === "lerobot") {
+    const ds = o.dataset;
     return { format: "lerobot", codebaseVersion: ds.codebaseVersion, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.tasks.filter((t) => t !== undefined), robotType: ds.robotType };
   }
-  const ds = o.ds;
+  const ds = o.dataset;
   const masks: Record<string, number> = {};
   for (const [k, v] of Object.entries(ds.masks)) masks[k] = v.length;
   return { format: "robomimic", codebaseVersion: null, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.envName ? [ds.envName] : [], robotType: ds.robotType, masks };
@@ -95,11 +75,11 @@ function floatFeatures(features: Record<string, FeatureInfo>, only?: string[]): 
   return only;
 }
 
-async function computeDatasetStats(o: Opened, opts: { only?: string[]; json: boolean; bins?: number }): Promise<DatasetStats> {
-  const names = floatFeatures(o.ds.features, opts.only);
-  const eps = o.ds.episodes;
+async function computeDatasetStats(o: OpenedDataset, opts: { only?: string[]; json: boolean; bins?: number }): Promise<DatasetStats> {
+  const names = floatFeatures(o.dataset.features, opts.only);
+  const eps = o.dataset.episodes;
   const bar = startProgress(eps.length, { json: opts.json, label: "stats" });
-  const features = await datasetStats(o.ds, names, { ...(opts.bins ? { bins: opts.bins } : {}), onEpisode: (done) => bar.update(done) });
+  const features = await datasetStats(o.dataset, names, { ...(opts.bins ? { bins: opts.bins } : {}), onEpisode: (done) => bar.update(done) });
   bar.stop();
   return { source: "data", episodes: eps.length, frames: eps.reduce((s, e) => s + e.length, 0), features };
 }
@@ -130,11 +110,11 @@ export function registerDataset(program: Command): void {
     .option("--json", "print one JSON object as the last stdout line")
     .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
     .action(async (path: string, o: CommonFlags) => {
-      const opened = await openAny(path);
+      const opened = await openDataset(path);
       try {
         printResult(describe(opened), { json: o.json ?? false }, humanInfo);
       } finally {
-        close(opened);
+        opened.dataset.close();
       }
     });
 
@@ -148,24 +128,24 @@ export function registerDataset(program: Command): void {
     .option("--json", "print one JSON object as the last stdout line")
     .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
     .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string; bins: string }) => {
-      const opened = await openAny(path);
+      const opened = await openDataset(path);
       try {
         const only = o.features ? o.features.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
         let result: DatasetStats;
         if (o.fromMeta) {
-          if (opened.kind !== "lerobot") throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
-          const stored = opened.ds.stats();
-          const names = floatFeatures(opened.ds.features, only).filter((n) => stored[n]);
+          if (opened.format !== "lerobot") throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
+          const stored = opened.dataset.stats();
+          const names = floatFeatures(opened.dataset.features, only).filter((n) => stored[n]);
           const features: Record<string, FeatureStats> = {};
           for (const n of names) features[n] = stored[n]!;
-          result = { source: "meta", episodes: opened.ds.episodes.length, frames: opened.ds.totalFrames, features };
+          result = { source: "meta", episodes: opened.dataset.episodes.length, frames: opened.dataset.totalFrames, features };
         } else {
           const bins = Number(o.bins);
           result = await computeDatasetStats(opened, { ...(only ? { only } : {}), json: o.json ?? false, bins });
         }
         printResult(result, { json: o.json ?? false }, humanStats);
       } finally {
-        close(opened);
+        opened.dataset.close();
       }
     });
 

@@ -4,8 +4,8 @@ import { promisify } from "node:util";
 import { join } from "node:path";
 import { Command } from "commander";
 import { registerDataset } from "../../cli/commands/dataset.ts";
-import { G1, removeDir, tempDir } from "../training/lerobot/helpers.ts";
-import { writeRobomimic } from "../training/hdf5/fixture.ts";
+import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
+import { writeRobomimic } from "../datasets/robomimic/fixture.ts";
 
 const dirs: string[] = [];
 afterAll(async () => {

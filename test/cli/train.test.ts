@@ -7,7 +7,7 @@ import { Rng } from "../../policy/random.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run.ts";
-import { G1, G1_COLUMNS, copyG1, readAllRows, removeDir, tempDir, writeRows } from "../training/lerobot/helpers.ts";
+import { G1, G1_COLUMNS, copyG1, readAllRows, removeDir, tempDir, writeRows } from "../datasets/lerobot/helpers.ts";
 import { pathExists } from "../../policy/io/files.ts";
 
 const TINY: RunConfig = { transformer: { width: 32, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 16 } };

@@ -5,8 +5,8 @@ import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import type { RunConfig, RunFile, TrainRunOptions } from "../../training/run.ts";
 import { guardStats, parseObsSpec, parseRunConfig, trainRun } from "../../training/run.ts";
-import { writeRobomimic } from "./hdf5/fixture.ts";
-import { G1, removeDir, tempDir } from "./lerobot/helpers.ts";
+import { writeRobomimic } from "../datasets/robomimic/fixture.ts";
+import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
 
 /** A tiny transformer so a run takes seconds. */
 const TINY: RunConfig = { transformer: { width: 32, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 16 } };

@@ -2,9 +2,10 @@ import { describe, expect, it } from "vitest";
 import { Rng } from "../../policy/random.ts";
 import { affineFor } from "../../policy/normalize.ts";
 import type { AffineNorm } from "../../policy/normalize.ts";
-import { createWindowSource, inMemoryDataset, splitEpisodes } from "../../training/windows.ts";
-import { openLeRobot } from "../../training/lerobot/reader.ts";
-import { G1 } from "./lerobot/helpers.ts";
+import { createWindowSource, splitEpisodes } from "../../training/windows.ts";
+import { inMemoryDataset } from "../../datasets/memory.ts";
+import { openLeRobot } from "../../datasets/lerobot/reader.ts";
+import { G1 } from "../datasets/lerobot/helpers.ts";
 
 const identity = (dim: number): AffineNorm => ({ scale: new Float32Array(dim).fill(1), offset: new Float32Array(dim) });
 

@@ -10,7 +10,7 @@ import { parquetWriteBuffer } from "hyparquet-writer";
 import type { SchemaElement } from "hyparquet";
 
 /** The shared real v2.1 dataset (10 episodes, 4236 frames, 30 fps, 26-dim state and action). */
-export const G1 = "../shared/datasets/g1-pick-bottle-10ep";
+export const G1 = "examples/data/g1-pick-bottle-10ep";
 
 /** A fresh temp folder; remove it with `rm(dir, {recursive: true})`. */
 export async function tempDir(prefix: string): Promise<string> {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Rng } from "../../../policy/random.ts";
-import { RunningStats, computeStats } from "../../../training/stats/running.ts";
-import { aggregateFeatureStats } from "../../../training/stats/aggregate.ts";
+import { RunningStats, computeStats } from "../../../datasets/stats/running.ts";
+import { aggregateFeatureStats } from "../../../datasets/stats/aggregate.ts";
 
 /** numpy's default (linear) quantile of sorted values. */
 function exactQuantile(sorted: readonly number[], p: number): number {
@@ -89,8 +89,8 @@ describe("aggregateFeatureStats", () => {
 
 describe("datasetStats", () => {
   it("streams the columns of every (or the chosen) episode of any episode dataset", async () => {
-    const { inMemoryDataset } = await import("../../../training/windows.ts");
-    const { datasetStats } = await import("../../../training/stats/dataset.ts");
+    const { inMemoryDataset } = await import("../../../datasets/memory.ts");
+    const { datasetStats } = await import("../../../datasets/stats/dataset.ts");
     const ds = inMemoryDataset({ a: [2] }, [{ columns: { a: Float32Array.of(1, 10, 3, 30) } }, { columns: { a: Float32Array.of(5, 50) } }]);
     const all = await datasetStats(ds, ["a"]);
     expect(all.a).toMatchObject({ min: [1, 10], max: [5, 50], mean: [3, 30], count: 3 });

@@ -2,8 +2,8 @@ import { describe, expect, it, afterAll } from "vitest";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Rng } from "../../../policy/random.ts";
-import { LeRobotWriter } from "../../../training/lerobot/writer.ts";
-import { openLeRobot } from "../../../training/lerobot/reader.ts";
+import { LeRobotWriter } from "../../../datasets/lerobot/writer.ts";
+import { openLeRobot } from "../../../datasets/lerobot/reader.ts";
 import { readAllRows, removeDir, tempDir } from "./helpers.ts";
 
 const dirs: string[] = [];

@@ -4,7 +4,7 @@
  * source that stores none (robomimic) or to check stored ones (`actionflow dataset stats`).
  */
 import type { FeatureStats } from "../../policy/normalize.ts";
-import type { EpisodeDataset } from "../windows.ts";
+import type { EpisodeDataset } from "../episodes.ts";
 import { RunningStats } from "./running.ts";
 
 /** Options of {@link datasetStats}. */

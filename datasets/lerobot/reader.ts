@@ -51,6 +51,7 @@ export class LeRobotDataset {
   private readonly locations: Map<number, EpisodeLocation>;
   private readonly byIndex: Map<number, EpisodeInfo>;
   private readonly files = new Map<string, Promise<ParquetFile>>();
+  private closed = false;
 
   private constructor(init: {
     dir: string;
@@ -134,6 +135,7 @@ export class LeRobotDataset {
 
   /** {@link readEpisode} with each column's shape `[length, ...featureShape]`. */
   async readEpisodeShaped(index: number, columns: readonly string[]): Promise<Record<string, ShapedColumn>> {
+    if (this.closed) throw new Error(`${this.dir}: dataset is closed`);
     const ep = this.episode(index);
     for (const c of columns) {
       const f = this.features[c];
@@ -156,6 +158,12 @@ export class LeRobotDataset {
       out[c] = { data, shape };
     }
     return out;
+  }
+
+  /** Drops the cached parquet footers; reads after it fail. Files are opened per read, so none stay open. */
+  close(): void {
+    this.closed = true;
+    this.files.clear();
   }
 
   private openFile(path: string, context: string): Promise<ParquetFile> {

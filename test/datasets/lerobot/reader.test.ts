@@ -1,8 +1,8 @@
 import { describe, expect, it, beforeAll, afterAll } from "vitest";
 import { stat, truncate } from "node:fs/promises";
 import { join } from "node:path";
-import { openLeRobot, type LeRobotDataset } from "../../../training/lerobot/reader.ts";
-import { formatPath, normalizeNames } from "../../../training/lerobot/layout.ts";
+import { openLeRobot, type LeRobotDataset } from "../../../datasets/lerobot/reader.ts";
+import { formatPath, normalizeNames } from "../../../datasets/lerobot/layout.ts";
 import { G1, G1_COLUMNS, copyG1, readAllRows, removeDir, writeRows } from "./helpers.ts";
 
 describe("openLeRobot on the shared v2.1 dataset", () => {
@@ -150,7 +150,7 @@ describe("openLeRobot on broken inputs", () => {
 
 describe("openLeRobot on broken v3.0 inputs", () => {
   it("names the shared data file and the episode on a truncated file, a missing column and a NaN", async () => {
-    const { LeRobotWriter } = await import("../../../training/lerobot/writer.ts");
+    const { LeRobotWriter } = await import("../../../datasets/lerobot/writer.ts");
     const { tempDir } = await import("./helpers.ts");
     const root = await tempDir("v3-broken");
     const dir = join(root, "ds");

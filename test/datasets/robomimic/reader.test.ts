@@ -1,7 +1,7 @@
 import { describe, expect, it, beforeAll, afterAll } from "vitest";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { openRobomimic, type RobomimicDataset } from "../../../training/hdf5/robomimic.ts";
+import { openRobomimic, type RobomimicDataset } from "../../../datasets/robomimic/reader.ts";
 import { createWindowSource } from "../../../training/windows.ts";
 import type { AffineNorm } from "../../../policy/normalize.ts";
 import { actionValue, eefValue, writeRobomimic } from "./fixture.ts";

@@ -4,12 +4,11 @@
  * float64 actions and states become float32, LeRobot's convention). Videos, images and string
  * features are not copied (listed in `skipped`).
  */
-import { stat } from "node:fs/promises";
-import { openRobomimic } from "../hdf5/robomimic.ts";
-import type { RobomimicOptions } from "../hdf5/robomimic.ts";
+import { openDataset } from "../open.ts";
+import type { RobomimicDataset, RobomimicOptions } from "../robomimic/reader.ts";
 import { DEFAULT_FEATURES, isNumeric } from "./layout.ts";
 import type { ColumnArray } from "./layout.ts";
-import { openLeRobot } from "./reader.ts";
+import type { LeRobotDataset } from "./reader.ts";
 import type { WriterDtype, WriterFeature } from "./writer.ts";
 import { LeRobotWriter } from "./writer.ts";
 
@@ -44,21 +43,15 @@ export interface ConvertResult {
 
 /** Converts `input` (LeRobot folder or robomimic .hdf5/.h5 file) into a new v3.0 dataset at `out`. */
 export async function convertToV3(input: string, out: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
-  let isFile: boolean;
+  const opened = await openDataset(input, opts.stateKeys ? { robomimic: { stateKeys: opts.stateKeys } } : {});
   try {
-    isFile = (await stat(input)).isFile();
-  } catch (err) {
-    throw new Error(`${input}: not found`, { cause: err });
+    return opened.format === "lerobot" ? await convertLeRobot(opened.dataset, out, opts) : await convertRobomimic(opened.dataset, input, out, opts);
+  } finally {
+    opened.dataset.close();
   }
-  if (isFile) {
-    if (!/\.(hdf5|h5)$/i.test(input)) throw new Error(`${input}: a file input must be a robomimic .hdf5 or .h5 file`);
-    return convertRobomimic(input, out, opts);
-  }
-  return convertLeRobot(input, out, opts);
 }
 
-async function convertLeRobot(input: string, out: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const src = await openLeRobot(input);
+async function convertLeRobot(src: LeRobotDataset, out: string, opts: ConvertOptions): Promise<ConvertResult> {
   const features: Record<string, WriterFeature> = {};
   const skipped: string[] = [];
   for (const [name, f] of Object.entries(src.features)) {
@@ -99,33 +92,28 @@ async function convertLeRobot(input: string, out: string, opts: ConvertOptions):
   return { source: "lerobot", sourceVersion: src.codebaseVersion, episodes: done.episodes, frames: done.frames, out, dataFiles: done.dataFiles.length, features: names, skipped };
 }
 
-async function convertRobomimic(input: string, out: string, opts: ConvertOptions): Promise<ConvertResult> {
-  const src = await openRobomimic(input, opts.stateKeys ? { stateKeys: opts.stateKeys } : {});
-  try {
-    const fps = opts.fps ?? src.fps;
-    if (!fps) throw new Error(`${input}: no env_args.env_kwargs.control_freq to take the fps from; pass an fps (--fps)`);
-    const features: Record<string, WriterFeature> = { action: { dtype: "float32", shape: [...src.features.action!.shape] } };
-    const state = src.features["observation.state"];
-    if (state) features["observation.state"] = { dtype: "float32", shape: [...state.shape], names: state.names };
-    if (src.features["next.reward"]) features["next.reward"] = { dtype: "float32", shape: [1] };
-    if (src.features["next.done"]) features["next.done"] = { dtype: "int64", shape: [1] };
-    const names = Object.keys(features);
-    const skipped = Object.keys(src.features).filter((n) => !names.includes(n));
-    const task = opts.task ?? src.envName ?? "robomimic";
-    const w = await LeRobotWriter.create(out, { fps, robotType: src.robotType, features, ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}) });
-    for (const [k, ep] of src.episodes.entries()) {
-      const cols = await src.readEpisode(ep.index, names);
-      const frames: Record<string, ColumnArray> = {};
-      for (const n of names) {
-        const c = cols[n]!;
-        frames[n] = features[n]!.dtype === "float32" && !(c instanceof Float32Array) ? Float32Array.from(c as ArrayLike<number>, Number) : c;
-      }
-      await w.addEpisode({ task, frames, length: ep.length });
-      opts.onEpisode?.(k + 1, src.episodes.length);
+async function convertRobomimic(src: RobomimicDataset, input: string, out: string, opts: ConvertOptions): Promise<ConvertResult> {
+  const fps = opts.fps ?? src.fps;
+  if (!fps) throw new Error(`${input}: no env_args.env_kwargs.control_freq to take the fps from; pass an fps (--fps)`);
+  const features: Record<string, WriterFeature> = { action: { dtype: "float32", shape: [...src.features.action!.shape] } };
+  const state = src.features["observation.state"];
+  if (state) features["observation.state"] = { dtype: "float32", shape: [...state.shape], names: state.names };
+  if (src.features["next.reward"]) features["next.reward"] = { dtype: "float32", shape: [1] };
+  if (src.features["next.done"]) features["next.done"] = { dtype: "int64", shape: [1] };
+  const names = Object.keys(features);
+  const skipped = Object.keys(src.features).filter((n) => !names.includes(n));
+  const task = opts.task ?? src.envName ?? "robomimic";
+  const w = await LeRobotWriter.create(out, { fps, robotType: src.robotType, features, ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}) });
+  for (const [k, ep] of src.episodes.entries()) {
+    const cols = await src.readEpisode(ep.index, names);
+    const frames: Record<string, ColumnArray> = {};
+    for (const n of names) {
+      const c = cols[n]!;
+      frames[n] = features[n]!.dtype === "float32" && !(c instanceof Float32Array) ? Float32Array.from(c as ArrayLike<number>, Number) : c;
     }
-    const done = await w.finish();
-    return { source: "robomimic", sourceVersion: "robomimic", episodes: done.episodes, frames: done.frames, out, dataFiles: done.dataFiles.length, features: names, skipped };
-  } finally {
-    src.close();
+    await w.addEpisode({ task, frames, length: ep.length });
+    opts.onEpisode?.(k + 1, src.episodes.length);
   }
+  const done = await w.finish();
+  return { source: "robomimic", sourceVersion: "robomimic", episodes: done.episodes, frames: done.frames, out, dataFiles: done.dataFiles.length, features: names, skipped };
 }

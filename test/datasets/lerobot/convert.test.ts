@@ -1,10 +1,10 @@
 import { describe, expect, it, afterAll } from "vitest";
 import { join } from "node:path";
-import { convertToV3 } from "../../../training/lerobot/convert.ts";
-import { openLeRobot } from "../../../training/lerobot/reader.ts";
-import { openRobomimic } from "../../../training/hdf5/robomimic.ts";
+import { convertToV3 } from "../../../datasets/lerobot/convert.ts";
+import { openLeRobot } from "../../../datasets/lerobot/reader.ts";
+import { openRobomimic } from "../../../datasets/robomimic/reader.ts";
 import { G1, removeDir, tempDir } from "./helpers.ts";
-import { writeRobomimic } from "../hdf5/fixture.ts";
+import { writeRobomimic } from "../robomimic/fixture.ts";
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -73,6 +73,6 @@ describe("convertToV3", () => {
       expect(b["next.done"]).toEqual(a["next.done"]);
     }
     src.close();
-    await expect(convertToV3(join(tmp, "nothing"), join(tmp, "x"))).rejects.toThrow(/nothing: not found/);
+    await expect(convertToV3(join(tmp, "nothing"), join(tmp, "x"))).rejects.toThrow(/nothing: dataset not found/);
   });
 });

@@ -14,7 +14,7 @@
  * past `dataFilesSizeInMb` (in-memory size, LeRobot's rule). `finish()` writes
  * `meta/episodes/chunk-000/file-000.parquet` (one row per episode with its file, frame range and
  * flattened `stats/{feature}/{stat}`), `meta/tasks.parquet`, `meta/stats.json` and, last,
- * `meta/info.json`. Every file is written atomically. Statistics come from `training/stats`
+ * `meta/info.json`. Every file is written atomically. Statistics come from `datasets/stats`
  * (exact min/max/mean/std; histogram quantiles, error <= 0.05% of the range).
  *
  * Callers must wait for each method's promise before calling another.
