@@ -2,7 +2,18 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "runs/**", "data/**", "test/fixtures/**", "cli/bin.js", "eslint.config.js"] },
+  {
+    ignores: [
+      "node_modules/**",
+      "runs/**",
+      "data/**",
+      "test/fixtures/**",
+      "cli/bin.js",
+      "eslint.config.js",
+      ".dependency-cruiser.cjs",
+      "examples/data/**",
+    ],
+  },
   {
     files: ["**/*.ts"],
     extends: [tseslint.configs.base],

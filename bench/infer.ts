@@ -40,17 +40,26 @@ function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: nu
   const ops = new TfjsOps({ seed, mode: "frozen" });
   tf.tidy(() => {
     const obs = Object.fromEntries(config.obs.map((f) => [f.name, tf.zeros([1, ...f.shape])]));
-    head.velocity(ops, head.encode(ops, obs), tf.zeros([1, config.horizon, config.actionDim]), tf.zeros([1, config.horizon]));
+    head.velocity(
+      ops,
+      head.encode(ops, obs),
+      tf.zeros([1, config.horizon, config.actionDim]),
+      tf.zeros([1, config.horizon]),
+    );
   });
   const w = ops.snapshot();
   ops.dispose();
   const rng = new Rng(seed + 1);
-  for (const a of w.values()) if (a.data.every((x) => x === 0)) for (let i = 0; i < a.data.length; i++) a.data[i] = 0.02 * rng.normal();
+  for (const a of w.values())
+    if (a.data.every((x) => x === 0)) for (let i = 0; i < a.data.length; i++) a.data[i] = 0.02 * rng.normal();
   return w;
 }
 
 /** Measures one head; returns its JSON record. */
-async function benchHead(arch: "transformer" | "mlp", o: { runs: number; tfjsRuns: number; threads: number }): Promise<Record<string, unknown>> {
+async function benchHead(
+  arch: "transformer" | "mlp",
+  o: { runs: number; tfjsRuns: number; threads: number },
+): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
   const rng = new Rng(42);
   const normalization: NormalizationSpec = {
@@ -81,7 +90,9 @@ async function benchHead(arch: "transformer" | "mlp", o: { runs: number; tfjsRun
     const norms = normsFor(normalization, config);
     const obsN = normalize(state, norms.obs["state"]!);
     const run = (): Float32Array =>
-      tidyRead(() => sampleChunkTfjs(head, ops, { state: tf.tensor(obsN, [1, 32]) }, tf.tensor(noise, [1, H, A]), { steps: STEPS }));
+      tidyRead(() =>
+        sampleChunkTfjs(head, ops, { state: tf.tensor(obsN, [1, 32]) }, tf.tensor(noise, [1, H, A]), { steps: STEPS }),
+      );
     const tfOut = denormalize(run(), norms.action);
     const tfMs: number[] = [];
     for (let i = 0; i < o.tfjsRuns; i++) {
@@ -115,7 +126,11 @@ async function benchHead(arch: "transformer" | "mlp", o: { runs: number; tfjsRun
 }
 
 /** Runs the inference benchmark for both heads. */
-export async function benchInfer(o: { runs: number; tfjsRuns: number; threads: number }): Promise<Record<string, unknown>> {
+export async function benchInfer(o: {
+  runs: number;
+  tfjsRuns: number;
+  threads: number;
+}): Promise<Record<string, unknown>> {
   const backend = await useBackend("wasm");
   const transformer = await benchHead("transformer", o);
   const mlp = await benchHead("mlp", o);

@@ -17,14 +17,28 @@ program
   .option("--batch <n>", "batch size", intOption("--batch"), 32)
   .option("--steps <n>", "timed steps", intOption("--steps"), 10)
   .option("--backend <name>", "tfjs backend", "wasm")
-  .option("--workers <n>", "gradient threads (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)", intOption("--workers"))
+  .option(
+    "--workers <n>",
+    "gradient threads (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+    intOption("--workers"),
+  )
   .option("--profile", "also time every kernel of one single-thread step (where the time goes)")
   .option("--json", "JSON only")
-  .action(async (o: { arch: "transformer" | "mlp"; batch: number; steps: number; backend: BackendName; workers?: number; profile?: boolean; json?: boolean }) => {
-    const r = await benchTrain(o);
-    log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}, ${String(r["workers"])} gradient thread(s)`);
-    printResult(r, { json: true });
-  });
+  .action(
+    async (o: {
+      arch: "transformer" | "mlp";
+      batch: number;
+      steps: number;
+      backend: BackendName;
+      workers?: number;
+      profile?: boolean;
+      json?: boolean;
+    }) => {
+      const r = await benchTrain(o);
+      log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}, ${String(r["workers"])} gradient thread(s)`);
+      printResult(r, { json: true });
+    },
+  );
 
 program
   .command("infer")

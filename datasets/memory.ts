@@ -11,7 +11,10 @@ export interface MemoryEpisode {
  * An {@link EpisodeDataset} held in memory (the fake that ships with the interface, for tests and
  * toy problems): `features` gives each column's per-frame shape; lengths come from the columns.
  */
-export function inMemoryDataset(features: Record<string, readonly number[]>, episodes: readonly MemoryEpisode[]): EpisodeDataset {
+export function inMemoryDataset(
+  features: Record<string, readonly number[]>,
+  episodes: readonly MemoryEpisode[],
+): EpisodeDataset {
   const feats: Record<string, { dtype: string; shape: readonly number[] }> = {};
   for (const [name, shape] of Object.entries(features)) feats[name] = { dtype: "float32", shape };
   const per = (name: string): number => feats[name]!.shape.reduce((a, b) => a * b, 1);
@@ -22,7 +25,9 @@ export function inMemoryDataset(features: Record<string, readonly number[]>, epi
       if (!feats[name]) throw new Error(`inMemoryDataset: episode ${index} has undeclared column '${name}'`);
       const n = data.length / per(name);
       if (!Number.isInteger(n) || (length !== undefined && n !== length)) {
-        throw new Error(`inMemoryDataset: episode ${index} column '${name}' has ${data.length} values, not ${length ?? "a whole number of"} frames`);
+        throw new Error(
+          `inMemoryDataset: episode ${index} column '${name}' has ${data.length} values, not ${length ?? "a whole number of"} frames`,
+        );
       }
       length = n;
     }

@@ -14,8 +14,7 @@ export type DatasetFormat = "lerobot" | "robomimic";
 
 /** A dataset opened by {@link openDataset}, tagged by its format; `dataset.close()` when done. */
 export type OpenedDataset =
-  | { format: "lerobot"; dataset: LeRobotDataset }
-  | { format: "robomimic"; dataset: RobomimicDataset };
+  { format: "lerobot"; dataset: LeRobotDataset } | { format: "robomimic"; dataset: RobomimicDataset };
 
 /** Options of {@link openDataset}. */
 export interface OpenDatasetOptions {

@@ -44,7 +44,9 @@ export function affineFor(stats: FeatureStats, mode: NormMode, feature = "featur
   const need = (key: keyof FeatureStats): number[] => {
     const v = stats[key];
     if (!Array.isArray(v) || v.length !== dim) {
-      throw new Error(`stats for ${feature}: mode ${mode} needs '${key}' of length ${dim}, got ${Array.isArray(v) ? `length ${v.length}` : "none"}`);
+      throw new Error(
+        `stats for ${feature}: mode ${mode} needs '${key}' of length ${dim}, got ${Array.isArray(v) ? `length ${v.length}` : "none"}`,
+      );
     }
     return v;
   };
@@ -73,7 +75,9 @@ export function affineFor(stats: FeatureStats, mode: NormMode, feature = "featur
       }
     }
     if (!Number.isFinite(a) || !Number.isFinite(b)) {
-      throw new Error(`stats for ${feature} dim ${i} give a non-finite ${mode} normalisation (scale ${a}, offset ${b})`);
+      throw new Error(
+        `stats for ${feature} dim ${i} give a non-finite ${mode} normalisation (scale ${a}, offset ${b})`,
+      );
     }
     scale[i] = a;
     offset[i] = b;

@@ -97,11 +97,16 @@ export interface CollectResult {
 
 /** Runs the expert and writes a LeRobot v3.0 dataset; see the module comment for the rules. */
 export async function collect(opts: CollectOptions): Promise<CollectResult> {
-  if (!Number.isInteger(opts.episodes) || opts.episodes < 1) throw new RangeError(`sim collect: episodes must be a positive integer, got ${opts.episodes}`);
+  if (!Number.isInteger(opts.episodes) || opts.episodes < 1)
+    throw new RangeError(`sim collect: episodes must be a positive integer, got ${opts.episodes}`);
   const keepFailures = opts.failures === "keep";
   const paired = opts.paired ?? false;
-  if (paired && opts.task !== "avoid") throw new Error(`sim collect: paired demonstrations need a task with two modes (avoid), not ${opts.task}`);
-  const task = await createTask(opts.task, { ...(opts.scene ? { scene: opts.scene } : {}), ...(opts.fps ? { fps: opts.fps } : {}) });
+  if (paired && opts.task !== "avoid")
+    throw new Error(`sim collect: paired demonstrations need a task with two modes (avoid), not ${opts.task}`);
+  const task = await createTask(opts.task, {
+    ...(opts.scene ? { scene: opts.scene } : {}),
+    ...(opts.fps ? { fps: opts.fps } : {}),
+  });
   const recorded: RecordedEpisode[] = [];
   let attempts = 0;
   let successes = 0;
@@ -114,7 +119,11 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
       robotType: scene.source === "actionflow-arm" ? "actionflow_arm" : "mjcf",
       features: {
         "observation.state": { dtype: "float32", shape: [env.dim], names: [...scene.joints] },
-        "observation.environment_state": { dtype: "float32", shape: [task.info.envStateNames.length], names: [...task.info.envStateNames] },
+        "observation.environment_state": {
+          dtype: "float32",
+          shape: [task.info.envStateNames.length],
+          names: [...task.info.envStateNames],
+        },
         action: { dtype: "float32", shape: [env.dim], names: [...scene.actuators] },
       },
     });
@@ -149,7 +158,10 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
       }
       opts.onAttempt?.(attempts, recorded.length, ep.success);
     }
-    if (recorded.length === 0) throw new Error(`sim collect: the ${opts.task} expert failed all ${attempts} attempts; nothing to write to ${opts.out}`);
+    if (recorded.length === 0)
+      throw new Error(
+        `sim collect: the ${opts.task} expert failed all ${attempts} attempts; nothing to write to ${opts.out}`,
+      );
     await writer.finish();
     const meta: ActionflowMeta = {
       format: "actionflow-sim/1",

@@ -72,7 +72,8 @@ export class SimEnv {
     for (const name of scene.joints) {
       const j = requireId(mj, model, "joint", name, src);
       const type = jntType[j] ?? -1;
-      if (type !== 2 && type !== 3) throw new Error(`${src}: joint '${name}' must be a hinge or slide joint (type ${type})`);
+      if (type !== 2 && type !== 3)
+        throw new Error(`${src}: joint '${name}' must be a hinge or slide joint (type ${type})`);
       this.qposAdr.push(jntQpos[j] ?? 0);
       this.dofAdr.push(jntDof[j] ?? 0);
       this.ranges.push(
@@ -119,7 +120,8 @@ export class SimEnv {
     const { mj, model, data } = this;
     mj.mj_resetData(model, data);
     const home = q ?? this.scene.home ?? new Array<number>(this.dim).fill(0);
-    if (home.length !== this.dim) throw new Error(`${this.scene.source}: reset pose has ${home.length} values, expected ${this.dim}`);
+    if (home.length !== this.dim)
+      throw new Error(`${this.scene.source}: reset pose has ${home.length} values, expected ${this.dim}`);
     const qpos = f64(data.qpos);
     for (let i = 0; i < this.dim; i++) qpos[this.qposAdr[i] ?? 0] = home[i] ?? 0;
     this.setCtrl(home);
@@ -134,7 +136,10 @@ export class SimEnv {
     this.mj.mj_forward(this.model, this.data);
   }
 
-  /** Applies joint position targets (action order, clamped by the actuators' ctrlrange) and advances one control period. */
+  /**
+   * Applies joint position targets (action order, clamped by the actuators' ctrlrange) and advances one control
+   * period.
+   */
   step(action: ArrayLike<number>): void {
     if (action.length !== this.dim) {
       throw new Error(`${this.scene.source}: action has ${action.length} dims, the scene takes ${this.dim}`);

@@ -80,14 +80,20 @@ export interface EvaluateOptions {
 
 /** Runs closed-loop episodes and writes `eval_info.json` and one SVG per episode; returns the info. */
 export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
-  if (!Number.isInteger(opts.episodes) || opts.episodes < 1) throw new RangeError(`sim eval: episodes must be a positive integer, got ${opts.episodes}`);
-  const task = await createTask(opts.task, { ...(opts.scene ? { scene: opts.scene } : {}), ...(opts.fps ? { fps: opts.fps } : {}) });
+  if (!Number.isInteger(opts.episodes) || opts.episodes < 1)
+    throw new RangeError(`sim eval: episodes must be a positive integer, got ${opts.episodes}`);
+  const task = await createTask(opts.task, {
+    ...(opts.scene ? { scene: opts.scene } : {}),
+    ...(opts.fps ? { fps: opts.fps } : {}),
+  });
   const t0 = performance.now();
   const perEpisode: EvalEpisode[] = [];
   try {
     const policy = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
     if (policy.actionDim !== task.env.dim) {
-      throw new Error(`sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`);
+      throw new Error(
+        `sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`,
+      );
     }
     const n = opts.nActionSteps;
     if (!Number.isInteger(n) || n < 1 || n > policy.horizon) {
@@ -95,7 +101,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     }
     const d = opts.prefixSteps ?? 0;
     if (!Number.isInteger(d) || d < 0 || n + d > policy.horizon) {
-      throw new RangeError(`sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${d} > ${policy.horizon})`);
+      throw new RangeError(
+        `sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${d} > ${policy.horizon})`,
+      );
     }
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
@@ -113,7 +121,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       if (task instanceof AvoidTask) ep.mode = avoidMode(result.eeTrace, task.obstacle);
       perEpisode.push(ep);
       const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode})` : ""}, ${result.length} steps`;
-      const svg = episodeSvg({ title, trace: result.eeTrace, markers: result.markers, outcome: result.success ? "success" : "failure" });
+      const svg = episodeSvg({
+        title,
+        trace: result.eeTrace,
+        markers: result.markers,
+        outcome: result.success ? "success" : "failure",
+      });
       await writeFileAtomic(join(opts.outDir, "pictures", `eval_episode_${i}.svg`), svg);
       opts.onEpisode?.(i + 1, ep);
     }
@@ -146,7 +159,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
  * One episode on an already reset task, querying the policy every `nActionSteps` steps; with
  * `prefixSteps` > 0 each query after the first passes the previous chunk's next planned actions.
  */
-async function runChunked(task: Task, policy: ChunkPolicy, nActionSteps: number, prefixSteps: number): Promise<EpisodeResult> {
+async function runChunked(
+  task: Task,
+  policy: ChunkPolicy,
+  nActionSteps: number,
+  prefixSteps: number,
+): Promise<EpisodeResult> {
   const dim = policy.actionDim;
   let queue: Float32Array[] = [];
   let prefix: Float32Array | undefined;
@@ -154,7 +172,9 @@ async function runChunked(task: Task, policy: ChunkPolicy, nActionSteps: number,
     if (queue.length === 0) {
       const chunk = await policy.sampleChunk(obs, prefix);
       if (chunk.length !== policy.horizon * dim) {
-        throw new Error(`sim eval: policy returned ${chunk.length} values, expected horizon*actionDim = ${policy.horizon}*${dim}`);
+        throw new Error(
+          `sim eval: policy returned ${chunk.length} values, expected horizon*actionDim = ${policy.horizon}*${dim}`,
+        );
       }
       if (prefixSteps > 0) prefix = chunk.slice(nActionSteps * dim, (nActionSteps + prefixSteps) * dim);
       queue = [];

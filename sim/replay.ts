@@ -21,7 +21,10 @@ export interface ReplayOptions {
   dataset: string;
   /** Episode index. */
   episode: number;
-  /** Scene override (a user MJCF); default: the recorded scene (built-in arm, or the user MJCF and mapping paths in meta). */
+  /**
+   * Scene override (a user MJCF); default: the recorded scene (built-in arm, or the user MJCF and mapping paths in
+   * meta).
+   */
   scene?: RobotScene;
 }
 
@@ -45,10 +48,14 @@ export async function readActionflowMeta(dataset: string): Promise<ActionflowMet
   try {
     raw = await readFile(path, "utf8");
   } catch (err) {
-    throw new Error(`${path}: missing; replay needs a dataset recorded by 'actionflow sim collect' (it stores the reset seeds there)`, { cause: err });
+    throw new Error(
+      `${path}: missing; replay needs a dataset recorded by 'actionflow sim collect' (it stores the reset seeds there)`,
+      { cause: err },
+    );
   }
   const meta = JSON.parse(raw) as ActionflowMeta;
-  if (meta.format !== "actionflow-sim/1" || !Array.isArray(meta.episodes)) throw new Error(`${path}: not an actionflow-sim/1 file`);
+  if (meta.format !== "actionflow-sim/1" || !Array.isArray(meta.episodes))
+    throw new Error(`${path}: not an actionflow-sim/1 file`);
   return meta;
 }
 
@@ -56,24 +63,34 @@ export async function readActionflowMeta(dataset: string): Promise<ActionflowMet
 export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const meta = await readActionflowMeta(opts.dataset);
   const rec = meta.episodes.find((e) => e.episode_index === opts.episode);
-  if (!rec) throw new RangeError(`${opts.dataset}: no episode ${opts.episode} in meta/${ACTIONFLOW_META} (episodes 0..${meta.episodes.length - 1})`);
+  if (!rec)
+    throw new RangeError(
+      `${opts.dataset}: no episode ${opts.episode} in meta/${ACTIONFLOW_META} (episodes 0..${meta.episodes.length - 1})`,
+    );
   let scene = opts.scene;
   if (!scene) {
     if (meta.scene.source === "actionflow-arm") {
       scene = armScene();
     } else {
-      if (!meta.scene.mapping) throw new Error(`${opts.dataset}: recorded on the user MJCF ${meta.scene.source} without a mapping path; pass --mjcf and --mapping`);
+      if (!meta.scene.mapping)
+        throw new Error(
+          `${opts.dataset}: recorded on the user MJCF ${meta.scene.source} without a mapping path; pass --mjcf and --mapping`,
+        );
       try {
         scene = await loadUserScene({ mjcf: meta.scene.source, mapping: meta.scene.mapping });
       } catch (err) {
-        throw new Error(`${opts.dataset}: cannot reload the recorded user MJCF ${meta.scene.source}; pass --mjcf and --mapping`, { cause: err });
+        throw new Error(
+          `${opts.dataset}: cannot reload the recorded user MJCF ${meta.scene.source}; pass --mjcf and --mapping`,
+          { cause: err },
+        );
       }
     }
   }
   const ds = await openLeRobot(opts.dataset);
   const actionFeature = ds.features["action"];
   const stateFeature = ds.features["observation.state"];
-  if (!actionFeature || !stateFeature) throw new Error(`${opts.dataset}: needs 'action' and 'observation.state' features`);
+  if (!actionFeature || !stateFeature)
+    throw new Error(`${opts.dataset}: needs 'action' and 'observation.state' features`);
   const actionDim = actionFeature.shape.reduce((a, b) => a * b, 1);
   const stateDim = stateFeature.shape.reduce((a, b) => a * b, 1);
   const task = await createTask(parseTaskName(meta.task), { scene, fps: ds.fps });
@@ -105,7 +122,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       { maxSteps: length, stopWhen: "never" },
     );
     if (result.length !== length) {
-      throw new Error(`${opts.dataset}: episode ${opts.episode} has ${length} frames, more than the ${meta.task} task's ${task.info.maxSteps} steps`);
+      throw new Error(
+        `${opts.dataset}: episode ${opts.episode} has ${length} frames, more than the ${meta.task} task's ${task.info.maxSteps} steps`,
+      );
     }
     return {
       episode: opts.episode,

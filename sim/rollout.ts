@@ -39,7 +39,12 @@ export interface RunEpisodeOptions {
 }
 
 /** Resets `task` with `seed` and runs `actor` until the task is done; returns the recorded episode. */
-export async function runEpisode(task: Task, seed: number, actor: Actor, opts: RunEpisodeOptions = {}): Promise<EpisodeResult> {
+export async function runEpisode(
+  task: Task,
+  seed: number,
+  actor: Actor,
+  opts: RunEpisodeOptions = {},
+): Promise<EpisodeResult> {
   task.reset(seed);
   return continueEpisode(task, actor, opts);
 }
@@ -61,10 +66,12 @@ export async function continueEpisode(task: Task, actor: Actor, opts: RunEpisode
     const obs = task.observe();
     const s = obs["observation.state"] as Float32Array;
     const e = obs["observation.environment_state"] as Float32Array;
-    if (e.length !== envDim) throw new Error(`sim/${task.info.name}: environment_state has ${e.length} values, expected ${envDim}`);
+    if (e.length !== envDim)
+      throw new Error(`sim/${task.info.name}: environment_state has ${e.length} values, expected ${envDim}`);
     eeTrace.push(task.env.eePos());
     const a = await actor(obs, k);
-    if (a.length !== dim) throw new Error(`sim/${task.info.name}: actor returned ${a.length} action dims, the scene takes ${dim}`);
+    if (a.length !== dim)
+      throw new Error(`sim/${task.info.name}: actor returned ${a.length} action dims, the scene takes ${dim}`);
     state.set(s, k * dim);
     envState.set(e, k * envDim);
     action.set(a, k * dim);

@@ -42,19 +42,29 @@ export function episodeSvg(opts: EpisodeSvgOptions): string {
   parts.push(`<circle cx="${f(u([0, 0]))}" cy="${f(v([0, 0]))}" r="${f(0.045 * scale)}" fill="#333"/>`);
   const { start, end } = opts.markers;
   if (start.goal) {
-    parts.push(`<circle cx="${f(u(start.goal.center))}" cy="${f(v(start.goal.center))}" r="${f(start.goal.radius * scale)}" fill="#3c3" fill-opacity="0.35" stroke="#292"/>`);
+    parts.push(
+      `<circle cx="${f(u(start.goal.center))}" cy="${f(v(start.goal.center))}" r="${f(start.goal.radius * scale)}" fill="#3c3" fill-opacity="0.35" stroke="#292"/>`,
+    );
   }
   if (start.obstacle) {
-    parts.push(`<circle cx="${f(u(start.obstacle.center))}" cy="${f(v(start.obstacle.center))}" r="${f(start.obstacle.radius * scale)}" fill="#d32"/>`);
+    parts.push(
+      `<circle cx="${f(u(start.obstacle.center))}" cy="${f(v(start.obstacle.center))}" r="${f(start.obstacle.radius * scale)}" fill="#d32"/>`,
+    );
   }
   if (start.block) {
-    parts.push(`<circle cx="${f(u(start.block.center))}" cy="${f(v(start.block.center))}" r="${f(start.block.radius * scale)}" fill="none" stroke="#36c" stroke-dasharray="3 2"/>`);
+    parts.push(
+      `<circle cx="${f(u(start.block.center))}" cy="${f(v(start.block.center))}" r="${f(start.block.radius * scale)}" fill="none" stroke="#36c" stroke-dasharray="3 2"/>`,
+    );
   }
   if (end.block) {
-    parts.push(`<circle cx="${f(u(end.block.center))}" cy="${f(v(end.block.center))}" r="${f(end.block.radius * scale)}" fill="#36c" fill-opacity="0.8"/>`);
+    parts.push(
+      `<circle cx="${f(u(end.block.center))}" cy="${f(v(end.block.center))}" r="${f(end.block.radius * scale)}" fill="#36c" fill-opacity="0.8"/>`,
+    );
   }
   if (start.target) {
-    parts.push(`<circle cx="${f(u(start.target))}" cy="${f(v(start.target))}" r="${f(0.012 * scale)}" fill="#2b2" stroke="#161"/>`);
+    parts.push(
+      `<circle cx="${f(u(start.target))}" cy="${f(v(start.target))}" r="${f(0.012 * scale)}" fill="#2b2" stroke="#161"/>`,
+    );
   }
   if (opts.trace.length > 0) {
     const pts = opts.trace.map((p) => `${f(u(p))},${f(v(p))}`).join(" ");
@@ -65,7 +75,9 @@ export function episodeSvg(opts: EpisodeSvgOptions): string {
     parts.push(`<circle cx="${f(u(s))}" cy="${f(v(s))}" r="3" fill="${colour}"/>`);
     parts.push(`<rect x="${f(u(e) - 3)}" y="${f(v(e) - 3)}" width="6" height="6" fill="${colour}"/>`);
   }
-  parts.push(`<text x="6" y="${size + 16}" font-family="sans-serif" font-size="13" fill="#222">${escapeXml(opts.title)}</text>`);
+  parts.push(
+    `<text x="6" y="${size + 16}" font-family="sans-serif" font-size="13" fill="#222">${escapeXml(opts.title)}</text>`,
+  );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size + 22}" viewBox="0 0 ${size} ${size + 22}">\n${parts.join("\n")}\n</svg>\n`;
 }
 

@@ -50,7 +50,13 @@ export function reflowCouplings(trainer: Trainer, opts: ReflowOptions): BatchSou
   const total = batches.reduce((n, b) => n + b.size, 0);
   return {
     next(size: number, r: Rng): Batch {
-      const out: Batch = { size, obs: {}, actions: new Float32Array(size * H * A), isPad: new Uint8Array(size * H), noise: new Float32Array(size * H * A) };
+      const out: Batch = {
+        size,
+        obs: {},
+        actions: new Float32Array(size * H * A),
+        isPad: new Uint8Array(size * H),
+        noise: new Float32Array(size * H * A),
+      };
       for (const f of obs) out.obs[f.name] = new Float32Array(size * f.shape.reduce((a, b) => a * b, 1));
       for (let i = 0; i < size; i++) {
         let k = r.int(total);

@@ -97,7 +97,10 @@ export const RunConfigSchema = z.strictObject({
   action: z.string().optional(),
   /** One mode for every obs feature, or one per obs feature name; and the action's mode. */
   normalization: z
-    .strictObject({ obs: z.union([NormModeSchema, z.record(z.string(), NormModeSchema)]).optional(), action: NormModeSchema.optional() })
+    .strictObject({
+      obs: z.union([NormModeSchema, z.record(z.string(), NormModeSchema)]).optional(),
+      action: NormModeSchema.optional(),
+    })
     .optional(),
   steps: z.number().int().positive().optional(),
   batch: z.number().int().positive().optional(),
@@ -155,7 +158,8 @@ export function parseObsSpec(spec: string | Record<string, string>): ObsSpec[] {
           .filter((s) => s !== "")
           .map((s) => {
             const eq = s.indexOf("=");
-            if (eq <= 0 || eq === s.length - 1) throw new Error(`--obs: '${s}' is not 'name=column' (e.g. state=observation.state)`);
+            if (eq <= 0 || eq === s.length - 1)
+              throw new Error(`--obs: '${s}' is not 'name=column' (e.g. state=observation.state)`);
             return [s.slice(0, eq).trim(), s.slice(eq + 1).trim()];
           })
       : Object.entries(spec);
@@ -218,7 +222,10 @@ export interface TrainRunOptions {
   lr?: number;
   normalization?: { obs?: NormMode | Record<string, NormMode>; action?: NormMode };
   backend?: BackendName;
-  /** Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. Not stored: a resume may use another count. */
+  /**
+   * Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. Not stored: a resume may
+   * use another count.
+   */
   workers?: number;
   checkpointEvery?: number;
   valEvery?: number;
@@ -292,7 +299,13 @@ export interface RunFile {
   version: 1;
   actionflowVersion: string;
   createdAt: string;
-  dataset: { path: string; format: "lerobot" | "robomimic"; codebaseVersion: string | null; episodes: number; frames: number };
+  dataset: {
+    path: string;
+    format: "lerobot" | "robomimic";
+    codebaseVersion: string | null;
+    episodes: number;
+    frames: number;
+  };
   split: { train: number[]; val: number[] };
   input: RunInput;
   head: HeadConfig;
@@ -336,7 +349,12 @@ async function openRunDataset(path: string): Promise<RunDataset> {
     const valMask = opened.dataset.masks["valid"];
     return { ds, format: opened.format, codebaseVersion: null, ...(valMask ? { valMask } : {}) };
   }
-  return { ds, format: opened.format, codebaseVersion: opened.dataset.codebaseVersion, metaStats: opened.dataset.stats() };
+  return {
+    ds,
+    format: opened.format,
+    codebaseVersion: opened.dataset.codebaseVersion,
+    metaStats: opened.dataset.stats(),
+  };
 }
 
 /** Reads `<run>/run.json`; throws naming the file when it is missing, not JSON or not a run file. */
@@ -352,11 +370,25 @@ export async function readRunFile(runDir: string): Promise<RunFile> {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${file}: corrupt run file, not valid JSON (${(err as Error).message}); start a new run in another folder`, { cause: err });
+    throw new Error(
+      `${file}: corrupt run file, not valid JSON (${(err as Error).message}); start a new run in another folder`,
+      { cause: err },
+    );
   }
   const r = raw as Partial<RunFile> | null;
-  if (!r || typeof r !== "object" || r.format !== "actionflow.run" || typeof r.input !== "object" || !r.input || typeof r.dataset?.path !== "string" || !r.split || !r.head) {
-    throw new Error(`${file}: corrupt run file (missing format, dataset, split, input or head); start a new run in another folder`);
+  if (
+    !r ||
+    typeof r !== "object" ||
+    r.format !== "actionflow.run" ||
+    typeof r.input !== "object" ||
+    !r.input ||
+    typeof r.dataset?.path !== "string" ||
+    !r.split ||
+    !r.head
+  ) {
+    throw new Error(
+      `${file}: corrupt run file (missing format, dataset, split, input or head); start a new run in another folder`,
+    );
   }
   if (r.version !== 1) throw new Error(`${file}: run file version ${String(r.version)} is not supported (expected 1)`);
   // Runs written before `padding` existed trained with the loss masked past episode ends.
@@ -364,10 +396,11 @@ export async function readRunFile(runDir: string): Promise<RunFile> {
   return r as RunFile;
 }
 
-
 const stable = (v: unknown): string =>
   JSON.stringify(v, (_k, x: unknown) =>
-    x && typeof x === "object" && !Array.isArray(x) ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : x,
+    x && typeof x === "object" && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
   );
 
 /** Layers the settings: defaults < stored < config file < explicit options, for a dataset with these features. */
@@ -392,11 +425,18 @@ function resolveInput(
   const normObsGiven = pick<NormMode | Record<string, NormMode>>(c.normalization?.obs, opts.normalization?.obs);
   const normObs: Record<string, NormMode> = {};
   for (const o of obs) {
-    const m = typeof normObsGiven === "string" ? normObsGiven : (normObsGiven?.[o.name] ?? stored?.normalization.obs[o.name] ?? "mean_std");
+    const m =
+      typeof normObsGiven === "string"
+        ? normObsGiven
+        : (normObsGiven?.[o.name] ?? stored?.normalization.obs[o.name] ?? "mean_std");
     normObs[o.name] = m;
   }
   if (normObsGiven && typeof normObsGiven === "object") {
-    for (const n of Object.keys(normObsGiven)) if (!obs.some((o) => o.name === n)) throw new Error(`normalization.obs: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`);
+    for (const n of Object.keys(normObsGiven))
+      if (!obs.some((o) => o.name === n))
+        throw new Error(
+          `normalization.obs: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`,
+        );
   }
   const optim: OptimConfig = {
     ...DEFAULT_OPTIM,
@@ -408,8 +448,11 @@ function resolveInput(
   const lr = pick(c.lr, opts.lr);
   if (lr !== undefined) optim.lr = lr;
   const obsDims = { ...stored?.obsDims, ...c.obsDims };
-  for (const n of Object.keys(obsDims)) if (!obs.some((o) => o.name === n)) throw new Error(`obsDims: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`);
-  const valEvery = pick(stored?.valEvery, c.valEvery, opts.valEvery) ?? Math.min(250, Math.max(1, Math.ceil(steps / 8)));
+  for (const n of Object.keys(obsDims))
+    if (!obs.some((o) => o.name === n))
+      throw new Error(`obsDims: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`);
+  const valEvery =
+    pick(stored?.valEvery, c.valEvery, opts.valEvery) ?? Math.min(250, Math.max(1, Math.ceil(steps / 8)));
   return {
     arch: pick(stored?.arch, c.arch, opts.arch) ?? "transformer",
     objective: pick(stored?.objective, c.objective, opts.objective) ?? "flow",
@@ -420,7 +463,10 @@ function resolveInput(
     obs,
     obsDims,
     action: pick(stored?.action, c.action, opts.action) ?? "action",
-    normalization: { obs: normObs, action: pick(stored?.normalization.action, c.normalization?.action, opts.normalization?.action) ?? "mean_std" },
+    normalization: {
+      obs: normObs,
+      action: pick(stored?.normalization.action, c.normalization?.action, opts.normalization?.action) ?? "mean_std",
+    },
     steps,
     batch: pick(stored?.batch, c.batch, opts.batch) ?? DEFAULT_BATCH,
     padding: pick<PaddingMode>(stored?.padding, c.padding, opts.padding) ?? DEFAULT_PADDING,
@@ -441,7 +487,13 @@ function resolveInput(
  * (see the module comment). Returns the stats to save and the guarded dims.
  */
 export function guardStats(stats: FeatureStats, mode: NormMode): { stats: FeatureStats; guarded: number[] } {
-  const out: FeatureStats = { ...stats, mean: [...stats.mean], std: [...stats.std], min: [...stats.min], max: [...stats.max] };
+  const out: FeatureStats = {
+    ...stats,
+    mean: [...stats.mean],
+    std: [...stats.std],
+    min: [...stats.min],
+    max: [...stats.max],
+  };
   if (stats.q01) out.q01 = [...stats.q01];
   if (stats.q99) out.q99 = [...stats.q99];
   const guarded: number[] = [];
@@ -506,26 +558,33 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
   if (mode === "resume") {
     stored = await readRunFile(out);
   } else if (await pathExists(runFile)) {
-    throw new Error(`${runFile} exists: ${out} already holds a run; pass --resume to continue it or choose another --out`);
+    throw new Error(
+      `${runFile} exists: ${out} already holds a run; pass --resume to continue it or choose another --out`,
+    );
   }
   const datasetPath = resolve(opts.dataset ?? stored?.dataset.path ?? "");
   if (!opts.dataset && !stored) throw new Error("no --dataset given");
   if (stored && datasetPath !== stored.dataset.path) {
-    throw new Error(`${runFile}: the run was trained on ${stored.dataset.path}, not ${datasetPath}; resume with the same --dataset (or none)`);
+    throw new Error(
+      `${runFile}: the run was trained on ${stored.dataset.path}, not ${datasetPath}; resume with the same --dataset (or none)`,
+    );
   }
   const opened = await openRunDataset(datasetPath);
   try {
     const { ds } = opened;
     const frames = ds.episodes.reduce((s, e) => s + e.length, 0);
     if (stored && (stored.dataset.episodes !== ds.episodes.length || stored.dataset.frames !== frames)) {
-      throw new Error(`${runFile}: ${datasetPath} changed since the run started (${stored.dataset.episodes} episodes / ${stored.dataset.frames} frames then, ${ds.episodes.length} / ${frames} now)`);
+      throw new Error(
+        `${runFile}: ${datasetPath} changed since the run started (${stored.dataset.episodes} episodes / ${stored.dataset.frames} frames then, ${ds.episodes.length} / ${frames} now)`,
+      );
     }
     const input = resolveInput(opts, stored?.input, ds.features);
     if (stored) {
       const diffs: string[] = [];
       for (const k of Object.keys(input) as (keyof RunInput)[]) {
         if (RESUMABLE_KEYS.has(k)) continue;
-        if (stable(input[k]) !== stable(stored.input[k])) diffs.push(`${k}: run.json has ${stable(stored.input[k])}, given ${stable(input[k])}`);
+        if (stable(input[k]) !== stable(stored.input[k]))
+          diffs.push(`${k}: run.json has ${stable(stored.input[k])}, given ${stable(input[k])}`);
       }
       if (diffs.length) throw new Error(`${runFile}: cannot resume with different settings: ${diffs.join("; ")}`);
     }
@@ -533,21 +592,36 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     // Columns and dims.
     const columnDim = (key: string, role: string): { dim: number; shape: readonly number[] } => {
       const f = ds.features[key];
-      if (!f) throw new Error(`${datasetPath}: ${role} column '${key}' not in the dataset (columns: ${Object.keys(ds.features).join(", ")})`);
-      if (f.shape.length === 0 || f.shape.length > 2) throw new Error(`${datasetPath}: ${role} column '${key}' has shape [${f.shape.join(", ")}], need [D] or [N, D]`);
-      if (!f.dtype.startsWith("float")) throw new Error(`${datasetPath}: ${role} column '${key}' has dtype ${f.dtype}, need a float feature`);
+      if (!f)
+        throw new Error(
+          `${datasetPath}: ${role} column '${key}' not in the dataset (columns: ${Object.keys(ds.features).join(", ")})`,
+        );
+      if (f.shape.length === 0 || f.shape.length > 2)
+        throw new Error(
+          `${datasetPath}: ${role} column '${key}' has shape [${f.shape.join(", ")}], need [D] or [N, D]`,
+        );
+      if (!f.dtype.startsWith("float"))
+        throw new Error(`${datasetPath}: ${role} column '${key}' has dtype ${f.dtype}, need a float feature`);
       return { dim: f.shape[f.shape.length - 1]!, shape: f.shape };
     };
     const act = columnDim(input.action, "action");
-    if (act.shape.length !== 1) throw new Error(`${datasetPath}: action column '${input.action}' must be a vector per frame, has shape [${act.shape.join(", ")}]`);
+    if (act.shape.length !== 1)
+      throw new Error(
+        `${datasetPath}: action column '${input.action}' must be a vector per frame, has shape [${act.shape.join(", ")}]`,
+      );
     if (act.dim > input.actionDim) {
-      throw new Error(`config actionDim ${input.actionDim} is smaller than the dataset's action dim ${act.dim} (column '${input.action}' of ${datasetPath}); set actionDim >= ${act.dim}`);
+      throw new Error(
+        `config actionDim ${input.actionDim} is smaller than the dataset's action dim ${act.dim} (column '${input.action}' of ${datasetPath}); set actionDim >= ${act.dim}`,
+      );
     }
     const obsShapes: Record<string, number[]> = {};
     for (const o of input.obs) {
       const c = columnDim(o.key, `obs '${o.name}'`);
       const padded = input.obsDims[o.name] ?? c.dim;
-      if (padded < c.dim) throw new Error(`config obsDims.${o.name} ${padded} is smaller than the dataset's dim ${c.dim} (column '${o.key}')`);
+      if (padded < c.dim)
+        throw new Error(
+          `config obsDims.${o.name} ${padded} is smaller than the dataset's dim ${c.dim} (column '${o.key}')`,
+        );
       obsShapes[o.name] = c.shape.length === 2 ? [c.shape[0]!, padded] : [padded];
     }
     const head = parseHeadConfig(
@@ -572,13 +646,15 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       split = { train: indices.filter((i) => !val.has(i)), val: [...val].sort((a, b) => a - b) };
       input.valEpisodes = "mask/valid";
     } else split = splitEpisodes(indices, input.valEpisodes);
-    if (split.val.length === 0) throw new Error(`validation split '${input.valEpisodes}' selects no episode; validation needs at least one`);
+    if (split.val.length === 0)
+      throw new Error(`validation split '${input.valEpisodes}' selects no episode; validation needs at least one`);
 
     // Normalisation.
     const columns = new Map<string, NormMode>();
     const claim = (key: string, m: NormMode, who: string): void => {
       const prev = columns.get(key);
-      if (prev && prev !== m) throw new Error(`column '${key}' is normalised as ${prev} and as ${m} (${who}); use one mode per column`);
+      if (prev && prev !== m)
+        throw new Error(`column '${key}' is normalised as ${prev} and as ${m} (${who}); use one mode per column`);
       columns.set(key, m);
     };
     claim(input.action, input.normalization.action, "action");
@@ -610,7 +686,12 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       norms[key] = affineFor(g.stats, m, key);
     }
     const normalization: NormalizationSpec = {
-      obs: Object.fromEntries(input.obs.map((o) => [o.name, { key: o.key, mode: input.normalization.obs[o.name]!, stats: saved[o.key]! } satisfies FeatureNorm])),
+      obs: Object.fromEntries(
+        input.obs.map((o) => [
+          o.name,
+          { key: o.key, mode: input.normalization.obs[o.name]!, stats: saved[o.key]! } satisfies FeatureNorm,
+        ]),
+      ),
       action: { key: input.action, mode: input.normalization.action, stats: saved[input.action]! },
     };
     normsFor(normalization, head); // validates dims against the head
@@ -621,7 +702,13 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         version: 1,
         actionflowVersion: VERSION,
         createdAt: new Date().toISOString(),
-        dataset: { path: datasetPath, format: opened.format, codebaseVersion: opened.codebaseVersion, episodes: ds.episodes.length, frames },
+        dataset: {
+          path: datasetPath,
+          format: opened.format,
+          codebaseVersion: opened.codebaseVersion,
+          episodes: ds.episodes.length,
+          frames,
+        },
         split,
         input,
         head,
@@ -634,7 +721,16 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     }
 
     // Data.
-    const windowOpts = { dataset: ds, obs: input.obs, action: input.action, horizon: input.horizon, actionDim: input.actionDim, obsDims: Object.fromEntries(input.obs.map((o) => [o.name, obsShapes[o.name]!.at(-1)!])), norms, padding: input.padding };
+    const windowOpts = {
+      dataset: ds,
+      obs: input.obs,
+      action: input.action,
+      horizon: input.horizon,
+      actionDim: input.actionDim,
+      obsDims: Object.fromEntries(input.obs.map((o) => [o.name, obsShapes[o.name]!.at(-1)!])),
+      norms,
+      padding: input.padding,
+    };
     const train = await createWindowSource({ ...windowOpts, episodes: split.train });
     const val = await createWindowSource({ ...windowOpts, episodes: split.val });
     const valBatches = validationBatches(val, input.valWindows, 64);
@@ -649,7 +745,8 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       } catch (err) {
         throw new Error(`${ckptDir}: cannot load the checkpoint to resume from`, { cause: err });
       }
-      if (stable(resumeState.config) !== stable(head)) throw new Error(`${ckptDir}: checkpoint config differs from run.json's head`);
+      if (stable(resumeState.config) !== stable(head))
+        throw new Error(`${ckptDir}: checkpoint config differs from run.json's head`);
     }
     const ts = resumeState?.optimizer?.trainState as (TrainState & { step: number }) | undefined;
     const actionHead = buildHead(head);
@@ -661,18 +758,43 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       path: input.path,
       workers: opts.workers ?? defaultWorkers(actionHead, input.batch),
       ...(resumeState?.optimizer
-        ? { resume: { params: resumeState.optimizer.params, m: resumeState.optimizer.m, v: resumeState.optimizer.v, ema: resumeState.weights, step: resumeState.optimizer.trainState.step } }
+        ? {
+            resume: {
+              params: resumeState.optimizer.params,
+              m: resumeState.optimizer.m,
+              v: resumeState.optimizer.v,
+              ema: resumeState.weights,
+              step: resumeState.optimizer.trainState.step,
+            },
+          }
         : {}),
     });
     try {
       const fromStep = trainer.step;
       const params = trainer.parameterCount();
-      opts.onStart?.({ backend, params, trainFrames: train.frames, valFrames: val.frames, trainEpisodes: split.train, valEpisodes: split.val, fromStep, statsSource });
+      opts.onStart?.({
+        backend,
+        params,
+        trainFrames: train.frames,
+        valFrames: val.frames,
+        trainEpisodes: split.train,
+        valEpisodes: split.val,
+        fromStep,
+        statsSource,
+      });
       let lastCheckpoint = ckptDir ?? "";
       const validate = (): number => trainer.evalLossOver(valBatches, input.seed + 7919);
       let summary: FitSummary;
       if (trainer.step >= input.steps && ts) {
-        summary = { step: trainer.step, trainLoss: ts.trainLoss, valLoss: ts.valLoss, valLossAtStart: ts.valLossAtStart, valHistory: ts.valHistory, samplesPerSec: 0, seconds: 0 };
+        summary = {
+          step: trainer.step,
+          trainLoss: ts.trainLoss,
+          valLoss: ts.valLoss,
+          valLossAtStart: ts.valLossAtStart,
+          valHistory: ts.valHistory,
+          samplesPerSec: 0,
+          seconds: 0,
+        };
       } else {
         summary = await fit(
           {
@@ -695,10 +817,27 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
                 valHistory: s.valHistory,
                 savedAt: new Date().toISOString(),
               };
-              lastCheckpoint = await saveCheckpoint(out, trainer.step, { config: head, weights: st.ema, normalization, optimizer: { params: st.params, m: st.m, v: st.v, trainState } }, { keep: input.keep });
+              lastCheckpoint = await saveCheckpoint(
+                out,
+                trainer.step,
+                {
+                  config: head,
+                  weights: st.ema,
+                  normalization,
+                  optimizer: { params: st.params, m: st.m, v: st.v, trainState },
+                },
+                { keep: input.keep },
+              );
               opts.onCheckpoint?.(lastCheckpoint, trainer.step);
             },
-            onStep: (_r, s) => opts.onProgress?.({ step: s.step, steps: input.steps, trainLoss: s.trainLoss, ...(s.valLoss !== undefined ? { valLoss: s.valLoss } : {}), samplesPerSec: s.samplesPerSec }),
+            onStep: (_r, s) =>
+              opts.onProgress?.({
+                step: s.step,
+                steps: input.steps,
+                trainLoss: s.trainLoss,
+                ...(s.valLoss !== undefined ? { valLoss: s.valLoss } : {}),
+                samplesPerSec: s.samplesPerSec,
+              }),
           },
           ts ? { valHistory: ts.valHistory, valLossAtStart: ts.valLossAtStart } : undefined,
         );
@@ -767,7 +906,10 @@ function perLastDim(s: FeatureStats, shape: readonly number[]): FeatureStats {
   return folded;
 }
 
-/** Up to `max` validation windows evenly spaced over the split, in batches of `size` (fixed, so losses compare across steps and resumes). */
+/**
+ * Up to `max` validation windows evenly spaced over the split, in batches of `size` (fixed, so losses compare across
+ * steps and resumes).
+ */
 function validationBatches(val: WindowSource, max: number, size: number): Batch[] {
   const n = Math.min(max, val.frames);
   const positions = Array.from({ length: n }, (_, i) => Math.floor((i * val.frames) / n));

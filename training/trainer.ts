@@ -8,8 +8,8 @@
  */
 import os from "node:os";
 import * as tf from "@tensorflow/tfjs";
-import type { ActionHead } from "../policy/net/network.ts";
-import { featureSize } from "../policy/net/network.ts";
+import type { ActionHead } from "../policy/net/head.ts";
+import { featureSize } from "../policy/net/head.ts";
 import type { Abstract } from "../policy/net/flops.ts";
 import { FlopCounter, headFlops } from "../policy/net/flops.ts";
 import type { ParamSpec } from "../policy/net/ops.ts";
@@ -23,6 +23,8 @@ import { Rng } from "../policy/random.ts";
 import type { Batch } from "./batch.ts";
 import { GradPool } from "./parallel/pool.ts";
 import { splitInputs } from "./parallel/shard.ts";
+import type { LossInputs } from "./loss.ts";
+import { createParams, lossDenominator, maskedLoss } from "./loss.ts";
 
 /** The optimisation settings of a run (stored in the checkpoint's train state). */
 export interface OptimConfig {
@@ -70,7 +72,13 @@ export interface TrainerOptions {
   timeSampler?: TimeSamplerConfig;
   path?: PathConfig;
   /** Resume from these raw weights and moments (from a checkpoint's optimizer state). */
-  resume?: { params: Map<string, NamedArray>; m: Map<string, NamedArray>; v: Map<string, NamedArray>; ema: Map<string, NamedArray>; step: number };
+  resume?: {
+    params: Map<string, NamedArray>;
+    m: Map<string, NamedArray>;
+    v: Map<string, NamedArray>;
+    ema: Map<string, NamedArray>;
+    step: number;
+  };
   /**
    * Threads computing gradients (default 1: this thread only). With N > 1 each step splits the
    * batch into N shards by sample: this thread takes the first, N - 1 worker threads (each its own
@@ -78,61 +86,6 @@ export interface TrainerOptions {
    * Steps must then go through `trainStepAsync`. See `defaultWorkers()`.
    */
   workers?: number;
-}
-
-/**
- * The network inputs of a batch (or of one shard of it) for the loss; flat, row-major, float32.
- * Observation features `[size, ...shape]`; `xt`, `target` `[size, horizon, actionDim]`; `t`
- * `[size, 1]`; `isPad` `[size, horizon]`.
- */
-export interface LossInputs {
-  size: number;
-  obs: Record<string, Float32Array>;
-  xt: Float32Array;
-  t: Float32Array;
-  target: Float32Array;
-  isPad: Uint8Array;
-}
-
-/** The masked-mean denominator of a batch: max(unpadded steps, 1) x actionDim. */
-export function lossDenominator(isPad: Uint8Array, actionDim: number): number {
-  let live = 0;
-  for (let i = 0; i < isPad.length; i++) if (isPad[i] === 0) live++;
-  return Math.max(live, 1) * actionDim;
-}
-
-/**
- * Masked squared error of `head` on `x`, summed over unpadded steps and divided by `denominator`
- * (a scalar tensor). With the batch's own `lossDenominator` this is the masked mean; shards of one
- * batch share the whole batch's denominator, so their losses (and gradients) add up to the batch's.
- */
-export function maskedLoss(head: ActionHead, ops: TfjsOps, x: LossInputs, denominator: number): tf.Scalar {
-  const { horizon: H, actionDim: A } = head.config;
-  const obs: Record<string, tf.Tensor> = {};
-  for (const f of head.config.obs) {
-    const data = x.obs[f.name];
-    if (!data) throw new Error(`batch has no observation feature '${f.name}'`);
-    if (data.length !== x.size * featureSize(f.shape)) {
-      throw new Error(`observation feature '${f.name}' has ${data.length} values, expected ${x.size} x [${f.shape.join(", ")}]`);
-    }
-    obs[f.name] = tf.tensor(data, [x.size, ...f.shape]);
-  }
-  const ctx = head.encode(ops, obs);
-  const v = head.velocity(ops, ctx, tf.tensor(x.xt, [x.size, H, A]), tf.tensor(x.t, [x.size, 1]), { timeTokens: 1 });
-  const mask = tf.sub(tf.scalar(1), tf.tensor(Float32Array.from(x.isPad), [x.size, H, 1]));
-  const sq = tf.mul(tf.square(tf.sub(v, tf.tensor(x.target, [x.size, H, A]))), mask);
-  return tf.div(tf.sum(sq), tf.scalar(denominator)) as tf.Scalar;
-}
-
-/** Creates every parameter of `head` in `ops` (in the network's order) with one forward pass on a dummy batch. */
-export function createParams(head: ActionHead, ops: TfjsOps): void {
-  const cfg = head.config;
-  tf.tidy(() => {
-    const obs: Record<string, tf.Tensor> = {};
-    for (const f of cfg.obs) obs[f.name] = tf.zeros([1, ...f.shape]);
-    const ctx = head.encode(ops, obs);
-    head.velocity(ops, ctx, tf.zeros([1, cfg.horizon, cfg.actionDim]), tf.zeros([1, cfg.horizon]));
-  });
 }
 
 /** Counts a head's parameters (by name, each once) while counting its FLOPs. */
@@ -150,7 +103,13 @@ export function flopsPerParam(head: ActionHead, batch: number): number {
   const flops = headFlops(head, batch);
   const cfg = head.config;
   const obs = Object.fromEntries(cfg.obs.map((f) => [f.name, { shape: [1, ...f.shape], dynamic: true }]));
-  head.velocity(counter, head.encode(counter, obs), { shape: [1, cfg.horizon, cfg.actionDim], dynamic: true }, { shape: [1, 1], dynamic: true }, { timeTokens: 1 });
+  head.velocity(
+    counter,
+    head.encode(counter, obs),
+    { shape: [1, cfg.horizon, cfg.actionDim], dynamic: true },
+    { shape: [1, 1], dynamic: true },
+    { timeTokens: 1 },
+  );
   const params = [...counter.sizes.values()].reduce((a, b) => a + b, 0);
   return (3 * (flops.encode + flops.velocity)) / Math.max(params, 1);
 }
@@ -228,13 +187,20 @@ export class Trainer {
     for (const [name, p] of this.ops.variables()) {
       const fromResume = (m: Map<string, NamedArray> | undefined): tf.Tensor =>
         m?.get(name) ? tf.tensor(m.get(name)!.data, p.shape) : tf.zerosLike(p);
-      this.m.set(name, tf.tidy(() => tf.variable(fromResume(opts.resume?.m), false)));
-      this.v.set(name, tf.tidy(() => tf.variable(fromResume(opts.resume?.v), false)));
+      this.m.set(
+        name,
+        tf.tidy(() => tf.variable(fromResume(opts.resume?.m), false)),
+      );
+      this.v.set(
+        name,
+        tf.tidy(() => tf.variable(fromResume(opts.resume?.v), false)),
+      );
       this.ema.set(name, this.emaOps.param({ name, shape: p.shape, init: { kind: "zeros" } }) as tf.Variable);
     }
     this.stepCount = opts.resume?.step ?? 0;
     const workers = opts.workers ?? 1;
-    if (!Number.isInteger(workers) || workers < 1) throw new Error(`Trainer: workers must be an integer >= 1, got ${workers}`);
+    if (!Number.isInteger(workers) || workers < 1)
+      throw new Error(`Trainer: workers must be an integer >= 1, got ${workers}`);
     if (workers > 1) {
       const layout = [...this.ops.variables()].map(([name, p]) => ({ name, shape: p.shape.slice() }));
       this.pool = new GradPool({ config: cfg, backend: tf.getBackend(), layout, threads: workers - 1 });
@@ -267,7 +233,9 @@ export class Trainer {
     const { horizon: H, actionDim: A } = this.head.config;
     const n = batch.size * H;
     if (batch.actions.length !== n * A) {
-      throw new Error(`batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`);
+      throw new Error(
+        `batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`,
+      );
     }
     const t = new Float32Array(batch.size);
     if (this.head.config.objective === "regression") {
@@ -295,7 +263,8 @@ export class Trainer {
    * Runs on this thread only: with `workers > 1` use `trainStepAsync`.
    */
   trainStep(batch: Batch, rng?: Rng): StepResult {
-    if (this.pool) throw new Error(`Trainer: trainStep runs on one thread; with workers = ${this.workers} call trainStepAsync`);
+    if (this.pool)
+      throw new Error(`Trainer: trainStep runs on one thread; with workers = ${this.workers} call trainStepAsync`);
     const step = this.stepCount;
     const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
     const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
@@ -391,7 +360,9 @@ export class Trainer {
 
   private finishStep(step: number, lossValue: number, normValue: number): StepResult {
     if (!Number.isFinite(lossValue)) {
-      throw new Error(`training diverged at step ${step}: loss is ${lossValue} (gradient norm ${normValue}); lower the learning rate or check the data for NaN`);
+      throw new Error(
+        `training diverged at step ${step}: loss is ${lossValue} (gradient norm ${normValue}); lower the learning rate or check the data for NaN`,
+      );
     }
     this.stepCount++;
     return { step, loss: lossValue, gradNorm: normValue, lr: learningRate(this.optim, step) };
@@ -417,7 +388,12 @@ export class Trainer {
   }
 
   /** The state needed to resume: raw weights, AdamW moments and EMA weights. */
-  state(): { params: Map<string, NamedArray>; m: Map<string, NamedArray>; v: Map<string, NamedArray>; ema: Map<string, NamedArray> } {
+  state(): {
+    params: Map<string, NamedArray>;
+    m: Map<string, NamedArray>;
+    v: Map<string, NamedArray>;
+    ema: Map<string, NamedArray>;
+  } {
     const copy = (vars: Map<string, tf.Variable>): Map<string, NamedArray> =>
       new Map([...vars].map(([k, v]) => [k, { shape: v.shape.slice(), data: (v.dataSync() as Float32Array).slice() }]));
     return { params: this.ops.snapshot(), m: copy(this.m), v: copy(this.v), ema: copy(this.ema) };

@@ -4,7 +4,8 @@
  * The window of frame `i` of an episode of length `L` holds the observations at `i` (or frames
  * `i-h+1..i` with `historyFrames = h`, repeating frame 0 before the start) and the action chunk of
  * frames `[i, i + horizon)`; steps past the episode end repeat the last action and are flagged in
- * `isPad` (LeRobot's `action_is_pad`) unless `padding` is `hold`. Values are normalised per column with the given affine maps
+ * `isPad` (LeRobot's `action_is_pad`) unless `padding` is `hold`. Values are normalised per column with the given
+ * affine maps
  * and zero-padded to the model's sizes.
  *
  * Works on anything with the {@link EpisodeDataset} shape: the LeRobot reader
@@ -95,8 +96,10 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
   const { dataset, horizon, actionDim } = opts;
   const history = opts.historyFrames ?? 1;
   const maskPadding = (opts.padding ?? "mask") === "mask";
-  if (!Number.isInteger(horizon) || horizon < 1) throw new RangeError(`windows: horizon must be a positive integer, got ${horizon}`);
-  if (!Number.isInteger(history) || history < 1) throw new RangeError(`windows: historyFrames must be a positive integer, got ${history}`);
+  if (!Number.isInteger(horizon) || horizon < 1)
+    throw new RangeError(`windows: horizon must be a positive integer, got ${horizon}`);
+  if (!Number.isInteger(history) || history < 1)
+    throw new RangeError(`windows: historyFrames must be a positive integer, got ${history}`);
   if (opts.episodes.length === 0) throw new Error("windows: the split has no episodes");
   const names = new Set<string>();
   for (const o of opts.obs) {
@@ -105,20 +108,31 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
   }
   const columnShape = (key: string, role: string): { rows: number; dim: number; shape: readonly number[] } => {
     const f = dataset.features[key];
-    if (!f) throw new Error(`windows: ${role} column '${key}' not in the dataset (columns: ${Object.keys(dataset.features).join(", ")})`);
-    if (f.shape.length === 0 || f.shape.length > 2) throw new Error(`windows: ${role} column '${key}' has shape [${f.shape.join(", ")}], need [D] or [N, D]`);
+    if (!f)
+      throw new Error(
+        `windows: ${role} column '${key}' not in the dataset (columns: ${Object.keys(dataset.features).join(", ")})`,
+      );
+    if (f.shape.length === 0 || f.shape.length > 2)
+      throw new Error(`windows: ${role} column '${key}' has shape [${f.shape.join(", ")}], need [D] or [N, D]`);
     const dim = f.shape[f.shape.length - 1]!;
     const rows = f.shape.length === 2 ? f.shape[0]! : 1;
     return { rows, dim, shape: f.shape };
   };
   const act = columnShape(opts.action, "action");
-  if (act.rows !== 1) throw new Error(`windows: action column '${opts.action}' must be a vector per frame, has shape [${act.shape.join(", ")}]`);
-  if (act.dim > actionDim) throw new Error(`windows: action column '${opts.action}' has ${act.dim} dims, more than the model's actionDim ${actionDim}`);
+  if (act.rows !== 1)
+    throw new Error(
+      `windows: action column '${opts.action}' must be a vector per frame, has shape [${act.shape.join(", ")}]`,
+    );
+  if (act.dim > actionDim)
+    throw new Error(
+      `windows: action column '${opts.action}' has ${act.dim} dims, more than the model's actionDim ${actionDim}`,
+    );
   const plans: Record<string, Plan> = {};
   for (const o of opts.obs) {
     const c = columnShape(o.key, `obs '${o.name}'`);
     const padded = opts.obsDims?.[o.name] ?? c.dim;
-    if (padded < c.dim) throw new Error(`windows: obs '${o.name}' (column '${o.key}') has ${c.dim} dims, more than obsDims ${padded}`);
+    if (padded < c.dim)
+      throw new Error(`windows: obs '${o.name}' (column '${o.key}') has ${c.dim} dims, more than obsDims ${padded}`);
     const base = c.shape.length === 2 ? [c.rows, padded] : [padded];
     plans[o.name] = { key: o.key, rows: c.rows, dim: c.dim, padded, shape: history > 1 ? [history, ...base] : base };
   }
@@ -148,7 +162,9 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       const src = raw[key];
       const { rows, dim } = dims[key]!;
       if (!src || src.length !== ep.length * rows * dim) {
-        throw new Error(`windows: episode ${index} column '${key}' has ${src?.length ?? 0} values, expected ${ep.length} frames x ${rows * dim}`);
+        throw new Error(
+          `windows: episode ${index} column '${key}' has ${src?.length ?? 0} values, expected ${ep.length} frames x ${rows * dim}`,
+        );
       }
       const norm = norms[key]!;
       const data = new Float32Array(src.length);
@@ -170,7 +186,8 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
   if (frames === 0) throw new Error("windows: the split's episodes have no frames");
 
   const locate = (position: number): { episode: number; frame: number; k: number } => {
-    if (!Number.isInteger(position) || position < 0 || position >= frames) throw new RangeError(`windows: position ${position} outside [0, ${frames})`);
+    if (!Number.isInteger(position) || position < 0 || position >= frames)
+      throw new RangeError(`windows: position ${position} outside [0, ${frames})`);
     let lo = 0;
     let hi = starts.length - 1;
     while (lo < hi) {
@@ -198,7 +215,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
           const t = Math.max(0, frame - (history - 1) + h);
           for (let r = 0; r < p.rows; r++) {
             const src = (t * p.rows + r) * p.dim;
-            out.set(col.data.subarray(src, src + p.dim), ((b * history + h) * per) + r * p.padded);
+            out.set(col.data.subarray(src, src + p.dim), (b * history + h) * per + r * p.padded);
           }
         }
       }
@@ -222,13 +239,15 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     horizon,
     actionDim,
     next(size: number, rng: Rng): Batch {
-      if (!Number.isInteger(size) || size < 1) throw new RangeError(`windows: batch size must be a positive integer, got ${size}`);
+      if (!Number.isInteger(size) || size < 1)
+        throw new RangeError(`windows: batch size must be a positive integer, got ${size}`);
       const positions = new Array<number>(size);
       for (let b = 0; b < size; b++) positions[b] = rng.int(frames);
       return batchAt(positions);
     },
     *epoch(size: number): Iterable<Batch> {
-      if (!Number.isInteger(size) || size < 1) throw new RangeError(`windows: batch size must be a positive integer, got ${size}`);
+      if (!Number.isInteger(size) || size < 1)
+        throw new RangeError(`windows: batch size must be a positive integer, got ${size}`);
       for (let start = 0; start < frames; start += size) {
         const end = Math.min(frames, start + size);
         yield batchAt(Array.from({ length: end - start }, (_, i) => start + i));
@@ -261,7 +280,8 @@ export interface EpisodeSplit {
 export function splitEpisodes(episodes: number | readonly number[], spec: string | number, rng?: Rng): EpisodeSplit {
   const all = typeof episodes === "number" ? Array.from({ length: episodes }, (_, i) => i) : [...episodes];
   const total = all.length;
-  if (typeof episodes === "number" && (!Number.isInteger(episodes) || episodes < 0)) throw new RangeError(`splitEpisodes: episode count must be a non-negative integer, got ${episodes}`);
+  if (typeof episodes === "number" && (!Number.isInteger(episodes) || episodes < 0))
+    throw new RangeError(`splitEpisodes: episode count must be a non-negative integer, got ${episodes}`);
   const bad = (why: string): Error => new Error(`bad validation split '${spec}' for ${total} episodes: ${why}`);
   const text = String(spec).trim();
   const position = (s: string): number => {
@@ -290,7 +310,8 @@ export function splitEpisodes(episodes: number | readonly number[], spec: string
     valPositions = [...new Set(text.split(",").map(position))];
   } else {
     const v = Number(text);
-    if (text === "" || !Number.isFinite(v) || v < 0) throw bad("need a range 'a:b', a list 'i,j', a fraction in [0, 1) or a count");
+    if (text === "" || !Number.isFinite(v) || v < 0)
+      throw bad("need a range 'a:b', a list 'i,j', a fraction in [0, 1) or a count");
     let n: number;
     if (v < 1) n = v === 0 ? 0 : Math.max(1, Math.round(total * v));
     else if (Number.isInteger(v)) n = v;

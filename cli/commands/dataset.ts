@@ -17,7 +17,6 @@ interface CommonFlags {
   seed?: string;
 }
 
-
 /** The `dataset info` result. */
 export interface DatasetInfo {
   format: "lerobot" | "robomimic";
@@ -37,12 +36,31 @@ function describe(o: OpenedDataset): DatasetInfo {
   for (const [n, f] of Object.entries(o.dataset.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
   if (o.format === "lerobot") {
     const ds = o.dataset;
-    return { format: "lerobot", codebaseVersion: ds.codebaseVersion, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.tasks.filter((t) => t !== undefined), robotType: ds.robotType };
+    return {
+      format: "lerobot",
+      codebaseVersion: ds.codebaseVersion,
+      episodes: ds.episodes.length,
+      frames: ds.totalFrames,
+      fps: ds.fps,
+      features,
+      tasks: ds.tasks.filter((t) => t !== undefined),
+      robotType: ds.robotType,
+    };
   }
   const ds = o.dataset;
   const masks: Record<string, number> = {};
   for (const [k, v] of Object.entries(ds.masks)) masks[k] = v.length;
-  return { format: "robomimic", codebaseVersion: null, episodes: ds.episodes.length, frames: ds.totalFrames, fps: ds.fps, features, tasks: ds.envName ? [ds.envName] : [], robotType: ds.robotType, masks };
+  return {
+    format: "robomimic",
+    codebaseVersion: null,
+    episodes: ds.episodes.length,
+    frames: ds.totalFrames,
+    fps: ds.fps,
+    features,
+    tasks: ds.envName ? [ds.envName] : [],
+    robotType: ds.robotType,
+    masks,
+  };
 }
 
 function humanInfo(r: DatasetInfo): string {
@@ -53,7 +71,14 @@ function humanInfo(r: DatasetInfo): string {
     "features:",
     ...Object.entries(r.features).map(([n, f]) => `  ${n.padEnd(32)} ${f.dtype.padEnd(8)} [${f.shape.join(", ")}]`),
   ];
-  if (r.masks) lines.push(`masks: ${Object.entries(r.masks).map(([k, v]) => `${k} (${v})`).join(", ") || "-"}`);
+  if (r.masks)
+    lines.push(
+      `masks: ${
+        Object.entries(r.masks)
+          .map(([k, v]) => `${k} (${v})`)
+          .join(", ") || "-"
+      }`,
+    );
   return lines.join("\n");
 }
 
@@ -71,27 +96,38 @@ function floatFeatures(features: Record<string, FeatureInfo>, only?: string[]): 
     .filter(([, f]) => isNumeric(f) && f.dtype.startsWith("float"))
     .map(([n]) => n);
   if (!only) return names;
-  for (const n of only) if (!names.includes(n)) throw new Error(`--features: '${n}' is not a float feature (have: ${names.join(", ")})`);
+  for (const n of only)
+    if (!names.includes(n)) throw new Error(`--features: '${n}' is not a float feature (have: ${names.join(", ")})`);
   return only;
 }
 
-async function computeDatasetStats(o: OpenedDataset, opts: { only?: string[]; json: boolean; bins?: number }): Promise<DatasetStats> {
+async function computeDatasetStats(
+  o: OpenedDataset,
+  opts: { only?: string[]; json: boolean; bins?: number },
+): Promise<DatasetStats> {
   const names = floatFeatures(o.dataset.features, opts.only);
   const eps = o.dataset.episodes;
   const bar = startProgress(eps.length, { json: opts.json, label: "stats" });
-  const features = await datasetStats(o.dataset, names, { ...(opts.bins ? { bins: opts.bins } : {}), onEpisode: (done) => bar.update(done) });
+  const features = await datasetStats(o.dataset, names, {
+    ...(opts.bins ? { bins: opts.bins } : {}),
+    onEpisode: (done) => bar.update(done),
+  });
   bar.stop();
   return { source: "data", episodes: eps.length, frames: eps.reduce((s, e) => s + e.length, 0), features };
 }
 
 function fmt(v: readonly number[] | undefined): string {
   if (!v) return "-";
-  const shown = v.slice(0, 8).map((x) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(4)));
+  const shown = v
+    .slice(0, 8)
+    .map((x) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(4)));
   return `[${shown.join(", ")}${v.length > 8 ? `, ... (${v.length})` : ""}]`;
 }
 
 function humanStats(r: DatasetStats): string {
-  const lines = [`statistics from ${r.source === "data" ? "the frames" : "the metadata"}: ${r.episodes} episodes, ${r.frames} frames`];
+  const lines = [
+    `statistics from ${r.source === "data" ? "the frames" : "the metadata"}: ${r.episodes} episodes, ${r.frames} frames`,
+  ];
   for (const [n, s] of Object.entries(r.features)) {
     lines.push(`${n} (count ${s.count})`);
     for (const k of ["mean", "std", "min", "max", "q01", "q99"] as const) lines.push(`  ${k.padEnd(4)} ${fmt(s[k])}`);
@@ -101,7 +137,9 @@ function humanStats(r: DatasetStats): string {
 
 /** Registers `dataset info`, `dataset stats` and `dataset convert`. */
 export function registerDataset(program: Command): void {
-  const dataset = program.command("dataset").description("inspect, summarise and convert demonstration datasets (LeRobot v2.x/v3.0 folders, robomimic .hdf5)");
+  const dataset = program
+    .command("dataset")
+    .description("inspect, summarise and convert demonstration datasets (LeRobot v2.x/v3.0 folders, robomimic .hdf5)");
 
   dataset
     .command("info")
@@ -120,7 +158,9 @@ export function registerDataset(program: Command): void {
 
   dataset
     .command("stats")
-    .description("per-dimension statistics (mean, std, min, max, count, q01..q99) of every float feature, computed from the frames")
+    .description(
+      "per-dimension statistics (mean, std, min, max, count, q01..q99) of every float feature, computed from the frames",
+    )
     .argument("<path>", "LeRobot dataset folder or robomimic .hdf5 file")
     .option("--from-meta", "print the statistics stored in the dataset's metadata instead (LeRobot only)")
     .option("--features <names>", "comma-separated features (default: every float feature)")
@@ -130,15 +170,26 @@ export function registerDataset(program: Command): void {
     .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string; bins: string }) => {
       const opened = await openDataset(path);
       try {
-        const only = o.features ? o.features.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
+        const only = o.features
+          ? o.features
+              .split(",")
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : undefined;
         let result: DatasetStats;
         if (o.fromMeta) {
-          if (opened.format !== "lerobot") throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
+          if (opened.format !== "lerobot")
+            throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
           const stored = opened.dataset.stats();
           const names = floatFeatures(opened.dataset.features, only).filter((n) => stored[n]);
           const features: Record<string, FeatureStats> = {};
           for (const n of names) features[n] = stored[n]!;
-          result = { source: "meta", episodes: opened.dataset.episodes.length, frames: opened.dataset.totalFrames, features };
+          result = {
+            source: "meta",
+            episodes: opened.dataset.episodes.length,
+            frames: opened.dataset.totalFrames,
+            features,
+          };
         } else {
           const bins = Number(o.bins);
           result = await computeDatasetStats(opened, { ...(only ? { only } : {}), json: o.json ?? false, bins });
@@ -156,30 +207,42 @@ export function registerDataset(program: Command): void {
     .argument("<out>", "new dataset folder (must not exist or be empty)")
     .option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq")
     .option("--task <text>", "task string for robomimic episodes (default: the environment name)")
-    .option("--state-keys <keys>", "robomimic obs keys concatenated into observation.state (default: all low-dim keys, sorted)")
+    .option(
+      "--state-keys <keys>",
+      "robomimic obs keys concatenated into observation.state (default: all low-dim keys, sorted)",
+    )
     .option("--data-file-mb <mb>", "data file size limit in MB", "100")
     .option("--json", "print one JSON object as the last stdout line")
     .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
-    .action(async (input: string, out: string, o: CommonFlags & { fps?: string; task?: string; stateKeys?: string; dataFileMb: string }) => {
-      const fps = o.fps === undefined ? undefined : Number(o.fps);
-      if (fps !== undefined && !(fps > 0)) throw new Error(`--fps must be a positive number, got '${o.fps}'`);
-      const mb = Number(o.dataFileMb);
-      if (!(mb > 0)) throw new Error(`--data-file-mb must be a positive number, got '${o.dataFileMb}'`);
-      let bar: ReturnType<typeof startProgress> | undefined;
-      const r = await convertToV3(input, out, {
-        ...(fps !== undefined ? { fps } : {}),
-        ...(o.task !== undefined ? { task: o.task } : {}),
-        ...(o.stateKeys ? { stateKeys: o.stateKeys.split(",").map((s) => s.trim()) } : {}),
-        dataFilesSizeInMb: mb,
-        onEpisode: (done, total) => {
-          bar ??= startProgress(total, { json: o.json ?? false, label: "convert" });
-          bar.update(done);
-        },
-      });
-      bar?.stop();
-      if (!o.json && r.skipped.length > 0) log(`not copied: ${r.skipped.join(", ")}`);
-      printResult(r, { json: o.json ?? false }, (x: typeof r) =>
-        `converted ${x.source} ${x.sourceVersion} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames, ${x.dataFiles} data file(s); features ${x.features.join(", ")}`,
-      );
-    });
+    .action(
+      async (
+        input: string,
+        out: string,
+        o: CommonFlags & { fps?: string; task?: string; stateKeys?: string; dataFileMb: string },
+      ) => {
+        const fps = o.fps === undefined ? undefined : Number(o.fps);
+        if (fps !== undefined && !(fps > 0)) throw new Error(`--fps must be a positive number, got '${o.fps}'`);
+        const mb = Number(o.dataFileMb);
+        if (!(mb > 0)) throw new Error(`--data-file-mb must be a positive number, got '${o.dataFileMb}'`);
+        let bar: ReturnType<typeof startProgress> | undefined;
+        const r = await convertToV3(input, out, {
+          ...(fps !== undefined ? { fps } : {}),
+          ...(o.task !== undefined ? { task: o.task } : {}),
+          ...(o.stateKeys ? { stateKeys: o.stateKeys.split(",").map((s) => s.trim()) } : {}),
+          dataFilesSizeInMb: mb,
+          onEpisode: (done, total) => {
+            bar ??= startProgress(total, { json: o.json ?? false, label: "convert" });
+            bar.update(done);
+          },
+        });
+        bar?.stop();
+        if (!o.json && r.skipped.length > 0) log(`not copied: ${r.skipped.join(", ")}`);
+        printResult(
+          r,
+          { json: o.json ?? false },
+          (x: typeof r) =>
+            `converted ${x.source} ${x.sourceVersion} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames, ${x.dataFiles} data file(s); features ${x.features.join(", ")}`,
+        );
+      },
+    );
 }

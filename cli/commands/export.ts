@@ -10,7 +10,9 @@ import { log, printResult } from "../output.ts";
 export function registerExport(program: Command): void {
   program
     .command("export")
-    .description("export a run's checkpoint to ONNX (sample graph with baked normalisation and unrolled solver, plus the velocity graph)")
+    .description(
+      "export a run's checkpoint to ONNX (sample graph with baked normalisation and unrolled solver, plus the velocity graph)",
+    )
     .argument("<run>", "run folder, its checkpoints/ folder, or one checkpoint folder")
     .option("--steps <n>", "solver steps unrolled into the sample graph", "10")
     .option("--solver <name>", "ODE solver: euler, midpoint, heun or rk4", "euler")
@@ -19,7 +21,8 @@ export function registerExport(program: Command): void {
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (run: string, o: { steps: string; solver: string; out?: string; json?: boolean }) => {
       const steps = Number(o.steps);
-      if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got '${o.steps}'`);
+      if (!Number.isInteger(steps) || steps < 1)
+        throw new Error(`--steps must be a positive integer, got '${o.steps}'`);
       const r = await exportOnnx(run, { steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) });
       if (!o.json) log(`exported ${r.checkpoint} (${r.arch}, ${r.objective}) -> ${r.onnx}`);
       printResult(r, { json: o.json ?? false }, (x: typeof r) =>

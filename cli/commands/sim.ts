@@ -20,7 +20,9 @@ import { log, printResult, startProgress } from "../output.ts";
 
 /** Registers `sim collect`, `sim replay` and `sim eval`. */
 export function registerSim(program: Command): void {
-  const sim = program.command("sim").description("MuJoCo simulation: record expert demonstrations, replay them, evaluate policies");
+  const sim = program
+    .command("sim")
+    .description("MuJoCo simulation: record expert demonstrations, replay them, evaluate policies");
 
   sim
     .command("collect")
@@ -35,42 +37,63 @@ export function registerSim(program: Command): void {
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: { task: string; episodes: string; seed: string; out: string; keepFailures?: boolean; paired?: boolean; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
-      const task = parseTaskName(o.task);
-      const episodes = positiveInt(o.episodes, "--episodes");
-      const seed = nonNegativeInt(o.seed, "--seed");
-      const fps = positiveNumber(o.fps, "--fps");
-      const scene = await sceneFrom(o);
-      const json = o.json ?? false;
-      const bar = startProgress(episodes, { json, label: `collect ${task}` });
-      const t0 = performance.now();
-      let r;
-      try {
-        r = await collect({
-          task,
-          episodes,
-          seed,
-          out: o.out,
-          failures: o.keepFailures ? "keep" : "drop",
-          ...(o.paired ? { paired: true } : {}),
-          fps,
-          ...(scene ? { scene } : {}),
-          ...(o.mapping ? { mappingPath: resolve(o.mapping) } : {}),
-          onAttempt: (attempts, recorded) => bar.update(recorded, { attempts }),
-        });
-      } finally {
-        bar.stop();
-      }
-      const seconds = (performance.now() - t0) / 1000;
-      const result = { episodes: r.episodes, frames: r.frames, expertSuccess: r.expertSuccess, modeShare: r.modeShare, attempts: r.attempts, seconds, out: r.out };
-      printResult(result, { json }, (x: typeof result) =>
-        [
-          `recorded ${x.episodes} episodes, ${x.frames} frames -> ${x.out} (${x.seconds.toFixed(1)} s)`,
-          `expert success ${(100 * x.expertSuccess).toFixed(1)}% over ${x.attempts} attempts`,
-          ...(x.modeShare ? [`mode share left/right ${x.modeShare.map((v) => v.toFixed(2)).join(" / ")}`] : []),
-        ].join("\n"),
-      );
-    });
+    .action(
+      async (o: {
+        task: string;
+        episodes: string;
+        seed: string;
+        out: string;
+        keepFailures?: boolean;
+        paired?: boolean;
+        fps: string;
+        mjcf?: string;
+        mapping?: string;
+        json?: boolean;
+      }) => {
+        const task = parseTaskName(o.task);
+        const episodes = positiveInt(o.episodes, "--episodes");
+        const seed = nonNegativeInt(o.seed, "--seed");
+        const fps = positiveNumber(o.fps, "--fps");
+        const scene = await sceneFrom(o);
+        const json = o.json ?? false;
+        const bar = startProgress(episodes, { json, label: `collect ${task}` });
+        const t0 = performance.now();
+        let r;
+        try {
+          r = await collect({
+            task,
+            episodes,
+            seed,
+            out: o.out,
+            failures: o.keepFailures ? "keep" : "drop",
+            ...(o.paired ? { paired: true } : {}),
+            fps,
+            ...(scene ? { scene } : {}),
+            ...(o.mapping ? { mappingPath: resolve(o.mapping) } : {}),
+            onAttempt: (attempts, recorded) => bar.update(recorded, { attempts }),
+          });
+        } finally {
+          bar.stop();
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        const result = {
+          episodes: r.episodes,
+          frames: r.frames,
+          expertSuccess: r.expertSuccess,
+          modeShare: r.modeShare,
+          attempts: r.attempts,
+          seconds,
+          out: r.out,
+        };
+        printResult(result, { json }, (x: typeof result) =>
+          [
+            `recorded ${x.episodes} episodes, ${x.frames} frames -> ${x.out} (${x.seconds.toFixed(1)} s)`,
+            `expert success ${(100 * x.expertSuccess).toFixed(1)}% over ${x.attempts} attempts`,
+            ...(x.modeShare ? [`mode share left/right ${x.modeShare.map((v) => v.toFixed(2)).join(" / ")}`] : []),
+          ].join("\n"),
+        );
+      },
+    );
 
   sim
     .command("replay")
@@ -85,8 +108,11 @@ export function registerSim(program: Command): void {
       const episode = nonNegativeInt(o.episode, "--episode");
       const scene = await sceneFrom(o);
       const r = await replay({ dataset: o.dataset, episode, ...(scene ? { scene } : {}) });
-      printResult(r, { json: o.json ?? false }, (x: typeof r) =>
-        `episode ${x.episode} (seed ${x.seed}): ${x.success ? "success" : "FAILURE"}, ${x.frames} frames, mean joint error ${x.trackingErrorRad.toExponential(2)} rad (max ${x.maxErrorRad.toExponential(2)})`,
+      printResult(
+        r,
+        { json: o.json ?? false },
+        (x: typeof r) =>
+          `episode ${x.episode} (seed ${x.seed}): ${x.success ? "success" : "FAILURE"}, ${x.frames} frames, mean joint error ${x.trackingErrorRad.toExponential(2)} rad (max ${x.maxErrorRad.toExponential(2)})`,
       );
       if (!r.success) process.exitCode = 1;
     });
@@ -94,12 +120,19 @@ export function registerSim(program: Command): void {
   sim
     .command("eval")
     .description("closed-loop evaluation of a policy; writes eval_info.json (LeRobot layout) and one SVG per episode")
-    .requiredOption("--policy <run>", "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy")
+    .requiredOption(
+      "--policy <run>",
+      "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy",
+    )
     .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
     .option("--episodes <n>", "episodes", "10")
     .option("--seed <n>", "seed of episode 0: episode i resets the scene and the policy's noise from seed + i", "1000")
     .option("--n-action-steps <n>", "actions executed from each chunk before the next query", "8")
-    .option("--prefix-steps <n>", "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)", "0")
+    .option(
+      "--prefix-steps <n>",
+      "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)",
+      "0",
+    )
     .option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", "16")
     .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
     .option("--fps <hz>", "control rate", "30")
@@ -107,7 +140,20 @@ export function registerSim(program: Command): void {
     .option("--mapping <file>", "its joint/actuator mapping JSON")
     .option("--json", "print one JSON object as the last stdout line")
     .action(
-      async (o: { policy: string; task: string; episodes: string; seed: string; nActionSteps: string; prefixSteps: string; horizon: string; out?: string; fps: string; mjcf?: string; mapping?: string; json?: boolean }) => {
+      async (o: {
+        policy: string;
+        task: string;
+        episodes: string;
+        seed: string;
+        nActionSteps: string;
+        prefixSteps: string;
+        horizon: string;
+        out?: string;
+        fps: string;
+        mjcf?: string;
+        mapping?: string;
+        json?: boolean;
+      }) => {
         const task = parseTaskName(o.task);
         const episodes = positiveInt(o.episodes, "--episodes");
         const seed = nonNegativeInt(o.seed, "--seed");
@@ -147,7 +193,8 @@ export function registerSim(program: Command): void {
           bar.stop();
           await onnx?.release();
         }
-        if (!json) log(`wrote ${join(outDir, "eval_info.json")} and ${episodes} pictures in ${join(outDir, "pictures")}`);
+        if (!json)
+          log(`wrote ${join(outDir, "eval_info.json")} and ${episodes} pictures in ${join(outDir, "pictures")}`);
         const result = { ...info.aggregated, episodes, outDir };
         printResult(result, { json }, (x: typeof result) =>
           [
@@ -173,14 +220,16 @@ function perEpisodeNoise(onnx: OnnxPolicy): ChunkPolicy {
       // A stream of its own: the task's reset already draws from Rng(seed).
       rng = new Rng(seed).fork();
     },
-    sampleChunk: async (obs, prefix) => (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff), ...(prefix ? { prefix } : {}) })).actions,
+    sampleChunk: async (obs, prefix) =>
+      (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff), ...(prefix ? { prefix } : {}) })).actions,
   };
 }
 
 /** The user scene from --mjcf/--mapping, or undefined for the built-in arm. */
 async function sceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotScene | undefined> {
   if (!o.mjcf && !o.mapping) return undefined;
-  if (!o.mjcf || !o.mapping) throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
+  if (!o.mjcf || !o.mapping)
+    throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
   return loadUserScene({ mjcf: resolve(o.mjcf), mapping: resolve(o.mapping) });
 }
 

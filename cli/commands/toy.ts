@@ -11,7 +11,8 @@ import type { Progress } from "../output.ts";
 export function intOption(name: string): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
+    if (!Number.isInteger(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
     return n;
   };
 }
@@ -68,8 +69,11 @@ export function registerToy(program: Command): void {
       const p = progressReporter(o);
       const r = await runMoons({ ...o, batchSize: o.batch, onProgress: p.report });
       p.stop();
-      printResult({ ...r, backend }, o, (x: typeof r) =>
-        `two moons: energy distance ${x.energyDistance.toFixed(5)} (before ReFlow ${x.energyDistanceBeforeReflow.toFixed(5)}), noise floor ${x.noiseFloor.toFixed(5)}, ratio ${x.ratio.toFixed(2)}; picture ${x.picture}; ${x.seconds.toFixed(0)} s`,
+      printResult(
+        { ...r, backend },
+        o,
+        (x: typeof r) =>
+          `two moons: energy distance ${x.energyDistance.toFixed(5)} (before ReFlow ${x.energyDistanceBeforeReflow.toFixed(5)}), noise floor ${x.noiseFloor.toFixed(5)}, ratio ${x.ratio.toFixed(2)}; picture ${x.picture}; ${x.seconds.toFixed(0)} s`,
       );
     });
 
@@ -84,8 +88,11 @@ export function registerToy(program: Command): void {
       p.stop();
       const fmt = (m: { modeShare: number[]; meanDistToMode: number }): string =>
         `modes ${m.modeShare.map((s) => s.toFixed(2)).join("/")}, mean distance to nearest mode ${m.meanDistToMode.toFixed(3)}`;
-      printResult({ ...r, backend }, o, (x: typeof r) =>
-        `bimodal (mode separation ${x.modeSeparation.toFixed(3)}):\n  flow:       ${fmt(x.flow)}\n  regression: ${fmt(x.regression)}`,
+      printResult(
+        { ...r, backend },
+        o,
+        (x: typeof r) =>
+          `bimodal (mode separation ${x.modeSeparation.toFixed(3)}):\n  flow:       ${fmt(x.flow)}\n  regression: ${fmt(x.regression)}`,
       );
     });
 }

@@ -64,27 +64,47 @@ function human(r: TrainRunResult): string {
 export function registerTrain(program: Command): void {
   program
     .command("train")
-    .description("train a flow-matching (or regression) action head on a LeRobot dataset folder or robomimic .hdf5 file")
+    .description(
+      "train a flow-matching (or regression) action head on a LeRobot dataset folder or robomimic .hdf5 file",
+    )
     .option("--dataset <path>", "LeRobot v2.x/v3.0 folder or robomimic .hdf5 file (optional with --resume)")
     .requiredOption("--out <run>", "run folder (run.json, checkpoints/)")
-    .option("--config <json>", "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)")
+    .option(
+      "--config <json>",
+      "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)",
+    )
     .option("--steps <n>", "total optimisation steps (default 2000)")
     .option("--batch <n>", "windows per step (default 16)")
     .option("--horizon <n>", "action chunk length in frames (default 50)")
-    .option("--padding <mode>", "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)")
-    .option("--val-episodes <spec>", "validation episodes: 'a:b' positions, 'i,j', a fraction or a count (default 0.1; robomimic: mask/valid)")
-    .option("--obs <map>", "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])")
+    .option(
+      "--padding <mode>",
+      "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)",
+    )
+    .option(
+      "--val-episodes <spec>",
+      "validation episodes: 'a:b' positions, 'i,j', a fraction or a count (default 0.1; robomimic: mask/valid)",
+    )
+    .option(
+      "--obs <map>",
+      "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])",
+    )
     .option("--action <column>", "action column (default action)")
     .option("--arch <arch>", "transformer | mlp (default transformer)")
     .option("--objective <o>", "flow | regression (default flow)")
     .option("--lr <x>", "peak learning rate (default 1e-3)")
-    .option("--norm-obs <mode>", "observation normalisation: mean_std | min_max | quantiles | identity (default mean_std)")
+    .option(
+      "--norm-obs <mode>",
+      "observation normalisation: mean_std | min_max | quantiles | identity (default mean_std)",
+    )
     .option("--norm-action <mode>", "action normalisation (default mean_std)")
     .option("--checkpoint-every <n>", "steps between checkpoints (default 500; always one at the end)")
     .option("--val-every <n>", "steps between validations (default min(250, steps/8))")
     .option("--keep <n>", "checkpoints kept (default 2)")
     .option("--backend <name>", "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu", "auto")
-    .option("--workers <n>", "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)")
+    .option(
+      "--workers <n>",
+      "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+    )
     .option("--resume", "continue the run in --out from its latest checkpoint")
     .option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)")
     .option("--json", "print one JSON object as the last stdout line")
@@ -121,7 +141,9 @@ export function registerTrain(program: Command): void {
           keep: int("--keep", o.keep),
           workers: int("--workers", o.workers),
         }),
-        ...(normObs || normAction ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } } : {}),
+        ...(normObs || normAction
+          ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } }
+          : {}),
         backend: (o.backend ?? "auto") as BackendName,
         onStart: (s) => {
           log(`backend: ${s.backend}`);
@@ -132,11 +154,20 @@ export function registerTrain(program: Command): void {
         },
         onProgress: (p) => {
           bar ??= startProgress(p.steps, { json, label: "train" });
-          bar.update(p.step, { loss: p.trainLoss, ...(p.valLoss !== undefined ? { val: p.valLoss } : {}), "samples/s": p.samplesPerSec });
+          bar.update(p.step, {
+            loss: p.trainLoss,
+            ...(p.valLoss !== undefined ? { val: p.valLoss } : {}),
+            "samples/s": p.samplesPerSec,
+          });
           // Without a bar (not a TTY, or --json) a line now and then shows the run is alive.
-          if ((json || !process.stderr.isTTY) && (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)) {
+          if (
+            (json || !process.stderr.isTTY) &&
+            (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)
+          ) {
             lastLogged = p.step;
-            log(`step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`);
+            log(
+              `step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`,
+            );
           }
         },
       });
@@ -146,5 +177,7 @@ export function registerTrain(program: Command): void {
 }
 
 function defined<T extends Record<string, unknown>>(o: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{ [K in keyof T]: Exclude<T[K], undefined> }>;
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{
+    [K in keyof T]: Exclude<T[K], undefined>;
+  }>;
 }

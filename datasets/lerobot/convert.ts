@@ -45,7 +45,9 @@ export interface ConvertResult {
 export async function convertToV3(input: string, out: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   const opened = await openDataset(input, opts.stateKeys ? { robomimic: { stateKeys: opts.stateKeys } } : {});
   try {
-    return opened.format === "lerobot" ? await convertLeRobot(opened.dataset, out, opts) : await convertRobomimic(opened.dataset, input, out, opts);
+    return opened.format === "lerobot"
+      ? await convertLeRobot(opened.dataset, out, opts)
+      : await convertRobomimic(opened.dataset, input, out, opts);
   } finally {
     opened.dataset.close();
   }
@@ -64,7 +66,12 @@ async function convertLeRobot(src: LeRobotDataset, out: string, opts: ConvertOpt
     features[name] = { dtype, shape: [...f.shape], names: f.names };
   }
   const names = Object.keys(features);
-  const w = await LeRobotWriter.create(out, { fps: src.fps, robotType: src.robotType, features, ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}) });
+  const w = await LeRobotWriter.create(out, {
+    fps: src.fps,
+    robotType: src.robotType,
+    features,
+    ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}),
+  });
   const hasTaskIndex = "task_index" in src.features;
   for (const [k, ep] of src.episodes.entries()) {
     const cols = await src.readEpisode(ep.index, [...names, "timestamp", ...(hasTaskIndex ? ["task_index"] : [])]);
@@ -73,7 +80,10 @@ async function convertLeRobot(src: LeRobotDataset, out: string, opts: ConvertOpt
       const ti = cols.task_index as BigInt64Array;
       frameTasks = Array.from(ti, (t, i) => {
         const task = src.tasks[Number(t)];
-        if (task === undefined) throw new Error(`${src.dataFile(ep.index)}: frame ${i} of episode ${ep.index} has task_index ${t}, not in the tasks`);
+        if (task === undefined)
+          throw new Error(
+            `${src.dataFile(ep.index)}: frame ${i} of episode ${ep.index} has task_index ${t}, not in the tasks`,
+          );
         return task;
       });
     }
@@ -89,13 +99,29 @@ async function convertLeRobot(src: LeRobotDataset, out: string, opts: ConvertOpt
     opts.onEpisode?.(k + 1, src.episodes.length);
   }
   const done = await w.finish();
-  return { source: "lerobot", sourceVersion: src.codebaseVersion, episodes: done.episodes, frames: done.frames, out, dataFiles: done.dataFiles.length, features: names, skipped };
+  return {
+    source: "lerobot",
+    sourceVersion: src.codebaseVersion,
+    episodes: done.episodes,
+    frames: done.frames,
+    out,
+    dataFiles: done.dataFiles.length,
+    features: names,
+    skipped,
+  };
 }
 
-async function convertRobomimic(src: RobomimicDataset, input: string, out: string, opts: ConvertOptions): Promise<ConvertResult> {
+async function convertRobomimic(
+  src: RobomimicDataset,
+  input: string,
+  out: string,
+  opts: ConvertOptions,
+): Promise<ConvertResult> {
   const fps = opts.fps ?? src.fps;
   if (!fps) throw new Error(`${input}: no env_args.env_kwargs.control_freq to take the fps from; pass an fps (--fps)`);
-  const features: Record<string, WriterFeature> = { action: { dtype: "float32", shape: [...src.features.action!.shape] } };
+  const features: Record<string, WriterFeature> = {
+    action: { dtype: "float32", shape: [...src.features.action!.shape] },
+  };
   const state = src.features["observation.state"];
   if (state) features["observation.state"] = { dtype: "float32", shape: [...state.shape], names: state.names };
   if (src.features["next.reward"]) features["next.reward"] = { dtype: "float32", shape: [1] };
@@ -103,17 +129,34 @@ async function convertRobomimic(src: RobomimicDataset, input: string, out: strin
   const names = Object.keys(features);
   const skipped = Object.keys(src.features).filter((n) => !names.includes(n));
   const task = opts.task ?? src.envName ?? "robomimic";
-  const w = await LeRobotWriter.create(out, { fps, robotType: src.robotType, features, ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}) });
+  const w = await LeRobotWriter.create(out, {
+    fps,
+    robotType: src.robotType,
+    features,
+    ...(opts.dataFilesSizeInMb ? { dataFilesSizeInMb: opts.dataFilesSizeInMb } : {}),
+  });
   for (const [k, ep] of src.episodes.entries()) {
     const cols = await src.readEpisode(ep.index, names);
     const frames: Record<string, ColumnArray> = {};
     for (const n of names) {
       const c = cols[n]!;
-      frames[n] = features[n]!.dtype === "float32" && !(c instanceof Float32Array) ? Float32Array.from(c as ArrayLike<number>, Number) : c;
+      frames[n] =
+        features[n]!.dtype === "float32" && !(c instanceof Float32Array)
+          ? Float32Array.from(c as ArrayLike<number>, Number)
+          : c;
     }
     await w.addEpisode({ task, frames, length: ep.length });
     opts.onEpisode?.(k + 1, src.episodes.length);
   }
   const done = await w.finish();
-  return { source: "robomimic", sourceVersion: "robomimic", episodes: done.episodes, frames: done.frames, out, dataFiles: done.dataFiles.length, features: names, skipped };
+  return {
+    source: "robomimic",
+    sourceVersion: "robomimic",
+    episodes: done.episodes,
+    frames: done.frames,
+    out,
+    dataFiles: done.dataFiles.length,
+    features: names,
+    skipped,
+  };
 }

@@ -107,9 +107,11 @@ export function normalizeNames(names: unknown): string[] | null {
 export function parseFeature(raw: unknown, where: string): FeatureInfo {
   if (raw === null || typeof raw !== "object") throw new TypeError(`${where}: feature must be an object`);
   const r = raw as Record<string, unknown>;
-  if (typeof r.dtype !== "string") throw new TypeError(`${where}: 'dtype' must be a string, got ${JSON.stringify(r.dtype)}`);
+  if (typeof r.dtype !== "string")
+    throw new TypeError(`${where}: 'dtype' must be a string, got ${JSON.stringify(r.dtype)}`);
   let shape: number[];
-  if (Array.isArray(r.shape) && r.shape.every((s) => Number.isInteger(s) && (s as number) >= 0)) shape = r.shape as number[];
+  if (Array.isArray(r.shape) && r.shape.every((s) => Number.isInteger(s) && (s as number) >= 0))
+    shape = r.shape as number[];
   else if (Number.isInteger(r.shape)) shape = [r.shape as number];
   else throw new TypeError(`${where}: 'shape' must be a list of integers, got ${JSON.stringify(r.shape)}`);
   return { dtype: r.dtype, shape, names: normalizeNames(r.names) };

@@ -42,7 +42,9 @@ export class ParquetFile {
       const metadata = await parquetMetadataAsync(buffer);
       return new ParquetFile(path, buffer, metadata);
     } catch (err) {
-      throw new Error(`${where}: not a readable parquet file (truncated or corrupt?): ${(err as Error).message}`, { cause: err });
+      throw new Error(`${where}: not a readable parquet file (truncated or corrupt?): ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
 
@@ -55,19 +57,34 @@ export class ParquetFile {
    * Reads rows `[rowStart, rowEnd)` of `columns` as objects (hyparquet decoding: INT64 -> BigInt,
    * lists -> arrays). Throws naming the file and the first missing column.
    */
-  async readRows(columns: readonly string[], rowStart = 0, rowEnd = this.numRows, context?: string): Promise<Record<string, unknown>[]> {
+  async readRows(
+    columns: readonly string[],
+    rowStart = 0,
+    rowEnd = this.numRows,
+    context?: string,
+  ): Promise<Record<string, unknown>[]> {
     const where = context ? `${this.path} (${context})` : this.path;
     for (const c of columns) {
-      if (!this.columns.includes(c)) throw new Error(`${where}: column '${c}' missing (file has: ${this.columns.join(", ")})`);
+      if (!this.columns.includes(c))
+        throw new Error(`${where}: column '${c}' missing (file has: ${this.columns.join(", ")})`);
     }
     if (rowStart < 0 || rowEnd > this.numRows || rowStart > rowEnd) {
       throw new RangeError(`${where}: rows [${rowStart}, ${rowEnd}) outside the file's ${this.numRows} rows`);
     }
     let rows: Record<string, unknown>[];
     try {
-      rows = await parquetReadObjects({ file: this.buffer, metadata: this.metadata, columns: [...columns], rowStart, rowEnd });
+      rows = await parquetReadObjects({
+        file: this.buffer,
+        metadata: this.metadata,
+        columns: [...columns],
+        rowStart,
+        rowEnd,
+      });
     } catch (err) {
-      throw new Error(`${where}: cannot decode columns ${columns.join(", ")} (truncated or corrupt?): ${(err as Error).message}`, { cause: err });
+      throw new Error(
+        `${where}: cannot decode columns ${columns.join(", ")} (truncated or corrupt?): ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     if (rows.length !== rowEnd - rowStart) {
       throw new Error(`${where}: expected ${rowEnd - rowStart} rows, decoded ${rows.length} (truncated or corrupt?)`);
@@ -104,24 +121,37 @@ export function arrayKindFor(dtype: string): "f32" | "f64" | "i64" {
  * int64 -> BigInt64Array. Throws naming file, episode, column and frame on a null, a length that does
  * not match `feature.shape`, or a NaN/infinite float (with the dim and value).
  */
-export function packColumn(rows: readonly Record<string, unknown>[], feature: FeatureInfo, ctx: ColumnContext): ColumnArray {
+export function packColumn(
+  rows: readonly Record<string, unknown>[],
+  feature: FeatureInfo,
+  ctx: ColumnContext,
+): ColumnArray {
   const per = frameSize(feature.shape);
   const kind = arrayKindFor(feature.dtype);
   const n = rows.length;
-  const out: ColumnArray = kind === "f32" ? new Float32Array(n * per) : kind === "f64" ? new Float64Array(n * per) : new BigInt64Array(n * per);
+  const out: ColumnArray =
+    kind === "f32"
+      ? new Float32Array(n * per)
+      : kind === "f64"
+        ? new Float64Array(n * per)
+        : new BigInt64Array(n * per);
   const isFloat = feature.dtype.startsWith("float");
-  const where = (frame: number): string => `${ctx.file}: column '${ctx.column}' (episode ${ctx.episode}, frame ${frame})`;
+  const where = (frame: number): string =>
+    `${ctx.file}: column '${ctx.column}' (episode ${ctx.episode}, frame ${frame})`;
   const flat: unknown[] = [];
   const flatten = (v: unknown): void => {
     if (Array.isArray(v)) for (const x of v) flatten(x);
-    else if (ArrayBuffer.isView(v) && !(v instanceof DataView)) for (const x of Array.from(v as unknown as ArrayLike<unknown>)) flat.push(x);
+    else if (ArrayBuffer.isView(v) && !(v instanceof DataView))
+      for (const x of Array.from(v as unknown as ArrayLike<unknown>)) flat.push(x);
     else flat.push(v);
   };
   for (let r = 0; r < n; r++) {
     flat.length = 0;
     flatten(rows[r]![ctx.column]);
     if (flat.length !== per) {
-      throw new Error(`${where(r)}: has ${flat.length} values, meta/info.json shape [${feature.shape.join(", ")}] needs ${per}`);
+      throw new Error(
+        `${where(r)}: has ${flat.length} values, meta/info.json shape [${feature.shape.join(", ")}] needs ${per}`,
+      );
     }
     for (let d = 0; d < per; d++) {
       const v = flat[d];
@@ -132,7 +162,8 @@ export function packColumn(rows: readonly Record<string, unknown>[], feature: Fe
         else if (typeof v === "number" && Number.isInteger(v)) (out as BigInt64Array)[i] = BigInt(v);
         else throw new Error(`${where(r)}: value ${String(v)} at dim ${d} is not an integer (dtype ${feature.dtype})`);
       } else {
-        const x = typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : typeof v === "boolean" ? (v ? 1 : 0) : NaN;
+        const x =
+          typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : typeof v === "boolean" ? (v ? 1 : 0) : NaN;
         if (typeof v !== "number" && typeof v !== "bigint" && typeof v !== "boolean") {
           throw new Error(`${where(r)}: value ${String(v)} at dim ${d} is not numeric (dtype ${feature.dtype})`);
         }
@@ -161,7 +192,11 @@ export interface OutColumn {
  * them), one row group per `rowGroupRows` rows (default 10000) so only that slice is ever expanded
  * to JS arrays. `keyValue` goes to the footer (e.g. the "huggingface" features or "pandas" index).
  */
-export function encodeParquet(columns: readonly OutColumn[], rows: number, opts: { keyValue?: Record<string, string>; rowGroupRows?: number } = {}): Uint8Array {
+export function encodeParquet(
+  columns: readonly OutColumn[],
+  rows: number,
+  opts: { keyValue?: Record<string, string>; rowGroupRows?: number } = {},
+): Uint8Array {
   const schema: SchemaElement[] = [{ name: "schema", num_children: columns.length }];
   for (const c of columns) {
     let name = c.name;
@@ -170,7 +205,8 @@ export function encodeParquet(columns: readonly OutColumn[], rows: number, opts:
       schema.push({ name: "list", repetition_type: "REPEATED", num_children: 1 });
       name = "element";
     }
-    if (c.type === "STRING") schema.push({ name, type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" });
+    if (c.type === "STRING")
+      schema.push({ name, type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" });
     else schema.push({ name, type: c.type, repetition_type: "OPTIONAL" });
   }
   const writer = new ByteWriter();
@@ -187,7 +223,12 @@ export function encodeParquet(columns: readonly OutColumn[], rows: number, opts:
 }
 
 /** Splits a flat `[rows, ...shape]` array into per-row nested JS arrays for rows `[start, end)`. */
-export function nestedRows(data: ArrayLike<number | bigint>, shape: readonly number[], start: number, end: number): unknown[] {
+export function nestedRows(
+  data: ArrayLike<number | bigint>,
+  shape: readonly number[],
+  start: number,
+  end: number,
+): unknown[] {
   const per = frameSize(shape);
   const out: unknown[] = new Array(end - start);
   const build = (offset: number, dims: readonly number[]): unknown[] => {

@@ -84,13 +84,20 @@ export class LeRobotDataset {
     const version = String(info.codebase_version ?? "");
     const major = /^v(\d+)\./.exec(version)?.[1];
     if (major !== "2" && major !== "3") {
-      throw new Error(`${join(dir, "meta/info.json")}: codebase_version '${version}' is not supported (v2.0, v2.1 or v3.x)`);
+      throw new Error(
+        `${join(dir, "meta/info.json")}: codebase_version '${version}' is not supported (v2.0, v2.1 or v3.x)`,
+      );
     }
-    if (!(Number(info.fps) > 0)) throw new Error(`${join(dir, "meta/info.json")}: 'fps' must be a positive number, got ${JSON.stringify(info.fps)}`);
+    if (!(Number(info.fps) > 0))
+      throw new Error(
+        `${join(dir, "meta/info.json")}: 'fps' must be a positive number, got ${JSON.stringify(info.fps)}`,
+      );
     const rawFeatures = info.features;
-    if (rawFeatures === null || typeof rawFeatures !== "object") throw new Error(`${join(dir, "meta/info.json")}: 'features' missing`);
+    if (rawFeatures === null || typeof rawFeatures !== "object")
+      throw new Error(`${join(dir, "meta/info.json")}: 'features' missing`);
     const features: Record<string, FeatureInfo> = {};
-    for (const [name, raw] of Object.entries(rawFeatures)) features[name] = parseFeature(raw, `${join(dir, "meta/info.json")}: feature '${name}'`);
+    for (const [name, raw] of Object.entries(rawFeatures))
+      features[name] = parseFeature(raw, `${join(dir, "meta/info.json")}: feature '${name}'`);
     const parts = major === "2" ? await loadV2(dir, info) : await loadV3(dir, info);
     return new LeRobotDataset({ dir, info, features, ...parts });
   }
@@ -139,15 +146,21 @@ export class LeRobotDataset {
     const ep = this.episode(index);
     for (const c of columns) {
       const f = this.features[c];
-      if (!f) throw new Error(`${this.dir}: feature '${c}' not in meta/info.json (features: ${Object.keys(this.features).join(", ")})`);
+      if (!f)
+        throw new Error(
+          `${this.dir}: feature '${c}' not in meta/info.json (features: ${Object.keys(this.features).join(", ")})`,
+        );
       if (isVideo(f)) throw new Error(`${this.dir}: feature '${c}' is a video; reading video frames is not supported`);
-      if (f.dtype === "image" || f.dtype === "string") throw new Error(`${this.dir}: feature '${c}' has dtype ${f.dtype}, not numeric`);
+      if (f.dtype === "image" || f.dtype === "string")
+        throw new Error(`${this.dir}: feature '${c}' has dtype ${f.dtype}, not numeric`);
     }
     const loc = this.locations.get(index)!;
     const context = `episode ${index}`;
     const file = await this.openFile(loc.file, context);
     if (file.numRows !== loc.fileRows) {
-      throw new Error(`${loc.file} (${context}): file has ${file.numRows} rows, the episode metadata gives its episodes ${loc.fileRows} frames`);
+      throw new Error(
+        `${loc.file} (${context}): file has ${file.numRows} rows, the episode metadata gives its episodes ${loc.fileRows} frames`,
+      );
     }
     const rows = await file.readRows(columns, loc.rowStart, loc.rowEnd, context);
     const out: Record<string, ShapedColumn> = {};
@@ -202,19 +215,25 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
     const index = Number(raw.episode_index);
     const length = Number(raw.length);
     if (!Number.isInteger(index) || index < 0 || !Number.isInteger(length) || length < 0) {
-      throw new Error(`${episodesPath}: line ${line + 1}: needs integer 'episode_index' and 'length', got ${JSON.stringify(raw)}`);
+      throw new Error(
+        `${episodesPath}: line ${line + 1}: needs integer 'episode_index' and 'length', got ${JSON.stringify(raw)}`,
+      );
     }
     const tasks = Array.isArray(raw.tasks) ? raw.tasks.map(String) : [];
     episodes.push({ index, length, tasks, from, to: from + length });
     from += length;
-    const file = join(dir, formatPath(template, { episode_chunk: Math.floor(index / chunksSize), episode_index: index }));
+    const file = join(
+      dir,
+      formatPath(template, { episode_chunk: Math.floor(index / chunksSize), episode_index: index }),
+    );
     locations.set(index, { file, rowStart: 0, rowEnd: length, fileRows: length });
   }
   const tasksPath = join(dir, "meta/tasks.jsonl");
   const tasks: string[] = [];
   for (const [line, raw] of (await readJsonl(tasksPath)).entries()) {
     const k = Number(raw.task_index);
-    if (!Number.isInteger(k) || typeof raw.task !== "string") throw new Error(`${tasksPath}: line ${line + 1}: needs 'task_index' and 'task'`);
+    if (!Number.isInteger(k) || typeof raw.task !== "string")
+      throw new Error(`${tasksPath}: line ${line + 1}: needs 'task_index' and 'task'`);
     tasks[k] = raw.task;
   }
   const perEpisodeStats = new Map<number, Record<string, FeatureStats>>();
@@ -229,7 +248,9 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
       }
       perEpisodeStats.set(index, parseStatsRecord(stats as Record<string, unknown>, `${statsPath}: episode ${index}`));
     }
-    globalStats = aggregateStats(episodes.flatMap((e) => (perEpisodeStats.has(e.index) ? [perEpisodeStats.get(e.index)!] : [])));
+    globalStats = aggregateStats(
+      episodes.flatMap((e) => (perEpisodeStats.has(e.index) ? [perEpisodeStats.get(e.index)!] : [])),
+    );
   } else if (await pathExists(join(dir, "meta/stats.json"))) {
     globalStats = parseStatsRecord(await readJson(join(dir, "meta/stats.json")), join(dir, "meta/stats.json"));
   }
@@ -242,11 +263,15 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   const tasksPath = join(dir, "meta/tasks.parquet");
   const tasksFile = await ParquetFile.open(tasksPath);
   const taskColumn = ["task", "__index_level_0__"].find((c) => tasksFile.columns.includes(c));
-  if (!taskColumn) throw new Error(`${tasksPath}: no task string column ('task' or '__index_level_0__'; file has: ${tasksFile.columns.join(", ")})`);
+  if (!taskColumn)
+    throw new Error(
+      `${tasksPath}: no task string column ('task' or '__index_level_0__'; file has: ${tasksFile.columns.join(", ")})`,
+    );
   const tasks: string[] = [];
   for (const row of await tasksFile.readRows(["task_index", taskColumn])) {
     const k = Number(row.task_index);
-    if (!Number.isInteger(k) || typeof row[taskColumn] !== "string") throw new Error(`${tasksPath}: bad row ${JSON.stringify(row, bigintJson)}`);
+    if (!Number.isInteger(k) || typeof row[taskColumn] !== "string")
+      throw new Error(`${tasksPath}: bad row ${JSON.stringify(row, bigintJson)}`);
     tasks[k] = row[taskColumn];
   }
 
@@ -257,7 +282,14 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   const rows: Row[] = [];
   for (const path of files) {
     const pf = await ParquetFile.open(path);
-    const required = ["episode_index", "length", "data/chunk_index", "data/file_index", "dataset_from_index", "dataset_to_index"];
+    const required = [
+      "episode_index",
+      "length",
+      "data/chunk_index",
+      "data/file_index",
+      "dataset_from_index",
+      "dataset_to_index",
+    ];
     for (const c of required) if (!pf.columns.includes(c)) throw new Error(`${path}: column '${c}' missing`);
     const statColumns = pf.columns.filter((c) => c.startsWith("stats/"));
     const wanted = [...required, ...(pf.columns.includes("tasks") ? ["tasks"] : []), ...statColumns];
@@ -267,10 +299,16 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
       const from = Number(r.dataset_from_index);
       const to = Number(r.dataset_to_index);
       if (!Number.isInteger(index) || !Number.isInteger(length) || to - from !== length) {
-        throw new Error(`${path}: episode ${index}: length ${length} disagrees with dataset_from_index ${from} / dataset_to_index ${to}`);
+        throw new Error(
+          `${path}: episode ${index}: length ${length} disagrees with dataset_from_index ${from} / dataset_to_index ${to}`,
+        );
       }
       const tasksValue = r.tasks;
-      const epTasks = Array.isArray(tasksValue) ? tasksValue.map(String) : typeof tasksValue === "string" ? [tasksValue] : [];
+      const epTasks = Array.isArray(tasksValue)
+        ? tasksValue.map(String)
+        : typeof tasksValue === "string"
+          ? [tasksValue]
+          : [];
       rows.push({
         episode: { index, length, tasks: epTasks, from, to },
         chunk: Number(r["data/chunk_index"]),
@@ -292,7 +330,13 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   for (const [file, eps] of byFile) {
     const start = Math.min(...eps.map((r) => r.episode.from));
     const fileRows = eps.reduce((s, r) => s + r.episode.length, 0);
-    for (const r of eps) locations.set(r.episode.index, { file, rowStart: r.episode.from - start, rowEnd: r.episode.to - start, fileRows });
+    for (const r of eps)
+      locations.set(r.episode.index, {
+        file,
+        rowStart: r.episode.from - start,
+        rowEnd: r.episode.to - start,
+        fileRows,
+      });
   }
   const perEpisodeStats = new Map<number, Record<string, FeatureStats>>();
   for (const r of rows) if (Object.keys(r.stats).length > 0) perEpisodeStats.set(r.episode.index, r.stats);
@@ -314,7 +358,11 @@ function parseStatsRecord(raw: Record<string, unknown>, where: string): Record<s
 }
 
 /** Parses the flattened `stats/{feature}/{stat}` columns of a v3.0 episode row. */
-function parseFlatStats(row: Record<string, unknown>, columns: readonly string[], where: string): Record<string, FeatureStats> {
+function parseFlatStats(
+  row: Record<string, unknown>,
+  columns: readonly string[],
+  where: string,
+): Record<string, FeatureStats> {
   const grouped: Record<string, Record<string, unknown>> = {};
   for (const c of columns) {
     const rest = c.slice("stats/".length);
@@ -342,10 +390,12 @@ function toFeatureStats(s: Record<string, unknown>, where: string): FeatureStats
     visit(s[key]);
     return flat;
   };
-  for (const key of ["min", "max", "mean", "std"]) if (s[key] === undefined) throw new Error(`${where}: '${key}' missing`);
+  for (const key of ["min", "max", "mean", "std"])
+    if (s[key] === undefined) throw new Error(`${where}: '${key}' missing`);
   const count = vec("count")[0];
   const out: FeatureStats = { min: vec("min"), max: vec("max"), mean: vec("mean"), std: vec("std"), count: count ?? 0 };
-  for (const q of ["q01", "q10", "q50", "q90", "q99"] as const) if (s[q] !== undefined && s[q] !== null) out[q] = vec(q);
+  for (const q of ["q01", "q10", "q50", "q90", "q99"] as const)
+    if (s[q] !== undefined && s[q] !== null) out[q] = vec(q);
   return out;
 }
 
@@ -355,7 +405,9 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
     text = await readFile(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === "ENOENT" ? `${path}: file missing (not a LeRobot dataset?)` : `${path}: cannot read`, { cause: err });
+    throw new Error(code === "ENOENT" ? `${path}: file missing (not a LeRobot dataset?)` : `${path}: cannot read`, {
+      cause: err,
+    });
   }
   try {
     const v: unknown = JSON.parse(text);

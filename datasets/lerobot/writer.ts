@@ -3,7 +3,8 @@
  * converter:
  *
  * ```ts
- * const w = await LeRobotWriter.create(dir, { fps: 30, robotType: "panda", features: { action: { dtype: "float32", shape: [7] } } });
+ * const w = await LeRobotWriter.create(dir, { fps: 30, robotType: "panda", features: { action: { dtype: "float32",
+ * shape: [7] } } });
  * await w.addEpisode({ task: "pick", frames: { action: new Float32Array(length * 7) }, length });
  * await w.finish();
  * ```
@@ -172,20 +173,29 @@ export class LeRobotWriter {
     if (names.length === 0) throw new Error(`LeRobotWriter ${dir}: no features`);
     for (const [name, f] of Object.entries(opts.features)) {
       if (name.includes("/")) throw new Error(`LeRobotWriter ${dir}: feature name '${name}' contains '/'`);
-      if (name in DEFAULT_FEATURES) throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
-      if (!["float32", "float64", "int64"].includes(f.dtype)) throw new TypeError(`LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64 or int64`);
+      if (name in DEFAULT_FEATURES)
+        throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
+      if (!["float32", "float64", "int64"].includes(f.dtype))
+        throw new TypeError(
+          `LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64 or int64`,
+        );
       if (!Array.isArray(f.shape) || f.shape.length === 0 || !f.shape.every((s) => Number.isInteger(s) && s > 0)) {
-        throw new TypeError(`LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`);
+        throw new TypeError(
+          `LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`,
+        );
       }
       if (f.names && f.names.length !== frameSize(f.shape)) {
-        throw new Error(`LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`);
+        throw new Error(
+          `LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`,
+        );
       }
     }
     let entries: string[] = [];
     try {
       entries = await readdir(dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+        throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
     }
     if (entries.length > 0) throw new Error(`LeRobotWriter ${dir}: folder exists and is not empty`);
     await mkdir(dir, { recursive: true });
@@ -224,7 +234,13 @@ export class LeRobotWriter {
       await this.flushData();
       await this.writeMeta();
       this.state = "finished";
-      return { dir: this.dir, episodes: this.episodesMeta.length, frames: this.frames, tasks: this.taskIndex.size, dataFiles: [...this.dataFiles] };
+      return {
+        dir: this.dir,
+        episodes: this.episodesMeta.length,
+        frames: this.frames,
+        tasks: this.taskIndex.size,
+        dataFiles: [...this.dataFiles],
+      };
     } finally {
       if (this.state === "busy") this.state = "open";
     }
@@ -232,7 +248,8 @@ export class LeRobotWriter {
 
   private enter(method: string): void {
     if (this.state === "finished") throw new Error(`LeRobotWriter ${this.dir}: ${method} after finish()`);
-    if (this.state === "busy") throw new Error(`LeRobotWriter ${this.dir}: ${method} called before the previous call completed`);
+    if (this.state === "busy")
+      throw new Error(`LeRobotWriter ${this.dir}: ${method} called before the previous call completed`);
     this.state = "busy";
   }
 
@@ -240,11 +257,15 @@ export class LeRobotWriter {
     const index = this.episodesMeta.length;
     const where = `LeRobotWriter ${this.dir}: episode ${index}`;
     const length = ep.length;
-    if (!Number.isInteger(length) || length <= 0) throw new RangeError(`${where}: length must be a positive integer, got ${length}`);
-    for (const name of Object.keys(ep.frames)) if (!(name in this.features)) throw new Error(`${where}: feature '${name}' was not declared`);
+    if (!Number.isInteger(length) || length <= 0)
+      throw new RangeError(`${where}: length must be a positive integer, got ${length}`);
+    for (const name of Object.keys(ep.frames))
+      if (!(name in this.features)) throw new Error(`${where}: feature '${name}' was not declared`);
     if (typeof ep.task !== "string") throw new TypeError(`${where}: task must be a string`);
-    if (ep.frameTasks && ep.frameTasks.length !== length) throw new Error(`${where}: frameTasks has ${ep.frameTasks.length} entries for ${length} frames`);
-    if (ep.timestamps && ep.timestamps.length !== length) throw new Error(`${where}: timestamps has ${ep.timestamps.length} entries for ${length} frames`);
+    if (ep.frameTasks && ep.frameTasks.length !== length)
+      throw new Error(`${where}: frameTasks has ${ep.frameTasks.length} entries for ${length} frames`);
+    if (ep.timestamps && ep.timestamps.length !== length)
+      throw new Error(`${where}: timestamps has ${ep.timestamps.length} entries for ${length} frames`);
 
     const later: (() => void)[] = [];
     const frames: Record<string, Stored> = {};
@@ -254,7 +275,9 @@ export class LeRobotWriter {
       const per = frameSize(f.shape);
       if (!src) throw new Error(`${where}: feature '${name}' missing`);
       if (src.length !== length * per) {
-        throw new Error(`${where}: feature '${name}' has ${src.length} values, ${length} frames of shape [${f.shape.join(", ")}] need ${length * per}`);
+        throw new Error(
+          `${where}: feature '${name}' has ${src.length} values, ${length} frames of shape [${f.shape.join(", ")}] need ${length * per}`,
+        );
       }
       const stored = toStored(src, f.dtype);
       frames[name] = stored;
@@ -281,7 +304,13 @@ export class LeRobotWriter {
     const frameIndex = Float64Array.from({ length }, (_, i) => i);
     epStats.frame_index = this.accumulate("frame_index", 1, frameIndex, where, later);
     epStats.episode_index = this.accumulate("episode_index", 1, new Float64Array(length).fill(index), where, later);
-    epStats.index = this.accumulate("index", 1, Float64Array.from(frameIndex, (i) => from + i), where, later);
+    epStats.index = this.accumulate(
+      "index",
+      1,
+      Float64Array.from(frameIndex, (i) => from + i),
+      where,
+      later,
+    );
     epStats.task_index = this.accumulate("task_index", 1, Float64Array.from(taskIndex, Number), where, later);
 
     for (const update of later) update(); // only once the whole episode is valid
@@ -293,15 +322,37 @@ export class LeRobotWriter {
     this.pending.push({ index, from, length, frames, timestamps, taskIndex });
     this.pendingBytes += bytes;
     this.frames += length;
-    this.episodesMeta.push({ index, tasks: epTasks, length, chunk: this.chunk, file: this.file, from, to: from + length, stats: epStats });
-    return { index, from, to: from + length, dataFile: formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file }) };
+    this.episodesMeta.push({
+      index,
+      tasks: epTasks,
+      length,
+      chunk: this.chunk,
+      file: this.file,
+      from,
+      to: from + length,
+      stats: epStats,
+    });
+    return {
+      index,
+      from,
+      to: from + length,
+      dataFile: formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file }),
+    };
   }
 
   /** Per-episode stats of one feature (validating it); `later` collects the global update. */
-  private accumulate(name: string, dim: number, values: ArrayLike<number>, where: string, later: (() => void)[]): FeatureStats {
+  private accumulate(
+    name: string,
+    dim: number,
+    values: ArrayLike<number>,
+    where: string,
+    later: (() => void)[],
+  ): FeatureStats {
     const local = new RunningStats(dim, { bins: this.statsBins, what: `${where}: feature '${name}'` });
     local.update(values);
-    later.push(() => (this.global[name] ??= new RunningStats(dim, { bins: this.statsBins, what: `feature '${name}'` })).update(values));
+    later.push(() =>
+      (this.global[name] ??= new RunningStats(dim, { bins: this.statsBins, what: `feature '${name}'` })).update(values),
+    );
     return local.result();
   }
 
@@ -322,7 +373,12 @@ export class LeRobotWriter {
     const columns: OutColumn[] = [];
     for (const [name, f] of Object.entries(this.features)) {
       const per = frameSize(f.shape);
-      const make = (n: number): Stored => (f.dtype === "float32" ? new Float32Array(n) : f.dtype === "float64" ? new Float64Array(n) : new BigInt64Array(n));
+      const make = (n: number): Stored =>
+        f.dtype === "float32"
+          ? new Float32Array(n)
+          : f.dtype === "float64"
+            ? new Float64Array(n)
+            : new BigInt64Array(n);
       const data = gather((e) => e.frames[name]!, per, make);
       const scalar = f.shape.length === 1 && f.shape[0] === 1;
       const type: LeafType = f.dtype === "float32" ? "FLOAT" : f.dtype === "float64" ? "DOUBLE" : "INT64";
@@ -333,8 +389,16 @@ export class LeRobotWriter {
         slice: scalar ? (s, e) => data.subarray(s, e) : (s, e) => nestedRows(data, f.shape, s, e),
       });
     }
-    const timestamps = gather((e) => e.timestamps, 1, (n) => new Float32Array(n));
-    const taskIdx = gather((e) => e.taskIndex, 1, (n) => new BigInt64Array(n));
+    const timestamps = gather(
+      (e) => e.timestamps,
+      1,
+      (n) => new Float32Array(n),
+    );
+    const taskIdx = gather(
+      (e) => e.taskIndex,
+      1,
+      (n) => new BigInt64Array(n),
+    );
     const frameIndex = new BigInt64Array(rows);
     const episodeIndex = new BigInt64Array(rows);
     const globalIndex = new BigInt64Array(rows);
@@ -346,11 +410,23 @@ export class LeRobotWriter {
         globalIndex[at] = BigInt(e.from + i);
       }
     }
-    const int64 = (name: string, data: BigInt64Array): OutColumn => ({ name, type: "INT64", depth: 0, slice: (s, e) => data.subarray(s, e) });
+    const int64 = (name: string, data: BigInt64Array): OutColumn => ({
+      name,
+      type: "INT64",
+      depth: 0,
+      slice: (s, e) => data.subarray(s, e),
+    });
     columns.push({ name: "timestamp", type: "FLOAT", depth: 0, slice: (s, e) => timestamps.subarray(s, e) });
-    columns.push(int64("frame_index", frameIndex), int64("episode_index", episodeIndex), int64("index", globalIndex), int64("task_index", taskIdx));
+    columns.push(
+      int64("frame_index", frameIndex),
+      int64("episode_index", episodeIndex),
+      int64("index", globalIndex),
+      int64("task_index", taskIdx),
+    );
     const rel = formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file });
-    const bytes = encodeParquet(columns, rows, { keyValue: { huggingface: JSON.stringify({ info: { features: this.hfFeatures() } }) } });
+    const bytes = encodeParquet(columns, rows, {
+      keyValue: { huggingface: JSON.stringify({ info: { features: this.hfFeatures() } }) },
+    });
     await writeFileAtomic(join(this.dir, rel), bytes);
     this.dataFiles.push(rel);
     this.pending = [];
@@ -373,7 +449,8 @@ export class LeRobotWriter {
 
   private allFeatures(): Record<string, FeatureInfo> {
     const out: Record<string, FeatureInfo> = {};
-    for (const [name, f] of Object.entries(this.features)) out[name] = { dtype: f.dtype, shape: [...f.shape], names: f.names ?? null };
+    for (const [name, f] of Object.entries(this.features))
+      out[name] = { dtype: f.dtype, shape: [...f.shape], names: f.names ?? null };
     for (const [name, f] of Object.entries(DEFAULT_FEATURES)) out[name] = { ...f, shape: [...f.shape] };
     return out;
   }
@@ -410,9 +487,17 @@ export class LeRobotWriter {
           slice: (s, e) => eps.slice(s, e).map((m) => reshape(m.stats[name]![stat]!, statShape)),
         });
       }
-      columns.push({ name: `stats/${name}/count`, type: "INT64", depth: 1, slice: (s, e) => eps.slice(s, e).map((m) => [BigInt(m.stats[name]!.count)]) });
+      columns.push({
+        name: `stats/${name}/count`,
+        type: "INT64",
+        depth: 1,
+        slice: (s, e) => eps.slice(s, e).map((m) => [BigInt(m.stats[name]!.count)]),
+      });
     }
-    await writeFileAtomic(join(this.dir, formatPath(V3_EPISODES_PATH, { chunk_index: 0, file_index: 0 })), encodeParquet(columns, n));
+    await writeFileAtomic(
+      join(this.dir, formatPath(V3_EPISODES_PATH, { chunk_index: 0, file_index: 0 })),
+      encodeParquet(columns, n),
+    );
 
     // meta/tasks.parquet: task_index plus the task string as the pandas index
     const tasks = [...this.taskIndex.entries()].sort((a, b) => a[1] - b[1]);
@@ -420,10 +505,18 @@ export class LeRobotWriter {
     const taskIdx = BigInt64Array.from(tasks, ([, k]) => BigInt(k));
     const pandas = {
       index_columns: [col],
-      column_indexes: [{ name: null, field_name: null, pandas_type: "unicode", numpy_type: "object", metadata: { encoding: "UTF-8" } }],
+      column_indexes: [
+        { name: null, field_name: null, pandas_type: "unicode", numpy_type: "object", metadata: { encoding: "UTF-8" } },
+      ],
       columns: [
         { name: "task_index", field_name: "task_index", pandas_type: "int64", numpy_type: "int64", metadata: null },
-        { name: col === "task" ? "task" : null, field_name: col, pandas_type: "unicode", numpy_type: "object", metadata: null },
+        {
+          name: col === "task" ? "task" : null,
+          field_name: col,
+          pandas_type: "unicode",
+          numpy_type: "object",
+          metadata: null,
+        },
       ],
       creator: { library: "pyarrow", version: "21.0.0" },
       pandas_version: "2.2.3",
@@ -432,7 +525,10 @@ export class LeRobotWriter {
       { name: "task_index", type: "INT64", depth: 0, slice: (s, e) => taskIdx.subarray(s, e) },
       { name: col, type: "STRING", depth: 0, slice: (s, e) => tasks.slice(s, e).map(([t]) => t) },
     ];
-    await writeFileAtomic(join(this.dir, "meta/tasks.parquet"), encodeParquet(taskColumns, tasks.length, { keyValue: { pandas: JSON.stringify(pandas) } }));
+    await writeFileAtomic(
+      join(this.dir, "meta/tasks.parquet"),
+      encodeParquet(taskColumns, tasks.length, { keyValue: { pandas: JSON.stringify(pandas) } }),
+    );
 
     // meta/stats.json
     const stats: Record<string, Record<string, unknown>> = {};

@@ -90,7 +90,8 @@ export class RobomimicDataset {
     for (const [index, demo] of demos.entries()) {
       const actions = this.dataset(demo, "actions");
       const shape = actions.shape ?? [];
-      if (shape.length !== 2) throw new Error(`${path}: data/${demo}/actions has shape [${shape.join(", ")}], need [T, A]`);
+      if (shape.length !== 2)
+        throw new Error(`${path}: data/${demo}/actions has shape [${shape.join(", ")}], need [T, A]`);
       const length = shape[0]!;
       episodes.push({ index, length, tasks: this.envName ? [this.envName] : [], from, to: from + length });
       from += length;
@@ -110,7 +111,12 @@ export class RobomimicDataset {
     };
     add("action", "actions", this.dataset(first, "actions"));
     const obs = this.file.get(`data/${first}/obs`);
-    const obsKeys = isGroup(obs) ? obs.keys().filter((k) => isDataset(obs.get(k))).sort() : [];
+    const obsKeys = isGroup(obs)
+      ? obs
+          .keys()
+          .filter((k) => isDataset(obs.get(k)))
+          .sort()
+      : [];
     const lowDim: string[] = [];
     for (const key of obsKeys) {
       const ds = this.dataset(first, `obs/${key}`);
@@ -118,14 +124,19 @@ export class RobomimicDataset {
       const f = features[`observation.${key}`]!;
       if ((ds.shape ?? []).length <= 2 && f.dtype.startsWith("float")) lowDim.push(key);
     }
-    for (const [name, rel] of [["next.reward", "rewards"], ["next.done", "dones"]] as const) {
+    for (const [name, rel] of [
+      ["next.reward", "rewards"],
+      ["next.done", "dones"],
+    ] as const) {
       const ds = this.file.get(`data/${first}/${rel}`);
       if (isDataset(ds)) add(name, rel, ds);
     }
     const stateKeys = opts.stateKeys ? [...opts.stateKeys] : lowDim;
     for (const key of stateKeys) {
       if (!lowDim.includes(key)) {
-        throw new Error(`${path}: state key '${key}' is not a low-dim float obs key of data/${first}/obs (have: ${lowDim.join(", ") || "none"})`);
+        throw new Error(
+          `${path}: state key '${key}' is not a low-dim float obs key of data/${first}/obs (have: ${lowDim.join(", ") || "none"})`,
+        );
       }
     }
     this.stateKeys = stateKeys;
@@ -183,7 +194,8 @@ export class RobomimicDataset {
   /** The episode with this index; throws naming the valid range. */
   episode(index: number): EpisodeInfo {
     const e = this.episodes[index];
-    if (!e || !Number.isInteger(index)) throw new RangeError(`${this.path}: no episode ${index} (the file has ${this.episodes.length} demos)`);
+    if (!e || !Number.isInteger(index))
+      throw new RangeError(`${this.path}: no episode ${index} (the file has ${this.episodes.length} demos)`);
     return e;
   }
 
@@ -216,19 +228,27 @@ export class RobomimicDataset {
         for (const c of columns) {
           const f = this.features[c];
           const src = this.sources[c];
-          if (!f || !src) throw new Error(`${this.path}: no column '${c}' (columns: ${Object.keys(this.features).join(", ")})`);
+          if (!f || !src)
+            throw new Error(`${this.path}: no column '${c}' (columns: ${Object.keys(this.features).join(", ")})`);
           const per = frameSize(f.shape);
           const kind = arrayKindFor(f.dtype);
-          const data: ColumnArray = kind === "f32" ? new Float32Array(ep.length * per) : kind === "f64" ? new Float64Array(ep.length * per) : new BigInt64Array(ep.length * per);
+          const data: ColumnArray =
+            kind === "f32"
+              ? new Float32Array(ep.length * per)
+              : kind === "f64"
+                ? new Float64Array(ep.length * per)
+                : new BigInt64Array(ep.length * per);
           let offset = 0;
           for (const part of src.parts) {
             const where = `${this.path}: data/${demo}/${part.path}`;
             const ds = this.file.get(`data/${demo}/${part.path}`);
             if (!isDataset(ds)) throw new Error(`${where} missing (column '${c}', episode ${index})`);
             const shape = ds.shape ?? [];
-            const got = (shape.length <= 1 ? 1 : frameSize(shape.slice(1)));
+            const got = shape.length <= 1 ? 1 : frameSize(shape.slice(1));
             if (shape[0] !== ep.length || got !== part.dim) {
-              throw new Error(`${where}: shape [${shape.join(", ")}] disagrees with ${ep.length} frames of ${part.dim} values (column '${c}', episode ${index})`);
+              throw new Error(
+                `${where}: shape [${shape.join(", ")}] disagrees with ${ep.length} frames of ${part.dim} values (column '${c}', episode ${index})`,
+              );
             }
             const values = ds.value as ArrayLike<number | bigint | boolean>;
             const isFloat = f.dtype.startsWith("float");
@@ -239,7 +259,8 @@ export class RobomimicDataset {
                 if (kind === "i64") (data as BigInt64Array)[i] = typeof v === "bigint" ? v : BigInt(Number(v));
                 else {
                   const x = Number(v);
-                  if (isFloat && !Number.isFinite(x)) throw new Error(`${where}: ${x} at frame ${t} dim ${d} (column '${c}', episode ${index})`);
+                  if (isFloat && !Number.isFinite(x))
+                    throw new Error(`${where}: ${x} at frame ${t} dim ${d} (column '${c}', episode ${index})`);
                   (data as Float32Array | Float64Array)[i] = x;
                 }
               }
@@ -286,7 +307,9 @@ function withThrowingErrors<T>(module: unknown, path: string, fn: () => T): T {
     const msg = String((err as Error)?.message ?? err);
     if (!msg.includes("HDF5-DIAG")) throw err;
     const frames = [...msg.matchAll(/#\d+: .* in (\w+\(\): [^\n]*)/g)].map((x) => x[1]);
-    throw new Error(`${path}: HDF5 error (truncated or corrupt?): ${frames[frames.length - 1] ?? msg.split("\n")[0]}`, { cause: err });
+    throw new Error(`${path}: HDF5 error (truncated or corrupt?): ${frames[frames.length - 1] ?? msg.split("\n")[0]}`, {
+      cause: err,
+    });
   } finally {
     m.deactivate_throwing_error_handler();
   }

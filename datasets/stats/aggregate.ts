@@ -31,7 +31,9 @@ export function aggregateFeatureStats(parts: readonly FeatureStats[], what = "fe
   for (const [k, p] of parts.entries()) {
     for (const key of ["min", "max", "mean", "std"] as const) {
       if (p[key].length !== dim) {
-        throw new Error(`cannot aggregate stats of ${what}: part ${k} has '${key}' of length ${p[key].length}, part 0 has ${dim}`);
+        throw new Error(
+          `cannot aggregate stats of ${what}: part ${k} has '${key}' of length ${p[key].length}, part 0 has ${dim}`,
+        );
       }
     }
     if (!(p.count >= 0)) throw new Error(`cannot aggregate stats of ${what}: part ${k} has count ${p.count}`);

@@ -22,12 +22,19 @@ export interface DatasetStatsOptions {
  * one streaming pass, one episode in memory at a time. Throws naming episode, column, row and dim on
  * a NaN/infinite value.
  */
-export async function datasetStats(ds: EpisodeDataset, columns: readonly string[], opts: DatasetStatsOptions = {}): Promise<Record<string, FeatureStats>> {
+export async function datasetStats(
+  ds: EpisodeDataset,
+  columns: readonly string[],
+  opts: DatasetStatsOptions = {},
+): Promise<Record<string, FeatureStats>> {
   const acc: Record<string, RunningStats> = {};
   for (const c of columns) {
     const f = ds.features[c];
     if (!f) throw new Error(`datasetStats: no column '${c}' (columns: ${Object.keys(ds.features).join(", ")})`);
-    acc[c] = new RunningStats(f.shape.reduce((a, b) => a * b, 1), { what: `column '${c}'`, ...(opts.bins ? { bins: opts.bins } : {}) });
+    acc[c] = new RunningStats(
+      f.shape.reduce((a, b) => a * b, 1),
+      { what: `column '${c}'`, ...(opts.bins ? { bins: opts.bins } : {}) },
+    );
   }
   const wanted = opts.episodes ?? ds.episodes.map((e) => e.index);
   const lengths = new Map(ds.episodes.map((e) => [e.index, e.length]));

@@ -44,7 +44,8 @@ export class RunningStats {
   /** Creates empty statistics of `dim`-dimensional rows. */
   constructor(dim: number, opts: RunningStatsOptions = {}) {
     const bins = opts.bins ?? 8192;
-    if (!Number.isInteger(dim) || dim <= 0) throw new RangeError(`RunningStats: dim must be a positive integer, got ${dim}`);
+    if (!Number.isInteger(dim) || dim <= 0)
+      throw new RangeError(`RunningStats: dim must be a positive integer, got ${dim}`);
     if (!Number.isInteger(bins) || bins < 2 || (bins & (bins - 1)) !== 0) {
       throw new RangeError(`RunningStats: bins must be a power of two >= 2, got ${bins}`);
     }

@@ -72,7 +72,10 @@ export async function saveCheckpoint(
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   await writeJsonAtomic(join(tmp, "config.json"), { ...ckpt.config, actionflowVersion: VERSION });
-  await writeFileAtomic(join(tmp, "model.safetensors"), encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }));
+  await writeFileAtomic(
+    join(tmp, "model.safetensors"),
+    encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }),
+  );
   await writeJsonAtomic(join(tmp, "stats.json"), ckpt.normalization);
   if (ckpt.optimizer) {
     const all = new Map<string, NamedArray>();
@@ -106,7 +109,8 @@ async function pruneCheckpoints(root: string, current: string, keep: number): Pr
   }
   const mine = `.${process.pid}.tmp`;
   for (const n of entries) {
-    if ((/^\.step-\d+\.\d+\.tmp$/.test(n) && !n.endsWith(mine)) || n.startsWith(".trash-")) await rm(join(root, n), { recursive: true, force: true });
+    if ((/^\.step-\d+\.\d+\.tmp$/.test(n) && !n.endsWith(mine)) || n.startsWith(".trash-"))
+      await rm(join(root, n), { recursive: true, force: true });
   }
 }
 
@@ -122,7 +126,8 @@ export async function resolveCheckpointDir(path: string): Promise<string | undef
     if (await pathExists(latest)) {
       const { checkpoint } = JSON.parse(await readFile(latest, "utf8")) as { checkpoint: string };
       const dir = join(root, checkpoint);
-      if (!(await pathExists(join(dir, "config.json")))) throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
+      if (!(await pathExists(join(dir, "config.json"))))
+        throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
       return dir;
     }
   }
@@ -146,14 +151,19 @@ export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes"
     const { tensors } = decodeSafetensors(new Uint8Array(await readFile(optPath)), optPath);
     const pick = (prefix: string): Map<string, NamedArray> =>
       new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-    const trainState = JSON.parse(await readFile(join(dir, "train_state.json"), "utf8")) as OptimizerState["trainState"];
+    const trainState = JSON.parse(
+      await readFile(join(dir, "train_state.json"), "utf8"),
+    ) as OptimizerState["trainState"];
     ckpt.optimizer = { params: pick("param/"), m: pick("m/"), v: pick("v/"), trainState };
   }
   return ckpt;
 }
 
 /** The affine normalisation maps of a head, padded to the model's dims. */
-export function normsFor(spec: NormalizationSpec, config: HeadConfig): { obs: Record<string, AffineNorm>; action: AffineNorm } {
+export function normsFor(
+  spec: NormalizationSpec,
+  config: HeadConfig,
+): { obs: Record<string, AffineNorm>; action: AffineNorm } {
   const obs: Record<string, AffineNorm> = {};
   for (const f of config.obs) {
     const n = spec.obs[f.name];
@@ -167,4 +177,3 @@ export function normsFor(spec: NormalizationSpec, config: HeadConfig): { obs: Re
 export function rawActionDim(spec: NormalizationSpec): number {
   return spec.action.stats.mean.length;
 }
-

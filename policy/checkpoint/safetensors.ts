@@ -13,7 +13,10 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   for (const name of names) {
     const t = tensors.get(name)!;
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new Error(`tensor '${name}': shape [${t.shape.join(", ")}] has ${n} elements but data has ${t.data.length}`);
+    if (n !== t.data.length)
+      throw new Error(
+        `tensor '${name}': shape [${t.shape.join(", ")}] has ${n} elements but data has ${t.data.length}`,
+      );
     header[name] = { dtype: "F32", shape: t.shape, data_offsets: [offset, offset + 4 * n] };
     offset += 4 * n;
   }
@@ -33,11 +36,15 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
 }
 
 /** Decodes a safetensors buffer; `source` names the file in errors. */
-export function decodeSafetensors(bytes: Uint8Array, source = "safetensors"): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source = "safetensors",
+): { tensors: Map<string, NamedArray>; metadata: Record<string, string> } {
   if (bytes.length < 8) throw new Error(`${source}: truncated (${bytes.length} bytes)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = Number(view.getBigUint64(0, true));
-  if (8 + headerLen > bytes.length) throw new Error(`${source}: header length ${headerLen} exceeds file size ${bytes.length}`);
+  if (8 + headerLen > bytes.length)
+    throw new Error(`${source}: header length ${headerLen} exceeds file size ${bytes.length}`);
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, unknown>;
@@ -53,12 +60,16 @@ export function decodeSafetensors(bytes: Uint8Array, source = "safetensors"): { 
       continue;
     }
     const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    if (e.dtype !== "F32") throw new Error(`${source}: tensor '${name}' has dtype ${String(e.dtype)}; only F32 is supported`);
-    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets)) throw new Error(`${source}: tensor '${name}' lacks shape or data_offsets`);
+    if (e.dtype !== "F32")
+      throw new Error(`${source}: tensor '${name}' has dtype ${String(e.dtype)}; only F32 is supported`);
+    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets))
+      throw new Error(`${source}: tensor '${name}' lacks shape or data_offsets`);
     const [begin, end] = e.data_offsets;
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (end - begin !== 4 * n || base + end > bytes.length) {
-      throw new Error(`${source}: tensor '${name}' offsets [${begin}, ${end}] do not fit shape [${e.shape.join(", ")}] or the file (${bytes.length} bytes)`);
+      throw new Error(
+        `${source}: tensor '${name}' offsets [${begin}, ${end}] do not fit shape [${e.shape.join(", ")}] or the file (${bytes.length} bytes)`,
+      );
     }
     const data = new Float32Array(n);
     new Uint8Array(data.buffer).set(bytes.subarray(base + begin, base + end));

@@ -82,10 +82,13 @@ export function samplePath<A extends Float32Array | Float64Array>(
   opts: SamplePathOptions,
 ): PathSample<A> {
   const { dim } = opts;
-  if (!Number.isInteger(dim) || dim <= 0) throw new RangeError(`samplePath: dim must be a positive integer, got ${dim}`);
+  if (!Number.isInteger(dim) || dim <= 0)
+    throw new RangeError(`samplePath: dim must be a positive integer, got ${dim}`);
   const n = t.length;
   if (x0.length !== n * dim) {
-    throw new RangeError(`samplePath: x0 has length ${x0.length}, expected t.length * dim = ${n} * ${dim} = ${n * dim}`);
+    throw new RangeError(
+      `samplePath: x0 has length ${x0.length}, expected t.length * dim = ${n} * ${dim} = ${n * dim}`,
+    );
   }
   if (x1.length !== x0.length) {
     throw new RangeError(`samplePath: x1 has length ${x1.length} but x0 has length ${x0.length}`);

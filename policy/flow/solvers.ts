@@ -128,7 +128,8 @@ export function integrate<T>(
 
 /** `steps + 1` equally spaced times from t0 to t1 (default 0 to 1); the last is exactly t1. */
 export function uniformGrid(steps: number, t0 = 0, t1 = 1): number[] {
-  if (!Number.isInteger(steps) || steps <= 0) throw new RangeError(`uniformGrid: steps must be a positive integer, got ${steps}`);
+  if (!Number.isInteger(steps) || steps <= 0)
+    throw new RangeError(`uniformGrid: steps must be a positive integer, got ${steps}`);
   if (!Number.isFinite(t0) || !Number.isFinite(t1) || t0 === t1) {
     throw new RangeError(`uniformGrid: need finite t0 != t1, got t0=${t0}, t1=${t1}`);
   }
@@ -145,7 +146,9 @@ function checkGrid(grid: readonly number[]): void {
     const t = grid[i]!;
     if (!Number.isFinite(t)) throw new RangeError(`integrate: grid[${i}] is not finite: ${t}`);
     if (i > 0 && !(Math.sign(t - grid[i - 1]!) === direction && direction !== 0)) {
-      throw new RangeError(`integrate: the time grid must be strictly monotone, but grid[${i - 1}]=${grid[i - 1]} and grid[${i}]=${t}`);
+      throw new RangeError(
+        `integrate: the time grid must be strictly monotone, but grid[${i - 1}]=${grid[i - 1]} and grid[${i}]=${t}`,
+      );
     }
   }
 }
@@ -171,5 +174,6 @@ export const float32Space: VectorSpace<Float32Array> = {
 };
 
 function checkLengths(y: ArrayLike<number>, x: ArrayLike<number>): void {
-  if (y.length !== x.length) throw new RangeError(`axpy: length mismatch, y has ${y.length} values and x has ${x.length}`);
+  if (y.length !== x.length)
+    throw new RangeError(`axpy: length mismatch, y has ${y.length} values and x has ${x.length}`);
 }

@@ -41,7 +41,8 @@ export function uniformTime(): TimeSampler {
 /** t = sigmoid(m + s z), z ~ N(0, 1); CDF Phi((logit(t) - m) / s). Needs s > 0. */
 export function logitNormalTime(m: number, s: number): TimeSampler {
   if (!Number.isFinite(m)) throw new RangeError(`logitNormalTime: m must be finite, got ${m}`);
-  if (!(s > 0 && Number.isFinite(s))) throw new RangeError(`logitNormalTime: s must be a positive finite number, got ${s}`);
+  if (!(s > 0 && Number.isFinite(s)))
+    throw new RangeError(`logitNormalTime: s must be a positive finite number, got ${s}`);
   return {
     name: `logit_normal(${m},${s})`,
     config: { kind: "logit_normal", m, s },
@@ -102,7 +103,9 @@ export function timeSamplerFromConfig(config: TimeSamplerConfig): TimeSampler {
       return pi0Time();
     default: {
       const kind: unknown = (config as { kind?: unknown }).kind;
-      throw new Error(`time sampler config: unknown kind ${JSON.stringify(kind)}; valid kinds: uniform, logit_normal, beta, pi0`);
+      throw new Error(
+        `time sampler config: unknown kind ${JSON.stringify(kind)}; valid kinds: uniform, logit_normal, beta, pi0`,
+      );
     }
   }
 }

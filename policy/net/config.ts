@@ -56,7 +56,9 @@ export function parseHeadConfig(input: unknown, source = "config"): HeadConfig {
   if (!r.success) throw new Error(`${source}: invalid head config: ${describeIssues(r.error)}`);
   const cfg = r.data;
   if (cfg.arch === "transformer" && cfg.transformer.width % cfg.transformer.heads !== 0) {
-    throw new Error(`${source}: transformer.width ${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`);
+    throw new Error(
+      `${source}: transformer.width ${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`,
+    );
   }
   if (cfg.transformer.timeEmbedDim % 2 !== 0 || cfg.mlp.timeEmbedDim % 2 !== 0) {
     throw new Error(`${source}: timeEmbedDim must be even`);

@@ -7,7 +7,7 @@
  * constant time) is folded away by onnxruntime at load time and is not counted as runtime work.
  */
 import type { Ops, ParamSpec } from "./ops.ts";
-import type { ActionHead } from "./network.ts";
+import type { ActionHead } from "./head.ts";
 
 /** A value's shape and whether it depends on a runtime input. */
 export interface Abstract {
@@ -30,7 +30,8 @@ export class FlopCounter implements Ops<Abstract> {
   private broadcast(a: Abstract, b: Abstract): Abstract {
     const r = Math.max(a.shape.length, b.shape.length);
     const shape: number[] = [];
-    for (let i = 0; i < r; i++) shape.push(Math.max(a.shape[a.shape.length - r + i] ?? 1, b.shape[b.shape.length - r + i] ?? 1));
+    for (let i = 0; i < r; i++)
+      shape.push(Math.max(a.shape[a.shape.length - r + i] ?? 1, b.shape[b.shape.length - r + i] ?? 1));
     return { shape, dynamic: a.dynamic || b.dynamic };
   }
   add(a: Abstract, b: Abstract): Abstract {
@@ -88,7 +89,11 @@ export interface HeadFlopsOptions {
 }
 
 /** MatMul FLOPs of one `encode` and of one `velocity` evaluation at `batch`. */
-export function headFlops(head: ActionHead, batch: number, opts: HeadFlopsOptions = { time: "input" }): { encode: number; velocity: number } {
+export function headFlops(
+  head: ActionHead,
+  batch: number,
+  opts: HeadFlopsOptions = { time: "input" },
+): { encode: number; velocity: number } {
   const c = new FlopCounter();
   const obs = Object.fromEntries(head.config.obs.map((f) => [f.name, { shape: [batch, ...f.shape], dynamic: true }]));
   const ctx = head.encode(c, obs);

@@ -4,8 +4,8 @@
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
-import type { ActionHead, Context, VelocityOptions } from "./network.ts";
-import { featureSize, timeTokensOf } from "./network.ts";
+import type { ActionHead, Context, VelocityOptions } from "./head.ts";
+import { featureSize, timeTokensOf } from "./head.ts";
 import { chunks, dense, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -39,14 +39,20 @@ export function mlpHead(config: HeadConfig): ActionHead {
 
       for (let l = 0; l < depth; l++) {
         const p = `blocks.${l}`;
-        const [shift, scale, gate] = chunks(ops, dense(ops, `${p}.film`, c, W, 3 * W, { init: "zeros" }), 1, 3, W) as [T, T, T];
+        const [shift, scale, gate] = chunks(ops, dense(ops, `${p}.film`, c, W, 3 * W, { init: "zeros" }), 1, 3, W) as [
+          T,
+          T,
+          T,
+        ];
         const z = modulate(ops, ops.layerNorm(h, LN_EPS), shift, scale);
         const m = dense(ops, `${p}.fc2`, ops.silu(dense(ops, `${p}.fc1`, z, W, W)), W, W);
         h = ops.add(h, ops.mul(gate, m));
       }
 
       const [shift, scale] = chunks(ops, dense(ops, "final.film", c, W, 2 * W, { init: "zeros" }), 1, 2, W) as [T, T];
-      const out = dense(ops, "action.out", modulate(ops, ops.layerNorm(h, LN_EPS), shift, scale), W, H * A, { init: "zeros" });
+      const out = dense(ops, "action.out", modulate(ops, ops.layerNorm(h, LN_EPS), shift, scale), W, H * A, {
+        init: "zeros",
+      });
       return ops.reshape(out, [-1, H, A]);
     },
   };

@@ -42,7 +42,8 @@ export class TfjsOps implements Ops<tf.Tensor> {
   /** Copies the current parameter values out (for checkpoints). */
   snapshot(): Map<string, NamedArray> {
     const out = new Map<string, NamedArray>();
-    for (const [name, v] of this.params) out.set(name, { shape: v.shape.slice(), data: (v.dataSync() as Float32Array).slice() });
+    for (const [name, v] of this.params)
+      out.set(name, { shape: v.shape.slice(), data: (v.dataSync() as Float32Array).slice() });
     return out;
   }
 

@@ -8,8 +8,8 @@
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
-import type { ActionHead, Context, VelocityOptions } from "./network.ts";
-import { timeTokensOf } from "./network.ts";
+import type { ActionHead, Context, VelocityOptions } from "./head.ts";
+import { timeTokensOf } from "./head.ts";
 import { attend, chunks, dense, headsKeys, headsValues, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;

@@ -10,7 +10,13 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { loadCheckpoint, normsFor, rawActionDim, resolveCheckpointDir, type Checkpoint } from "../checkpoint/checkpoint.ts";
+import {
+  loadCheckpoint,
+  normsFor,
+  rawActionDim,
+  resolveCheckpointDir,
+  type Checkpoint,
+} from "../checkpoint/checkpoint.ts";
 import { solverByName, type SolverName } from "../flow/solvers.ts";
 import { buildHead } from "../net/network.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
@@ -71,14 +77,17 @@ export function featuresOf(ckpt: Pick<Checkpoint, "config" | "normalization">): 
     if (!n) throw new Error(`stats.json has no normalisation for observation feature '${f.name}'`);
     const d = f.shape[f.shape.length - 1]!;
     const rawD = n.stats.mean.length;
-    if (rawD < 1 || rawD > d) throw new Error(`observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`);
+    if (rawD < 1 || rawD > d)
+      throw new Error(`observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`);
     return { name: f.name, key: f.key, shape: [...f.shape], rawShape: [...f.shape.slice(0, -1), rawD] };
   });
 }
 
 /** SHA-256 (hex) of a checkpoint's `model.safetensors`: the identity of the exported weights. */
 export async function weightsDigest(checkpointDir: string): Promise<string> {
-  return createHash("sha256").update(await readFile(join(checkpointDir, "model.safetensors"))).digest("hex");
+  return createHash("sha256")
+    .update(await readFile(join(checkpointDir, "model.safetensors")))
+    .digest("hex");
 }
 
 /** Builds both graphs of a loaded checkpoint in memory. */
@@ -97,7 +106,9 @@ export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions
   const velocity = buildVelocityModel(head, ckpt.weights, features, { metadata });
   const unused = [...ckpt.weights.keys()].filter((k) => !sample.usedParams.includes(k));
   if (unused.length > 0) {
-    throw new Error(`${join(ckpt.dir, "model.safetensors")}: ${unused.length} weights are not used by the ${ckpt.config.arch} head (${unused.slice(0, 5).join(", ")}${unused.length > 5 ? ", ..." : ""}); config and weights disagree`);
+    throw new Error(
+      `${join(ckpt.dir, "model.safetensors")}: ${unused.length} weights are not used by the ${ckpt.config.arch} head (${unused.slice(0, 5).join(", ")}${unused.length > 5 ? ", ..." : ""}); config and weights disagree`,
+    );
   }
   const regression = ckpt.config.objective === "regression";
   return {
@@ -122,7 +133,8 @@ export function velocityPathFor(samplePath: string): string {
  */
 export async function exportOnnx(path: string, opts: ExportOptions = {}): Promise<ExportResult> {
   const dir = await resolveCheckpointDir(path);
-  if (!dir) throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
+  if (!dir)
+    throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
   const ckpt = await loadCheckpoint(dir);
   const built = await exportOnnxBytes(ckpt, opts);
   const onnx = resolve(opts.out ?? join(path, "policy.onnx"));

@@ -22,7 +22,7 @@
  *
  * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
  */
-import type { ActionHead } from "../net/network.ts";
+import type { ActionHead } from "../net/head.ts";
 import type { AffineNorm } from "../normalize.ts";
 import { integrate, solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
@@ -75,15 +75,23 @@ export function obsInputName(name: string): string {
 }
 
 /** Builds the `sample` model: raw observations (+ noise, prefix) -> raw action chunk. */
-export function buildSampleModel(head: ActionHead, weights: WeightMap, features: readonly FeatureIO[], norms: GraphNorms, opts: SampleModelOptions): BuiltModel {
+export function buildSampleModel(
+  head: ActionHead,
+  weights: WeightMap,
+  features: readonly FeatureIO[],
+  norms: GraphNorms,
+  opts: SampleModelOptions,
+): BuiltModel {
   const cfg = head.config;
   const { horizon: H, actionDim: A } = cfg;
   const rawA = norms.rawActionDim;
-  if (!Number.isInteger(rawA) || rawA < 1 || rawA > A) throw new Error(`raw action dim ${rawA} must be in 1..${A} (the model's action dim)`);
+  if (!Number.isInteger(rawA) || rawA < 1 || rawA > A)
+    throw new Error(`raw action dim ${rawA} must be in 1..${A} (the model's action dim)`);
   checkAffine("action", norms.action, A);
   const ops = new OnnxOps({ weights });
   const solver = solverByName(opts.solver);
-  if (!Number.isInteger(opts.steps) || opts.steps < 1) throw new Error(`steps must be a positive integer, got ${opts.steps}`);
+  if (!Number.isInteger(opts.steps) || opts.steps < 1)
+    throw new Error(`steps must be a positive integer, got ${opts.steps}`);
 
   // Observations: raw -> normalised -> zero-padded to the model's dims.
   const obs: Record<string, Sym> = {};
@@ -105,7 +113,11 @@ export function buildSampleModel(head: ActionHead, weights: WeightMap, features:
   const lenCol = ops.reshape(prefixLen, [-1, 1]);
   const steps = ops.int64([...Array(H).keys()], [1, H]);
   const maskBool = ops.node("Less", [steps, lenCol], [-1, H], {}, DataType.BOOL);
-  const mask = ops.reshape(ops.node("Cast", [maskBool], [-1, H], { to: { int: DataType.FLOAT } }, DataType.FLOAT), [-1, H, 1]);
+  const mask = ops.reshape(ops.node("Cast", [maskBool], [-1, H], { to: { int: DataType.FLOAT } }, DataType.FLOAT), [
+    -1,
+    H,
+    1,
+  ]);
   const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
 
   let x: Sym;
@@ -155,13 +167,24 @@ export function buildSampleModel(head: ActionHead, weights: WeightMap, features:
     "actionflow.prefix": "replace",
     ...opts.metadata,
   };
-  const doc = `actionflow ${cfg.arch} ${cfg.objective} head: raw observations -> action chunk [batch, ${H}, ${rawA}]` +
-    (cfg.objective === "regression" ? " (one evaluation)" : ` (${solver.name}, ${opts.steps} steps, noise [batch, ${H}, ${A}] required)`);
+  const doc =
+    `actionflow ${cfg.arch} ${cfg.objective} head: raw observations -> action chunk [batch, ${H}, ${rawA}]` +
+    (cfg.objective === "regression"
+      ? " (one evaluation)"
+      : ` (${solver.name}, ${opts.steps} steps, noise [batch, ${H}, ${A}] required)`);
   return { model: wrapModel(ops, "actionflow_sample", doc, meta), usedParams: ops.usedParams() };
 }
 
-/** Builds the `velocity` model: normalised `xt` `[batch, H, A]`, `t` `[batch, H]`, normalised `obs.<name>` -> `velocity`. */
-export function buildVelocityModel(head: ActionHead, weights: WeightMap, features: readonly FeatureIO[], opts: { metadata?: Record<string, string> } = {}): BuiltModel {
+/**
+ * Builds the `velocity` model: normalised `xt` `[batch, H, A]`, `t` `[batch, H]`, normalised `obs.<name>` ->
+ * `velocity`.
+ */
+export function buildVelocityModel(
+  head: ActionHead,
+  weights: WeightMap,
+  features: readonly FeatureIO[],
+  opts: { metadata?: Record<string, string> } = {},
+): BuiltModel {
   const cfg = head.config;
   const { horizon: H, actionDim: A } = cfg;
   const ops = new OnnxOps({ weights });
@@ -176,7 +199,11 @@ export function buildVelocityModel(head: ActionHead, weights: WeightMap, feature
   return { model: wrapModel(ops, "actionflow_velocity", doc, meta), usedParams: ops.usedParams() };
 }
 
-function headMetadata(head: ActionHead, features: readonly FeatureIO[], graph: "sample" | "velocity"): Record<string, string> {
+function headMetadata(
+  head: ActionHead,
+  features: readonly FeatureIO[],
+  graph: "sample" | "velocity",
+): Record<string, string> {
   const cfg = head.config;
   return {
     "actionflow.version": VERSION,
@@ -204,7 +231,10 @@ function wrapModel(ops: OnnxOps, name: string, doc: string, meta: Record<string,
 
 /** x * scale + offset over the first `rawD` dims of the map (raw values, unpadded). */
 function normalizeRaw(ops: OnnxOps, x: Sym, norm: AffineNorm, rawD: number): Sym {
-  return ops.add(ops.mul(x, ops.constant(norm.scale.slice(0, rawD), [rawD])), ops.constant(norm.offset.slice(0, rawD), [rawD]));
+  return ops.add(
+    ops.mul(x, ops.constant(norm.scale.slice(0, rawD), [rawD])),
+    ops.constant(norm.offset.slice(0, rawD), [rawD]),
+  );
 }
 
 /** Zero-pads the last axis of x from `from` to `to` (normalised padding dims are 0). */

@@ -118,19 +118,37 @@ export class OnnxOps implements Ops<Sym> {
    * Emits one node `opType(inputs)` with attributes; returns its (single) output of `shape` and
    * `dtype` (default: the first input's).
    */
-  node(opType: string, inputs: readonly Sym[], shape: readonly number[], attrs: Record<string, AttrValue> = {}, dtype?: number): Sym {
+  node(
+    opType: string,
+    inputs: readonly Sym[],
+    shape: readonly number[],
+    attrs: Record<string, AttrValue> = {},
+    dtype?: number,
+  ): Sym {
     // Every op emitted is pure, so the same op on the same values is computed once.
     const key = `${opType}(${inputs.map((i) => i.name).join(",")})${JSON.stringify(attrs)}`;
     const seen = this.memo.get(key);
     if (seen) return seen;
-    const sym = this.nodeNamed(opType, inputs, this.fresh(opType), shape, attrs, dtype ?? inputs[0]?.dtype ?? DataType.FLOAT);
+    const sym = this.nodeNamed(
+      opType,
+      inputs,
+      this.fresh(opType),
+      shape,
+      attrs,
+      dtype ?? inputs[0]?.dtype ?? DataType.FLOAT,
+    );
     this.memo.set(key, sym);
     return sym;
   }
 
   /** An int64 constant (shape tensors, indices). */
   int64(values: readonly number[], shape: readonly number[] = [values.length]): Sym {
-    return this.dedupe(int64Tensor("", values, shape), "i64", Buffer.from(new BigInt64Array(values.map((v) => BigInt(v))).buffer), DataType.INT64);
+    return this.dedupe(
+      int64Tensor("", values, shape),
+      "i64",
+      Buffer.from(new BigInt64Array(values.map((v) => BigInt(v))).buffer),
+      DataType.INT64,
+    );
   }
 
   // ---- Ops<Sym> ----
@@ -150,7 +168,9 @@ export class OnnxOps implements Ops<Sym> {
     }
     const size = spec.shape.reduce((a, b) => a * b, 1);
     if (w.data.length !== size) {
-      throw new Error(`weights: parameter '${spec.name}' has ${w.data.length} values, shape [${w.shape}] needs ${size}`);
+      throw new Error(
+        `weights: parameter '${spec.name}' has ${w.data.length} values, shape [${w.shape}] needs ${size}`,
+      );
     }
     this.claim(spec.name);
     this.initializers.push(floatTensor(spec.name, w.data, spec.shape));
@@ -214,7 +234,12 @@ export class OnnxOps implements Ops<Sym> {
     if (perm.length !== x.shape.length || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
       throw new Error(`transpose: perm [${perm}] does not fit shape [${x.shape}]`);
     }
-    return this.node("Transpose", [x], perm.map((p) => x.shape[p]!), { perm });
+    return this.node(
+      "Transpose",
+      [x],
+      perm.map((p) => x.shape[p]!),
+      { perm },
+    );
   }
 
   concat(xs: Sym[], axis: number): Sym {
@@ -228,7 +253,8 @@ export class OnnxOps implements Ops<Sym> {
     for (const x of xs) {
       if (x.shape.length !== r) throw new Error(`concat: ranks differ: [${first.shape}] and [${x.shape}]`);
       for (let d = 0; d < r; d++) {
-        if (d !== ax && x.shape[d] !== first.shape[d]) throw new Error(`concat on axis ${axis}: shapes [${first.shape}] and [${x.shape}] differ off-axis`);
+        if (d !== ax && x.shape[d] !== first.shape[d])
+          throw new Error(`concat on axis ${axis}: shapes [${first.shape}] and [${x.shape}] differ off-axis`);
       }
       const n = x.shape[ax]!;
       if (n < 0) throw new Error(`concat: axis ${axis} is dynamic in [${x.shape}]`);
@@ -317,8 +343,14 @@ export class OnnxOps implements Ops<Sym> {
     return this.reshapeUnchecked(g, [...lead, n], [...lead, n]);
   }
 
-
-  private nodeNamed(opType: string, inputs: readonly Sym[], output: string, shape: readonly number[], attrs: Record<string, AttrValue>, dtype: number): Sym {
+  private nodeNamed(
+    opType: string,
+    inputs: readonly Sym[],
+    output: string,
+    shape: readonly number[],
+    attrs: Record<string, AttrValue>,
+    dtype: number,
+  ): Sym {
     this.claim(output);
     const attribute = Object.entries(attrs).map(([k, v]) => attr(k, v));
     const node: NodeProto = {
@@ -402,14 +434,17 @@ export function broadcast(op: string, a: readonly number[], b: readonly number[]
 
 function inferReshape(from: readonly number[], to: readonly number[]): number[] {
   const dyn = to.filter((d) => d === BATCH).length;
-  if (dyn > 1 || to.some((d) => d === 0 || d < -1)) throw new Error(`reshape: target [${to}] may hold one -1 and positive sizes only`);
+  if (dyn > 1 || to.some((d) => d === 0 || d < -1))
+    throw new Error(`reshape: target [${to}] may hold one -1 and positive sizes only`);
   const staticFrom = from.filter((d) => d !== BATCH).reduce((a, b) => a * b, 1);
   const staticTo = to.filter((d) => d !== BATCH).reduce((a, b) => a * b, 1);
   const fromDyn = from.includes(BATCH);
   if (fromDyn !== (dyn === 1)) {
-    if (!fromDyn && dyn === 1 && staticFrom % staticTo === 0) return to.map((d) => (d === BATCH ? staticFrom / staticTo : d));
+    if (!fromDyn && dyn === 1 && staticFrom % staticTo === 0)
+      return to.map((d) => (d === BATCH ? staticFrom / staticTo : d));
     throw new Error(`reshape: [${from}] -> [${to}] must keep the batch dimension as -1`);
   }
-  if (staticFrom !== staticTo) throw new Error(`reshape: [${from}] has ${staticFrom} values per batch item, [${to}] has ${staticTo}`);
+  if (staticFrom !== staticTo)
+    throw new Error(`reshape: [${from}] has ${staticFrom} values per batch item, [${to}] has ${staticTo}`);
   return [...to];
 }

@@ -23,7 +23,9 @@ import { Rng } from "../random.ts";
 export interface OnnxPolicyOptions {
   /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
   threads?: number;
-  /** Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of onnxruntime-node). */
+  /**
+   * Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of onnxruntime-node).
+   */
   executionProviders?: string[];
   /** Seed of the noise drawn when `sampleChunk` is given neither `noise` nor `seed` (default 0). */
   seed?: number;
@@ -94,11 +96,14 @@ export class OnnxPolicy {
     this.rng = new Rng(seed);
     const num = (key: string): number => {
       const v = Number(meta[key]);
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${source}: metadata '${key}' is missing or invalid (${meta[key]})`);
+      if (!Number.isInteger(v) || v < 1)
+        throw new Error(`${source}: metadata '${key}' is missing or invalid (${meta[key]})`);
       return v;
     };
     if (meta["actionflow.graph"] !== "sample") {
-      throw new Error(`${source}: not an actionflow sample graph (actionflow.graph = ${meta["actionflow.graph"] ?? "absent"}); load policy.onnx, not the velocity graph`);
+      throw new Error(
+        `${source}: not an actionflow sample graph (actionflow.graph = ${meta["actionflow.graph"] ?? "absent"}); load policy.onnx, not the velocity graph`,
+      );
     }
     this.horizon = num("actionflow.horizon");
     this.actionDim = num("actionflow.action_dim");
@@ -112,9 +117,17 @@ export class OnnxPolicy {
       throw new Error(`${source}: metadata 'actionflow.features' is not JSON`, { cause: err });
     }
     this.needsNoise = session.inputNames.includes("noise");
-    const expected = [...this.features.map((f) => obsInputName(f.name)), "prefix", "prefix_len", ...(this.needsNoise ? ["noise"] : [])];
+    const expected = [
+      ...this.features.map((f) => obsInputName(f.name)),
+      "prefix",
+      "prefix_len",
+      ...(this.needsNoise ? ["noise"] : []),
+    ];
     const missing = expected.filter((n) => !session.inputNames.includes(n));
-    if (missing.length > 0) throw new Error(`${source}: graph inputs ${missing.join(", ")} are missing (has ${session.inputNames.join(", ")})`);
+    if (missing.length > 0)
+      throw new Error(
+        `${source}: graph inputs ${missing.join(", ")} are missing (has ${session.inputNames.join(", ")})`,
+      );
     if (!session.outputNames.includes("actions")) throw new Error(`${source}: graph has no 'actions' output`);
   }
 
@@ -144,12 +157,17 @@ export class OnnxPolicy {
         if (ckptDir) {
           const digest = await weightsDigest(ckptDir);
           if (meta["actionflow.weights_sha256"] !== digest) {
-            throw new Error(`${file} was exported from other weights than the checkpoint ${ckptDir} (checkpoint ${meta["actionflow.checkpoint"] ?? "unknown"}); re-run 'actionflow export ${path}'`);
+            throw new Error(
+              `${file} was exported from other weights than the checkpoint ${ckptDir} (checkpoint ${meta["actionflow.checkpoint"] ?? "unknown"}); re-run 'actionflow export ${path}'`,
+            );
           }
         }
       } else if (ckptDir) {
         const ckpt = await loadCheckpoint(ckptDir);
-        const built = await exportOnnxBytes(ckpt, { ...(opts.steps !== undefined ? { steps: opts.steps } : {}), ...(opts.solver !== undefined ? { solver: opts.solver } : {}) });
+        const built = await exportOnnxBytes(ckpt, {
+          ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+          ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
+        });
         bytes = built.sample;
         source = `checkpoint ${ckptDir} (exported in memory)`;
         meta = metadataOf(decodeModel(bytes, source));
@@ -193,7 +211,9 @@ export class OnnxPolicy {
       const actions = y.data as Float32Array;
       for (let i = 0; i < actions.length; i++) {
         if (!Number.isFinite(actions[i]!)) {
-          throw new Error(`${this.source}: the model produced a non-finite action ${actions[i]} at step ${Math.floor(i / this.actionDim)}, dim ${i % this.actionDim}; refusing to return it`);
+          throw new Error(
+            `${this.source}: the model produced a non-finite action ${actions[i]} at step ${Math.floor(i / this.actionDim)}, dim ${i % this.actionDim}; refusing to return it`,
+          );
         }
       }
       return { actions: actions.slice(), shape: [this.horizon, this.actionDim] };
@@ -230,11 +250,16 @@ export class OnnxPolicy {
       }
       const x = byName ?? byKey;
       if (x === undefined) {
-        throw new Error(`observation feature '${f.key}' (model name '${f.name}') is missing; got ${Object.keys(observation).join(", ") || "nothing"}`);
+        throw new Error(
+          `observation feature '${f.key}' (model name '${f.name}') is missing; got ${Object.keys(observation).join(", ") || "nothing"}`,
+        );
       }
       const n = size(f.rawShape);
       if (!(x instanceof Float32Array)) throw new TypeError(`observation feature '${f.key}' must be a Float32Array`);
-      if (x.length !== n) throw new Error(`observation feature '${f.key}' has ${x.length} values, expected ${n} (shape [${f.rawShape.join(", ")}])`);
+      if (x.length !== n)
+        throw new Error(
+          `observation feature '${f.key}' has ${x.length} values, expected ${n} (shape [${f.rawShape.join(", ")}])`,
+        );
       checkFinite(x, `observation feature '${f.key}'`);
       feeds[obsInputName(f.name)] = new ort.Tensor("float32", x, [1, ...f.rawShape]);
     }
@@ -243,7 +268,8 @@ export class OnnxPolicy {
       const n = H * this.modelActionDim;
       let noise = opts.noise;
       if (noise !== undefined) {
-        if (noise.length !== n) throw new Error(`noise has ${noise.length} values, expected ${n} ([${H}, ${this.modelActionDim}])`);
+        if (noise.length !== n)
+          throw new Error(`noise has ${noise.length} values, expected ${n} ([${H}, ${this.modelActionDim}])`);
         checkFinite(noise, "noise");
       } else {
         noise = (opts.seed !== undefined ? new Rng(opts.seed) : this.rng).normalArray(n);
@@ -257,9 +283,11 @@ export class OnnxPolicy {
       throw new Error(`prefix has ${given.length} values, not a whole number of ${A}-dim actions`);
     }
     const len = opts.prefixLen ?? (given ? given.length / A : 0);
-    if (!Number.isInteger(len) || len < 0 || len > H) throw new Error(`prefix length must be an integer in 0..${H} steps, got ${len}`);
+    if (!Number.isInteger(len) || len < 0 || len > H)
+      throw new Error(`prefix length must be an integer in 0..${H} steps, got ${len}`);
     if (len > 0) {
-      if (!given || given.length < len * A) throw new Error(`prefixLen ${len} needs a prefix of at least ${len * A} values, got ${given?.length ?? 0}`);
+      if (!given || given.length < len * A)
+        throw new Error(`prefixLen ${len} needs a prefix of at least ${len * A} values, got ${given?.length ?? 0}`);
       const used = given.subarray(0, len * A);
       checkFinite(used, "prefix");
       prefix.set(used);

@@ -3,7 +3,7 @@
  * parity reference of the ONNX graph. Same network description, same solvers.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { ActionHead } from "../net/network.ts";
+import type { ActionHead } from "../net/head.ts";
 import type { Ops } from "../net/ops.ts";
 import type { SolverName, VectorSpace } from "../flow/solvers.ts";
 import { integrate, solverByName, uniformGrid } from "../flow/solvers.ts";
@@ -44,10 +44,18 @@ export function sampleChunkTfjs(
     return head.velocity(ops, ctx, tf.zerosLike(noise), tf.ones([batch, 1]), { timeTokens: 1 });
   }
   // Each evaluation frees its intermediates at once; only the velocity and the states survive.
-  const f = (x: tf.Tensor, t: number): tf.Tensor => tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, 1], t), { timeTokens: 1 }));
-  const { x } = integrate(solverByName(opts.solver ?? "euler"), tfjsSpace, f, noise, opts.grid ?? uniformGrid(opts.steps ?? 10), {
-    onStep: opts.onStep,
-  });
+  const f = (x: tf.Tensor, t: number): tf.Tensor =>
+    tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, 1], t), { timeTokens: 1 }));
+  const { x } = integrate(
+    solverByName(opts.solver ?? "euler"),
+    tfjsSpace,
+    f,
+    noise,
+    opts.grid ?? uniformGrid(opts.steps ?? 10),
+    {
+      onStep: opts.onStep,
+    },
+  );
   return x;
 }
 

@@ -12,7 +12,10 @@ import type { SimEnv, Vec3 } from "../env.ts";
 
 /** Options for {@link SiteIk.solve}. */
 export interface IkSolveOptions {
-  /** Desired direction of the site's z axis (unit vector); default [0, 0, -1] (pointing down). Null to ignore orientation. */
+  /**
+   * Desired direction of the site's z axis (unit vector); default [0, 0, -1] (pointing down). Null to ignore
+   * orientation.
+   */
   pointAlong?: Vec3 | null;
   /** Weight of the pointing error (radians) against the position error (metres); default 0.1. */
   pointWeight?: number;

@@ -26,8 +26,10 @@ export function expertSeed(episodeSeed: number): number {
  */
 export function createExpert(task: Task, mode?: string): Expert {
   const rng = new Rng(expertSeed(task.seed));
-  if (mode !== undefined && !(task instanceof AvoidTask)) throw new Error(`sim/experts: the ${task.info.name} expert has no modes to force (got '${mode}')`);
-  if (mode !== undefined && mode !== "left" && mode !== "right") throw new Error(`sim/experts: avoid mode must be 'left' or 'right', got '${mode}'`);
+  if (mode !== undefined && !(task instanceof AvoidTask))
+    throw new Error(`sim/experts: the ${task.info.name} expert has no modes to force (got '${mode}')`);
+  if (mode !== undefined && mode !== "left" && mode !== "right")
+    throw new Error(`sim/experts: avoid mode must be 'left' or 'right', got '${mode}'`);
   if (task instanceof ReachTask) return reachExpert(task, rng);
   if (task instanceof PushTask) return pushExpert(task, rng);
   if (task instanceof AvoidTask) return avoidExpert(task, rng, mode);

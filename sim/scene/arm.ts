@@ -23,7 +23,14 @@ export const ARM_LINKS = {
 } as const;
 
 /** Joint names in state/action order. */
-export const ARM_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"] as const;
+export const ARM_JOINTS = [
+  "shoulder_pan",
+  "shoulder_lift",
+  "elbow_flex",
+  "wrist_flex",
+  "wrist_roll",
+  "gripper",
+] as const;
 
 /** Joint ranges [min, max] in radians (gripper: metres of opening per finger), SO-101 limits. */
 export const ARM_RANGES: Record<(typeof ARM_JOINTS)[number], [number, number]> = {

@@ -38,7 +38,9 @@ export function parseRobotMapping(raw: unknown, source: string): RobotMapping {
   }
   const m = r.data;
   if (m.joints.length !== m.actuators.length) {
-    throw new Error(`${source}: 'joints' has ${m.joints.length} names but 'actuators' has ${m.actuators.length}; need one actuator per joint`);
+    throw new Error(
+      `${source}: 'joints' has ${m.joints.length} names but 'actuators' has ${m.actuators.length}; need one actuator per joint`,
+    );
   }
   if (m.home && m.home.length !== m.joints.length) {
     throw new Error(`${source}: 'home' has ${m.home.length} values, expected ${m.joints.length} (one per joint)`);
@@ -81,7 +83,9 @@ export async function loadUserScene(opts: UserSceneOptions): Promise<RobotScene>
     joints: m.joints,
     actuators: m.actuators,
     eeSite: m.eeSite,
-    ...(m.gripper ? { gripper: { index: m.joints.indexOf(m.gripper.joint), open: m.gripper.open, closed: m.gripper.closed } } : {}),
+    ...(m.gripper
+      ? { gripper: { index: m.joints.indexOf(m.gripper.joint), open: m.gripper.open, closed: m.gripper.closed } }
+      : {}),
     ...(m.home ? { home: m.home } : {}),
   };
 }

@@ -113,7 +113,10 @@ export class AvoidTask extends Task {
   }
 }
 
-/** Which way round the pillar the end effector went: "left" (+y), "right" (-y), or "none" if it never came level with it. */
+/**
+ * Which way round the pillar the end effector went: "left" (+y), "right" (-y), or "none" if it never came level with
+ * it.
+ */
 export function avoidMode(trace: readonly Vec3[], obstacle: Vec3): "left" | "right" | "none" {
   let best = Infinity;
   let side: "left" | "right" | "none" = "none";

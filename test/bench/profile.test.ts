@@ -21,7 +21,12 @@ describe("bench train --profile", () => {
     });
     const trainer = new Trainer({ head: buildHead(config), seed: 0 });
     const rng = new Rng(1);
-    const batch = { size: 2, obs: { state: rng.normalArray(10) }, actions: rng.normalArray(24), isPad: new Uint8Array(8) };
+    const batch = {
+      size: 2,
+      obs: { state: rng.normalArray(10) },
+      actions: rng.normalArray(24),
+      isPad: new Uint8Array(8),
+    };
     const runKernel = (tf.engine() as unknown as { runKernel: unknown }).runKernel;
     trainer.trainStep(batch);
     const before = tf.memory().numTensors;
@@ -32,7 +37,10 @@ describe("bench train --profile", () => {
     expect(p.kernels["BatchMatMul"]!.calls).toBeGreaterThan(0);
     const ms = Object.values(p.kernels).map((k) => k.ms);
     expect(ms).toEqual([...ms].sort((a, b) => b - a));
-    expect(p.kernelMs).toBeCloseTo(ms.reduce((a, b) => a + b, 0), 6);
+    expect(p.kernelMs).toBeCloseTo(
+      ms.reduce((a, b) => a + b, 0),
+      6,
+    );
     expect(p.kernelMs).toBeLessThanOrEqual(p.stepMs + 1e-6);
     trainer.dispose();
   });

@@ -34,7 +34,9 @@ async function run(args: string[]): Promise<Record<string, unknown>> {
 
 describe("actionflow dataset", () => {
   it("info prints the brief's JSON for the shared v2.1 dataset (through the real CLI)", async () => {
-    const { stdout } = await promisify(execFile)("npx", ["tsx", "cli/main.ts", "dataset", "info", G1, "--json"], { cwd: process.cwd() });
+    const { stdout } = await promisify(execFile)("npx", ["tsx", "cli/main.ts", "dataset", "info", G1, "--json"], {
+      cwd: process.cwd(),
+    });
     const last = stdout.trimEnd().split("\n").pop()!;
     const r = JSON.parse(last) as Record<string, unknown>;
     expect(r).toMatchObject({
@@ -69,8 +71,17 @@ describe("actionflow dataset", () => {
 
     const h5 = join(tmp, "lift.hdf5");
     await writeRobomimic(h5);
-    expect(await run(["info", h5, "--json"])).toMatchObject({ format: "robomimic", episodes: 3, frames: 15, fps: 20, masks: { train: 2, valid: 1 } });
-    expect(await run(["convert", h5, join(tmp, "lift-v3"), "--json", "--task", "lift the cube"])).toMatchObject({ episodes: 3, frames: 15 });
+    expect(await run(["info", h5, "--json"])).toMatchObject({
+      format: "robomimic",
+      episodes: 3,
+      frames: 15,
+      fps: 20,
+      masks: { train: 2, valid: 1 },
+    });
+    expect(await run(["convert", h5, join(tmp, "lift-v3"), "--json", "--task", "lift the cube"])).toMatchObject({
+      episodes: 3,
+      frames: 15,
+    });
     expect(await run(["info", join(tmp, "lift-v3"), "--json"])).toMatchObject({ tasks: ["lift the cube"] });
     await expect(run(["convert", G1, out, "--json"])).rejects.toThrow(/not empty/);
   });

@@ -34,7 +34,10 @@ interface Spawned {
 
 /** Starts the real CLI (`node cli/bin.js train ...`); `kill` lets a caller SIGKILL it. */
 function cli(args: string[]): { done: Promise<Spawned>; kill: () => void } {
-  const child = spawn(process.execPath, ["cli/bin.js", "train", ...args], { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["cli/bin.js", "train", ...args], {
+    cwd: process.cwd(),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -46,15 +49,36 @@ function cli(args: string[]): { done: Promise<Spawned>; kill: () => void } {
   return { done, kill: () => child.kill("SIGKILL") };
 }
 
-const lastJson = (s: string): Record<string, unknown> => JSON.parse(s.trimEnd().split("\n").pop()!) as Record<string, unknown>;
-
+const lastJson = (s: string): Record<string, unknown> =>
+  JSON.parse(s.trimEnd().split("\n").pop()!) as Record<string, unknown>;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe("actionflow train (real CLI)", () => {
   it("survives SIGKILL at a random moment after the first checkpoint and resumes to the same weights as a straight run", async () => {
     const out = join(dir, "killed");
-    const common = ["--dataset", G1, "--config", config, "--steps", "80", "--batch", "16", "--horizon", "8", "--val-episodes", "8:10", "--checkpoint-every", "5", "--backend", "wasm", "--seed", "3", "--workers", "1"];
+    const common = [
+      "--dataset",
+      G1,
+      "--config",
+      config,
+      "--steps",
+      "80",
+      "--batch",
+      "16",
+      "--horizon",
+      "8",
+      "--val-episodes",
+      "8:10",
+      "--checkpoint-every",
+      "5",
+      "--backend",
+      "wasm",
+      "--seed",
+      "3",
+      "--workers",
+      "1",
+    ];
     const first = cli([...common, "--out", out, "--json"]);
     const latest = join(out, "checkpoints", "latest.json");
     const deadline = Date.now() + 90_000;
@@ -72,7 +96,8 @@ describe("actionflow train (real CLI)", () => {
     expect(resumed.stderr).toMatch(/backend: wasm/);
     const r = lastJson(resumed.stdout);
     expect(r).toMatchObject({ steps: 80, resumedFrom: killedAt, backend: "wasm" });
-    for (const k of ["trainLoss", "valLoss", "valLossAtStart", "checkpoint", "seconds", "samplesPerSec", "params"]) expect(r, k).toHaveProperty(k);
+    for (const k of ["trainLoss", "valLoss", "valLossAtStart", "checkpoint", "seconds", "samplesPerSec", "params"])
+      expect(r, k).toHaveProperty(k);
     expect(r["valLoss"] as number).toBeLessThan(r["valLossAtStart"] as number);
 
     const ckRoot = join(out, "checkpoints");
@@ -86,7 +111,19 @@ describe("actionflow train (real CLI)", () => {
 
     // The same run without interruption, in-process, ends with bit-identical weights and moments.
     await useBackend("wasm");
-    const straight = await trainRun({ dataset: G1, out: join(dir, "straight"), config: TINY, steps: 80, batch: 16, horizon: 8, valEpisodes: "8:10", checkpointEvery: 80, backend: "wasm", seed: 3, workers: 1 });
+    const straight = await trainRun({
+      dataset: G1,
+      out: join(dir, "straight"),
+      config: TINY,
+      steps: 80,
+      batch: 16,
+      horizon: 8,
+      valEpisodes: "8:10",
+      checkpointEvery: 80,
+      backend: "wasm",
+      seed: 3,
+      workers: 1,
+    });
     expect(straight.valLoss).toBe(r["valLoss"]);
     for (const f of ["model.safetensors", "optimizer.safetensors"]) {
       const a = await readFile(join(straight.checkpoint, f));
@@ -104,7 +141,23 @@ describe("actionflow train (real CLI)", () => {
     a[5] = NaN;
     rows[7] = { ...rows[7], action: a };
     await writeRows(file, rows, G1_COLUMNS);
-    const r = await cli(["--dataset", ds, "--out", join(dir, "nan"), "--config", config, "--steps", "2", "--horizon", "8", "--val-episodes", "8:10", "--workers", "1", "--json"]).done;
+    const r = await cli([
+      "--dataset",
+      ds,
+      "--out",
+      join(dir, "nan"),
+      "--config",
+      config,
+      "--steps",
+      "2",
+      "--horizon",
+      "8",
+      "--val-episodes",
+      "8:10",
+      "--workers",
+      "1",
+      "--json",
+    ]).done;
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/episode_000003\.parquet: column 'action' \(episode 3, frame 7\): NaN at dim 5/);
     expect(r.stdout).toBe("");

@@ -38,6 +38,8 @@ describe("openDataset", () => {
     await expect(openDataset(join(tmp, "nope"))).rejects.toThrow(/nope: dataset not found/);
     const txt = join(tmp, "notes.txt");
     await writeFile(txt, "hello");
-    await expect(openDataset(txt)).rejects.toThrow(/notes\.txt: a dataset file must be a robomimic \.hdf5 or \.h5 file/);
+    await expect(openDataset(txt)).rejects.toThrow(
+      /notes\.txt: a dataset file must be a robomimic \.hdf5 or \.h5 file/,
+    );
   });
 });

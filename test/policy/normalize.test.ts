@@ -2,7 +2,15 @@ import { describe, expect, it } from "vitest";
 import { affineFor, denormalize, normalize, padAffine } from "../../policy/normalize.ts";
 import type { FeatureStats } from "../../policy/normalize.ts";
 
-const stats: FeatureStats = { mean: [1, -2], std: [2, 0.5], min: [-3, -4], max: [5, 0], count: 10, q01: [-2, -3.5], q99: [4, -0.5] };
+const stats: FeatureStats = {
+  mean: [1, -2],
+  std: [2, 0.5],
+  min: [-3, -4],
+  max: [5, 0],
+  count: 10,
+  q01: [-2, -3.5],
+  q99: [4, -0.5],
+};
 
 describe("normalisation", () => {
   it("matches LeRobot's formulas for each mode", () => {

@@ -56,9 +56,29 @@ describe("collect -> train -> export -> sim eval", () => {
 
     const cli = join(process.cwd(), "cli", "main.ts");
     const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
-    const e = await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "3", "--seed", "1000", "--n-action-steps", "4", "--prefix-steps", "2", "--json"]);
+    const e = await run(tsx, [
+      cli,
+      "sim",
+      "eval",
+      "--task",
+      "reach",
+      "--policy",
+      runDir,
+      "--episodes",
+      "3",
+      "--seed",
+      "1000",
+      "--n-action-steps",
+      "4",
+      "--prefix-steps",
+      "2",
+      "--json",
+    ]);
     const lines = e.stdout.trim().split("\n");
-    const res = JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"] & { episodes: number; outDir: string };
+    const res = JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"] & {
+      episodes: number;
+      outDir: string;
+    };
     expect(res.episodes).toBe(3);
     expect(res.outDir).toBe(join(runDir, "eval", "reach"));
     expect(res.pc_success).toBeGreaterThanOrEqual(0);
@@ -81,11 +101,34 @@ describe("collect -> train -> export -> sim eval", () => {
     expect(a.eval_s).toBeGreaterThan(0);
     expect(a.eval_ep_s).toBeCloseTo(a.eval_s / 3, 12);
     expect(res.pc_success).toBe(a.pc_success);
-    expect((await readdir(join(runDir, "eval", "reach", "pictures"))).sort()).toEqual(["eval_episode_0.svg", "eval_episode_1.svg", "eval_episode_2.svg"]);
+    expect((await readdir(join(runDir, "eval", "reach", "pictures"))).sort()).toEqual([
+      "eval_episode_0.svg",
+      "eval_episode_1.svg",
+      "eval_episode_2.svg",
+    ]);
 
     // Episode 2 replays alone from its seed: the scene and the policy's noise both restart from it.
     const one = join(dir, "one");
-    await run(tsx, [cli, "sim", "eval", "--task", "reach", "--policy", runDir, "--episodes", "1", "--seed", "1002", "--n-action-steps", "4", "--prefix-steps", "2", "--out", one, "--json"]);
+    await run(tsx, [
+      cli,
+      "sim",
+      "eval",
+      "--task",
+      "reach",
+      "--policy",
+      runDir,
+      "--episodes",
+      "1",
+      "--seed",
+      "1002",
+      "--n-action-steps",
+      "4",
+      "--prefix-steps",
+      "2",
+      "--out",
+      one,
+      "--json",
+    ]);
     const alone = JSON.parse(await readFile(join(one, "eval_info.json"), "utf8")) as EvalInfo;
     const { episode_ix: _a, ...again } = alone.per_episode[0]!;
     const { episode_ix: _b, ...before } = info.per_episode[2]!;

@@ -39,7 +39,14 @@ describe("sim collect + replay", () => {
     expect(ds.totalFrames).toBe(r.frames);
     expect(ds.features["observation.state"]?.shape).toEqual([6]);
     expect(ds.features["observation.environment_state"]?.shape).toEqual([8]);
-    expect(ds.features["action"]?.names).toEqual(["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]);
+    expect(ds.features["action"]?.names).toEqual([
+      "shoulder_pan",
+      "shoulder_lift",
+      "elbow_flex",
+      "wrist_flex",
+      "wrist_roll",
+      "gripper",
+    ]);
     expect(ds.tasks).toEqual(["Push the blue puck into the green goal region."]);
     const meta = await readActionflowMeta(out);
     expect(meta.episodes.map((e) => e.episode_index)).toEqual([0, 1, 2]);
@@ -71,27 +78,37 @@ describe("sim collect + replay", () => {
     const r = await collect({ task: "avoid", episodes: 4, seed: 7, out, paired: true });
     expect(r.modeShare).toEqual([0.5, 0.5]);
     const meta = JSON.parse(await readFile(join(out, "meta", "actionflow.json"), "utf8")) as ActionflowMeta;
-    expect(meta.episodes.map((e) => [e.seed, e.mode])).toEqual([[7, "left"], [7, "right"], [8, "left"], [8, "right"]]);
+    expect(meta.episodes.map((e) => [e.seed, e.mode])).toEqual([
+      [7, "left"],
+      [7, "right"],
+      [8, "left"],
+      [8, "right"],
+    ]);
     const ds = await openLeRobot(out);
     const cols = ["observation.state", "observation.environment_state"];
     const [a, b] = [await ds.readEpisode(0, cols), await ds.readEpisode(1, cols)];
     for (const c of cols) {
       const dim = ds.features[c]!.shape[0]!;
-      expect(Array.from((a[c] as Float32Array).subarray(0, dim))).toEqual(Array.from((b[c] as Float32Array).subarray(0, dim)));
+      expect(Array.from((a[c] as Float32Array).subarray(0, dim))).toEqual(
+        Array.from((b[c] as Float32Array).subarray(0, dim)),
+      );
     }
     // The two sides really differ: the end effector passes the pillar at opposite y.
     const env = ds.features["observation.environment_state"]!.shape[0]!;
     const sideOf = (x: Float32Array): number => {
       const last = x.length / env - 1;
       let y = 0;
-      for (let t = 0; t <= last; t++) if (Math.abs(x[t * env + 5]! - x[t * env + 3]!) < 0.02) y = x[t * env + 6]! - x[t * env + 4]!;
+      for (let t = 0; t <= last; t++)
+        if (Math.abs(x[t * env + 5]! - x[t * env + 3]!) < 0.02) y = x[t * env + 6]! - x[t * env + 4]!;
       return Math.sign(y);
     };
     expect(sideOf(a["observation.environment_state"] as Float32Array)).toBe(1);
     expect(sideOf(b["observation.environment_state"] as Float32Array)).toBe(-1);
     const rep = await replay({ dataset: out, episode: 3 });
     expect(rep.success).toBe(true);
-    await expect(collect({ task: "reach", episodes: 2, seed: 0, out: join(dir, "reach-paired"), paired: true })).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid\), not reach/);
+    await expect(
+      collect({ task: "reach", episodes: 2, seed: 0, out: join(dir, "reach-paired"), paired: true }),
+    ).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid\), not reach/);
   });
 
   it("replay refuses a dataset whose action dims do not match the scene", async () => {
@@ -104,7 +121,15 @@ describe("sim collect + replay", () => {
         action: { dtype: "float32", shape: [5] },
       },
     });
-    await w.addEpisode({ task: "reach", length: 2, frames: { "observation.state": new Float32Array(10), "observation.environment_state": new Float32Array(12), action: new Float32Array(10) } });
+    await w.addEpisode({
+      task: "reach",
+      length: 2,
+      frames: {
+        "observation.state": new Float32Array(10),
+        "observation.environment_state": new Float32Array(12),
+        action: new Float32Array(10),
+      },
+    });
     await w.finish();
     const meta: ActionflowMeta = {
       format: "actionflow-sim/1",
@@ -117,7 +142,9 @@ describe("sim collect + replay", () => {
       episodes: [{ episode_index: 0, seed: 0, attempt: 0, success: true }],
     };
     await writeJsonAtomic(join(out, "meta", "actionflow.json"), meta);
-    await expect(replay({ dataset: out, episode: 0 })).rejects.toThrow(/dataset has 5 action dims and 5 state dims but the actionflow-arm scene takes 6/);
+    await expect(replay({ dataset: out, episode: 0 })).rejects.toThrow(
+      /dataset has 5 action dims and 5 state dims but the actionflow-arm scene takes 6/,
+    );
     await expect(replay({ dataset: out, episode: 3 })).rejects.toThrow(/no episode 3/);
   });
 });
@@ -125,17 +152,28 @@ describe("sim collect + replay", () => {
 describe("sim eval", () => {
   it("the scripted expert as a chunk policy succeeds and writes eval_info.json in LeRobot's layout plus SVGs", async () => {
     const out = join(dir, "eval-avoid");
-    const info = await evaluate({ task: "avoid", policy: (t) => new ExpertChunkPolicy(t, { horizon: 16 }), episodes: 4, seed: 1000, nActionSteps: 8, outDir: out });
+    const info = await evaluate({
+      task: "avoid",
+      policy: (t) => new ExpertChunkPolicy(t, { horizon: 16 }),
+      episodes: 4,
+      seed: 1000,
+      nActionSteps: 8,
+      outDir: out,
+    });
     expect(info.aggregated.pc_success).toBe(100);
     const onDisk = JSON.parse(await readFile(join(out, "eval_info.json"), "utf8")) as EvalInfo;
     expect(onDisk.per_episode.length).toBe(4);
     for (const [i, e] of onDisk.per_episode.entries()) {
-      expect(Object.keys(e)).toEqual(expect.arrayContaining(["episode_ix", "sum_reward", "max_reward", "success", "seed"]));
+      expect(Object.keys(e)).toEqual(
+        expect.arrayContaining(["episode_ix", "sum_reward", "max_reward", "success", "seed"]),
+      );
       expect(e.episode_ix).toBe(i);
       expect(e.seed).toBe(1000 + i);
       expect(e.max_reward).toBe(1);
     }
-    expect(Object.keys(onDisk.aggregated)).toEqual(expect.arrayContaining(["avg_sum_reward", "avg_max_reward", "pc_success", "eval_s", "eval_ep_s"]));
+    expect(Object.keys(onDisk.aggregated)).toEqual(
+      expect.arrayContaining(["avg_sum_reward", "avg_max_reward", "pc_success", "eval_s", "eval_ep_s"]),
+    );
     const pics = (await readdir(join(out, "pictures"))).sort();
     expect(pics).toEqual(["eval_episode_0.svg", "eval_episode_1.svg", "eval_episode_2.svg", "eval_episode_3.svg"]);
     const svg = await readFile(join(out, "pictures", pics[0] ?? ""), "utf8");
@@ -155,11 +193,29 @@ describe("sim eval", () => {
         return Promise.resolve(out);
       },
     };
-    const info = await evaluate({ task: "reach", policy: still, episodes: 2, seed: 0, nActionSteps: 4, outDir: join(dir, "eval-still") });
+    const info = await evaluate({
+      task: "reach",
+      policy: still,
+      episodes: 2,
+      seed: 0,
+      nActionSteps: 4,
+      outDir: join(dir, "eval-still"),
+    });
     expect(info.aggregated.pc_success).toBe(0);
     expect(info.per_episode[0]?.length).toBe(150);
-    await expect(evaluate({ task: "reach", policy: { ...still, actionDim: 7 }, episodes: 1, seed: 0, nActionSteps: 1, outDir: join(dir, "x") })).rejects.toThrow(/predicts 7 action dims but the actionflow-arm scene takes 6/);
-    await expect(evaluate({ task: "reach", policy: still, episodes: 1, seed: 0, nActionSteps: 5, outDir: join(dir, "x") })).rejects.toThrow(/nActionSteps must be an integer in \[1, horizon=4\]/);
+    await expect(
+      evaluate({
+        task: "reach",
+        policy: { ...still, actionDim: 7 },
+        episodes: 1,
+        seed: 0,
+        nActionSteps: 1,
+        outDir: join(dir, "x"),
+      }),
+    ).rejects.toThrow(/predicts 7 action dims but the actionflow-arm scene takes 6/);
+    await expect(
+      evaluate({ task: "reach", policy: still, episodes: 1, seed: 0, nActionSteps: 5, outDir: join(dir, "x") }),
+    ).rejects.toThrow(/nActionSteps must be an integer in \[1, horizon=4\]/);
   });
 
   it("with prefixSteps hands each new chunk the previous chunk's next planned actions, and restarts them per episode", async () => {
@@ -179,14 +235,33 @@ describe("sim eval", () => {
         return Promise.resolve(out);
       },
     };
-    await evaluate({ task: "reach", policy: numbered, episodes: 2, seed: 0, nActionSteps: 3, prefixSteps: 2, outDir: join(dir, "eval-prefix") });
+    await evaluate({
+      task: "reach",
+      policy: numbered,
+      episodes: 2,
+      seed: 0,
+      nActionSteps: 3,
+      prefixSteps: 2,
+      outDir: join(dir, "eval-prefix"),
+    });
     expect(prefixes[0]).toBeUndefined();
-    const expected = (k: number) => [3, 4].flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
+    const expected = (k: number) =>
+      [3, 4].flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
     expect(prefixes[1]).toEqual(expected(0));
     expect(prefixes[2]).toEqual(expected(1));
     // Episode 2 starts afresh: some call after the first episode's 50 has no prefix again.
     expect(prefixes.filter((p) => p === undefined)).toHaveLength(2);
-    await expect(evaluate({ task: "reach", policy: numbered, episodes: 1, seed: 0, nActionSteps: 3, prefixSteps: 4, outDir: join(dir, "x") })).rejects.toThrow(/nActionSteps \+ prefixSteps <= horizon \(3 \+ 4 > 6\)/);
+    await expect(
+      evaluate({
+        task: "reach",
+        policy: numbered,
+        episodes: 1,
+        seed: 0,
+        nActionSteps: 3,
+        prefixSteps: 4,
+        outDir: join(dir, "x"),
+      }),
+    ).rejects.toThrow(/nActionSteps \+ prefixSteps <= horizon \(3 \+ 4 > 6\)/);
   });
 });
 
@@ -195,9 +270,27 @@ describe("actionflow sim CLI", () => {
     const out = join(dir, "cli-reach");
     const cli = join(process.cwd(), "cli", "main.ts");
     const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
-    const c = await run(tsx, [cli, "sim", "collect", "--task", "reach", "--episodes", "2", "--seed", "5", "--out", out, "--json"]);
+    const c = await run(tsx, [
+      cli,
+      "sim",
+      "collect",
+      "--task",
+      "reach",
+      "--episodes",
+      "2",
+      "--seed",
+      "5",
+      "--out",
+      out,
+      "--json",
+    ]);
     const lines = c.stdout.trim().split("\n");
-    const res = JSON.parse(lines[lines.length - 1] ?? "") as { episodes: number; frames: number; expertSuccess: number; modeShare: unknown };
+    const res = JSON.parse(lines[lines.length - 1] ?? "") as {
+      episodes: number;
+      frames: number;
+      expertSuccess: number;
+      modeShare: unknown;
+    };
     expect(res.episodes).toBe(2);
     expect(res.expertSuccess).toBe(1);
     expect(res.modeShare).toBeNull();

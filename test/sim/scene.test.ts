@@ -76,7 +76,9 @@ describe("MJCF errors and user scenes", () => {
     const mj = await loadMujoco();
     const bad = `<mujoco><worldbody><body><geom type="nosuch" size="0.1"/></body></worldbody></mujoco>`;
     expect(() => compileMjcf(mj, bad, { source: "bad.xml" })).toThrow(MjcfCompileError);
-    expect(() => compileMjcf(mj, bad, { source: "bad.xml" })).toThrow(/bad\.xml: MJCF does not compile: XML Error: invalid keyword: 'nosuch'/);
+    expect(() => compileMjcf(mj, bad, { source: "bad.xml" })).toThrow(
+      /bad\.xml: MJCF does not compile: XML Error: invalid keyword: 'nosuch'/,
+    );
     const badActuator = `<mujoco><worldbody><body><joint name="j"/><geom size="0.1"/></body></worldbody><actuator><position joint="zzz"/></actuator></mujoco>`;
     expect(() => compileMjcf(mj, badActuator, { source: "b2.xml" })).toThrow(/unknown transmission target 'zzz'/);
     // The module still works after errors.
@@ -96,9 +98,15 @@ describe("MJCF errors and user scenes", () => {
     );
     await import("node:fs/promises").then((fs) => fs.mkdir(join(dir, "parts"), { recursive: true }));
     await writeFile(join(dir, "parts", "option.xml"), `<mujoco><option timestep="0.004"/></mujoco>`);
-    await writeFile(join(dir, "map.json"), JSON.stringify({ joints: ["a", "b"], actuators: ["ma", "mb"], eeSite: "tip" }));
+    await writeFile(
+      join(dir, "map.json"),
+      JSON.stringify({ joints: ["a", "b"], actuators: ["ma", "mb"], eeSite: "tip" }),
+    );
     const scene = await loadUserScene({ mjcf: join(dir, "arm2.xml"), mapping: join(dir, "map.json") });
-    const env = await SimEnv.create({ scene, worldbodyExtras: `<geom name="marker" type="sphere" size="0.01" pos="0.3 0 0" contype="0" conaffinity="0"/>` });
+    const env = await SimEnv.create({
+      scene,
+      worldbodyExtras: `<geom name="marker" type="sphere" size="0.01" pos="0.3 0 0" contype="0" conaffinity="0"/>`,
+    });
     try {
       expect(env.dim).toBe(2);
       expect(env.timestep).toBeCloseTo(0.004, 12);
@@ -112,9 +120,16 @@ describe("MJCF errors and user scenes", () => {
   });
 
   it("mapping errors name the file and the field", async () => {
-    expect(() => parseRobotMapping({ joints: ["a"], actuators: ["x", "y"], eeSite: "s" }, "m.json")).toThrow(/m\.json: 'joints' has 1 names but 'actuators' has 2/);
-    expect(() => parseRobotMapping({ joints: ["a"], actuators: ["x"] }, "m.json")).toThrow(/m\.json: bad robot mapping: 'eeSite'/);
-    await writeFile(join(dir, "map-bad.json"), JSON.stringify({ joints: ["a", "nope"], actuators: ["ma", "mb"], eeSite: "tip" }));
+    expect(() => parseRobotMapping({ joints: ["a"], actuators: ["x", "y"], eeSite: "s" }, "m.json")).toThrow(
+      /m\.json: 'joints' has 1 names but 'actuators' has 2/,
+    );
+    expect(() => parseRobotMapping({ joints: ["a"], actuators: ["x"] }, "m.json")).toThrow(
+      /m\.json: bad robot mapping: 'eeSite'/,
+    );
+    await writeFile(
+      join(dir, "map-bad.json"),
+      JSON.stringify({ joints: ["a", "nope"], actuators: ["ma", "mb"], eeSite: "tip" }),
+    );
     const scene = await loadUserScene({ mjcf: join(dir, "arm2.xml"), mapping: join(dir, "map-bad.json") });
     await expect(SimEnv.create({ scene })).rejects.toThrow(/arm2\.xml: no joint named 'nope'/);
   });

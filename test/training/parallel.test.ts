@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parseHeadConfig } from "../../policy/net/config.ts";
 import type { HeadConfig } from "../../policy/net/config.ts";
 import { buildHead } from "../../policy/net/network.ts";
-import type { ActionHead } from "../../policy/net/network.ts";
+import type { ActionHead } from "../../policy/net/head.ts";
 import { TfjsOps } from "../../policy/net/tfjs-ops.ts";
 import { Rng } from "../../policy/random.ts";
 import { useBackend } from "../../training/backend/registry.ts";
@@ -17,9 +17,11 @@ import type { Batch, BatchSource } from "../../training/batch.ts";
 import { fit } from "../../training/fit.ts";
 import { GradPool } from "../../training/parallel/pool.ts";
 import { shardSizes, splitInputs } from "../../training/parallel/shard.ts";
-import { Trainer, createParams, defaultWorkers, flopsPerParam, lossDenominator, maskedLoss } from "../../training/trainer.ts";
+import { Trainer, defaultWorkers, flopsPerParam } from "../../training/trainer.ts";
+import { createParams, lossDenominator, maskedLoss } from "../../training/loss.ts";
 import { headFlops } from "../../policy/net/flops.ts";
-import type { LossInputs, OptimConfig } from "../../training/trainer.ts";
+import type { LossInputs } from "../../training/loss.ts";
+import type { OptimConfig } from "../../training/trainer.ts";
 
 const H = 8;
 const A = 4;
@@ -49,7 +51,12 @@ function source(): BatchSource {
         const live = rng.uniform() < 0.3 ? 1 + rng.int(H) : H;
         isPad.fill(1, b * H + live, (b + 1) * H);
       }
-      return { size, obs: { state: rng.normalArray(size * S), tokens: rng.normalArray(size * 10) }, actions: rng.normalArray(size * H * A), isPad };
+      return {
+        size,
+        obs: { state: rng.normalArray(size * S), tokens: rng.normalArray(size * 10) },
+        actions: rng.normalArray(size * H * A),
+        isPad,
+      };
     },
   };
 }
@@ -65,9 +72,17 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Loss and gradients (by parameter name) of `x` on this thread. */
-function gradients(head: ActionHead, ops: TfjsOps, x: LossInputs, denominator: number): { loss: number; grads: Map<string, Float32Array> } {
+function gradients(
+  head: ActionHead,
+  ops: TfjsOps,
+  x: LossInputs,
+  denominator: number,
+): { loss: number; grads: Map<string, Float32Array> } {
   const { value, grads } = tf.variableGrads(() => maskedLoss(head, ops, x, denominator), [...ops.variables().values()]);
-  const out = { loss: value.dataSync()[0]!, grads: new Map([...ops.variables()].map(([n, v]) => [n, grads[v.name]!.dataSync() as Float32Array])) };
+  const out = {
+    loss: value.dataSync()[0]!,
+    grads: new Map([...ops.variables()].map(([n, v]) => [n, grads[v.name]!.dataSync() as Float32Array])),
+  };
   tf.dispose([value, ...Object.values(grads)]);
   return out;
 }
@@ -99,7 +114,14 @@ describe("shards", () => {
     expect(() => shardSizes(4, 0)).toThrow(/parts must be an integer >= 1/);
     const config = tinyConfig();
     const b = source().next(5, new Rng(1));
-    const x: LossInputs = { size: 5, obs: b.obs, xt: b.actions, t: Float32Array.from([0, 1, 2, 3, 4]), target: b.actions, isPad: b.isPad };
+    const x: LossInputs = {
+      size: 5,
+      obs: b.obs,
+      xt: b.actions,
+      t: Float32Array.from([0, 1, 2, 3, 4]),
+      target: b.actions,
+      isPad: b.isPad,
+    };
     const [first, second] = splitInputs(x, 2, config);
     expect(first!.size).toBe(3);
     expect(second!.size).toBe(2);
@@ -127,7 +149,14 @@ describe("GradPool", () => {
       for (let step = 0; step < 4; step++) {
         const b = source().next(10, new Rng(40 + step));
         const rng = new Rng(step);
-        const x: LossInputs = { size: 10, obs: b.obs, xt: rng.normalArray(10 * H * A), t: rng.normalArray(10), target: b.actions, isPad: b.isPad };
+        const x: LossInputs = {
+          size: 10,
+          obs: b.obs,
+          xt: rng.normalArray(10 * H * A),
+          t: rng.normalArray(10),
+          target: b.actions,
+          isPad: b.isPad,
+        };
         const denominator = lossDenominator(b.isPad, A);
         const [own, ...rest] = splitInputs(x, 3, config);
         pool.writeParams(ops.variables());
@@ -138,13 +167,21 @@ describe("GradPool", () => {
         expect(answers).toHaveLength(2);
         expect(local.loss + answers[0]!.loss + answers[1]!.loss).toBeCloseTo(full.loss, 5);
         // Relative to the largest gradient entry: some entries (attention key biases) are 0 up to rounding.
-        const summed = [...full.grads.keys()].flatMap((name) => Array.from(local.grads.get(name)!, (v, i) => v + answers[0]!.grad(name)[i]! + answers[1]!.grad(name)[i]!));
-        expect(maxRelDiff(summed, [...full.grads.values()].flatMap((g) => [...g]))).toBeLessThan(1e-5);
+        const summed = [...full.grads.keys()].flatMap((name) =>
+          Array.from(local.grads.get(name)!, (v, i) => v + answers[0]!.grad(name)[i]! + answers[1]!.grad(name)[i]!),
+        );
+        expect(
+          maxRelDiff(
+            summed,
+            [...full.grads.values()].flatMap((g) => [...g]),
+          ),
+        ).toBeLessThan(1e-5);
         workerTensors.push(answers[0]!.workerTensors, answers[1]!.workerTensors);
         mainTensors.push(tf.memory().numTensors);
         // Parameters move between steps, as the optimizer would move them.
         tf.tidy(() => {
-          for (const v of vars) v.assign(tf.add(v, tf.mul(tf.randomNormal(v.shape, 0, 1, "float32", step), tf.scalar(0.01))));
+          for (const v of vars)
+            v.assign(tf.add(v, tf.mul(tf.randomNormal(v.shape, 0, 1, "float32", step), tf.scalar(0.01))));
         });
       }
       expect(new Set(workerTensors).size).toBe(1);
@@ -163,9 +200,18 @@ describe("GradPool", () => {
     const layout = [...ops.variables()].map(([name, v]) => ({ name, shape: v.shape.slice() }));
     const pool = new GradPool({ config, backend: tf.getBackend(), layout, threads: 1 });
     const b = source().next(2, new Rng(1));
-    const bad: LossInputs = { size: 2, obs: { state: b.obs["state"]! }, xt: b.actions, t: new Float32Array(2), target: b.actions, isPad: b.isPad };
+    const bad: LossInputs = {
+      size: 2,
+      obs: { state: b.obs["state"]! },
+      xt: b.actions,
+      t: new Float32Array(2),
+      target: b.actions,
+      isPad: b.isPad,
+    };
     pool.writeParams(ops.variables());
-    await expect(pool.gradients([bad], 64)).rejects.toThrow(/gradient worker 0: batch has no observation feature 'tokens'/);
+    await expect(pool.gradients([bad], 64)).rejects.toThrow(
+      /gradient worker 0: batch has no observation feature 'tokens'/,
+    );
     await pool.close();
     await expect(pool.gradients([bad], 64)).rejects.toThrow(/after close/);
     ops.dispose();
@@ -207,7 +253,9 @@ describe("Trainer with workers", () => {
     expect(Number.isFinite(summary.trainLoss)).toBe(true);
     expect(tf.memory().numTensors).toBe(before);
     trainer.dispose();
-    expect(() => new Trainer({ head: buildHead(tinyConfig()), seed: 1, workers: 0 })).toThrow(/workers must be an integer >= 1, got 0/);
+    expect(() => new Trainer({ head: buildHead(tinyConfig()), seed: 1, workers: 0 })).toThrow(
+      /workers must be an integer >= 1, got 0/,
+    );
   });
 });
 

@@ -73,8 +73,12 @@ describe("trainRun on the shared G1 dataset", () => {
     expect(done.resumedFrom).toBe(30);
     expect(done.valLossAtStart).toBeGreaterThan(done.valLoss);
 
-    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", batch: 8 })).rejects.toThrow(/cannot resume with different settings: batch: run.json has 16, given 8/);
-    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", dataset: join(dir, "elsewhere") })).rejects.toThrow(/was trained on .*g1-pick-bottle-10ep, not .*elsewhere/);
+    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", batch: 8 })).rejects.toThrow(
+      /cannot resume with different settings: batch: run.json has 16, given 8/,
+    );
+    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", dataset: join(dir, "elsewhere") })).rejects.toThrow(
+      /was trained on .*g1-pick-bottle-10ep, not .*elsewhere/,
+    );
     await expect(trainRun(g1("g1"))).rejects.toThrow(/already holds a run; pass --resume/);
 
     const more = await trainRun({ out: join(dir, "g1"), mode: "resume", steps: 34, backend: "wasm", workers: 1 });
@@ -86,7 +90,9 @@ describe("trainRun on the shared G1 dataset", () => {
   it("trains on padded chunk tails by default, keeps 'mask' for runs stored before the setting, and refuses a change on resume", async () => {
     const run = JSON.parse(await readFile(join(dir, "g1", "run.json"), "utf8")) as RunFile;
     expect(run.input.padding).toBe("hold");
-    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", padding: "mask" })).rejects.toThrow(/cannot resume with different settings: padding: run.json has "hold", given "mask"/);
+    await expect(trainRun({ out: join(dir, "g1"), mode: "resume", padding: "mask" })).rejects.toThrow(
+      /cannot resume with different settings: padding: run.json has "hold", given "mask"/,
+    );
 
     const out = join(dir, "legacy");
     await trainRun(g1("legacy", { steps: 2, checkpointEvery: 1, padding: "mask" }));
@@ -95,20 +101,30 @@ describe("trainRun on the shared G1 dataset", () => {
     await writeFile(join(out, "run.json"), JSON.stringify(legacy));
     const resumed = await trainRun({ out, mode: "resume", steps: 3, backend: "wasm", workers: 1 });
     expect(resumed.steps).toBe(3);
-    await expect(trainRun({ out, mode: "resume", padding: "hold" })).rejects.toThrow(/padding: run.json has "mask", given "hold"/);
+    await expect(trainRun({ out, mode: "resume", padding: "hold" })).rejects.toThrow(
+      /padding: run.json has "mask", given "hold"/,
+    );
   });
 
   it("refuses an actionDim smaller than the dataset's, naming both", async () => {
-    await expect(trainRun(g1("small", { config: { ...TINY, actionDim: 16 } }))).rejects.toThrow(/actionDim 16 is smaller than the dataset's action dim 26/);
+    await expect(trainRun(g1("small", { config: { ...TINY, actionDim: 16 } }))).rejects.toThrow(
+      /actionDim 16 is smaller than the dataset's action dim 26/,
+    );
   });
 
   it("refuses obsDims smaller than the dataset's state dim", async () => {
-    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { state: 20 } } }))).rejects.toThrow(/obsDims\.state 20 is smaller than the dataset's dim 26 \(column 'observation.state'\)/);
-    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { nope: 40 } } }))).rejects.toThrow(/obsDims: 'nope' is not an observation feature/);
+    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { state: 20 } } }))).rejects.toThrow(
+      /obsDims\.state 20 is smaller than the dataset's dim 26 \(column 'observation.state'\)/,
+    );
+    await expect(trainRun(g1("obsdims", { config: { ...TINY, obsDims: { nope: 40 } } }))).rejects.toThrow(
+      /obsDims: 'nope' is not an observation feature/,
+    );
   });
 
   it("refuses an unknown observation column, listing the dataset's columns", async () => {
-    await expect(trainRun(g1("obs", { obs: "state=observation.state,env=observation.environment_state" }))).rejects.toThrow(
+    await expect(
+      trainRun(g1("obs", { obs: "state=observation.state,env=observation.environment_state" })),
+    ).rejects.toThrow(
       /obs 'env' column 'observation.environment_state' not in the dataset \(columns: .*observation\.state.*action/,
     );
   });
@@ -117,18 +133,37 @@ describe("trainRun on the shared G1 dataset", () => {
     const out = join(dir, "corrupt");
     await trainRun(g1("corrupt", { steps: 2, checkpointEvery: 1 }));
     await writeFile(join(out, "run.json"), '{"format": "actionflow.run", "vers');
-    await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(/corrupt\/run\.json: corrupt run file, not valid JSON/);
+    await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(
+      /corrupt\/run\.json: corrupt run file, not valid JSON/,
+    );
     await writeFile(join(out, "run.json"), '{"format": "something else"}');
     await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(/run\.json: corrupt run file/);
-    await expect(trainRun({ out: join(dir, "never-started"), mode: "resume" })).rejects.toThrow(/never-started\/run\.json: cannot read the run file/);
+    await expect(trainRun({ out: join(dir, "never-started"), mode: "resume" })).rejects.toThrow(
+      /never-started\/run\.json: cannot read the run file/,
+    );
   });
 });
 
 describe("trainRun on robomimic HDF5", () => {
   it("validates on mask/valid, computes stats from the training frames and trains", async () => {
     const file = join(dir, "lift.hdf5");
-    await writeRobomimic(file, { demos: [{ name: "demo_0", length: 30 }, { name: "demo_1", length: 25 }, { name: "demo_2", length: 20 }] });
-    const r = await trainRun({ dataset: file, out: join(dir, "lift"), config: TINY, steps: 4, batch: 8, horizon: 4, backend: "wasm", workers: 1 });
+    await writeRobomimic(file, {
+      demos: [
+        { name: "demo_0", length: 30 },
+        { name: "demo_1", length: 25 },
+        { name: "demo_2", length: 20 },
+      ],
+    });
+    const r = await trainRun({
+      dataset: file,
+      out: join(dir, "lift"),
+      config: TINY,
+      steps: 4,
+      batch: 8,
+      horizon: 4,
+      backend: "wasm",
+      workers: 1,
+    });
     expect(r.steps).toBe(4);
     const run = JSON.parse(await readFile(join(dir, "lift", "run.json"), "utf8")) as RunFile;
     expect(run.split).toEqual({ train: [0, 1], val: [2] });
@@ -139,8 +174,25 @@ describe("trainRun on robomimic HDF5", () => {
 
   it("names the episode and value on a NaN in the data", async () => {
     const file = join(dir, "nan.hdf5");
-    await writeRobomimic(file, { demos: [{ name: "demo_0", length: 10 }, { name: "demo_1", length: 10 }], nan: { demo: 1, frame: 3, dim: 2 } });
-    await expect(trainRun({ dataset: file, out: join(dir, "nan"), config: TINY, steps: 2, horizon: 4, valEpisodes: "0:1", backend: "wasm", workers: 1 })).rejects.toThrow(/nan\.hdf5: data\/demo_1\/actions: NaN at frame 3 dim 2 .*episode 1/);
+    await writeRobomimic(file, {
+      demos: [
+        { name: "demo_0", length: 10 },
+        { name: "demo_1", length: 10 },
+      ],
+      nan: { demo: 1, frame: 3, dim: 2 },
+    });
+    await expect(
+      trainRun({
+        dataset: file,
+        out: join(dir, "nan"),
+        config: TINY,
+        steps: 2,
+        horizon: 4,
+        valEpisodes: "0:1",
+        backend: "wasm",
+        workers: 1,
+      }),
+    ).rejects.toThrow(/nan\.hdf5: data\/demo_1\/actions: NaN at frame 3 dim 2 .*episode 1/);
   });
 });
 
@@ -159,20 +211,36 @@ describe("run settings", () => {
   it("refuses unknown or mistyped config keys, naming them", () => {
     expect(() => parseRunConfig({ horizn: 10 }, "cfg.json")).toThrow(/cfg\.json: invalid training config: .*horizn/);
     expect(() => parseRunConfig({ transformer: { width: "big" } }, "cfg.json")).toThrow(/transformer\.width/);
-    expect(parseRunConfig({ arch: "mlp", optim: { lr: 1e-4 }, normalization: { obs: { state: "min_max" } } })).toMatchObject({ arch: "mlp" });
+    expect(
+      parseRunConfig({ arch: "mlp", optim: { lr: 1e-4 }, normalization: { obs: { state: "min_max" } } }),
+    ).toMatchObject({ arch: "mlp" });
   });
 
   it("guards near-constant dims instead of dividing by ~0", () => {
-    const stats = { mean: [0.5, 2], std: [0, 0.3], min: [0.5, 1], max: [0.5, 3], count: 10, q01: [0.5, 1.1], q99: [0.5, 2.9] };
+    const stats = {
+      mean: [0.5, 2],
+      std: [0, 0.3],
+      min: [0.5, 1],
+      max: [0.5, 3],
+      count: 10,
+      q01: [0.5, 1.1],
+      q99: [0.5, 2.9],
+    };
     const ms = guardStats(stats, "mean_std");
     expect(ms.guarded).toEqual([0]);
     expect(ms.stats.std).toEqual([1, 0.3]);
     expect(stats.std).toEqual([0, 0.3]);
     const mm = guardStats(stats, "min_max");
     expect(mm.guarded).toEqual([0]);
-    expect([mm.stats.min, mm.stats.max]).toEqual([[-0.5, 1], [1.5, 3]]);
+    expect([mm.stats.min, mm.stats.max]).toEqual([
+      [-0.5, 1],
+      [1.5, 3],
+    ]);
     const q = guardStats(stats, "quantiles");
-    expect([q.stats.q01, q.stats.q99]).toEqual([[-0.5, 1.1], [1.5, 2.9]]);
+    expect([q.stats.q01, q.stats.q99]).toEqual([
+      [-0.5, 1.1],
+      [1.5, 2.9],
+    ]);
     expect(guardStats(stats, "identity").guarded).toEqual([]);
   });
 });

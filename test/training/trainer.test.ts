@@ -132,7 +132,11 @@ describe("Trainer", () => {
       { arch: "mlp", lr: 1e-2, ratio: 0.85 },
     ] as const;
     for (const { arch, lr, ratio } of cases) {
-      const trainer = new Trainer({ head: buildHead(tinyConfig({ arch, objective: "regression" })), seed: 3, optim: { ...OPTIM, lr } });
+      const trainer = new Trainer({
+        head: buildHead(tinyConfig({ arch, objective: "regression" })),
+        seed: 3,
+        optim: { ...OPTIM, lr },
+      });
       const src = synthetic();
       const start = trainer.evalLoss(fixed);
       for (let s = 0; s < 60; s++) trainer.trainStep(src.next(32, new Rng(s)));
@@ -156,8 +160,19 @@ describe("Trainer", () => {
   it("two halves resumed through a checkpoint end bit-identical to one straight run", async () => {
     const config = tinyConfig();
     const optim = { ...OPTIM, decaySteps: 20 };
-    const norm = { key: "x", mode: "identity" as const, stats: { mean: [0, 0, 0], std: [1, 1, 1], min: [0, 0, 0], max: [0, 0, 0], count: 1 } };
-    const normalization = { obs: { state: norm }, action: { ...norm, key: "action", stats: { ...norm.stats, mean: [0, 0, 0, 0], std: [1, 1, 1, 1], min: [0, 0, 0, 0], max: [0, 0, 0, 0] } } };
+    const norm = {
+      key: "x",
+      mode: "identity" as const,
+      stats: { mean: [0, 0, 0], std: [1, 1, 1], min: [0, 0, 0], max: [0, 0, 0], count: 1 },
+    };
+    const normalization = {
+      obs: { state: norm },
+      action: {
+        ...norm,
+        key: "action",
+        stats: { ...norm.stats, mean: [0, 0, 0, 0], std: [1, 1, 1, 1], min: [0, 0, 0, 0], max: [0, 0, 0, 0] },
+      },
+    };
 
     const straight = new Trainer({ head: buildHead(config), seed: 11, optim });
     await fit({ trainer: straight, source: synthetic(), steps: 20, batchSize: 8, seed: 11 });
@@ -175,7 +190,12 @@ describe("Trainer", () => {
       checkpointEvery: 10,
       checkpoint: async () => {
         const st = first.state();
-        await saveCheckpoint(run, first.step, { config, weights: st.ema, normalization, optimizer: { params: st.params, m: st.m, v: st.v, trainState: { step: first.step } } });
+        await saveCheckpoint(run, first.step, {
+          config,
+          weights: st.ema,
+          normalization,
+          optimizer: { params: st.params, m: st.m, v: st.v, trainState: { step: first.step } },
+        });
       },
     });
     first.dispose();
@@ -183,7 +203,12 @@ describe("Trainer", () => {
     const ckpt = await loadCheckpoint(run, { withOptimizer: "yes" });
     expect(ckpt.optimizer?.trainState.step).toBe(10);
     const opt = ckpt.optimizer!;
-    const second = new Trainer({ head: buildHead(ckpt.config), seed: 11, optim, resume: { params: opt.params, m: opt.m, v: opt.v, ema: ckpt.weights, step: opt.trainState.step } });
+    const second = new Trainer({
+      head: buildHead(ckpt.config),
+      seed: 11,
+      optim,
+      resume: { params: opt.params, m: opt.m, v: opt.v, ema: ckpt.weights, step: opt.trainState.step },
+    });
     await fit({ trainer: second, source: synthetic(), steps: 20, batchSize: 8, seed: 11 });
     const got = second.state();
     second.dispose();

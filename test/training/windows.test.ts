@@ -13,7 +13,10 @@ const identity = (dim: number): AffineNorm => ({ scale: new Float32Array(dim).fi
 function toy() {
   const episode = (e: number, length: number) => ({
     columns: {
-      action: Float32Array.from({ length: length * 2 }, (_, i) => (i % 2 === 0 ? 1 : -1) * (100 * e + Math.floor(i / 2))),
+      action: Float32Array.from(
+        { length: length * 2 },
+        (_, i) => (i % 2 === 0 ? 1 : -1) * (100 * e + Math.floor(i / 2)),
+      ),
       state: Float32Array.from({ length: length * 3 }, (_, i) => Math.floor(i / 3) * ((i % 3) + 1)),
       points: Float32Array.from({ length: length * 4 }, (_, i) => 1000 * e + i),
     },
@@ -46,7 +49,15 @@ describe("createWindowSource", () => {
   });
 
   it("with padding 'hold' keeps the same repeated last action but leaves isPad clear, so the loss trains on it", async () => {
-    const opts = { dataset: toy(), episodes: [0, 1], obs: [{ name: "state", key: "state" }], action: "action", horizon: 4, actionDim: 2, norms: { action: identity(2), state: identity(3) } };
+    const opts = {
+      dataset: toy(),
+      episodes: [0, 1],
+      obs: [{ name: "state", key: "state" }],
+      action: "action",
+      horizon: 4,
+      actionDim: 2,
+      norms: { action: identity(2), state: identity(3) },
+    };
     const masked = (await createWindowSource({ ...opts, padding: "mask" })).batchAt([3, 7]);
     const held = (await createWindowSource({ ...opts, padding: "hold" })).batchAt([3, 7]);
     expect(held.actions).toEqual(masked.actions);
@@ -104,7 +115,10 @@ describe("createWindowSource", () => {
   it("reads the real LeRobot dataset with mean/std normalisation, loading only the split", async () => {
     const ds = await openLeRobot(G1);
     const stats = ds.stats();
-    const norms = { action: affineFor(stats.action!, "mean_std"), "observation.state": affineFor(stats["observation.state"]!, "mean_std") };
+    const norms = {
+      action: affineFor(stats.action!, "mean_std"),
+      "observation.state": affineFor(stats["observation.state"]!, "mean_std"),
+    };
     const loads: number[] = [];
     const src = await createWindowSource({
       dataset: ds,
@@ -142,9 +156,15 @@ describe("createWindowSource", () => {
       actionDim: 2,
       norms: { action: identity(2), state: identity(3) },
     };
-    await expect(createWindowSource({ ...base, action: "act" })).rejects.toThrow(/action column 'act' not in the dataset/);
-    await expect(createWindowSource({ ...base, norms: { action: identity(2) } })).rejects.toThrow(/no normalisation for column 'state'/);
-    await expect(createWindowSource({ ...base, actionDim: 1 })).rejects.toThrow(/2 dims, more than the model's actionDim 1/);
+    await expect(createWindowSource({ ...base, action: "act" })).rejects.toThrow(
+      /action column 'act' not in the dataset/,
+    );
+    await expect(createWindowSource({ ...base, norms: { action: identity(2) } })).rejects.toThrow(
+      /no normalisation for column 'state'/,
+    );
+    await expect(createWindowSource({ ...base, actionDim: 1 })).rejects.toThrow(
+      /2 dims, more than the model's actionDim 1/,
+    );
     await expect(createWindowSource({ ...base, episodes: [4] })).rejects.toThrow(/episode 4 not in the dataset/);
     await expect(createWindowSource({ ...base, obsDims: { state: 2 } })).rejects.toThrow(/more than obsDims 2/);
   });
@@ -169,7 +189,9 @@ describe("splitEpisodes", () => {
   });
 
   it("throws a clear error on a bad spec", () => {
-    expect(() => splitEpisodes(10, "8:12")).toThrow(/bad validation split '8:12' for 10 episodes: end 12 outside 0..10/);
+    expect(() => splitEpisodes(10, "8:12")).toThrow(
+      /bad validation split '8:12' for 10 episodes: end 12 outside 0..10/,
+    );
     expect(() => splitEpisodes(10, "5:5")).toThrow(/empty/);
     expect(() => splitEpisodes(10, "abc")).toThrow(/bad validation split 'abc'/);
     expect(() => splitEpisodes(10, "1.5")).toThrow(/count must be an integer/);

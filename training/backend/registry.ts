@@ -74,7 +74,10 @@ export function useBackend(request: BackendName = "auto"): Promise<string> {
   if (active && activeRequest === request) return active;
   activeRequest = request;
   active = (async () => {
-    const candidates = request === "auto" ? [...BACKENDS].sort((a, b) => b.priority - a.priority) : BACKENDS.filter((b) => b.name === request);
+    const candidates =
+      request === "auto"
+        ? [...BACKENDS].sort((a, b) => b.priority - a.priority)
+        : BACKENDS.filter((b) => b.name === request);
     if (candidates.length === 0) {
       throw new Error(`unknown backend '${request}' (valid: auto, ${BACKENDS.map((b) => b.name).join(", ")})`);
     }

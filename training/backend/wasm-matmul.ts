@@ -33,7 +33,17 @@ interface WasmInternals {
     _malloc(bytes: number): number;
     _register_tensor(id: number, size: number, offset: number): void;
     _dispose_data(id: number): void;
-    _BatchMatMul(aId: number, aShape: number, aRank: number, bId: number, bShape: number, bRank: number, transposeA: number, transposeB: number, outId: number): void;
+    _BatchMatMul(
+      aId: number,
+      aShape: number,
+      aRank: number,
+      bId: number,
+      bShape: number,
+      bRank: number,
+      transposeA: number,
+      transposeB: number,
+      outId: number,
+    ): void;
   };
 }
 
@@ -76,7 +86,8 @@ function perSliceMatMul(be: WasmInternals, a: TensorInfo, b: TensorInfo, shapesP
   if (batch <= 1 || m < MIN_ROWS || m * k * n < MIN_MACS) return undefined;
   // Either the same batch on both sides or one side a single matrix broadcast over the other's batch.
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return undefined;
-  if (batchA === batchB && (outerA.length !== outerB.length || outerA.some((d, i) => d !== outerB[i]))) return undefined;
+  if (batchA === batchB && (outerA.length !== outerB.length || outerA.some((d, i) => d !== outerB[i])))
+    return undefined;
   const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
   const ia = be.dataIdMap.get(a.dataId);
   const ib = be.dataIdMap.get(b.dataId);
@@ -141,7 +152,11 @@ export function installWasmMatMulFix(): void {
       const sliced = internals && args.backend === internals ? perSliceMatMul(internals, a, b, shapesPtr) : undefined;
       if (sliced) return sliced;
       if (temps.length === 0) return origFunc(args);
-      return origFunc({ inputs: { a, b }, backend: args.backend, attrs: { ...attrs, transposeA: false, transposeB: false } });
+      return origFunc({
+        inputs: { a, b },
+        backend: args.backend,
+        attrs: { ...attrs, transposeA: false, transposeB: false },
+      });
     } finally {
       for (const t of temps) backend.disposeData(t.dataId);
     }

@@ -6,13 +6,14 @@
  */
 import { parentPort } from "node:worker_threads";
 import * as tf from "@tensorflow/tfjs";
-import type { ActionHead } from "../../policy/net/network.ts";
-import { buildHead, featureSize } from "../../policy/net/network.ts";
+import type { ActionHead } from "../../policy/net/head.ts";
+import { buildHead } from "../../policy/net/network.ts";
+import { featureSize } from "../../policy/net/head.ts";
 import type { NamedArray } from "../../policy/net/tfjs-ops.ts";
 import { TfjsOps } from "../../policy/net/tfjs-ops.ts";
 import type { BackendName } from "../backend/registry.ts";
 import { useBackend } from "../backend/registry.ts";
-import { createParams, maskedLoss } from "../trainer.ts";
+import { createParams, maskedLoss } from "../loss.ts";
 import type { FromWorker, ParamLayout, ToWorker } from "./protocol.ts";
 import { parseToWorker } from "./protocol.ts";
 
@@ -40,21 +41,36 @@ async function init(m: Extract<ToWorker, { type: "init" }>): Promise<void> {
   let offset = 0;
   for (const l of m.layout) {
     const n = featureSize(l.shape);
-    views.set(l.name, { layout: l, params: params.subarray(offset, offset + n), grads: grads.subarray(offset, offset + n) });
+    views.set(l.name, {
+      layout: l,
+      params: params.subarray(offset, offset + n),
+      grads: grads.subarray(offset, offset + n),
+    });
     offset += n;
   }
   if (offset !== params.length || offset !== grads.length) {
-    throw new Error(`layout has ${offset} values but the shared buffers hold ${params.length} parameters and ${grads.length} gradients`);
+    throw new Error(
+      `layout has ${offset} values but the shared buffers hold ${params.length} parameters and ${grads.length} gradients`,
+    );
   }
-  const weights = new Map<string, NamedArray>([...views].map(([name, v]) => [name, { shape: v.layout.shape, data: v.params.slice() }]));
+  const weights = new Map<string, NamedArray>(
+    [...views].map(([name, v]) => [name, { shape: v.layout.shape, data: v.params.slice() }]),
+  );
   const head = buildHead(m.config);
   const ops = new TfjsOps({ seed: 0, weights });
   createParams(head, ops);
   const vars = ops.variables();
   if (vars.size !== views.size) {
-    throw new Error(`the worker's head has ${vars.size} parameters, the main thread's ${views.size} (different head configs?)`);
+    throw new Error(
+      `the worker's head has ${vars.size} parameters, the main thread's ${views.size} (different head configs?)`,
+    );
   }
-  const slots = [...views].map(([name, v]) => ({ variable: vars.get(name)!, shape: v.layout.shape, params: v.params, grads: v.grads }));
+  const slots = [...views].map(([name, v]) => ({
+    variable: vars.get(name)!,
+    shape: v.layout.shape,
+    params: v.params,
+    grads: v.grads,
+  }));
   replica = { head, ops, slots };
 }
 
@@ -65,7 +81,10 @@ function gradient(m: Extract<ToWorker, { type: "grad" }>): number {
     for (const s of slots) s.variable.assign(tf.tensor(s.params, s.shape, "float32"));
   });
   return tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => maskedLoss(head, ops, m.shard, m.denominator), slots.map((s) => s.variable));
+    const { value, grads } = tf.variableGrads(
+      () => maskedLoss(head, ops, m.shard, m.denominator),
+      slots.map((s) => s.variable),
+    );
     for (const s of slots) {
       const g = grads[s.variable.name];
       if (!g) throw new Error(`no gradient for a parameter of shape [${s.shape.join(", ")}]`);

@@ -11,8 +11,8 @@
 import { Worker } from "node:worker_threads";
 import type * as tf from "@tensorflow/tfjs";
 import type { HeadConfig } from "../../policy/net/config.ts";
-import { featureSize } from "../../policy/net/network.ts";
-import type { LossInputs } from "../trainer.ts";
+import { featureSize } from "../../policy/net/head.ts";
+import type { LossInputs } from "../loss.ts";
 import type { ParamLayout, ToWorker } from "./protocol.ts";
 import { parseFromWorker } from "./protocol.ts";
 
@@ -64,7 +64,9 @@ class Slot {
     });
     this.ready.catch(() => undefined); // observed through `gradients`
     worker.on("message", (raw: unknown) => this.onMessage(raw));
-    worker.on("error", (err: Error) => this.fail(new Error(`gradient worker ${index} crashed: ${err.message}`, { cause: err })));
+    worker.on("error", (err: Error) =>
+      this.fail(new Error(`gradient worker ${index} crashed: ${err.message}`, { cause: err })),
+    );
     worker.on("exit", (code: number) => this.fail(new Error(`gradient worker ${index} exited (code ${code})`)));
   }
 
@@ -124,7 +126,8 @@ export class GradPool {
   private closed = false;
 
   constructor(opts: GradPoolOptions) {
-    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new Error(`GradPool: threads must be an integer >= 1, got ${opts.threads}`);
+    if (!Number.isInteger(opts.threads) || opts.threads < 1)
+      throw new Error(`GradPool: threads must be an integer >= 1, got ${opts.threads}`);
     this.threads = opts.threads;
     this.layout = opts.layout.map((l) => ({ name: l.name, shape: l.shape.slice() }));
     let total = 0;
@@ -140,7 +143,14 @@ export class GradPool {
       const worker = new Worker(new URL("./worker-entry.js", import.meta.url), { name: `actionflow-grad-${i}` });
       worker.unref();
       this.slots.push(new Slot(i, worker, grads));
-      const init: ToWorker = { type: "init", config: opts.config, backend: opts.backend, layout: this.layout, params: paramsBuffer, grads };
+      const init: ToWorker = {
+        type: "init",
+        config: opts.config,
+        backend: opts.backend,
+        layout: this.layout,
+        params: paramsBuffer,
+        grads,
+      };
       worker.postMessage(init);
     }
   }
@@ -156,7 +166,8 @@ export class GradPool {
       const v = vars.get(l.name);
       if (!v) throw new Error(`GradPool.writeParams: no parameter '${l.name}'`);
       const { offset, size } = this.offsets.get(l.name)!;
-      if (v.size !== size) throw new Error(`GradPool.writeParams: '${l.name}' has ${v.size} values, the layout ${size}`);
+      if (v.size !== size)
+        throw new Error(`GradPool.writeParams: '${l.name}' has ${v.size} values, the layout ${size}`);
       this.params.set(v.dataSync() as Float32Array, offset);
     }
   }
@@ -167,7 +178,8 @@ export class GradPool {
    */
   async gradients(shards: LossInputs[], denominator: number): Promise<ShardGradient[]> {
     if (this.closed) throw new Error("GradPool: gradients() after close()");
-    if (shards.length > this.slots.length) throw new Error(`GradPool: ${shards.length} shards for ${this.slots.length} workers`);
+    if (shards.length > this.slots.length)
+      throw new Error(`GradPool: ${shards.length} shards for ${this.slots.length} workers`);
     const work: Promise<ShardGradient>[] = [];
     shards.forEach((shard, i) => {
       if (shard.size === 0) return;

@@ -6,7 +6,7 @@
  * into its own buffer before answering `grad`. Neither touches a buffer while the other owns it.
  */
 import type { HeadConfig } from "../../policy/net/config.ts";
-import type { LossInputs } from "../trainer.ts";
+import type { LossInputs } from "../loss.ts";
 
 /** One parameter's place in the flat shared buffers. */
 export interface ParamLayout {
@@ -43,7 +43,8 @@ export type FromWorker =
 
 /** Parses a worker's message (from `unknown`); throws a `TypeError` naming what is wrong. */
 export function parseFromWorker(m: unknown): FromWorker {
-  if (typeof m !== "object" || m === null || !("type" in m)) throw new TypeError(`gradient worker sent a message without a type: ${String(m)}`);
+  if (typeof m !== "object" || m === null || !("type" in m))
+    throw new TypeError(`gradient worker sent a message without a type: ${String(m)}`);
   const o = m as Record<string, unknown>;
   switch (o["type"]) {
     case "ready":
@@ -54,7 +55,11 @@ export function parseFromWorker(m: unknown): FromWorker {
       }
       return { type: "grad", id: o["id"], loss: o["loss"], tensors: o["tensors"] };
     case "error":
-      return { type: "error", message: String(o["message"]), ...(typeof o["stack"] === "string" ? { stack: o["stack"] } : {}) };
+      return {
+        type: "error",
+        message: String(o["message"]),
+        ...(typeof o["stack"] === "string" ? { stack: o["stack"] } : {}),
+      };
     default:
       throw new TypeError(`gradient worker sent an unknown message type '${String(o["type"])}'`);
   }
@@ -62,11 +67,16 @@ export function parseFromWorker(m: unknown): FromWorker {
 
 /** Parses a message from the pool (from `unknown`); throws a `TypeError` naming what is wrong. */
 export function parseToWorker(m: unknown): ToWorker {
-  if (typeof m !== "object" || m === null || !("type" in m)) throw new TypeError(`gradient worker got a message without a type: ${String(m)}`);
+  if (typeof m !== "object" || m === null || !("type" in m))
+    throw new TypeError(`gradient worker got a message without a type: ${String(m)}`);
   const o = m as Record<string, unknown>;
   switch (o["type"]) {
     case "init":
-      if (!(o["params"] instanceof SharedArrayBuffer) || !(o["grads"] instanceof SharedArrayBuffer) || !Array.isArray(o["layout"])) {
+      if (
+        !(o["params"] instanceof SharedArrayBuffer) ||
+        !(o["grads"] instanceof SharedArrayBuffer) ||
+        !Array.isArray(o["layout"])
+      ) {
         throw new TypeError("gradient worker got 'init' without shared params/grads buffers and a layout");
       }
       return m as ToWorker;

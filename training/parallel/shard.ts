@@ -2,8 +2,8 @@
  * Splitting a batch's loss inputs into shards by sample, one per gradient thread.
  */
 import type { HeadConfig } from "../../policy/net/config.ts";
-import { featureSize } from "../../policy/net/network.ts";
-import type { LossInputs } from "../trainer.ts";
+import { featureSize } from "../../policy/net/head.ts";
+import type { LossInputs } from "../loss.ts";
 
 /** Samples per shard when `size` samples go to `parts` shards: earlier shards take the remainder. */
 export function shardSizes(size: number, parts: number): number[] {
@@ -18,10 +18,15 @@ export function shardSizes(size: number, parts: number): number[] {
  * empty when the batch has fewer samples than parts). Shards own copies of their arrays, so they
  * can be posted to a worker without dragging the whole batch's buffers along.
  */
-export function splitInputs(x: LossInputs, parts: number, config: Pick<HeadConfig, "horizon" | "actionDim" | "obs">): LossInputs[] {
+export function splitInputs(
+  x: LossInputs,
+  parts: number,
+  config: Pick<HeadConfig, "horizon" | "actionDim" | "obs">,
+): LossInputs[] {
   const { horizon: H, actionDim: A } = config;
   const cut = <T extends Float32Array | Uint8Array>(a: T, per: number, from: number, n: number, what: string): T => {
-    if (a.length !== x.size * per) throw new Error(`splitInputs: ${what} has ${a.length} values, expected ${x.size} x ${per}`);
+    if (a.length !== x.size * per)
+      throw new Error(`splitInputs: ${what} has ${a.length} values, expected ${x.size} x ${per}`);
     return a.slice(from * per, (from + n) * per) as T;
   };
   const out: LossInputs[] = [];

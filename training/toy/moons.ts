@@ -23,7 +23,12 @@ export function sampleMoons(n: number, rng: Rng, noise = 0.05): Float32Array {
 export function moonsSource(noise = 0.05): BatchSource {
   return {
     next(size: number, rng: Rng): Batch {
-      return { size, obs: { state: new Float32Array(size) }, actions: sampleMoons(size, rng, noise), isPad: new Uint8Array(size) };
+      return {
+        size,
+        obs: { state: new Float32Array(size) },
+        actions: sampleMoons(size, rng, noise),
+        isPad: new Uint8Array(size),
+      };
     },
   };
 }

@@ -10,7 +10,10 @@ export interface ScatterPanel {
 }
 
 /** Renders panels side by side over the square [-range, range]^2. */
-export function scatterPanelsSvg(panels: ScatterPanel[], opts: { range?: number; size?: number; title?: string } = {}): string {
+export function scatterPanelsSvg(
+  panels: ScatterPanel[],
+  opts: { range?: number; size?: number; title?: string } = {},
+): string {
   const size = opts.size ?? 200;
   const range = opts.range ?? 2.5;
   const pad = 24;
@@ -18,11 +21,14 @@ export function scatterPanelsSvg(panels: ScatterPanel[], opts: { range?: number;
   const height = size + pad + (opts.title ? 24 : 0) + 10;
   const top = opts.title ? 24 : 0;
   const parts: string[] = [`<rect width="${width}" height="${height}" fill="white"/>`];
-  if (opts.title) parts.push(`<text x="10" y="17" font-family="sans-serif" font-size="14">${escapeXml(opts.title)}</text>`);
+  if (opts.title)
+    parts.push(`<text x="10" y="17" font-family="sans-serif" font-size="14">${escapeXml(opts.title)}</text>`);
   panels.forEach((panel, i) => {
     const x0 = 10 + i * (size + 10);
     const y0 = top + pad;
-    parts.push(`<text x="${x0 + size / 2}" y="${top + 17}" text-anchor="middle" font-family="sans-serif" font-size="13">${escapeXml(panel.title)}</text>`);
+    parts.push(
+      `<text x="${x0 + size / 2}" y="${top + 17}" text-anchor="middle" font-family="sans-serif" font-size="13">${escapeXml(panel.title)}</text>`,
+    );
     parts.push(`<rect x="${x0}" y="${y0}" width="${size}" height="${size}" fill="#fafafa" stroke="#999"/>`);
     const dots: string[] = [];
     for (let k = 0; k + 1 < panel.points.length; k += 2) {

@@ -75,7 +75,13 @@ async function train(
 }
 
 /** Samples `n` chunks `[n, horizon, 2]` for observations `state` (`[n]`), from seeded noise. */
-function sample(trainer: Trainer, state: Float32Array, rng: Rng, steps: number, onStep?: (x: Float32Array, t: number) => void): Float32Array {
+function sample(
+  trainer: Trainer,
+  state: Float32Array,
+  rng: Rng,
+  steps: number,
+  onStep?: (x: Float32Array, t: number) => void,
+): Float32Array {
   const { horizon: H, actionDim: A } = trainer.head.config;
   const n = state.length;
   const noise = rng.normalArray(n * H * A);
@@ -125,13 +131,23 @@ export async function runMoons(opts: MoonsOptions): Promise<MoonsResult> {
   const zeros = new Float32Array(n);
   const evalRng = (): Rng => new Rng(opts.seed + 101);
   const data = sampleMoons(n, new Rng(opts.seed + 102));
-  const noiseFloor = energyDistance(sampleMoons(n, new Rng(opts.seed + 103)), sampleMoons(n, new Rng(opts.seed + 104)), 2);
+  const noiseFloor = energyDistance(
+    sampleMoons(n, new Rng(opts.seed + 103)),
+    sampleMoons(n, new Rng(opts.seed + 104)),
+    2,
+  );
   const before = energyDistance(sample(teacher, zeros, evalRng(), opts.sampleSteps), data, 2);
 
   let final = teacher;
   if (opts.reflowSteps > 0) {
     const pairs = reflowCouplings(teacher, { pairs: 4000, source, seed: opts.seed + 105 });
-    final = await train(config, pairs, { ...opts, steps: opts.reflowSteps, phase: "reflow", optim: { lr: 1e-3, warmupSteps: 20 }, init: teacher });
+    final = await train(config, pairs, {
+      ...opts,
+      steps: opts.reflowSteps,
+      phase: "reflow",
+      optim: { lr: 1e-3, warmupSteps: 20 },
+      init: teacher,
+    });
     teacher.dispose();
   }
   const snapshots: { t: number; points: Float32Array }[] = [];
@@ -141,7 +157,9 @@ export async function runMoons(opts: MoonsOptions): Promise<MoonsResult> {
 
   if (opts.picture) {
     const grid = uniformGrid(opts.sampleSteps);
-    const wanted = [0, 0.25, 0.5, 0.75, 1].map((w) => grid.reduce((best, t) => (Math.abs(t - w) < Math.abs(best - w) ? t : best), 0));
+    const wanted = [0, 0.25, 0.5, 0.75, 1].map((w) =>
+      grid.reduce((best, t) => (Math.abs(t - w) < Math.abs(best - w) ? t : best), 0),
+    );
     const panels = wanted.map((t) => {
       const snap = snapshots.find((s) => s.t === t)!;
       return { title: `t = ${t.toFixed(2)}`, points: snap.points.subarray(0, 1200) };
@@ -150,7 +168,10 @@ export async function runMoons(opts: MoonsOptions): Promise<MoonsResult> {
     await mkdir(dirname(opts.picture), { recursive: true });
     await writeFile(
       opts.picture,
-      scatterPanelsSvg(panels, { range: 2.2, title: `two moons: ${opts.sampleSteps} Euler steps from noise (t=0) to data (t=1); energy distance ${e.toFixed(5)} vs noise floor ${noiseFloor.toFixed(5)}` }),
+      scatterPanelsSvg(panels, {
+        range: 2.2,
+        title: `two moons: ${opts.sampleSteps} Euler steps from noise (t=0) to data (t=1); energy distance ${e.toFixed(5)} vs noise floor ${noiseFloor.toFixed(5)}`,
+      }),
     );
   }
   return {
@@ -215,7 +236,11 @@ export async function runBimodal(opts: ToyOptions & { horizon: number }): Promis
 
   const results: Partial<Record<"flow" | "regression", ModeReport>> = {};
   for (const objective of ["flow", "regression"] as const) {
-    const trainer = await train(toyHead(opts.arch, H, objective), source, { ...opts, phase: objective, optim: { lr: 2e-3, warmupSteps: 50 } });
+    const trainer = await train(toyHead(opts.arch, H, objective), source, {
+      ...opts,
+      phase: objective,
+      optim: { lr: 2e-3, warmupSteps: 50 },
+    });
     results[objective] = report(sample(trainer, state, new Rng(opts.seed + 202), opts.sampleSteps));
     trainer.dispose();
   }

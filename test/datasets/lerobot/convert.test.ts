@@ -11,7 +11,10 @@ afterAll(async () => {
   for (const d of dirs) await removeDir(d);
 });
 
-function sameBits(a: Float32Array | Float64Array | BigInt64Array, b: Float32Array | Float64Array | BigInt64Array): boolean {
+function sameBits(
+  a: Float32Array | Float64Array | BigInt64Array,
+  b: Float32Array | Float64Array | BigInt64Array,
+): boolean {
   if (a.constructor !== b.constructor || a.length !== b.length) return false;
   const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -25,7 +28,15 @@ describe("convertToV3", () => {
     const out = join(tmp, "g1-v3");
     const progress: number[] = [];
     const r = await convertToV3(G1, out, { dataFilesSizeInMb: 0.5, onEpisode: (d) => progress.push(d) });
-    expect(r).toMatchObject({ source: "lerobot", sourceVersion: "v2.1", episodes: 10, frames: 4236, out, features: ["observation.state", "action"], skipped: ["observation.images.cam_high"] });
+    expect(r).toMatchObject({
+      source: "lerobot",
+      sourceVersion: "v2.1",
+      episodes: 10,
+      frames: 4236,
+      out,
+      features: ["observation.state", "action"],
+      skipped: ["observation.images.cam_high"],
+    });
     expect(r.dataFiles).toBeGreaterThan(1);
     expect(progress).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     const src = await openLeRobot(G1);
@@ -57,7 +68,12 @@ describe("convertToV3", () => {
     await writeRobomimic(file);
     const out = join(tmp, "lift-v3");
     const r = await convertToV3(file, out);
-    expect(r).toMatchObject({ source: "robomimic", episodes: 3, frames: 15, features: ["action", "observation.state", "next.reward", "next.done"] });
+    expect(r).toMatchObject({
+      source: "robomimic",
+      episodes: 3,
+      frames: 15,
+      features: ["action", "observation.state", "next.reward", "next.done"],
+    });
     expect(r.skipped).toContain("observation.agentview_image");
     const src = await openRobomimic(file);
     const dst = await openLeRobot(out);

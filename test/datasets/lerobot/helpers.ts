@@ -37,7 +37,11 @@ export async function readAllRows(path: string): Promise<Record<string, unknown>
 type Kind = "list<float>" | "float" | "int64" | "string";
 
 /** Writes rows to a parquet file with LeRobot-like column types (lists as 3-level LIST of FLOAT). */
-export async function writeRows(path: string, rows: Record<string, unknown>[], columns: { name: string; kind: Kind }[]): Promise<void> {
+export async function writeRows(
+  path: string,
+  rows: Record<string, unknown>[],
+  columns: { name: string; kind: Kind }[],
+): Promise<void> {
   const schema: SchemaElement[] = [{ name: "schema", num_children: columns.length }];
   for (const c of columns) {
     if (c.kind === "list<float>") {

@@ -36,7 +36,9 @@ describe("openLeRobot on the shared v2.1 dataset", () => {
     const a = ep.action!.data as Float32Array;
     expect(a).toBeInstanceOf(Float32Array);
     expect([a[0], a[1], a[2]]).toEqual([-0.6934276819229126, 0.3843894600868225, -0.43022122979164124]);
-    expect([a[a.length - 3], a[a.length - 2], a[a.length - 1]]).toEqual([0.6434637308120728, 0.6921167373657227, 0.10164198279380798]);
+    expect([a[a.length - 3], a[a.length - 2], a[a.length - 1]]).toEqual([
+      0.6434637308120728, 0.6921167373657227, 0.10164198279380798,
+    ]);
     const s = ep["observation.state"]!.data as Float32Array;
     expect([s[0], s[1], s[25]]).toEqual([-0.7031384706497192, 0.3782341182231903, 0.32899999618530273]);
     expect([s[478 * 26], s[478 * 26 + 25]]).toEqual([-0.7723713517189026, 0.11699999868869781]);
@@ -103,10 +105,16 @@ describe("openLeRobot on broken inputs", () => {
   });
 
   it("names file, episode and column when a column is missing", async () => {
-    await writeRows(file0, rows, G1_COLUMNS.filter((c) => c.name !== "action"));
+    await writeRows(
+      file0,
+      rows,
+      G1_COLUMNS.filter((c) => c.name !== "action"),
+    );
     const ds = await openLeRobot(dir);
     await expect(ds.readEpisode(0, ["observation.state"])).resolves.toBeDefined();
-    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(/episode_000000\.parquet \(episode 0\): column 'action' missing/);
+    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(
+      /episode_000000\.parquet \(episode 0\): column 'action' missing/,
+    );
   });
 
   it("names file, column and frame when a row's shape disagrees with info.json", async () => {
@@ -127,7 +135,9 @@ describe("openLeRobot on broken inputs", () => {
     });
     await writeRows(file0, bad, G1_COLUMNS);
     const ds = await openLeRobot(dir);
-    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(/episode_000000\.parquet: column 'action' \(episode 0, frame 12\): NaN at dim 3/);
+    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(
+      /episode_000000\.parquet: column 'action' \(episode 0, frame 12\): NaN at dim 3/,
+    );
     await expect(ds.readEpisode(0, ["observation.state"])).resolves.toBeDefined();
   });
 
@@ -136,14 +146,18 @@ describe("openLeRobot on broken inputs", () => {
     const size = (await stat(file0)).size;
     await truncate(file0, Math.floor(size / 2));
     const ds = await openLeRobot(dir);
-    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(/episode_000000\.parquet \(episode 0\): not a readable parquet file \(truncated or corrupt\?\)/);
+    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(
+      /episode_000000\.parquet \(episode 0\): not a readable parquet file \(truncated or corrupt\?\)/,
+    );
     await expect(ds.readEpisode(1, ["action"])).resolves.toBeDefined();
   });
 
   it("names the file when a data file is missing or holds the wrong number of rows", async () => {
     await writeRows(file0, rows.slice(0, 100), G1_COLUMNS);
     const ds = await openLeRobot(dir);
-    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(/episode_000000\.parquet \(episode 0\): file has 100 rows, the episode metadata gives its episodes 479 frames/);
+    await expect(ds.readEpisode(0, ["action"])).rejects.toThrow(
+      /episode_000000\.parquet \(episode 0\): file has 100 rows, the episode metadata gives its episodes 479 frames/,
+    );
     await expect(openLeRobot(join(dir, "nowhere"))).rejects.toThrow(/meta\/info.json: file missing/);
   });
 });
@@ -155,9 +169,16 @@ describe("openLeRobot on broken v3.0 inputs", () => {
     const root = await tempDir("v3-broken");
     const dir = join(root, "ds");
     try {
-      const w = await LeRobotWriter.create(dir, { fps: 10, features: { action: { dtype: "float32", shape: [2] }, state: { dtype: "float32", shape: [1] } } });
+      const w = await LeRobotWriter.create(dir, {
+        fps: 10,
+        features: { action: { dtype: "float32", shape: [2] }, state: { dtype: "float32", shape: [1] } },
+      });
       await w.addEpisode({ task: "t", length: 3, frames: { action: new Float32Array(6), state: new Float32Array(3) } });
-      await w.addEpisode({ task: "t", length: 2, frames: { action: Float32Array.of(1, 2, 3, 4), state: Float32Array.of(5, 6) } });
+      await w.addEpisode({
+        task: "t",
+        length: 2,
+        frames: { action: Float32Array.of(1, 2, 3, 4), state: Float32Array.of(5, 6) },
+      });
       await w.finish();
       const file = join(dir, "data/chunk-000/file-000.parquet");
       const ds = await openLeRobot(dir);
@@ -171,12 +192,18 @@ describe("openLeRobot on broken v3.0 inputs", () => {
       ];
       await writeRows(file, rows, cols);
       const ds2 = await openLeRobot(dir);
-      await expect(ds2.readEpisode(1, ["action"])).rejects.toThrow(/file-000\.parquet: column 'action' \(episode 1, frame 1\): NaN at dim 1/);
-      await expect(ds2.readEpisode(0, ["state"])).rejects.toThrow(/file-000\.parquet \(episode 0\): column 'state' missing/);
+      await expect(ds2.readEpisode(1, ["action"])).rejects.toThrow(
+        /file-000\.parquet: column 'action' \(episode 1, frame 1\): NaN at dim 1/,
+      );
+      await expect(ds2.readEpisode(0, ["state"])).rejects.toThrow(
+        /file-000\.parquet \(episode 0\): column 'state' missing/,
+      );
       const size = (await stat(file)).size;
       await truncate(file, size - 20);
       const ds3 = await openLeRobot(dir);
-      await expect(ds3.readEpisode(0, ["action"])).rejects.toThrow(/file-000\.parquet \(episode 0\): not a readable parquet file/);
+      await expect(ds3.readEpisode(0, ["action"])).rejects.toThrow(
+        /file-000\.parquet \(episode 0\): not a readable parquet file/,
+      );
     } finally {
       await removeDir(root);
     }
@@ -193,9 +220,12 @@ describe("layout helpers", () => {
   });
 
   it("fills LeRobot path templates", () => {
-    expect(formatPath("data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet", { episode_chunk: 1, episode_index: 1234 })).toBe(
-      "data/chunk-001/episode_001234.parquet",
-    );
+    expect(
+      formatPath("data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet", {
+        episode_chunk: 1,
+        episode_index: 1234,
+      }),
+    ).toBe("data/chunk-001/episode_001234.parquet");
     expect(() => formatPath("{x}", {})).toThrow(/no value for '\{x\}'/);
   });
 });

@@ -16,7 +16,9 @@ afterAll(async () => {
   for (const d of dirs) await removeDir(d);
 });
 
-function bits(a: ArrayLike<number | bigint> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }): Uint8Array {
+function bits(
+  a: ArrayLike<number | bigint> & { buffer: ArrayBufferLike; byteOffset: number; byteLength: number },
+): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
@@ -79,7 +81,14 @@ describe("LeRobotWriter", () => {
     expect(ds.episodes[1]).toMatchObject({ from: 37, to: 87, tasks: ["place the cube"] });
     for (const [k, frames] of written.entries()) {
       const cols = Object.keys(frames);
-      const got = await ds.readEpisodeShaped(k, [...cols, "timestamp", "frame_index", "episode_index", "index", "task_index"]);
+      const got = await ds.readEpisodeShaped(k, [
+        ...cols,
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
+      ]);
       for (const c of cols) {
         expect(got[c]!.data.constructor).toBe(frames[c as keyof typeof frames]!.constructor);
         expect(bits(got[c]!.data)).toEqual(bits(frames[c as keyof typeof frames]!));
@@ -87,13 +96,18 @@ describe("LeRobotWriter", () => {
       expect(got["observation.points"]!.shape).toEqual([lengths[k], 3, 2]);
       const ts = got.timestamp!.data as Float32Array;
       expect(ts[ts.length - 1]).toBe(Math.fround((lengths[k]! - 1) / 20));
-      expect(Array.from(got.frame_index!.data as BigInt64Array, Number)).toEqual(Array.from({ length: lengths[k]! }, (_, i) => i));
+      expect(Array.from(got.frame_index!.data as BigInt64Array, Number)).toEqual(
+        Array.from({ length: lengths[k]! }, (_, i) => i),
+      );
       expect((got.index!.data as BigInt64Array)[0]).toBe(BigInt(ds.episodes[k]!.from));
       expect((got.episode_index!.data as BigInt64Array)[0]).toBe(BigInt(k));
       expect((got.task_index!.data as BigInt64Array)[0]).toBe(BigInt(k % 2));
     }
     // global stats: exact mean/min/max, count as [N], quantiles within the histogram bound
-    const raw = JSON.parse(await readFile(join(dir, "meta/stats.json"), "utf8")) as Record<string, Record<string, unknown>>;
+    const raw = JSON.parse(await readFile(join(dir, "meta/stats.json"), "utf8")) as Record<
+      string,
+      Record<string, unknown>
+    >;
     expect(raw.action!.count).toEqual([255]);
     expect((raw["observation.points"]!.mean as number[][]).length).toBe(3); // reshaped like the feature
     const all = Float64Array.from(written.flatMap((f) => Array.from(f.reward as Float64Array)));
@@ -111,7 +125,11 @@ describe("LeRobotWriter", () => {
   it("writes tasks.parquet that reads back with the task column named 'task' or '__index_level_0__'", async () => {
     for (const col of ["task", "__index_level_0__"] as const) {
       const dir = await fresh();
-      const w = await LeRobotWriter.create(dir, { fps: 10, features: { action: { dtype: "float32", shape: [2] } }, tasksIndexColumn: col });
+      const w = await LeRobotWriter.create(dir, {
+        fps: 10,
+        features: { action: { dtype: "float32", shape: [2] } },
+        tasksIndexColumn: col,
+      });
       await w.addEpisode({ task: "a", length: 3, frames: { action: new Float32Array(6) } });
       await w.addEpisode({ task: "b", length: 2, frames: { action: new Float32Array(4) } });
       await w.finish();
@@ -145,19 +163,23 @@ describe("LeRobotWriter", () => {
   it("rejects bad episodes naming episode, feature, row and dim, and leaves the dataset usable", async () => {
     const dir = await fresh();
     const w = await LeRobotWriter.create(dir, { fps: 10, features: { action: { dtype: "float32", shape: [2] } } });
-    await expect(w.addEpisode({ task: "t", length: 2, frames: {} })).rejects.toThrow(/episode 0: feature 'action' missing/);
+    await expect(w.addEpisode({ task: "t", length: 2, frames: {} })).rejects.toThrow(
+      /episode 0: feature 'action' missing/,
+    );
     await expect(w.addEpisode({ task: "t", length: 2, frames: { action: new Float32Array(3) } })).rejects.toThrow(
       /episode 0: feature 'action' has 3 values, 2 frames of shape \[2\] need 4/,
     );
-    await expect(w.addEpisode({ task: "t", length: 2, frames: { action: new Float32Array([0, 1, 2, NaN]) } })).rejects.toThrow(
-      /episode 0: feature 'action': non-finite value NaN at row 1 dim 1/,
-    );
-    await expect(w.addEpisode({ task: "t", length: 1, frames: { action: new Float32Array(2), extra: new Float32Array(1) } })).rejects.toThrow(
-      /feature 'extra' was not declared/,
-    );
+    await expect(
+      w.addEpisode({ task: "t", length: 2, frames: { action: new Float32Array([0, 1, 2, NaN]) } }),
+    ).rejects.toThrow(/episode 0: feature 'action': non-finite value NaN at row 1 dim 1/);
+    await expect(
+      w.addEpisode({ task: "t", length: 1, frames: { action: new Float32Array(2), extra: new Float32Array(1) } }),
+    ).rejects.toThrow(/feature 'extra' was not declared/);
     await w.addEpisode({ task: "t", length: 1, frames: { action: new Float32Array([1, 2]) } });
     await w.finish();
-    await expect(w.addEpisode({ task: "t", length: 1, frames: { action: new Float32Array(2) } })).rejects.toThrow(/after finish/);
+    await expect(w.addEpisode({ task: "t", length: 1, frames: { action: new Float32Array(2) } })).rejects.toThrow(
+      /after finish/,
+    );
     const ds = await openLeRobot(dir);
     expect(ds.totalFrames).toBe(1);
     expect(ds.stats().action!.count).toBe(1);
@@ -170,7 +192,11 @@ describe("LeRobotWriter", () => {
     const features = { action: { dtype: "float32" as const, shape: [2] } };
     await expect(LeRobotWriter.create(dir, { fps: 10, features })).rejects.toThrow(/not empty/);
     const other = await fresh();
-    await expect(LeRobotWriter.create(other, { fps: 10, features: { "a/b": features.action } })).rejects.toThrow(/contains '\/'/);
-    await expect(LeRobotWriter.create(other, { fps: 10, features: { index: features.action } })).rejects.toThrow(/default column/);
+    await expect(LeRobotWriter.create(other, { fps: 10, features: { "a/b": features.action } })).rejects.toThrow(
+      /contains '\/'/,
+    );
+    await expect(LeRobotWriter.create(other, { fps: 10, features: { index: features.action } })).rejects.toThrow(
+      /default column/,
+    );
   });
 });

@@ -41,17 +41,34 @@ describe("openRobomimic", () => {
     expect(ds.features["next.done"]).toMatchObject({ dtype: "int64", shape: [1] });
     expect(ds.stateKeys).toEqual(["robot0_eef_pos", "robot0_gripper_qpos"]);
     expect(ds.features["observation.state"]).toMatchObject({ dtype: "float64", shape: [5] });
-    expect(ds.features["observation.state"]!.names).toEqual(["robot0_eef_pos_0", "robot0_eef_pos_1", "robot0_eef_pos_2", "robot0_gripper_qpos_0", "robot0_gripper_qpos_1"]);
+    expect(ds.features["observation.state"]!.names).toEqual([
+      "robot0_eef_pos_0",
+      "robot0_eef_pos_1",
+      "robot0_eef_pos_2",
+      "robot0_gripper_qpos_0",
+      "robot0_gripper_qpos_1",
+    ]);
   });
 
   it("reads actions, the concatenated state and other columns of one demo", async () => {
-    const ep = await ds.readEpisodeShaped(2, ["action", "observation.state", "next.done", "observation.agentview_image"]);
+    const ep = await ds.readEpisodeShaped(2, [
+      "action",
+      "observation.state",
+      "next.done",
+      "observation.agentview_image",
+    ]);
     expect(ep.action!.shape).toEqual([5, 7]);
     const a = ep.action!.data as Float64Array;
     expect(a).toBeInstanceOf(Float64Array);
     expect(a[3 * 7 + 2]).toBe(actionValue(2, 3, 2));
     const s = ep["observation.state"]!.data;
-    expect(Array.from(s.subarray(5, 10) as Float64Array)).toEqual([eefValue(2, 1, 0), eefValue(2, 1, 1), eefValue(2, 1, 2), 1 / 8, 1 + 1 / 8]);
+    expect(Array.from(s.subarray(5, 10) as Float64Array)).toEqual([
+      eefValue(2, 1, 0),
+      eefValue(2, 1, 1),
+      eefValue(2, 1, 2),
+      1 / 8,
+      1 + 1 / 8,
+    ]);
     expect(Array.from(ep["next.done"]!.data as BigInt64Array)).toEqual([0n, 0n, 0n, 0n, 1n]);
     expect(ep["observation.agentview_image"]!.shape).toEqual([5, 4, 4, 3]);
     await expect(ds.readEpisode(3, ["action"])).rejects.toThrow(/no episode 3/);
@@ -90,7 +107,9 @@ describe("openRobomimic on broken files", () => {
     const file = join(dir, "nan.hdf5");
     await writeRobomimic(file, { nan: { demo: 1, frame: 2, dim: 4 } });
     const ds = await openRobomimic(file);
-    await expect(ds.readEpisode(1, ["action"])).rejects.toThrow(/nan\.hdf5: data\/demo_1\/actions: NaN at frame 2 dim 4 \(column 'action', episode 1\)/);
+    await expect(ds.readEpisode(1, ["action"])).rejects.toThrow(
+      /nan\.hdf5: data\/demo_1\/actions: NaN at frame 2 dim 4 \(column 'action', episode 1\)/,
+    );
     await expect(ds.readEpisode(0, ["action"])).resolves.toBeDefined();
     ds.close();
   });
@@ -99,7 +118,9 @@ describe("openRobomimic on broken files", () => {
     const file = join(dir, "short.hdf5");
     await writeRobomimic(file, { shortObs: 0 });
     const ds = await openRobomimic(file);
-    await expect(ds.readEpisode(0, ["observation.state"])).rejects.toThrow(/data\/demo_0\/obs\/robot0_eef_pos: shape \[5, 3\] disagrees with 6 frames/);
+    await expect(ds.readEpisode(0, ["observation.state"])).rejects.toThrow(
+      /data\/demo_0\/obs\/robot0_eef_pos: shape \[5, 3\] disagrees with 6 frames/,
+    );
     ds.close();
   });
 
@@ -111,7 +132,9 @@ describe("openRobomimic on broken files", () => {
     await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length / 3)));
     await expect(openRobomimic(cut)).rejects.toThrow(/cut\.hdf5: HDF5 error \(truncated or corrupt\?\)/);
     await expect(openRobomimic(join(dir, "none.hdf5"))).rejects.toThrow(/none\.hdf5: file missing/);
-    await expect(openRobomimic(good, { stateKeys: ["agentview_image"] })).rejects.toThrow(/state key 'agentview_image' is not a low-dim float obs key/);
+    await expect(openRobomimic(good, { stateKeys: ["agentview_image"] })).rejects.toThrow(
+      /state key 'agentview_image' is not a low-dim float obs key/,
+    );
     const ds = await openRobomimic(good, { stateKeys: ["robot0_gripper_qpos"] });
     expect(ds.features["observation.state"]).toMatchObject({ dtype: "float32", shape: [2] });
     ds.close();

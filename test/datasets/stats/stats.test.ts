@@ -43,7 +43,13 @@ describe("RunningStats", () => {
       expect(out.min[d]).toBe(sorted[0]);
       expect(out.max[d]).toBe(sorted[sorted.length - 1]);
       const bound = (4 * (sorted[sorted.length - 1]! - sorted[0]!)) / bins;
-      for (const [key, p] of [["q01", 0.01], ["q10", 0.1], ["q50", 0.5], ["q90", 0.9], ["q99", 0.99]] as const) {
+      for (const [key, p] of [
+        ["q01", 0.01],
+        ["q10", 0.1],
+        ["q50", 0.5],
+        ["q90", 0.9],
+        ["q99", 0.99],
+      ] as const) {
         // the histogram rank p*n and numpy's (n-1)p differ by < 1 sample: compare to the neighbours too
         const lo = exactQuantile(sorted, Math.max(0, p - 1 / xs.length));
         const hi = exactQuantile(sorted, Math.min(1, p + 1 / xs.length));
@@ -91,13 +97,18 @@ describe("datasetStats", () => {
   it("streams the columns of every (or the chosen) episode of any episode dataset", async () => {
     const { inMemoryDataset } = await import("../../../datasets/memory.ts");
     const { datasetStats } = await import("../../../datasets/stats/dataset.ts");
-    const ds = inMemoryDataset({ a: [2] }, [{ columns: { a: Float32Array.of(1, 10, 3, 30) } }, { columns: { a: Float32Array.of(5, 50) } }]);
+    const ds = inMemoryDataset({ a: [2] }, [
+      { columns: { a: Float32Array.of(1, 10, 3, 30) } },
+      { columns: { a: Float32Array.of(5, 50) } },
+    ]);
     const all = await datasetStats(ds, ["a"]);
     expect(all.a).toMatchObject({ min: [1, 10], max: [5, 50], mean: [3, 30], count: 3 });
     const one = await datasetStats(ds, ["a"], { episodes: [1] });
     expect(one.a).toMatchObject({ mean: [5, 50], count: 1 });
     const bad = inMemoryDataset({ a: [1] }, [{ columns: { a: Float32Array.of(1, NaN) } }]);
-    await expect(datasetStats(bad, ["a"])).rejects.toThrow(/episode 0: column 'a': non-finite value NaN at row 1 dim 0/);
+    await expect(datasetStats(bad, ["a"])).rejects.toThrow(
+      /episode 0: column 'a': non-finite value NaN at row 1 dim 0/,
+    );
     await expect(datasetStats(ds, ["b"])).rejects.toThrow(/no column 'b'/);
   });
 });

@@ -21,7 +21,9 @@ describe("safetensors", () => {
 
   it("rejects truncated files and wrong shapes with the source named", () => {
     const bytes = encodeSafetensors(new Map([["w", { shape: [4], data: new Float32Array(4) }]]));
-    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), "model.safetensors")).toThrow(/model.safetensors: tensor 'w'/);
+    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), "model.safetensors")).toThrow(
+      /model.safetensors: tensor 'w'/,
+    );
     expect(() => decodeSafetensors(bytes.subarray(0, 4), "x.safetensors")).toThrow(/x.safetensors: truncated/);
     expect(() => encodeSafetensors(new Map([["w", { shape: [3], data: new Float32Array(4) }]]))).toThrow(/'w'/);
   });

@@ -41,7 +41,13 @@ describe("Gaussian-to-Gaussian flow in closed form", () => {
     const x1 = new Float32Array(n);
     for (let i = 0; i < n; i++) x1[i] = MU + SIGMA * rng.normal();
     for (const t of [0.3, 0.7]) {
-      const { xt, ut } = samplePath(linearPath(), Float64Array.from(x0), Float64Array.from(x1), new Float64Array(n).fill(t), { dim: 1 });
+      const { xt, ut } = samplePath(
+        linearPath(),
+        Float64Array.from(x0),
+        Float64Array.from(x1),
+        new Float64Array(n).fill(t),
+        { dim: 1 },
+      );
       for (const x of [t * MU - 0.5, t * MU, t * MU + 0.8]) {
         // Average u over pairs whose x_t falls in a small window; the field is affine in x, so
         // comparing at the window's mean x_t removes the window bias.
@@ -68,7 +74,8 @@ describe("Gaussian-to-Gaussian flow in closed form", () => {
     const at1 = integrate(rk4, float64Space, field, x0, uniformGrid(20)).x;
     for (let i = 0; i < x0.length; i++) expect(Math.abs(at1[i]! - (MU + SIGMA * x0[i]!))).toBeLessThan(1e-6);
     const mid = integrate(rk4, float64Space, field, x0, uniformGrid(20, 0, 0.6)).x;
-    for (let i = 0; i < x0.length; i++) expect(Math.abs(mid[i]! - (0.6 * MU + Math.sqrt(variance(0.6)) * x0[i]!))).toBeLessThan(1e-6);
+    for (let i = 0; i < x0.length; i++)
+      expect(Math.abs(mid[i]! - (0.6 * MU + Math.sqrt(variance(0.6)) * x0[i]!))).toBeLessThan(1e-6);
   });
 
   it("transports N(0, 1) samples to N(mu, sigma^2)", () => {
@@ -78,7 +85,7 @@ describe("Gaussian-to-Gaussian flow in closed form", () => {
     const { mean, std } = meanStd(pushed);
     const start = meanStd(x0);
     // Sampling error of the noise itself (sd/sqrt(n) ~ 0.007 for the mean), carried through the exact map.
-    expect(Math.abs(mean - MU)).toBeLessThan(4 * SIGMA / Math.sqrt(n) + 1e-4);
+    expect(Math.abs(mean - MU)).toBeLessThan((4 * SIGMA) / Math.sqrt(n) + 1e-4);
     expect(Math.abs(mean - (MU + SIGMA * start.mean))).toBeLessThan(1e-4);
     expect(Math.abs(std - SIGMA)).toBeLessThan(0.01);
     expect(Math.abs(std - SIGMA * start.std)).toBeLessThan(1e-4);

@@ -15,7 +15,8 @@ function maxError(x: Float64Array, exact: Float64Array): number {
 }
 
 /** A smooth non-uniform grid on [0, 1], dense at both ends: t_i = sin^2(pi i / (2N)). */
-const sineGrid = (steps: number): number[] => Array.from({ length: steps + 1 }, (_, i) => Math.sin((Math.PI / 2) * (i / steps)) ** 2);
+const sineGrid = (steps: number): number[] =>
+  Array.from({ length: steps + 1 }, (_, i) => Math.sin((Math.PI / 2) * (i / steps)) ** 2);
 
 const EXPECTED_ORDER: Record<SolverName, number> = { euler: 1, midpoint: 2, heun: 2, rk4: 4 };
 
@@ -34,7 +35,12 @@ describe("ODE solvers", () => {
   }
 
   it("nfe = steps * evalsPerStep, and f is called exactly that often", () => {
-    for (const [name, evals] of [["euler", 1], ["midpoint", 2], ["heun", 2], ["rk4", 4]] as const) {
+    for (const [name, evals] of [
+      ["euler", 1],
+      ["midpoint", 2],
+      ["heun", 2],
+      ["rk4", 4],
+    ] as const) {
       let calls = 0;
       const counted = (x: Float64Array, t: number): Float64Array => {
         calls++;
@@ -70,7 +76,13 @@ describe("ODE solvers", () => {
     const { x } = integrate(solverByName("rk4"), scalar, (v, t) => Math.cos(t) * v * v, 0.6, uniformGrid(32));
     expect(x).toBeCloseTo(exactAt(1)[0]!, 7);
 
-    const f32 = integrate(solverByName("heun"), float32Space, (v, t) => v.map((u) => Math.cos(t) * u * u), new Float32Array(X0), uniformGrid(64)).x;
+    const f32 = integrate(
+      solverByName("heun"),
+      float32Space,
+      (v, t) => v.map((u) => Math.cos(t) * u * u),
+      new Float32Array(X0),
+      uniformGrid(64),
+    ).x;
     expect(f32).toBeInstanceOf(Float32Array);
     expect(maxError(Float64Array.from(f32), exactAt(1))).toBeLessThan(1e-3);
 
@@ -86,9 +98,15 @@ describe("ODE solvers", () => {
     expect(uniformGrid(10).at(-1)).toBe(1);
     expect(() => uniformGrid(0)).toThrow(/positive integer/);
     expect(() => integrate(solverByName("euler"), float64Space, riccati, X0, [0])).toThrow(/at least 2/);
-    expect(() => integrate(solverByName("euler"), float64Space, riccati, X0, [0, 0.5, 0.5, 1])).toThrow(/strictly monotone/);
-    expect(() => integrate(solverByName("euler"), float64Space, riccati, X0, [0, 0.5, 0.2])).toThrow(/grid\[1\]=0.5 and grid\[2\]=0.2/);
-    expect(() => solverByName("dopri5")).toThrow("unknown ODE solver 'dopri5'; valid solvers: euler, midpoint, heun, rk4");
+    expect(() => integrate(solverByName("euler"), float64Space, riccati, X0, [0, 0.5, 0.5, 1])).toThrow(
+      /strictly monotone/,
+    );
+    expect(() => integrate(solverByName("euler"), float64Space, riccati, X0, [0, 0.5, 0.2])).toThrow(
+      /grid\[1\]=0.5 and grid\[2\]=0.2/,
+    );
+    expect(() => solverByName("dopri5")).toThrow(
+      "unknown ODE solver 'dopri5'; valid solvers: euler, midpoint, heun, rk4",
+    );
     expect(() => solverByName("toString")).toThrow(/valid solvers/);
     expect(() => float64Space.axpy(new Float64Array(2), 1, new Float64Array(3))).toThrow(/length mismatch/);
   });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { lnGamma, normalCdf, regularizedBeta, regularizedGammaP, regularizedGammaQ } from "../../../policy/flow/special.ts";
+import {
+  lnGamma,
+  normalCdf,
+  regularizedBeta,
+  regularizedGammaP,
+  regularizedGammaQ,
+} from "../../../policy/flow/special.ts";
 
 /** Relative closeness for values that may be tiny (tail probabilities). */
 function expectRel(actual: number, expected: number, rel = 1e-12): void {

@@ -5,7 +5,13 @@ import { headFlops } from "../../../policy/net/flops.ts";
 
 describe("FLOP counting over a description", () => {
   it("counts the mlp head's products by hand", () => {
-    const cfg = parseHeadConfig({ arch: "mlp", horizon: 4, actionDim: 3, obs: [{ name: "state", key: "s", shape: [5] }], mlp: { width: 8, depth: 2, timeEmbedDim: 2 } });
+    const cfg = parseHeadConfig({
+      arch: "mlp",
+      horizon: 4,
+      actionDim: 3,
+      obs: [{ name: "state", key: "s", shape: [5] }],
+      mlp: { width: 8, depth: 2, timeEmbedDim: 2 },
+    });
     const head = buildHead(cfg);
     const B = 3;
     const W = 8;
@@ -16,7 +22,13 @@ describe("FLOP counting over a description", () => {
   });
 
   it("leaves out the time path when time is a constant (folded by onnxruntime)", () => {
-    const cfg = parseHeadConfig({ arch: "transformer", horizon: 6, actionDim: 2, obs: [{ name: "state", key: "s", shape: [4] }], transformer: { width: 8, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 4 } });
+    const cfg = parseHeadConfig({
+      arch: "transformer",
+      horizon: 6,
+      actionDim: 2,
+      obs: [{ name: "state", key: "s", shape: [4] }],
+      transformer: { width: 8, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 4 },
+    });
     const head = buildHead(cfg);
     const dyn = headFlops(head, 2, { time: "input" });
     const folded = headFlops(head, 2, { time: "constant" });

@@ -18,7 +18,10 @@ describe.skipIf(why !== undefined)("official ONNX checker (python3-onnx, full_ch
       it(`accepts the ${arch} ${objective} sample and velocity graphs`, () => {
         const m = tinyModel(arch, { objective });
         const sample = join(dir, `${arch}-${objective}.onnx`);
-        writeFileSync(sample, encodeModel(buildSampleModel(m.head, m.weights, m.features, m.norms, { steps: 2, solver: "heun" }).model));
+        writeFileSync(
+          sample,
+          encodeModel(buildSampleModel(m.head, m.weights, m.features, m.norms, { steps: 2, solver: "heun" }).model),
+        );
         expect(checkOnnxFile(sample)).toBe("");
         const velocity = join(dir, `${arch}-${objective}.velocity.onnx`);
         writeFileSync(velocity, encodeModel(buildVelocityModel(m.head, m.weights, m.features).model));

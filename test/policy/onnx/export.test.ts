@@ -43,7 +43,10 @@ describe("exportOnnx", () => {
     expect(meta["actionflow.version"]).toMatch(/^\d+\.\d+\.\d+/);
     expect(JSON.parse(meta["actionflow.config"]!)).toEqual(m.config);
     expect(JSON.parse(meta["actionflow.normalization"]!).action.stats.mean).toEqual(m.stats.action.mean);
-    expect(JSON.parse(meta["actionflow.features"]!).map((f: { key: string }) => f.key)).toEqual(["observation.state", "observation.embedding"]);
+    expect(JSON.parse(meta["actionflow.features"]!).map((f: { key: string }) => f.key)).toEqual([
+      "observation.state",
+      "observation.embedding",
+    ]);
     expect(meta["actionflow.weights_sha256"]).toMatch(/^[0-9a-f]{64}$/);
     expect(metadataOf(decodeModel(readFileSync(r.velocityOnnx)))["actionflow.graph"]).toBe("velocity");
     if (checker) console.warn(`ONNX checker skipped: ${checker}`);
@@ -58,7 +61,13 @@ describe("exportOnnx", () => {
     await writeTinyCheckpoint(run, tinyModel("mlp", { objective: "regression" }));
     const out = join(root, "elsewhere", "reg.onnx");
     const r = await exportOnnx(run, { out });
-    expect(r).toMatchObject({ onnx: out, velocityOnnx: join(root, "elsewhere", "reg.velocity.onnx"), steps: 1, solver: "none", nfe: 1 });
+    expect(r).toMatchObject({
+      onnx: out,
+      velocityOnnx: join(root, "elsewhere", "reg.velocity.onnx"),
+      steps: 1,
+      solver: "none",
+      nfe: 1,
+    });
     expect(r.inputs).not.toContain("noise");
   });
 
@@ -67,12 +76,16 @@ describe("exportOnnx", () => {
     const run = join(root, "run-m");
     const m = tinyModel("mlp");
     await writeTinyCheckpoint(run, m);
-    await expect(exportOnnx(run, { solver: "dopri5" })).rejects.toThrow(/unknown ODE solver 'dopri5'.*euler, midpoint, heun, rk4/);
+    await expect(exportOnnx(run, { solver: "dopri5" })).rejects.toThrow(
+      /unknown ODE solver 'dopri5'.*euler, midpoint, heun, rk4/,
+    );
     const w = new Map(m.weights);
     w.set("blocks.0.fc1.weight", { shape: [3, 3], data: new Float32Array(9) });
     w.set("stray.weight", { shape: [1], data: new Float32Array(1) });
     await writeTinyCheckpoint(join(root, "run-bad"), { ...m, weights: w });
-    await expect(exportOnnx(join(root, "run-bad"))).rejects.toThrow(/'blocks\.0\.fc1\.weight' has shape \[3,3\], the network needs \[24,24\]/);
+    await expect(exportOnnx(join(root, "run-bad"))).rejects.toThrow(
+      /'blocks\.0\.fc1\.weight' has shape \[3,3\], the network needs \[24,24\]/,
+    );
     w.set("blocks.0.fc1.weight", m.weights.get("blocks.0.fc1.weight")!);
     await writeTinyCheckpoint(join(root, "run-bad"), { ...m, weights: w }, 20);
     await expect(exportOnnx(join(root, "run-bad"))).rejects.toThrow(/stray\.weight/);
@@ -81,13 +94,25 @@ describe("exportOnnx", () => {
   it("`actionflow export <run> --json` prints the result as the last stdout line", async () => {
     const run = join(root, "run-cli");
     await writeTinyCheckpoint(run, tinyModel("mlp"));
-    const r = spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", "export", run, "--steps", "3", "--solver", "rk4", "--json"], { encoding: "utf8", cwd: process.cwd() });
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "cli/main.ts", "export", run, "--steps", "3", "--solver", "rk4", "--json"],
+      { encoding: "utf8", cwd: process.cwd() },
+    );
     expect(r.status).toBe(0);
     const last = JSON.parse(r.stdout.trim().split("\n").pop()!);
-    expect(last).toMatchObject({ onnx: join(run, "policy.onnx"), opset: 17, steps: 3, solver: "rk4", velocityOnnx: join(run, "policy.velocity.onnx") });
+    expect(last).toMatchObject({
+      onnx: join(run, "policy.onnx"),
+      opset: 17,
+      steps: 3,
+      solver: "rk4",
+      velocityOnnx: join(run, "policy.velocity.onnx"),
+    });
     expect(last.bytes).toBeGreaterThan(1000);
     expect(existsSync(last.onnx)).toBe(true);
-    const bad = spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", "export", run, "--steps", "0"], { encoding: "utf8" });
+    const bad = spawnSync(process.execPath, ["--import", "tsx", "cli/main.ts", "export", run, "--steps", "0"], {
+      encoding: "utf8",
+    });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/--steps must be a positive integer/);
   }, 30_000);

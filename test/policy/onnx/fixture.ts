@@ -1,7 +1,8 @@
 /** Tiny heads with random (all non-zero) weights and stats, for export and runtime tests. */
 import * as tf from "@tensorflow/tfjs";
 import { parseHeadConfig, type HeadConfig, type HeadConfigInput } from "../../../policy/net/config.ts";
-import { buildHead, type ActionHead } from "../../../policy/net/network.ts";
+import { buildHead } from "../../../policy/net/network.ts";
+import { type ActionHead } from "../../../policy/net/head.ts";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { affineFor, padAffine, type AffineNorm, type FeatureStats } from "../../../policy/normalize.ts";
 import { Rng } from "../../../policy/random.ts";
@@ -9,7 +10,11 @@ import type { FeatureIO, GraphNorms } from "../../../policy/onnx/graphs.ts";
 import type { NamedArray } from "../../../policy/onnx/ops.ts";
 
 /** A tiny head of `arch`: H=4, model action dim 5 (raw 3), features state [6] (raw 4) and emb [2, 3]. */
-export function tinyConfig(arch: "transformer" | "mlp", objective: "flow" | "regression" = "flow", features: "state" | "state+emb" = "state+emb"): HeadConfig {
+export function tinyConfig(
+  arch: "transformer" | "mlp",
+  objective: "flow" | "regression" = "flow",
+  features: "state" | "state+emb" = "state+emb",
+): HeadConfig {
   const input: HeadConfigInput = {
     arch,
     objective,
@@ -72,13 +77,19 @@ export interface TinyModel {
 }
 
 /** A tiny head with random weights and stats (mean_std obs, min_max action). */
-export function tinyModel(arch: "transformer" | "mlp", opts: { objective?: "flow" | "regression"; seed?: number; features?: "state" | "state+emb" } = {}): TinyModel {
+export function tinyModel(
+  arch: "transformer" | "mlp",
+  opts: { objective?: "flow" | "regression"; seed?: number; features?: "state" | "state+emb" } = {},
+): TinyModel {
   const withEmb = (opts.features ?? "state+emb") === "state+emb";
   const config = tinyConfig(arch, opts.objective ?? "flow", withEmb ? "state+emb" : "state");
   const head = buildHead(config);
   const seed = opts.seed ?? 7;
   const rng = new Rng(seed + 100);
-  const stats = { obs: { state: randomStats(RAW.state, rng), emb: randomStats(RAW.emb, rng) }, action: randomStats(RAW.action, rng) };
+  const stats = {
+    obs: { state: randomStats(RAW.state, rng), emb: randomStats(RAW.emb, rng) },
+    action: randomStats(RAW.action, rng),
+  };
   const obsNorms: Record<string, AffineNorm> = {
     state: padAffine(affineFor(stats.obs.state, "mean_std", "state"), 6),
     emb: padAffine(affineFor(stats.obs.emb, "mean_std", "emb"), 3),
@@ -92,7 +103,11 @@ export function tinyModel(arch: "transformer" | "mlp", opts: { objective?: "flow
       { name: "state", key: "observation.state", shape: [6], rawShape: [RAW.state] },
       ...(withEmb ? [{ name: "emb", key: "observation.embedding", shape: [2, 3], rawShape: [2, RAW.emb] }] : []),
     ],
-    norms: { obs: obsNorms, action: padAffine(affineFor(stats.action, "min_max", "action"), 5), rawActionDim: RAW.action },
+    norms: {
+      obs: obsNorms,
+      action: padAffine(affineFor(stats.action, "min_max", "action"), 5),
+      rawActionDim: RAW.action,
+    },
   };
 }
 

@@ -6,16 +6,25 @@ import { IR_VERSION, OPSET, encodeModel, type ModelProto } from "../../../policy
 
 /** Wraps the graph of `ops` into an opset-17 model. */
 export function modelOf(ops: OnnxOps): ModelProto {
-  return { irVersion: IR_VERSION, opsetImport: [{ domain: "", version: OPSET }], producerName: "test", graph: ops.graph("test") };
+  return {
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: "", version: OPSET }],
+    producerName: "test",
+    graph: ops.graph("test"),
+  };
 }
 
 /** Runs a model on float32 feeds `{name: [data, dims]}` and returns every output's data. */
-export async function runModel(model: ModelProto | Uint8Array, feeds: Record<string, [Float32Array | BigInt64Array, number[]]>): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
+export async function runModel(
+  model: ModelProto | Uint8Array,
+  feeds: Record<string, [Float32Array | BigInt64Array, number[]]>,
+): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
   const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const input: Record<string, ort.Tensor> = {};
   for (const [name, [data, dims]] of Object.entries(feeds)) {
-    input[name] = data instanceof BigInt64Array ? new ort.Tensor("int64", data, dims) : new ort.Tensor("float32", data, dims);
+    input[name] =
+      data instanceof BigInt64Array ? new ort.Tensor("int64", data, dims) : new ort.Tensor("float32", data, dims);
   }
   const out = await session.run(input);
   await session.release();
@@ -44,6 +53,14 @@ export function onnxCheckerUnavailable(): string | undefined {
 
 /** Runs `onnx.checker.check_model(full_check=True)` on a file; returns the checker's error or "". */
 export function checkOnnxFile(path: string): string {
-  const r = spawnSync(PY, ["-c", "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok')", path], { encoding: "utf8" });
+  const r = spawnSync(
+    PY,
+    [
+      "-c",
+      "import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print('ok')",
+      path,
+    ],
+    { encoding: "utf8" },
+  );
   return r.status === 0 && r.stdout.trim() === "ok" ? "" : (r.stderr || r.stdout || `exit ${r.status}`).trim();
 }

@@ -46,14 +46,39 @@ describe("OnnxOps on onnxruntime", () => {
     const bv = [2, 2, 2, -1, -1, -1];
     const r = await runModel(modelOf(ops), { a: [f32(av), [2, 3]], b: [f32(bv), [2, 3]] });
     const sig = (x: number): number => 1 / (1 + Math.exp(-x));
-    expect(maxAbsDiff(r.add!.data, av.map((x, i) => x + [10, 20, 30][i % 3]!))).toBeLessThan(1e-6);
-    expect(maxAbsDiff(r.sub!.data, av.map((x, i) => x - bv[i]!))).toBeLessThan(1e-6);
-    expect(maxAbsDiff(r.mul!.data, av.map((x, i) => x * bv[i]!))).toBeLessThan(1e-6);
-    expect(maxAbsDiff(r.scale!.data, av.map((x) => x / 2))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        r.add!.data,
+        av.map((x, i) => x + [10, 20, 30][i % 3]!),
+      ),
+    ).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        r.sub!.data,
+        av.map((x, i) => x - bv[i]!),
+      ),
+    ).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        r.mul!.data,
+        av.map((x, i) => x * bv[i]!),
+      ),
+    ).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        r.scale!.data,
+        av.map((x) => x / 2),
+      ),
+    ).toBeLessThan(1e-6);
     expect(maxAbsDiff(r.sin!.data, av.map(Math.sin))).toBeLessThan(1e-6);
     expect(maxAbsDiff(r.cos!.data, av.map(Math.cos))).toBeLessThan(1e-6);
     expect(maxAbsDiff(r.sigmoid!.data, av.map(sig))).toBeLessThan(1e-6);
-    expect(maxAbsDiff(r.silu!.data, av.map((x) => x * sig(x)))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        r.silu!.data,
+        av.map((x) => x * sig(x)),
+      ),
+    ).toBeLessThan(1e-6);
   });
 
   it("computes matMul (shared and batched, transposeB), reshape, transpose, concat, slice", async () => {
@@ -148,14 +173,31 @@ describe("OnnxOps on onnxruntime", () => {
   it("fuses dense layers into Gemm and drops nodes no output needs", async () => {
     const W = f32([1, 2, 3, 4, 5, 6]); // [3, 2]
     const bias = f32([0.5, -1]);
-    const ops = new OnnxOps({ weights: new Map([["d.weight", { shape: [3, 2], data: W }], ["d.bias", { shape: [2], data: bias }]]) });
+    const ops = new OnnxOps({
+      weights: new Map([
+        ["d.weight", { shape: [3, 2], data: W }],
+        ["d.bias", { shape: [2], data: bias }],
+      ]),
+    });
     const x = ops.input("x", [-1, 2, 3]);
     const w = ops.param({ name: "d.weight", shape: [3, 2], init: { kind: "glorot" } });
     const b = ops.param({ name: "d.bias", shape: [2], init: { kind: "zeros" } });
     ops.output(ops.add(ops.matMul(x, w), b), "y3");
-    ops.output(ops.add(b, ops.matMul(ops.reshape(x, [-1, 6]), ops.constant(new Float32Array(12).fill(1), [6, 2]))), "y2");
+    ops.output(
+      ops.add(b, ops.matMul(ops.reshape(x, [-1, 6]), ops.constant(new Float32Array(12).fill(1), [6, 2]))),
+      "y2",
+    );
     const g = ops.graph("g");
-    expect(g.node.map((n) => n.opType)).toEqual(["Reshape", "Gemm", "Reshape", "Identity", "Reshape", "MatMul", "Add", "Identity"]);
+    expect(g.node.map((n) => n.opType)).toEqual([
+      "Reshape",
+      "Gemm",
+      "Reshape",
+      "Identity",
+      "Reshape",
+      "MatMul",
+      "Add",
+      "Identity",
+    ]);
     const xv = [1, 0, -1, 2, 3, 4];
     const r = await runModel(modelOf(ops), { x: [f32(xv), [1, 2, 3]] });
     expect(r.y3!.dims).toEqual([1, 2, 2]);
@@ -165,8 +207,12 @@ describe("OnnxOps on onnxruntime", () => {
 
   it("names a missing or mis-shaped parameter", () => {
     const ops = new OnnxOps({ weights: new Map([["w", { shape: [2, 3], data: new Float32Array(6) }]]) });
-    expect(() => ops.param({ name: "blocks.0.q.weight", shape: [4, 4], init: { kind: "glorot" } })).toThrow(/'blocks\.0\.q\.weight' \[4,4\] is missing/);
-    expect(() => ops.param({ name: "w", shape: [3, 2], init: { kind: "glorot" } })).toThrow(/'w' has shape \[2,3\], the network needs \[3,2\]/);
+    expect(() => ops.param({ name: "blocks.0.q.weight", shape: [4, 4], init: { kind: "glorot" } })).toThrow(
+      /'blocks\.0\.q\.weight' \[4,4\] is missing/,
+    );
+    expect(() => ops.param({ name: "w", shape: [3, 2], init: { kind: "glorot" } })).toThrow(
+      /'w' has shape \[2,3\], the network needs \[3,2\]/,
+    );
   });
 
   it("rejects shape errors at export time", () => {

@@ -43,7 +43,10 @@ function rawChunk(m: TinyModel, x: Float32Array): Float32Array {
 }
 
 /** Observation feeds plus an empty prefix (zeros, length 0). */
-function feedsOf(m: TinyModel, raw: Record<string, Float32Array>): Record<string, [Float32Array | BigInt64Array, number[]]> {
+function feedsOf(
+  m: TinyModel,
+  raw: Record<string, Float32Array>,
+): Record<string, [Float32Array | BigInt64Array, number[]]> {
   const H = m.config.horizon;
   const feeds: Record<string, [Float32Array | BigInt64Array, number[]]> = {
     prefix: [new Float32Array(BATCH * H * RAW.action), [BATCH, H, RAW.action]],
@@ -66,7 +69,13 @@ for (const arch of ["transformer", "mlp"] as const) {
         const { model } = buildSampleModel(m.head, m.weights, m.features, m.norms, { steps, solver });
         const out = await runModel(model, { ...feedsOf(m, raw), noise: [noise, [BATCH, H, A]] });
         const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
-        const ref = tf.tidy(() => sampleChunkTfjs(m.head, ops, normalisedObs(m, raw), tf.tensor(noise, [BATCH, H, A]), { steps, solver }).dataSync() as Float32Array);
+        const ref = tf.tidy(
+          () =>
+            sampleChunkTfjs(m.head, ops, normalisedObs(m, raw), tf.tensor(noise, [BATCH, H, A]), {
+              steps,
+              solver,
+            }).dataSync() as Float32Array,
+        );
         ops.dispose();
         expect(out.actions!.dims).toEqual([BATCH, H, RAW.action]);
         const diff = maxAbsDiff(out.actions!.data, rawChunk(m, ref));
@@ -79,7 +88,13 @@ for (const arch of ["transformer", "mlp"] as const) {
       const { model } = buildSampleModel(one.head, one.weights, one.features, one.norms, { steps: 2, solver: "rk4" });
       const out = await runModel(model, { ...feedsOf(one, { state: raw.state! }), noise: [noise, [BATCH, H, A]] });
       const ops = new TfjsOps({ seed: 0, weights: one.weights, mode: "frozen" });
-      const ref = tf.tidy(() => sampleChunkTfjs(one.head, ops, normalisedObs(one, { state: raw.state! }), tf.tensor(noise, [BATCH, H, A]), { steps: 2, solver: "rk4" }).dataSync() as Float32Array);
+      const ref = tf.tidy(
+        () =>
+          sampleChunkTfjs(one.head, ops, normalisedObs(one, { state: raw.state! }), tf.tensor(noise, [BATCH, H, A]), {
+            steps: 2,
+            solver: "rk4",
+          }).dataSync() as Float32Array,
+      );
       ops.dispose();
       expect(maxAbsDiff(out.actions!.data, rawChunk(one, ref))).toBeLessThan(1e-4);
     });
@@ -97,7 +112,10 @@ for (const arch of ["transformer", "mlp"] as const) {
       });
       // Reference: the same replacement written on tfjs.
       const prefN = new Float32Array(BATCH * H * A);
-      const pn = normalize(prefix, { scale: m.norms.action.scale.slice(0, RAW.action), offset: m.norms.action.offset.slice(0, RAW.action) });
+      const pn = normalize(prefix, {
+        scale: m.norms.action.scale.slice(0, RAW.action),
+        offset: m.norms.action.offset.slice(0, RAW.action),
+      });
       for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
       const mask = new Float32Array(BATCH * H);
       for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
@@ -111,7 +129,13 @@ for (const arch of ["transformer", "mlp"] as const) {
         let x = x0;
         for (let i = 0; i < steps; i++) {
           const t1 = grid[i + 1]!;
-          x = solverByName("euler").step(tfjsSpace, (xt, t) => m.head.velocity(ops, ctx, xt, tf.fill([BATCH, H], t)), x, grid[i]!, t1);
+          x = solverByName("euler").step(
+            tfjsSpace,
+            (xt, t) => m.head.velocity(ops, ctx, xt, tf.fill([BATCH, H], t)),
+            x,
+            grid[i]!,
+            t1,
+          );
           const target = tf.add(tf.mul(p, t1), tf.mul(x0, 1 - t1));
           x = tf.add(x, tf.mul(mk, tf.sub(target, x)));
         }
@@ -122,7 +146,8 @@ for (const arch of ["transformer", "mlp"] as const) {
       expect(maxAbsDiff(got, rawChunk(m, ref))).toBeLessThan(1e-4);
       // The prefix comes back exactly (up to float rounding) where it was given, and only there.
       for (let h = 0; h < 2; h++) {
-        for (let a = 0; a < RAW.action; a++) expect(Math.abs(got[h * RAW.action + a]! - prefix[h * RAW.action + a]!)).toBeLessThan(1e-4);
+        for (let a = 0; a < RAW.action; a++)
+          expect(Math.abs(got[h * RAW.action + a]! - prefix[h * RAW.action + a]!)).toBeLessThan(1e-4);
       }
     });
 
@@ -132,7 +157,9 @@ for (const arch of ["transformer", "mlp"] as const) {
       expect(model.graph.input.map((i) => i.name)).not.toContain("noise");
       const out = await runModel(model, feedsOf(r, raw));
       const ops = new TfjsOps({ seed: 0, weights: r.weights, mode: "frozen" });
-      const ref = tf.tidy(() => sampleChunkTfjs(r.head, ops, normalisedObs(r, raw), tf.zeros([BATCH, H, A])).dataSync() as Float32Array);
+      const ref = tf.tidy(
+        () => sampleChunkTfjs(r.head, ops, normalisedObs(r, raw), tf.zeros([BATCH, H, A])).dataSync() as Float32Array,
+      );
       ops.dispose();
       expect(maxAbsDiff(out.actions!.data, rawChunk(r, ref))).toBeLessThan(1e-4);
     });
@@ -144,10 +171,16 @@ for (const arch of ["transformer", "mlp"] as const) {
       const t = Float32Array.from({ length: BATCH * H }, () => rng.uniform());
       const obsN = normalisedObs(m, raw);
       const feeds: Record<string, [Float32Array, number[]]> = { xt: [xt, [BATCH, H, A]], t: [t, [BATCH, H]] };
-      for (const f of m.features) feeds[obsInputName(f.name)] = [obsN[f.name]!.dataSync() as Float32Array, [BATCH, ...f.shape]];
+      for (const f of m.features)
+        feeds[obsInputName(f.name)] = [obsN[f.name]!.dataSync() as Float32Array, [BATCH, ...f.shape]];
       const out = await runModel(model, feeds);
       const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
-      const ref = tf.tidy(() => m.head.velocity(ops, m.head.encode(ops, obsN), tf.tensor(xt, [BATCH, H, A]), tf.tensor(t, [BATCH, H])).dataSync() as Float32Array);
+      const ref = tf.tidy(
+        () =>
+          m.head
+            .velocity(ops, m.head.encode(ops, obsN), tf.tensor(xt, [BATCH, H, A]), tf.tensor(t, [BATCH, H]))
+            .dataSync() as Float32Array,
+      );
       ops.dispose();
       tf.dispose(Object.values(obsN));
       expect(out.velocity!.dims).toEqual([BATCH, H, A]);

@@ -35,13 +35,22 @@ afterAll(async () => {
 describe("OnnxPolicy", () => {
   it("loads a run folder's policy.onnx and reports its shape", () => {
     expect(policy.source).toBe(join(run, "policy.onnx"));
-    expect([policy.horizon, policy.actionDim, policy.modelActionDim, policy.steps, policy.solver]).toEqual([H, RAW.action, A, 5, "heun"]);
+    expect([policy.horizon, policy.actionDim, policy.modelActionDim, policy.steps, policy.solver]).toEqual([
+      H,
+      RAW.action,
+      A,
+      5,
+      "heun",
+    ]);
     expect(policy.features.map((f) => f.key)).toEqual(["observation.state", "observation.embedding"]);
   });
 
   it("samples the same chunk as the tfjs reference from the checkpoint (same noise)", async () => {
     const noise = new Rng(4).normalArray(H * A);
-    const chunk = await policy.sampleChunk({ "observation.state": obs.state!, "observation.embedding": obs.emb! }, { noise });
+    const chunk = await policy.sampleChunk(
+      { "observation.state": obs.state!, "observation.embedding": obs.emb! },
+      { noise },
+    );
     expect(chunk.shape).toEqual([H, RAW.action]);
     expect(chunk.actions.length).toBe(H * RAW.action);
     const ckpt = await loadCheckpoint(run);
@@ -59,7 +68,10 @@ describe("OnnxPolicy", () => {
         state: tf.tensor(normalize(pad(obs.state!, 6), norms.obs["state"]!), [1, 6]),
         emb: tf.tensor(normalize(pad(obs.emb!, 3), norms.obs["emb"]!), [1, 2, 3]),
       };
-      return sampleChunkTfjs(m.head, ops, o, tf.tensor(noise, [1, H, A]), { steps: 5, solver: "heun" }).dataSync() as Float32Array;
+      return sampleChunkTfjs(m.head, ops, o, tf.tensor(noise, [1, H, A]), {
+        steps: 5,
+        solver: "heun",
+      }).dataSync() as Float32Array;
     });
     ops.dispose();
     const raw = denormalize(ref, norms.action);
@@ -70,7 +82,10 @@ describe("OnnxPolicy", () => {
 
   it("accepts model names and dataset keys; seeds make chunks reproducible", async () => {
     const a = await policy.sampleChunk({ state: obs.state!, emb: obs.emb! }, { seed: 3 });
-    const b = await policy.sampleChunk({ "observation.state": obs.state!, emb: obs.emb!, ignored: new Float32Array(2) }, { seed: 3 });
+    const b = await policy.sampleChunk(
+      { "observation.state": obs.state!, emb: obs.emb!, ignored: new Float32Array(2) },
+      { seed: 3 },
+    );
     const c = await policy.sampleChunk({ state: obs.state!, emb: obs.emb! }, { seed: 4 });
     expect(Array.from(b.actions)).toEqual(Array.from(a.actions));
     expect(maxAbsDiff(a.actions, c.actions)).toBeGreaterThan(1e-3);
@@ -84,23 +99,39 @@ describe("OnnxPolicy", () => {
     const free = await policy.sampleChunk(obs, { seed: 1 });
     const kept = await policy.sampleChunk(obs, { seed: 1, prefix });
     expect(maxAbsDiff(kept.actions.subarray(0, 2 * RAW.action), prefix)).toBeLessThan(1e-4);
-    expect(maxAbsDiff(kept.actions.subarray(2 * RAW.action), free.actions.subarray(2 * RAW.action))).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(kept.actions.subarray(2 * RAW.action), free.actions.subarray(2 * RAW.action))).toBeGreaterThan(
+      1e-4,
+    );
     const none = await policy.sampleChunk(obs, { seed: 1, prefix, prefixLen: 0 });
     expect(Array.from(none.actions)).toEqual(Array.from(free.actions));
   });
 
   it("rejects bad observations, noise and prefixes with errors naming the feature and index", async () => {
-    await expect(policy.sampleChunk({ state: obs.state! })).rejects.toThrow(/'observation\.embedding' \(model name 'emb'\) is missing/);
-    await expect(policy.sampleChunk({ state: new Float32Array(3), emb: obs.emb! })).rejects.toThrow(/'observation\.state' has 3 values, expected 4/);
+    await expect(policy.sampleChunk({ state: obs.state! })).rejects.toThrow(
+      /'observation\.embedding' \(model name 'emb'\) is missing/,
+    );
+    await expect(policy.sampleChunk({ state: new Float32Array(3), emb: obs.emb! })).rejects.toThrow(
+      /'observation\.state' has 3 values, expected 4/,
+    );
     const nan = obs.state!.slice();
     nan[2] = Number.NaN;
-    await expect(policy.sampleChunk({ state: nan, emb: obs.emb! })).rejects.toThrow(/'observation\.state' has a non-finite value NaN at index 2/);
+    await expect(policy.sampleChunk({ state: nan, emb: obs.emb! })).rejects.toThrow(
+      /'observation\.state' has a non-finite value NaN at index 2/,
+    );
     const inf = obs.emb!.slice();
     inf[5] = Number.POSITIVE_INFINITY;
-    await expect(policy.sampleChunk({ state: obs.state!, emb: inf })).rejects.toThrow(/'observation\.embedding' has a non-finite value Infinity at index 5/);
-    await expect(policy.sampleChunk({ state: obs.state!, "observation.state": obs.state!.slice(), emb: obs.emb! })).rejects.toThrow(/given twice/);
-    await expect(policy.sampleChunk(obs, { noise: new Float32Array(3) })).rejects.toThrow(/noise has 3 values, expected 20/);
-    await expect(policy.sampleChunk(obs, { prefix: new Float32Array(4) })).rejects.toThrow(/not a whole number of 3-dim actions/);
+    await expect(policy.sampleChunk({ state: obs.state!, emb: inf })).rejects.toThrow(
+      /'observation\.embedding' has a non-finite value Infinity at index 5/,
+    );
+    await expect(
+      policy.sampleChunk({ state: obs.state!, "observation.state": obs.state!.slice(), emb: obs.emb! }),
+    ).rejects.toThrow(/given twice/);
+    await expect(policy.sampleChunk(obs, { noise: new Float32Array(3) })).rejects.toThrow(
+      /noise has 3 values, expected 20/,
+    );
+    await expect(policy.sampleChunk(obs, { prefix: new Float32Array(4) })).rejects.toThrow(
+      /not a whole number of 3-dim actions/,
+    );
     await expect(policy.sampleChunk(obs, { prefixLen: 9 })).rejects.toThrow(/0\.\.4/);
   });
 
@@ -111,7 +142,11 @@ describe("OnnxPolicy", () => {
     const together = await Promise.all(seeds.map((s) => policy.sampleChunk(obs, { seed: s })));
     together.forEach((c, i) => expect(Array.from(c.actions)).toEqual(Array.from(alone[i]!)));
     // A failing call in the middle does not poison the queue.
-    const mixed = await Promise.allSettled([policy.sampleChunk(obs, { seed: 11 }), policy.sampleChunk({}), policy.sampleChunk(obs, { seed: 12 })]);
+    const mixed = await Promise.allSettled([
+      policy.sampleChunk(obs, { seed: 11 }),
+      policy.sampleChunk({}),
+      policy.sampleChunk(obs, { seed: 12 }),
+    ]);
     expect(mixed.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
   });
 

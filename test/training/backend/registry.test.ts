@@ -6,7 +6,9 @@ describe("tfjs backends", () => {
   it("falls back to wasm here and names every backend that failed when one is forced", async () => {
     expect(await useBackend("auto")).toBe("wasm");
     await expect(useBackend("tensorflow-gpu")).rejects.toThrow(/no tfjs backend could be started:\n\s+tensorflow-gpu:/);
-    await expect(useBackend("nope" as never)).rejects.toThrow(/unknown backend 'nope' \(valid: auto, tensorflow-gpu, tensorflow, wasm, cpu\)/);
+    await expect(useBackend("nope" as never)).rejects.toThrow(
+      /unknown backend 'nope' \(valid: auto, tensorflow-gpu, tensorflow, wasm, cpu\)/,
+    );
     expect(await useBackend("wasm")).toBe("wasm");
   });
 

@@ -4,7 +4,10 @@ import { useBackend } from "../../../training/backend/registry.ts";
 
 type Case = { a: number[]; b: number[]; ta?: boolean; tb?: boolean };
 
-/** Batched products: per-slice XNNPACK route (large slices), broadcast, transposed, and the naive-loop ones (few rows, tiny). */
+/**
+ * Batched products: per-slice XNNPACK route (large slices), broadcast, transposed, and the naive-loop ones (few rows,
+ * tiny).
+ */
 const CASES: Case[] = [
   { a: [12, 50, 16], b: [12, 16, 20] },
   { a: [3, 4, 20, 16], b: [3, 4, 16, 24] },
