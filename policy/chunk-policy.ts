@@ -1,0 +1,41 @@
+/**
+ * The one policy interface everything that executes actions drives: closed-loop evaluation in
+ * `sim/`, the real-time loop in `bridge/`, the policy servers. A policy maps one observation to a
+ * chunk of future actions; implementations are the ONNX policy (`policy/runtime/onnx-policy.ts`),
+ * the scripted experts (`sim/policy.ts`) and the test fakes.
+ */
+
+/** Observation features by the policy's dataset key, raw (unnormalised) values of one sample. */
+export type Observation = Record<string, Float32Array>;
+
+/** Options of one {@link ChunkPolicy.sampleChunk} call. */
+export interface ChunkRequest {
+  /**
+   * Raw actions `[d * actionDim]` already committed as the chunk's first d steps (real-time
+   * chunking): the policy keeps them and samples the rest to continue them.
+   */
+  prefix?: Float32Array;
+  /** Leading steps of `prefix` to keep (0..horizon; default `prefix.length / actionDim`, 0 without one). */
+  prefixLen?: number;
+  /** Noise `[horizon * modelActionDim]` in the normalised action space (N(0, I)); drawn when absent. */
+  noise?: Float32Array;
+  /** Seed of this call's noise (ignored when `noise` is given); default: the policy's own stream. */
+  seed?: number;
+}
+
+/** A policy that predicts a chunk of future actions from one observation. */
+export interface ChunkPolicy {
+  /** Actions per chunk, H. */
+  readonly horizon: number;
+  /** Raw values per action, A. */
+  readonly actionDim: number;
+  /** The rate the chunk's actions are spaced at (the dataset's fps), Hz, when the policy knows it. */
+  readonly fps?: number;
+  /**
+   * Samples a chunk: raw actions `[horizon * actionDim]`, row-major over `[horizon, actionDim]`.
+   * Rejects (never returns NaN/Inf) on a missing or malformed observation feature.
+   */
+  sampleChunk(obs: Observation, req?: ChunkRequest): Promise<Float32Array>;
+  /** Starts a new episode: restarts the noise stream (or the scripted plan) from `seed`. */
+  reset(seed: number): void;
+}
