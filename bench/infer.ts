@@ -83,7 +83,7 @@ async function benchHead(
     }
     // tfjs reference on the same noise.
     const noise = new Rng(7).normalArray(H * A);
-    const ortOut = (await policy.sampleChunk({ "observation.state": state }, { noise })).actions;
+    const ortOut = await policy.sampleChunk({ "observation.state": state }, { noise });
     await policy.release();
     const head = buildHead(config);
     const ops = new TfjsOps({ seed: 0, weights, mode: "frozen" });

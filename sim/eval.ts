@@ -4,12 +4,14 @@
  * and `aggregated` (avg_sum_reward, avg_max_reward, pc_success, eval_s, eval_ep_s), plus one
  * top-down SVG per episode in `pictures/eval_episode_{i}.svg`.
  *
- * Each step the policy is asked for a chunk only when the previous chunk's first `nActionSteps`
- * actions have been executed (receding horizon, as LeRobot's `n_action_steps`).
+ * Chunks are executed by the chunk executor (`policy/runtime/executor.ts`) in its `sync` mode: the
+ * policy is asked for a chunk only when the previous chunk's first `nActionSteps` actions have been
+ * executed (receding horizon, as LeRobot's `n_action_steps`), at zero latency.
  */
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
-import type { ChunkPolicy } from "./policy.ts";
+import type { ChunkPolicy } from "../policy/chunk-policy.ts";
+import { ChunkExecutor } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
@@ -108,7 +110,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
-      policy.reset?.(seed);
+      policy.reset(seed);
       const result = await runChunked(task, policy, n, d);
       const ep: EvalEpisode = {
         episode_ix: i,
@@ -165,22 +167,23 @@ async function runChunked(
   nActionSteps: number,
   prefixSteps: number,
 ): Promise<EpisodeResult> {
-  const dim = policy.actionDim;
-  let queue: Float32Array[] = [];
-  let prefix: Float32Array | undefined;
-  return continueEpisode(task, async (obs) => {
-    if (queue.length === 0) {
-      const chunk = await policy.sampleChunk(obs, prefix);
-      if (chunk.length !== policy.horizon * dim) {
-        throw new Error(
-          `sim eval: policy returned ${chunk.length} values, expected horizon*actionDim = ${policy.horizon}*${dim}`,
-        );
+  const executor = ChunkExecutor.forPolicy(policy, { mode: "sync", nActionSteps, prefixSteps });
+  return continueEpisode(task, async (obs, step) => {
+    if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
+    if (executor.wantsChunk()) {
+      const ticket = executor.request();
+      let chunk: Float32Array;
+      try {
+        chunk = await policy.sampleChunk(obs, ticket.prefix ? { prefix: ticket.prefix } : {});
+      } catch (err) {
+        executor.cancel();
+        throw err;
       }
-      if (prefixSteps > 0) prefix = chunk.slice(nActionSteps * dim, (nActionSteps + prefixSteps) * dim);
-      queue = [];
-      for (let i = 0; i < nActionSteps; i++) queue.push(chunk.slice(i * dim, (i + 1) * dim));
+      executor.merge(ticket.s0, chunk);
     }
-    return queue.shift() as Float32Array;
+    const action = executor.next();
+    if (!action) throw new Error(`sim eval: no action queued for step ${step}`);
+    return action;
   });
 }
 

@@ -1,27 +1,12 @@
 /**
- * The policy interface closed-loop evaluation drives, and a scripted stand-in: the task's expert
- * wrapped as a chunk policy (so evaluation works, and is tested, without a trained network).
+ * A scripted stand-in for a trained policy: the task's expert wrapped as a {@link ChunkPolicy} (so
+ * closed-loop evaluation works, and is tested, without a trained network). It lives in `sim/`
+ * because it reads the task's privileged state.
  */
+import type { ChunkPolicy, ChunkRequest, Observation } from "../policy/chunk-policy.ts";
 import { createExpert } from "./experts/index.ts";
 import type { Expert } from "./experts/index.ts";
 import type { Task } from "./tasks/task.ts";
-
-/** A policy that predicts a chunk of future actions from one observation. */
-export interface ChunkPolicy {
-  /** Actions per chunk. */
-  horizon: number;
-  /** Values per action (must equal the scene's action dim). */
-  actionDim: number;
-  /**
-   * obs: feature name -> raw (unnormalised) values, e.g. {"observation.state": Float32Array(6),
-   * "observation.environment_state": Float32Array(k)}; returns [horizon * actionDim] raw actions.
-   * `prefix` ([d * actionDim] raw actions, when given) are the chunk's first d actions, already
-   * committed: the policy keeps them and samples the rest to continue them (real-time chunking).
-   */
-  sampleChunk(obs: Record<string, Float32Array>, prefix?: Float32Array): Promise<Float32Array>;
-  /** Called at the start of every episode with its seed (optional; stateless policies omit it). */
-  reset?(seed: number): void;
-}
 
 /** Options for {@link ExpertChunkPolicy}. */
 export interface ExpertChunkPolicyOptions {
@@ -48,15 +33,20 @@ export class ExpertChunkPolicy implements ChunkPolicy {
     this.actionDim = task.env.dim;
   }
 
-  /** Starts a new expert for the task's current episode. */
-  reset(): void {
+  /** Starts a new expert for the task's current episode (the expert is deterministic: `seed` is unused). */
+  reset(seed: number): void {
+    void seed;
     this.expert?.dispose();
     this.expert = createExpert(this.task);
   }
 
-  /** The next `horizon` expert actions, flat [horizon * actionDim]. */
-  sampleChunk(obs: Record<string, Float32Array>): Promise<Float32Array> {
+  /**
+   * The next `horizon` expert actions, flat `[horizon * actionDim]`. The observation and the request
+   * are unused: the expert plans from the task's privileged state (a prefix is not honoured).
+   */
+  sampleChunk(obs: Observation, req?: ChunkRequest): Promise<Float32Array> {
     void obs;
+    void req;
     this.expert ??= createExpert(this.task);
     const ex = this.expert;
     if (ex.plan) return Promise.resolve(ex.plan(this.horizon));

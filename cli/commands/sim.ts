@@ -5,11 +5,10 @@
  */
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { Rng } from "../../policy/random.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import { collect } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
-import type { ChunkPolicy } from "../../sim/policy.ts";
+import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
 import { ExpertChunkPolicy } from "../../sim/policy.ts";
 import { replay } from "../../sim/replay.ts";
 import type { RobotScene } from "../../sim/scene/robot.ts";
@@ -170,8 +169,10 @@ export function registerSim(program: Command): void {
           policy = (t) => new ExpertChunkPolicy(t, { horizon });
           outDir = o.out ?? join("runs", `eval-expert-${task}`);
         } else {
+          // evaluate() calls reset(seed + i) per episode: the noise restarts from each episode's seed,
+          // so episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
           onnx = await OnnxPolicy.load(o.policy, { seed });
-          policy = perEpisodeNoise(onnx);
+          policy = onnx;
           outDir = o.out ?? join(o.policy, "eval", task);
         }
         const bar = startProgress(episodes, { json, label: `eval ${task}` });
@@ -205,24 +206,6 @@ export function registerSim(program: Command): void {
         );
       },
     );
-}
-
-/**
- * The ONNX policy as a chunk policy whose sampling noise restarts from each episode's seed, so
- * episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
- */
-function perEpisodeNoise(onnx: OnnxPolicy): ChunkPolicy {
-  let rng = new Rng(0);
-  return {
-    horizon: onnx.horizon,
-    actionDim: onnx.actionDim,
-    reset: (seed) => {
-      // A stream of its own: the task's reset already draws from Rng(seed).
-      rng = new Rng(seed).fork();
-    },
-    sampleChunk: async (obs, prefix) =>
-      (await onnx.sampleChunk(obs, { seed: rng.int(0x7fffffff), ...(prefix ? { prefix } : {}) })).actions,
-  };
 }
 
 /** The user scene from --mjcf/--mapping, or undefined for the built-in arm. */

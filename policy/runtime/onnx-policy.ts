@@ -9,6 +9,11 @@
  * `sampleChunk` validates every input (missing feature, wrong length, NaN/Inf: errors name the
  * feature and index), draws the noise from a seeded `Rng` unless given, and refuses an output
  * holding NaN/Inf. Calls may overlap: `session.run` calls are serialised by a promise queue.
+ *
+ * Noise: an explicit `noise` or `seed` wins; otherwise, after `reset(seed)`, each call draws its own
+ * seed from `new Rng(seed).fork()` and samples its noise from `new Rng(thatSeed)` (so an episode
+ * reset with seed S replays alone); before any reset the noise comes from one stream seeded by
+ * `OnnxPolicyOptions.seed`.
  */
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -17,6 +22,7 @@ import { loadCheckpoint, resolveCheckpointDir } from "../checkpoint/checkpoint.t
 import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
 import { obsInputName, type FeatureIO } from "../onnx/graphs.ts";
 import { decodeModel, metadataOf } from "../onnx/proto.ts";
+import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
 import { Rng } from "../random.ts";
 
 /** Options of `OnnxPolicy.load`. */
@@ -27,7 +33,7 @@ export interface OnnxPolicyOptions {
    * Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of onnxruntime-node).
    */
   executionProviders?: string[];
-  /** Seed of the noise drawn when `sampleChunk` is given neither `noise` nor `seed` (default 0). */
+  /** Seed of the noise drawn when `sampleChunk` is given neither `noise` nor `seed`, until the first `reset` (default 0). */
   seed?: number;
   /** Used only when exporting a checkpoint in memory (no `policy.onnx`): solver steps (default 10). */
   steps?: number;
@@ -35,40 +41,14 @@ export interface OnnxPolicyOptions {
   solver?: string;
 }
 
-/** Options of one `sampleChunk` call. */
-export interface SampleOptions {
-  /** Noise `[H * modelActionDim]` in the normalised action space (N(0, I)); drawn when absent. */
-  noise?: Float32Array;
-  /** Seed for this call's noise (ignored when `noise` is given); default: the policy's own stream. */
-  seed?: number;
-  /**
-   * Raw actions `[d * actionDim]` to keep as the chunk's first d steps (real-time chunking: the
-   * steps already committed from the previous chunk); the rest of the chunk is inpainted around them.
-   */
-  prefix?: Float32Array;
-  /** How many leading steps of `prefix` to keep (0..H; default: `prefix.length / actionDim`, or 0 without a prefix). */
-  prefixLen?: number;
-}
-
-/** A sampled chunk: raw actions `[H * actionDim]`, row-major over `shape` `[H, actionDim]`. */
-export interface Chunk {
-  actions: Float32Array;
-  shape: [number, number];
-}
-
-/** The closed-loop interface of `sim/` and `bridge/`: raw observations in, raw chunk `[H * A]` out. */
-export interface ChunkPolicy {
-  horizon: number;
-  actionDim: number;
-  sampleChunk(obs: Record<string, Float32Array>): Promise<Float32Array>;
-}
-
-/** An exported action head on onnxruntime-node. */
-export class OnnxPolicy {
+/** An exported action head on onnxruntime-node, as the closed-loop {@link ChunkPolicy}. */
+export class OnnxPolicy implements ChunkPolicy {
   /** Chunk length H. */
   readonly horizon: number;
   /** Raw (dataset) action dim of each chunk step. */
   readonly actionDim: number;
+  /** The rate of the chunk's actions in Hz, from the metadata key `actionflow.fps` when the export has it. */
+  readonly fps?: number;
   /** The model's padded action dim (the noise's last dim). */
   readonly modelActionDim: number;
   /** Observation features: model name, dataset key, raw shape. */
@@ -85,6 +65,8 @@ export class OnnxPolicy {
 
   private readonly session: ort.InferenceSession;
   private readonly rng: Rng;
+  /** Per-call seeds after `reset(seed)`: `new Rng(seed).fork()`. */
+  private seeds: Rng | undefined;
   private readonly needsNoise: boolean;
   private queue: Promise<unknown> = Promise.resolve();
   private released = false;
@@ -111,6 +93,13 @@ export class OnnxPolicy {
     this.steps = num("actionflow.steps");
     this.solver = meta["actionflow.solver"] ?? "unknown";
     this.objective = meta["actionflow.objective"] ?? "flow";
+    const fps = meta["actionflow.fps"];
+    if (fps !== undefined) {
+      const hz = Number(fps);
+      if (!(hz > 0) || !Number.isFinite(hz))
+        throw new Error(`${source}: metadata 'actionflow.fps' is invalid (${fps})`);
+      this.fps = hz;
+    }
     try {
       this.features = JSON.parse(meta["actionflow.features"] ?? "") as FeatureIO[];
     } catch (err) {
@@ -198,13 +187,14 @@ export class OnnxPolicy {
   }
 
   /**
-   * Samples one chunk for one observation: `observation` maps each feature's model name (`state`)
-   * or dataset key (`observation.state`) to its raw values `[...rawShape]`; other keys are ignored.
+   * Samples one chunk for one observation: raw actions `[horizon * actionDim]`, row-major over
+   * `[horizon, actionDim]`. `observation` maps each feature's model name (`state`) or dataset key
+   * (`observation.state`) to its raw values `[...rawShape]`; other keys are ignored.
    */
-  async sampleChunk(observation: Record<string, Float32Array>, opts: SampleOptions = {}): Promise<Chunk> {
+  async sampleChunk(observation: Observation, opts: ChunkRequest = {}): Promise<Float32Array> {
     if (this.released) throw new Error(`${this.source}: the policy was released`);
     const feeds = this.feeds(observation, opts);
-    const run = async (): Promise<Chunk> => {
+    const run = async (): Promise<Float32Array> => {
       const out = await this.session.run(feeds);
       const y = out["actions"];
       if (!y) throw new Error(`${this.source}: the model returned no 'actions'`);
@@ -216,20 +206,19 @@ export class OnnxPolicy {
           );
         }
       }
-      return { actions: actions.slice(), shape: [this.horizon, this.actionDim] };
+      return actions.slice();
     };
     const result = this.queue.then(run, run);
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  /** This policy as the closed-loop `ChunkPolicy` (raw observations by key or name -> raw chunk). */
-  asChunkPolicy(): ChunkPolicy {
-    return {
-      horizon: this.horizon,
-      actionDim: this.actionDim,
-      sampleChunk: async (obs) => (await this.sampleChunk(obs)).actions,
-    };
+  /**
+   * Starts a new episode: later calls without `noise` or `seed` take their seeds from
+   * `new Rng(seed).fork()` (a stream of its own: the simulator's reset already draws from `Rng(seed)`).
+   */
+  reset(seed: number): void {
+    this.seeds = new Rng(seed).fork();
   }
 
   /** Frees the onnxruntime session; later calls fail. */
@@ -240,7 +229,7 @@ export class OnnxPolicy {
     await this.session.release();
   }
 
-  private feeds(observation: Record<string, Float32Array>, opts: SampleOptions): Record<string, ort.Tensor> {
+  private feeds(observation: Observation, opts: ChunkRequest): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const f of this.features) {
       const byName = observation[f.name];
@@ -272,7 +261,8 @@ export class OnnxPolicy {
           throw new Error(`noise has ${noise.length} values, expected ${n} ([${H}, ${this.modelActionDim}])`);
         checkFinite(noise, "noise");
       } else {
-        noise = (opts.seed !== undefined ? new Rng(opts.seed) : this.rng).normalArray(n);
+        const seed = opts.seed ?? this.seeds?.int(0x7fffffff);
+        noise = (seed !== undefined ? new Rng(seed) : this.rng).normalArray(n);
       }
       feeds["noise"] = new ort.Tensor("float32", noise, [1, H, this.modelActionDim]);
     }

@@ -12,7 +12,7 @@ import type { ActionflowMeta } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
 import type { EvalInfo } from "../../sim/eval.ts";
 import { ExpertChunkPolicy } from "../../sim/policy.ts";
-import type { ChunkPolicy } from "../../sim/policy.ts";
+import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
 import { readActionflowMeta, replay } from "../../sim/replay.ts";
 
 const run = promisify(execFile);
@@ -186,6 +186,7 @@ describe("sim eval", () => {
     const still: ChunkPolicy = {
       horizon: 4,
       actionDim: 6,
+      reset: () => undefined,
       sampleChunk: (obs) => {
         const s = obs["observation.state"] ?? new Float32Array(6);
         const out = new Float32Array(24);
@@ -227,8 +228,8 @@ describe("sim eval", () => {
       horizon: H,
       actionDim: 6,
       reset: () => undefined,
-      sampleChunk: (_obs, prefix) => {
-        prefixes.push(prefix ? Array.from(prefix) : undefined);
+      sampleChunk: (_obs, req) => {
+        prefixes.push(req?.prefix ? Array.from(req.prefix) : undefined);
         const k = calls++;
         const out = new Float32Array(H * 6);
         for (let i = 0; i < H; i++) out.fill(0.001 * (100 * k + i), i * 6, (i + 1) * 6);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as tf from "@tensorflow/tfjs";
 import { exportOnnx } from "../../../policy/onnx/export.ts";
+import type { ChunkPolicy } from "../../../policy/chunk-policy.ts";
 import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { sampleChunkTfjs } from "../../../policy/sampling/tfjs.ts";
@@ -51,8 +52,8 @@ describe("OnnxPolicy", () => {
       { "observation.state": obs.state!, "observation.embedding": obs.emb! },
       { noise },
     );
-    expect(chunk.shape).toEqual([H, RAW.action]);
-    expect(chunk.actions.length).toBe(H * RAW.action);
+    expect(chunk).toBeInstanceOf(Float32Array);
+    expect(chunk.length).toBe(H * RAW.action);
     const ckpt = await loadCheckpoint(run);
     const norms = normsFor(ckpt.normalization, ckpt.config);
     const pad = (x: Float32Array, d: number): Float32Array => {
@@ -77,7 +78,7 @@ describe("OnnxPolicy", () => {
     const raw = denormalize(ref, norms.action);
     const want = new Float32Array(H * RAW.action);
     for (let h = 0; h < H; h++) want.set(raw.subarray(h * A, h * A + RAW.action), h * RAW.action);
-    expect(maxAbsDiff(chunk.actions, want)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(chunk, want)).toBeLessThan(1e-4);
   });
 
   it("accepts model names and dataset keys; seeds make chunks reproducible", async () => {
@@ -87,23 +88,21 @@ describe("OnnxPolicy", () => {
       { seed: 3 },
     );
     const c = await policy.sampleChunk({ state: obs.state!, emb: obs.emb! }, { seed: 4 });
-    expect(Array.from(b.actions)).toEqual(Array.from(a.actions));
-    expect(maxAbsDiff(a.actions, c.actions)).toBeGreaterThan(1e-3);
+    expect(Array.from(b)).toEqual(Array.from(a));
+    expect(maxAbsDiff(a, c)).toBeGreaterThan(1e-3);
     const unseeded1 = await policy.sampleChunk({ state: obs.state!, emb: obs.emb! });
     const unseeded2 = await policy.sampleChunk({ state: obs.state!, emb: obs.emb! });
-    expect(maxAbsDiff(unseeded1.actions, unseeded2.actions)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(unseeded1, unseeded2)).toBeGreaterThan(1e-3);
   });
 
   it("keeps a given action prefix and changes only what follows", async () => {
     const prefix = new Rng(8).normalArray(2 * RAW.action);
     const free = await policy.sampleChunk(obs, { seed: 1 });
     const kept = await policy.sampleChunk(obs, { seed: 1, prefix });
-    expect(maxAbsDiff(kept.actions.subarray(0, 2 * RAW.action), prefix)).toBeLessThan(1e-4);
-    expect(maxAbsDiff(kept.actions.subarray(2 * RAW.action), free.actions.subarray(2 * RAW.action))).toBeGreaterThan(
-      1e-4,
-    );
+    expect(maxAbsDiff(kept.subarray(0, 2 * RAW.action), prefix)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(kept.subarray(2 * RAW.action), free.subarray(2 * RAW.action))).toBeGreaterThan(1e-4);
     const none = await policy.sampleChunk(obs, { seed: 1, prefix, prefixLen: 0 });
-    expect(Array.from(none.actions)).toEqual(Array.from(free.actions));
+    expect(Array.from(none)).toEqual(Array.from(free));
   });
 
   it("rejects bad observations, noise and prefixes with errors naming the feature and index", async () => {
@@ -138,9 +137,9 @@ describe("OnnxPolicy", () => {
   it("serialises concurrent calls and gives each the chunk it would get alone", async () => {
     const seeds = [11, 12, 13, 14, 15, 16];
     const alone: Float32Array[] = [];
-    for (const s of seeds) alone.push((await policy.sampleChunk(obs, { seed: s })).actions);
+    for (const s of seeds) alone.push(await policy.sampleChunk(obs, { seed: s }));
     const together = await Promise.all(seeds.map((s) => policy.sampleChunk(obs, { seed: s })));
-    together.forEach((c, i) => expect(Array.from(c.actions)).toEqual(Array.from(alone[i]!)));
+    together.forEach((c, i) => expect(Array.from(c)).toEqual(Array.from(alone[i]!)));
     // A failing call in the middle does not poison the queue.
     const mixed = await Promise.allSettled([
       policy.sampleChunk(obs, { seed: 11 }),
@@ -150,12 +149,25 @@ describe("OnnxPolicy", () => {
     expect(mixed.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
   });
 
-  it("adapts to the simulator's ChunkPolicy and warms up", async () => {
+  it("is a ChunkPolicy whose reset(seed) restarts the noise stream, and warms up", async () => {
     await policy.warmup({ runs: 2 });
-    const cp = policy.asChunkPolicy();
-    expect([cp.horizon, cp.actionDim]).toEqual([H, RAW.action]);
-    const a = await cp.sampleChunk({ "observation.state": obs.state!, "observation.embedding": obs.emb! });
-    expect(a.length).toBe(H * RAW.action);
+    const cp: ChunkPolicy = policy;
+    expect([cp.horizon, cp.actionDim, cp.fps]).toEqual([H, RAW.action, undefined]);
+    const episode = async (seed: number): Promise<Float32Array[]> => {
+      cp.reset(seed);
+      return [await cp.sampleChunk(obs), await cp.sampleChunk(obs), await cp.sampleChunk(obs)];
+    };
+    const first = await episode(5);
+    await episode(6);
+    const again = await episode(5);
+    again.forEach((c, i) => expect(Array.from(c)).toEqual(Array.from(first[i]!)));
+    expect(maxAbsDiff(first[0]!, first[1]!)).toBeGreaterThan(1e-3);
+    // Per call, the seed is the k-th draw of new Rng(seed).fork(): the noise of sim eval's episodes.
+    const seeds = new Rng(5).fork();
+    for (const c of first) {
+      const want = await policy.sampleChunk(obs, { seed: seeds.int(0x7fffffff) });
+      expect(Array.from(c)).toEqual(Array.from(want));
+    }
   });
 
   it("loads an .onnx file, exports a checkpoint in memory, and refuses a stale export", async () => {
@@ -172,7 +184,7 @@ describe("OnnxPolicy", () => {
     expect(mem.source).toMatch(/exported in memory/);
     const x = await mem.sampleChunk(obs, { seed: 2 });
     const y = await policy.sampleChunk(obs, { seed: 2 });
-    expect(maxAbsDiff(x.actions, y.actions)).toBe(0);
+    expect(maxAbsDiff(x, y)).toBe(0);
     await mem.release();
 
     // A newer checkpoint with other weights makes the old policy.onnx stale.

@@ -1,0 +1,337 @@
+/**
+ * The chunk executor: pure, clock-free bookkeeping between a {@link ChunkPolicy} and whatever runs
+ * actions (closed-loop evaluation in `sim/`, the real-time loop in `bridge/`). Actions sit in a
+ * queue indexed by **absolute control step** (0 = the episode's first action). The driver asks
+ * {@link ChunkExecutor.wantsChunk} whether to request a chunk now, takes a {@link ChunkTicket}
+ * (the step `s0` whose observation the chunk is computed from, and the committed prefix to send),
+ * hands the arriving chunk to {@link ChunkExecutor.merge} whenever it arrives (the same step in
+ * simulation, some steps later on a robot) and pops one action per control step with
+ * {@link ChunkExecutor.next}. The executor never reads a clock and never awaits: time is the step
+ * counter the driver advances.
+ *
+ * Merge modes (`mode`):
+ * - `sync`: execute `nActionSteps` actions of each chunk, then request the next (openpi's
+ *   ActionChunkBroker, LeRobot's `n_action_steps`). With `prefixSteps` p > 0 each request carries
+ *   the previous chunk's next p planned actions as its prefix (prefix carrying at zero latency);
+ *   the new chunk then replaces the queue from `s0` on.
+ * - `ensemble`: ACT temporal ensembling: request every step; the action for step t is the average
+ *   of every prediction for t with weights `w_i = exp(-coeff * i)` normalised, i = 0 the oldest
+ *   (LeRobot's ACTTemporalEnsembler, coeff 0.01).
+ * - `blend`: LeRobot's async client: request when `queued / horizon <= threshold` (queued = actions
+ *   for steps >= the current step); an overlapping action is merged by `aggregate(old, new)`;
+ *   predictions for steps already executed are dropped.
+ * - `rtc`: real-time chunking by prefix: with inference delay d steps and execution horizon s
+ *   (d <= s <= horizon - d), a chunk is requested every s steps and its first d steps (the actions
+ *   that execute while it is computed) are committed: sent as the prefix, and kept from the queue
+ *   when the chunk arrives; the chunk's later steps replace the queue.
+ *
+ * At most one request is in flight. A chunk of the wrong length or holding NaN/Inf is refused
+ * (the queue is left as it was, the request is closed); when no action is queued for the current
+ * step {@link ChunkExecutor.next} returns `undefined` and the driver holds.
+ */
+import type { ChunkPolicy } from "../chunk-policy.ts";
+
+/** How `blend` merges an old and a new prediction for the same step (LeRobot's aggregate functions). */
+export type Aggregate = "weighted_average" | "latest_only" | "average" | "conservative";
+
+/** Settings of the executor's merge mode (see the module doc). */
+export type ExecutorMode =
+  | {
+      mode: "sync";
+      /** Actions executed from each chunk before the next request, 1..horizon. */
+      nActionSteps: number;
+      /** Planned actions after those sent as the next request's prefix (default 0; `nActionSteps + prefixSteps <= horizon`). */
+      prefixSteps?: number;
+    }
+  | {
+      mode: "ensemble";
+      /** Weight decay coefficient of ACT's temporal ensembling (default 0.01; 0 = plain mean). */
+      coeff?: number;
+    }
+  | {
+      mode: "blend";
+      /** Request when `queued / horizon <= threshold` (default 0.5, in [0, 1]). */
+      threshold?: number;
+      /** How overlapping predictions merge (default `weighted_average`: 0.3 old + 0.7 new). */
+      aggregate?: Aggregate;
+    }
+  | {
+      mode: "rtc";
+      /** Inference delay d in control steps: actions committed and sent as the prefix (>= 0). */
+      delaySteps: number;
+      /** Execution horizon s: control steps between requests (d <= s <= horizon - d, s >= 1). */
+      executionHorizon: number;
+    };
+
+/** Options of {@link ChunkExecutor}: the chunk's shape and the merge mode. */
+export type ChunkExecutorOptions = {
+  /** Actions per chunk, H. */
+  horizon: number;
+  /** Values per action, A. */
+  actionDim: number;
+} & ExecutorMode;
+
+/** A request the driver should send: the observation of step `s0` plus the committed prefix. */
+export interface ChunkTicket {
+  /** Absolute step whose observation the chunk is computed from; the chunk's action i is for step s0 + i. */
+  s0: number;
+  /** Committed raw actions for steps s0 .. s0 + prefixLen - 1, `[prefixLen * actionDim]` (absent when prefixLen is 0). */
+  prefix?: Float32Array;
+  /** Leading committed steps (0 when nothing is committed). */
+  prefixLen: number;
+}
+
+/** Queue bookkeeping for one episode; build a new executor (or call `reset`) per episode. */
+export class ChunkExecutor {
+  /** Actions per chunk, H. */
+  readonly horizon: number;
+  /** Values per action, A. */
+  readonly actionDim: number;
+  /** The merge mode and its settings, defaults filled in. */
+  readonly settings: Readonly<Required<ExecutorMode>>;
+
+  /** Predictions per absolute step (several only in `ensemble`). */
+  private readonly queue = new Map<number, Float32Array[]>();
+  private current = 0;
+  private pending: ChunkTicket | undefined;
+  /** `s0` of the last request (-1: none yet). */
+  private lastRequest = -1;
+  /** `sync`: first step no longer executable from the current chunk. */
+  private execEnd = 0;
+
+  constructor(opts: ChunkExecutorOptions) {
+    const { horizon: H, actionDim: A } = opts;
+    if (!Number.isInteger(H) || H < 1)
+      throw new RangeError(`chunk executor: horizon must be a positive integer, got ${H}`);
+    if (!Number.isInteger(A) || A < 1)
+      throw new RangeError(`chunk executor: actionDim must be a positive integer, got ${A}`);
+    this.horizon = H;
+    this.actionDim = A;
+    this.settings = validate(opts);
+  }
+
+  /** The chunk executor of a policy's shape. */
+  static forPolicy(policy: Pick<ChunkPolicy, "horizon" | "actionDim">, mode: ExecutorMode): ChunkExecutor {
+    return new ChunkExecutor({ horizon: policy.horizon, actionDim: policy.actionDim, ...mode });
+  }
+
+  /** The absolute step whose action {@link ChunkExecutor.next} returns next. */
+  get step(): number {
+    return this.current;
+  }
+
+  /** Whether a request is in flight (taken by `request`, not yet merged or cancelled). */
+  get inFlight(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /** Actions queued for the current step and later. */
+  get queued(): number {
+    let n = 0;
+    for (const t of this.queue.keys()) if (t >= this.current) n++;
+    return n;
+  }
+
+  /** Whether the driver should request a chunk from the current step's observation now. */
+  wantsChunk(): boolean {
+    if (this.pending) return false;
+    const t = this.current;
+    const s = this.settings;
+    switch (s.mode) {
+      case "sync":
+        return t >= this.execEnd || !this.queue.has(t);
+      case "ensemble":
+        return this.lastRequest < t;
+      case "blend":
+        return this.queued / this.horizon <= s.threshold;
+      case "rtc":
+        return this.lastRequest < 0 || t >= this.lastRequest + s.executionHorizon || !this.queue.has(t);
+    }
+  }
+
+  /**
+   * Opens a request at the current step: the ticket names `s0` and the committed prefix (`sync`:
+   * the next `prefixSteps` planned actions; `rtc`: the next `delaySteps`; as many as are queued
+   * contiguously). Throws while another request is in flight.
+   */
+  request(): ChunkTicket {
+    if (this.pending)
+      throw new Error(
+        `chunk executor: a request from step ${this.pending.s0} is still in flight (step ${this.current})`,
+      );
+    const s = this.settings;
+    const want = s.mode === "sync" ? s.prefixSteps : s.mode === "rtc" ? s.delaySteps : 0;
+    const A = this.actionDim;
+    const s0 = this.current;
+    let len = 0;
+    while (len < want && this.queue.has(s0 + len)) len++;
+    const ticket: ChunkTicket = { s0, prefixLen: len };
+    if (len > 0) {
+      const prefix = new Float32Array(len * A);
+      for (let i = 0; i < len; i++) prefix.set(this.actionAt(s0 + i)!, i * A);
+      ticket.prefix = prefix;
+    }
+    this.pending = ticket;
+    this.lastRequest = s0;
+    return ticket;
+  }
+
+  /** Closes the in-flight request without a chunk (the policy failed); the queue is unchanged. */
+  cancel(): void {
+    this.pending = undefined;
+  }
+
+  /**
+   * Merges a chunk `[horizon * actionDim]` computed from the observation of step `s0` (its action i
+   * is for step s0 + i). Predictions for steps before the current one are dropped. Throws, leaving
+   * the queue as it was and closing the request, on a wrong length or a non-finite value.
+   */
+  merge(s0: number, chunk: Float32Array): void {
+    const H = this.horizon;
+    const A = this.actionDim;
+    this.pending = undefined;
+    if (!Number.isInteger(s0) || s0 < 0) throw new RangeError(`chunk executor: s0 must be a step >= 0, got ${s0}`);
+    if (chunk.length !== H * A) {
+      throw new Error(
+        `chunk executor: the chunk has ${chunk.length} values, expected horizon*actionDim = ${H}*${A} = ${H * A}`,
+      );
+    }
+    for (let i = 0; i < chunk.length; i++) {
+      if (!Number.isFinite(chunk[i]!)) {
+        throw new Error(
+          `chunk executor: the chunk from step ${s0} has a non-finite action ${chunk[i]} at chunk step ${Math.floor(i / A)}, dim ${i % A}; refused`,
+        );
+      }
+    }
+    const row = (i: number): Float32Array => chunk.slice(i * A, (i + 1) * A);
+    const from = Math.max(s0, this.current);
+    const s = this.settings;
+    switch (s.mode) {
+      case "sync":
+        for (const t of [...this.queue.keys()]) if (t >= s0) this.queue.delete(t);
+        for (let t = from; t < s0 + H; t++) this.queue.set(t, [row(t - s0)]);
+        this.execEnd = s0 + s.nActionSteps;
+        break;
+      case "ensemble":
+        for (let t = from; t < s0 + H; t++) {
+          const list = this.queue.get(t);
+          if (list) list.push(row(t - s0));
+          else this.queue.set(t, [row(t - s0)]);
+        }
+        break;
+      case "blend":
+        for (let t = from; t < s0 + H; t++) {
+          const old = this.queue.get(t)?.[0];
+          const fresh = row(t - s0);
+          this.queue.set(t, [old ? aggregate(s.aggregate, old, fresh) : fresh]);
+        }
+        break;
+      case "rtc": {
+        const committed = s0 + s.delaySteps;
+        for (let t = from; t < s0 + H; t++) {
+          if (t < committed && this.queue.has(t)) continue;
+          this.queue.set(t, [row(t - s0)]);
+        }
+        for (const t of [...this.queue.keys()]) if (t >= s0 + H) this.queue.delete(t);
+        break;
+      }
+    }
+    this.prune();
+  }
+
+  /** The action `[actionDim]` for the current step, advancing to the next step; `undefined` (hold) when none is queued. */
+  next(): Float32Array | undefined {
+    const t = this.current;
+    const a = this.settings.mode === "sync" && t >= this.execEnd ? undefined : this.actionAt(t);
+    this.current = t + 1;
+    this.prune();
+    return a;
+  }
+
+  /** Empties the queue and restarts at step 0 (a new episode); an in-flight request is forgotten. */
+  reset(): void {
+    this.queue.clear();
+    this.current = 0;
+    this.pending = undefined;
+    this.lastRequest = -1;
+    this.execEnd = 0;
+  }
+
+  /** The action queued for step `t` (ensembled in `ensemble` mode), or undefined. */
+  actionAt(t: number): Float32Array | undefined {
+    const list = this.queue.get(t);
+    if (!list || list.length === 0) return undefined;
+    if (list.length === 1) return list[0]!.slice();
+    const s = this.settings;
+    const coeff = s.mode === "ensemble" ? s.coeff : 0;
+    const out = new Float64Array(this.actionDim);
+    let total = 0;
+    for (const [i, a] of list.entries()) {
+      const w = Math.exp(-coeff * i);
+      total += w;
+      for (let j = 0; j < out.length; j++) out[j]! += w * a[j]!;
+    }
+    return Float32Array.from(out, (v) => v / total);
+  }
+
+  private prune(): void {
+    for (const t of [...this.queue.keys()]) if (t < this.current) this.queue.delete(t);
+  }
+}
+
+const BLEND: Record<Aggregate, number> = { weighted_average: 0.7, latest_only: 1, average: 0.5, conservative: 0.3 };
+
+/** LeRobot's aggregate functions: `(1 - w) * old + w * new` with w the new prediction's weight. */
+function aggregate(kind: Aggregate, old: Float32Array, fresh: Float32Array): Float32Array {
+  const w = BLEND[kind];
+  if (w === 1) return fresh;
+  const out = new Float32Array(old.length);
+  for (let j = 0; j < old.length; j++) out[j] = (1 - w) * old[j]! + w * fresh[j]!;
+  return out;
+}
+
+function validate(opts: ChunkExecutorOptions): Required<ExecutorMode> {
+  const H = opts.horizon;
+  const int = (v: number, lo: number, hi: number, what: string): number => {
+    if (!Number.isInteger(v) || v < lo || v > hi)
+      throw new RangeError(`chunk executor (${opts.mode}): ${what} must be an integer in [${lo}, ${hi}], got ${v}`);
+    return v;
+  };
+  switch (opts.mode) {
+    case "sync": {
+      const n = int(opts.nActionSteps, 1, H, `nActionSteps (horizon ${H})`);
+      const p = opts.prefixSteps ?? 0;
+      if (!Number.isInteger(p) || p < 0 || n + p > H)
+        throw new RangeError(
+          `chunk executor (sync): prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${p} > ${H})`,
+        );
+      return { mode: "sync", nActionSteps: n, prefixSteps: p };
+    }
+    case "ensemble": {
+      const coeff = opts.coeff ?? 0.01;
+      if (!Number.isFinite(coeff) || coeff < 0)
+        throw new RangeError(`chunk executor (ensemble): coeff must be finite and >= 0, got ${coeff}`);
+      return { mode: "ensemble", coeff };
+    }
+    case "blend": {
+      const threshold = opts.threshold ?? 0.5;
+      if (!(threshold >= 0 && threshold <= 1))
+        throw new RangeError(`chunk executor (blend): threshold must be in [0, 1], got ${threshold}`);
+      const agg = opts.aggregate ?? "weighted_average";
+      if (!(agg in BLEND))
+        throw new RangeError(
+          `chunk executor (blend): aggregate must be one of ${Object.keys(BLEND).join(", ")}, got ${agg}`,
+        );
+      return { mode: "blend", threshold, aggregate: agg };
+    }
+    case "rtc": {
+      const d = opts.delaySteps;
+      if (!Number.isInteger(d) || d < 0 || 2 * d > H)
+        throw new RangeError(
+          `chunk executor (rtc): delaySteps must be an integer with 0 <= d <= horizon/2 (d=${d}, H=${H})`,
+        );
+      const s = int(opts.executionHorizon, Math.max(1, d), H - d, `executionHorizon s (d=${d} <= s <= H-d, H=${H})`);
+      return { mode: "rtc", delaySteps: d, executionHorizon: s };
+    }
+  }
+}
