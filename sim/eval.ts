@@ -172,14 +172,15 @@ async function runChunked(
     if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
     if (executor.wantsChunk()) {
       const ticket = executor.request();
-      let chunk: Float32Array;
       try {
-        chunk = await policy.sampleChunk(obs, ticket.prefix ? { prefix: ticket.prefix } : {});
+        const chunk = await policy.sampleChunk(obs, ticket.prefix ? { prefix: ticket.prefix } : {});
+        executor.merge(ticket.s0, chunk);
       } catch (err) {
         executor.cancel();
-        throw err;
+        throw new Error(`sim eval (${task.info.name}, seed ${task.seed}, step ${step}): ${(err as Error).message}`, {
+          cause: err,
+        });
       }
-      executor.merge(ticket.s0, chunk);
     }
     const action = executor.next();
     if (!action) throw new Error(`sim eval: no action queued for step ${step}`);

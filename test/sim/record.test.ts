@@ -219,6 +219,24 @@ describe("sim eval", () => {
     ).rejects.toThrow(/nActionSteps must be an integer in \[1, horizon=4\]/);
   });
 
+  it("refuses a chunk of the wrong length or holding NaN, naming the episode and step", async () => {
+    const chunkOf = (values: number[]): ChunkPolicy => ({
+      horizon: 2,
+      actionDim: 6,
+      reset: () => undefined,
+      sampleChunk: () => Promise.resolve(Float32Array.from(values)),
+    });
+    const opts = { task: "reach" as const, episodes: 1, seed: 7, nActionSteps: 2, outDir: join(dir, "x") };
+    await expect(evaluate({ ...opts, policy: chunkOf(new Array<number>(11).fill(0)) })).rejects.toThrow(
+      /sim eval \(reach, seed 7, step 0\): chunk executor: the chunk has 11 values, expected horizon\*actionDim = 2\*6 = 12/,
+    );
+    const nan = new Array<number>(12).fill(0);
+    nan[9] = Number.NaN;
+    await expect(evaluate({ ...opts, policy: chunkOf(nan) })).rejects.toThrow(
+      /seed 7, step 0\): .*non-finite action NaN at chunk step 1, dim 3; refused/,
+    );
+  });
+
   it("with prefixSteps hands each new chunk the previous chunk's next planned actions, and restarts them per episode", async () => {
     const H = 6;
     const prefixes: (number[] | undefined)[] = [];
