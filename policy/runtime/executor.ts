@@ -81,7 +81,11 @@ export interface ChunkTicket {
   prefixLen: number;
 }
 
-/** Queue bookkeeping for one episode; build a new executor (or call `reset`) per episode. */
+/**
+ * Queue bookkeeping for one episode; build a new executor (or call `reset`) per episode. Not
+ * re-entrant: one driver calls it, each call completes synchronously. Per control step the driver
+ * calls `wantsChunk` (then `request`, and later `merge` or `cancel`) and `next` exactly once.
+ */
 export class ChunkExecutor {
   /** Actions per chunk, H. */
   readonly horizon: number;
@@ -99,6 +103,7 @@ export class ChunkExecutor {
   /** `sync`: first step no longer executable from the current chunk. */
   private execEnd = 0;
 
+  /** Checks the settings (RangeError naming the field and value) and starts at step 0 with an empty queue. */
   constructor(opts: ChunkExecutorOptions) {
     const { horizon: H, actionDim: A } = opts;
     if (!Number.isInteger(H) || H < 1)
