@@ -25,10 +25,7 @@
  * number the mode needs (LeRobot's behaviour: global stats over all episodes), else they are
  * computed from the frames of the training episodes.
  */
-import { join, resolve } from "node:path";
-import { z } from "zod";
-import { loadCheckpoint, resolveCheckpointDir, saveCheckpoint } from "../policy/checkpoint/checkpoint.ts";
-import { parseValue } from "../policy/io/json.ts";
+import { resolve } from "node:path";
 import { pathExists } from "../policy/io/files.ts";
 import { buildHead } from "../policy/net/network.ts";
 import type { FeatureStats } from "../policy/normalize.ts";
@@ -41,6 +38,7 @@ import { useBackend } from "./backend/registry.ts";
 import type { Batch } from "./batch.ts";
 import type { FitSummary } from "./fit.ts";
 import { fit } from "./fit.ts";
+import { loadResumePoint, saveRunCheckpoint } from "./run/checkpoints.ts";
 import { runNormalization } from "./run/normalization.ts";
 import type { RunFile } from "./run/run-file.ts";
 import { readRunFile, runFilePath, writeRunFile } from "./run/run-file.ts";
@@ -245,22 +243,8 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
 
     // Model and resume state.
     const backend = await useBackend(opts.backend ?? "auto");
-    const ckptDir = stored ? await resolveCheckpointDir(out) : undefined;
-    let resumeState: Awaited<ReturnType<typeof loadCheckpoint>> | undefined;
-    if (ckptDir) {
-      try {
-        resumeState = await loadCheckpoint(ckptDir, { withOptimizer: "yes" });
-      } catch (err) {
-        throw new Error(`${ckptDir}: cannot load the checkpoint to resume from: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-      if (stable(resumeState.config) !== stable(head))
-        throw new Error(`${ckptDir}: checkpoint config differs from run.json's head`);
-    }
-    const ts =
-      resumeState?.optimizer &&
-      parseValue(resumeState.optimizer.trainState, TrainStateSchema, join(resumeState.dir, "train_state.json"));
+    const from = stored ? await loadResumePoint(out, head) : undefined;
+    const ts = from?.trainState;
     const actionHead = buildHead(head);
     const trainer = new Trainer({
       head: actionHead,
@@ -269,17 +253,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       timeSampler: input.timeSampler,
       path: input.path,
       workers: opts.workers ?? defaultWorkers(actionHead, input.batch),
-      ...(resumeState?.optimizer
-        ? {
-            resume: {
-              params: resumeState.optimizer.params,
-              m: resumeState.optimizer.m,
-              v: resumeState.optimizer.v,
-              ema: resumeState.weights,
-              step: resumeState.optimizer.trainState.step,
-            },
-          }
-        : {}),
+      ...(from ? { resume: from.resume } : {}),
     });
     try {
       const fromStep = trainer.step;
@@ -294,7 +268,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         fromStep,
         statsSource,
       });
-      let lastCheckpoint = ckptDir ?? "";
+      let lastCheckpoint = from?.dir ?? "";
       const validate = (): number => trainer.evalLossOver(valBatches, input.seed + 7919);
       let summary: FitSummary;
       if (trainer.step >= input.steps && ts) {
@@ -319,27 +293,13 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
             valEvery: input.valEvery,
             checkpointEvery: input.checkpointEvery,
             checkpoint: async (s) => {
-              const st = trainer.state();
-              const trainState: TrainState = {
-                step: trainer.step,
-                seed: input.seed,
-                trainLoss: s.trainLoss,
-                valLoss: s.valLoss ?? NaN,
-                valLossAtStart: s.valLossAtStart ?? NaN,
-                valHistory: s.valHistory,
-                savedAt: new Date().toISOString(),
-              };
-              lastCheckpoint = await saveCheckpoint(
+              lastCheckpoint = await saveRunCheckpoint(trainer, s, {
                 out,
-                trainer.step,
-                {
-                  config: head,
-                  weights: st.ema,
-                  normalization,
-                  optimizer: { params: st.params, m: st.m, v: st.v, trainState },
-                },
-                { keep: input.keep },
-              );
+                head,
+                normalization,
+                seed: input.seed,
+                keep: input.keep,
+              });
               opts.onCheckpoint?.(lastCheckpoint, trainer.step);
             },
             onStep: (_r, s) =>
@@ -375,38 +335,6 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     opened.ds.close();
   }
 }
-
-/**
- * What a run's checkpoints keep in `train_state.json`. A loss that was never measured is written as
- * NaN, which JSON stores as `null`: it reads back as NaN.
- */
-const TrainStateSchema = z.object({
-  step: z.number().int().nonnegative(),
-  seed: z.number().int(),
-  trainLoss: z
-    .number()
-    .nullable()
-    .transform((v) => v ?? NaN),
-  valLoss: z
-    .number()
-    .nullable()
-    .transform((v) => v ?? NaN),
-  valLossAtStart: z
-    .number()
-    .nullable()
-    .transform((v) => v ?? NaN),
-  valHistory: z.array(
-    z.object({
-      step: z.number().int().nonnegative(),
-      valLoss: z
-        .number()
-        .nullable()
-        .transform((v) => v ?? NaN),
-    }),
-  ),
-  savedAt: z.string(),
-});
-type TrainState = z.infer<typeof TrainStateSchema>;
 
 /**
  * Up to `max` validation windows evenly spaced over the split, in batches of `size` (fixed, so losses compare across
