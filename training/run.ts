@@ -9,8 +9,9 @@
  * <run>/checkpoints/latest.json
  * ```
  *
- * The pieces live in `training/run/`: `settings.ts` (the `--config` file, the resolved settings and
- * what may differ on resume), `run-file.ts` (run.json), `normalization.ts` (stats -> normalisation).
+ * The pieces live in `training/run/`: `settings.ts` (the `--config` file, the resolved settings, what
+ * may differ on resume, the head they give), `run-file.ts` (run.json), `normalization.ts` (stats ->
+ * normalisation) and `checkpoints.ts` (train_state.json, the resume point, writing a checkpoint).
  *
  * Settings are layered: built-in defaults < the stored run.json (when resuming) < the config file
  * (`--config`) < explicit options. A resume refuses any setting that changes the run's mathematics
@@ -39,6 +40,7 @@ import type { Batch } from "./batch.ts";
 import type { FitSummary } from "./fit.ts";
 import { fit } from "./fit.ts";
 import { loadResumePoint, saveRunCheckpoint } from "./run/checkpoints.ts";
+import type { StatsSource } from "./run/normalization.ts";
 import { runNormalization } from "./run/normalization.ts";
 import type { RunFile } from "./run/run-file.ts";
 import { readRunFile, runFilePath, writeRunFile } from "./run/run-file.ts";
@@ -67,7 +69,7 @@ export interface RunStart {
   valEpisodes: number[];
   /** The step the run continues from (0 for a new run). */
   fromStep: number;
-  statsSource: "meta" | "data";
+  statsSource: StatsSource;
 }
 
 /** Options of {@link trainRun}; everything but `out` is optional (defaults, or run.json on resume). */

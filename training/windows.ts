@@ -18,7 +18,7 @@ import type { Rng } from "../policy/random.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
 
-/** See {@link WindowSourceOptions.padding}. */
+/** Loss on chunk steps past an episode's end: `mask` or `hold` (see {@link WindowSourceOptions.padding}). */
 export const PaddingSchema = z.enum(["mask", "hold"]);
 /** See {@link PaddingSchema}. */
 export type PaddingMode = z.infer<typeof PaddingSchema>;

@@ -66,7 +66,7 @@ export const HeadConfigSchema = z
         path: ["transformer", "width"],
         message: `${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`,
       });
-    for (const arch of ["transformer", "mlp"] as const)
+    for (const arch of ArchSchema.options)
       if (cfg[arch].timeEmbedDim % 2 !== 0)
         ctx.addIssue({
           code: "custom",

@@ -3,6 +3,7 @@
  * when it has every number the mode needs, else computed from the training episodes' frames), guarded
  * against (nearly) constant dims, and the affine maps the windows apply. See `training/run.ts`.
  */
+import { z } from "zod";
 import type { EpisodeDataset } from "../../datasets/episodes.ts";
 import { datasetStats } from "../../datasets/stats/dataset.ts";
 import type { FeatureNorm, NormalizationSpec } from "../../policy/checkpoint/checkpoint.ts";
@@ -11,6 +12,11 @@ import type { HeadConfig } from "../../policy/net/config.ts";
 import type { AffineNorm, FeatureStats, NormMode } from "../../policy/normalize.ts";
 import { affineFor } from "../../policy/normalize.ts";
 import type { RunInput } from "./settings.ts";
+
+/** Where a run's stats came from: the dataset's metadata (`meta`) or its training frames (`data`). */
+export const StatsSourceSchema = z.enum(["meta", "data"]);
+/** See {@link StatsSourceSchema}. */
+export type StatsSource = z.infer<typeof StatsSourceSchema>;
 
 /** What {@link runNormalization} needs. */
 export interface RunNormalizationOptions {
@@ -33,7 +39,7 @@ export interface RunNormalization {
   norms: Record<string, AffineNorm>;
   /** Dims whose stats were guarded, per dataset column. */
   guardedDims: Record<string, number[]>;
-  statsSource: "meta" | "data";
+  statsSource: StatsSource;
 }
 
 /**
@@ -58,7 +64,7 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
     if (hasAll(s, m, ds.features[key]!.shape.at(-1)!)) rawStats[key] = s;
     else missing.push(key);
   }
-  let statsSource: "meta" | "data" = "meta";
+  let statsSource: StatsSource = "meta";
   if (missing.length) {
     statsSource = "data";
     const computed = await datasetStats(ds, missing, { episodes: opts.trainEpisodes });

@@ -8,6 +8,8 @@ import { z } from "zod";
 import { writeJsonAtomic } from "../../policy/io/atomic.ts";
 import { readJsonFile } from "../../policy/io/json.ts";
 import { HeadConfigSchema } from "../../policy/net/config.ts";
+import type { DatasetFormat } from "../../datasets/open.ts";
+import { StatsSourceSchema } from "./normalization.ts";
 import { RunInputSchema } from "./settings.ts";
 
 /** The content of `<run>/run.json`; unknown keys are dropped, a missing or mistyped one refused. */
@@ -18,7 +20,7 @@ export const RunFileSchema = z.object({
   createdAt: z.string(),
   dataset: z.object({
     path: z.string(),
-    format: z.enum(["lerobot", "robomimic"]),
+    format: z.enum(["lerobot", "robomimic"]) satisfies z.ZodType<DatasetFormat>,
     codebaseVersion: z.string().nullable(),
     episodes: z.number().int().nonnegative(),
     frames: z.number().int().nonnegative(),
@@ -26,7 +28,7 @@ export const RunFileSchema = z.object({
   split: z.object({ train: z.array(z.number().int()), val: z.array(z.number().int()) }),
   input: RunInputSchema,
   head: HeadConfigSchema,
-  statsSource: z.enum(["meta", "data"]),
+  statsSource: StatsSourceSchema,
   /** Dims whose stats were guarded against a near-zero spread, per dataset column. */
   guardedDims: z.record(z.string(), z.array(z.number().int().nonnegative())),
 });
