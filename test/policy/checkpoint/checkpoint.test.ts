@@ -2,28 +2,12 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { NormalizationSpec } from "../../../policy/checkpoint/checkpoint.ts";
-import { loadCheckpoint, saveCheckpoint } from "../../../policy/checkpoint/checkpoint.ts";
-import { parseHeadConfig } from "../../../policy/net/config.ts";
+import { loadCheckpoint } from "../../../policy/checkpoint/checkpoint.ts";
+import { randomStats, tinyModel, writeTinyCheckpoint } from "../onnx/fixture.ts";
+import { Rng } from "../../../policy/random.ts";
 
-const config = parseHeadConfig({
-  arch: "mlp",
-  horizon: 2,
-  actionDim: 4,
-  obs: [{ name: "state", key: "observation.state", shape: [3] }],
-  mlp: { width: 8, depth: 1, timeEmbedDim: 4 },
-});
-const stats = (dim: number): NormalizationSpec["action"]["stats"] => ({
-  min: new Array<number>(dim).fill(-1),
-  max: new Array<number>(dim).fill(1),
-  mean: new Array<number>(dim).fill(0),
-  std: new Array<number>(dim).fill(0.5),
-  count: 100,
-});
-const normalization: NormalizationSpec = {
-  obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(3) } },
-  action: { key: "action", mode: "min_max", stats: stats(4) },
-};
+/** Raw state dim 4 (model 6), raw action dim 3 (model 5); mean_std observations, min_max action. */
+const m = tinyModel("mlp", { features: "state" });
 
 let dir: string;
 let ckpt: string;
@@ -34,11 +18,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 beforeEach(async () => {
-  const weights = new Map([["w", { shape: [2], data: new Float32Array([1, 2]) }]]);
-  ckpt = await saveCheckpoint(dir, 7, { config, weights, normalization });
+  ckpt = await writeTinyCheckpoint(dir, m, 7);
 });
 
+/** Rewrites the pristine checkpoint, then applies `edit` to one of its JSON files. */
 async function editJson(file: string, edit: (v: Record<string, unknown>) => void): Promise<void> {
+  await writeTinyCheckpoint(dir, m, 7);
   const v = JSON.parse(await readFile(file, "utf8")) as Record<string, unknown>;
   edit(v);
   await writeFile(file, JSON.stringify(v));
@@ -48,8 +33,9 @@ describe("loadCheckpoint validates every JSON file it reads", () => {
   it("round-trips config and normalisation through latest.json", async () => {
     const back = await loadCheckpoint(dir);
     expect(back.dir).toBe(ckpt);
-    expect(back.config).toEqual(config);
-    expect(back.normalization).toEqual(normalization);
+    expect(back.config).toEqual(m.config);
+    expect(back.normalization.obs.state!.stats).toEqual(m.stats.obs.state);
+    expect(back.normalization.action).toEqual({ key: "action", mode: "min_max", stats: m.stats.action });
   });
 
   it("refuses stats.json with a NaN, a missing field or a wrong length, naming file and field", async () => {
@@ -60,15 +46,17 @@ describe("loadCheckpoint validates every JSON file it reads", () => {
     await expect(loadCheckpoint(dir)).rejects.toThrow(`${file}: action.stats.std[3]: expected number, got null`);
     await editJson(file, (v) => {
       const s = (v.action as { stats: Record<string, unknown> }).stats;
-      s.std = [0.5, 0.5, 0.5, 0.5];
       delete s.max;
     });
     await expect(loadCheckpoint(dir)).rejects.toThrow(`${file}: action.stats.max: missing (expected array)`);
     await editJson(file, (v) => {
       const s = (v.action as { stats: Record<string, unknown> }).stats;
-      s.max = [1, 1, 1];
+      s.max = [1, 1];
+      s.q01 = [0, 0, 0, 0];
     });
-    await expect(loadCheckpoint(dir)).rejects.toThrow(`${file}: action.stats.max: has length 3, mean has 4`);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      `${file}: action.stats.max: has length 2, mean has 3; action.stats.q01: has length 4, mean has 3`,
+    );
     await editJson(file, (v) => {
       (v.obs as { state: { mode: string } }).state.mode = "z_score";
     });
@@ -80,9 +68,9 @@ describe("loadCheckpoint validates every JSON file it reads", () => {
   it("refuses stats that do not fit the head config (wider than the model, or a feature missing)", async () => {
     const file = join(ckpt, "stats.json");
     await editJson(file, (v) => {
-      (v.obs as { state: { stats: unknown } }).state.stats = stats(5);
+      (v.obs as { state: { stats: unknown } }).state.stats = randomStats(7, new Rng(1));
     });
-    await expect(loadCheckpoint(dir)).rejects.toThrow(/stats\.json: cannot pad a 5-dim normalisation down to 3/);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/stats\.json: cannot pad a 7-dim normalisation down to 6/);
     await editJson(file, (v) => {
       v.obs = {};
     });
