@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { removeDir, tempDir } from "../../datasets/lerobot/helpers.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { loadCheckpoint } from "../../../policy/checkpoint/checkpoint.ts";
 import { randomStats, tinyModel, writeTinyCheckpoint } from "../onnx/fixture.ts";
@@ -12,10 +12,10 @@ const m = tinyModel("mlp", { features: "state" });
 let dir: string;
 let ckpt: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "actionflow-ckpt-"));
+  dir = await tempDir("ckpt");
 });
 afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await removeDir(dir);
 });
 beforeEach(async () => {
   ckpt = await writeTinyCheckpoint(dir, m, 7);

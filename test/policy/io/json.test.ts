@@ -1,6 +1,6 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { removeDir, tempDir } from "../../datasets/lerobot/helpers.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseJson, readJsonFile, readJsonLinesFile } from "../../../policy/io/json.ts";
@@ -21,10 +21,10 @@ async function failure(p: Promise<unknown>): Promise<Error> {
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "actionflow-json-"));
+  dir = await tempDir("json");
 });
 afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await removeDir(dir);
 });
 
 describe("readJsonFile", () => {
