@@ -8,7 +8,7 @@ import { trainRun } from "../../training/run.ts";
 import { guardStats } from "../../training/run/normalization.ts";
 import type { RunFile } from "../../training/run/run-file.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
-import { parseObsSpec, parseRunConfig } from "../../training/run/settings.ts";
+import { parseObsSpec, parseRunConfig, readRunConfig } from "../../training/run/settings.ts";
 import { writeRobomimic } from "../datasets/robomimic/fixture.ts";
 import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
 
@@ -236,6 +236,20 @@ describe("run settings", () => {
     expect(
       parseRunConfig({ arch: "mlp", optim: { lr: 1e-4 }, normalization: { obs: { state: "min_max" } } }),
     ).toMatchObject({ arch: "mlp" });
+  });
+
+  it("reads a --config file, naming the file and the field at fault", async () => {
+    const file = join(dir, "cfg.json");
+    await writeFile(file, JSON.stringify({ arch: "mlp", timeSampler: { kind: "beta", a: 1 } }));
+    await expect(readRunConfig(file)).rejects.toThrow(
+      `${file}: timeSampler.b: missing (expected number); an invalid training config`,
+    );
+    await writeFile(file, JSON.stringify({ optim: { lr: -1 }, padding: "pad" }));
+    await expect(readRunConfig(file)).rejects.toThrow(
+      `${file}: padding: expected one of "mask", "hold", got "pad"; optim.lr: Too small: expected number to be >0, got -1`,
+    );
+    await writeFile(file, JSON.stringify({ arch: "mlp", horizon: 4 }));
+    expect(await readRunConfig(file)).toEqual({ arch: "mlp", horizon: 4 });
   });
 
   it("guards near-constant dims instead of dividing by ~0", () => {
