@@ -30,7 +30,7 @@ function show(v: unknown): string {
 }
 
 /** A zod issue path as one would write it in code: `obs.state.stats.std[3]`; `(root)` for the top level. */
-export function formatPath(path: readonly PropertyKey[]): string {
+export function formatFieldPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const k of path) {
     if (typeof k === "number") out += `[${k}]`;
@@ -46,7 +46,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 export function describeIssues(error: z.ZodError): string {
   return error.issues
     .map((i) => {
-      const where = formatPath(i.path);
+      const where = formatFieldPath(i.path);
       const hasInput = "input" in i;
       if (i.code === "invalid_type") {
         if (hasInput && i.input === undefined) return `${where}: missing (expected ${i.expected})`;
