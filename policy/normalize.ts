@@ -10,23 +10,44 @@
  * The map lives with the checkpoint (`stats.json`) and is applied by the trainer, by the tfjs
  * sampler and inside the exported ONNX graph, so the same numbers are used everywhere.
  */
+import { z } from "zod";
 
-/** Per-dimension statistics of one feature, as LeRobot stores them. */
-export interface FeatureStats {
-  min: number[];
-  max: number[];
-  mean: number[];
-  std: number[];
-  count: number;
-  q01?: number[];
-  q10?: number[];
-  q50?: number[];
-  q90?: number[];
-  q99?: number[];
-}
+const STAT_VECTORS = ["min", "max", "mean", "std", "q01", "q10", "q50", "q90", "q99"] as const;
+
+/**
+ * Per-dimension statistics of one feature, as LeRobot stores them: every vector finite and as long
+ * as `mean` (a stats file with a NaN, written as `null`, a missing field or a wrong length is refused).
+ */
+export const FeatureStatsSchema = z
+  .object({
+    min: z.array(z.number()),
+    max: z.array(z.number()),
+    mean: z.array(z.number()),
+    std: z.array(z.number()),
+    count: z.number().nonnegative(),
+    q01: z.array(z.number()).optional(),
+    q10: z.array(z.number()).optional(),
+    q50: z.array(z.number()).optional(),
+    q90: z.array(z.number()).optional(),
+    q99: z.array(z.number()).optional(),
+  })
+  .superRefine((s, ctx) => {
+    const dim = s.mean.length;
+    for (const key of STAT_VECTORS) {
+      const v = s[key];
+      if (v !== undefined && v.length !== dim)
+        ctx.addIssue({ code: "custom", path: [key], message: `has length ${v.length}, mean has ${dim}` });
+    }
+  });
+/** Per-dimension statistics of one feature (see {@link FeatureStatsSchema}). */
+export type FeatureStats = z.infer<typeof FeatureStatsSchema>;
 
 /** The normalisation modes in the field. */
-export type NormMode = "mean_std" | "min_max" | "quantiles" | "identity";
+export const NormModeSchema = z.enum(["mean_std", "min_max", "quantiles", "identity"]);
+/** A normalisation mode: `mean_std`, `min_max`, `quantiles` or `identity`. */
+export type NormMode = z.infer<typeof NormModeSchema>;
+/** Every normalisation mode, for option parsers and messages. */
+export const NORM_MODES: readonly NormMode[] = NormModeSchema.options;
 
 /** normalised = x * scale + offset, per dimension. */
 export interface AffineNorm {

@@ -4,8 +4,9 @@
  * the recorded `observation.state`. The simulation is deterministic, so a replay of an episode
  * recorded on the same scene reproduces it exactly (tracking error 0).
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { z } from "zod";
+import { readJsonFile } from "../policy/io/json.ts";
 import { openLeRobot } from "../datasets/lerobot/reader.ts";
 import { ACTIONFLOW_META } from "./collect.ts";
 import type { ActionflowMeta } from "./collect.ts";
@@ -13,7 +14,8 @@ import { continueEpisode } from "./rollout.ts";
 import { armScene } from "./scene/arm.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import { loadUserScene } from "./scene/user.ts";
-import { createTask, parseTaskName } from "./tasks/index.ts";
+import { TASK_NAMES, createTask, parseTaskName } from "./tasks/index.ts";
+import type { TaskName } from "./tasks/index.ts";
 
 /** Options for {@link replay}. */
 export interface ReplayOptions {
@@ -41,22 +43,40 @@ export interface ReplayResult {
   seed: number;
 }
 
-/** Reads `meta/actionflow.json` of a recorded dataset. */
+/**
+ * `meta/actionflow.json` as `sim collect` writes it (`ActionflowMeta`); the annotation keeps the
+ * schema and the interface in step.
+ */
+const ActionflowMetaSchema: z.ZodType<ActionflowMeta> = z.object({
+  format: z.literal("actionflow-sim/1"),
+  task: z.enum(TASK_NAMES as [TaskName, ...TaskName[]]),
+  fps: z.number().positive(),
+  scene: z.object({
+    source: z.string(),
+    mapping: z.string().optional(),
+    joints: z.array(z.string()),
+    actuators: z.array(z.string()),
+  }),
+  seed: z.number().int(),
+  attempts: z.number().int().nonnegative(),
+  expertSuccess: z.number(),
+  episodes: z.array(
+    z.object({
+      episode_index: z.number().int().nonnegative(),
+      seed: z.number().int(),
+      attempt: z.number().int().nonnegative(),
+      success: z.boolean(),
+      mode: z.string().optional(),
+    }),
+  ),
+});
+
+/** Reads `meta/actionflow.json` of a recorded dataset; throws naming the file and the field at fault. */
 export async function readActionflowMeta(dataset: string): Promise<ActionflowMeta> {
-  const path = join(dataset, "meta", ACTIONFLOW_META);
-  let raw: string;
-  try {
-    raw = await readFile(path, "utf8");
-  } catch (err) {
-    throw new Error(
-      `${path}: missing; replay needs a dataset recorded by 'actionflow sim collect' (it stores the reset seeds there)`,
-      { cause: err },
-    );
-  }
-  const meta = JSON.parse(raw) as ActionflowMeta;
-  if (meta.format !== "actionflow-sim/1" || !Array.isArray(meta.episodes))
-    throw new Error(`${path}: not an actionflow-sim/1 file`);
-  return meta;
+  return readJsonFile(join(dataset, "meta", ACTIONFLOW_META), ActionflowMetaSchema, {
+    missing: "replay needs a dataset recorded by 'actionflow sim collect' (it stores the reset seeds there)",
+    invalid: "not an actionflow-sim/1 file",
+  });
 }
 
 /** Replays episode `episode` of a recorded dataset; see the module comment. */

@@ -15,54 +15,18 @@ import { FlopCounter, headFlops } from "../policy/net/flops.ts";
 import type { ParamSpec } from "../policy/net/ops.ts";
 import type { NamedArray } from "../policy/net/tfjs-ops.ts";
 import { TfjsOps } from "../policy/net/tfjs-ops.ts";
-import type { ProbPath } from "../policy/flow/path.ts";
+import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
 import { linearPath, samplePath, sigmaMinPath } from "../policy/flow/path.ts";
 import type { TimeSampler, TimeSamplerConfig } from "../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
 import { Rng } from "../policy/random.ts";
 import type { Batch } from "./batch.ts";
+import type { OptimConfig } from "./optim.ts";
+import { DEFAULT_OPTIM } from "./optim.ts";
 import { GradPool } from "./parallel/pool.ts";
 import { splitInputs } from "./parallel/shard.ts";
 import type { LossInputs } from "./loss.ts";
 import { createParams, lossDenominator, maskedLoss } from "./loss.ts";
-
-/** The optimisation settings of a run (stored in the checkpoint's train state). */
-export interface OptimConfig {
-  /** Peak learning rate. */
-  lr: number;
-  /** Linear warmup steps from 0 to `lr`. */
-  warmupSteps: number;
-  /** Total steps of the cosine decay (normally the run's step count). */
-  decaySteps: number;
-  /** Learning rate at the end of the cosine, as a fraction of `lr`. */
-  minLrRatio: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** Decoupled weight decay (AdamW), applied to matrices only. */
-  weightDecay: number;
-  /** Global gradient-norm clip. */
-  clipNorm: number;
-  /** EMA decay of the inference weights (pi0: 0.99); warmed up as min(decay, (1+s)/(10+s)). */
-  emaDecay: number;
-}
-
-/** Defaults modelled on pi0 (AdamW b1 0.9, b2 0.95, clip 1.0, EMA 0.99). */
-export const DEFAULT_OPTIM: OptimConfig = {
-  lr: 1e-3,
-  warmupSteps: 100,
-  decaySteps: 2000,
-  minLrRatio: 0.05,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 1e-4,
-  clipNorm: 1.0,
-  emaDecay: 0.99,
-};
-
-/** The flow-matching path of a run. */
-export type PathConfig = { kind: "linear" } | { kind: "sigma_min"; sigmaMin: number };
 
 /** Options of `Trainer`. */
 export interface TrainerOptions {

@@ -12,19 +12,21 @@
  * (`datasets/lerobot/reader.ts`) and the robomimic reader (`datasets/robomimic/reader.ts`).
  * Only the columns named in `obs` and `action` are loaded, once, into per-episode Float32Arrays.
  */
+import { z } from "zod";
 import type { AffineNorm } from "../policy/normalize.ts";
 import type { Rng } from "../policy/random.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
 
-/** See {@link WindowSourceOptions.padding}. */
-export type PaddingMode = "mask" | "hold";
+/** Loss on chunk steps past an episode's end: `mask` or `hold` (see {@link WindowSourceOptions.padding}). */
+export const PaddingSchema = z.enum(["mask", "hold"]);
+/** See {@link PaddingSchema}. */
+export type PaddingMode = z.infer<typeof PaddingSchema>;
 
 /** One conditioning feature: the model's feature name and the dataset column it comes from. */
-export interface ObsSpec {
-  name: string;
-  key: string;
-}
+export const ObsSpecSchema = z.object({ name: z.string(), key: z.string() });
+/** See {@link ObsSpecSchema}. */
+export type ObsSpec = z.infer<typeof ObsSpecSchema>;
 
 /** Options of {@link createWindowSource}. */
 export interface WindowSourceOptions {

@@ -4,10 +4,14 @@
  * `--resume` after an interruption. See `training/run.ts`.
  */
 import type { Command } from "commander";
-import type { NormMode } from "../../policy/normalize.ts";
+import { NORM_MODES } from "../../policy/normalize.ts";
+import { ArchSchema, ObjectiveSchema } from "../../policy/net/config.ts";
 import type { BackendName } from "../../training/backend/registry.ts";
-import type { RunConfig, TrainRunResult } from "../../training/run.ts";
-import { readRunConfig, trainRun } from "../../training/run.ts";
+import type { TrainRunResult } from "../../training/run.ts";
+import { trainRun } from "../../training/run.ts";
+import type { RunConfig } from "../../training/run/settings.ts";
+import { readRunConfig } from "../../training/run/settings.ts";
+import { PaddingSchema } from "../../training/windows.ts";
 import { log, printResult, startProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
 
@@ -36,8 +40,6 @@ interface TrainFlags {
   resume?: boolean;
   json?: boolean;
 }
-
-const NORM_MODES: readonly NormMode[] = ["mean_std", "min_max", "quantiles", "identity"];
 
 function int(flag: string, v: string | undefined, min = 1): number | undefined {
   if (v === undefined) return undefined;
@@ -128,13 +130,13 @@ export function registerTrain(program: Command): void {
           steps: int("--steps", o.steps),
           batch: int("--batch", o.batch),
           horizon: int("--horizon", o.horizon),
-          padding: oneOf("--padding", o.padding, ["hold", "mask"] as const),
+          padding: oneOf("--padding", o.padding, PaddingSchema.options),
           seed,
           valEpisodes: o.valEpisodes,
           obs: o.obs,
           action: o.action,
-          arch: oneOf("--arch", o.arch, ["transformer", "mlp"] as const),
-          objective: oneOf("--objective", o.objective, ["flow", "regression"] as const),
+          arch: oneOf("--arch", o.arch, ArchSchema.options),
+          objective: oneOf("--objective", o.objective, ObjectiveSchema.options),
           lr,
           checkpointEvery: int("--checkpoint-every", o.checkpointEvery),
           valEvery: int("--val-every", o.valEvery),

@@ -6,8 +6,10 @@
  * Usage: `const ds = await openLeRobot(dir); const ep = await ds.readEpisode(0, ["action"]);`
  * Only the asked columns (and, for v3.0, only the episode's row range) are decoded.
  */
-import { readFile, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { z } from "zod";
+import { readJsonFile, readJsonLinesFile } from "../../policy/io/json.ts";
 import type { FeatureStats } from "../../policy/normalize.ts";
 import { aggregateStats } from "../stats/aggregate.ts";
 import type { ColumnArray, EpisodeInfo, FeatureInfo, ShapedColumn } from "./layout.ts";
@@ -399,42 +401,17 @@ function toFeatureStats(s: Record<string, unknown>, where: string): FeatureStats
   return out;
 }
 
-async function readJson(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(code === "ENOENT" ? `${path}: file missing (not a LeRobot dataset?)` : `${path}: cannot read`, {
-      cause: err,
-    });
-  }
-  try {
-    const v: unknown = JSON.parse(text);
-    if (v === null || typeof v !== "object" || Array.isArray(v)) throw new TypeError("top level is not an object");
-    return v as Record<string, unknown>;
-  } catch (err) {
-    throw new Error(`${path}: invalid JSON: ${(err as Error).message}`, { cause: err });
-  }
+/** A JSON object (LeRobot metadata files and JSON Lines rows); fields are checked where they are used. */
+const JsonObjectSchema = z.record(z.string(), z.unknown());
+
+/** Reads a metadata JSON file that must hold an object; errors name the file. */
+function readJson(path: string): Promise<Record<string, unknown>> {
+  return readJsonFile(path, JsonObjectSchema, { missing: "not a LeRobot dataset?" });
 }
 
-async function readJsonl(path: string): Promise<Record<string, unknown>[]> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new Error(`${path}: cannot read`, { cause: err });
-  }
-  const out: Record<string, unknown>[] = [];
-  for (const [i, line] of text.split("\n").entries()) {
-    if (line.trim() === "") continue;
-    try {
-      out.push(JSON.parse(line) as Record<string, unknown>);
-    } catch (err) {
-      throw new Error(`${path}: line ${i + 1}: invalid JSON`, { cause: err });
-    }
-  }
-  return out;
+/** Reads a metadata JSON Lines file, one object a line; errors name the file and line. */
+function readJsonl(path: string): Promise<Record<string, unknown>[]> {
+  return readJsonLinesFile(path, JsonObjectSchema);
 }
 
 async function listParquet(dir: string): Promise<string[]> {

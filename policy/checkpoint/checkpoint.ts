@@ -16,28 +16,39 @@
  */
 import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { z } from "zod";
 import type { HeadConfig } from "../net/config.ts";
 import { parseHeadConfig } from "../net/config.ts";
 import type { NamedArray } from "../net/ops.ts";
-import type { AffineNorm, FeatureStats, NormMode } from "../normalize.ts";
-import { affineFor, padAffine } from "../normalize.ts";
+import type { AffineNorm } from "../normalize.ts";
+import { FeatureStatsSchema, NormModeSchema, affineFor, padAffine } from "../normalize.ts";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { readJsonFile } from "../io/json.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
 import { VERSION } from "../version.ts";
 import { pathExists } from "../io/files.ts";
 
 /** How one feature is normalised: its dataset column, mode and statistics. */
-export interface FeatureNorm {
-  key: string;
-  mode: NormMode;
-  stats: FeatureStats;
-}
+export const FeatureNormSchema = z.object({ key: z.string(), mode: NormModeSchema, stats: FeatureStatsSchema });
+/** How one feature is normalised (see {@link FeatureNormSchema}). */
+export type FeatureNorm = z.infer<typeof FeatureNormSchema>;
 
-/** The normalisation of a head: per observation feature (by model name) and for the action. */
-export interface NormalizationSpec {
-  obs: Record<string, FeatureNorm>;
-  action: FeatureNorm;
-}
+/** The normalisation of a head (`stats.json`): per observation feature (by model name) and for the action. */
+export const NormalizationSpecSchema = z.object({
+  obs: z.record(z.string(), FeatureNormSchema),
+  action: FeatureNormSchema,
+});
+/** The normalisation of a head (see {@link NormalizationSpecSchema}). */
+export type NormalizationSpec = z.infer<typeof NormalizationSpecSchema>;
+
+/** `train_state.json`: the step and whatever JSON the trainer keeps (its own schema checks the rest). */
+export const TrainStateFileSchema = z.looseObject({ step: z.number().int().nonnegative() });
+
+/** `checkpoints/latest.json`: the folder name of the newest complete checkpoint. */
+const LatestSchema = z.object({ checkpoint: z.string().regex(/^step-\d+$/, "expected a step-NNNNNN folder name") });
+
+/** `config.json`: the head config plus the version that wrote it. */
+const ConfigFileSchema = z.looseObject({ actionflowVersion: z.string().optional() });
 
 /** Resume state: raw (non-EMA) weights, AdamW moments and the trainer's counters. */
 export interface OptimizerState {
@@ -45,7 +56,7 @@ export interface OptimizerState {
   m: Map<string, NamedArray>;
   v: Map<string, NamedArray>;
   /** JSON-serialisable trainer state (step, rng seeds, losses...). */
-  trainState: Record<string, unknown> & { step: number };
+  trainState: z.infer<typeof TrainStateFileSchema>;
 }
 
 /** A checkpoint in memory. */
@@ -124,7 +135,7 @@ export async function resolveCheckpointDir(path: string): Promise<string | undef
   for (const root of [join(p, "checkpoints"), p]) {
     const latest = join(root, "latest.json");
     if (await pathExists(latest)) {
-      const { checkpoint } = JSON.parse(await readFile(latest, "utf8")) as { checkpoint: string };
+      const { checkpoint } = await readJsonFile(latest, LatestSchema);
       const dir = join(root, checkpoint);
       if (!(await pathExists(join(dir, "config.json"))))
         throw new Error(`${latest} points at ${checkpoint}, which is missing or incomplete`);
@@ -139,21 +150,24 @@ export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes"
   const dir = await resolveCheckpointDir(path);
   if (!dir) throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json)`);
   const configPath = join(dir, "config.json");
-  const rawConfig = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
-  delete rawConfig["actionflowVersion"];
+  const { actionflowVersion: _version, ...rawConfig } = await readJsonFile(configPath, ConfigFileSchema);
   const config = parseHeadConfig(rawConfig, configPath);
   const modelPath = join(dir, "model.safetensors");
   const { tensors: weights } = decodeSafetensors(new Uint8Array(await readFile(modelPath)), modelPath);
-  const normalization = JSON.parse(await readFile(join(dir, "stats.json"), "utf8")) as NormalizationSpec;
+  const statsPath = join(dir, "stats.json");
+  const normalization = await readJsonFile(statsPath, NormalizationSpecSchema);
+  try {
+    normsFor(normalization, config); // every feature present, finite maps, dims within the head's
+  } catch (err) {
+    throw new Error(`${statsPath}: ${(err as Error).message} (head config ${configPath})`, { cause: err });
+  }
   const ckpt: Checkpoint = { dir, config, weights, normalization };
   if (opts.withOptimizer === "yes") {
     const optPath = join(dir, "optimizer.safetensors");
     const { tensors } = decodeSafetensors(new Uint8Array(await readFile(optPath)), optPath);
     const pick = (prefix: string): Map<string, NamedArray> =>
       new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-    const trainState = JSON.parse(
-      await readFile(join(dir, "train_state.json"), "utf8"),
-    ) as OptimizerState["trainState"];
+    const trainState = await readJsonFile(join(dir, "train_state.json"), TrainStateFileSchema);
     ckpt.optimizer = { params: pick("param/"), m: pick("m/"), v: pick("v/"), trainState };
   }
   return ckpt;

@@ -4,6 +4,8 @@
  * Only F32 is written; F32 is read.
  */
 import type { NamedArray } from "../net/ops.ts";
+import { z } from "zod";
+import { parseJson, parseValue } from "../io/json.ts";
 
 /** Encodes named float32 arrays (sorted by name) into one safetensors buffer. */
 export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Record<string, string> = {}): Uint8Array {
@@ -35,6 +37,15 @@ export function encodeSafetensors(tensors: Map<string, NamedArray>, metadata: Re
   return out;
 }
 
+/** A header entry: dtype, shape and the byte range of the tensor after the header. */
+const TensorEntrySchema = z.object({
+  dtype: z.string(),
+  shape: z.array(z.number().int().nonnegative()),
+  data_offsets: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+});
+/** The header's `__metadata__`: strings only (safetensors' rule). */
+const MetadataSchema = z.record(z.string(), z.string());
+
 /** Decodes a safetensors buffer; `source` names the file in errors. */
 export function decodeSafetensors(
   bytes: Uint8Array,
@@ -45,25 +56,21 @@ export function decodeSafetensors(
   const headerLen = Number(view.getBigUint64(0, true));
   if (8 + headerLen > bytes.length)
     throw new Error(`${source}: header length ${headerLen} exceeds file size ${bytes.length}`);
-  let header: Record<string, unknown>;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, unknown>;
-  } catch (err) {
-    throw new Error(`${source}: header is not valid JSON`, { cause: err });
-  }
+  const header = parseJson(
+    new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)),
+    z.record(z.string(), z.unknown()),
+    `${source}: header`,
+  );
   const base = 8 + headerLen;
   const tensors = new Map<string, NamedArray>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
-      metadata = (entry ?? {}) as Record<string, string>;
+      metadata = parseValue(entry ?? {}, MetadataSchema, `${source}: __metadata__`);
       continue;
     }
-    const e = entry as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-    if (e.dtype !== "F32")
-      throw new Error(`${source}: tensor '${name}' has dtype ${String(e.dtype)}; only F32 is supported`);
-    if (!Array.isArray(e.shape) || !Array.isArray(e.data_offsets))
-      throw new Error(`${source}: tensor '${name}' lacks shape or data_offsets`);
+    const e = parseValue(entry, TensorEntrySchema, `${source}: tensor '${name}'`);
+    if (e.dtype !== "F32") throw new Error(`${source}: tensor '${name}' has dtype ${e.dtype}; only F32 is supported`);
     const [begin, end] = e.data_offsets;
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (end - begin !== 4 * n || base + end > bytes.length) {

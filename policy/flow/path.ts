@@ -9,6 +9,15 @@
  * and the network is trained to predict u_t at (x_t, t). openpi and LeRobot use the opposite time
  * direction (t = 1 noise): convert with t_ours = 1 - t_theirs, u_ours = -u_theirs.
  */
+import { z } from "zod";
+
+/** The serialisable description of a path: `linear`, or `sigma_min` with sigmaMin in [0, 1). Unknown keys are refused. */
+export const PathSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("linear") }),
+  z.strictObject({ kind: z.literal("sigma_min"), sigmaMin: z.number().min(0).lt(1) }),
+]);
+/** A path's description (see {@link PathSchema}); `pathFromConfig` in `training/trainer.ts` builds it. */
+export type PathConfig = z.infer<typeof PathSchema>;
 
 /** An affine conditional probability path x_t = alpha(t) x1 + sigma(t) x0, t in [0, 1]. */
 export interface ProbPath {

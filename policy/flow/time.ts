@@ -4,17 +4,24 @@
  * Our convention: t = 0 is noise, t = 1 is data. Every sampler carries its exact CDF so that tests
  * (and users comparing samplers) can check it; Beta CDFs use the regularized incomplete beta.
  */
+import { z } from "zod";
 import type { Rng } from "../random.ts";
 import { normalCdf, regularizedBeta } from "./special.ts";
 
-/** The serialisable description of a time sampler (stored in training configs and checkpoints). */
-export type TimeSamplerConfig =
-  | { kind: "uniform" }
-  /** t = sigmoid(m + s * N(0, 1)) (SD3's logit-normal; lognorm(0, 1) is their best). */
-  | { kind: "logit_normal"; m: number; s: number }
-  | { kind: "beta"; a: number; b: number }
-  /** openpi's pi0 sampler converted to our convention: t = 1 - (0.999 * Beta(1.5, 1) + 0.001). */
-  | { kind: "pi0" };
+/**
+ * The serialisable description of a time sampler (stored in training configs and checkpoints):
+ * `uniform`; `logit_normal` t = sigmoid(m + s * N(0, 1)) (SD3's logit-normal; lognorm(0, 1) is their
+ * best), s > 0; `beta` t ~ Beta(a, b), a, b > 0; `pi0`, openpi's pi0 sampler converted to our
+ * convention: t = 1 - (0.999 * Beta(1.5, 1) + 0.001). Unknown keys are refused.
+ */
+export const TimeSamplerSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("uniform") }),
+  z.strictObject({ kind: z.literal("logit_normal"), m: z.number(), s: z.number().positive() }),
+  z.strictObject({ kind: z.literal("beta"), a: z.number().positive(), b: z.number().positive() }),
+  z.strictObject({ kind: z.literal("pi0") }),
+]);
+/** A time sampler's description (see {@link TimeSamplerSchema}). */
+export type TimeSamplerConfig = z.infer<typeof TimeSamplerSchema>;
 
 /** A distribution over t in [0, 1]. */
 export interface TimeSampler {

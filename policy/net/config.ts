@@ -3,6 +3,7 @@
  * size, the architecture and its sizes. Stored as `config.json` in every checkpoint.
  */
 import { z } from "zod";
+import { parseValue } from "../io/json.ts";
 
 /** One observation feature that conditions the head: a vector `[d]` is one token, `[n, d]` is n tokens. */
 export const ObsFeatureSchema = z.object({
@@ -15,6 +16,7 @@ export const ObsFeatureSchema = z.object({
 });
 export type ObsFeature = z.infer<typeof ObsFeatureSchema>;
 
+/** Transformer sizes (pi0-style action expert), each with its default. */
 export const TransformerSchema = z.object({
   width: z.number().int().positive().default(128),
   depth: z.number().int().positive().default(3),
@@ -23,50 +25,71 @@ export const TransformerSchema = z.object({
   timeEmbedDim: z.number().int().positive().default(64),
 });
 
+/** MLP sizes, each with its default. */
 export const MlpSchema = z.object({
   width: z.number().int().positive().default(256),
   depth: z.number().int().positive().default(3),
   timeEmbedDim: z.number().int().positive().default(16),
 });
 
-export const HeadConfigSchema = z.object({
-  /** `transformer` (default) or `mlp`. */
-  arch: z.enum(["transformer", "mlp"]).default("transformer"),
-  /** `flow`: velocity field trained by conditional flow matching; `regression`: direct MSE baseline. */
-  objective: z.enum(["flow", "regression"]).default("flow"),
-  /** Action chunk length H. */
-  horizon: z.number().int().positive().default(50),
-  /** Action dimension A as seen by the network (dataset dims are zero-padded up to it). */
-  actionDim: z.number().int().positive().default(32),
-  obs: z.array(ObsFeatureSchema).min(1),
-  transformer: TransformerSchema.prefault({}),
-  mlp: MlpSchema.prefault({}),
-});
+/** The network architectures: `transformer` (default) or `mlp`. */
+export const ArchSchema = z.enum(["transformer", "mlp"]);
+/** A network architecture name. */
+export type Arch = z.infer<typeof ArchSchema>;
+
+/** `flow`: velocity field trained by conditional flow matching; `regression`: direct MSE baseline. */
+export const ObjectiveSchema = z.enum(["flow", "regression"]);
+/** A training objective name. */
+export type Objective = z.infer<typeof ObjectiveSchema>;
+
+/**
+ * The head configuration (`config.json` of a checkpoint, without its `actionflowVersion`, which is
+ * stripped): defaults filled in; transformer width divisible by heads, even time embeddings and
+ * distinct observation names are checked, each issue at its field.
+ */
+export const HeadConfigSchema = z
+  .object({
+    arch: ArchSchema.default("transformer"),
+    objective: ObjectiveSchema.default("flow"),
+    /** Action chunk length H. */
+    horizon: z.number().int().positive().default(50),
+    /** Action dimension A as seen by the network (dataset dims are zero-padded up to it). */
+    actionDim: z.number().int().positive().default(32),
+    obs: z.array(ObsFeatureSchema).min(1),
+    transformer: TransformerSchema.prefault({}),
+    mlp: MlpSchema.prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    if (cfg.arch === "transformer" && cfg.transformer.width % cfg.transformer.heads !== 0)
+      ctx.addIssue({
+        code: "custom",
+        path: ["transformer", "width"],
+        message: `${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`,
+      });
+    for (const arch of ArchSchema.options)
+      if (cfg[arch].timeEmbedDim % 2 !== 0)
+        ctx.addIssue({
+          code: "custom",
+          path: [arch, "timeEmbedDim"],
+          message: `timeEmbedDim must be even, got ${cfg[arch].timeEmbedDim}`,
+        });
+    const names = new Set<string>();
+    for (const [i, f] of cfg.obs.entries()) {
+      if (names.has(f.name))
+        ctx.addIssue({
+          code: "custom",
+          path: ["obs", i, "name"],
+          message: `observation feature '${f.name}' appears twice`,
+        });
+      names.add(f.name);
+    }
+  });
+/** A validated head configuration, defaults filled in. */
 export type HeadConfig = z.infer<typeof HeadConfigSchema>;
+/** What {@link parseHeadConfig} accepts: a head configuration whose defaulted fields may be left out. */
 export type HeadConfigInput = z.input<typeof HeadConfigSchema>;
 
-/** Zod issues as one line, each prefixed by its field path (`transformer.width: ...; obs: ...`). */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-}
-
-/** Parses and validates a head configuration; errors name the offending field. */
+/** Parses and validates a head configuration; errors name `source` and the offending field. */
 export function parseHeadConfig(input: unknown, source = "config"): HeadConfig {
-  const r = HeadConfigSchema.safeParse(input);
-  if (!r.success) throw new Error(`${source}: invalid head config: ${describeIssues(r.error)}`);
-  const cfg = r.data;
-  if (cfg.arch === "transformer" && cfg.transformer.width % cfg.transformer.heads !== 0) {
-    throw new Error(
-      `${source}: transformer.width ${cfg.transformer.width} is not divisible by transformer.heads ${cfg.transformer.heads}`,
-    );
-  }
-  if (cfg.transformer.timeEmbedDim % 2 !== 0 || cfg.mlp.timeEmbedDim % 2 !== 0) {
-    throw new Error(`${source}: timeEmbedDim must be even`);
-  }
-  const names = new Set<string>();
-  for (const f of cfg.obs) {
-    if (names.has(f.name)) throw new Error(`${source}: observation feature '${f.name}' appears twice`);
-    names.add(f.name);
-  }
-  return cfg;
+  return parseValue(input, HeadConfigSchema, `${source}: invalid head config`);
 }

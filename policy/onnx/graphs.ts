@@ -28,20 +28,11 @@ import { integrate, solverByName, uniformGrid, type SolverName, type VectorSpace
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
 import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
 import { VERSION } from "../version.ts";
+import type { FeatureIO } from "./schema.ts";
 
 export { IR_VERSION, OPSET } from "./proto.ts";
 
-/** One observation feature as the graphs see it. */
-export interface FeatureIO {
-  /** Model name (`state`); the graph input is `obs.<name>`. */
-  name: string;
-  /** Dataset column (`observation.state`). */
-  key: string;
-  /** Model (padded) shape `[d]` or `[n, d]`. */
-  shape: number[];
-  /** Raw (dataset) shape: `shape` with the last dim unpadded. */
-  rawShape: number[];
-}
+export type { FeatureIO } from "./schema.ts";
 
 /** Normalisation baked into the sample graph: padded affine maps and the raw action dim. */
 export interface GraphNorms {

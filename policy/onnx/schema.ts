@@ -1,4 +1,30 @@
 /**
+ * What actionflow writes into an ONNX model and reads back: the protobuf schema of the model file,
+ * and the zod schemas of the JSON values it stores in `metadata_props`.
+ */
+import { z } from "zod";
+
+/**
+ * One observation feature as the graphs see it (`actionflow.features` holds an array of them, as JSON).
+ * `shape` is the model (padded) shape `[d]` or `[n, d]`; `rawShape` the same with the last dim unpadded.
+ */
+export const FeatureIOSchema = z.object({
+  /** Model name (`state`); the graph input is `obs.<name>`. */
+  name: z.string().min(1),
+  /** Dataset column (`observation.state`). */
+  key: z.string(),
+  /** Model (padded) shape `[d]` or `[n, d]`. */
+  shape: z.array(z.number().int().positive()).min(1).max(2),
+  /** Raw (dataset) shape: `shape` with the last dim unpadded. */
+  rawShape: z.array(z.number().int().positive()).min(1).max(2),
+});
+/** One observation feature as the graphs see it (see {@link FeatureIOSchema}). */
+export type FeatureIO = z.infer<typeof FeatureIOSchema>;
+
+/** The `actionflow.features` metadata value: the observation features, in graph-input order. */
+export const FeaturesMetadataSchema = z.array(FeatureIOSchema);
+
+/**
  * The subset of the official ONNX schema (`onnx/onnx.proto3`, package `onnx`) that actionflow
  * writes and reads. Field numbers and types are copied from the official file and must never be
  * changed: a model written with them is read by every ONNX tool. Messages and fields the exporter

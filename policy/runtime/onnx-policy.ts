@@ -20,7 +20,9 @@ import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import { loadCheckpoint, resolveCheckpointDir } from "../checkpoint/checkpoint.ts";
 import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
-import { obsInputName, type FeatureIO } from "../onnx/graphs.ts";
+import { obsInputName } from "../onnx/graphs.ts";
+import { FeaturesMetadataSchema, type FeatureIO } from "../onnx/schema.ts";
+import { parseJson } from "../io/json.ts";
 import { decodeModel, metadataOf } from "../onnx/proto.ts";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
 import { Rng } from "../random.ts";
@@ -100,11 +102,11 @@ export class OnnxPolicy implements ChunkPolicy {
         throw new Error(`${source}: metadata 'actionflow.fps' is invalid (${fps})`);
       this.fps = hz;
     }
-    try {
-      this.features = JSON.parse(meta["actionflow.features"] ?? "") as FeatureIO[];
-    } catch (err) {
-      throw new Error(`${source}: metadata 'actionflow.features' is not JSON`, { cause: err });
-    }
+    this.features = parseJson(
+      meta["actionflow.features"] ?? "",
+      FeaturesMetadataSchema,
+      `${source}: metadata 'actionflow.features'`,
+    );
     this.needsNoise = session.inputNames.includes("noise");
     const expected = [
       ...this.features.map((f) => obsInputName(f.name)),

@@ -6,7 +6,7 @@ import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
 import { Rng } from "../../policy/random.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import { trainRun } from "../../training/run.ts";
-import type { RunConfig } from "../../training/run.ts";
+import type { RunConfig } from "../../training/run/settings.ts";
 import { G1, G1_COLUMNS, copyG1, readAllRows, removeDir, tempDir, writeRows } from "../datasets/lerobot/helpers.ts";
 import { pathExists } from "../../policy/io/files.ts";
 
@@ -169,6 +169,6 @@ describe("actionflow train (real CLI)", () => {
     expect(r.stderr).toMatch(/--arch: 'rnn' is not one of transformer, mlp/);
     const s = await cli(["--dataset", G1, "--out", join(dir, "bad"), "--config", join(dir, "missing.json")]).done;
     expect(s.code).toBe(1);
-    expect(s.stderr).toMatch(/missing\.json: cannot read the config file/);
+    expect(s.stderr).toMatch(/missing\.json: file missing \(the --config file\)/);
   });
 });

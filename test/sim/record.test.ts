@@ -146,6 +146,11 @@ describe("sim collect + replay", () => {
       /dataset has 5 action dims and 5 state dims but the actionflow-arm scene takes 6/,
     );
     await expect(replay({ dataset: out, episode: 3 })).rejects.toThrow(/no episode 3/);
+    const metaFile = join(out, "meta", "actionflow.json");
+    await writeJsonAtomic(metaFile, { ...meta, task: "juggle", episodes: [{ ...meta.episodes[0], seed: null }] });
+    await expect(replay({ dataset: out, episode: 0 })).rejects.toThrow(
+      `${metaFile}: task: expected one of "reach", "push", "avoid", got "juggle"; episodes[0].seed: expected number, got null; not an actionflow-sim/1 file`,
+    );
   });
 });
 

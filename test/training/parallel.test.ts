@@ -21,7 +21,7 @@ import { Trainer, defaultWorkers, flopsPerParam } from "../../training/trainer.t
 import { createParams, lossDenominator, maskedLoss } from "../../training/loss.ts";
 import { headFlops } from "../../policy/net/flops.ts";
 import type { LossInputs } from "../../training/loss.ts";
-import type { OptimConfig } from "../../training/trainer.ts";
+import type { OptimConfig } from "../../training/optim.ts";
 
 const H = 8;
 const A = 4;

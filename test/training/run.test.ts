@@ -3,8 +3,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
 import { useBackend } from "../../training/backend/registry.ts";
-import type { RunConfig, RunFile, TrainRunOptions } from "../../training/run.ts";
-import { guardStats, parseObsSpec, parseRunConfig, trainRun } from "../../training/run.ts";
+import type { TrainRunOptions } from "../../training/run.ts";
+import { trainRun } from "../../training/run.ts";
+import { guardStats } from "../../training/run/normalization.ts";
+import type { RunFile } from "../../training/run/run-file.ts";
+import type { RunConfig } from "../../training/run/settings.ts";
+import { parseObsSpec, parseRunConfig, readRunConfig } from "../../training/run/settings.ts";
 import { writeRobomimic } from "../datasets/robomimic/fixture.ts";
 import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
 
@@ -132,14 +136,32 @@ describe("trainRun on the shared G1 dataset", () => {
   it("refuses a corrupt run.json on resume, naming the file", async () => {
     const out = join(dir, "corrupt");
     await trainRun(g1("corrupt", { steps: 2, checkpointEvery: 1 }));
+    const runJson = await readFile(join(out, "run.json"), "utf8");
     await writeFile(join(out, "run.json"), '{"format": "actionflow.run", "vers');
     await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(
-      /corrupt\/run\.json: corrupt run file, not valid JSON/,
+      /corrupt\/run\.json: not valid JSON \(.*\); a corrupt run file: start a new run in another folder$/,
     );
     await writeFile(join(out, "run.json"), '{"format": "something else"}');
-    await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(/run\.json: corrupt run file/);
+    await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(
+      /run\.json: format: expected "actionflow\.run", got "something else"; version: missing \(expected 1\);.*a corrupt run file/,
+    );
+    // A stored setting of the wrong type is named by its path.
+    const run = JSON.parse(runJson) as RunFile;
+    await writeFile(join(out, "run.json"), JSON.stringify({ ...run, input: { ...run.input, steps: "many" } }));
+    await expect(trainRun({ out, mode: "resume" })).rejects.toThrow(
+      /corrupt\/run\.json: input\.steps: expected number, got "many"; a corrupt run file/,
+    );
+    // A checkpoint whose stats hold a NaN (written by JSON as null) is refused, naming the file and the field.
+    await writeFile(join(out, "run.json"), runJson);
+    const stats = join(out, "checkpoints", "step-000002", "stats.json");
+    const spec = JSON.parse(await readFile(stats, "utf8")) as { action: { stats: { std: (number | null)[] } } };
+    spec.action.stats.std[3] = null;
+    await writeFile(stats, JSON.stringify(spec));
+    await expect(trainRun({ out, mode: "resume", steps: 4 })).rejects.toThrow(
+      /step-000002: cannot load the checkpoint to resume from: .*step-000002\/stats\.json: action\.stats\.std\[3\]: expected number, got null$/,
+    );
     await expect(trainRun({ out: join(dir, "never-started"), mode: "resume" })).rejects.toThrow(
-      /never-started\/run\.json: cannot read the run file/,
+      /never-started\/run\.json: file missing \(nothing to resume\? start without --resume\)/,
     );
   });
 });
@@ -214,6 +236,20 @@ describe("run settings", () => {
     expect(
       parseRunConfig({ arch: "mlp", optim: { lr: 1e-4 }, normalization: { obs: { state: "min_max" } } }),
     ).toMatchObject({ arch: "mlp" });
+  });
+
+  it("reads a --config file, naming the file and the field at fault", async () => {
+    const file = join(dir, "cfg.json");
+    await writeFile(file, JSON.stringify({ arch: "mlp", timeSampler: { kind: "beta", a: 1 } }));
+    await expect(readRunConfig(file)).rejects.toThrow(
+      `${file}: timeSampler.b: missing (expected number); an invalid training config`,
+    );
+    await writeFile(file, JSON.stringify({ optim: { lr: -1 }, padding: "pad" }));
+    await expect(readRunConfig(file)).rejects.toThrow(
+      `${file}: padding: expected one of "mask", "hold", got "pad"; optim.lr: Too small: expected number to be >0, got -1`,
+    );
+    await writeFile(file, JSON.stringify({ arch: "mlp", horizon: 4 }));
+    expect(await readRunConfig(file)).toEqual({ arch: "mlp", horizon: 4 });
   });
 
   it("guards near-constant dims instead of dividing by ~0", () => {

@@ -12,8 +12,9 @@ import { Rng } from "../../policy/random.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import type { Batch, BatchSource } from "../../training/batch.ts";
 import { fit } from "../../training/fit.ts";
-import { DEFAULT_OPTIM, Trainer, learningRate } from "../../training/trainer.ts";
-import type { OptimConfig } from "../../training/trainer.ts";
+import { Trainer, learningRate } from "../../training/trainer.ts";
+import { DEFAULT_OPTIM } from "../../training/optim.ts";
+import type { OptimConfig } from "../../training/optim.ts";
 
 const H = 8;
 const A = 4;

@@ -14,7 +14,7 @@ import { Rng } from "../../policy/random.ts";
 import type { BatchSource } from "../batch.ts";
 import { fit } from "../fit.ts";
 import { reflowCouplings } from "../reflow.ts";
-import type { OptimConfig } from "../trainer.ts";
+import type { OptimConfig } from "../optim.ts";
 import { Trainer } from "../trainer.ts";
 import { energyDistance } from "./metrics.ts";
 import { moonsSource, sampleMoons } from "./moons.ts";

@@ -27,4 +27,21 @@ describe("safetensors", () => {
     expect(() => decodeSafetensors(bytes.subarray(0, 4), "x.safetensors")).toThrow(/x.safetensors: truncated/);
     expect(() => encodeSafetensors(new Map([["w", { shape: [3], data: new Float32Array(4) }]]))).toThrow(/'w'/);
   });
+
+  it("names the tensor and field of a malformed header entry, and a header that is not JSON", () => {
+    const file = (header: string): Uint8Array => {
+      const h = new TextEncoder().encode(header);
+      const out = new Uint8Array(8 + h.length + 4);
+      new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+      out.set(h, 8);
+      return out;
+    };
+    expect(() => decodeSafetensors(file('{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}'), "x.st")).toThrow(
+      "x.st: tensor 'w': shape[0]: Too small: expected number to be >=0, got -1",
+    );
+    expect(() => decodeSafetensors(file('{"__metadata__":{"step":5}}'), "x.st")).toThrow(
+      "x.st: __metadata__: step: expected string, got 5",
+    );
+    expect(() => decodeSafetensors(file('{"w":'), "x.st")).toThrow(/^x\.st: header: not valid JSON/);
+  });
 });

@@ -1,10 +1,11 @@
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as tf from "@tensorflow/tfjs";
 import { exportOnnx } from "../../../policy/onnx/export.ts";
 import type { ChunkPolicy } from "../../../policy/chunk-policy.ts";
+import { decodeModel, encodeModel, metadataOf } from "../../../policy/onnx/proto.ts";
 import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { sampleChunkTfjs } from "../../../policy/sampling/tfjs.ts";
@@ -205,5 +206,30 @@ describe("OnnxPolicy", () => {
     const p = await OnnxPolicy.load(dir, { threads: 1 });
     await expect(p.sampleChunk(obs)).rejects.toThrow(/non-finite action NaN at step 0, dim 0; refusing/);
     await p.release();
+  });
+});
+
+describe("OnnxPolicy metadata", () => {
+  it("refuses an actionflow.features value that is not JSON or not features, naming the file, key and field", async () => {
+    const bytes = new Uint8Array(readFileSync(join(run, "policy.onnx")));
+    const withFeatures = (value: string): string => {
+      const model = decodeModel(bytes);
+      model.metadataProps = (model.metadataProps ?? []).map((e) =>
+        e.key === "actionflow.features" ? { key: e.key, value } : e,
+      );
+      const file = join(root, `features-${value.length}.onnx`);
+      writeFileSync(file, encodeModel(model));
+      return file;
+    };
+    const features = JSON.parse(metadataOf(decodeModel(bytes))["actionflow.features"]!) as { shape: unknown[] }[];
+    features[0]!.shape = ["6"];
+    const bad = withFeatures(JSON.stringify(features));
+    await expect(OnnxPolicy.load(bad)).rejects.toThrow(
+      `${bad}: metadata 'actionflow.features': [0].shape[0]: expected number, got "6"`,
+    );
+    const broken = withFeatures('[{"name": "state"');
+    await expect(OnnxPolicy.load(broken)).rejects.toThrow(
+      new RegExp(`features-\\d+\\.onnx: metadata 'actionflow\\.features': not valid JSON`),
+    );
   });
 });

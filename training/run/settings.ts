@@ -1,0 +1,333 @@
+/**
+ * The settings of a training run: the `--config` file, the fully resolved settings stored in run.json
+ * (`RunInput`), how they are layered (defaults < stored run.json < config file < explicit options),
+ * what may differ on resume, and the head config they give for a dataset.
+ */
+import { z } from "zod";
+import type { EpisodeDataset } from "../../datasets/episodes.ts";
+import type { PathConfig } from "../../policy/flow/path.ts";
+import { PathSchema } from "../../policy/flow/path.ts";
+import type { TimeSamplerConfig } from "../../policy/flow/time.ts";
+import { TimeSamplerSchema } from "../../policy/flow/time.ts";
+import { parseValue, readJsonFile } from "../../policy/io/json.ts";
+import type { Arch, HeadConfig, Objective } from "../../policy/net/config.ts";
+import { ArchSchema, MlpSchema, ObjectiveSchema, TransformerSchema, parseHeadConfig } from "../../policy/net/config.ts";
+import type { NormMode } from "../../policy/normalize.ts";
+import { NormModeSchema } from "../../policy/normalize.ts";
+import type { OptimConfig } from "../optim.ts";
+import { DEFAULT_OPTIM, OptimSchema } from "../optim.ts";
+import type { ObsSpec, PaddingMode } from "../windows.ts";
+import { ObsSpecSchema, PaddingSchema } from "../windows.ts";
+
+/**
+ * The `--config` JSON file: head settings (as in `HeadConfig`, without `obs`) and training settings,
+ * all optional. Unknown keys are refused (a typo must not silently fall back to a default).
+ */
+export const RunConfigSchema = z.strictObject({
+  arch: ArchSchema.optional(),
+  objective: ObjectiveSchema.optional(),
+  horizon: z.number().int().positive().optional(),
+  actionDim: z.number().int().positive().optional(),
+  transformer: TransformerSchema.partial().strict().optional(),
+  mlp: MlpSchema.partial().strict().optional(),
+  /** `"state=observation.state,env=observation.environment_state"` or `{ state: "observation.state" }`. */
+  obs: z.union([z.string(), z.record(z.string(), z.string())]).optional(),
+  /** The model's last-axis size per obs feature name (zero-padded up from the dataset's). */
+  obsDims: z.record(z.string(), z.number().int().positive()).optional(),
+  action: z.string().optional(),
+  /** One mode for every obs feature, or one per obs feature name; and the action's mode. */
+  normalization: z
+    .strictObject({
+      obs: z.union([NormModeSchema, z.record(z.string(), NormModeSchema)]).optional(),
+      action: NormModeSchema.optional(),
+    })
+    .optional(),
+  steps: z.number().int().positive().optional(),
+  batch: z.number().int().positive().optional(),
+  /** Loss on chunk steps past an episode's end: `hold` (default) or `mask` (see `WindowSourceOptions.padding`). */
+  padding: PaddingSchema.optional(),
+  seed: z.number().int().optional(),
+  valEpisodes: z.union([z.string(), z.number()]).optional(),
+  lr: z.number().positive().optional(),
+  optim: OptimSchema.partial().optional(),
+  timeSampler: TimeSamplerSchema.optional(),
+  path: PathSchema.optional(),
+  checkpointEvery: z.number().int().positive().optional(),
+  valEvery: z.number().int().positive().optional(),
+  keep: z.number().int().positive().optional(),
+  /** Validation windows evaluated (evenly spaced over the validation episodes). */
+  valWindows: z.number().int().positive().optional(),
+});
+/** The content of a `--config` file. */
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+/** Parses a `--config` object; errors name `source` and the offending field. */
+export function parseRunConfig(input: unknown, source = "config"): RunConfig {
+  return parseValue(input, RunConfigSchema, `${source}: invalid training config`);
+}
+
+/** Reads and parses a `--config` JSON file; errors name the file and the offending field. */
+export async function readRunConfig(file: string): Promise<RunConfig> {
+  return readJsonFile(file, RunConfigSchema, { missing: "the --config file", invalid: "an invalid training config" });
+}
+
+/** Every setting of a run, fully resolved (stored as `input` in run.json). */
+export const RunInputSchema = z.object({
+  arch: ArchSchema,
+  objective: ObjectiveSchema,
+  horizon: z.number().int().positive(),
+  actionDim: z.number().int().positive(),
+  transformer: TransformerSchema,
+  mlp: MlpSchema,
+  obs: z.array(ObsSpecSchema),
+  obsDims: z.record(z.string(), z.number().int().positive()),
+  action: z.string(),
+  normalization: z.object({ obs: z.record(z.string(), NormModeSchema), action: NormModeSchema }),
+  steps: z.number().int().positive(),
+  batch: z.number().int().positive(),
+  /** Runs stored before this setting existed trained with the loss masked past episode ends. */
+  padding: PaddingSchema.default("mask"),
+  seed: z.number().int(),
+  valEpisodes: z.union([z.string(), z.number()]),
+  optim: OptimSchema,
+  timeSampler: TimeSamplerSchema,
+  path: PathSchema,
+  checkpointEvery: z.number().int().positive(),
+  valEvery: z.number().int().positive(),
+  keep: z.number().int().positive(),
+  valWindows: z.number().int().positive(),
+});
+/** Every setting of a run, fully resolved (see {@link RunInputSchema}). */
+export type RunInput = z.infer<typeof RunInputSchema>;
+
+/** The settings a caller may give a run (each optional: defaults, or run.json on resume). */
+export interface RunSettings {
+  /** Settings from a `--config` file (see {@link RunConfigSchema}). */
+  config?: RunConfig;
+  steps?: number;
+  batch?: number;
+  horizon?: number;
+  /** Loss on chunk steps past an episode's end (default `hold`; see `WindowSourceOptions.padding`). */
+  padding?: PaddingMode;
+  seed?: number;
+  /** Validation episodes: `"8:10"`, `"3,7"`, a fraction or a count (see `splitEpisodes`). */
+  valEpisodes?: string | number;
+  /** `name=column,...` (default `state=observation.state` plus `env=observation.environment_state` when present). */
+  obs?: string | Record<string, string>;
+  /** The action column (default `action`). */
+  action?: string;
+  arch?: Arch;
+  objective?: Objective;
+  lr?: number;
+  normalization?: { obs?: NormMode | Record<string, NormMode>; action?: NormMode };
+  checkpointEvery?: number;
+  valEvery?: number;
+  keep?: number;
+  valWindows?: number;
+}
+
+/**
+ * Parses an observation mapping `name=column,name=column` (model feature name = dataset column).
+ * Throws on a malformed entry or a name given twice.
+ */
+export function parseObsSpec(spec: string | Record<string, string>): ObsSpec[] {
+  const entries: [string, string][] =
+    typeof spec === "string"
+      ? spec
+          .split(",")
+          .map((s) => s.trim())
+          .filter((s) => s !== "")
+          .map((s) => {
+            const eq = s.indexOf("=");
+            if (eq <= 0 || eq === s.length - 1)
+              throw new Error(`--obs: '${s}' is not 'name=column' (e.g. state=observation.state)`);
+            return [s.slice(0, eq).trim(), s.slice(eq + 1).trim()];
+          })
+      : Object.entries(spec);
+  if (entries.length === 0) throw new Error("--obs: no observation feature given");
+  const seen = new Set<string>();
+  for (const [name] of entries) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`--obs: feature name '${name}' must be an identifier`);
+    if (seen.has(name)) throw new Error(`--obs: feature name '${name}' given twice`);
+    seen.add(name);
+  }
+  return entries.map(([name, key]) => ({ name, key }));
+}
+
+/**
+ * Default batch: 16, so the default transformer does 2000 steps in about 9 minutes on 2 idle cores
+ * (G1, sim tasks). Batch 8 halves the time but trains visibly worse flow heads: on the avoid task
+ * the sampled chunks fall between the two modes more often (93.5% success over 200 episodes at
+ * batch 8, 95% at 16; see README).
+ */
+export const DEFAULT_BATCH = 16;
+/**
+ * Default padding: `hold`. Demonstrations usually stop when the task is done; with `mask` a long
+ * chunk never learns what follows the end and a policy drifts after success (reach: 78% with
+ * `mask`, see README).
+ */
+export const DEFAULT_PADDING: PaddingMode = "hold";
+/** Default run length. */
+export const DEFAULT_STEPS = 2000;
+
+/** Settings that may change on resume. */
+const RESUMABLE_KEYS = new Set<keyof RunInput>(["steps", "checkpointEvery", "valEvery", "keep"]);
+
+/** JSON with object keys sorted, so two settings compare equal whatever their key order. */
+export const stable = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === "object" && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : x,
+  );
+
+/**
+ * Throws naming `runFile` and every differing setting when `input` changes the mathematics of the
+ * stored run (anything but `steps`, the checkpoint/validation cadence and `keep`).
+ */
+export function checkResumable(stored: RunInput, input: RunInput, runFile: string): void {
+  const diffs: string[] = [];
+  for (const k of Object.keys(input) as (keyof RunInput)[]) {
+    if (RESUMABLE_KEYS.has(k)) continue;
+    if (stable(input[k]) !== stable(stored[k]))
+      diffs.push(`${k}: run.json has ${stable(stored[k])}, given ${stable(input[k])}`);
+  }
+  if (diffs.length) throw new Error(`${runFile}: cannot resume with different settings: ${diffs.join("; ")}`);
+}
+
+/** Layers the settings: defaults < stored < config file < explicit options, for a dataset with these features. */
+export function resolveInput(
+  opts: RunSettings,
+  stored: RunInput | undefined,
+  features: EpisodeDataset["features"],
+): RunInput {
+  const c = opts.config ?? {};
+  const pick = <T>(...vals: (T | undefined)[]): T | undefined => {
+    for (let i = vals.length - 1; i >= 0; i--) if (vals[i] !== undefined) return vals[i];
+    return undefined;
+  };
+  const defaultObs = (): ObsSpec[] => {
+    const o: ObsSpec[] = [{ name: "state", key: "observation.state" }];
+    if (features["observation.environment_state"]) o.push({ name: "env", key: "observation.environment_state" });
+    return o;
+  };
+  const obsGiven = pick<string | Record<string, string>>(c.obs, opts.obs);
+  const obs = obsGiven !== undefined ? parseObsSpec(obsGiven) : (stored?.obs ?? defaultObs());
+  const steps = pick(stored?.steps, c.steps, opts.steps) ?? DEFAULT_STEPS;
+  const normObsGiven = pick<NormMode | Record<string, NormMode>>(c.normalization?.obs, opts.normalization?.obs);
+  const normObs: Record<string, NormMode> = {};
+  for (const o of obs) {
+    const m =
+      typeof normObsGiven === "string"
+        ? normObsGiven
+        : (normObsGiven?.[o.name] ?? stored?.normalization.obs[o.name] ?? "mean_std");
+    normObs[o.name] = m;
+  }
+  if (normObsGiven && typeof normObsGiven === "object") {
+    for (const n of Object.keys(normObsGiven))
+      if (!obs.some((o) => o.name === n))
+        throw new Error(
+          `normalization.obs: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`,
+        );
+  }
+  const optim: OptimConfig = {
+    ...DEFAULT_OPTIM,
+    decaySteps: steps,
+    warmupSteps: Math.min(DEFAULT_OPTIM.warmupSteps, Math.max(1, Math.floor(steps / 10))),
+    ...stored?.optim,
+    ...c.optim,
+  };
+  const lr = pick(c.lr, opts.lr);
+  if (lr !== undefined) optim.lr = lr;
+  const obsDims = { ...stored?.obsDims, ...c.obsDims };
+  for (const n of Object.keys(obsDims))
+    if (!obs.some((o) => o.name === n))
+      throw new Error(`obsDims: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`);
+  const valEvery =
+    pick(stored?.valEvery, c.valEvery, opts.valEvery) ?? Math.min(250, Math.max(1, Math.ceil(steps / 8)));
+  return {
+    arch: pick(stored?.arch, c.arch, opts.arch) ?? "transformer",
+    objective: pick(stored?.objective, c.objective, opts.objective) ?? "flow",
+    horizon: pick(stored?.horizon, c.horizon, opts.horizon) ?? 50,
+    actionDim: pick(stored?.actionDim, c.actionDim) ?? 32,
+    transformer: TransformerSchema.parse({ ...stored?.transformer, ...c.transformer }),
+    mlp: MlpSchema.parse({ ...stored?.mlp, ...c.mlp }),
+    obs,
+    obsDims,
+    action: pick(stored?.action, c.action, opts.action) ?? "action",
+    normalization: {
+      obs: normObs,
+      action: pick(stored?.normalization.action, c.normalization?.action, opts.normalization?.action) ?? "mean_std",
+    },
+    steps,
+    batch: pick(stored?.batch, c.batch, opts.batch) ?? DEFAULT_BATCH,
+    padding: pick<PaddingMode>(stored?.padding, c.padding, opts.padding) ?? DEFAULT_PADDING,
+    seed: pick(stored?.seed, c.seed, opts.seed) ?? 0,
+    valEpisodes: pick<string | number>(stored?.valEpisodes, c.valEpisodes, opts.valEpisodes) ?? "0.1",
+    optim,
+    timeSampler: pick<TimeSamplerConfig>(stored?.timeSampler, c.timeSampler) ?? { kind: "pi0" },
+    path: pick<PathConfig>(stored?.path, c.path) ?? { kind: "linear" },
+    checkpointEvery: pick(stored?.checkpointEvery, c.checkpointEvery, opts.checkpointEvery) ?? 500,
+    valEvery,
+    keep: pick(stored?.keep, c.keep, opts.keep) ?? 2,
+    valWindows: pick(stored?.valWindows, c.valWindows, opts.valWindows) ?? 256,
+  };
+}
+
+/**
+ * The head config the settings give for a dataset with these `features`, and each obs feature's model
+ * shape (`[d]` or `[n, d]`, last dim padded to `obsDims`). Throws naming `datasetPath` and the column
+ * when a column is missing, not float, not `[D]`/`[N, D]`, or wider than the model's dim.
+ */
+export function resolveHead(
+  input: RunInput,
+  features: EpisodeDataset["features"],
+  datasetPath: string,
+  source: string,
+): { head: HeadConfig; obsShapes: Record<string, number[]> } {
+  const columnDim = (key: string, role: string): { dim: number; shape: readonly number[] } => {
+    const f = features[key];
+    if (!f)
+      throw new Error(
+        `${datasetPath}: ${role} column '${key}' not in the dataset (columns: ${Object.keys(features).join(", ")})`,
+      );
+    if (f.shape.length === 0 || f.shape.length > 2)
+      throw new Error(`${datasetPath}: ${role} column '${key}' has shape [${f.shape.join(", ")}], need [D] or [N, D]`);
+    if (!f.dtype.startsWith("float"))
+      throw new Error(`${datasetPath}: ${role} column '${key}' has dtype ${f.dtype}, need a float feature`);
+    return { dim: f.shape[f.shape.length - 1]!, shape: f.shape };
+  };
+  const act = columnDim(input.action, "action");
+  if (act.shape.length !== 1)
+    throw new Error(
+      `${datasetPath}: action column '${input.action}' must be a vector per frame, has shape [${act.shape.join(", ")}]`,
+    );
+  if (act.dim > input.actionDim) {
+    throw new Error(
+      `config actionDim ${input.actionDim} is smaller than the dataset's action dim ${act.dim} (column '${input.action}' of ${datasetPath}); set actionDim >= ${act.dim}`,
+    );
+  }
+  const obsShapes: Record<string, number[]> = {};
+  for (const o of input.obs) {
+    const c = columnDim(o.key, `obs '${o.name}'`);
+    const padded = input.obsDims[o.name] ?? c.dim;
+    if (padded < c.dim)
+      throw new Error(
+        `config obsDims.${o.name} ${padded} is smaller than the dataset's dim ${c.dim} (column '${o.key}')`,
+      );
+    obsShapes[o.name] = c.shape.length === 2 ? [c.shape[0]!, padded] : [padded];
+  }
+  const head = parseHeadConfig(
+    {
+      arch: input.arch,
+      objective: input.objective,
+      horizon: input.horizon,
+      actionDim: input.actionDim,
+      obs: input.obs.map((o) => ({ name: o.name, key: o.key, shape: obsShapes[o.name] })),
+      transformer: input.transformer,
+      mlp: input.mlp,
+    },
+    source,
+  );
+  return { head, obsShapes };
+}
