@@ -68,6 +68,14 @@ export const episodeRange: Parse<EpisodeRange> = (text, flag) => {
   return { start, end };
 };
 
+/** One of `values` (for list items; a whole option takes {@link choiceOption}). */
+export function choice<T extends string>(values: readonly T[]): Parse<T> {
+  return (t, flag) => {
+    if (!values.includes(t as T)) fail(flag, `one of ${values.join(", ")}`, t);
+    return t as T;
+  };
+}
+
 /** Any non-empty string. */
 export const text: Parse<string> = (t, flag) => {
   if (t.trim() === "") fail(flag, "a non-empty value", t);
