@@ -199,7 +199,7 @@ export function offlineReport(r: OfflineEvalResult, opts: OfflineReportOptions =
     });
     sections.push({
       title: "Solver sweep",
-      text: "Every solver and step count exported to ONNX in memory and run on the same frames with the same noise (one sample per frame). Latency is the median time of one chunk at batch 1.",
+      text: `Every solver and step count exported to ONNX in memory and run on the same frames with the same noise (one sample per frame). Latency is the median time of one chunk at batch 1 on ${m.threads} onnxruntime thread(s); on a machine busy with other work it is noisy.`,
       charts: [
         {
           title: "Chunk MSE against solver steps",

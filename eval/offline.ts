@@ -62,6 +62,11 @@ export interface OfflineEvalOptions {
   sweepFrames?: number;
   /** Likelihood settings; `frames: 0` skips it. */
   likelihood?: { frames?: number; probes?: number; odeSteps?: number };
+  /**
+   * onnxruntime intra-op threads of the sample graphs (default 1: on a machine shared with other
+   * work, one thread gives the steadiest latencies; a robot computer may use more).
+   */
+  threads?: number;
   /** A baseline run (e.g. the regression head) evaluated on the same frames. */
   baseline?: string;
   /** Frames kept with their sampled chunks for the report's plots (default 3). */
@@ -106,8 +111,9 @@ export interface PolicyMetrics extends ChunkErrors {
   steps: number;
   /** Flow-matching (or regression) loss on the velocity graph, normalised units. */
   valLoss: number;
-  /** Median latency of one chunk of the evaluated graph, ms. */
+  /** Median latency of one chunk of the evaluated graph, ms (batch 1, `threads` intra-op threads). */
   latencyMs: number;
+  threads: number;
   sweep: SweepPoint[];
   likelihood: LikelihoodResult | null;
 }
@@ -153,8 +159,9 @@ export async function evaluateOffline(opts: OfflineEvalOptions): Promise<Offline
   const stride = opts.stride ?? 5;
   const K = opts.samples ?? 8;
   if (!Number.isInteger(K) || K < 1) throw new RangeError(`eval: samples must be a positive integer, got ${K}`);
-  const main = await openPolicy(opts.policy);
-  const base = opts.baseline !== undefined ? await openPolicy(opts.baseline) : undefined;
+  const threads = opts.threads ?? 1;
+  const main = await openPolicy(opts.policy, threads);
+  const base = opts.baseline !== undefined ? await openPolicy(opts.baseline, threads) : undefined;
   const H = main.ckpt.config.horizon;
   const actionKey = main.ckpt.normalization.action.key;
   if (base) {
@@ -205,22 +212,17 @@ export async function evaluateOffline(opts: OfflineEvalOptions): Promise<Offline
     samples: [],
   }));
   const seed = opts.seed ?? 0;
-  const ctx = { frames, A, K, seed, opts, exampleAt };
+  const ctx: EvalContext = { frames, A, K, seed, opts, exampleAt, sweep: "run" };
   try {
     const metrics = await evaluatePolicy(main, ctx, "policy", (f, chunks) => {
       const e = examples[exampleAt.indexOf(f)];
       if (e) e.samples = chunks.map((c) => rows(c, A));
     });
     const baseline = base
-      ? await evaluatePolicy(
-          base,
-          { ...ctx, opts: { ...opts, sweep: { solvers: [], steps: [] } } },
-          "baseline",
-          (f, chunks) => {
-            const e = examples[exampleAt.indexOf(f)];
-            if (e && chunks[0]) e.baseline = rows(chunks[0], A);
-          },
-        )
+      ? await evaluatePolicy(base, { ...ctx, sweep: "skip" }, "baseline", (f, chunks) => {
+          const e = examples[exampleAt.indexOf(f)];
+          if (e && chunks[0]) e.baseline = rows(chunks[0], A);
+        })
       : undefined;
     return {
       metrics,
@@ -253,12 +255,12 @@ interface OpenedPolicy {
   flowPath: ProbPath;
 }
 
-async function openPolicy(path: string): Promise<OpenedPolicy> {
+async function openPolicy(path: string, threads: number): Promise<OpenedPolicy> {
   const dir = await exportsDir(path);
   const ckptDir = await resolveCheckpointDir(dir);
   if (!ckptDir) throw new Error(`${path}: no checkpoint found (expected a run folder with checkpoints/latest.json)`);
   const ckpt = await loadCheckpoint(ckptDir);
-  const policy = await OnnxPolicy.load(path);
+  const policy = await OnnxPolicy.load(path, { threads });
   const runDir = basename(dirname(ckptDir)) === "checkpoints" ? dirname(dirname(ckptDir)) : undefined;
   const run = runDir ? await readRunSettings(join(runDir, "run.json")) : {};
   const p = run.path;
@@ -291,6 +293,8 @@ async function readRunSettings(
 }
 
 interface EvalContext {
+  /** The baseline skips the sweep: it is a question about the policy's own solver. */
+  sweep: "run" | "skip";
   frames: EvalFrame[];
   A: number;
   K: number;
@@ -340,7 +344,7 @@ async function evaluatePolicy(
   }
 
   const sweep: SweepPoint[] = [];
-  const solvers = regression ? [] : (opts.sweep?.solvers ?? SOLVER_NAMES);
+  const solvers = regression || ctx.sweep === "skip" ? [] : (opts.sweep?.solvers ?? SOLVER_NAMES);
   const steps = opts.sweep?.steps ?? SWEEP_STEPS;
   if (solvers.length > 0 && steps.length > 0) {
     const at = spaced(frames.length, opts.sweepFrames ?? 64);
@@ -349,7 +353,9 @@ async function evaluatePolicy(
       let done = 0;
       for (const solver of solvers) {
         for (const n of steps) {
-          sweep.push(await sweepPoint(p.ckpt, dir, solver, n, frames, at, A, seed));
+          sweep.push(
+            await sweepPoint(p.ckpt, dir, { solver, steps: n, threads: opts.threads ?? 1 }, frames, at, A, seed),
+          );
           progress(`${label}: sweep`, ++done, solvers.length * steps.length);
         }
       }
@@ -364,6 +370,7 @@ async function evaluatePolicy(
     steps: p.policy.steps,
     valLoss,
     latencyMs: median(times),
+    threads: ctx.opts.threads ?? 1,
     ...errors,
     sweep,
     likelihood,
@@ -469,17 +476,17 @@ async function chunkLikelihood(
 async function sweepPoint(
   ckpt: Checkpoint,
   dir: string,
-  solver: SolverName,
-  steps: number,
+  how: { solver: SolverName; steps: number; threads: number },
   frames: EvalFrame[],
   at: number[],
   A: number,
   seed: number,
 ): Promise<SweepPoint> {
+  const { solver, steps, threads } = how;
   const built = await exportOnnxBytes(ckpt, { steps, solver });
   const file = join(dir, `${solver}-${steps}.onnx`);
   await writeFile(file, built.sample);
-  const policy = await OnnxPolicy.load(file);
+  const policy = await OnnxPolicy.load(file, { threads });
   try {
     await policy.warmup({ runs: 2 });
     const acc = new ChunkErrorAccumulator(ckpt.config.horizon, A);

@@ -30,6 +30,7 @@ interface OfflineFlags {
   llFrames: number;
   probes: number;
   odeSteps: number;
+  threads: number;
   json?: boolean;
 }
 
@@ -52,6 +53,7 @@ function figures(m: PolicyMetrics): Record<string, unknown> {
     logLikelihoodPerDimNormalized: m.likelihood?.perDimNormalized ?? null,
     logLikelihoodMethod: m.likelihood?.method ?? null,
     latencyMs: m.latencyMs,
+    threads: m.threads,
     solver: m.solver,
     steps: m.steps,
   };
@@ -111,6 +113,14 @@ export function registerEval(program: Command): void {
     )
     .addOption(option("--probes <n>", "Hutchinson probes per frame (chunks above 64 dims)", positiveInt, 4))
     .addOption(option("--ode-steps <n>", "RK4 steps of the likelihood's ODE", positiveInt, 16))
+    .addOption(
+      option(
+        "--threads <n>",
+        "onnxruntime intra-op threads of the sample graphs (1 gives the steadiest latencies on a shared machine)",
+        positiveInt,
+        1,
+      ),
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: OfflineFlags) => {
       const json = o.json ?? false;
@@ -126,6 +136,7 @@ export function registerEval(program: Command): void {
         seed: o.seed,
         sweep: { solvers: o.solvers, steps: o.sweepSteps },
         sweepFrames: o.sweepFrames,
+        threads: o.threads,
         likelihood: { frames: o.llFrames, probes: o.probes, odeSteps: o.odeSteps },
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
         onProgress: (p, done, total) => {

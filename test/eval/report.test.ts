@@ -32,6 +32,7 @@ function fakeResult(): OfflineEvalResult {
     steps: objective === "flow" ? 10 : 1,
     valLoss: 0.31,
     latencyMs: 12.5,
+    threads: 1,
     mse: 0.012,
     l1: 0.07,
     firstActionL1: 0.03,
