@@ -2,8 +2,9 @@
  * Benchmarks: `npm run bench -- <train|infer> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
-import { intOption } from "../cli/commands/toy.ts";
+import { choiceOption, option, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
+import { BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { BackendName } from "../training/backend/registry.ts";
 import { benchTrain } from "./train.ts";
 import { benchInfer } from "./infer.ts";
@@ -13,14 +14,16 @@ const program = new Command().name("bench").description("actionflow benchmarks (
 program
   .command("train")
   .description("training throughput of the default head vs a plain ORT matMul")
-  .option("--arch <arch>", "transformer or mlp", "transformer")
-  .option("--batch <n>", "batch size", intOption("--batch"), 32)
-  .option("--steps <n>", "timed steps", intOption("--steps"), 10)
-  .option("--backend <name>", "tfjs backend", "wasm")
-  .option(
-    "--workers <n>",
-    "gradient threads (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
-    intOption("--workers"),
+  .addOption(choiceOption("--arch <arch>", "transformer or mlp", ["transformer", "mlp"], "transformer"))
+  .addOption(option("--batch <n>", "batch size", positiveInt, 32))
+  .addOption(option("--steps <n>", "timed steps", positiveInt, 10))
+  .addOption(choiceOption("--backend <name>", "tfjs backend", BACKEND_NAMES, "wasm"))
+  .addOption(
+    option(
+      "--workers <n>",
+      "gradient threads (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+      positiveInt,
+    ),
   )
   .option("--profile", "also time every kernel of one single-thread step (where the time goes)")
   .option("--json", "JSON only")
@@ -43,12 +46,17 @@ program
 program
   .command("infer")
   .description("chunk latency (H=50, A=32, batch 1, 10 Euler steps): ORT vs tfjs, both heads")
-  .option("--runs <n>", "timed ORT runs per head", intOption("--runs"), 200)
-  .option("--tfjs-runs <n>", "timed tfjs runs per head", intOption("--tfjs-runs"), 20)
-  .option("--threads <n>", "ORT intra-op threads", intOption("--threads"), 2)
+  .addOption(option("--runs <n>", "timed ORT runs per head", positiveInt, 200))
+  .addOption(option("--tfjs-runs <n>", "timed tfjs runs per head", positiveInt, 20))
+  .addOption(option("--threads <n>", "ORT intra-op threads", positiveInt, 2))
   .option("--json", "JSON only")
   .action(async (o: { runs: number; tfjsRuns: number; threads: number; json?: boolean }) => {
     printResult(await benchInfer(o), { json: true });
   });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`bench: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+}

@@ -3,6 +3,7 @@
  * HDF5 files, compute their statistics, convert them to LeRobot v3.0.
  */
 import type { Command } from "commander";
+import { list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
 import type { FeatureStats } from "../../policy/normalize.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
 import { isNumeric } from "../../datasets/lerobot/layout.ts";
@@ -14,7 +15,7 @@ import { log, printResult, startProgress } from "../output.ts";
 
 interface CommonFlags {
   json?: boolean;
-  seed?: string;
+  seed?: number;
 }
 
 /** The `dataset info` result. */
@@ -146,7 +147,7 @@ export function registerDataset(program: Command): void {
     .description("format, episodes, frames, fps, features, tasks and robot of a dataset")
     .argument("<path>", "LeRobot dataset folder or robomimic .hdf5 file")
     .option("--json", "print one JSON object as the last stdout line")
-    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
+    .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
     .action(async (path: string, o: CommonFlags) => {
       const opened = await openDataset(path);
       try {
@@ -163,19 +164,16 @@ export function registerDataset(program: Command): void {
     )
     .argument("<path>", "LeRobot dataset folder or robomimic .hdf5 file")
     .option("--from-meta", "print the statistics stored in the dataset's metadata instead (LeRobot only)")
-    .option("--features <names>", "comma-separated features (default: every float feature)")
-    .option("--bins <n>", "histogram bins per dimension for the quantiles, a power of two", "8192")
+    .addOption(option("--features <names>", "comma-separated features (default: every float feature)", list(text)))
+    .addOption(
+      option("--bins <n>", "histogram bins per dimension for the quantiles, a power of two", positiveInt, 8192),
+    )
     .option("--json", "print one JSON object as the last stdout line")
-    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
-    .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string; bins: string }) => {
+    .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
+    .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string[]; bins: number }) => {
       const opened = await openDataset(path);
       try {
-        const only = o.features
-          ? o.features
-              .split(",")
-              .map((s) => s.trim())
-              .filter(Boolean)
-          : undefined;
+        const only = o.features;
         let result: DatasetStats;
         if (o.fromMeta) {
           if (opened.format !== "lerobot")
@@ -191,7 +189,7 @@ export function registerDataset(program: Command): void {
             features,
           };
         } else {
-          const bins = Number(o.bins);
+          const bins = o.bins;
           result = await computeDatasetStats(opened, { ...(only ? { only } : {}), json: o.json ?? false, bins });
         }
         printResult(result, { json: o.json ?? false }, humanStats);
@@ -205,30 +203,32 @@ export function registerDataset(program: Command): void {
     .description("convert a LeRobot v2.x/v3.0 folder or a robomimic .hdf5 file to a new LeRobot v3.0 dataset")
     .argument("<in>", "LeRobot dataset folder or robomimic .hdf5 file")
     .argument("<out>", "new dataset folder (must not exist or be empty)")
-    .option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq")
-    .option("--task <text>", "task string for robomimic episodes (default: the environment name)")
-    .option(
-      "--state-keys <keys>",
-      "robomimic obs keys concatenated into observation.state (default: all low-dim keys, sorted)",
+    .addOption(
+      option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq", positiveFloat),
     )
-    .option("--data-file-mb <mb>", "data file size limit in MB", "100")
+    .option("--task <text>", "task string for robomimic episodes (default: the environment name)")
+    .addOption(
+      option(
+        "--state-keys <keys>",
+        "robomimic obs keys concatenated into observation.state (default: all low-dim keys, sorted)",
+        list(text),
+      ),
+    )
+    .addOption(option("--data-file-mb <mb>", "data file size limit in MB", positiveFloat, 100))
     .option("--json", "print one JSON object as the last stdout line")
-    .option("--seed <n>", "accepted for uniformity; the command is deterministic", "0")
+    .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
     .action(
       async (
         input: string,
         out: string,
-        o: CommonFlags & { fps?: string; task?: string; stateKeys?: string; dataFileMb: string },
+        o: CommonFlags & { fps?: number; task?: string; stateKeys?: string[]; dataFileMb: number },
       ) => {
-        const fps = o.fps === undefined ? undefined : Number(o.fps);
-        if (fps !== undefined && !(fps > 0)) throw new Error(`--fps must be a positive number, got '${o.fps}'`);
-        const mb = Number(o.dataFileMb);
-        if (!(mb > 0)) throw new Error(`--data-file-mb must be a positive number, got '${o.dataFileMb}'`);
+        const { fps, dataFileMb: mb } = o;
         let bar: ReturnType<typeof startProgress> | undefined;
         const r = await convertToV3(input, out, {
           ...(fps !== undefined ? { fps } : {}),
           ...(o.task !== undefined ? { task: o.task } : {}),
-          ...(o.stateKeys ? { stateKeys: o.stateKeys.split(",").map((s) => s.trim()) } : {}),
+          ...(o.stateKeys ? { stateKeys: o.stateKeys } : {}),
           dataFilesSizeInMb: mb,
           onEpisode: (done, total) => {
             bar ??= startProgress(total, { json: o.json ?? false, label: "convert" });

@@ -5,6 +5,7 @@
  */
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import { collect } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
@@ -26,33 +27,31 @@ export function registerSim(program: Command): void {
   sim
     .command("collect")
     .description("run the scripted expert and record a LeRobot v3.0 dataset")
-    .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
-    .option("--episodes <n>", "episodes to record", "50")
-    .option("--seed <n>", "base seed (attempt j is reset with seed + j)", "0")
+    .addOption(choiceOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`, TASK_NAMES).makeOptionMandatory())
+    .addOption(option("--episodes <n>", "episodes to record", positiveInt, 50))
+    .addOption(option("--seed <n>", "base seed (attempt j is reset with seed + j)", nonNegativeInt, 0))
     .requiredOption("--out <dir>", "new or empty dataset folder")
     .option("--keep-failures", "also record episodes the expert failed (default: successes only)")
     .option("--paired", "avoid: demonstrate every scene both ways round (attempts 2k, 2k+1 share seed + k)")
-    .option("--fps <hz>", "control rate", "30")
+    .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (o: {
         task: string;
-        episodes: string;
-        seed: string;
+        episodes: number;
+        seed: number;
         out: string;
         keepFailures?: boolean;
         paired?: boolean;
-        fps: string;
+        fps: number;
         mjcf?: string;
         mapping?: string;
         json?: boolean;
       }) => {
         const task = parseTaskName(o.task);
-        const episodes = positiveInt(o.episodes, "--episodes");
-        const seed = nonNegativeInt(o.seed, "--seed");
-        const fps = positiveNumber(o.fps, "--fps");
+        const { episodes, seed, fps } = o;
         const scene = await sceneFrom(o);
         const json = o.json ?? false;
         const bar = startProgress(episodes, { json, label: `collect ${task}` });
@@ -98,13 +97,15 @@ export function registerSim(program: Command): void {
     .command("replay")
     .description("replay a recorded episode open loop from its seed and check it reproduces")
     .requiredOption("--dataset <dir>", "dataset recorded by 'sim collect'")
-    .option("--episode <k>", "episode index", "0")
+    .addOption(option("--episode <k>", "episode index", nonNegativeInt, 0))
     .option("--mjcf <file>", "the user MJCF the dataset was recorded on (needs --mapping)")
     .option("--mapping <file>", "its joint/actuator mapping JSON")
-    .option("--seed <n>", "accepted for uniformity; the replay uses the episode's recorded seed", "0")
+    .addOption(
+      option("--seed <n>", "accepted for uniformity; the replay uses the episode's recorded seed", nonNegativeInt, 0),
+    )
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: { dataset: string; episode: string; mjcf?: string; mapping?: string; json?: boolean }) => {
-      const episode = nonNegativeInt(o.episode, "--episode");
+    .action(async (o: { dataset: string; episode: number; mjcf?: string; mapping?: string; json?: boolean }) => {
+      const episode = o.episode;
       const scene = await sceneFrom(o);
       const r = await replay({ dataset: o.dataset, episode, ...(scene ? { scene } : {}) });
       printResult(
@@ -123,18 +124,28 @@ export function registerSim(program: Command): void {
       "--policy <run>",
       "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy",
     )
-    .requiredOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`)
-    .option("--episodes <n>", "episodes", "10")
-    .option("--seed <n>", "seed of episode 0: episode i resets the scene and the policy's noise from seed + i", "1000")
-    .option("--n-action-steps <n>", "actions executed from each chunk before the next query", "8")
-    .option(
-      "--prefix-steps <n>",
-      "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)",
-      "0",
+    .addOption(choiceOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`, TASK_NAMES).makeOptionMandatory())
+    .addOption(option("--episodes <n>", "episodes", positiveInt, 10))
+    .addOption(
+      option(
+        "--seed <n>",
+        "seed of episode 0: episode i resets the scene and the policy's noise from seed + i",
+        nonNegativeInt,
+        1000,
+      ),
     )
-    .option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", "16")
+    .addOption(option("--n-action-steps <n>", "actions executed from each chunk before the next query", positiveInt, 8))
+    .addOption(
+      option(
+        "--prefix-steps <n>",
+        "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)",
+        nonNegativeInt,
+        0,
+      ),
+    )
+    .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
-    .option("--fps <hz>", "control rate", "30")
+    .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "its joint/actuator mapping JSON")
     .option("--json", "print one JSON object as the last stdout line")
@@ -142,30 +153,26 @@ export function registerSim(program: Command): void {
       async (o: {
         policy: string;
         task: string;
-        episodes: string;
-        seed: string;
-        nActionSteps: string;
-        prefixSteps: string;
-        horizon: string;
+        episodes: number;
+        seed: number;
+        nActionSteps: number;
+        prefixSteps: number;
+        horizon: number;
         out?: string;
-        fps: string;
+        fps: number;
         mjcf?: string;
         mapping?: string;
         json?: boolean;
       }) => {
         const task = parseTaskName(o.task);
-        const episodes = positiveInt(o.episodes, "--episodes");
-        const seed = nonNegativeInt(o.seed, "--seed");
-        const nActionSteps = positiveInt(o.nActionSteps, "--n-action-steps");
-        const prefixSteps = nonNegativeInt(o.prefixSteps, "--prefix-steps");
-        const fps = positiveNumber(o.fps, "--fps");
+        const { episodes, seed, nActionSteps, prefixSteps, fps } = o;
         const scene = await sceneFrom(o);
         const json = o.json ?? false;
         let policy: ChunkPolicy | ((t: Task) => ChunkPolicy);
         let outDir: string;
         let onnx: OnnxPolicy | undefined;
         if (o.policy === "expert") {
-          const horizon = positiveInt(o.horizon, "--horizon");
+          const horizon = o.horizon;
           policy = (t) => new ExpertChunkPolicy(t, { horizon });
           outDir = o.out ?? join("runs", `eval-expert-${task}`);
         } else {
@@ -214,22 +221,4 @@ async function sceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotS
   if (!o.mjcf || !o.mapping)
     throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
   return loadUserScene({ mjcf: resolve(o.mjcf), mapping: resolve(o.mapping) });
-}
-
-function positiveInt(s: string, flag: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got '${s}'`);
-  return n;
-}
-
-function nonNegativeInt(s: string, flag: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer, got '${s}'`);
-  return n;
-}
-
-function positiveNumber(s: string, flag: string): number {
-  const n = Number(s);
-  if (!(n > 0) || !Number.isFinite(n)) throw new Error(`${flag} must be a positive number, got '${s}'`);
-  return n;
 }

@@ -1,21 +1,11 @@
 import type { Command } from "commander";
-import { InvalidArgumentError } from "commander";
-import { useBackend } from "../../training/backend/registry.ts";
+import { BACKEND_NAMES, useBackend } from "../../training/backend/registry.ts";
 import type { BackendName } from "../../training/backend/registry.ts";
 import type { ToyProgress } from "../../training/toy/run.ts";
 import { runBimodal, runMoons } from "../../training/toy/run.ts";
 import { log, printResult, startProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
-
-/** Parses a non-negative integer option, naming the option in the error. */
-export function intOption(name: string): (v: string) => number {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0)
-      throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${v}'`);
-    return n;
-  };
-}
+import { choiceOption, nonNegativeInt, option, positiveInt } from "../args.ts";
 
 interface ToyCliOptions {
   json?: boolean;
@@ -47,11 +37,18 @@ function progressReporter(opts: ToyCliOptions): { report: ToyProgress; stop(): v
 
 function common(cmd: Command): Command {
   return cmd
-    .option("--seed <n>", "random seed", intOption("--seed"), 0)
-    .option("--batch <n>", "batch size", intOption("--batch"), 256)
-    .option("--sample-steps <n>", "Euler steps when sampling", intOption("--sample-steps"), 10)
-    .option("--arch <arch>", "mlp or transformer", "mlp")
-    .option("--backend <name>", "tfjs backend: auto, tensorflow-gpu, tensorflow, wasm, cpu", "auto")
+    .addOption(option("--seed <n>", "random seed", nonNegativeInt, 0))
+    .addOption(option("--batch <n>", "batch size", positiveInt, 256))
+    .addOption(option("--sample-steps <n>", "Euler steps when sampling", positiveInt, 10))
+    .addOption(choiceOption("--arch <arch>", "mlp or transformer", ["mlp", "transformer"], "mlp"))
+    .addOption(
+      choiceOption(
+        "--backend <name>",
+        "tfjs backend: auto, tensorflow-gpu, tensorflow, wasm, cpu",
+        BACKEND_NAMES,
+        "auto",
+      ),
+    )
     .option("--json", "print one JSON object as the last line");
 }
 
@@ -60,8 +57,8 @@ export function registerToy(program: Command): void {
   const toy = program.command("toy").description("the toy problems: two moons and bimodal actions");
 
   common(toy.command("moons").description("learn two moons; energy distance of 10-step samples vs the noise floor"))
-    .option("--steps <n>", "training steps of the flow", intOption("--steps"), 800)
-    .option("--reflow-steps <n>", "fine-tuning steps of the ReFlow round (0: none)", intOption("--reflow-steps"), 400)
+    .addOption(option("--steps <n>", "training steps of the flow", positiveInt, 800))
+    .addOption(option("--reflow-steps <n>", "fine-tuning steps of the ReFlow round (0: none)", nonNegativeInt, 400))
     .option("--picture <file>", "SVG of the samples from noise to data", "runs/toy/moons.svg")
     .action(async (o: ToyCliOptions & { reflowSteps: number; picture: string }) => {
       const backend = await useBackend(o.backend);
@@ -78,8 +75,8 @@ export function registerToy(program: Command): void {
     });
 
   common(toy.command("bimodal").description("flow head vs regression head on actions with two modes"))
-    .option("--steps <n>", "training steps of each head", intOption("--steps"), 600)
-    .option("--horizon <n>", "chunk length", intOption("--horizon"), 8)
+    .addOption(option("--steps <n>", "training steps of each head", positiveInt, 600))
+    .addOption(option("--horizon <n>", "chunk length", positiveInt, 8))
     .action(async (o: ToyCliOptions & { horizon: number }) => {
       const backend = await useBackend(o.backend);
       log(`backend: ${backend}`);

@@ -5,13 +5,18 @@
  */
 import type { Command } from "commander";
 import { NORM_MODES } from "../../policy/normalize.ts";
+import type { NormMode } from "../../policy/normalize.ts";
 import { ArchSchema, ObjectiveSchema } from "../../policy/net/config.ts";
+import type { Arch, Objective } from "../../policy/net/config.ts";
+import { BACKEND_NAMES } from "../../training/backend/registry.ts";
 import type { BackendName } from "../../training/backend/registry.ts";
 import type { TrainRunResult } from "../../training/run.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
 import { readRunConfig } from "../../training/run/settings.ts";
 import { PaddingSchema } from "../../training/windows.ts";
+import type { PaddingMode } from "../../training/windows.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
 import { log, printResult, startProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
 
@@ -19,39 +24,26 @@ interface TrainFlags {
   dataset?: string;
   out: string;
   config?: string;
-  steps?: string;
-  batch?: string;
-  horizon?: string;
-  padding?: string;
+  steps?: number;
+  batch?: number;
+  horizon?: number;
+  padding?: PaddingMode;
   valEpisodes?: string;
   obs?: string;
   action?: string;
-  arch?: string;
-  objective?: string;
-  lr?: string;
-  seed?: string;
-  backend?: string;
-  workers?: string;
-  normObs?: string;
-  normAction?: string;
-  checkpointEvery?: string;
-  valEvery?: string;
-  keep?: string;
+  arch?: Arch;
+  objective?: Objective;
+  lr?: number;
+  seed?: number;
+  backend: BackendName;
+  workers?: number;
+  normObs?: NormMode;
+  normAction?: NormMode;
+  checkpointEvery?: number;
+  valEvery?: number;
+  keep?: number;
   resume?: boolean;
   json?: boolean;
-}
-
-function int(flag: string, v: string | undefined, min = 1): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer >= ${min}, got '${v}'`);
-  return n;
-}
-
-function oneOf<T extends string>(flag: string, v: string | undefined, valid: readonly T[]): T | undefined {
-  if (v === undefined) return undefined;
-  if (!valid.includes(v as T)) throw new Error(`${flag}: '${v}' is not one of ${valid.join(", ")}`);
-  return v as T;
 }
 
 function human(r: TrainRunResult): string {
@@ -75,12 +67,15 @@ export function registerTrain(program: Command): void {
       "--config <json>",
       "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)",
     )
-    .option("--steps <n>", "total optimisation steps (default 2000)")
-    .option("--batch <n>", "windows per step (default 16)")
-    .option("--horizon <n>", "action chunk length in frames (default 50)")
-    .option(
-      "--padding <mode>",
-      "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)",
+    .addOption(option("--steps <n>", "total optimisation steps (default 2000)", positiveInt))
+    .addOption(option("--batch <n>", "windows per step (default 16)", positiveInt))
+    .addOption(option("--horizon <n>", "action chunk length in frames (default 50)", positiveInt))
+    .addOption(
+      choiceOption(
+        "--padding <mode>",
+        "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)",
+        ["hold", "mask"],
+      ),
     )
     .option(
       "--val-episodes <spec>",
@@ -91,34 +86,45 @@ export function registerTrain(program: Command): void {
       "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])",
     )
     .option("--action <column>", "action column (default action)")
-    .option("--arch <arch>", "transformer | mlp (default transformer)")
-    .option("--objective <o>", "flow | regression (default flow)")
-    .option("--lr <x>", "peak learning rate (default 1e-3)")
-    .option(
-      "--norm-obs <mode>",
-      "observation normalisation: mean_std | min_max | quantiles | identity (default mean_std)",
+    .addOption(choiceOption("--arch <arch>", "transformer | mlp (default transformer)", ArchSchema.options))
+    .addOption(choiceOption("--objective <o>", "flow | regression (default flow)", ObjectiveSchema.options))
+    .addOption(option("--lr <x>", "peak learning rate (default 1e-3)", positiveFloat))
+    .addOption(
+      choiceOption(
+        "--norm-obs <mode>",
+        "observation normalisation: mean_std | min_max | quantiles | identity (default mean_std)",
+        NORM_MODES,
+      ),
     )
-    .option("--norm-action <mode>", "action normalisation (default mean_std)")
-    .option("--checkpoint-every <n>", "steps between checkpoints (default 500; always one at the end)")
-    .option("--val-every <n>", "steps between validations (default min(250, steps/8))")
-    .option("--keep <n>", "checkpoints kept (default 2)")
-    .option("--backend <name>", "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu", "auto")
-    .option(
-      "--workers <n>",
-      "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+    .addOption(choiceOption("--norm-action <mode>", "action normalisation (default mean_std)", NORM_MODES))
+    .addOption(
+      option("--checkpoint-every <n>", "steps between checkpoints (default 500; always one at the end)", positiveInt),
+    )
+    .addOption(option("--val-every <n>", "steps between validations (default min(250, steps/8))", positiveInt))
+    .addOption(option("--keep <n>", "checkpoints kept (default 2)", positiveInt))
+    .addOption(
+      choiceOption(
+        "--backend <name>",
+        "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu",
+        BACKEND_NAMES,
+        "auto",
+      ),
+    )
+    .addOption(
+      option(
+        "--workers <n>",
+        "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+        positiveInt,
+      ),
     )
     .option("--resume", "continue the run in --out from its latest checkpoint")
-    .option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)")
+    .addOption(option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)", nonNegativeInt))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: TrainFlags) => {
       const json = o.json ?? false;
       let config: RunConfig | undefined;
       if (o.config) config = await readRunConfig(o.config);
-      const lr = o.lr === undefined ? undefined : Number(o.lr);
-      if (lr !== undefined && !(lr > 0)) throw new Error(`--lr: expected a positive number, got '${o.lr}'`);
-      const seed = o.seed === undefined ? undefined : int("--seed", o.seed, 0);
-      const normObs = oneOf("--norm-obs", o.normObs, NORM_MODES);
-      const normAction = oneOf("--norm-action", o.normAction, NORM_MODES);
+      const { lr, seed, normObs, normAction } = o;
       let bar: Progress | undefined;
       let lastLogged = 0;
       const result = await trainRun({
@@ -127,26 +133,26 @@ export function registerTrain(program: Command): void {
         ...(o.dataset !== undefined ? { dataset: o.dataset } : {}),
         ...(config ? { config } : {}),
         ...defined({
-          steps: int("--steps", o.steps),
-          batch: int("--batch", o.batch),
-          horizon: int("--horizon", o.horizon),
-          padding: oneOf("--padding", o.padding, PaddingSchema.options),
+          steps: o.steps,
+          batch: o.batch,
+          horizon: o.horizon,
+          padding: o.padding,
           seed,
           valEpisodes: o.valEpisodes,
           obs: o.obs,
           action: o.action,
-          arch: oneOf("--arch", o.arch, ArchSchema.options),
-          objective: oneOf("--objective", o.objective, ObjectiveSchema.options),
+          arch: o.arch,
+          objective: o.objective,
           lr,
-          checkpointEvery: int("--checkpoint-every", o.checkpointEvery),
-          valEvery: int("--val-every", o.valEvery),
-          keep: int("--keep", o.keep),
-          workers: int("--workers", o.workers),
+          checkpointEvery: o.checkpointEvery,
+          valEvery: o.valEvery,
+          keep: o.keep,
+          workers: o.workers,
         }),
         ...(normObs || normAction
           ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } }
           : {}),
-        backend: (o.backend ?? "auto") as BackendName,
+        backend: o.backend,
         onStart: (s) => {
           log(`backend: ${s.backend}`);
           log(

@@ -88,6 +88,9 @@ export const rk4: OdeSolver = {
 
 const SOLVERS: Readonly<Record<SolverName, OdeSolver>> = { euler, midpoint, heun, rk4 };
 
+/** Every solver name, in order of increasing order of accuracy (what `--solver` accepts). */
+export const SOLVER_NAMES: readonly SolverName[] = ["euler", "midpoint", "heun", "rk4"];
+
 /** The solver called `name`; throws listing the valid names otherwise. */
 export function solverByName(name: string): OdeSolver {
   const solver = Object.hasOwn(SOLVERS, name) ? SOLVERS[name as SolverName] : undefined;

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
 import { Rng } from "../../policy/random.ts";
 import { useBackend } from "../../training/backend/registry.ts";
@@ -55,7 +55,19 @@ const lastJson = (s: string): Record<string, unknown> =>
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe("actionflow train (real CLI)", () => {
-  it("survives SIGKILL at a random moment after the first checkpoint and resumes to the same weights as a straight run", async () => {
+  it("survives SIGKILL at a seeded moment after the first checkpoint and resumes to the same weights as a straight run", async () => {
+    // The kill delay comes from a seed (ACTIONFLOW_TEST_KILL_SEED, default 1) so a failure replays.
+    const killSeed = Number(process.env["ACTIONFLOW_TEST_KILL_SEED"] ?? "1");
+    expect(Number.isSafeInteger(killSeed), `ACTIONFLOW_TEST_KILL_SEED='${killSeed}'`).toBe(true);
+    const killDelayMs = new Rng(killSeed).int(1500);
+    let killedAtStep: number | undefined;
+    onTestFailed(() => {
+      process.stderr.write(
+        `train kill test failed with ACTIONFLOW_TEST_KILL_SEED=${killSeed}: SIGKILL ${killDelayMs} ms after the first checkpoint` +
+          `${killedAtStep !== undefined ? `, latest checkpoint at step ${killedAtStep}` : ""}; replay with ` +
+          `ACTIONFLOW_TEST_KILL_SEED=${killSeed} npx vitest run test/cli/train.test.ts\n`,
+      );
+    });
     const out = join(dir, "killed");
     const common = [
       "--dataset",
@@ -84,12 +96,13 @@ describe("actionflow train (real CLI)", () => {
     const deadline = Date.now() + 90_000;
     while (!(await pathExists(latest)) && Date.now() < deadline) await sleep(25);
     expect(await pathExists(latest)).toBe(true);
-    await sleep(new Rng(Date.now()).int(1500));
+    await sleep(killDelayMs);
     first.kill();
     const killed = await first.done;
     // Normally killed mid-run; on a very fast machine it may have finished, which resume must also handle.
     expect(killed.signal === "SIGKILL" || killed.code === 0).toBe(true);
     const killedAt = (JSON.parse(await readFile(latest, "utf8")) as { step: number }).step;
+    killedAtStep = killedAt;
 
     const resumed = await cli(["--out", out, "--resume", "--workers", "1", "--json"]).done;
     expect(resumed.code, resumed.stderr).toBe(0);
@@ -166,7 +179,9 @@ describe("actionflow train (real CLI)", () => {
   it("refuses bad flags with a message naming the flag", async () => {
     const r = await cli(["--dataset", G1, "--out", join(dir, "bad"), "--arch", "rnn", "--json"]).done;
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--arch: 'rnn' is not one of transformer, mlp/);
+    expect(r.stderr).toMatch(
+      /option '--arch <arch>' argument 'rnn' is invalid\. Allowed choices are transformer, mlp\./,
+    );
     const s = await cli(["--dataset", G1, "--out", join(dir, "bad"), "--config", join(dir, "missing.json")]).done;
     expect(s.code).toBe(1);
     expect(s.stderr).toMatch(/missing\.json: file missing \(the --config file\)/);

@@ -63,6 +63,9 @@ async function activate(name: string): Promise<void> {
 /** The names accepted by `--backend`. */
 export type BackendName = BackendEntry["name"] | "auto";
 
+/** Every value `--backend` accepts: `auto`, then the known backends by priority. */
+export const BACKEND_NAMES: readonly BackendName[] = ["auto", ...BACKENDS.map((b) => b.name)];
+
 let active: Promise<string> | undefined;
 let activeRequest: BackendName | undefined;
 

@@ -114,6 +114,6 @@ describe("exportOnnx", () => {
       encoding: "utf8",
     });
     expect(bad.status).toBe(1);
-    expect(bad.stderr).toMatch(/--steps must be a positive integer/);
+    expect(bad.stderr).toMatch(/--steps: expected a positive integer, got '0'/);
   }, 30_000);
 });

@@ -1,11 +1,44 @@
+import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
 import { useBackend } from "../../../training/backend/registry.ts";
 
+/** Whether `pkg` resolves from here (an optional peer that may or may not be installed). */
+function resolvable(pkg: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe("tfjs backends", () => {
-  it("falls back to wasm here and names every backend that failed when one is forced", async () => {
-    expect(await useBackend("auto")).toBe("wasm");
-    await expect(useBackend("tensorflow-gpu")).rejects.toThrow(/no tfjs backend could be started:\n\s+tensorflow-gpu:/);
+  it("auto picks the best backend that starts (wasm without tfjs-node) and a forced one names every failure", async () => {
+    // The optional native backends, highest priority first. Each one forced either starts or fails
+    // with the registry's error; one whose package does not resolve must fail. auto must then pick
+    // the first that started, or wasm.
+    const native = [
+      { name: "tensorflow-gpu", pkg: "@tensorflow/tfjs-node-gpu" },
+      { name: "tensorflow", pkg: "@tensorflow/tfjs-node" },
+    ] as const;
+    const started: string[] = [];
+    for (const b of native) {
+      const r = await useBackend(b.name).then(
+        (name) => ({ name }),
+        (err: unknown) => ({ error: err as Error }),
+      );
+      if ("name" in r) {
+        expect(resolvable(b.pkg), `${b.name} started without ${b.pkg} resolving`).toBe(true);
+        expect(r.name).toBe(b.name);
+        started.push(b.name);
+      } else {
+        expect(r.error.message).toMatch(new RegExp(`^no tfjs backend could be started:\\n\\s+${b.name}:`));
+        // Not installed: the failure is the missing package, said so in the message.
+        if (!resolvable(b.pkg)) expect(r.error.message).toContain(b.pkg);
+      }
+    }
+    expect(await useBackend("auto")).toBe(started[0] ?? "wasm");
     await expect(useBackend("nope" as never)).rejects.toThrow(
       /unknown backend 'nope' \(valid: auto, tensorflow-gpu, tensorflow, wasm, cpu\)/,
     );

@@ -1,0 +1,313 @@
+/**
+ * The report of an offline evaluation (`eval offline --report`): the figures as a table, predicted
+ * chunks (several samples) against the demonstration per joint for a few frames, error against
+ * horizon step and per joint, the solver sweep (error and latency), and the run's training curves.
+ * Built as a {@link ReportDocument} for `./report.ts`.
+ */
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { OfflineEvalResult, PolicyMetrics } from "./offline.ts";
+import { PALETTE } from "./report.ts";
+import type { ReportChart, ReportDocument, ReportSection } from "./report.ts";
+
+/** One training curve: points (step, value). */
+export interface TrainingCurve {
+  name: string;
+  points: { step: number; value: number }[];
+}
+
+/**
+ * The training curves of a run folder: `metrics.jsonl` (one JSON object per line with `step` and
+ * numeric fields such as `trainLoss`, `valLoss`) when the run has one, else the validation history
+ * kept in the latest checkpoint's `train_state.json`. Empty when neither exists.
+ */
+export async function readTrainingCurves(runDir: string): Promise<TrainingCurve[]> {
+  const curves = new Map<string, { step: number; value: number }[]>();
+  const add = (name: string, step: number, value: unknown): void => {
+    if (typeof value !== "number" || !Number.isFinite(value)) return;
+    const c = curves.get(name) ?? [];
+    c.push({ step, value });
+    curves.set(name, c);
+  };
+  const text = await readFile(join(runDir, "metrics.jsonl"), "utf8").catch(() => undefined);
+  if (text !== undefined) {
+    for (const [i, line] of text.split("\n").entries()) {
+      if (!line.trim()) continue;
+      let row: Record<string, unknown>;
+      try {
+        row = JSON.parse(line) as Record<string, unknown>;
+      } catch (err) {
+        throw new Error(`${join(runDir, "metrics.jsonl")}: line ${i + 1} is not JSON`, { cause: err });
+      }
+      const step = row["step"];
+      if (typeof step !== "number") continue;
+      for (const [k, v] of Object.entries(row)) if (k !== "step") add(k, step, v);
+    }
+  } else {
+    const root = join(runDir, "checkpoints");
+    const latest = await readFile(join(root, "latest.json"), "utf8").catch(() => undefined);
+    const names = latest
+      ? [(JSON.parse(latest) as { checkpoint: string }).checkpoint]
+      : (await readdir(root).catch(() => [] as string[]))
+          .filter((n) => n.startsWith("step-"))
+          .sort()
+          .slice(-1);
+    for (const n of names) {
+      const state = await readFile(join(root, n, "train_state.json"), "utf8").catch(() => undefined);
+      if (!state) continue;
+      const s = JSON.parse(state) as { valHistory?: { step: number; valLoss: number }[] };
+      for (const p of s.valHistory ?? []) add("valLoss", p.step, p.valLoss);
+    }
+  }
+  return [...curves].map(([name, points]) => ({ name, points: points.sort((a, b) => a.step - b.step) }));
+}
+
+/** Options of {@link offlineReport}. */
+export interface OfflineReportOptions {
+  /** The training curves to plot (see {@link readTrainingCurves}). */
+  curves?: TrainingCurve[];
+  /** Joints plotted per example frame (default 4: the ones that move most in the examples). */
+  joints?: number;
+  /** The command that reproduces the figures, shown in the footer. */
+  command?: string;
+}
+
+/** The report document of an offline evaluation. */
+export function offlineReport(r: OfflineEvalResult, opts: OfflineReportOptions = {}): ReportDocument {
+  const m = r.metrics;
+  const b = r.baseline;
+  const sections: ReportSection[] = [
+    {
+      title: "Figures",
+      text:
+        `${r.frames} frames (every ${r.stride}th of episodes ${r.episodes.join(", ")}), chunks of ${r.horizon} steps x ${r.actionDim} action dims. ` +
+        `Errors are in the dataset's units; best-of-K takes the closest of K sampled chunks per frame, so a policy that picked another valid mode is not counted as wrong. ` +
+        `The validation loss is the training objective on the velocity graph (normalised units, fixed seeds).`,
+      table: {
+        columns: ["metric", label(m), ...(b ? [label(b)] : [])],
+        rows: metricRows(m, b),
+      },
+    },
+  ];
+
+  const examples = r.examples.filter((e) => e.samples.length > 0);
+  if (examples.length > 0) {
+    const joints = movingJoints(r, opts.joints ?? 4);
+    const charts: ReportChart[] = [];
+    for (const e of examples) {
+      for (const j of joints) {
+        const steps = e.demo.map((_, h) => h);
+        const datasets: Record<string, unknown>[] = e.samples.map((s, k) => ({
+          label: k === 0 ? `samples (${e.samples.length})` : "",
+          data: s.map((row) => row[j]),
+          borderColor: withAlpha(PALETTE[0]!, 0.55),
+          borderWidth: 1.5,
+          pointRadius: 0,
+        }));
+        datasets.push({
+          label: "demonstration",
+          data: e.demo.map((row) => row[j]),
+          borderColor: "#111111",
+          borderWidth: 3,
+          pointRadius: 0,
+        });
+        if (e.baseline)
+          datasets.push({
+            label: "baseline",
+            data: e.baseline.map((row) => row[j]),
+            borderColor: PALETTE[3],
+            borderDash: [6, 4],
+            borderWidth: 2,
+            pointRadius: 0,
+          });
+        charts.push({
+          title: `episode ${e.episode}, frame ${e.frame}: ${r.jointNames[j] ?? `a${j}`}`,
+          height: 220,
+          chart: {
+            type: "line",
+            data: { labels: steps, datasets },
+            options: {
+              plugins: { legend: { labels: { boxWidth: 12 } } },
+              scales: {
+                x: { title: { display: true, text: "horizon step" } },
+                y: { title: { display: true, text: "action" } },
+              },
+            },
+          },
+        });
+      }
+    }
+    sections.push({
+      title: "Predicted chunks against the demonstration",
+      text: `Each plot is one joint at one frame: ${examples[0]!.samples.length} sampled chunks of the policy (blue), the demonstrated chunk (black)${b ? " and the baseline (red, dashed)" : ""}. The joints shown are the ones that move most in these frames.`,
+      charts,
+      columns: Math.min(4, joints.length),
+    });
+  }
+
+  const stepLabels = m.perStepMse.map((_, h) => h);
+  sections.push({
+    title: "Error along the chunk",
+    charts: [
+      {
+        title: "MSE against horizon step",
+        caption: "Later steps are further from the observation the chunk was conditioned on.",
+        chart: {
+          type: "line",
+          data: {
+            labels: stepLabels,
+            datasets: [
+              series(label(m), m.perStepMse, PALETTE[0]!),
+              ...(b ? [series(label(b), b.perStepMse, PALETTE[3]!)] : []),
+            ],
+          },
+          options: axes("horizon step", "MSE (dataset units²)"),
+        },
+      },
+      {
+        title: "MSE per joint",
+        chart: {
+          type: "bar",
+          data: {
+            labels: r.jointNames,
+            datasets: [
+              { label: label(m), data: m.perJointMse, backgroundColor: PALETTE[0] },
+              ...(b ? [{ label: label(b), data: b.perJointMse, backgroundColor: PALETTE[3] }] : []),
+            ],
+          },
+          options: axes("joint", "MSE (dataset units²)"),
+        },
+      },
+    ],
+  });
+
+  if (m.sweep.length > 0) {
+    const solvers = [...new Set(m.sweep.map((p) => p.solver))];
+    const point = (key: "mse" | "latencyMs") =>
+      solvers.map((s, i) => ({
+        label: s,
+        data: m.sweep.filter((p) => p.solver === s).map((p) => ({ x: p.steps, y: p[key] })),
+        borderColor: PALETTE[i % PALETTE.length],
+        backgroundColor: PALETTE[i % PALETTE.length],
+        pointRadius: 3,
+      }));
+    const scales = (y: string, log: boolean): Record<string, unknown> => ({
+      scales: {
+        x: { type: "logarithmic", title: { display: true, text: "solver steps" } },
+        y: { type: log ? "logarithmic" : "linear", title: { display: true, text: y } },
+      },
+    });
+    sections.push({
+      title: "Solver sweep",
+      text: `Every solver and step count exported to ONNX in memory and run on the same frames with the same noise (one sample per frame). Latency is the median time of one chunk at batch 1 on ${m.threads} onnxruntime thread(s); on a machine busy with other work it is noisy.`,
+      charts: [
+        {
+          title: "Chunk MSE against solver steps",
+          chart: { type: "line", data: { datasets: point("mse") }, options: scales("MSE (dataset units²)", false) },
+        },
+        {
+          title: "ONNX latency against solver steps",
+          chart: { type: "line", data: { datasets: point("latencyMs") }, options: scales("ms per chunk", true) },
+        },
+      ],
+    });
+  }
+
+  const curves = opts.curves ?? [];
+  if (curves.length > 0) {
+    sections.push({
+      title: "Training",
+      charts: [
+        {
+          title: "Training curves",
+          caption: "From the run folder (metrics log, or the validation history of the latest checkpoint).",
+          chart: {
+            type: "line",
+            data: {
+              datasets: curves.map((c, i) => ({
+                label: c.name,
+                data: c.points.map((p) => ({ x: p.step, y: p.value })),
+                borderColor: PALETTE[i % PALETTE.length],
+                backgroundColor: PALETTE[i % PALETTE.length],
+                pointRadius: 2,
+              })),
+            },
+            options: {
+              scales: {
+                x: { type: "linear", title: { display: true, text: "step" } },
+                y: { type: "logarithmic", title: { display: true, text: "loss" } },
+              },
+            },
+          },
+        },
+      ],
+      columns: 1,
+    });
+  }
+
+  return {
+    title: `Offline evaluation: ${m.policy}`,
+    subtitle: `${r.dataset}, episodes ${r.episodes.join(", ")}; ${m.objective} head, ${m.solver}${m.objective === "flow" ? ` ${m.steps} steps` : ""}${b ? `; baseline ${b.policy}` : ""}; ${r.seconds.toFixed(0)} s`,
+    sections,
+    ...(opts.command ? { footer: opts.command } : {}),
+  };
+}
+
+function label(m: PolicyMetrics): string {
+  return `${m.objective} (${m.policy.split("/").filter(Boolean).pop() ?? m.policy})`;
+}
+
+function metricRows(m: PolicyMetrics, b: PolicyMetrics | undefined): (string | number | null)[][] {
+  const row = (name: string, f: (x: PolicyMetrics) => number | null): (string | number | null)[] => [
+    name,
+    f(m),
+    ...(b ? [f(b)] : []),
+  ];
+  return [
+    row("validation loss (normalised)", (x) => x.valLoss),
+    row("MSE", (x) => x.mse),
+    row("L1", (x) => x.l1),
+    row("first-action L1", (x) => x.firstActionL1),
+    row(`best-of-${m.bestOfK.k} MSE`, (x) => x.bestOfK.mse),
+    row("spread between samples (RMS)", (x) => x.spread),
+    row("log-likelihood (nats/dim)", (x) => x.likelihood?.perDim ?? null),
+    row("  its standard error", (x) => x.likelihood?.stdErr ?? null),
+    row("log-likelihood, normalised units", (x) => x.likelihood?.perDimNormalized ?? null),
+    row("latency per chunk (ms)", (x) => x.latencyMs),
+  ];
+}
+
+/** The `count` action dims that move most (range of the demonstrations) over the example frames. */
+function movingJoints(r: OfflineEvalResult, count: number): number[] {
+  const range = Array.from({ length: r.actionDim }, (_, j) => {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const e of r.examples)
+      for (const row of e.demo) {
+        lo = Math.min(lo, row[j]!);
+        hi = Math.max(hi, row[j]!);
+      }
+    return hi - lo;
+  });
+  return range
+    .map((v, j) => [v, j] as const)
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, Math.max(1, Math.min(count, r.actionDim)))
+    .map(([, j]) => j)
+    .sort((a, b) => a - b);
+}
+
+function series(name: string, data: number[], color: string): Record<string, unknown> {
+  return { label: name, data, borderColor: color, backgroundColor: color, pointRadius: 0, borderWidth: 2 };
+}
+
+function axes(x: string, y: string): Record<string, unknown> {
+  return {
+    scales: { x: { title: { display: true, text: x } }, y: { title: { display: true, text: y }, beginAtZero: true } },
+  };
+}
+
+function withAlpha(hex: string, alpha: number): string {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+}
