@@ -11,6 +11,8 @@ export type EpisodeColumns = Record<string, Float32Array | Float64Array | BigInt
 export interface EpisodeDataset {
   /** Column descriptions: per-frame `shape` (`[D]`, `[N, D]`, scalars `[1]`). */
   readonly features: Readonly<Record<string, { dtype: string; shape: readonly number[] }>>;
+  /** The recording rate, Hz, when the dataset says it (LeRobot `fps`, robomimic `control_freq`). */
+  readonly fps?: number | null;
   /** Episodes with their index and frame count. */
   readonly episodes: readonly { index: number; length: number }[];
   /** Flat `[length, ...shape]` arrays of the asked columns of the episode with this index. */

@@ -32,6 +32,12 @@ export interface ChunkPolicy {
   /** The rate the chunk's actions are spaced at (the dataset's fps), Hz, when the policy knows it. */
   readonly fps?: number;
   /**
+   * The largest committed prefix (steps) the policy was trained to continue (training-time real-time
+   * chunking); 0 or absent when it was not (a prefix is then inpainted at sampling time). A real-time
+   * loop refuses an inference delay larger than this for a prefix-trained policy.
+   */
+  readonly rtcMaxDelay?: number;
+  /**
    * Samples a chunk: raw actions `[horizon * actionDim]`, row-major over `[horizon, actionDim]`.
    * Rejects (never returns NaN/Inf) on a missing or malformed observation feature.
    */

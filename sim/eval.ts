@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import { ChunkExecutor } from "../policy/runtime/executor.ts";
+import type { Aggregate, ExecutorMode } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
@@ -70,6 +71,21 @@ export interface EvaluateOptions {
    * `nActionSteps + prefixSteps <= horizon`. (On `avoid` it did not raise success: README.)
    */
   prefixSteps?: number;
+  /**
+   * How chunks are executed (see `policy/runtime/executor.ts`); default `sync` with `nActionSteps` and
+   * `prefixSteps`. `rtc` takes its execution horizon from `nActionSteps` and its delay from `delaySteps`.
+   */
+  merge?: ExecutorMode["mode"];
+  /** `blend` only: how overlapping predictions merge (default weighted_average). */
+  aggregate?: Aggregate;
+  /**
+   * Simulated inference delay in control steps (default 0): a chunk requested from the observation of
+   * step s arrives at step s + delaySteps, and the arm keeps executing what is queued meanwhile (or
+   * holds its last command when nothing is). In `sync` the arm waits for the chunk and then executes
+   * it from its start (openpi's broker on a real robot); in `rtc` the actions that execute meanwhile
+   * are the committed prefix the new chunk continues.
+   */
+  delaySteps?: number;
   /** Folder for eval_info.json and pictures/ (created if missing). */
   outDir: string;
   /** Robot scene; default the built-in arm. */
@@ -107,11 +123,24 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         `sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${d} > ${policy.horizon})`,
       );
     }
+    const delay = opts.delaySteps ?? 0;
+    if (!Number.isInteger(delay) || delay < 0)
+      throw new RangeError(`sim eval: delaySteps must be an integer >= 0, got ${delay}`);
+    const mode = executorMode(opts.merge ?? "sync", {
+      nActionSteps: n,
+      prefixSteps: d,
+      delay,
+      ...(opts.aggregate ? { aggregate: opts.aggregate } : {}),
+    });
+    if (mode.mode === "rtc" && policy.rtcMaxDelay && delay > policy.rtcMaxDelay)
+      throw new RangeError(
+        `sim eval: an inference delay of ${delay} steps exceeds the ${policy.rtcMaxDelay} the policy was trained to continue (rtcMaxDelay)`,
+      );
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
       policy.reset(seed);
-      const result = await runChunked(task, policy, n, d);
+      const result = await runChunked(task, policy, mode, delay);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -157,33 +186,66 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   return info;
 }
 
+/** The executor settings `evaluate` runs with. */
+function executorMode(
+  merge: ExecutorMode["mode"],
+  o: { nActionSteps: number; prefixSteps: number; delay: number; aggregate?: Aggregate },
+): ExecutorMode {
+  switch (merge) {
+    case "sync":
+      return { mode: "sync", nActionSteps: o.nActionSteps, prefixSteps: o.prefixSteps };
+    case "rtc":
+      return { mode: "rtc", delaySteps: o.delay, executionHorizon: o.nActionSteps };
+    case "ensemble":
+      return { mode: "ensemble" };
+    case "blend":
+      return { mode: "blend", ...(o.aggregate ? { aggregate: o.aggregate } : {}) };
+    default: {
+      const never: never = merge;
+      throw new Error(`sim eval: unknown merge mode '${String(never)}' (valid: sync, rtc, ensemble, blend)`);
+    }
+  }
+}
+
 /**
- * One episode on an already reset task, querying the policy every `nActionSteps` steps; with
- * `prefixSteps` > 0 each query after the first passes the previous chunk's next planned actions.
+ * One episode on an already reset task, driving the policy through the chunk executor. With a
+ * simulated delay, a chunk requested at step s is merged at step s + delay (`sync`: as starting then,
+ * the arm having waited; other modes: as computed at s); until it arrives the arm executes what is
+ * queued, or holds its last command (its measured position before the first).
  */
-async function runChunked(
-  task: Task,
-  policy: ChunkPolicy,
-  nActionSteps: number,
-  prefixSteps: number,
-): Promise<EpisodeResult> {
-  const executor = ChunkExecutor.forPolicy(policy, { mode: "sync", nActionSteps, prefixSteps });
+async function runChunked(task: Task, policy: ChunkPolicy, mode: ExecutorMode, delay: number): Promise<EpisodeResult> {
+  const executor = ChunkExecutor.forPolicy(policy, mode);
+  let pending: { s0: number; arrive: number; chunk: Float32Array } | undefined;
+  let last: Float32Array | undefined;
+  const fail = (step: number, err: unknown): Error =>
+    new Error(`sim eval (${task.info.name}, seed ${task.seed}, step ${step}): ${(err as Error).message}`, {
+      cause: err,
+    });
   return continueEpisode(task, async (obs, step) => {
     if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
-    if (executor.wantsChunk()) {
-      const ticket = executor.request();
+    if (pending && step >= pending.arrive) {
+      const { s0, chunk } = pending;
+      pending = undefined;
       try {
-        const chunk = await policy.sampleChunk(obs, ticket.prefix ? { prefix: ticket.prefix } : {});
-        executor.merge(ticket.s0, chunk);
+        executor.merge(mode.mode === "sync" ? step : s0, chunk);
       } catch (err) {
-        executor.cancel();
-        throw new Error(`sim eval (${task.info.name}, seed ${task.seed}, step ${step}): ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw fail(step, err);
       }
     }
-    const action = executor.next();
-    if (!action) throw new Error(`sim eval: no action queued for step ${step}`);
+    if (!pending && executor.wantsChunk()) {
+      const ticket = executor.request();
+      try {
+        const req = ticket.prefix ? { prefix: ticket.prefix, prefixLen: ticket.prefixLen } : {};
+        const chunk = await policy.sampleChunk(obs, req);
+        if (delay === 0) executor.merge(ticket.s0, chunk);
+        else pending = { s0: ticket.s0, arrive: step + delay, chunk };
+      } catch (err) {
+        executor.cancel();
+        throw fail(step, err);
+      }
+    }
+    const action = executor.next() ?? last ?? task.env.jointPositions();
+    last = action;
     return action;
   });
 }

@@ -10,7 +10,8 @@ import type { TfjsOps } from "../policy/net/tfjs-ops.ts";
 /**
  * The network inputs of a batch (or of one shard of it) for the loss; flat, row-major, float32.
  * Observation features `[size, ...shape]`; `xt`, `target` `[size, horizon, actionDim]`; `t`
- * `[size, 1]`; `isPad` `[size, horizon]`.
+ * `[size, 1]` (one time per sample) or `[size, horizon]` (per-token: prefix training); `isPad`
+ * `[size, horizon]`, 1 where a step is left out of the loss (past the episode end, or a clean prefix step).
  */
 export interface LossInputs {
   size: number;
@@ -19,6 +20,14 @@ export interface LossInputs {
   t: Float32Array;
   target: Float32Array;
   isPad: Uint8Array;
+}
+
+/** Time tokens per sample of `x.t`: 1 (one time per sample) or `horizon` (per-token, prefix training). */
+export function timeTokensOfInputs(x: Pick<LossInputs, "size" | "t">, horizon: number): number {
+  const T = x.size === 0 ? 1 : x.t.length / x.size;
+  if (T !== 1 && T !== horizon)
+    throw new Error(`loss inputs: t has ${x.t.length} values for ${x.size} samples, expected 1 or ${horizon} each`);
+  return T;
 }
 
 /** The masked-mean denominator of a batch: max(unpadded steps, 1) x actionDim. */
@@ -47,7 +56,8 @@ export function maskedLoss(head: ActionHead, ops: TfjsOps, x: LossInputs, denomi
     obs[f.name] = tf.tensor(data, [x.size, ...f.shape]);
   }
   const ctx = head.encode(ops, obs);
-  const v = head.velocity(ops, ctx, tf.tensor(x.xt, [x.size, H, A]), tf.tensor(x.t, [x.size, 1]), { timeTokens: 1 });
+  const T = timeTokensOfInputs(x, H);
+  const v = head.velocity(ops, ctx, tf.tensor(x.xt, [x.size, H, A]), tf.tensor(x.t, [x.size, T]), { timeTokens: T });
   const mask = tf.sub(tf.scalar(1), tf.tensor(Float32Array.from(x.isPad), [x.size, H, 1]));
   const sq = tf.mul(tf.square(tf.sub(v, tf.tensor(x.target, [x.size, H, A]))), mask);
   return tf.div(tf.sum(sq), tf.scalar(denominator)) as tf.Scalar;

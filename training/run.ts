@@ -181,7 +181,14 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     }
     const input = resolveInput(opts, stored?.input, ds.features);
     if (stored) checkResumable(stored.input, input, runFile);
-    const { head, obsShapes } = resolveHead(input, ds.features, datasetPath, opts.config ? "config" : "settings");
+    // A resumed run keeps the rate it recorded (runs from before fps was recorded have none).
+    const fps = stored ? stored.head.fps : ds.fps;
+    const { head, obsShapes } = resolveHead(
+      input,
+      { features: ds.features, ...(fps ? { fps } : {}) },
+      datasetPath,
+      opts.config ? "config" : "settings",
+    );
 
     // Split.
     const indices = ds.episodes.map((e) => e.index);

@@ -111,6 +111,9 @@ export function pathFromConfig(c: PathConfig): ProbPath {
   return c.kind === "linear" ? linearPath() : sigmaMinPath(c.sigmaMin);
 }
 
+/** What {@link Trainer.prepare} makes of a batch (see {@link LossInputs} for the shapes). */
+export type PreparedInputs = Pick<LossInputs, "xt" | "t" | "target" | "isPad">;
+
 /** What one training step reports. */
 export interface StepResult {
   step: number;
@@ -191,9 +194,11 @@ export class Trainer {
   /**
    * The network inputs and regression target for a batch: for `flow`, x_t and u_t on the path at a
    * per-sample time t (shared by the sample's tokens, so `t` is `[size, 1]`); for `regression`,
-   * x = 0, t = 1, target = actions.
+   * x = 0, t = 1, target = actions. With prefix training (`rtcMaxDelay` D > 0) each sample draws a
+   * prefix length d in [0, D]: its first d steps get x_t = x1 (clean) and per-token time 1, so `t` is
+   * `[size, horizon]`, and `isPad` (a copy of the batch's) also marks them, leaving them out of the loss.
    */
-  prepare(batch: Batch, rng: Rng): { xt: Float32Array; t: Float32Array; target: Float32Array } {
+  prepare(batch: Batch, rng: Rng): PreparedInputs {
     const { horizon: H, actionDim: A } = this.head.config;
     const n = batch.size * H;
     if (batch.actions.length !== n * A) {
@@ -204,7 +209,7 @@ export class Trainer {
     const t = new Float32Array(batch.size);
     if (this.head.config.objective === "regression") {
       t.fill(1);
-      return { xt: new Float32Array(n * A), t, target: batch.actions };
+      return { xt: new Float32Array(n * A), t, target: batch.actions, isPad: batch.isPad };
     }
     const tokenTime = new Float32Array(n);
     for (let b = 0; b < batch.size; b++) {
@@ -213,13 +218,31 @@ export class Trainer {
     }
     const x0 = batch.noise ?? rng.normalArray(n * A);
     if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
+    const D = this.head.config.rtcMaxDelay;
+    if (D === 0) {
+      const { xt, ut } = samplePath(this.path, x0, batch.actions, tokenTime, { dim: A });
+      return { xt, t, target: ut, isPad: batch.isPad };
+    }
+    const isPad = batch.isPad.slice();
+    const prefixLen = new Int32Array(batch.size);
+    for (let b = 0; b < batch.size; b++) {
+      const d = rng.int(D + 1);
+      prefixLen[b] = d;
+      tokenTime.fill(1, b * H, b * H + d);
+      isPad.fill(1, b * H, b * H + d);
+    }
     const { xt, ut } = samplePath(this.path, x0, batch.actions, tokenTime, { dim: A });
-    return { xt, t, target: ut };
+    // Exactly clean, whatever the path's value at t = 1 (sigma_min keeps a little noise there).
+    for (let b = 0; b < batch.size; b++) {
+      const from = b * H * A;
+      xt.set(batch.actions.subarray(from, from + prefixLen[b]! * A), from);
+    }
+    return { xt, t: tokenTime, target: ut, isPad };
   }
 
   /** The loss inputs of a whole batch. */
-  private lossInputs(batch: Batch, inputs: { xt: Float32Array; t: Float32Array; target: Float32Array }): LossInputs {
-    return { size: batch.size, obs: batch.obs, xt: inputs.xt, t: inputs.t, target: inputs.target, isPad: batch.isPad };
+  private lossInputs(batch: Batch, inputs: PreparedInputs): LossInputs {
+    return { size: batch.size, obs: batch.obs, ...inputs };
   }
 
   /**
@@ -231,7 +254,7 @@ export class Trainer {
       throw new Error(`Trainer: trainStep runs on one thread; with workers = ${this.workers} call trainStepAsync`);
     const step = this.stepCount;
     const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
-    const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
+    const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
     const vars = [...this.ops.variables().values()];
     const [lossValue, normValue] = tf.tidy(() => {
       const { value, grads } = tf.variableGrads(() => maskedLoss(this.head, this.ops, inputs, denominator), vars);
@@ -254,7 +277,7 @@ export class Trainer {
     try {
       const step = this.stepCount;
       const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
-      const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
+      const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
       const [own, ...rest] = splitInputs(inputs, this.workers, this.head.config);
       pool.writeParams(this.ops.variables());
       const pending = pool.gradients(rest, denominator);
@@ -335,7 +358,7 @@ export class Trainer {
   /** Loss of the EMA weights on `batch` with fixed randomness (comparable across calls). */
   evalLoss(batch: Batch, seed = 1234): number {
     const inputs = this.lossInputs(batch, this.prepare(batch, new Rng(seed)));
-    const denominator = lossDenominator(batch.isPad, this.head.config.actionDim);
+    const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
     return tf.tidy(() => maskedLoss(this.head, this.emaOps, inputs, denominator).dataSync()[0]!);
   }
 

@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
+import type { Aggregate } from "../../policy/runtime/executor.ts";
 import { collect } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
@@ -143,6 +144,30 @@ export function registerSim(program: Command): void {
         0,
       ),
     )
+    .addOption(
+      choiceOption(
+        "--merge <mode>",
+        "how chunks are executed: sync (n actions, then infer), rtc (real-time chunking: the actions executed during inference are the next chunk's prefix), ensemble (ACT), blend (LeRobot async)",
+        ["sync", "rtc", "ensemble", "blend"],
+        "sync",
+      ),
+    )
+    .addOption(
+      option(
+        "--delay-steps <n>",
+        "simulated inference delay in control steps: a chunk arrives n steps after its observation (sync waits for it, rtc keeps executing its committed prefix)",
+        nonNegativeInt,
+        0,
+      ),
+    )
+    .addOption(
+      choiceOption("--aggregate <fn>", "blend: how overlapping actions merge", [
+        "weighted_average",
+        "latest_only",
+        "average",
+        "conservative",
+      ]),
+    )
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
     .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
@@ -157,6 +182,9 @@ export function registerSim(program: Command): void {
         seed: number;
         nActionSteps: number;
         prefixSteps: number;
+        merge: "sync" | "rtc" | "ensemble" | "blend";
+        delaySteps: number;
+        aggregate?: Aggregate;
         horizon: number;
         out?: string;
         fps: number;
@@ -192,6 +220,9 @@ export function registerSim(program: Command): void {
             seed,
             nActionSteps,
             prefixSteps,
+            merge: o.merge,
+            delaySteps: o.delaySteps,
+            ...(o.aggregate ? { aggregate: o.aggregate } : {}),
             outDir,
             fps,
             ...(scene ? { scene } : {}),

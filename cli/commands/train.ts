@@ -28,6 +28,7 @@ interface TrainFlags {
   batch?: number;
   horizon?: number;
   padding?: PaddingMode;
+  rtcMaxDelay?: number;
   valEpisodes?: string;
   obs?: string;
   action?: string;
@@ -75,6 +76,13 @@ export function registerTrain(program: Command): void {
         "--padding <mode>",
         "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)",
         ["hold", "mask"],
+      ),
+    )
+    .addOption(
+      option(
+        "--rtc-max-delay <n>",
+        "training-time real-time chunking: each example keeps a clean action prefix of 0..n steps, left out of the loss; the export records n (default 0)",
+        nonNegativeInt,
       ),
     )
     .option(
@@ -137,6 +145,7 @@ export function registerTrain(program: Command): void {
           batch: o.batch,
           horizon: o.horizon,
           padding: o.padding,
+          rtcMaxDelay: o.rtcMaxDelay,
           seed,
           valEpisodes: o.valEpisodes,
           obs: o.obs,

@@ -58,8 +58,29 @@ export const HeadConfigSchema = z
     obs: z.array(ObsFeatureSchema).min(1),
     transformer: TransformerSchema.prefault({}),
     mlp: MlpSchema.prefault({}),
+    /**
+     * Training-time real-time chunking: the largest committed action prefix (in chunk steps) the head
+     * was trained to continue. Each training example draws a prefix length d in [0, rtcMaxDelay]; its
+     * first d steps are fed clean (per-token time 1, the data end) and left out of the loss. 0 (default):
+     * no prefix training; a prefix is then inpainted along the path at sampling time.
+     */
+    rtcMaxDelay: z.number().int().min(0).default(0),
+    /** The rate the chunk's steps are spaced at (the dataset's fps), Hz, when known. */
+    fps: z.number().positive().optional(),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.rtcMaxDelay >= cfg.horizon)
+      ctx.addIssue({
+        code: "custom",
+        path: ["rtcMaxDelay"],
+        message: `${cfg.rtcMaxDelay} must be less than the horizon ${cfg.horizon}`,
+      });
+    if (cfg.rtcMaxDelay > 0 && cfg.objective !== "flow")
+      ctx.addIssue({
+        code: "custom",
+        path: ["rtcMaxDelay"],
+        message: `prefix training needs the flow objective, not '${cfg.objective}'`,
+      });
     if (cfg.arch === "transformer" && cfg.transformer.width % cfg.transformer.heads !== 0)
       ctx.addIssue({
         code: "custom",

@@ -18,7 +18,10 @@
  *   of the chunk are inpainted by replacement: after every solver step they are overwritten with
  *   the path value `t * x1_prefix + (1 - t) * x0` at the step's end time (x0 = the noise), so at
  *   t = 1 they equal the prefix exactly and the rest of the chunk is sampled consistently with it.
- *   This needs no training-time support and works with every flow head.
+ *   This needs no training-time support and works with every flow head (`actionflow.prefix` =
+ *   `replace`). A head trained with a prefix (`rtcMaxDelay` > 0, training-time RTC) instead sees the
+ *   prefix clean at per-token time 1 in every evaluation, as in training (`actionflow.prefix` =
+ *   `clean`, `actionflow.rtc_max_delay` = the largest prefix it was trained on).
  *
  * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
  */
@@ -110,6 +113,7 @@ export function buildSampleModel(
     1,
   ]);
   const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
+  const cleanPrefix = cfg.objective === "flow" && cfg.rtcMaxDelay > 0;
 
   let x: Sym;
   let nfe: number;
@@ -121,17 +125,32 @@ export function buildSampleModel(
   } else {
     const noise = ops.input("noise", [-1, H, A]);
     const space: VectorSpace<Sym> = { axpy: (y, alpha, v) => (alpha === 0 ? y : ops.add(y, ops.scale(v, alpha))) };
-    const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
-    const f = (xt: Sym, t: number): Sym => head.velocity(ops, ctx, xt, timeOf(t));
     const grid = uniformGrid(opts.steps);
-    x = noise;
     nfe = 0;
-    for (let i = 0; i + 1 < grid.length; i++) {
-      const t1 = grid[i + 1]!;
-      const r = integrate(solver, space, f, x, [grid[i]!, t1]);
-      nfe += r.nfe;
-      // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0.
-      x = inpaint(r.x, space.axpy(ops.scale(prefix, t1), 1 - t1, noise));
+    if (cleanPrefix) {
+      // Training-time RTC: the prefix is fed clean at per-token time 1 (the data end) in every
+      // evaluation, exactly as the head was trained; the other tokens follow the solver's time.
+      const mask2 = ops.reshape(mask, [-1, H]);
+      const rest = ops.sub(ops.constant(new Float32Array(H).fill(1), [1, H]), mask2);
+      const f = (xt: Sym, t: number): Sym =>
+        head.velocity(ops, ctx, inpaint(xt, prefix), ops.add(ops.scale(rest, t), mask2));
+      x = inpaint(noise, prefix);
+      for (let i = 0; i + 1 < grid.length; i++) {
+        const r = integrate(solver, space, f, x, [grid[i]!, grid[i + 1]!]);
+        nfe += r.nfe;
+        x = inpaint(r.x, prefix);
+      }
+    } else {
+      const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
+      const f = (xt: Sym, t: number): Sym => head.velocity(ops, ctx, xt, timeOf(t));
+      x = noise;
+      for (let i = 0; i + 1 < grid.length; i++) {
+        const t1 = grid[i + 1]!;
+        const r = integrate(solver, space, f, x, [grid[i]!, t1]);
+        nfe += r.nfe;
+        // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0.
+        x = inpaint(r.x, space.axpy(ops.scale(prefix, t1), 1 - t1, noise));
+      }
     }
   }
   if (x.shape[0] !== -1) throw new Error(`sample graph: the chunk lost its batch dimension (shape [${x.shape}])`);
@@ -155,7 +174,9 @@ export function buildSampleModel(
     "actionflow.nfe": String(nfe),
     "actionflow.action_dim": String(rawA),
     "actionflow.noise": cfg.objective === "regression" ? "none" : "input",
-    "actionflow.prefix": "replace",
+    "actionflow.prefix": cleanPrefix ? "clean" : "replace",
+    "actionflow.rtc_max_delay": String(cfg.rtcMaxDelay),
+    ...(cfg.fps ? { "actionflow.fps": String(cfg.fps) } : {}),
     ...opts.metadata,
   };
   const doc =

@@ -53,6 +53,11 @@ export class OnnxPolicy implements ChunkPolicy {
   readonly fps?: number;
   /** The model's padded action dim (the noise's last dim). */
   readonly modelActionDim: number;
+  /**
+   * The largest committed prefix (steps) the head was trained to continue (training-time RTC;
+   * `actionflow.rtc_max_delay`), or 0 when it was trained without one (a prefix is then inpainted).
+   */
+  readonly rtcMaxDelay: number;
   /** Observation features: model name, dataset key, raw shape. */
   readonly features: readonly FeatureIO[];
   /** `flow` or `regression`. */
@@ -93,6 +98,10 @@ export class OnnxPolicy implements ChunkPolicy {
     this.actionDim = num("actionflow.action_dim");
     this.modelActionDim = num("actionflow.model_action_dim");
     this.steps = num("actionflow.steps");
+    const rtc = meta["actionflow.rtc_max_delay"];
+    this.rtcMaxDelay = rtc === undefined ? 0 : Number(rtc);
+    if (!Number.isInteger(this.rtcMaxDelay) || this.rtcMaxDelay < 0 || this.rtcMaxDelay >= this.horizon)
+      throw new Error(`${source}: metadata 'actionflow.rtc_max_delay' is invalid (${rtc})`);
     this.solver = meta["actionflow.solver"] ?? "unknown";
     this.objective = meta["actionflow.objective"] ?? "flow";
     const fps = meta["actionflow.fps"];

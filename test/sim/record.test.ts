@@ -242,6 +242,42 @@ describe("sim eval", () => {
     );
   });
 
+  it("a simulated inference delay: sync waits for each chunk, rtc keeps executing its committed prefix", async () => {
+    const H = 6;
+    const calls: (number[] | undefined)[] = [];
+    const numbered: ChunkPolicy = {
+      horizon: H,
+      actionDim: 6,
+      rtcMaxDelay: 2,
+      reset: () => undefined,
+      sampleChunk: (_obs, req) => {
+        const k = calls.length;
+        calls.push(req?.prefix ? Array.from(req.prefix) : undefined);
+        const out = new Float32Array(H * 6);
+        for (let i = 0; i < H; i++) out.fill(0.001 * (100 * k + i), i * 6, (i + 1) * 6);
+        return Promise.resolve(out);
+      },
+    };
+    const base = { task: "reach" as const, policy: numbered, episodes: 1, seed: 0, nActionSteps: 3, delaySteps: 2 };
+    // sync: 3 actions, then a request whose chunk arrives 2 steps later: one request every 5 of 150 steps.
+    const sync = await evaluate({ ...base, merge: "sync", outDir: join(dir, "eval-sync-delay") });
+    expect(sync.per_episode[0]?.length).toBe(150);
+    expect(calls).toHaveLength(30);
+    expect(calls.every((c) => c === undefined)).toBe(true);
+    // rtc: a request every 3 steps, each carrying the 2 actions that execute while it is computed.
+    calls.length = 0;
+    await evaluate({ ...base, merge: "rtc", outDir: join(dir, "eval-rtc-delay") });
+    expect(calls).toHaveLength(50);
+    expect(calls[0]).toBeUndefined();
+    const planned = (k: number) => [3, 4].flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
+    expect(calls[1]).toEqual(planned(0));
+    expect(calls[7]).toEqual(planned(6));
+    // A delay past what a prefix-trained policy learned to continue is refused.
+    await expect(evaluate({ ...base, merge: "rtc", delaySteps: 3, outDir: join(dir, "x") })).rejects.toThrow(
+      /delay of 3 steps exceeds the 2 the policy was trained to continue/,
+    );
+  });
+
   it("with prefixSteps hands each new chunk the previous chunk's next planned actions, and restarts them per episode", async () => {
     const H = 6;
     const prefixes: (number[] | undefined)[] = [];

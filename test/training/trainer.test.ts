@@ -20,7 +20,7 @@ const H = 8;
 const A = 4;
 const S = 3;
 
-function tinyConfig(over: Partial<Pick<HeadConfig, "arch" | "objective">> = {}): HeadConfig {
+function tinyConfig(over: Partial<Pick<HeadConfig, "arch" | "objective" | "rtcMaxDelay">> = {}): HeadConfig {
   return parseHeadConfig({
     horizon: H,
     actionDim: A,
@@ -93,6 +93,40 @@ describe("learningRate", () => {
 });
 
 describe("Trainer", () => {
+  it("prefix training (rtcMaxDelay D): a clean prefix of 0..D steps at per-token time 1, left out of the loss", () => {
+    const D = 3;
+    const trainer = new Trainer({ head: buildHead(tinyConfig({ rtcMaxDelay: D })), seed: 1, optim: OPTIM });
+    const batch = synthetic().next(64, new Rng(4));
+    const x = trainer.prepare(batch, new Rng(8));
+    expect(x.t.length).toBe(64 * H);
+    const seen = new Set<number>();
+    for (let b = 0; b < 64; b++) {
+      let d = 0;
+      while (d < H && x.isPad[b * H + d] === 1) d++;
+      seen.add(d);
+      expect(d).toBeLessThanOrEqual(D);
+      for (let h = 0; h < H; h++) {
+        const inPrefix = h < d;
+        expect(x.isPad[b * H + h]).toBe(inPrefix ? 1 : 0);
+        if (inPrefix) {
+          expect(x.t[b * H + h]).toBe(1);
+          for (let a = 0; a < A; a++) expect(x.xt[(b * H + h) * A + a]).toBe(batch.actions[(b * H + h) * A + a]);
+        } else expect(x.t[b * H + h]).toBe(x.t[b * H + H - 1]);
+      }
+    }
+    expect([...seen].sort()).toEqual([0, 1, 2, 3]);
+    // The batch's own mask is not touched, and a step trains with per-token time.
+    expect(batch.isPad.every((v) => v === 0)).toBe(true);
+    expect(Number.isFinite(trainer.trainStep(batch).loss)).toBe(true);
+    trainer.dispose();
+    // Without prefix training the inputs keep one time per sample.
+    const plain = new Trainer({ head: buildHead(tinyConfig()), seed: 1, optim: OPTIM });
+    expect(plain.prepare(batch, new Rng(8)).t.length).toBe(64);
+    plain.dispose();
+    expect(() => tinyConfig({ rtcMaxDelay: H })).toThrow(/rtcMaxDelay: .*less than the horizon/);
+    expect(() => tinyConfig({ rtcMaxDelay: 2, objective: "regression" })).toThrow(/needs the flow objective/);
+  });
+
   it("leaks no tensors over 30 steps and evaluations", () => {
     const trainer = new Trainer({ head: buildHead(tinyConfig()), seed: 1, optim: OPTIM });
     const src = synthetic();

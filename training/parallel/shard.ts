@@ -4,6 +4,7 @@
 import type { HeadConfig } from "../../policy/net/config.ts";
 import { featureSize } from "../../policy/net/head.ts";
 import type { LossInputs } from "../loss.ts";
+import { timeTokensOfInputs } from "../loss.ts";
 
 /** Samples per shard when `size` samples go to `parts` shards: earlier shards take the remainder. */
 export function shardSizes(size: number, parts: number): number[] {
@@ -29,6 +30,7 @@ export function splitInputs(
       throw new Error(`splitInputs: ${what} has ${a.length} values, expected ${x.size} x ${per}`);
     return a.slice(from * per, (from + n) * per) as T;
   };
+  const timeTokens = timeTokensOfInputs(x, H);
   const out: LossInputs[] = [];
   let from = 0;
   for (const n of shardSizes(x.size, parts)) {
@@ -42,7 +44,7 @@ export function splitInputs(
       size: n,
       obs,
       xt: cut(x.xt, H * A, from, n, "xt"),
-      t: cut(x.t, 1, from, n, "t"),
+      t: cut(x.t, timeTokens, from, n, "t"),
       target: cut(x.target, H * A, from, n, "target"),
       isPad: cut(x.isPad, H, from, n, "isPad"),
     });

@@ -46,6 +46,8 @@ export const RunConfigSchema = z.strictObject({
   batch: z.number().int().positive().optional(),
   /** Loss on chunk steps past an episode's end: `hold` (default) or `mask` (see `WindowSourceOptions.padding`). */
   padding: PaddingSchema.optional(),
+  /** Training-time real-time chunking: the largest clean action prefix (steps) to train on (see `HeadConfig`). */
+  rtcMaxDelay: z.number().int().min(0).optional(),
   seed: z.number().int().optional(),
   valEpisodes: z.union([z.string(), z.number()]).optional(),
   lr: z.number().positive().optional(),
@@ -87,6 +89,8 @@ export const RunInputSchema = z.object({
   batch: z.number().int().positive(),
   /** Runs stored before this setting existed trained with the loss masked past episode ends. */
   padding: PaddingSchema.default("mask"),
+  /** Runs stored before this setting existed trained without a prefix. */
+  rtcMaxDelay: z.number().int().min(0).default(0),
   seed: z.number().int(),
   valEpisodes: z.union([z.string(), z.number()]),
   optim: OptimSchema,
@@ -109,6 +113,8 @@ export interface RunSettings {
   horizon?: number;
   /** Loss on chunk steps past an episode's end (default `hold`; see `WindowSourceOptions.padding`). */
   padding?: PaddingMode;
+  /** Training-time real-time chunking: the largest clean action prefix to train on (default 0: none). */
+  rtcMaxDelay?: number;
   seed?: number;
   /** Validation episodes: `"8:10"`, `"3,7"`, a fraction or a count (see `splitEpisodes`). */
   valEpisodes?: string | number;
@@ -262,6 +268,7 @@ export function resolveInput(
     steps,
     batch: pick(stored?.batch, c.batch, opts.batch) ?? DEFAULT_BATCH,
     padding: pick<PaddingMode>(stored?.padding, c.padding, opts.padding) ?? DEFAULT_PADDING,
+    rtcMaxDelay: pick(stored?.rtcMaxDelay, c.rtcMaxDelay, opts.rtcMaxDelay) ?? 0,
     seed: pick(stored?.seed, c.seed, opts.seed) ?? 0,
     valEpisodes: pick<string | number>(stored?.valEpisodes, c.valEpisodes, opts.valEpisodes) ?? "0.1",
     optim,
@@ -281,10 +288,11 @@ export function resolveInput(
  */
 export function resolveHead(
   input: RunInput,
-  features: EpisodeDataset["features"],
+  dataset: Pick<EpisodeDataset, "features" | "fps">,
   datasetPath: string,
   source: string,
 ): { head: HeadConfig; obsShapes: Record<string, number[]> } {
+  const { features } = dataset;
   const columnDim = (key: string, role: string): { dim: number; shape: readonly number[] } => {
     const f = features[key];
     if (!f)
@@ -326,6 +334,8 @@ export function resolveHead(
       obs: input.obs.map((o) => ({ name: o.name, key: o.key, shape: obsShapes[o.name] })),
       transformer: input.transformer,
       mlp: input.mlp,
+      rtcMaxDelay: input.rtcMaxDelay,
+      ...(dataset.fps ? { fps: dataset.fps } : {}),
     },
     source,
   );

@@ -151,6 +151,58 @@ for (const arch of ["transformer", "mlp"] as const) {
       }
     });
 
+    it("a prefix-trained head (rtcMaxDelay > 0) sees the prefix clean at per-token time 1 (midpoint, 3 steps)", async () => {
+      const steps = 3;
+      const config = { ...m.config, rtcMaxDelay: 2 };
+      const head = { ...m.head, config };
+      const { model } = buildSampleModel(head, m.weights, m.features, m.norms, { steps, solver: "midpoint" });
+      const meta = Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key, p.value]));
+      expect(meta["actionflow.prefix"]).toBe("clean");
+      expect(meta["actionflow.rtc_max_delay"]).toBe("2");
+      const prefix = new Rng(9).normalArray(BATCH * H * RAW.action);
+      const lens = [2, 1];
+      const out = await runModel(model, {
+        ...feedsOf(m, raw),
+        noise: [noise, [BATCH, H, A]],
+        prefix: [prefix, [BATCH, H, RAW.action]],
+        prefix_len: [BigInt64Array.from(lens.map(BigInt)), [BATCH]],
+      });
+      const prefN = new Float32Array(BATCH * H * A);
+      const pn = normalize(prefix, {
+        scale: m.norms.action.scale.slice(0, RAW.action),
+        offset: m.norms.action.offset.slice(0, RAW.action),
+      });
+      for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
+      const mask = new Float32Array(BATCH * H);
+      for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
+      // Reference written on tfjs: every evaluation gets the clean prefix and per-token time 1 there.
+      const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
+      const ref = tf.tidy(() => {
+        const ctx = m.head.encode(ops, normalisedObs(m, raw));
+        const p = tf.tensor(prefN, [BATCH, H, A]);
+        const mk = tf.tensor(mask, [BATCH, H, 1]);
+        const mk2 = tf.tensor(mask, [BATCH, H]);
+        const clean = (x: tf.Tensor): tf.Tensor => tf.add(x, tf.mul(mk, tf.sub(p, x)));
+        const f = (xt: tf.Tensor, t: number): tf.Tensor =>
+          m.head.velocity(ops, ctx, clean(xt), tf.add(tf.mul(tf.sub(1, mk2), t), mk2));
+        const grid = uniformGrid(steps);
+        let x = clean(tf.tensor(noise, [BATCH, H, A]));
+        for (let i = 0; i < steps; i++)
+          x = clean(solverByName("midpoint").step(tfjsSpace, f, x, grid[i]!, grid[i + 1]!));
+        return x.dataSync() as Float32Array;
+      });
+      ops.dispose();
+      const got = out.actions!.data;
+      expect(maxAbsDiff(got, rawChunk(m, ref))).toBeLessThan(1e-4);
+      for (let a = 0; a < RAW.action; a++) {
+        expect(Math.abs(got[a]! - prefix[a]!)).toBeLessThan(1e-4);
+        expect(Math.abs(got[RAW.action + a]! - prefix[RAW.action + a]!)).toBeLessThan(1e-4);
+      }
+      // Sample 0 keeps 2 steps, sample 1 only 1: its step 1 is sampled, not the prefix.
+      const s1 = H * RAW.action + RAW.action;
+      expect(Math.abs(got[s1]! - prefix[s1]!)).toBeGreaterThan(1e-3);
+    });
+
     it("regression head: one evaluation at xt = 0, t = 1, no noise input", async () => {
       const r = tinyModel(arch, { objective: "regression" });
       const { model } = buildSampleModel(r.head, r.weights, r.features, r.norms, { steps: 10, solver: "euler" });
