@@ -3,7 +3,7 @@
  * `python3-msgpack`, `python3-numpy`, `python3-zmq`, `python3-websockets` there, see
  * `test/setup/install-python-deps.sh`), and runs scripts with it.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 /** The first Python that imports every module in `modules`, or undefined. */
 export function findPython(modules: string[]): string | undefined {
@@ -46,3 +46,24 @@ def unpack_array(obj):
 packb = functools.partial(msgpack.packb, default=pack_array)
 unpackb = functools.partial(msgpack.unpackb, object_hook=unpack_array)
 `;
+
+/** `runPython` without blocking the event loop (for scripts that talk to a server in this process). */
+export function runPythonAsync(python: string, code: string, args: string[] = [], timeoutMs = 60_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(python, ["-c", code, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(Buffer.concat(out));
+      else reject(new Error(`python failed (${code}): ${Buffer.concat(err).toString()}`));
+    });
+  });
+}
