@@ -7,6 +7,8 @@ import { registerDataset } from "./commands/dataset.ts";
 import { registerTrain } from "./commands/train.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerSim } from "./commands/sim.ts";
+import { registerServe } from "./commands/serve.ts";
+import { registerKeys } from "./commands/keys.ts";
 
 const program = new Command();
 program
@@ -19,6 +21,8 @@ registerDataset(program);
 registerTrain(program);
 registerExport(program);
 registerSim(program);
+registerServe(program);
+registerKeys(program);
 
 try {
   await program.parseAsync(process.argv);
