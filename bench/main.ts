@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- <train|infer> [--json] [options]`; each prints one JSON object.
+ * Benchmarks: `npm run bench -- <train|infer|serve> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
 import { intOption } from "../cli/commands/toy.ts";
@@ -7,6 +7,7 @@ import { printResult, log } from "../cli/output.ts";
 import type { BackendName } from "../training/backend/registry.ts";
 import { benchTrain } from "./train.ts";
 import { benchInfer } from "./infer.ts";
+import { benchServe } from "./serve.ts";
 
 const program = new Command().name("bench").description("actionflow benchmarks (JSON)");
 
@@ -49,6 +50,27 @@ program
   .option("--json", "JSON only")
   .action(async (o: { runs: number; tfjsRuns: number; threads: number; json?: boolean }) => {
     printResult(await benchInfer(o), { json: true });
+  });
+
+program
+  .command("serve")
+  .description(
+    "both policy servers (ZeroMQ, openpi WebSocket) under 1, 8 and 32 concurrent clients, default transformer head",
+  )
+  .option("--requests <n>", "requests per client", intOption("--requests"), 40)
+  .option("--clients <list>", "client counts, comma-separated", "1,8,32")
+  .option("--threads <n>", "onnxruntime intra-op threads of the inference worker", intOption("--threads"), 2)
+  .option("--max-batch <n>", "most requests in one batched run", intOption("--max-batch"), 64)
+  .option("--json", "JSON only")
+  .action(async (o: { requests: number; clients: string; threads: number; maxBatch: number; json?: boolean }) => {
+    const clients = o.clients.split(",").map((c) => {
+      const n = Number(c);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--clients: '${c}' is not a positive integer`);
+      return n;
+    });
+    printResult(await benchServe({ requests: o.requests, clients, threads: o.threads, maxBatch: o.maxBatch }), {
+      json: true,
+    });
   });
 
 await program.parseAsync(process.argv);
