@@ -60,17 +60,34 @@ program
   .option("--requests <n>", "requests per client", intOption("--requests"), 40)
   .option("--clients <list>", "client counts, comma-separated", "1,8,32")
   .option("--threads <n>", "onnxruntime intra-op threads of the inference worker", intOption("--threads"), 2)
+  .option("--workers <n>", "inference worker threads", intOption("--workers"), 1)
   .option("--max-batch <n>", "most requests in one batched run", intOption("--max-batch"), 64)
   .option("--json", "JSON only")
-  .action(async (o: { requests: number; clients: string; threads: number; maxBatch: number; json?: boolean }) => {
-    const clients = o.clients.split(",").map((c) => {
-      const n = Number(c);
-      if (!Number.isInteger(n) || n < 1) throw new Error(`--clients: '${c}' is not a positive integer`);
-      return n;
-    });
-    printResult(await benchServe({ requests: o.requests, clients, threads: o.threads, maxBatch: o.maxBatch }), {
-      json: true,
-    });
-  });
+  .action(
+    async (o: {
+      requests: number;
+      clients: string;
+      threads: number;
+      workers: number;
+      maxBatch: number;
+      json?: boolean;
+    }) => {
+      const clients = o.clients.split(",").map((c) => {
+        const n = Number(c);
+        if (!Number.isInteger(n) || n < 1) throw new Error(`--clients: '${c}' is not a positive integer`);
+        return n;
+      });
+      printResult(
+        await benchServe({
+          requests: o.requests,
+          clients,
+          threads: o.threads,
+          workers: o.workers,
+          maxBatch: o.maxBatch,
+        }),
+        { json: true },
+      );
+    },
+  );
 
 await program.parseAsync(process.argv);

@@ -51,6 +51,7 @@ export async function benchServe(o: {
   requests: number;
   clients: number[];
   threads: number;
+  workers: number;
   maxBatch: number;
 }): Promise<Record<string, unknown>> {
   await useBackend("wasm");
@@ -67,7 +68,12 @@ export async function benchServe(o: {
     };
     await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
     const exported = await exportOnnx(dir, { steps: 10, solver: "euler" });
-    const policy = await ThreadedPolicy.start(exported.onnx, { threads: o.threads, maxBatch: o.maxBatch, seed: 1 });
+    const policy = await ThreadedPolicy.start(exported.onnx, {
+      threads: o.threads,
+      workers: o.workers,
+      maxBatch: o.maxBatch,
+      seed: 1,
+    });
     const states = Array.from({ length: 64 }, (_, i) => new Rng(100 + i).normalArray(STATE_DIM));
     try {
       const zmqServer = await ZmqPolicyServer.start({
@@ -105,6 +111,7 @@ export async function benchServe(o: {
         batching: policy.stats(),
         requestsPerClient: o.requests,
         threads: o.threads,
+        workers: o.workers,
         maxBatch: o.maxBatch,
       };
     } finally {

@@ -30,6 +30,7 @@ interface ServeCliOptions {
   keyMap: string[];
   fps?: string;
   threads?: number;
+  workers: number;
   seed: number;
   maxBatch: number;
   maxQueue: number;
@@ -69,6 +70,7 @@ export function registerServe(program: Command): void {
     )
     .option("--fps <hz>", "the chunk's action rate to announce in the metadata")
     .option("--threads <n>", "onnxruntime intra-op threads of the inference worker", intOption("--threads"))
+    .option("--workers <n>", "inference worker threads (each its own onnxruntime session)", intOption("--workers"), 1)
     .option("--seed <n>", "seed of the policy's noise stream", intOption("--seed"), 0)
     .option("--max-batch <n>", "most requests in one batched run", intOption("--max-batch"), 64)
     .option("--max-queue <n>", "most waiting requests before answering busy", intOption("--max-queue"), 1024)
@@ -97,6 +99,7 @@ export function registerServe(program: Command): void {
 
       const policy = await ThreadedPolicy.start(o.policy, {
         seed: o.seed,
+        workers: Math.max(1, o.workers),
         maxBatch: Math.max(1, o.maxBatch),
         maxQueue: Math.max(1, o.maxQueue),
         batchWindowMs: o.batchWindowMs,

@@ -3,7 +3,7 @@
  * use, because onnxruntime-node's `session.run` blocks the thread it runs on (a 10-step chunk of
  * the default head blocks for 8-15 ms), and sockets, timers and watchdogs must not wait for it.
  *
- * Requests queue on the main thread; whenever the worker is idle, everything queued (up to
+ * Requests queue on the main thread; whenever a worker is idle, everything queued (up to
  * `maxBatch`) goes to it as one batch and runs as ONE `session.run` over the graph's batch
  * dimension. So requests that arrive while a run is in flight are gathered into the next run, and
  * throughput grows with the number of concurrent callers. The queue is bounded: past `maxQueue`
@@ -29,8 +29,14 @@ import {
 
 /** Options of {@link ThreadedPolicy.start}. */
 export interface ThreadedPolicyOptions {
-  /** onnxruntime intra-op threads of the worker (default: onnxruntime's choice). */
+  /** onnxruntime intra-op threads of each worker (default: onnxruntime's choice). */
   threads?: number;
+  /**
+   * Worker threads, each with its own session (default 1). With more than one, idle workers share
+   * the queue (each takes its part, up to `maxBatch`): more cores busy when one batched run cannot
+   * use them all, at the cost of one model copy per worker.
+   */
+  workers?: number;
   /** Execution providers (default `["cpu"]`). */
   executionProviders?: string[];
   /** Seed of the policy's own noise stream (default 0). */
@@ -101,7 +107,7 @@ export class ThreadedPolicy implements ChunkPolicy {
 
   private rng: Rng;
   private readonly queue: Pending[] = [];
-  private inFlight: { id: number; batch: Pending[] } | undefined;
+  private readonly slots: Slot[];
   private nextId = 0;
   private failure: Error | undefined;
   private closed = false;
@@ -109,7 +115,7 @@ export class ThreadedPolicy implements ChunkPolicy {
   private readonly counters = { requests: 0, batches: 0, largestBatch: 0, busy: 0 };
 
   private constructor(
-    private readonly worker: Worker,
+    workers: Worker[],
     info: PolicyInfo,
     private readonly opts: ThreadedPolicyOptions,
   ) {
@@ -124,12 +130,16 @@ export class ThreadedPolicy implements ChunkPolicy {
     this.source = info.source;
     this.metadata = info.metadata;
     this.rng = new Rng(opts.seed ?? 0);
-    worker.on("message", (raw: unknown) => this.onMessage(raw));
-    worker.on("error", (err: Error) =>
-      this.fail(new Error(`inference worker crashed: ${err.message}`, { cause: err })),
-    );
-    worker.on("exit", (code: number) => this.fail(new Error(`inference worker exited (code ${code})`)));
-    worker.unref();
+    this.slots = workers.map((worker, index) => {
+      const slot: Slot = { index, worker, inFlight: undefined };
+      worker.on("message", (raw: unknown) => this.onMessage(slot, raw));
+      worker.on("error", (err: Error) =>
+        this.fail(new Error(`inference worker ${index} crashed: ${err.message}`, { cause: err })),
+      );
+      worker.on("exit", (code: number) => this.fail(new Error(`inference worker ${index} exited (code ${code})`)));
+      worker.unref();
+      return slot;
+    });
   }
 
   /** Starts a worker that loads `path` (an `.onnx` file or a run/checkpoint folder, as `OnnxPolicy.load`). */
@@ -141,9 +151,28 @@ export class ThreadedPolicy implements ChunkPolicy {
       if (v !== undefined && (!Number.isInteger(v) || v < 1))
         throw new Error(`ThreadedPolicy: ${k} must be an integer >= 1, got ${v}`);
     }
-    const worker = new Worker(new URL("./inference-worker-entry.js", import.meta.url), {
-      name: "actionflow-inference",
-    });
+    const n = opts.workers ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`ThreadedPolicy: workers must be an integer >= 1, got ${n}`);
+    const workers: Worker[] = [];
+    const infos = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) => {
+        const worker = new Worker(new URL("./inference-worker-entry.js", import.meta.url), {
+          name: `actionflow-inference-${i}`,
+        });
+        workers.push(worker);
+        return ThreadedPolicy.load(worker, opts, path);
+      }),
+    );
+    const failed = infos.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw failed.reason as Error;
+    }
+    const info = (infos[0] as PromiseFulfilledResult<PolicyInfo>).value;
+    return new ThreadedPolicy(workers, info, opts);
+  }
+
+  private static async load(worker: Worker, opts: ThreadedPolicyOptions, path: string): Promise<PolicyInfo> {
     const load: LoadSpec = {
       path,
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
@@ -152,7 +181,7 @@ export class ThreadedPolicy implements ChunkPolicy {
       ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
     };
     let detach = (): void => undefined;
-    const info = await new Promise<PolicyInfo>((resolve, reject) => {
+    return new Promise<PolicyInfo>((resolve, reject) => {
       const onMessage = (raw: unknown): void => {
         try {
           const m = parseFromInferenceWorker(raw);
@@ -170,16 +199,10 @@ export class ThreadedPolicy implements ChunkPolicy {
       detach = () => worker.off("message", onMessage).off("error", onError).off("exit", onExit);
       const init: ToInferenceWorker = { type: "init", load };
       worker.postMessage(init);
-    })
-      .catch(async (err: unknown) => {
-        await worker.terminate();
-        throw err;
-      })
-      .finally(() => {
-        // Only our own listeners: Worker keeps internal ones (ref counting of its port).
-        detach();
-      });
-    return new ThreadedPolicy(worker, info, opts);
+    }).finally(() => {
+      // Only our own listeners: Worker keeps internal ones (ref counting of its port).
+      detach();
+    });
   }
 
   /** Samples a chunk (see `ChunkPolicy.sampleChunk`); rejects with `PolicyBusyError` when the queue is full. */
@@ -231,19 +254,24 @@ export class ThreadedPolicy implements ChunkPolicy {
     return { ...this.counters, queued: this.queue.length };
   }
 
-  /** Stops the worker; queued and in-flight requests reject. Idempotent. */
+  /** Stops the workers; queued and in-flight requests reject. Idempotent. */
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
       this.fail(new Error(`${this.source}: the threaded policy was closed`));
     }
-    await this.worker.terminate();
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private idle(): Slot[] {
+    return this.slots.filter((s) => !s.inFlight);
   }
 
   private schedule(): void {
-    if (this.inFlight || this.queue.length === 0 || this.failure) return;
+    if (this.queue.length === 0 || this.failure || this.idle().length === 0) return;
     const window = this.opts.batchWindowMs ?? 0;
-    if (window > 0 && this.queue.length < (this.opts.maxBatch ?? 64)) {
+    // Gather for a while only when nothing runs (a run in flight gathers by itself).
+    if (window > 0 && this.idle().length === this.slots.length && this.queue.length < (this.opts.maxBatch ?? 64)) {
       this.windowTimer ??= setTimeout(() => {
         this.windowTimer = undefined;
         this.dispatch();
@@ -258,22 +286,32 @@ export class ThreadedPolicy implements ChunkPolicy {
       clearTimeout(this.windowTimer);
       this.windowTimer = undefined;
     }
-    if (this.inFlight || this.queue.length === 0 || this.failure) return;
-    const batch = this.queue.splice(0, this.opts.maxBatch ?? 64);
-    const id = this.nextId++;
-    this.inFlight = { id, batch };
-    this.counters.batches++;
-    this.counters.largestBatch = Math.max(this.counters.largestBatch, batch.length);
-    const message: ToInferenceWorker = { type: "batch", id, items: batch.map((p) => p.item) };
-    this.worker.ref();
-    try {
-      this.worker.postMessage(message);
-    } catch (err) {
-      this.fail(new Error(`could not send a batch to the inference worker: ${(err as Error).message}`, { cause: err }));
+    let idle = this.idle();
+    while (idle.length > 0 && this.queue.length > 0 && !this.failure) {
+      const slot = idle[0]!;
+      const take = Math.min(this.opts.maxBatch ?? 64, Math.ceil(this.queue.length / idle.length));
+      const batch = this.queue.splice(0, take);
+      const id = this.nextId++;
+      slot.inFlight = { id, batch };
+      this.counters.batches++;
+      this.counters.largestBatch = Math.max(this.counters.largestBatch, batch.length);
+      const message: ToInferenceWorker = { type: "batch", id, items: batch.map((p) => p.item) };
+      slot.worker.ref();
+      try {
+        slot.worker.postMessage(message);
+      } catch (err) {
+        this.fail(
+          new Error(`could not send a batch to inference worker ${slot.index}: ${(err as Error).message}`, {
+            cause: err,
+          }),
+        );
+        return;
+      }
+      idle = idle.slice(1);
     }
   }
 
-  private onMessage(raw: unknown): void {
+  private onMessage(slot: Slot, raw: unknown): void {
     let m;
     try {
       m = parseFromInferenceWorker(raw);
@@ -283,20 +321,22 @@ export class ThreadedPolicy implements ChunkPolicy {
     }
     switch (m.type) {
       case "ready":
-        this.fail(new Error("inference worker sent 'ready' twice"));
+        this.fail(new Error(`inference worker ${slot.index} sent 'ready' twice`));
         return;
       case "batch": {
-        const f = this.inFlight;
+        const f = slot.inFlight;
         if (!f || f.id !== m.id) {
-          this.fail(new Error(`inference worker answered batch ${m.id}, expected ${f ? f.id : "none"}`));
+          this.fail(new Error(`inference worker ${slot.index} answered batch ${m.id}, expected ${f ? f.id : "none"}`));
           return;
         }
         if (m.results.length !== f.batch.length) {
-          this.fail(new Error(`inference worker answered ${m.results.length} of ${f.batch.length} requests`));
+          this.fail(
+            new Error(`inference worker ${slot.index} answered ${m.results.length} of ${f.batch.length} requests`),
+          );
           return;
         }
-        this.inFlight = undefined;
-        this.worker.unref();
+        slot.inFlight = undefined;
+        slot.worker.unref();
         const now = performance.now();
         f.batch.forEach((p, i) =>
           settle(p, m.results[i]!, { inferMs: m.runMs, totalMs: now - p.t0, batch: f.batch.length }),
@@ -305,7 +345,7 @@ export class ThreadedPolicy implements ChunkPolicy {
         return;
       }
       case "error":
-        this.fail(new Error(`inference worker: ${m.message}`));
+        this.fail(new Error(`inference worker ${slot.index}: ${m.message}`));
         return;
       default: {
         const never: never = m;
@@ -314,14 +354,24 @@ export class ThreadedPolicy implements ChunkPolicy {
     }
   }
 
-  /** Marks the worker unusable and rejects everything waiting; the first failure wins. */
+  /** Marks the policy unusable and rejects everything waiting; the first failure wins. */
   private fail(err: Error): void {
     this.failure ??= err;
     if (this.windowTimer) clearTimeout(this.windowTimer);
-    const waiting = [...(this.inFlight?.batch ?? []), ...this.queue.splice(0)];
-    this.inFlight = undefined;
+    const waiting: Pending[] = [];
+    for (const slot of this.slots) {
+      waiting.push(...(slot.inFlight?.batch ?? []));
+      slot.inFlight = undefined;
+    }
+    waiting.push(...this.queue.splice(0));
     for (const p of waiting) p.reject(this.failure);
   }
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  inFlight: { id: number; batch: Pending[] } | undefined;
 }
 
 function settle(p: Pending, r: ItemResult, t: Omit<TimedChunk, "actions">): void {

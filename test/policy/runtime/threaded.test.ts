@@ -113,6 +113,25 @@ describe("ThreadedPolicy", () => {
     expect(String((res[4] as PromiseRejectedResult).reason)).toMatch(/noise has 3 values, expected 20/);
   });
 
+  it("spreads the queue over several workers, each answer still the right chunk", async () => {
+    const two = await ThreadedPolicy.start(run, { threads: 1, workers: 2, maxBatch: 4 });
+    try {
+      const seeds = Array.from({ length: 20 }, (_, i) => 300 + i);
+      const got = await Promise.all(seeds.map((s) => two.sampleChunk(obsOf(s), { seed: s })));
+      for (let i = 0; i < seeds.length; i++) {
+        const alone = await direct.sampleChunk(obsOf(seeds[i]!), { seed: seeds[i]! });
+        expect(maxAbsDiff(got[i]!, alone.actions)).toBeLessThan(1e-5);
+      }
+      // 20 requests, at most 4 per run: at least 5 runs, fewer than 20 (batched).
+      expect(two.stats().batches).toBeGreaterThanOrEqual(5);
+      expect(two.stats().batches).toBeLessThan(20);
+      expect(two.stats().largestBatch).toBeLessThanOrEqual(4);
+    } finally {
+      await two.close();
+    }
+    await expect(ThreadedPolicy.start(run, { workers: 0 })).rejects.toThrow(/workers must be an integer >= 1/);
+  });
+
   it("answers busy past maxQueue instead of queueing without bound", async () => {
     const small = await ThreadedPolicy.start(run, { threads: 1, maxQueue: 3, maxBatch: 2 });
     try {
