@@ -25,7 +25,8 @@ import { percentiles, referenceGflops } from "./reference.ts";
 
 const STEPS = 10;
 
-function stats(dim: number, rng: Rng): FeatureStats {
+/** Random feature statistics of `dim` dims (means ~N(0, 0.25), spreads 0.2..1.2). */
+export function stats(dim: number, rng: Rng): FeatureStats {
   const mean = Array.from({ length: dim }, () => rng.normal() * 0.5);
   const std = Array.from({ length: dim }, () => 0.2 + rng.uniform());
   return { mean, std, min: mean.map((m, i) => m - 3 * std[i]!), max: mean.map((m, i) => m + 3 * std[i]!), count: 1000 };
@@ -35,7 +36,7 @@ function stats(dim: number, rng: Rng): FeatureStats {
  * Initial weights of `config` with the zero-initialised layers (adaLN gates, output) perturbed, so
  * every layer contributes as in a trained model and parity is measured on a non-trivial output.
  */
-function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: number[]; data: Float32Array }> {
+export function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: number[]; data: Float32Array }> {
   const head = buildHead(config);
   const ops = new TfjsOps({ seed, mode: "frozen" });
   tf.tidy(() => {

@@ -1,13 +1,14 @@
 /**
- * Benchmarks: `npm run bench -- <train|infer> [--json] [options]`; each prints one JSON object.
+ * Benchmarks: `npm run bench -- <train|infer|serve> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
-import { choiceOption, option, positiveInt } from "../cli/args.ts";
+import { choiceOption, list, option, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
 import { BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { BackendName } from "../training/backend/registry.ts";
 import { benchTrain } from "./train.ts";
 import { benchInfer } from "./infer.ts";
+import { benchServe } from "./serve.ts";
 
 const program = new Command().name("bench").description("actionflow benchmarks (JSON)");
 
@@ -53,6 +54,39 @@ program
   .action(async (o: { runs: number; tfjsRuns: number; threads: number; json?: boolean }) => {
     printResult(await benchInfer(o), { json: true });
   });
+
+program
+  .command("serve")
+  .description(
+    "both policy servers (ZeroMQ, openpi WebSocket) under 1, 8 and 32 concurrent clients, default transformer head",
+  )
+  .addOption(option("--requests <n>", "requests per client", positiveInt, 40))
+  .addOption(option("--clients <list>", "client counts, comma-separated", list(positiveInt), [1, 8, 32]))
+  .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt, 2))
+  .addOption(option("--workers <n>", "inference worker threads", positiveInt, 1))
+  .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
+  .option("--json", "JSON only")
+  .action(
+    async (o: {
+      requests: number;
+      clients: number[];
+      threads: number;
+      workers: number;
+      maxBatch: number;
+      json?: boolean;
+    }) => {
+      printResult(
+        await benchServe({
+          requests: o.requests,
+          clients: o.clients,
+          threads: o.threads,
+          workers: o.workers,
+          maxBatch: o.maxBatch,
+        }),
+        { json: true },
+      );
+    },
+  );
 
 try {
   await program.parseAsync(process.argv);

@@ -8,6 +8,8 @@ import { registerTrain } from "./commands/train.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerSim } from "./commands/sim.ts";
 import { registerEval } from "./commands/eval.ts";
+import { registerServe } from "./commands/serve.ts";
+import { registerKeys } from "./commands/keys.ts";
 
 const program = new Command();
 program
@@ -21,6 +23,8 @@ registerTrain(program);
 registerExport(program);
 registerSim(program);
 registerEval(program);
+registerServe(program);
+registerKeys(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -297,6 +297,80 @@ export class OnnxPolicy implements ChunkPolicy {
     feeds["prefix_len"] = new ort.Tensor("int64", BigInt64Array.of(BigInt(len)), [1]);
     return feeds;
   }
+
+  /**
+   * Samples one chunk per item in ONE `session.run` over the graph's batch dimension (the
+   * observations, noise and prefixes stacked as `[batch, ...]`): the throughput path of the policy
+   * servers. Each item is validated alone, as `sampleChunk` would: a bad item gets its `Error` at
+   * its index, the others their chunks (as do items whose output holds NaN/Inf). Results equal
+   * `sampleChunk` on the same noise up to float rounding (batched kernels may sum in another order).
+   * Runs are serialised with `sampleChunk`'s queue.
+   */
+  async sampleBatch(items: readonly BatchItem[]): Promise<Array<Float32Array | Error>> {
+    if (this.released) throw new Error(`${this.source}: the policy was released`);
+    const results: Array<Float32Array | Error | undefined> = new Array<Float32Array | Error | undefined>(items.length);
+    const valid: number[] = [];
+    const feeds: Array<Record<string, ort.Tensor>> = [];
+    items.forEach((item, i) => {
+      try {
+        feeds.push(this.feeds(item.observation, item.options ?? {}));
+        valid.push(i);
+      } catch (err) {
+        results[i] = err instanceof Error ? err : new Error(String(err));
+      }
+    });
+    if (valid.length > 0) {
+      const batched = stackFeeds(feeds);
+      const run = async (): Promise<void> => {
+        const out = await this.session.run(batched);
+        const y = out["actions"];
+        if (!y) throw new Error(`${this.source}: the model returned no 'actions'`);
+        const all = y.data as Float32Array;
+        const n = this.horizon * this.actionDim;
+        valid.forEach((itemIndex, b) => {
+          const actions = all.slice(b * n, (b + 1) * n);
+          const bad = actions.findIndex((v) => !Number.isFinite(v));
+          results[itemIndex] =
+            bad >= 0
+              ? new Error(
+                  `${this.source}: the model produced a non-finite action ${actions[bad]} at step ${Math.floor(bad / this.actionDim)}, dim ${bad % this.actionDim} (batch item ${itemIndex}); refusing to return it`,
+                )
+              : actions;
+        });
+      };
+      const done = this.queue.then(run, run);
+      this.queue = done.catch(() => undefined);
+      await done;
+    }
+    return results as Array<Float32Array | Error>;
+  }
+}
+
+/** One item of `OnnxPolicy.sampleBatch`: raw observations (by model name or dataset key) and the call's options. */
+export interface BatchItem {
+  observation: Record<string, Float32Array>;
+  options?: ChunkRequest;
+}
+
+/** Stacks single-sample feeds `[1, ...]` into one batch `[n, ...]` per input. */
+function stackFeeds(feeds: ReadonlyArray<Record<string, ort.Tensor>>): Record<string, ort.Tensor> {
+  const first = feeds[0]!;
+  if (feeds.length === 1) return first;
+  const out: Record<string, ort.Tensor> = {};
+  for (const [name, t0] of Object.entries(first)) {
+    const per = t0.data.length;
+    const dims = [feeds.length, ...t0.dims.slice(1)];
+    if (t0.type === "int64") {
+      const data = new BigInt64Array(per * feeds.length);
+      feeds.forEach((f, b) => data.set(f[name]!.data as BigInt64Array, b * per));
+      out[name] = new ort.Tensor("int64", data, dims);
+    } else {
+      const data = new Float32Array(per * feeds.length);
+      feeds.forEach((f, b) => data.set(f[name]!.data as Float32Array, b * per));
+      out[name] = new ort.Tensor("float32", data, dims);
+    }
+  }
+  return out;
 }
 
 function size(shape: readonly number[]): number {

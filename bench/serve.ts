@@ -1,0 +1,231 @@
+/**
+ * `bench serve`: both policy servers under 1, 8 and 32 concurrent clients, for the default
+ * transformer head (H=50, A=32, 10 Euler steps; untrained weights, exported as `bench infer` does).
+ *
+ * Each client runs closed loop (one request in flight, the next sent when the reply arrives) for
+ * `requests` requests; clients live in this process, the policy in its worker thread. Per
+ * configuration: `{clients, requests, errors, lost, p50Ms, p99Ms, chunksPerSec, rssMb}`, where
+ * `lost` counts requests that got neither a chunk nor an error, latencies are client-side round
+ * trips, and `rssMb` is this process's resident memory after the run. `speedup32` = chunks/s with
+ * 32 clients / with 1 (batching; the issue's target is >= 3).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { saveCheckpoint, type NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
+import { parseHeadConfig } from "../policy/net/config.ts";
+import { exportOnnx } from "../policy/onnx/export.ts";
+import { Rng } from "../policy/random.ts";
+import { ThreadedPolicy } from "../policy/runtime/threaded.ts";
+import { decodeMsgpackNumpy, encodeMsgpackNumpy, NdArray, type MsgMap } from "../bridge/codec/msgpack-numpy.ts";
+import { OpenpiPolicyServer } from "../bridge/server/openpi-server.ts";
+import { ZmqPolicyClient } from "../bridge/server/zmq-client.ts";
+import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
+import { useBackend } from "../training/backend/registry.ts";
+import { benchWeights, stats } from "./infer.ts";
+import { percentiles } from "./reference.ts";
+
+/** One configuration's figures. */
+export interface ServeFigures {
+  clients: number;
+  requests: number;
+  errors: number;
+  lost: number;
+  p50Ms: number;
+  p99Ms: number;
+  chunksPerSec: number;
+  rssMb: number;
+}
+
+interface Tally {
+  latencies: number[];
+  errors: number;
+  lost: number;
+}
+
+const STATE_DIM = 32;
+
+/** Runs the serve benchmark. */
+export async function benchServe(o: {
+  requests: number;
+  clients: number[];
+  threads: number;
+  workers: number;
+  maxBatch: number;
+}): Promise<Record<string, unknown>> {
+  await useBackend("wasm");
+  const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-serve-"));
+  try {
+    const config = parseHeadConfig({
+      arch: "transformer",
+      obs: [{ name: "state", key: "observation.state", shape: [STATE_DIM] }],
+    });
+    const rng = new Rng(42);
+    const normalization: NormalizationSpec = {
+      obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(STATE_DIM, rng) } },
+      action: { key: "action", mode: "mean_std", stats: stats(config.actionDim, rng) },
+    };
+    await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
+    const exported = await exportOnnx(dir, { steps: 10, solver: "euler" });
+    const policy = await ThreadedPolicy.start(exported.onnx, {
+      threads: o.threads,
+      workers: o.workers,
+      maxBatch: o.maxBatch,
+      seed: 1,
+    });
+    const states = Array.from({ length: 64 }, (_, i) => new Rng(100 + i).normalArray(STATE_DIM));
+    try {
+      const zmqServer = await ZmqPolicyServer.start({
+        policy,
+        endpoint: "tcp://127.0.0.1:0",
+        auth: { mode: "insecure" },
+      });
+      const zmq: ServeFigures[] = [];
+      try {
+        await runZmq(zmqServer.endpoint, 1, 5, states); // warm-up
+        for (const n of o.clients)
+          zmq.push(figures(n, o.requests, await runZmq(zmqServer.endpoint, n, o.requests, states)));
+      } finally {
+        await zmqServer.close();
+      }
+      const wsServer = await OpenpiPolicyServer.start({ policy, url: "ws://127.0.0.1:0", auth: { mode: "insecure" } });
+      const openpi: ServeFigures[] = [];
+      try {
+        await runOpenpi(wsServer.url, 1, 5, states);
+        for (const n of o.clients)
+          openpi.push(figures(n, o.requests, await runOpenpi(wsServer.url, n, o.requests, states)));
+      } finally {
+        await wsServer.close();
+      }
+      const speedup = (f: ServeFigures[]): number | null => {
+        const one = f.find((x) => x.clients === 1);
+        const many = f.find((x) => x.clients === 32);
+        return one && many ? many.chunksPerSec / one.chunksPerSec : null;
+      };
+      return {
+        zmq,
+        openpi,
+        speedup32: { zmq: speedup(zmq), openpi: speedup(openpi) },
+        policy: { horizon: policy.horizon, actionDim: policy.actionDim, steps: policy.steps, solver: policy.solver },
+        batching: policy.stats(),
+        requestsPerClient: o.requests,
+        threads: o.threads,
+        workers: o.workers,
+        maxBatch: o.maxBatch,
+      };
+    } finally {
+      await policy.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function figures(clients: number, perClient: number, r: Tally & { seconds: number }): ServeFigures {
+  const p = percentiles(r.latencies.length > 0 ? r.latencies : [Number.NaN]);
+  return {
+    clients,
+    requests: clients * perClient,
+    errors: r.errors,
+    lost: r.lost,
+    p50Ms: round(p.p50Ms),
+    p99Ms: round(p.p99Ms),
+    chunksPerSec: round(r.latencies.length / r.seconds),
+    rssMb: round(process.memoryUsage().rss / 2 ** 20),
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+async function runZmq(
+  endpoint: string,
+  n: number,
+  perClient: number,
+  states: Float32Array[],
+): Promise<Tally & { seconds: number }> {
+  const clients = Array.from({ length: n }, () => ZmqPolicyClient.connect({ endpoint, timeoutMs: 60_000 }));
+  const tally: Tally = { latencies: [], errors: 0, lost: 0 };
+  try {
+    await Promise.all(clients.map((c) => c.ping())); // connected before the clock starts
+    const t0 = performance.now();
+    await Promise.all(
+      clients.map(async (c, ci) => {
+        for (let i = 0; i < perClient; i++) {
+          const s = performance.now();
+          try {
+            const r = await c.infer({ "observation.state": NdArray.float32(states[(ci + i) % states.length]!) });
+            if (r.actions.length > 0) tally.latencies.push(performance.now() - s);
+            else tally.lost++;
+          } catch (err) {
+            if ((err as Error).name === "ZmqServerError") tally.errors++;
+            else tally.lost++;
+          }
+        }
+      }),
+    );
+    return { ...tally, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+  }
+}
+
+async function runOpenpi(
+  url: string,
+  n: number,
+  perClient: number,
+  states: Float32Array[],
+): Promise<Tally & { seconds: number }> {
+  const tally: Tally = { latencies: [], errors: 0, lost: 0 };
+  const sockets = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const ws = new WebSocket(url, { perMessageDeflate: false });
+      const frames: Array<{ data: Buffer; binary: boolean }> = [];
+      const waiters: Array<(f: { data: Buffer; binary: boolean } | undefined) => void> = [];
+      ws.on("message", (data: Buffer, binary: boolean) => {
+        const w = waiters.shift();
+        if (w) w({ data, binary });
+        else frames.push({ data, binary });
+      });
+      ws.on("close", () => waiters.splice(0).forEach((w) => w(undefined)));
+      await new Promise<void>((resolve, reject) => {
+        ws.once("open", () => resolve());
+        ws.once("error", reject);
+      });
+      const next = (): Promise<{ data: Buffer; binary: boolean } | undefined> => {
+        const f = frames.shift();
+        return f ? Promise.resolve(f) : new Promise((resolve) => waiters.push(resolve));
+      };
+      await next(); // metadata
+      return { ws, next };
+    }),
+  );
+  try {
+    const t0 = performance.now();
+    await Promise.all(
+      sockets.map(async ({ ws, next }, ci) => {
+        for (let i = 0; i < perClient; i++) {
+          if (ws.readyState !== ws.OPEN) {
+            tally.lost += perClient - i;
+            return;
+          }
+          const s = performance.now();
+          ws.send(encodeMsgpackNumpy({ "observation.state": NdArray.float32(states[(ci + i) % states.length]!) }));
+          const f = await next();
+          if (!f) tally.lost++;
+          else if (!f.binary) tally.errors++;
+          else {
+            const m = decodeMsgpackNumpy(f.data) as MsgMap;
+            if (m["actions"] instanceof NdArray) tally.latencies.push(performance.now() - s);
+            else tally.lost++;
+          }
+        }
+      }),
+    );
+    return { ...tally, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    for (const { ws } of sockets) ws.close();
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * What both policy servers need from a policy, and what they share: the metadata they announce and
+ * the conversion of a decoded observation dict (msgpack-numpy) into the policy's raw observation,
+ * with every refusal naming the key.
+ */
+import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
+import type { FeatureIO } from "../../policy/onnx/graphs.ts";
+import type { TimedChunk } from "../../policy/runtime/threaded.ts";
+import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
+
+/**
+ * A policy a server can serve: a `ChunkPolicy` that names its features and reports timings.
+ * `ThreadedPolicy` is the one to use (inference off the event loop, batching); `sampleChunkTimed`
+ * may be called concurrently and must reject (never return NaN) on a bad observation.
+ */
+export interface ServedPolicy extends ChunkPolicy {
+  readonly features: readonly FeatureIO[];
+  readonly solver: string;
+  readonly steps: number;
+  sampleChunkTimed(obs: Observation, req?: ChunkRequest): Promise<TimedChunk>;
+}
+
+/** The metadata both servers announce (openpi: the first frame; ZeroMQ: the `metadata` reply). */
+export interface PolicyMetadata {
+  [key: string]: MsgValue;
+  /** `{name, key, shape}` per observation feature; `shape` is what a request must send. */
+  features: Array<{ name: string; key: string; shape: number[] }>;
+  /** Actions per chunk H. */
+  horizon: number;
+  /** Values per action A. */
+  action_dim: number;
+  /** The chunk's action rate, Hz, or null when unknown. */
+  fps: number | null;
+  solver: string;
+  steps: number;
+  /** Client key -> dataset key renames the server applies (`observation/state` -> `observation.state`). */
+  key_map: Record<string, string>;
+}
+
+/** The metadata of `policy` served with `keyMap`. */
+export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<string, string>> = {}): PolicyMetadata {
+  return {
+    features: policy.features.map((f) => ({ name: f.name, key: f.key, shape: [...f.rawShape] })),
+    horizon: policy.horizon,
+    action_dim: policy.actionDim,
+    fps: policy.fps ?? null,
+    solver: policy.solver,
+    steps: policy.steps,
+    key_map: { ...keyMap },
+  };
+}
+
+/** A request the server refuses; `message` names the key and the value. */
+export class BadRequestError extends Error {
+  override readonly name = "BadRequestError";
+}
+
+/**
+ * The policy's raw observation from a decoded dict: each feature is looked up by its dataset key,
+ * its model name, or a client key that `keyMap` renames to either; other keys (a prompt, images
+ * the policy does not use) are ignored. A feature must be a numeric array of exactly its raw shape
+ * (a numpy scalar or a plain list of numbers counts as shape `[n]`; a 1-D feature may carry unit
+ * dims, `(1, n)`), all values finite.
+ * Throws {@link BadRequestError} naming the key.
+ */
+export function observationFrom(
+  dict: MsgMap,
+  features: readonly FeatureIO[],
+  keyMap: Readonly<Record<string, string>> = {},
+): Observation {
+  const renamed: Record<string, { client: string; value: MsgValue }> = {};
+  for (const [k, v] of Object.entries(dict)) {
+    const target = keyMap[k] ?? k;
+    const seen = renamed[target];
+    if (seen !== undefined)
+      throw new BadRequestError(`observation '${target}' is given twice (as '${seen.client}' and as '${k}')`);
+    renamed[target] = { client: k, value: v };
+  }
+  const obs: Observation = {};
+  for (const f of features) {
+    const byKey = renamed[f.key];
+    const byName = f.name !== f.key ? renamed[f.name] : undefined;
+    if (byKey && byName)
+      throw new BadRequestError(
+        `observation feature '${f.key}' is given twice (as '${byKey.client}' and '${byName.client}')`,
+      );
+    const hit = byKey ?? byName;
+    if (!hit) {
+      const got = Object.keys(dict).join(", ") || "nothing";
+      throw new BadRequestError(
+        `observation feature '${f.key}' (model name '${f.name}', shape [${f.rawShape.join(", ")}]) is missing; got ${got}`,
+      );
+    }
+    obs[f.key] = featureValues(hit.value, hit.client, f.rawShape);
+  }
+  return obs;
+}
+
+function featureValues(v: MsgValue, key: string, shape: readonly number[]): Float32Array {
+  let values: Float32Array;
+  let got: readonly number[];
+  if (v instanceof NdArray) {
+    values = v.toFloat32();
+    got = v.shape;
+  } else if (v instanceof NpScalar) {
+    values = Float32Array.of(Number(v.value));
+    got = [1];
+  } else if (Array.isArray(v) && v.every((x) => typeof x === "number")) {
+    values = Float32Array.from(v as number[]);
+    got = [v.length];
+  } else {
+    const kind = v === null ? "null" : Array.isArray(v) ? "a list with non-numbers" : typeof v;
+    throw new BadRequestError(
+      `observation '${key}' must be a numeric array of shape [${shape.join(", ")}], got ${kind}`,
+    );
+  }
+  const n = shape.reduce((a, b) => a * b, 1);
+  const sameShape = got.length === shape.length && got.every((d, i) => d === shape[i]);
+  // A 1-D feature may come with unit dims around it ((1, n) from a batched client).
+  const flatOk = shape.length === 1 && values.length === n && got.filter((d) => d !== 1).length <= 1;
+  if (!sameShape && !flatOk)
+    throw new BadRequestError(`observation '${key}' has shape [${got.join(", ")}], expected [${shape.join(", ")}]`);
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!))
+      throw new BadRequestError(`observation '${key}' has a non-finite value ${values[i]} at index ${i}`);
+  }
+  return values;
+}
+
+/** Parses `--key-map` entries `client=dataset` (e.g. `observation/state=observation.state`). */
+export function parseKeyMap(entries: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of entries) {
+    const at = e.indexOf("=");
+    if (at <= 0 || at === e.length - 1)
+      throw new Error(`key map entry '${e}' must be client=dataset, e.g. observation/state=observation.state`);
+    const client = e.slice(0, at);
+    if (out[client] !== undefined) throw new Error(`key map: '${client}' is mapped twice`);
+    out[client] = e.slice(at + 1);
+  }
+  return out;
+}
+
+/** Float32 chunk `[H * A]` as the `(H, A)` float32 array both protocols reply with. */
+export function chunkArray(actions: Float32Array, horizon: number, actionDim: number): NdArray {
+  return NdArray.float32(actions, [horizon, actionDim]);
+}

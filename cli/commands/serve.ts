@@ -1,0 +1,206 @@
+/**
+ * `actionflow serve --policy <run> [--zmq <endpoint>] [--openpi <ws-url>]`: serves a policy over
+ * ZeroMQ and/or the openpi WebSocket protocol (see `bridge/server/`), inference in a worker thread
+ * with batching. Authentication is required unless `--insecure` is given: CURVE with a client
+ * allow-list for ZeroMQ (`--server-key`, `--allow`; make keys with `actionflow keys`), an API key
+ * for WebSocket (`--api-key-file` or `$ACTIONFLOW_API_KEY`; clients send `Authorization: Api-Key <key>`).
+ *
+ * Prints `{"event": "listening", ...}` once listening, and on SIGINT/SIGTERM (or after `--seconds`)
+ * the final counters as the last stdout line.
+ */
+import { readFile } from "node:fs/promises";
+import { InvalidArgumentError, type Command } from "commander";
+import { ThreadedPolicy } from "../../policy/runtime/threaded.ts";
+import { OpenpiPolicyServer, type OpenpiAuth } from "../../bridge/server/openpi-server.ts";
+import { parseKeyMap, policyMetadata } from "../../bridge/server/served-policy.ts";
+import { ZmqPolicyServer, type ZmqAuth } from "../../bridge/server/zmq-server.ts";
+import { isZ85Key, type CurveKeyPair } from "../../bridge/server/zap.ts";
+import { log, printResult } from "../output.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
+
+interface ServeCliOptions {
+  policy: string;
+  zmq?: string;
+  openpi?: string;
+  pub?: string;
+  insecure?: boolean;
+  serverKey?: string;
+  allow: string[];
+  apiKeyFile?: string;
+  keyMap: string[];
+  fps?: number;
+  threads?: number;
+  workers: number;
+  seed: number;
+  maxBatch: number;
+  maxQueue: number;
+  batchWindowMs: number;
+  maxMessageMb: number;
+  steps?: number;
+  solver?: string;
+  seconds?: number;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** Registers the `serve` command. */
+export function registerServe(program: Command): void {
+  program
+    .command("serve")
+    .description("serve a policy over ZeroMQ (--zmq) and/or the openpi WebSocket protocol (--openpi)")
+    .requiredOption("--policy <run>", "run folder, checkpoint folder or policy .onnx file")
+    .option("--zmq <endpoint>", "ZeroMQ ROUTER endpoint, e.g. tcp://127.0.0.1:5555")
+    .option("--openpi <url>", "openpi-compatible WebSocket server, e.g. ws://127.0.0.1:8000")
+    .option("--pub <endpoint>", "also publish every served chunk and its timing on a ZeroMQ PUB socket")
+    .option("--insecure", "serve without authentication (anyone who can reach the port drives the robot)")
+    .option("--server-key <file>", "the ZeroMQ server's CURVE keypair (a .key file from `actionflow keys --out`)")
+    .option(
+      "--allow <key-or-file>",
+      "an allowed client public key (Z85) or a .pub file of one; repeatable",
+      collect,
+      [],
+    )
+    .option("--api-key-file <file>", "file holding the WebSocket API key (else $ACTIONFLOW_API_KEY)")
+    .option(
+      "--key-map <client=dataset>",
+      "rename a client observation key, e.g. observation/state=observation.state; repeatable",
+      collect,
+      [],
+    )
+    .addOption(option("--fps <hz>", "the chunk's action rate to announce in the metadata", positiveFloat))
+    .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
+    .addOption(option("--workers <n>", "inference worker threads (each its own onnxruntime session)", positiveInt, 1))
+    .addOption(option("--seed <n>", "seed of the policy's noise stream", nonNegativeInt, 0))
+    .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
+    .addOption(option("--max-queue <n>", "most waiting requests before answering busy", positiveInt, 1024))
+    .addOption(option("--batch-window-ms <ms>", "how long an idle worker waits to gather a batch", nonNegativeInt, 0))
+    .addOption(option("--max-message-mb <mb>", "largest accepted request, MiB", positiveFloat, 16))
+    .addOption(option("--steps <n>", "solver steps when exporting a checkpoint in memory", positiveInt))
+    .addOption(choiceOption("--solver <name>", "solver when exporting a checkpoint in memory", SOLVER_NAMES))
+    .addOption(option("--seconds <s>", "stop after this many seconds (default: until SIGINT/SIGTERM)", positiveFloat))
+    .option("--json", "print JSON lines; the last stdout line is the final summary")
+    .action(async (o: ServeCliOptions) => {
+      if (o.zmq === undefined && o.openpi === undefined) throw new Error("give --zmq <endpoint> and/or --openpi <url>");
+      if (o.pub !== undefined && o.zmq === undefined) throw new Error("--pub needs --zmq");
+      const maxBytes = Math.round(o.maxMessageMb * 1024 * 1024);
+      const { fps, seconds } = o;
+      const keyMap = parseKeyMap(o.keyMap);
+      const zmqAuth = o.zmq !== undefined ? await zmqAuthFrom(o) : undefined;
+      const openpiAuth = o.openpi !== undefined ? await openpiAuthFrom(o) : undefined;
+      if (o.insecure)
+        log("serve: WARNING --insecure: no authentication; anyone who reaches the port can drive the robot");
+
+      const policy = await ThreadedPolicy.start(o.policy, {
+        seed: o.seed,
+        workers: Math.max(1, o.workers),
+        maxBatch: Math.max(1, o.maxBatch),
+        maxQueue: Math.max(1, o.maxQueue),
+        batchWindowMs: o.batchWindowMs,
+        ...(o.threads !== undefined ? { threads: o.threads } : {}),
+        ...(fps !== undefined ? { fps } : {}),
+        ...(o.steps !== undefined ? { steps: o.steps } : {}),
+        ...(o.solver !== undefined ? { solver: o.solver } : {}),
+      });
+      let zmqServer: ZmqPolicyServer | undefined;
+      let openpiServer: OpenpiPolicyServer | undefined;
+      try {
+        if (o.zmq !== undefined && zmqAuth) {
+          zmqServer = await ZmqPolicyServer.start({
+            policy,
+            endpoint: o.zmq,
+            auth: zmqAuth,
+            keyMap,
+            maxMessageBytes: maxBytes,
+            ...(o.pub !== undefined ? { pub: o.pub } : {}),
+            onAuth: (d) => {
+              if (!d.allowed) log(`serve: refused ZeroMQ client ${d.clientKey ?? "(no CURVE key)"} from ${d.address}`);
+            },
+          });
+        }
+        if (o.openpi !== undefined && openpiAuth) {
+          openpiServer = await OpenpiPolicyServer.start({
+            policy,
+            url: o.openpi,
+            auth: openpiAuth,
+            keyMap,
+            maxPayloadBytes: maxBytes,
+          });
+        }
+      } catch (err) {
+        await zmqServer?.close();
+        await policy.close();
+        throw err;
+      }
+      const listening = {
+        event: "listening",
+        policy: policy.source,
+        zmq: zmqServer?.endpoint ?? null,
+        pub: zmqServer?.pubEndpoint ?? null,
+        openpi: openpiServer?.url ?? null,
+        auth: o.insecure ? "insecure" : "required",
+        metadata: policyMetadata(policy, keyMap),
+      };
+      if (o.json) process.stdout.write(JSON.stringify(listening) + "\n");
+      else
+        log(
+          `serving ${policy.source}: ${[zmqServer && `zmq ${zmqServer.endpoint}`, openpiServer && `openpi ${openpiServer.url}`].filter(Boolean).join(", ")}`,
+        );
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        const stop = (): void => resolve();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+        if (seconds !== undefined) setTimeout(stop, seconds * 1000).unref();
+      });
+      await zmqServer?.close();
+      await openpiServer?.close();
+      const summary = {
+        event: "stopped",
+        seconds: (performance.now() - t0) / 1000,
+        policy: policy.stats(),
+        zmq: zmqServer?.stats() ?? null,
+        openpi: openpiServer?.stats() ?? null,
+      };
+      await policy.close();
+      printResult(summary, { json: o.json ?? false });
+    });
+}
+
+async function zmqAuthFrom(o: ServeCliOptions): Promise<ZmqAuth> {
+  if (o.insecure) return { mode: "insecure" };
+  if (o.serverKey === undefined || o.allow.length === 0)
+    throw new Error(
+      "--zmq needs CURVE: --server-key <file.key> and at least one --allow <client key or .pub file> (make them with `actionflow keys --out <dir>`), or --insecure",
+    );
+  let serverKeys: CurveKeyPair;
+  try {
+    serverKeys = JSON.parse(await readFile(o.serverKey, "utf8")) as CurveKeyPair;
+  } catch (err) {
+    throw new Error(`--server-key ${o.serverKey}: not a keypair file from \`actionflow keys --out\``, { cause: err });
+  }
+  if (!isZ85Key(String(serverKeys.publicKey)) || !isZ85Key(String(serverKeys.secretKey)))
+    throw new Error(`--server-key ${o.serverKey}: publicKey and secretKey must be 40-character Z85 keys`);
+  const allow: string[] = [];
+  for (const a of o.allow) {
+    const key = isZ85Key(a) ? a : (await readFile(a, "utf8").catch(() => "")).trim();
+    if (!isZ85Key(key)) throw new Error(`--allow ${a}: neither a 40-character Z85 key nor a file holding one`);
+    allow.push(key);
+  }
+  return { mode: "curve", serverKeys, allow };
+}
+
+async function openpiAuthFrom(o: ServeCliOptions): Promise<OpenpiAuth> {
+  if (o.insecure) return { mode: "insecure" };
+  const key =
+    o.apiKeyFile !== undefined
+      ? (await readFile(o.apiKeyFile, "utf8")).trim()
+      : (process.env["ACTIONFLOW_API_KEY"] ?? "").trim();
+  if (key === "")
+    throw new Error(
+      "--openpi needs an API key: --api-key-file <file> or $ACTIONFLOW_API_KEY (make one with `actionflow keys --api-key`), or --insecure",
+    );
+  if (key.length < 16) throw new Error("the API key must be at least 16 characters");
+  return { mode: "api-key", keys: [key] };
+}

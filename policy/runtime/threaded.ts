@@ -1,0 +1,380 @@
+/**
+ * An `OnnxPolicy` in a worker thread, with batching: the policy the servers and the real-time loop
+ * use, because onnxruntime-node's `session.run` blocks the thread it runs on (a 10-step chunk of
+ * the default head blocks for 8-15 ms), and sockets, timers and watchdogs must not wait for it.
+ *
+ * Requests queue on the main thread; whenever a worker is idle, everything queued (up to
+ * `maxBatch`) goes to it as one batch and runs as ONE `session.run` over the graph's batch
+ * dimension. So requests that arrive while a run is in flight are gathered into the next run, and
+ * throughput grows with the number of concurrent callers. The queue is bounded: past `maxQueue`
+ * waiting requests `sampleChunk` rejects with {@link PolicyBusyError} at once (answer `busy`, do not
+ * grow without limit).
+ *
+ * Noise is drawn on the main thread, in arrival order, exactly as `OnnxPolicy.sampleChunk` draws it
+ * (given noise, else `new Rng(seed)`, else the policy's own stream restarted by `reset(seed)`), so
+ * a chunk equals `OnnxPolicy.sampleChunk` on the same observation and noise up to float rounding.
+ */
+import { Worker } from "node:worker_threads";
+import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
+import type { FeatureIO } from "../onnx/graphs.ts";
+import { Rng } from "../random.ts";
+import {
+  parseFromInferenceWorker,
+  type ItemResult,
+  type LoadSpec,
+  type PolicyInfo,
+  type ToInferenceWorker,
+  type WorkItem,
+} from "./worker-protocol.ts";
+
+/** Options of {@link ThreadedPolicy.start}. */
+export interface ThreadedPolicyOptions {
+  /** onnxruntime intra-op threads of each worker (default: onnxruntime's choice). */
+  threads?: number;
+  /**
+   * Worker threads, each with its own session (default 1). With more than one, idle workers share
+   * the queue (each takes its part, up to `maxBatch`): more cores busy when one batched run cannot
+   * use them all, at the cost of one model copy per worker.
+   */
+  workers?: number;
+  /** Execution providers (default `["cpu"]`). */
+  executionProviders?: string[];
+  /** Seed of the policy's own noise stream (default 0). */
+  seed?: number;
+  /** Most requests in one batched run (default 64). */
+  maxBatch?: number;
+  /** Most requests waiting for the worker before `sampleChunk` answers busy (default 1024). */
+  maxQueue?: number;
+  /**
+   * How long an idle worker waits for more requests before it runs a lone one, ms (default 0:
+   * run at once; concurrent requests still batch behind a run in flight).
+   */
+  batchWindowMs?: number;
+  /** The chunk's action rate, Hz, when known (the exported graph does not record it). */
+  fps?: number;
+  /** Solver steps / solver when a checkpoint without `policy.onnx` is exported in memory. */
+  steps?: number;
+  solver?: string;
+}
+
+/** `sampleChunk` refused a request because `maxQueue` requests already wait. */
+export class PolicyBusyError extends Error {
+  override readonly name = "PolicyBusyError";
+}
+
+/** A chunk with where its time went. */
+export interface TimedChunk {
+  /** Raw actions `[horizon * actionDim]`, row-major over `[horizon, actionDim]`. */
+  actions: Float32Array;
+  /** The batched run that produced it, ms (worker side, one `session.run`). */
+  inferMs: number;
+  /** From `sampleChunk` to the answer, ms (queueing + run + messaging). */
+  totalMs: number;
+  /** Requests in its run. */
+  batch: number;
+}
+
+/** Counters since start. */
+export interface ThreadedPolicyStats {
+  requests: number;
+  batches: number;
+  largestBatch: number;
+  busy: number;
+  queued: number;
+}
+
+interface Pending {
+  item: WorkItem;
+  t0: number;
+  resolve: (c: TimedChunk) => void;
+  reject: (err: Error) => void;
+}
+
+/** An `OnnxPolicy` in a worker thread that batches concurrent requests. Call `close()` when done. */
+export class ThreadedPolicy implements ChunkPolicy {
+  readonly horizon: number;
+  readonly actionDim: number;
+  readonly fps?: number;
+  /** The model's padded action dim (the noise's last dim). */
+  readonly modelActionDim: number;
+  /** Observation features: model name, dataset key, raw shape. */
+  readonly features: readonly FeatureIO[];
+  readonly objective: string;
+  readonly solver: string;
+  readonly steps: number;
+  readonly source: string;
+  readonly metadata: Readonly<Record<string, string>>;
+
+  private rng: Rng;
+  private readonly queue: Pending[] = [];
+  private readonly slots: Slot[];
+  private nextId = 0;
+  private failure: Error | undefined;
+  private closed = false;
+  private windowTimer: NodeJS.Timeout | undefined;
+  private readonly counters = { requests: 0, batches: 0, largestBatch: 0, busy: 0 };
+
+  private constructor(
+    workers: Worker[],
+    info: PolicyInfo,
+    private readonly opts: ThreadedPolicyOptions,
+  ) {
+    this.horizon = info.horizon;
+    this.actionDim = info.actionDim;
+    if (opts.fps !== undefined) this.fps = opts.fps;
+    this.modelActionDim = info.modelActionDim;
+    this.features = info.features;
+    this.objective = info.objective;
+    this.solver = info.solver;
+    this.steps = info.steps;
+    this.source = info.source;
+    this.metadata = info.metadata;
+    this.rng = new Rng(opts.seed ?? 0);
+    this.slots = workers.map((worker, index) => {
+      const slot: Slot = { index, worker, inFlight: undefined };
+      worker.on("message", (raw: unknown) => this.onMessage(slot, raw));
+      worker.on("error", (err: Error) =>
+        this.fail(new Error(`inference worker ${index} crashed: ${err.message}`, { cause: err })),
+      );
+      worker.on("exit", (code: number) => this.fail(new Error(`inference worker ${index} exited (code ${code})`)));
+      worker.unref();
+      return slot;
+    });
+  }
+
+  /** Starts a worker that loads `path` (an `.onnx` file or a run/checkpoint folder, as `OnnxPolicy.load`). */
+  static async start(path: string, opts: ThreadedPolicyOptions = {}): Promise<ThreadedPolicy> {
+    for (const [k, v] of [
+      ["maxBatch", opts.maxBatch],
+      ["maxQueue", opts.maxQueue],
+    ] as const) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1))
+        throw new Error(`ThreadedPolicy: ${k} must be an integer >= 1, got ${v}`);
+    }
+    const n = opts.workers ?? 1;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`ThreadedPolicy: workers must be an integer >= 1, got ${n}`);
+    const workers: Worker[] = [];
+    const infos = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) => {
+        const worker = new Worker(new URL("./inference-worker-entry.js", import.meta.url), {
+          name: `actionflow-inference-${i}`,
+        });
+        workers.push(worker);
+        return ThreadedPolicy.load(worker, opts, path);
+      }),
+    );
+    const failed = infos.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw failed.reason as Error;
+    }
+    const info = (infos[0] as PromiseFulfilledResult<PolicyInfo>).value;
+    return new ThreadedPolicy(workers, info, opts);
+  }
+
+  private static async load(worker: Worker, opts: ThreadedPolicyOptions, path: string): Promise<PolicyInfo> {
+    const load: LoadSpec = {
+      path,
+      ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+      ...(opts.executionProviders !== undefined ? { executionProviders: opts.executionProviders } : {}),
+      ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+      ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
+    };
+    let detach = (): void => undefined;
+    return new Promise<PolicyInfo>((resolve, reject) => {
+      const onMessage = (raw: unknown): void => {
+        try {
+          const m = parseFromInferenceWorker(raw);
+          if (m.type === "ready") resolve(m.info);
+          else if (m.type === "error") reject(new Error(`inference worker: ${m.message}`));
+          else reject(new Error(`inference worker sent '${m.type}' before 'ready'`));
+        } catch (err) {
+          reject(err as Error);
+        }
+      };
+      const onError = (err: Error): void =>
+        reject(new Error(`inference worker crashed: ${err.message}`, { cause: err }));
+      const onExit = (code: number): void => reject(new Error(`inference worker exited (code ${code}) while loading`));
+      worker.on("message", onMessage).on("error", onError).on("exit", onExit);
+      detach = () => worker.off("message", onMessage).off("error", onError).off("exit", onExit);
+      const init: ToInferenceWorker = { type: "init", load };
+      worker.postMessage(init);
+    }).finally(() => {
+      // Only our own listeners: Worker keeps internal ones (ref counting of its port).
+      detach();
+    });
+  }
+
+  /** Samples a chunk (see `ChunkPolicy.sampleChunk`); rejects with `PolicyBusyError` when the queue is full. */
+  async sampleChunk(obs: Observation, req: ChunkRequest = {}): Promise<Float32Array> {
+    return (await this.sampleChunkTimed(obs, req)).actions;
+  }
+
+  /** `sampleChunk` with the run's timing and batch size (what the servers report). */
+  sampleChunkTimed(obs: Observation, req: ChunkRequest = {}): Promise<TimedChunk> {
+    if (this.closed) return Promise.reject(new Error(`${this.source}: the threaded policy was closed`));
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.queue.length >= (this.opts.maxQueue ?? 1024)) {
+      this.counters.busy++;
+      return Promise.reject(
+        new PolicyBusyError(
+          `policy busy: ${this.queue.length} requests already wait (maxQueue ${this.opts.maxQueue ?? 1024})`,
+        ),
+      );
+    }
+    const n = this.horizon * this.modelActionDim;
+    let noise: Float32Array;
+    if (req.noise !== undefined) {
+      if (req.noise.length !== n)
+        return Promise.reject(
+          new Error(`noise has ${req.noise.length} values, expected ${n} ([${this.horizon}, ${this.modelActionDim}])`),
+        );
+      noise = req.noise.slice();
+    } else noise = (req.seed !== undefined ? new Rng(req.seed) : this.rng).normalArray(n);
+    const item: WorkItem = {
+      observation: obs,
+      noise,
+      ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
+      ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
+    };
+    this.counters.requests++;
+    return new Promise<TimedChunk>((resolve, reject) => {
+      this.queue.push({ item, t0: performance.now(), resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Restarts the policy's own noise stream from `seed` (requests already queued keep their noise). */
+  reset(seed: number): void {
+    this.rng = new Rng(seed);
+  }
+
+  /** Counters since start. */
+  stats(): ThreadedPolicyStats {
+    return { ...this.counters, queued: this.queue.length };
+  }
+
+  /** Stops the workers; queued and in-flight requests reject. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.fail(new Error(`${this.source}: the threaded policy was closed`));
+    }
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+
+  private idle(): Slot[] {
+    return this.slots.filter((s) => !s.inFlight);
+  }
+
+  private schedule(): void {
+    if (this.queue.length === 0 || this.failure || this.idle().length === 0) return;
+    const window = this.opts.batchWindowMs ?? 0;
+    // Gather for a while only when nothing runs (a run in flight gathers by itself).
+    if (window > 0 && this.idle().length === this.slots.length && this.queue.length < (this.opts.maxBatch ?? 64)) {
+      this.windowTimer ??= setTimeout(() => {
+        this.windowTimer = undefined;
+        this.dispatch();
+      }, window);
+      return;
+    }
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.windowTimer) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = undefined;
+    }
+    let idle = this.idle();
+    while (idle.length > 0 && this.queue.length > 0 && !this.failure) {
+      const slot = idle[0]!;
+      const take = Math.min(this.opts.maxBatch ?? 64, Math.ceil(this.queue.length / idle.length));
+      const batch = this.queue.splice(0, take);
+      const id = this.nextId++;
+      slot.inFlight = { id, batch };
+      this.counters.batches++;
+      this.counters.largestBatch = Math.max(this.counters.largestBatch, batch.length);
+      const message: ToInferenceWorker = { type: "batch", id, items: batch.map((p) => p.item) };
+      slot.worker.ref();
+      try {
+        slot.worker.postMessage(message);
+      } catch (err) {
+        this.fail(
+          new Error(`could not send a batch to inference worker ${slot.index}: ${(err as Error).message}`, {
+            cause: err,
+          }),
+        );
+        return;
+      }
+      idle = idle.slice(1);
+    }
+  }
+
+  private onMessage(slot: Slot, raw: unknown): void {
+    let m;
+    try {
+      m = parseFromInferenceWorker(raw);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    switch (m.type) {
+      case "ready":
+        this.fail(new Error(`inference worker ${slot.index} sent 'ready' twice`));
+        return;
+      case "batch": {
+        const f = slot.inFlight;
+        if (!f || f.id !== m.id) {
+          this.fail(new Error(`inference worker ${slot.index} answered batch ${m.id}, expected ${f ? f.id : "none"}`));
+          return;
+        }
+        if (m.results.length !== f.batch.length) {
+          this.fail(
+            new Error(`inference worker ${slot.index} answered ${m.results.length} of ${f.batch.length} requests`),
+          );
+          return;
+        }
+        slot.inFlight = undefined;
+        slot.worker.unref();
+        const now = performance.now();
+        f.batch.forEach((p, i) =>
+          settle(p, m.results[i]!, { inferMs: m.runMs, totalMs: now - p.t0, batch: f.batch.length }),
+        );
+        this.schedule();
+        return;
+      }
+      case "error":
+        this.fail(new Error(`inference worker ${slot.index}: ${m.message}`));
+        return;
+      default: {
+        const never: never = m;
+        this.fail(new Error(`unhandled message ${String(never)}`));
+      }
+    }
+  }
+
+  /** Marks the policy unusable and rejects everything waiting; the first failure wins. */
+  private fail(err: Error): void {
+    this.failure ??= err;
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    const waiting: Pending[] = [];
+    for (const slot of this.slots) {
+      waiting.push(...(slot.inFlight?.batch ?? []));
+      slot.inFlight = undefined;
+    }
+    waiting.push(...this.queue.splice(0));
+    for (const p of waiting) p.reject(this.failure);
+  }
+}
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  inFlight: { id: number; batch: Pending[] } | undefined;
+}
+
+function settle(p: Pending, r: ItemResult, t: Omit<TimedChunk, "actions">): void {
+  if (r.ok) p.resolve({ actions: r.actions, ...t });
+  else p.reject(new Error(r.message));
+}
