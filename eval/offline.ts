@@ -161,7 +161,24 @@ export async function evaluateOffline(opts: OfflineEvalOptions): Promise<Offline
   if (!Number.isInteger(K) || K < 1) throw new RangeError(`eval: samples must be a positive integer, got ${K}`);
   const threads = opts.threads ?? 1;
   const main = await openPolicy(opts.policy, threads);
-  const base = opts.baseline !== undefined ? await openPolicy(opts.baseline, threads) : undefined;
+  let base: OpenedPolicy | undefined;
+  try {
+    if (opts.baseline !== undefined) base = await openPolicy(opts.baseline, threads);
+    return await evaluateOpened(main, base, { ...opts, stride, samples: K }, t0);
+  } finally {
+    await main.policy.release();
+    await base?.policy.release();
+  }
+}
+
+/** {@link evaluateOffline} once the policies are open (the caller releases them). */
+async function evaluateOpened(
+  main: OpenedPolicy,
+  base: OpenedPolicy | undefined,
+  opts: OfflineEvalOptions & { stride: number; samples: number },
+  t0: number,
+): Promise<OfflineEvalResult> {
+  const { stride, samples: K } = opts;
   const H = main.ckpt.config.horizon;
   const actionKey = main.ckpt.normalization.action.key;
   if (base) {
@@ -213,35 +230,30 @@ export async function evaluateOffline(opts: OfflineEvalOptions): Promise<Offline
   }));
   const seed = opts.seed ?? 0;
   const ctx: EvalContext = { frames, A, K, seed, opts, exampleAt, sweep: "run" };
-  try {
-    const metrics = await evaluatePolicy(main, ctx, "policy", (f, chunks) => {
-      const e = examples[exampleAt.indexOf(f)];
-      if (e) e.samples = chunks.map((c) => rows(c, A));
-    });
-    const baseline = base
-      ? await evaluatePolicy(base, { ...ctx, sweep: "skip" }, "baseline", (f, chunks) => {
-          const e = examples[exampleAt.indexOf(f)];
-          if (e && chunks[0]) e.baseline = rows(chunks[0], A);
-        })
-      : undefined;
-    return {
-      metrics,
-      ...(baseline ? { baseline } : {}),
-      dataset: opts.dataset,
-      episodes: [...opts.episodes],
-      stride,
-      frames: frames.length,
-      horizon: H,
-      actionDim: A,
-      jointNames,
-      examples,
-      runDir: main.runDir,
-      seconds: (performance.now() - t0) / 1000,
-    };
-  } finally {
-    await main.policy.release();
-    await base?.policy.release();
-  }
+  const metrics = await evaluatePolicy(main, ctx, "policy", (f, chunks) => {
+    const e = examples[exampleAt.indexOf(f)];
+    if (e) e.samples = chunks.map((c) => rows(c, A));
+  });
+  const baseline = base
+    ? await evaluatePolicy(base, { ...ctx, sweep: "skip" }, "baseline", (f, chunks) => {
+        const e = examples[exampleAt.indexOf(f)];
+        if (e && chunks[0]) e.baseline = rows(chunks[0], A);
+      })
+    : undefined;
+  return {
+    metrics,
+    ...(baseline ? { baseline } : {}),
+    dataset: opts.dataset,
+    episodes: [...opts.episodes],
+    stride,
+    frames: frames.length,
+    horizon: H,
+    actionDim: A,
+    jointNames,
+    examples,
+    runDir: main.runDir,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
 interface OpenedPolicy {

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import {
+  choice,
   choiceOption,
   episodeRange,
   float,
@@ -58,6 +59,14 @@ describe("cli/args parsers", () => {
     );
     expect(() => list(text)(" , ", "--features")).toThrow("--features: expected a comma-separated list, got ' , '");
     expect(() => text("  ", "--task")).toThrow("--task: expected a non-empty value, got '  '");
+  });
+
+  it("choice takes one of its values (list items), naming them otherwise", () => {
+    const solver = choice(["euler", "rk4"] as const);
+    expect(list(solver)("rk4,euler", "--solvers")).toEqual(["rk4", "euler"]);
+    expect(() => list(solver)("euler,leapfrog", "--solvers")).toThrow(
+      "--solvers: expected one of euler, rk4, got 'leapfrog' (in 'euler,leapfrog')",
+    );
   });
 
   it("option() parses through commander with the option's own flag; defaults stay parsed values", async () => {
