@@ -150,9 +150,15 @@ export class SafetyLayer {
     this.needRestart = true;
   }
 
-  /** Forces the next command to ramp from the measured position (after a reconnect, say). */
+  /**
+   * Forces the next command to ramp from the measured position and forgets the last command (after
+   * a reconnect, say: a hold then holds at the next measured position, never at an old command).
+   */
   restart(): void {
     this.needRestart = true;
+    delete this.motion.prev;
+    delete this.motion.rampStart;
+    this.motion.prevVel.fill(0);
   }
 
   /**
