@@ -192,6 +192,8 @@ export interface EffectiveJointLimits {
   readonly maxPosition?: number;
   readonly maxVelocity?: number;
   readonly maxAcceleration?: number;
+  /** Used instead of `maxAcceleration` while the change of velocity opposes the velocity (slowing down). */
+  readonly maxDeceleration?: number;
   readonly maxRelativeTarget?: number;
 }
 
@@ -231,6 +233,7 @@ export function effectiveLimits(profile: RobotProfile): EffectiveJointLimits[] {
       ...(l.has_position_limits ? { minPosition: l.min_position, maxPosition: l.max_position } : {}),
       ...(l.has_velocity_limits ? { maxVelocity: l.max_velocity } : {}),
       ...(l.has_acceleration_limits ? { maxAcceleration: l.max_acceleration } : {}),
+      ...(l.has_deceleration_limits ? { maxDeceleration: l.max_deceleration } : {}),
       ...(rel !== undefined ? { maxRelativeTarget: rel } : {}),
     };
   });

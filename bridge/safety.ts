@@ -8,7 +8,9 @@
  *    never jumps;
  * 2. `relative`: `max_relative_target` against the latest measured position (LeRobot);
  * 3. `velocity`: `|q - q_prev| <= max_velocity * dt`;
- * 4. `acceleration`: `|(q - q_prev)/dt - v_prev| <= max_acceleration * dt`;
+ * 4. `acceleration`: `|(q - q_prev)/dt - v_prev| <= max_acceleration * dt` (`max_deceleration` instead
+ *    while the change opposes the velocity, as ros2_control's limiter does); jerk and effort limits
+ *    are accepted in the profile but not enforced here;
  * 5. `position`: `min_position <= q <= max_position` (last, so a position limit always wins).
  *
  * Holds (no command computed): no joint state yet, the watchdog (no fresh joint state within the
@@ -312,10 +314,13 @@ export class SafetyLayer {
         if (c !== x) count("velocity", i);
         x = c;
       }
-      if (lim.maxAcceleration !== undefined) {
+      if (lim.maxAcceleration !== undefined || lim.maxDeceleration !== undefined) {
         const v0 = m.prevVel[i] as number;
         const v = (x - p) / dt;
-        const vc = clamp(v, v0 - lim.maxAcceleration * dt, v0 + lim.maxAcceleration * dt);
+        // ros2_control's rule: the deceleration limit applies while the change opposes the velocity
+        const slowing = (v - v0) * v0 < 0;
+        const a = slowing ? (lim.maxDeceleration ?? lim.maxAcceleration) : lim.maxAcceleration;
+        const vc = a === undefined ? v : clamp(v, v0 - a * dt, v0 + a * dt);
         if (vc !== v) {
           count("acceleration", i);
           x = p + vc * dt;

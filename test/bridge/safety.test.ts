@@ -67,6 +67,20 @@ describe("SafetyLayer", () => {
     expect(s.stats().clamps.acceleration.j0).toBe(5);
   });
 
+  it("uses max_deceleration while slowing down", () => {
+    // accelerate at 10 rad/s^2 to v = 3 (0.1, 0.3, 0.6), then stop with 20 rad/s^2: v 3 -> 1 -> 0
+    const s = layer([{ maxAcceleration: 10, maxDeceleration: 20 }]);
+    s.observe([0], 0);
+    for (let k = 0; k < 3; k++) s.step([10], 0);
+    expect(cmd(s.step([0.6], 0))[0]).toBeCloseTo(0.7, 12);
+    expect(cmd(s.step([0.65], 0))[0]).toBeCloseTo(0.65, 12); // v 1 -> -0.5 opposes v: within 20 * 0.1
+    // v -0.5 -> 2.5 opposes v again: clamped to -0.5 + 2 = 1.5 -> 0.8
+    expect(cmd(s.step([0.9], 0))[0]).toBeCloseTo(0.8, 12);
+    // v 1.5 -> 2.5 speeds up: the acceleration limit (1 rad/s per step) applies -> 1.05
+    expect(cmd(s.step([5], 0))[0]).toBeCloseTo(1.05, 12);
+    expect(s.stats().clamps.acceleration.j0).toBe(6);
+  });
+
   it("lets the position limit win over the acceleration limit", () => {
     const s = layer([{ maxAcceleration: 10, minPosition: -1, maxPosition: 0.7 }]);
     s.observe([0], 0);
