@@ -7,6 +7,7 @@ import { registerDataset } from "./commands/dataset.ts";
 import { registerTrain } from "./commands/train.ts";
 import { registerExport } from "./commands/export.ts";
 import { registerSim } from "./commands/sim.ts";
+import { registerSimRobot } from "./commands/robot.ts";
 
 const program = new Command();
 program
@@ -19,6 +20,7 @@ registerDataset(program);
 registerTrain(program);
 registerExport(program);
 registerSim(program);
+registerSimRobot(program);
 
 try {
   await program.parseAsync(process.argv);
