@@ -6,6 +6,10 @@
  * through the {@link SafetyLayer} and sends the result. Inference never blocks the loop: the
  * {@link ChunkPolicy} call is awaited off-tick (with a threaded policy it runs in its own thread).
  *
+ * The expected inference delay handed to the merger is `d = ceil(L / dt)` control steps, L the
+ * longest of the last 5 measured inference latencies (0 before the first); a merger with a prefix
+ * (real-time chunking) gets the committed actions of the next d steps passed to the policy.
+ *
  * After a reconnect (a new link epoch) the queue is cleared, chunks still in flight are discarded,
  * and nothing is sent until a joint state of the new epoch has arrived and a new chunk was computed
  * from it; the first command then ramps from the measured position.
@@ -235,7 +239,7 @@ export class ControlLoop {
       this.safety.observe(st.positions, st.atS);
     }
     if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
-      const delaySteps = Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9);
+      const delaySteps = Math.max(0, Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9));
       if (this.merger.wantsChunk(k, delaySteps)) this.infer(k, now, st.positions, delaySteps);
     }
     const action = this.merger.actionAt(k);

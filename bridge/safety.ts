@@ -191,8 +191,9 @@ export class SafetyLayer {
 
   /**
    * What {@link step} would command for the targets of the next steps, without changing state or
-   * counters (to publish a whole chunk as one trajectory). Stops before the first target that
-   * would hold; `[k][joints]`.
+   * counters (to publish a whole chunk as one trajectory). `max_relative_target` checks the first
+   * point against the measured position and each later one against the point before it. Stops
+   * before the first target that would hold; `[k][joints]`.
    */
   preview(targets: readonly ArrayLike<number>[], nowS: number): Float64Array[] {
     const motion: Motion = {
@@ -206,7 +207,9 @@ export class SafetyLayer {
     try {
       for (const t of targets) {
         if (this.holdCause(t, nowS, { count: false }) !== undefined) break;
-        out.push(this.filter(motion, t, { commit: false }));
+        // later points are checked against the point before them, as if the robot tracked perfectly
+        const relativeTo = out[out.length - 1];
+        out.push(this.filter(motion, t, { commit: false, ...(relativeTo ? { relativeTo } : {}) }));
         this.needRestart = false;
       }
     } finally {
@@ -271,8 +274,13 @@ export class SafetyLayer {
     return { kind: "hold", reason, entered, ...(at ? { positions: Float64Array.from(at) } : {}) };
   }
 
-  private filter(m: Motion, target: ArrayLike<number>, opts: { commit: boolean }): Float64Array {
+  private filter(
+    m: Motion,
+    target: ArrayLike<number>,
+    opts: { commit: boolean; relativeTo?: Float64Array },
+  ): Float64Array {
     const measured = this.measured as Float64Array;
+    const rel = opts.relativeTo ?? measured;
     if (this.needRestart) {
       m.prev = Float64Array.from(measured);
       m.prevVel.fill(0);
@@ -301,11 +309,7 @@ export class SafetyLayer {
         x = s + alpha * (x - s);
       }
       if (lim.maxRelativeTarget !== undefined) {
-        const c = clamp(
-          x,
-          (measured[i] as number) - lim.maxRelativeTarget,
-          (measured[i] as number) + lim.maxRelativeTarget,
-        );
+        const c = clamp(x, (rel[i] as number) - lim.maxRelativeTarget, (rel[i] as number) + lim.maxRelativeTarget);
         if (c !== x) count("relative", i);
         x = c;
       }

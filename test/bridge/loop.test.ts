@@ -312,6 +312,54 @@ describe("ControlLoop on a fake clock", () => {
   });
 });
 
+describe("ControlLoop with a prefix-passing merger (the rtc hook)", () => {
+  it("passes the committed actions for the measured delay d = ceil(latency / dt) as the prefix", async () => {
+    class PrefixMerger extends LatestMerger {
+      readonly asked: { step: number; d: number }[] = [];
+      prefix(step: number, d: number): Float32Array | undefined {
+        this.asked.push({ step, d });
+        const a = this.upcoming(step, d);
+        if (d === 0 || a.length < d) return undefined;
+        const out = new Float32Array(d * 2);
+        a.forEach((x, i) => out.set(x, i * 2));
+        return out;
+      }
+    }
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 });
+    const merger = new PrefixMerger({ actionDim: 2 });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merger });
+    loop.start();
+    await s.advance(0.3);
+    loop.stop();
+    // first request: no latency measured yet (d = 0); later ones: 50 ms at 20 ms per step -> d = 3
+    expect(merger.asked[0]).toEqual({ step: 0, d: 0 });
+    expect(merger.asked[1]?.d).toBe(3);
+    expect(policy.calls[0]?.req?.prefix).toBeUndefined();
+    const second = policy.calls[1];
+    expect(second?.req?.prefix?.length).toBe(6);
+    // the first chunk (from state 0) put 0.01 * (i + 1) at step i; the second request at step k
+    // commits steps k, k+1, k+2
+    const k = merger.asked[1]?.step as number;
+    expect([...(second?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual(
+      [k, k + 1, k + 2].map((i) => +((i + 1) * 0.01).toFixed(5)),
+    );
+  });
+
+  it("refuses a prefix merger when the policy's fps differs from the control rate", () => {
+    const s = new FakeScheduler();
+    const merger = Object.assign(new LatestMerger({ actionDim: 2 }), { prefix: () => undefined });
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, fps: 10, scheduler: s, latencyS: 0.05 });
+    expect(
+      () => new ControlLoop({ policy, link: new FakeLink(), profile: testProfile(), scheduler: s, merger }),
+    ).toThrow(
+      "merge mode 'latest' passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)",
+    );
+  });
+});
+
 describe("ControlLoop in real time", () => {
   it("ticks at 50 Hz on the real clock with loose bounds", async () => {
     const sched = realScheduler();

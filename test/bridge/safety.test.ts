@@ -195,4 +195,11 @@ describe("SafetyLayer", () => {
     expect(cmd(s.step([1], 0))[0]).toBeCloseTo(0.2, 12);
     expect(cmd(s.step([1], 0))[0]).toBeCloseTo(0.4, 12);
   });
+
+  it("previews max_relative_target point to point, the first against the measured position", () => {
+    const s = layer([{ maxRelativeTarget: 0.1 }]);
+    s.observe([0], 0);
+    const p = s.preview([[0.5], [0.5], [0.5], [0.15]], 0);
+    expect(p.map((x) => +(x[0] as number).toFixed(12))).toEqual([0.1, 0.2, 0.3, 0.2]);
+  });
 });
