@@ -69,8 +69,10 @@ describe("driveRobot", () => {
       scheduler: sched,
     });
     expect(res.stoppedBy).toBe("seconds");
-    expect(res.loop.ticks).toBeGreaterThan(20);
-    expect(res.loop.sent).toBeGreaterThan(15);
+    // every 20 ms deadline of the run is either ticked or counted as missed (the machine may be busy)
+    expect(res.loop.seconds).toBeGreaterThan(0.45);
+    expect(Math.abs(res.loop.ticks + res.loop.missedDeadlines - res.loop.seconds * 50)).toBeLessThanOrEqual(2);
+    expect(res.loop.sent).toBeGreaterThan(5);
     expect(res.link.connects).toBe(1);
   });
 

@@ -117,11 +117,13 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
     for (const publish of ["step", "chunk"] as const) {
       it(`ROS ${dialect}, --publish ${publish}: every JointTrajectory we send passes the controller's rules`, async () => {
         const r = await rig({ dialect, publish, policy: { latencyS: 0.03 } });
-        await sleep(400);
+        await until(
+          () => r.commands().length >= (publish === "step" ? 10 : 2) && r.server.received("/diagnostics").length > 0,
+          5000,
+        );
         const st = r.stop();
         await sleep(50);
         const cmds = r.commands();
-        expect(cmds.length).toBeGreaterThanOrEqual(publish === "step" ? 10 : 2);
         for (const m of cmds) expect(trajectoryViolations(m, { joints: ["a", "b"], version: dialect })).toEqual([]);
         if (publish === "chunk") expect(cmds.some((m) => (m.points as unknown[]).length > 5)).toBe(true);
         const pts = cmds[0]?.points as { time_from_start: unknown }[];
@@ -144,10 +146,9 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
         ros: { version: 2, joint_states: "/joint_states", command: "/fwd/commands" },
       },
     });
-    await sleep(300);
+    await until(() => r.commands().length > 5, 5000);
     r.stop();
     const cmds = r.commands();
-    expect(cmds.length).toBeGreaterThan(5);
     for (const m of cmds) expect((m.data as number[]).length).toBe(2);
     expect(r.server.received("/fwd/commands")[0]?.type).toBe("std_msgs/Float64MultiArray");
   });
@@ -201,9 +202,9 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
         },
       },
     });
-    await sleep(400);
+    await until(() => r.loop.stats().safety.nonFiniteChunks > 1 && r.commands().length > 5, 5000);
     const st = r.stop();
-    expect(st.safety.nonFiniteChunks).toBeGreaterThan(0);
+    expect(st.safety.nonFiniteChunks).toBeGreaterThan(1);
     const cmds = r.commands();
     expect(cmds.length).toBeGreaterThan(0);
     expect(cmds.every((m) => firstPositions(m).every(Number.isFinite))).toBe(true);
@@ -217,25 +218,26 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
       },
       policy: { chunk: () => new Float32Array(20).fill(2) },
     });
-    await sleep(300);
+    await until(() => r.commands().length > 5, 5000);
     const st = r.stop();
     const cmds = r.commands();
-    expect(cmds.length).toBeGreaterThan(5);
     for (const m of cmds) expect(firstPositions(m)).toEqual([0.5, 2]);
     expect(st.safety.clamps.position.a).toBe(st.sent);
     expect(st.safety.clamps.position.b).toBe(0);
   });
 
   it("watchdog: the robot goes quiet, we send one stop and then nothing", async () => {
-    const r = await rig({ profile: { watchdog_timeout_s: 0.05 } });
+    const r = await rig({ profile: { watchdog_timeout_s: 0.1 } });
     await until(() => r.commands().length > 5);
     r.robot.alive = false;
-    await sleep(150);
+    await sleep(250);
     const n = r.commands().length;
     await sleep(200);
     const st = r.stop();
     expect(r.commands().length).toBe(n);
-    expect(st.safety.watchdogTrips).toBe(1);
+    // (a busy machine may stall the state stream long enough for an earlier trip; the fake-clock
+    // test counts trips exactly)
+    expect(st.safety.watchdogTrips).toBeGreaterThanOrEqual(1);
     expect(st.safety.holding).toBe("watchdog");
   });
 
