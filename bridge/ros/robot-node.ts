@@ -17,23 +17,13 @@
  */
 import { Ros, Topic } from "roslib";
 import type { ITransportFactory } from "roslib";
+import type { Plant } from "../plant.ts";
+import { TrajectoryFollower } from "../plant.ts";
 import type { RobotProfile } from "../profile.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { realScheduler } from "../scheduler.ts";
 import { MSG, float32MultiArray, rosSeconds, zeroHeader } from "./protocol.ts";
 import { trajectoryViolations } from "./trajectory-rules.ts";
-
-/** A robot (a simulator) stepped at a fixed control period. */
-export interface Plant {
-  /** Control period, seconds. */
-  readonly dtS: number;
-  /** Measured joint positions `[joints]`, the profile's joint order. */
-  positions(): ArrayLike<number>;
-  /** Observation features by policy key (those the profile maps to topics). */
-  features(): Record<string, ArrayLike<number>>;
-  /** Applies position targets `[joints]` for one control period. */
-  step(targets: ArrayLike<number>): void;
-}
 
 /** Options of {@link RosRobotNode}. */
 export interface RosRobotNodeOptions {
@@ -59,13 +49,6 @@ export interface RosRobotNodeStats {
   missedSteps: number;
 }
 
-interface Segment {
-  t0: number;
-  start: Float64Array;
-  times: number[];
-  points: Float64Array[];
-}
-
 /** The simulated robot's ROS node; {@link start} it, {@link stop} it. */
 export class RosRobotNode {
   private readonly ros: Ros;
@@ -74,8 +57,8 @@ export class RosRobotNode {
   private readonly jsTopic: Topic<Record<string, unknown>>;
   private readonly featureTopics: { feature: string; topic: Topic<Record<string, unknown>> }[] = [];
   private readonly cmdTopic: Topic<unknown>;
+  private readonly follower: TrajectoryFollower;
   private reference: Float64Array;
-  private traj?: Segment;
   private connected = false;
   private publishedThisConnection = false;
   private stopped = true;
@@ -99,6 +82,7 @@ export class RosRobotNode {
     this.sched = opts.scheduler ?? realScheduler();
     this.retryMs = opts.backoff?.initialMs ?? 100;
     this.reference = Float64Array.from(opts.plant.positions());
+    this.follower = new TrajectoryFollower(this.reference);
     if (this.reference.length !== this.n)
       throw new Error(`RosRobotNode: plant has ${this.reference.length} joints, profile '${p.name}' ${this.n}`);
     this.ros = new Ros(opts.transportFactory ? { transportFactory: opts.transportFactory } : {});
@@ -156,7 +140,7 @@ export class RosRobotNode {
     return { ...this.counters };
   }
 
-  /** The position target the plant is tracking now `[joints]`. */
+  /** The position target the plant tracked at the last step `[joints]`. */
   get target(): Float64Array {
     return Float64Array.from(this.reference);
   }
@@ -171,7 +155,7 @@ export class RosRobotNode {
   private tick(): void {
     if (this.stopped) return;
     const now = this.sched.now();
-    this.reference = this.referenceAt(now);
+    this.reference = this.follower.referenceAt(now);
     this.opts.plant.step(this.reference);
     this.counters.steps++;
     this.publishState();
@@ -218,41 +202,19 @@ export class RosRobotNode {
       )
         return this.reject(`Float64MultiArray: expected ${this.n} finite values, got ${JSON.stringify(data)}`);
       this.counters.commands++;
-      this.traj = undefined;
-      this.reference = Float64Array.from(data as number[]);
+      this.follower.setPositions(data as number[]);
       return;
     }
     const v = trajectoryViolations(m, { joints: p.joints, version: p.ros.version });
     if (v.length > 0) return this.reject(`JointTrajectory rejected: ${v.join("; ")}`);
     const msg = m as { joint_names: string[]; points: { positions: number[]; time_from_start: unknown }[] };
     const order = p.joints.map((j) => msg.joint_names.indexOf(j));
-    const now = this.sched.now();
     this.counters.commands++;
-    this.traj = {
-      t0: now,
-      start: this.referenceAt(now),
-      times: msg.points.map((pt) => rosSeconds(p.ros.version, pt.time_from_start) as number),
-      points: msg.points.map((pt) => Float64Array.from(order, (i) => pt.positions[i] as number)),
-    };
-  }
-
-  private referenceAt(now: number): Float64Array {
-    const tr = this.traj;
-    if (!tr) return this.reference;
-    const t = now - tr.t0;
-    let prevT = 0;
-    let prev = tr.start;
-    for (let i = 0; i < tr.points.length; i++) {
-      const ti = tr.times[i] as number;
-      const pi = tr.points[i] as Float64Array;
-      if (t < ti) {
-        const f = ti > prevT ? Math.max(0, (t - prevT) / (ti - prevT)) : 1;
-        return prev.map((x, j) => x + f * ((pi[j] as number) - x));
-      }
-      prevT = ti;
-      prev = pi;
-    }
-    return Float64Array.from(prev);
+    this.follower.setTrajectory(
+      this.sched.now(),
+      msg.points.map((pt) => Float64Array.from(order, (i) => pt.positions[i] as number)),
+      msg.points.map((pt) => rosSeconds(p.ros.version, pt.time_from_start) as number),
+    );
   }
 
   private reject(why: string): void {

@@ -6,7 +6,7 @@
  */
 import type { Command } from "commander";
 import { loadRobotProfile } from "../../bridge/profile.ts";
-import type { Plant } from "../../bridge/ros/robot-node.ts";
+import type { Plant } from "../../bridge/plant.ts";
 import { RosRobotNode } from "../../bridge/ros/robot-node.ts";
 import { createTask, parseTaskName, TASK_NAMES } from "../../sim/tasks/index.ts";
 import { log, printResult } from "../output.ts";

@@ -4,7 +4,7 @@ import { ControlLoop } from "../../../bridge/loop.ts";
 import { LatestMerger } from "../../../bridge/merge.ts";
 import { RosLink } from "../../../bridge/ros/link.ts";
 import { jointTrajectory } from "../../../bridge/ros/protocol.ts";
-import type { Plant } from "../../../bridge/ros/robot-node.ts";
+import type { Plant } from "../../../bridge/plant.ts";
 import { RosRobotNode } from "../../../bridge/ros/robot-node.ts";
 import { realScheduler } from "../../../bridge/scheduler.ts";
 import { FakeScheduler } from "../fake-scheduler.ts";
