@@ -30,6 +30,8 @@ export interface DriveOptions {
   publish?: "chunk" | "step";
   /** Stop after this many seconds; default: run until a signal. */
   seconds?: number;
+  /** Polled every 50 ms: stop once it returns true (a solved task, say). */
+  stopWhen?: () => boolean;
   /** Give up if the first connection takes longer; default 10 000 ms. */
   connectTimeoutMs?: number;
   signals?: SignalSource;
@@ -40,7 +42,7 @@ export interface DriveOptions {
 
 /** What {@link driveRobot} returns: the loop's figures, the link's counters and why it stopped. */
 export interface DriveResult {
-  stoppedBy: "seconds" | "SIGINT" | "SIGTERM";
+  stoppedBy: "seconds" | "stopWhen" | "SIGINT" | "SIGTERM";
   loop: LoopStats;
   link: RosLinkStats;
 }
@@ -91,16 +93,23 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
   loop.start();
   const stoppedBy = await new Promise<DriveResult["stoppedBy"]>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
+    const poll = opts.stopWhen
+      ? setInterval(() => {
+          if (opts.stopWhen?.()) finish("stopWhen");
+        }, 50)
+      : undefined;
     const finish = (why: DriveResult["stoppedBy"]): void => {
       signals.off("SIGINT", onInt);
       signals.off("SIGTERM", onTerm);
       clearTimeout(timer);
+      clearInterval(poll);
       resolve(why);
     };
     const onSignal = (sig: "SIGINT" | "SIGTERM"): void => {
       log(`${sig}: e-stop, holding, then exiting`);
       loop.estop(sig);
       clearTimeout(timer);
+      clearInterval(poll);
       setTimeout(() => finish(sig), Math.ceil(2000 / opts.profile.control_rate_hz));
     };
     const onInt = (): void => onSignal("SIGINT");
