@@ -87,6 +87,7 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
       else if (e.kind === "resync")
         log(`reconnected: waiting for a fresh joint state and a new chunk (epoch ${e.epoch})`);
       else if (e.kind === "infer-error") log(`inference failed: ${e.error}`);
+      else if (e.kind === "loop-error") log(`error in a control tick (e-stop latched): ${e.error}`);
       else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
     },
   });

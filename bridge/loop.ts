@@ -50,6 +50,7 @@ export type LoopEvent =
   | { kind: "resync"; epoch: number }
   | { kind: "chunk-dropped"; reason: "non-finite" | "bad-length" | "stale-epoch"; step: number }
   | { kind: "infer-error"; error: string }
+  | { kind: "loop-error"; error: string }
   | { kind: "hold"; reason: string; step: number };
 
 /** What the loop measured; every figure of `--json` output. */
@@ -77,6 +78,8 @@ export interface LoopStats {
   staleFeatureTicks: number;
   inferErrors: number;
   resyncs: number;
+  /** Exceptions inside a tick (each latches the e-stop). */
+  loopErrors: number;
   safety: SafetyStats;
 }
 
@@ -117,6 +120,7 @@ export class ControlLoop {
     staleFeature: 0,
     inferErrors: 0,
     resyncs: 0,
+    loopErrors: 0,
   };
 
   constructor(private readonly opts: ControlLoopOptions) {
@@ -187,6 +191,7 @@ export class ControlLoop {
       staleFeatureTicks: this.counts.staleFeature,
       inferErrors: this.counts.inferErrors,
       resyncs: this.counts.resyncs,
+      loopErrors: this.counts.loopErrors,
       safety,
     };
   }
@@ -198,6 +203,13 @@ export class ControlLoop {
     this.jitters.push(Math.max(0, (now - due) * 1000));
     try {
       this.control(now);
+    } catch (err) {
+      // A bug or a transport failure inside a tick must not kill the process silently or keep
+      // commanding: latch the e-stop (the robot holds) and report.
+      const message = (err as Error).message ?? String(err);
+      this.counts.loopErrors++;
+      this.safety.estop(`loop error: ${message}`);
+      this.opts.onEvent?.({ kind: "loop-error", error: message });
     } finally {
       this.scheduleNext();
     }
@@ -287,7 +299,13 @@ export class ControlLoop {
     const epoch = this.epoch;
     this.inflight = true;
     const t0 = this.sched.now();
-    this.opts.policy.sampleChunk(obs, prefix ? { prefix } : {}).then(
+    let pending: Promise<Float32Array>;
+    try {
+      pending = this.opts.policy.sampleChunk(obs, prefix ? { prefix } : {});
+    } catch (err) {
+      pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    pending.then(
       (chunk) => this.onChunk(chunk, k, epoch, t0),
       (err: unknown) => {
         this.inflight = false;

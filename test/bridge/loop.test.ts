@@ -312,6 +312,48 @@ describe("ControlLoop on a fake clock", () => {
   });
 });
 
+describe("ControlLoop failures", () => {
+  it("a throwing transport latches the e-stop instead of crashing; a throwing policy is an inference error", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    let calls = 0;
+    const policy = {
+      horizon: 2,
+      actionDim: 2,
+      sampleChunk: (): Promise<Float32Array> => {
+        calls++;
+        if (calls === 1) throw new Error("bad input");
+        return Promise.resolve(new Float32Array([1, 1, 1, 1]));
+      },
+      reset: (): void => {},
+    };
+    const events: string[] = [];
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+      onEvent: (e) =>
+        events.push(e.kind === "loop-error" || e.kind === "infer-error" ? `${e.kind}: ${e.error}` : e.kind),
+    });
+    link.send = () => {
+      throw new Error("socket exploded");
+    };
+    loop.start();
+    await s.advance(0.1);
+    const st = loop.stop();
+    expect(st.inferErrors).toBe(1);
+    // the first command throws (e-stop latched), then the e-stop's stop message throws too; no more sends
+    expect(st.loopErrors).toBe(2);
+    expect(st.safety.estopReason).toBe("loop error: socket exploded");
+    expect(events).toContain("infer-error: bad input");
+    expect(events).toContain("loop-error: socket exploded");
+    expect(st.ticks).toBe(6); // the loop kept its schedule
+  });
+});
+
 describe("ControlLoop with a prefix-passing merger (the rtc hook)", () => {
   it("passes the committed actions for the measured delay d = ceil(latency / dt) as the prefix", async () => {
     class PrefixMerger extends LatestMerger {
