@@ -113,6 +113,26 @@ describe("test rosbridge server with real roslib", () => {
     expect(got[0]?.name).toEqual(["a", "b"]);
   });
 
+  it("stops routing after unsubscribe and records unadvertise", async () => {
+    const s = await serve(2);
+    const a = await connect(s.url);
+    const b = await connect(s.url);
+    const got: unknown[] = [];
+    const sub = new Topic({ ros: b, name: "/x", messageType: "std_msgs/Bool" });
+    sub.subscribe((m) => got.push(m));
+    const pub = new Topic({ ros: a, name: "/x", messageType: "std_msgs/Bool" });
+    await until(() => s.ops.some((o) => o.op === "subscribe"));
+    pub.publish({ data: true });
+    await until(() => got.length === 1);
+    sub.unsubscribe();
+    await until(() => s.ops.some((o) => o.op === "unsubscribe" && o.topic === "/x"));
+    pub.publish({ data: false });
+    pub.unadvertise();
+    await until(() => s.ops.some((o) => o.op === "unadvertise" && o.topic === "/x"));
+    expect(s.received("/x").map((d) => d.msg)).toEqual([{ data: true }, { data: false }]);
+    expect(got).toEqual([{ data: true }]);
+  });
+
   it("stops and restarts on the same port; roslib reconnects when told to", async () => {
     const s = await serve(2);
     const url = s.url;
