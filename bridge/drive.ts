@@ -9,7 +9,7 @@ import type { LoopStats } from "./loop.ts";
 import { ControlLoop } from "./loop.ts";
 import type { ActionMerger } from "./merge.ts";
 import type { RobotProfile } from "./profile.ts";
-import type { RosLinkStats } from "./ros/link.ts";
+import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { realScheduler } from "./scheduler.ts";
@@ -38,6 +38,8 @@ export interface DriveOptions {
   scheduler?: Scheduler;
   /** Log lines (connection changes, rejected messages, holds); default: none. */
   log?: (line: string) => void;
+  /** Passed to {@link RosLink}: every command message handed to roslib (measurements). */
+  onPublish?: RosLinkOptions["onPublish"];
 }
 
 /** What {@link driveRobot} returns: the loop's figures, the link's counters and why it stopped. */
@@ -56,6 +58,7 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
     url: opts.url,
     profile: opts.profile,
     now: () => sched.now(),
+    ...(opts.onPublish ? { onPublish: opts.onPublish } : {}),
     onEvent: (e) => {
       switch (e.kind) {
         case "connected":

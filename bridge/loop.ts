@@ -109,6 +109,8 @@ export class ControlLoop {
   private jitters: number[] = [];
   private hadAction = false;
   private newChunk = false;
+  /** Receive time of the joint state the newest queued chunk was computed from. */
+  private chunkSourceAtS = -Infinity;
   private lastDiagS = -Infinity;
   private counts = {
     missed: 0,
@@ -252,7 +254,7 @@ export class ControlLoop {
     }
     if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
       const delaySteps = Math.max(0, Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9));
-      if (this.merger.wantsChunk(k, delaySteps)) this.infer(k, now, st.positions, delaySteps);
+      if (this.merger.wantsChunk(k, delaySteps)) this.infer(k, now, st.positions, st.atS, delaySteps);
     }
     const action = this.merger.actionAt(k);
     if (action) this.hadAction = true;
@@ -263,10 +265,21 @@ export class ControlLoop {
     const d = this.safety.step(action, now);
     if (d.kind === "command") {
       if (!this.chunkMode)
-        this.count(link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch }));
+        this.count(
+          link.send({
+            kind: "positions",
+            positions: d.positions,
+            dtS: this.dt,
+            epoch: this.epoch,
+            sourceAtS: this.chunkSourceAtS,
+          }),
+        );
       else if (this.newChunk) {
         const rest = this.safety.preview(this.merger.upcoming(k + 1, 10_000), now);
-        this.count(link.send({ kind: "trajectory", points: [d.positions, ...rest], dtS: this.dt, epoch: this.epoch }));
+        const points = [d.positions, ...rest];
+        this.count(
+          link.send({ kind: "trajectory", points, dtS: this.dt, epoch: this.epoch, sourceAtS: this.chunkSourceAtS }),
+        );
       }
       this.newChunk = false;
     } else {
@@ -275,7 +288,9 @@ export class ControlLoop {
       // this connection (never an old command after a reconnect).
       const stop = d.reason === "estop" || d.reason === "watchdog" || d.reason === "non-finite";
       if (d.entered && stop && d.positions && current)
-        this.count(link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch }));
+        this.count(
+          link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch, sourceAtS: st.atS }),
+        );
       if (d.reason !== "empty") this.merger.clear();
     }
     if (now - this.lastDiagS >= (this.opts.diagnosticsEveryS ?? 1)) {
@@ -284,7 +299,7 @@ export class ControlLoop {
     }
   }
 
-  private infer(k: number, now: number, positions: Float64Array, delaySteps: number): void {
+  private infer(k: number, now: number, positions: Float64Array, sourceAtS: number, delaySteps: number): void {
     const p = this.opts.profile;
     const obs: Observation = { [p.state_feature]: Float32Array.from(positions) };
     for (const f of p.features) {
@@ -306,7 +321,7 @@ export class ControlLoop {
       pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     pending.then(
-      (chunk) => this.onChunk(chunk, k, epoch, t0),
+      (chunk) => this.onChunk(chunk, k, epoch, t0, sourceAtS),
       (err: unknown) => {
         this.inflight = false;
         this.counts.inferErrors++;
@@ -315,7 +330,7 @@ export class ControlLoop {
     );
   }
 
-  private onChunk(chunk: Float32Array, obsStep: number, epoch: number, t0: number): void {
+  private onChunk(chunk: Float32Array, obsStep: number, epoch: number, t0: number, sourceAtS: number): void {
     this.inflight = false;
     const latency = this.sched.now() - t0;
     this.latencies.push(latency * 1000);
@@ -343,6 +358,7 @@ export class ControlLoop {
     const resampled =
       pol.fps !== undefined && pol.fps !== rate ? resampleChunk(chunk, pol.actionDim, pol.fps, rate) : chunk;
     this.merger.add(resampled, { startStep: obsStep, nowStep });
+    this.chunkSourceAtS = sourceAtS;
     this.newChunk = true;
   }
 

@@ -35,6 +35,8 @@ export type RobotCommand =
       dtS: number;
       /** Epoch of the joint state the command was computed from. */
       epoch: number;
+      /** Receive time (loop clock, s) of the joint state the command was computed from. */
+      sourceAtS: number;
     }
   | {
       /** Targets for the next steps, `points[k]` reached `(k + 1) * dtS` seconds from now. */
@@ -42,6 +44,7 @@ export type RobotCommand =
       points: Float64Array[];
       dtS: number;
       epoch: number;
+      sourceAtS: number;
     };
 
 /** What the link did with a command. */

@@ -52,6 +52,8 @@ export interface RosLinkOptions {
   transportFactory?: ITransportFactory;
   /** Receives connection changes and rejected messages. */
   onEvent?: (e: RosLinkEvent) => void;
+  /** Called with every command message handed to roslib and the command it came from (measurements). */
+  onPublish?: (msg: Record<string, unknown>, cmd: RobotCommand) => void;
 }
 
 /** Counters of a {@link RosLink}. */
@@ -226,6 +228,7 @@ export class RosLink implements RobotLink {
         : float64MultiArray(points[0] as Float64Array);
     this.command.publish(msg);
     this.counters.sent++;
+    this.opts.onPublish?.(msg, cmd);
     return "sent";
   }
 

@@ -11,9 +11,10 @@
  * - `forward` (forward_position_controller): a message with exactly one finite value per joint
  *   becomes the target; any other is rejected.
  *
- * `staleCommands` counts commands that arrived on a connection before this node had published a
- * joint state on it: they cannot have been computed from a state of that connection (roslib's
- * replay of a queue, say).
+ * `commandsBeforeFirstState` counts commands that arrived on a connection before this node had
+ * published a joint state on it: they cannot have been computed from a state of that connection
+ * (roslib's replay of a queue, say). The full stale-command measurement needs the controller's
+ * side too: see {@link StaleCommandMeter} and the `onCommand` hook.
  */
 import { Ros, Topic } from "roslib";
 import type { ITransportFactory } from "roslib";
@@ -24,6 +25,7 @@ import type { Scheduler } from "../scheduler.ts";
 import { realScheduler } from "../scheduler.ts";
 import { MSG, float32MultiArray, rosSeconds, zeroHeader } from "./protocol.ts";
 import { trajectoryViolations } from "./trajectory-rules.ts";
+import type { StaleCommandMeter } from "../stale-commands.ts";
 
 /** Options of {@link RosRobotNode}. */
 export interface RosRobotNodeOptions {
@@ -36,6 +38,11 @@ export interface RosRobotNodeOptions {
   transportFactory?: ITransportFactory;
   /** Called after every plant step with the step count. */
   onStep?: (step: number) => void;
+  /**
+   * Called with every command message received (before validation) and the time (scheduler clock,
+   * s) of this node's latest (re)connect, for measurements such as {@link StaleCommandMeter}.
+   */
+  onCommand?: (msg: unknown, info: { atS: number; lastConnectAtS: number }) => void;
 }
 
 /** Counters of a {@link RosRobotNode}. */
@@ -44,7 +51,8 @@ export interface RosRobotNodeStats {
   commands: number;
   rejected: number;
   lastRejection?: string;
-  staleCommands: number;
+  /** Commands received on a connection before this node had published a joint state on it. */
+  commandsBeforeFirstState: number;
   connects: number;
   missedSteps: number;
 }
@@ -65,13 +73,14 @@ export class RosRobotNode {
   private cancel?: () => void;
   private retryTimer?: NodeJS.Timeout;
   private retryMs: number;
+  private lastConnectAtS = -Infinity;
   private startS = 0;
   private k = 0;
   private readonly counters: RosRobotNodeStats = {
     steps: 0,
     commands: 0,
     rejected: 0,
-    staleCommands: 0,
+    commandsBeforeFirstState: 0,
     connects: 0,
     missedSteps: 0,
   };
@@ -88,6 +97,7 @@ export class RosRobotNode {
     this.ros = new Ros(opts.transportFactory ? { transportFactory: opts.transportFactory } : {});
     this.ros.on("connection", () => {
       this.connected = true;
+      this.lastConnectAtS = this.sched.now();
       this.publishedThisConnection = false;
       this.counters.connects++;
       this.retryMs = opts.backoff?.initialMs ?? 100;
@@ -192,7 +202,8 @@ export class RosRobotNode {
 
   private onCommand(m: unknown): void {
     const p = this.opts.profile;
-    if (!this.publishedThisConnection) this.counters.staleCommands++;
+    this.opts.onCommand?.(m, { atS: this.sched.now(), lastConnectAtS: this.lastConnectAtS });
+    if (!this.publishedThisConnection) this.counters.commandsBeforeFirstState++;
     if (p.command_interface === "forward") {
       const data = typeof m === "object" && m !== null ? (m as { data?: unknown }).data : undefined;
       if (

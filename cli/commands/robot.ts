@@ -20,6 +20,7 @@ import type { RobotProfile } from "../../bridge/profile.ts";
 import { loadRobotProfile } from "../../bridge/profile.ts";
 import { RosRobotNode } from "../../bridge/ros/robot-node.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
+import { StaleCommandMeter } from "../../bridge/stale-commands.ts";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
 import { Rng } from "../../policy/random.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
@@ -203,9 +204,17 @@ export function registerSimRobot(program: Command): void {
             loopStats = loop.stop();
             robotSide = link.stop();
           } else {
-            const node = new RosRobotNode({ url: o.ros as string, profile, plant, scheduler: sched });
+            const meter = new StaleCommandMeter();
+            const node = new RosRobotNode({
+              url: o.ros as string,
+              profile,
+              plant,
+              scheduler: sched,
+              onCommand: (msg, info) => meter.received(msg, info.lastConnectAtS),
+            });
             node.start();
             const res = await driveRobot({
+              onPublish: (msg, cmd) => meter.sent(msg, cmd.sourceAtS),
               url: o.ros as string,
               profile,
               policy,
@@ -218,13 +227,15 @@ export function registerSimRobot(program: Command): void {
             });
             const ns = node.stop();
             loopStats = res.loop;
-            staleCommands = ns.staleCommands;
+            staleCommands = meter.stale;
             robotSide = {
               steps: ns.steps,
               commands: ns.commands,
               rejected: ns.rejected,
               connects: ns.connects,
               missedSteps: ns.missedSteps,
+              commandsBeforeFirstState: ns.commandsBeforeFirstState,
+              unknownCommands: meter.unknown,
             };
           }
           const result = {

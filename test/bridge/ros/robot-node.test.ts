@@ -126,7 +126,7 @@ describe("RosRobotNode (the simulated robot's side)", () => {
     expect(plant.q[0]).toBeCloseTo(0.5, 2);
     expect(plant.q[1]).toBeCloseTo(-0.3, 2);
     expect(ns.rejected).toBe(0);
-    expect(ns.staleCommands).toBe(0);
+    expect(ns.commandsBeforeFirstState).toBe(0);
     expect(ns.commands).toBeGreaterThan(20);
     // joint a was limited to 2 rad/s: 0.04 rad per step, so its first commands were clamped
     expect(st.safety.clamps.velocity.a).toBeGreaterThan(5);
