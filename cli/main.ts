@@ -10,6 +10,7 @@ import { registerSim } from "./commands/sim.ts";
 import { registerEval } from "./commands/eval.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerKeys } from "./commands/keys.ts";
+import { registerSimRobot } from "./commands/robot.ts";
 
 const program = new Command();
 program
@@ -25,6 +26,7 @@ registerSim(program);
 registerEval(program);
 registerServe(program);
 registerKeys(program);
+registerSimRobot(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,129 @@
+/**
+ * Drive a ROS robot with a policy: connects a {@link RosLink}, runs the {@link ControlLoop} until
+ * the time is up or SIGINT/SIGTERM arrives, then holds and exits cleanly. A signal latches the
+ * e-stop first, lets two control periods pass so the stop message goes out, then stops the loop and
+ * closes the connection. The CLI's `serve --robot` is a thin wrapper around {@link driveRobot}.
+ */
+import type { ChunkPolicy } from "../policy/chunk-policy.ts";
+import type { LoopStats } from "./loop.ts";
+import { ControlLoop } from "./loop.ts";
+import type { ActionMerger } from "./merge.ts";
+import type { RobotProfile } from "./profile.ts";
+import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
+import { RosLink } from "./ros/link.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { realScheduler } from "./scheduler.ts";
+
+/** Where termination signals come from (default: the process). */
+export interface SignalSource {
+  on(signal: "SIGINT" | "SIGTERM", fn: () => void): unknown;
+  off(signal: "SIGINT" | "SIGTERM", fn: () => void): unknown;
+}
+
+/** Options of {@link driveRobot}. */
+export interface DriveOptions {
+  /** rosbridge URL. */
+  url: string;
+  profile: RobotProfile;
+  policy: ChunkPolicy;
+  merger?: ActionMerger;
+  publish?: "chunk" | "step";
+  /** Stop after this many seconds; default: run until a signal. */
+  seconds?: number;
+  /** Polled every 50 ms: stop once it returns true (a solved task, say). */
+  stopWhen?: () => boolean;
+  /** Give up if the first connection takes longer; default 10 000 ms. */
+  connectTimeoutMs?: number;
+  signals?: SignalSource;
+  scheduler?: Scheduler;
+  /** Log lines (connection changes, rejected messages, holds); default: none. */
+  log?: (line: string) => void;
+  /** Passed to {@link RosLink}: every command message handed to roslib (measurements). */
+  onPublish?: RosLinkOptions["onPublish"];
+}
+
+/** What {@link driveRobot} returns: the loop's figures, the link's counters and why it stopped. */
+export interface DriveResult {
+  stoppedBy: "seconds" | "stopWhen" | "SIGINT" | "SIGTERM";
+  loop: LoopStats;
+  link: RosLinkStats;
+}
+
+/** Runs the loop against a robot over rosbridge; resolves when stopped (see the module comment). */
+export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
+  const sched = opts.scheduler ?? realScheduler();
+  const log = opts.log ?? ((): void => {});
+  const signals: SignalSource = opts.signals ?? process;
+  const link = RosLink.open({
+    url: opts.url,
+    profile: opts.profile,
+    now: () => sched.now(),
+    ...(opts.onPublish ? { onPublish: opts.onPublish } : {}),
+    onEvent: (e) => {
+      switch (e.kind) {
+        case "connected":
+          return log(`connected to ${e.url} (epoch ${e.epoch})`);
+        case "disconnected":
+          return log(`disconnected (epoch ${e.epoch}); retrying in ${e.retryInMs} ms; commands are dropped meanwhile`);
+        case "rejected":
+          return log(`rejected a message on ${e.topic}: ${e.error}`);
+        case "estop":
+          return log(`e-stop requested on ${e.topic}: holding`);
+      }
+    },
+  });
+  try {
+    await link.waitConnected(opts.connectTimeoutMs ?? 10_000);
+  } catch (err) {
+    link.close();
+    throw err;
+  }
+  const loop = new ControlLoop({
+    policy: opts.policy,
+    link,
+    profile: opts.profile,
+    scheduler: sched,
+    ...(opts.merger ? { merger: opts.merger } : {}),
+    ...(opts.publish ? { publish: opts.publish } : {}),
+    onEvent: (e) => {
+      if (e.kind === "hold") log(`holding at step ${e.step}: ${e.reason}`);
+      else if (e.kind === "resync")
+        log(`reconnected: waiting for a fresh joint state and a new chunk (epoch ${e.epoch})`);
+      else if (e.kind === "infer-error") log(`inference failed: ${e.error}`);
+      else if (e.kind === "loop-error") log(`error in a control tick (e-stop latched): ${e.error}`);
+      else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
+    },
+  });
+  loop.start();
+  const stoppedBy = await new Promise<DriveResult["stoppedBy"]>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const poll = opts.stopWhen
+      ? setInterval(() => {
+          if (opts.stopWhen?.()) finish("stopWhen");
+        }, 50)
+      : undefined;
+    const finish = (why: DriveResult["stoppedBy"]): void => {
+      signals.off("SIGINT", onInt);
+      signals.off("SIGTERM", onTerm);
+      clearTimeout(timer);
+      clearInterval(poll);
+      resolve(why);
+    };
+    const onSignal = (sig: "SIGINT" | "SIGTERM"): void => {
+      log(`${sig}: e-stop, holding, then exiting`);
+      loop.estop(sig);
+      clearTimeout(timer);
+      clearInterval(poll);
+      setTimeout(() => finish(sig), Math.ceil(2000 / opts.profile.control_rate_hz));
+    };
+    const onInt = (): void => onSignal("SIGINT");
+    const onTerm = (): void => onSignal("SIGTERM");
+    signals.on("SIGINT", onInt);
+    signals.on("SIGTERM", onTerm);
+    if (opts.seconds !== undefined) timer = setTimeout(() => finish("seconds"), opts.seconds * 1000);
+  });
+  const stats = loop.stop();
+  const linkStats = link.stats();
+  link.close();
+  return { stoppedBy, loop: stats, link: linkStats };
+}

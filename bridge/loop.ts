@@ -1,0 +1,398 @@
+/**
+ * The real-time control loop: at the profile's rate on a monotonic clock, with deadlines that do not
+ * drift (tick k is due at `start + k * dt`, never `now + dt`), it reads the newest joint state and
+ * features from a {@link RobotLink}, keeps the action queue by absolute control step (through an
+ * {@link ActionMerger}), requests the next chunk before the queue runs dry, passes every action
+ * through the {@link SafetyLayer} and sends the result. Inference never blocks the loop: the
+ * {@link ChunkPolicy} call is awaited off-tick (with a threaded policy it runs in its own thread).
+ *
+ * The expected inference delay handed to the merger is `d = ceil(L / dt)` control steps, L the
+ * longest of the last 5 measured inference latencies (0 before the first); a merger with a prefix
+ * (real-time chunking) gets the committed actions of the next d steps passed to the policy.
+ *
+ * After a reconnect (a new link epoch) the queue is cleared, chunks still in flight are discarded,
+ * and nothing is sent until a joint state of the new epoch has arrived and a new chunk was computed
+ * from it; the first command then ramps from the measured position.
+ */
+import type { ChunkPolicy, Observation } from "../policy/chunk-policy.ts";
+import type { ActionMerger } from "./merge.ts";
+import { SyncMerger, resampleChunk } from "./merge.ts";
+import type { RobotProfile } from "./profile.ts";
+import { effectiveLimits } from "./profile.ts";
+import type { RobotLink, SendResult } from "./robot-link.ts";
+import type { SafetyStats } from "./safety.ts";
+import { SafetyLayer } from "./safety.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { realScheduler } from "./scheduler.ts";
+
+/** Options of {@link ControlLoop}. */
+export interface ControlLoopOptions {
+  policy: ChunkPolicy;
+  link: RobotLink;
+  profile: RobotProfile;
+  /** Merge logic; default {@link SyncMerger} over the whole chunk. */
+  merger?: ActionMerger;
+  /** Clock and timers; default {@link realScheduler}. */
+  scheduler?: Scheduler;
+  /**
+   * With the `trajectory` interface: `chunk` publishes the whole remaining queue as one trajectory
+   * whenever a new chunk arrives, `step` one point per tick (default). Ignored for `forward`.
+   */
+  publish?: "chunk" | "step";
+  /** Seconds between diagnostics messages; default 1. */
+  diagnosticsEveryS?: number;
+  /** Things worth a log line. */
+  onEvent?: (e: LoopEvent) => void;
+}
+
+/** Events of the loop. */
+export type LoopEvent =
+  | { kind: "resync"; epoch: number }
+  | { kind: "chunk-dropped"; reason: "non-finite" | "bad-length" | "stale-epoch"; step: number }
+  | { kind: "infer-error"; error: string }
+  | { kind: "loop-error"; error: string }
+  | { kind: "hold"; reason: string; step: number };
+
+/** What the loop measured; every figure of `--json` output. */
+export interface LoopStats {
+  ticks: number;
+  seconds: number;
+  loopHz: number;
+  jitterP50Ms: number;
+  jitterP99Ms: number;
+  jitterMaxMs: number;
+  missedDeadlines: number;
+  inferCount: number;
+  inferP50Ms: number;
+  inferMaxMs: number;
+  /** Times the queue ran dry while the loop was executing (a non-empty -> empty transition). */
+  queueEmptyEvents: number;
+  /** Clamps of every kind (details in `safety.clamps`). */
+  clamps: number;
+  sent: number;
+  droppedDisconnected: number;
+  droppedStale: number;
+  /** Chunks discarded because the connection epoch changed while they were computed. */
+  discardedChunks: number;
+  /** Ticks without inference because a feature was missing or stale. */
+  staleFeatureTicks: number;
+  inferErrors: number;
+  resyncs: number;
+  /** Exceptions inside a tick (each latches the e-stop). */
+  loopErrors: number;
+  safety: SafetyStats;
+}
+
+const percentile = (xs: number[], p: number): number => {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+};
+
+/** The control loop; {@link start} it, {@link stop} it to get its {@link LoopStats}. */
+export class ControlLoop {
+  readonly dt: number;
+  private readonly safety: SafetyLayer;
+  private readonly merger: ActionMerger;
+  private readonly sched: Scheduler;
+  private readonly joints: number;
+  private readonly chunkMode: boolean;
+  private startS = 0;
+  private step = 0;
+  private cancel?: () => void;
+  private running = false;
+  private epoch = -1;
+  private inflight = false;
+  private lastStateAtS = -Infinity;
+  private latencies: number[] = [];
+  private recentLatencyS: number[] = [];
+  private jitters: number[] = [];
+  private hadAction = false;
+  private newChunk = false;
+  /** Receive time of the joint state the newest queued chunk was computed from. */
+  private chunkSourceAtS = -Infinity;
+  private lastDiagS = -Infinity;
+  private counts = {
+    missed: 0,
+    queueEmpty: 0,
+    sent: 0,
+    droppedDisconnected: 0,
+    droppedStale: 0,
+    discarded: 0,
+    staleFeature: 0,
+    inferErrors: 0,
+    resyncs: 0,
+    loopErrors: 0,
+  };
+
+  constructor(private readonly opts: ControlLoopOptions) {
+    const p = opts.profile;
+    this.dt = 1 / p.control_rate_hz;
+    this.joints = p.joints.length;
+    if (opts.policy.actionDim !== this.joints)
+      throw new Error(
+        `ControlLoop: policy actionDim ${opts.policy.actionDim} != ${this.joints} joints of profile '${p.name}'`,
+      );
+    this.sched = opts.scheduler ?? realScheduler();
+    this.merger = opts.merger ?? new SyncMerger({ actionDim: this.joints });
+    if (this.merger.prefix && opts.policy.fps !== undefined && opts.policy.fps !== p.control_rate_hz)
+      throw new Error(
+        `ControlLoop: merge mode '${this.merger.mode}' passes a prefix, which needs the policy's fps (${opts.policy.fps}) to equal the control rate (${p.control_rate_hz} Hz)`,
+      );
+    this.safety = new SafetyLayer({
+      limits: effectiveLimits(p),
+      dt: this.dt,
+      watchdogTimeoutS: p.watchdog_timeout_s,
+      rampS: p.ramp_s,
+    });
+    this.chunkMode = p.command_interface === "trajectory" && opts.publish === "chunk";
+  }
+
+  /** Starts ticking; tick 0 is due now. */
+  start(): void {
+    if (this.running) throw new Error("ControlLoop.start: already running");
+    this.running = true;
+    this.startS = this.sched.now();
+    this.step = 0;
+    this.cancel = this.sched.at(this.startS, () => this.tick());
+  }
+
+  /** Latches the e-stop (SIGINT/SIGTERM, an operator): the loop holds from the next tick on. */
+  estop(reason: string): void {
+    this.safety.estop(reason);
+  }
+
+  /** Stops ticking and returns the figures. */
+  stop(): LoopStats {
+    this.running = false;
+    this.cancel?.();
+    return this.stats();
+  }
+
+  /** The figures so far. */
+  stats(): LoopStats {
+    const seconds = Math.max(1e-9, this.sched.now() - this.startS);
+    const safety = this.safety.stats();
+    return {
+      ticks: this.jitters.length,
+      seconds,
+      loopHz: this.jitters.length / seconds,
+      jitterP50Ms: percentile(this.jitters, 50),
+      jitterP99Ms: percentile(this.jitters, 99),
+      jitterMaxMs: this.jitters.reduce((a, b) => Math.max(a, b), 0),
+      missedDeadlines: this.counts.missed,
+      inferCount: this.latencies.length,
+      inferP50Ms: percentile(this.latencies, 50),
+      inferMaxMs: this.latencies.reduce((a, b) => Math.max(a, b), 0),
+      queueEmptyEvents: this.counts.queueEmpty,
+      clamps: safety.clampTotal,
+      sent: this.counts.sent,
+      droppedDisconnected: this.counts.droppedDisconnected,
+      droppedStale: this.counts.droppedStale,
+      discardedChunks: this.counts.discarded,
+      staleFeatureTicks: this.counts.staleFeature,
+      inferErrors: this.counts.inferErrors,
+      resyncs: this.counts.resyncs,
+      loopErrors: this.counts.loopErrors,
+      safety,
+    };
+  }
+
+  private tick(): void {
+    if (!this.running) return;
+    const now = this.sched.now();
+    const due = this.startS + this.step * this.dt;
+    this.jitters.push(Math.max(0, (now - due) * 1000));
+    try {
+      this.control(now);
+    } catch (err) {
+      // A bug or a transport failure inside a tick must not kill the process silently or keep
+      // commanding: latch the e-stop (the robot holds) and report.
+      const message = (err as Error).message ?? String(err);
+      this.counts.loopErrors++;
+      this.safety.estop(`loop error: ${message}`);
+      this.opts.onEvent?.({ kind: "loop-error", error: message });
+    } finally {
+      this.scheduleNext();
+    }
+  }
+
+  private scheduleNext(): void {
+    if (!this.running) return;
+    this.step++;
+    const now = this.sched.now();
+    // A deadline already past when the previous tick ends is missed: its step is skipped, never run late.
+    const behind = now - (this.startS + this.step * this.dt);
+    if (behind > 0) {
+      const late = Math.floor(behind / this.dt) + 1;
+      this.counts.missed += late;
+      this.step += late;
+    }
+    this.cancel = this.sched.at(this.startS + this.step * this.dt, () => this.tick());
+  }
+
+  private control(now: number): void {
+    const link = this.opts.link;
+    const k = this.step;
+    if (link.estopRequest !== undefined) this.safety.estop(link.estopRequest);
+    if (link.epoch !== this.epoch) {
+      if (this.epoch >= 0) {
+        this.counts.resyncs++;
+        this.opts.onEvent?.({ kind: "resync", epoch: link.epoch });
+      }
+      this.epoch = link.epoch;
+      this.merger.clear();
+      this.safety.restart();
+      this.hadAction = false;
+      this.newChunk = false;
+    }
+    const st = link.jointState();
+    const current = st !== undefined && st.epoch === this.epoch;
+    if (st && current && st.atS > this.lastStateAtS) {
+      this.lastStateAtS = st.atS;
+      this.safety.observe(st.positions, st.atS);
+    }
+    if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
+      const delaySteps = Math.max(0, Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9));
+      if (this.merger.wantsChunk(k, delaySteps)) this.infer(k, now, st.positions, st.atS, delaySteps);
+    }
+    const action = this.merger.actionAt(k);
+    if (action) this.hadAction = true;
+    else if (this.hadAction) {
+      this.hadAction = false;
+      this.counts.queueEmpty++;
+    }
+    const d = this.safety.step(action, now);
+    if (d.kind === "command") {
+      if (!this.chunkMode)
+        this.count(
+          link.send({
+            kind: "positions",
+            positions: d.positions,
+            dtS: this.dt,
+            epoch: this.epoch,
+            sourceAtS: this.chunkSourceAtS,
+          }),
+        );
+      else if (this.newChunk) {
+        const rest = this.safety.preview(this.merger.upcoming(k + 1, 10_000), now);
+        const points = [d.positions, ...rest];
+        this.count(
+          link.send({ kind: "trajectory", points, dtS: this.dt, epoch: this.epoch, sourceAtS: this.chunkSourceAtS }),
+        );
+      }
+      this.newChunk = false;
+    } else {
+      if (d.entered) this.opts.onEvent?.({ kind: "hold", reason: d.reason, step: k });
+      // One stop message when a hold starts for a reason the robot must act on; only from a state of
+      // this connection (never an old command after a reconnect).
+      const stop = d.reason === "estop" || d.reason === "watchdog" || d.reason === "non-finite";
+      if (d.entered && stop && d.positions && current)
+        this.count(
+          link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch, sourceAtS: st.atS }),
+        );
+      if (d.reason !== "empty") this.merger.clear();
+    }
+    if (now - this.lastDiagS >= (this.opts.diagnosticsEveryS ?? 1)) {
+      this.lastDiagS = now;
+      this.publishDiagnostics();
+    }
+  }
+
+  private infer(k: number, now: number, positions: Float64Array, sourceAtS: number, delaySteps: number): void {
+    const p = this.opts.profile;
+    const obs: Observation = { [p.state_feature]: Float32Array.from(positions) };
+    for (const f of p.features) {
+      const s = this.opts.link.feature(f.feature);
+      if (!s || s.epoch !== this.epoch || now - s.atS > f.stale_after_s) {
+        this.counts.staleFeature++;
+        return;
+      }
+      obs[f.feature] = s.values;
+    }
+    const prefix = this.merger.prefix?.(k, delaySteps);
+    const epoch = this.epoch;
+    this.inflight = true;
+    const t0 = this.sched.now();
+    let pending: Promise<Float32Array>;
+    try {
+      pending = this.opts.policy.sampleChunk(obs, prefix ? { prefix } : {});
+    } catch (err) {
+      pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    pending.then(
+      (chunk) => this.onChunk(chunk, k, epoch, t0, sourceAtS),
+      (err: unknown) => {
+        this.inflight = false;
+        this.counts.inferErrors++;
+        this.opts.onEvent?.({ kind: "infer-error", error: (err as Error).message ?? String(err) });
+      },
+    );
+  }
+
+  private onChunk(chunk: Float32Array, obsStep: number, epoch: number, t0: number, sourceAtS: number): void {
+    this.inflight = false;
+    const latency = this.sched.now() - t0;
+    this.latencies.push(latency * 1000);
+    this.recentLatencyS.push(latency);
+    if (this.recentLatencyS.length > 5) this.recentLatencyS.shift();
+    if (!this.running) return;
+    const nowStep = this.currentStep();
+    const pol = this.opts.policy;
+    if (epoch !== this.opts.link.epoch || epoch !== this.epoch) {
+      this.counts.discarded++;
+      this.opts.onEvent?.({ kind: "chunk-dropped", reason: "stale-epoch", step: nowStep });
+      return;
+    }
+    if (chunk.length !== pol.horizon * pol.actionDim) {
+      this.counts.inferErrors++;
+      this.opts.onEvent?.({ kind: "chunk-dropped", reason: "bad-length", step: nowStep });
+      return;
+    }
+    if (!this.safety.checkChunk(chunk)) {
+      this.merger.clear();
+      this.opts.onEvent?.({ kind: "chunk-dropped", reason: "non-finite", step: nowStep });
+      return;
+    }
+    const rate = this.opts.profile.control_rate_hz;
+    const resampled =
+      pol.fps !== undefined && pol.fps !== rate ? resampleChunk(chunk, pol.actionDim, pol.fps, rate) : chunk;
+    this.merger.add(resampled, { startStep: obsStep, nowStep });
+    this.chunkSourceAtS = sourceAtS;
+    this.newChunk = true;
+  }
+
+  /** The step whose tick is next (chunks arriving between ticks are for it on). */
+  private currentStep(): number {
+    return this.step + (this.sched.now() > this.startS + this.step * this.dt ? 1 : 0);
+  }
+
+  private count(r: SendResult): void {
+    if (r === "sent") this.counts.sent++;
+    else if (r === "dropped-disconnected") this.counts.droppedDisconnected++;
+    else this.counts.droppedStale++;
+  }
+
+  private publishDiagnostics(): void {
+    const s = this.stats();
+    const sf = s.safety;
+    const level = sf.estop ? 2 : sf.holding === "watchdog" || sf.holding === "non-finite" ? 1 : 0;
+    this.opts.link.diagnostics({
+      level,
+      message: sf.estop ? `e-stop: ${sf.estopReason}` : sf.holding ? `holding: ${sf.holding}` : "running",
+      values: {
+        merge: this.merger.mode,
+        loop_hz: +s.loopHz.toFixed(2),
+        jitter_p99_ms: +s.jitterP99Ms.toFixed(3),
+        missed_deadlines: s.missedDeadlines,
+        infer_p50_ms: +s.inferP50Ms.toFixed(2),
+        queue_depth: this.merger.upcoming(this.step, 10_000).length,
+        queue_empty_events: s.queueEmptyEvents,
+        clamps: s.clamps,
+        watchdog_trips: sf.watchdogTrips,
+        watchdog: sf.holding === "watchdog" ? "tripped" : "ok",
+        estop: sf.estop,
+      },
+    });
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * A {@link RobotLink} straight to an in-process {@link Plant} (`sim run --via direct`): the plant
+ * is stepped in real time at its own period on the loop's scheduler, its joint state and features
+ * are sampled after every step, and commands are executed as the profile's controller would
+ * (`trajectory`: a {@link TrajectoryFollower} trajectory, a single target reached in one control
+ * period; `forward`: the target at once). Same contract as the ROS link: a command is dropped,
+ * never queued, while "disconnected" or when computed from another epoch's state.
+ */
+import type { Plant } from "./plant.ts";
+import { TrajectoryFollower } from "./plant.ts";
+import type { RobotProfile } from "./profile.ts";
+import type {
+  FeatureSample,
+  JointStateSample,
+  LoopDiagnostics,
+  RobotCommand,
+  RobotLink,
+  SendResult,
+} from "./robot-link.ts";
+import type { Scheduler } from "./scheduler.ts";
+
+/** Options of {@link PlantLink}. */
+export interface PlantLinkOptions {
+  plant: Plant;
+  profile: RobotProfile;
+  /** The loop's scheduler (the plant runs on the same clock). */
+  scheduler: Scheduler;
+}
+
+/** The in-process link; {@link start} before the loop, {@link stop} after it. */
+export class PlantLink implements RobotLink {
+  readonly estopRequest: string | undefined = undefined;
+  /** The last diagnostics the loop published. */
+  lastDiagnostics?: LoopDiagnostics;
+  private readonly follower: TrajectoryFollower;
+  private state?: JointStateSample;
+  private readonly feats = new Map<string, FeatureSample>();
+  private up = false;
+  private epochN = 0;
+  private cancel?: () => void;
+  private startS = 0;
+  private k = 0;
+  private counters = { steps: 0, commands: 0, dropped: 0, missedSteps: 0 };
+
+  constructor(private readonly opts: PlantLinkOptions) {
+    const q = opts.plant.positions();
+    if (q.length !== opts.profile.joints.length)
+      throw new Error(
+        `PlantLink: plant has ${q.length} joints, profile '${opts.profile.name}' ${opts.profile.joints.length}`,
+      );
+    this.follower = new TrajectoryFollower(q);
+  }
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  get epoch(): number {
+    return this.epochN;
+  }
+
+  /** Starts stepping the plant ("connects": a new epoch). */
+  start(): void {
+    this.up = true;
+    this.epochN++;
+    this.startS = this.opts.scheduler.now();
+    this.k = 0;
+    this.sample(this.startS);
+    this.cancel = this.opts.scheduler.at(this.startS + this.opts.plant.dtS, () => this.tick());
+  }
+
+  /** Stops stepping; returns the counters. */
+  stop(): { steps: number; commands: number; dropped: number; missedSteps: number } {
+    this.up = false;
+    this.cancel?.();
+    return { ...this.counters };
+  }
+
+  jointState(): JointStateSample | undefined {
+    return this.state;
+  }
+
+  feature(name: string): FeatureSample | undefined {
+    return this.feats.get(name);
+  }
+
+  send(cmd: RobotCommand): SendResult {
+    if (!this.up) {
+      this.counters.dropped++;
+      return "dropped-disconnected";
+    }
+    if (cmd.epoch !== this.epochN) {
+      this.counters.dropped++;
+      return "dropped-stale";
+    }
+    this.counters.commands++;
+    const now = this.opts.scheduler.now();
+    const points = cmd.kind === "positions" ? [cmd.positions] : cmd.points;
+    if (this.opts.profile.command_interface === "forward") this.follower.setPositions(points[0] as Float64Array);
+    else
+      this.follower.setTrajectory(
+        now,
+        points,
+        points.map((_, i) => (i + 1) * cmd.dtS),
+      );
+    return "sent";
+  }
+
+  diagnostics(d: LoopDiagnostics): void {
+    this.lastDiagnostics = d;
+  }
+
+  private tick(): void {
+    if (!this.up) return;
+    const s = this.opts.scheduler;
+    const dt = this.opts.plant.dtS;
+    this.opts.plant.step(this.follower.referenceAt(s.now()));
+    this.counters.steps++;
+    this.sample(s.now());
+    this.k++;
+    const behind = s.now() - (this.startS + (this.k + 1) * dt);
+    if (behind > 0) {
+      const late = Math.floor(behind / dt) + 1;
+      this.counters.missedSteps += late;
+      this.k += late;
+    }
+    this.cancel = s.at(this.startS + (this.k + 1) * dt, () => this.tick());
+  }
+
+  private sample(now: number): void {
+    this.state = { positions: Float64Array.from(this.opts.plant.positions()), atS: now, epoch: this.epochN };
+    const f = this.opts.plant.features();
+    for (const [name, values] of Object.entries(f))
+      this.feats.set(name, { values: Float32Array.from(values), atS: now, epoch: this.epochN });
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * Robot profiles: the JSON file that tells the bridge how to drive one robot (joint names in action
+ * order, ROS topics and versions, the command interface, the control rate, joint limits in
+ * ros2_control's `joint_limits` schema, the watchdog and the observation feature topics).
+ *
+ * A profile is validated on load; every error names the file and the field, e.g.
+ * `robot.json: joint_limits.shoulder_pan.max_velocity: expected a positive number`.
+ */
+import { readFile } from "node:fs/promises";
+import { z } from "zod";
+
+const positive = (): z.ZodNumber =>
+  z.number({ error: "expected a positive number" }).positive({ error: "expected a positive number" });
+const finite = (): z.ZodNumber =>
+  z.number({ error: "expected a finite number" }).finite({ error: "expected a finite number" });
+const flag = (): z.ZodOptional<z.ZodBoolean> => z.boolean({ error: "expected true or false" }).optional();
+const topic = (): z.ZodString =>
+  z
+    .string({ error: "expected a topic name" })
+    .regex(/^\/?[A-Za-z_~][A-Za-z0-9_/~]*$/, { error: "expected a ROS topic name like /joint_states" });
+
+/**
+ * One joint's limits, ros2_control's `joint_limits.<joint>` schema
+ * (`joint_limits/joint_limits_rosparam.hpp`). A value without its `has_*` flag set is ignored.
+ * Positions in radians (metres for prismatic joints), velocities per second, accelerations per
+ * second squared.
+ */
+const JointLimitsSchema = z.strictObject(
+  {
+    has_position_limits: flag(),
+    min_position: finite().optional(),
+    max_position: finite().optional(),
+    has_velocity_limits: flag(),
+    max_velocity: positive().optional(),
+    has_acceleration_limits: flag(),
+    max_acceleration: positive().optional(),
+    has_deceleration_limits: flag(),
+    max_deceleration: positive().optional(),
+    has_jerk_limits: flag(),
+    max_jerk: positive().optional(),
+    has_effort_limits: flag(),
+    max_effort: positive().optional(),
+    angle_wraparound: flag(),
+    has_soft_limits: flag(),
+    k_position: finite().optional(),
+    k_velocity: finite().optional(),
+    soft_lower_limit: finite().optional(),
+    soft_upper_limit: finite().optional(),
+  },
+  {
+    error: (iss) =>
+      iss.code === "unrecognized_keys" ? `unknown field(s) ${iss.keys.join(", ")}` : "expected an object",
+  },
+);
+
+const FeatureTopicSchema = z.strictObject({
+  /** `std_msgs/Float32MultiArray` topic carrying the feature. */
+  topic: topic(),
+  /** The policy's observation key the topic feeds, e.g. `observation.environment_state`. */
+  feature: z.string({ error: "expected a feature name" }).min(1, { error: "expected a feature name" }),
+  /** Values per message; a message of another length is rejected. */
+  size: z
+    .number({ error: "expected a positive integer" })
+    .int({ error: "expected a positive integer" })
+    .positive({ error: "expected a positive integer" }),
+  /** A message older than this (seconds) is stale: no inference is run on it. */
+  stale_after_s: positive(),
+});
+
+/** The profile schema (snake_case, as ros2_control's YAML). */
+export const RobotProfileSchema = z
+  .strictObject({
+    /** A name for logs and diagnostics. */
+    name: z.string({ error: "expected a string" }).min(1, { error: "expected a non-empty string" }),
+    /** Joint names in action (and state) order. */
+    joints: z
+      .array(z.string({ error: "expected a joint name" }).min(1, { error: "expected a joint name" }), {
+        error: "expected an array of joint names",
+      })
+      .min(1, { error: "expected at least one joint" }),
+    ros: z.strictObject({
+      /** ROS 1 or ROS 2: selects type names and time formats (`{secs,nsecs}` or `{sec,nanosec}`). */
+      version: z.union([z.literal(1), z.literal(2)], { error: "expected 1 or 2" }),
+      /** `sensor_msgs/JointState` topic. */
+      joint_states: topic(),
+      /** Command topic: a joint_trajectory_controller's `~/joint_trajectory` or a forward controller's `~/commands`. */
+      command: topic(),
+      /** `diagnostic_msgs/DiagnosticArray` topic; default `/diagnostics`. */
+      diagnostics: topic().default("/diagnostics"),
+      /** Optional `std_msgs/Bool` e-stop topic: `true` latches the e-stop. */
+      estop: topic().optional(),
+    }),
+    /**
+     * `trajectory`: joint_trajectory_controller, `trajectory_msgs/JointTrajectory`;
+     * `forward`: forward_position_controller, `std_msgs/Float64MultiArray`.
+     */
+    command_interface: z.enum(["trajectory", "forward"], { error: 'expected "trajectory" or "forward"' }),
+    /** Control loop rate, Hz. */
+    control_rate_hz: z
+      .number({ error: "expected a number of Hz in [30, 500]" })
+      .min(30, { error: "expected a number of Hz in [30, 500]" })
+      .max(500, { error: "expected a number of Hz in [30, 500]" }),
+    /** Per-joint limits (ros2_control schema); a joint without an entry is unlimited. */
+    joint_limits: z.record(z.string(), JointLimitsSchema).default({}),
+    /** LeRobot's per-step clamp against the measured position: one value for all joints or one per joint. */
+    max_relative_target: z
+      .union([positive(), z.record(z.string(), positive())], {
+        error: "expected a positive number or an object of positive numbers per joint",
+      })
+      .optional(),
+    /** No fresh joint state within this many seconds: stop commanding and hold. */
+    watchdog_timeout_s: positive(),
+    /** Seconds over which the first command after a (re)start blends from the measured position; default 0.5. */
+    ramp_s: z
+      .number({ error: "expected a non-negative number" })
+      .nonnegative({ error: "expected a non-negative number" })
+      .default(0.5),
+    /** The policy's observation key the measured joint positions feed; default `observation.state`. */
+    state_feature: z.string({ error: "expected a feature name" }).min(1).default("observation.state"),
+    /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */
+    features: z.array(FeatureTopicSchema, { error: "expected an array" }).default([]),
+  })
+  .superRefine((p, ctx) => {
+    const seen = new Set<string>();
+    p.joints.forEach((j, i) => {
+      if (seen.has(j)) ctx.addIssue({ code: "custom", path: ["joints", i], message: `duplicate joint '${j}'` });
+      seen.add(j);
+    });
+    for (const [joint, lim] of Object.entries(p.joint_limits)) {
+      if (!seen.has(joint))
+        ctx.addIssue({
+          code: "custom",
+          path: ["joint_limits", joint],
+          message: `'${joint}' is not in joints (${p.joints.join(", ")})`,
+        });
+      const need = (has: boolean | undefined, field: keyof typeof lim): void => {
+        if (has && lim[field] === undefined)
+          ctx.addIssue({
+            code: "custom",
+            path: ["joint_limits", joint, field],
+            message: `required when its has_* flag is true`,
+          });
+      };
+      need(lim.has_position_limits, "min_position");
+      need(lim.has_position_limits, "max_position");
+      need(lim.has_velocity_limits, "max_velocity");
+      need(lim.has_acceleration_limits, "max_acceleration");
+      need(lim.has_deceleration_limits, "max_deceleration");
+      need(lim.has_jerk_limits, "max_jerk");
+      need(lim.has_effort_limits, "max_effort");
+      if (
+        lim.has_position_limits &&
+        lim.min_position !== undefined &&
+        lim.max_position !== undefined &&
+        !(lim.min_position < lim.max_position)
+      )
+        ctx.addIssue({
+          code: "custom",
+          path: ["joint_limits", joint, "max_position"],
+          message: `expected max_position > min_position (${lim.max_position} <= ${lim.min_position})`,
+        });
+    }
+    const mrt = p.max_relative_target;
+    if (mrt !== undefined && typeof mrt === "object") {
+      for (const joint of Object.keys(mrt))
+        if (!seen.has(joint))
+          ctx.addIssue({
+            code: "custom",
+            path: ["max_relative_target", joint],
+            message: `'${joint}' is not in joints`,
+          });
+    }
+    const keys = new Set<string>([p.state_feature]);
+    p.features.forEach((f, i) => {
+      if (keys.has(f.feature))
+        ctx.addIssue({ code: "custom", path: ["features", i, "feature"], message: `duplicate feature '${f.feature}'` });
+      keys.add(f.feature);
+    });
+  });
+
+/** A validated robot profile (snake_case fields as in the JSON file). */
+export type RobotProfile = z.output<typeof RobotProfileSchema>;
+
+/**
+ * One joint's effective limits, with every value whose `has_*` flag is unset removed. Units: radians
+ * (metres), per second, per second squared; `maxRelativeTarget` per control step.
+ */
+export interface EffectiveJointLimits {
+  /** Joint name. */
+  readonly name: string;
+  readonly minPosition?: number;
+  readonly maxPosition?: number;
+  readonly maxVelocity?: number;
+  readonly maxAcceleration?: number;
+  /** Used instead of `maxAcceleration` while the change of velocity opposes the velocity (slowing down). */
+  readonly maxDeceleration?: number;
+  readonly maxRelativeTarget?: number;
+}
+
+/**
+ * Validates a parsed profile; throws an `Error` listing every problem as `<source>: <field path>: <message>`.
+ * `source` names the file (or other origin) in the messages.
+ */
+export function parseRobotProfile(value: unknown, source: string): RobotProfile {
+  const res = RobotProfileSchema.safeParse(value);
+  if (res.success) return res.data;
+  const lines = res.error.issues.map(
+    (iss) => `${source}: ${iss.path.length > 0 ? iss.path.join(".") : "(root)"}: ${iss.message}`,
+  );
+  throw new Error(lines.join("\n"));
+}
+
+/** Reads and validates a robot profile JSON file; errors name the file and the field. */
+export async function loadRobotProfile(path: string): Promise<RobotProfile> {
+  const text = await readFile(path, "utf8");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parseRobotProfile(value, path);
+}
+
+/** The limits the safety layer enforces, in action order; a value without its `has_*` flag is dropped. */
+export function effectiveLimits(profile: RobotProfile): EffectiveJointLimits[] {
+  const mrt = profile.max_relative_target;
+  return profile.joints.map((name) => {
+    const l = profile.joint_limits[name] ?? {};
+    const rel = mrt === undefined ? undefined : typeof mrt === "number" ? mrt : mrt[name];
+    return {
+      name,
+      ...(l.has_position_limits ? { minPosition: l.min_position, maxPosition: l.max_position } : {}),
+      ...(l.has_velocity_limits ? { maxVelocity: l.max_velocity } : {}),
+      ...(l.has_acceleration_limits ? { maxAcceleration: l.max_acceleration } : {}),
+      ...(l.has_deceleration_limits ? { maxDeceleration: l.max_deceleration } : {}),
+      ...(rel !== undefined ? { maxRelativeTarget: rel } : {}),
+    };
+  });
+}

@@ -1,0 +1,429 @@
+import { describe, expect, it } from "vitest";
+import { ControlLoop } from "../../bridge/loop.ts";
+import { LatestMerger, SyncMerger, resampleChunk } from "../../bridge/merge.ts";
+import type { RobotCommand } from "../../bridge/robot-link.ts";
+import { realScheduler } from "../../bridge/scheduler.ts";
+import { FakeScheduler } from "./fake-scheduler.ts";
+import { FakeLink, FakePolicy, testProfile } from "./fakes.ts";
+
+/** Publishes a joint state every `periodS` (the robot side) until `stop` returns true. */
+function feed(s: FakeScheduler, link: FakeLink, q: () => number[], periodS = 0.01, stop = (): boolean => false): void {
+  const tick = (): void => {
+    if (stop()) return;
+    link.setState(q(), s.now());
+    s.at(s.now() + periodS, tick);
+  };
+  tick();
+}
+
+const pos = (c: RobotCommand): number[] => [...(c.kind === "positions" ? c.positions : (c.points[0] as Float64Array))];
+
+describe("resampleChunk", () => {
+  it("interpolates linearly in time from the policy's rate to the control rate", () => {
+    // 10 Hz -> 50 Hz: 3 actions span 0.2 s -> 11 samples every 0.02 s
+    const out = resampleChunk(new Float32Array([0, 10, 1, 11, 2, 12]), 2, 10, 50);
+    expect(out.length).toBe(22);
+    expect([...out.filter((_, i) => i % 2 === 0)].map((x) => +x.toFixed(6))).toEqual([
+      0, 0.2, 0.4, 0.6, 0.8, 1, 1.2, 1.4, 1.6, 1.8, 2,
+    ]);
+    // 50 Hz -> 25 Hz keeps every other action
+    expect([...resampleChunk(new Float32Array([0, 1, 2, 3, 4]), 1, 50, 25)]).toEqual([0, 2, 4]);
+  });
+});
+
+describe("ControlLoop on a fake clock", () => {
+  it("keeps deadlines at start + k*dt: lateness does not accumulate", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.005 });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s });
+    loop.start();
+    await s.advance(1 - 1e-9, { lateS: () => 0.003 }); // every tick fires 3 ms late
+    const st = loop.stop();
+    expect(st.ticks).toBe(50); // ticks at 0, 20, ..., 980 ms: a drifting loop (now + dt) would fit only 43
+    expect(st.jitterP50Ms).toBeCloseTo(3, 6);
+    expect(st.jitterMaxMs).toBeCloseTo(3, 6);
+    expect(st.missedDeadlines).toBe(0);
+  });
+
+  it("counts missed deadlines and skips their steps", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.001 });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s });
+    loop.start();
+    // the tick due at 100 ms runs 55 ms late: the ticks due at 120 and 140 ms are missed
+    await s.advance(0.3 - 1e-9, { lateS: (t) => (Math.abs(t - 0.1) < 1e-9 ? 0.055 : 0) });
+    const st = loop.stop();
+    expect(st.missedDeadlines).toBe(2);
+    expect(st.ticks).toBe(13); // 15 deadlines in 300 ms, 2 missed
+    expect(st.jitterMaxMs).toBeCloseTo(55, 6);
+  });
+
+  it("sync: executes the chunk from its arrival, then infers again (queue runs dry by design)", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [1, 2]);
+    const policy = new FakePolicy({ horizon: 5, actionDim: 2, scheduler: s, latencyS: 0.03 });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    await s.advance(0.2 - 1e-9);
+    const st = loop.stop();
+    // call at t=0 lands at 30 ms -> executed at ticks 40..120 ms (5 steps); next call at 140 ms lands
+    // at 170 ms, its first action runs at 180 ms
+    expect(policy.calls.map((c) => +c.atS.toFixed(3))).toEqual([0, 0.14]);
+    expect(link.sent.map((c) => pos(c)[0]).map((x) => +x!.toFixed(4))).toEqual([1.01, 1.02, 1.03, 1.04, 1.05, 1.01]);
+    expect(st.queueEmptyEvents).toBe(1);
+    expect(st.inferP50Ms).toBeCloseTo(30, 6);
+  });
+
+  it("latest: requests the next chunk before the queue runs dry, so it never empties", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    let q = [0, 0];
+    feed(s, link, () => q);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 }); // 2.5 steps
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new LatestMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    link.sent.length = 0;
+    await s.advance(2);
+    const st = loop.stop();
+    expect(st.queueEmptyEvents).toBe(0);
+    expect(st.inferCount).toBeGreaterThan(10);
+    // first chunk lands at 50 ms: commands from the 60 ms tick on, one per tick
+    expect(link.sent.length).toBe(98);
+    q = [0, 0];
+  });
+
+  it("interpolates a 10 Hz policy to the 50 Hz control rate", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({
+      horizon: 3,
+      actionDim: 2,
+      fps: 10,
+      scheduler: s,
+      latencyS: 0.001,
+      chunk: () => new Float32Array([0, 0, 1, 1, 2, 2]),
+    });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    await s.advance(0.2 - 1e-9);
+    loop.stop();
+    // chunk from the t=0 observation lands at 1 ms and is executed from the 20 ms tick
+    expect(link.sent.slice(0, 9).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1, 1.2, 1.4, 1.6]);
+  });
+
+  it("drops a chunk with NaN, never sends it, holds, and recovers with the next chunk", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({
+      horizon: 4,
+      actionDim: 2,
+      scheduler: s,
+      latencyS: 0.001,
+      chunk: (_o, call) => new Float32Array([0.1, 0.1, 0.2, call === 0 ? NaN : 0.2, 0.3, 0.3, 0.4, 0.4]),
+    });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    await s.advance(0.2);
+    const st = loop.stop();
+    expect(st.safety.nonFiniteChunks).toBe(1);
+    expect(link.sent.length).toBeGreaterThan(0);
+    expect(link.sent.every((c) => pos(c).every(Number.isFinite))).toBe(true);
+    expect(link.sent.slice(0, 4).map((c) => +pos(c)[1]!.toFixed(5))).toEqual([0.1, 0.2, 0.3, 0.4]);
+  });
+
+  it("does not infer from a joint state with NaN", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, NaN]);
+    const policy = new FakePolicy({ horizon: 4, actionDim: 2, scheduler: s, latencyS: 0.001 });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s });
+    loop.start();
+    await s.advance(0.1);
+    const st = loop.stop();
+    expect(policy.calls.length).toBe(0);
+    expect(link.sent.length).toBe(0);
+    expect(st.safety.rejectedStates).toBeGreaterThan(0);
+    expect(st.safety.holding).toBe("no-state");
+  });
+
+  it("watchdog: stops commanding when joint states stop, sends one stop at the last command, resumes with a ramp", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    let alive = true;
+    feed(
+      s,
+      link,
+      () => [0, 0],
+      0.01,
+      () => !alive,
+    );
+    const policy = new FakePolicy({ horizon: 100, actionDim: 2, scheduler: s, latencyS: 0.001 });
+    const profile = testProfile({ ramp_s: 0.1 });
+    const loop = new ControlLoop({ policy, link, profile, scheduler: s, merger: new LatestMerger({ actionDim: 2 }) });
+    loop.start();
+    await s.advance(0.3);
+    alive = false; // last state at 0.3 s; the watchdog (0.1 s) trips at the first tick after 0.4 s
+    const before = link.sent.length;
+    await s.advance(0.3);
+    const st = loop.stats();
+    expect(st.safety.watchdogTrips).toBe(1);
+    expect(st.safety.holding).toBe("watchdog");
+    // commands until 0.4 s (5 ticks at 0.32..0.40), then exactly one stop message
+    expect(link.sent.length - before).toBe(6);
+    const stopMsg = link.sent[link.sent.length - 1] as RobotCommand;
+    expect(pos(stopMsg)).toEqual(pos(link.sent[link.sent.length - 2] as RobotCommand));
+    alive = true;
+    feed(
+      s,
+      link,
+      () => [0.5, 0.5],
+      0.01,
+      () => !alive,
+    );
+    const n = link.sent.length;
+    await s.advance(0.1);
+    loop.stop();
+    // ramp over 5 steps from the measured 0.5 towards the targets (0.5 + 0.01 * i)
+    const first = pos(link.sent[n] as RobotCommand)[0] as number;
+    expect(first).toBeGreaterThan(0.5);
+    expect(first).toBeLessThan(0.51);
+  });
+
+  it("after a reconnect discards chunks in flight and sends nothing until a new state and a new chunk", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    let q = [0, 0];
+    feed(s, link, () => q);
+    const policy = new FakePolicy({ horizon: 20, actionDim: 2, scheduler: s, latencyS: 0.05 });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new LatestMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    await s.advance(0.5);
+    // disconnect: the robot side restarts at q = 5; the link gets a new epoch on reconnect
+    link.connected = false;
+    await s.advance(0.1);
+    link.connected = true;
+    link.epoch = 2;
+    q = [5, 5];
+    const n = link.sent.length;
+    await s.advance(0.5);
+    const st = loop.stop();
+    expect(st.resyncs).toBe(1);
+    expect(st.droppedStale).toBe(0);
+    const after = link.sent.slice(n);
+    expect(after.length).toBeGreaterThan(10);
+    // every command after the reconnect was computed from a state of the new epoch (q = 5)
+    expect(after.every((c) => c.epoch === 2 && (pos(c)[0] as number) > 4.9)).toBe(true);
+    // and the first one came only after a new chunk: >= one inference latency (50 ms) after reconnect
+    const firstCall = policy.calls.find((c) => c.atS >= 0.6 && (c.obs["observation.state"]![0] as number) === 5);
+    expect(firstCall).toBeDefined();
+  });
+
+  it("publishes the whole remaining chunk as one trajectory in chunk mode", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 6, actionDim: 2, scheduler: s, latencyS: 0.001 });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+      publish: "chunk",
+    });
+    loop.start();
+    await s.advance(0.1);
+    loop.stop();
+    const first = link.sent[0] as RobotCommand;
+    expect(first.kind).toBe("trajectory");
+    if (first.kind === "trajectory")
+      expect(first.points.map((p) => +p[0]!.toFixed(4))).toEqual([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]);
+  });
+
+  it("skips inference while a feature is stale and e-stop holds for good", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const profile = testProfile({
+      features: [{ topic: "/env", feature: "observation.environment_state", size: 1, stale_after_s: 0.05 }],
+    });
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.001 });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile,
+      scheduler: s,
+      merger: new LatestMerger({ actionDim: 2 }),
+      diagnosticsEveryS: 0.05,
+    });
+    loop.start();
+    await s.advance(0.1);
+    expect(policy.calls.length).toBe(0);
+    expect(loop.stats().staleFeatureTicks).toBe(6);
+    link.features.set("observation.environment_state", { values: new Float32Array([7]), atS: s.now(), epoch: 1 });
+    await s.advance(0.02);
+    expect(policy.calls.length).toBe(1);
+    expect(policy.calls[0]?.obs["observation.environment_state"]).toEqual(new Float32Array([7]));
+    link.estopRequest = "e-stop topic /estop";
+    await s.advance(0.02);
+    const n = link.sent.length;
+    await s.advance(0.2);
+    const st = loop.stop();
+    expect(link.sent.length).toBe(n);
+    expect(st.safety.estop).toBe(true);
+    expect(link.diags.some((d) => d.level === 2 && d.message === "e-stop: e-stop topic /estop")).toBe(true);
+  });
+});
+
+describe("ControlLoop failures", () => {
+  it("a throwing transport latches the e-stop instead of crashing; a throwing policy is an inference error", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    let calls = 0;
+    const policy = {
+      horizon: 2,
+      actionDim: 2,
+      sampleChunk: (): Promise<Float32Array> => {
+        calls++;
+        if (calls === 1) throw new Error("bad input");
+        return Promise.resolve(new Float32Array([1, 1, 1, 1]));
+      },
+      reset: (): void => {},
+    };
+    const events: string[] = [];
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merger: new SyncMerger({ actionDim: 2 }),
+      onEvent: (e) =>
+        events.push(e.kind === "loop-error" || e.kind === "infer-error" ? `${e.kind}: ${e.error}` : e.kind),
+    });
+    link.send = () => {
+      throw new Error("socket exploded");
+    };
+    loop.start();
+    await s.advance(0.1);
+    const st = loop.stop();
+    expect(st.inferErrors).toBe(1);
+    // the first command throws (e-stop latched), then the e-stop's stop message throws too; no more sends
+    expect(st.loopErrors).toBe(2);
+    expect(st.safety.estopReason).toBe("loop error: socket exploded");
+    expect(events).toContain("infer-error: bad input");
+    expect(events).toContain("loop-error: socket exploded");
+    expect(st.ticks).toBe(6); // the loop kept its schedule
+  });
+});
+
+describe("ControlLoop with a prefix-passing merger (the rtc hook)", () => {
+  it("passes the committed actions for the measured delay d = ceil(latency / dt) as the prefix", async () => {
+    class PrefixMerger extends LatestMerger {
+      readonly asked: { step: number; d: number }[] = [];
+      prefix(step: number, d: number): Float32Array | undefined {
+        this.asked.push({ step, d });
+        const a = this.upcoming(step, d);
+        if (d === 0 || a.length < d) return undefined;
+        const out = new Float32Array(d * 2);
+        a.forEach((x, i) => out.set(x, i * 2));
+        return out;
+      }
+    }
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 });
+    const merger = new PrefixMerger({ actionDim: 2 });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merger });
+    loop.start();
+    await s.advance(0.3);
+    loop.stop();
+    // first request: no latency measured yet (d = 0); later ones: 50 ms at 20 ms per step -> d = 3
+    expect(merger.asked[0]).toEqual({ step: 0, d: 0 });
+    expect(merger.asked[1]?.d).toBe(3);
+    expect(policy.calls[0]?.req?.prefix).toBeUndefined();
+    const second = policy.calls[1];
+    expect(second?.req?.prefix?.length).toBe(6);
+    // the first chunk (from state 0) put 0.01 * (i + 1) at step i; the second request at step k
+    // commits steps k, k+1, k+2
+    const k = merger.asked[1]?.step as number;
+    expect([...(second?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual(
+      [k, k + 1, k + 2].map((i) => +((i + 1) * 0.01).toFixed(5)),
+    );
+  });
+
+  it("refuses a prefix merger when the policy's fps differs from the control rate", () => {
+    const s = new FakeScheduler();
+    const merger = Object.assign(new LatestMerger({ actionDim: 2 }), { prefix: () => undefined });
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, fps: 10, scheduler: s, latencyS: 0.05 });
+    expect(
+      () => new ControlLoop({ policy, link: new FakeLink(), profile: testProfile(), scheduler: s, merger }),
+    ).toThrow(
+      "merge mode 'latest' passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)",
+    );
+  });
+});
+
+describe("ControlLoop in real time", () => {
+  it("ticks at 50 Hz on the real clock with loose bounds", async () => {
+    const sched = realScheduler();
+    const link = new FakeLink();
+    const timer = setInterval(() => link.setState([0, 0], sched.now()), 5);
+    const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: sched, latencyS: 0.02 });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: sched,
+      merger: new LatestMerger({ actionDim: 2 }),
+    });
+    loop.start();
+    await new Promise((r) => setTimeout(r, 1000));
+    const st = loop.stop();
+    clearInterval(timer);
+    // every deadline of the run is either ticked or counted as missed
+    expect(Math.abs(st.ticks + st.missedDeadlines - st.seconds * 50)).toBeLessThanOrEqual(2);
+    expect(st.ticks).toBeGreaterThanOrEqual(30);
+    expect(st.jitterP50Ms).toBeLessThan(5);
+    // with 20 ms inference and 10-step chunks the queue only runs dry if the machine stalled the loop
+    if (st.missedDeadlines === 0) expect(st.queueEmptyEvents).toBe(0);
+  });
+});
