@@ -4,7 +4,10 @@
  * horizon step and per joint, the solver sweep (error and latency), and the run's training curves.
  * Built as a {@link ReportDocument} for `./report.ts`.
  */
-import { readFile, readdir } from "node:fs/promises";
+import { z } from "zod";
+import { resolveCheckpointDir } from "../policy/checkpoint/checkpoint.ts";
+import { pathExists } from "../policy/io/files.ts";
+import { readJsonFile } from "../policy/io/json.ts";
 import { join } from "node:path";
 import type { OfflineEvalResult, PolicyMetrics } from "./offline.ts";
 import { PALETTE } from "./report.ts";
@@ -16,50 +19,37 @@ export interface TrainingCurve {
   points: { step: number; value: number }[];
 }
 
+/** The training curves a checkpoint's `train_state.json` keeps (older runs lack `trainHistory`). */
+const CurvesStateSchema = z.looseObject({
+  valHistory: z.array(z.object({ step: z.number(), valLoss: z.number().nullable() })).optional(),
+  trainHistory: z.array(z.object({ step: z.number(), trainLoss: z.number().nullable() })).optional(),
+});
+
 /**
- * The training curves of a run folder: `metrics.jsonl` (one JSON object per line with `step` and
- * numeric fields such as `trainLoss`, `valLoss`) when the run has one, else the validation history
- * kept in the latest checkpoint's `train_state.json`. Empty when neither exists.
+ * The training curves of a run folder: the training loss and the validation loss by step, as the
+ * latest checkpoint's `train_state.json` keeps them. Empty when the folder has no checkpoint.
  */
 export async function readTrainingCurves(runDir: string): Promise<TrainingCurve[]> {
-  const curves = new Map<string, { step: number; value: number }[]>();
-  const add = (name: string, step: number, value: unknown): void => {
-    if (typeof value !== "number" || !Number.isFinite(value)) return;
-    const c = curves.get(name) ?? [];
-    c.push({ step, value });
-    curves.set(name, c);
-  };
-  const text = await readFile(join(runDir, "metrics.jsonl"), "utf8").catch(() => undefined);
-  if (text !== undefined) {
-    for (const [i, line] of text.split("\n").entries()) {
-      if (!line.trim()) continue;
-      let row: Record<string, unknown>;
-      try {
-        row = JSON.parse(line) as Record<string, unknown>;
-      } catch (err) {
-        throw new Error(`${join(runDir, "metrics.jsonl")}: line ${i + 1} is not JSON`, { cause: err });
-      }
-      const step = row["step"];
-      if (typeof step !== "number") continue;
-      for (const [k, v] of Object.entries(row)) if (k !== "step") add(k, step, v);
-    }
-  } else {
-    const root = join(runDir, "checkpoints");
-    const latest = await readFile(join(root, "latest.json"), "utf8").catch(() => undefined);
-    const names = latest
-      ? [(JSON.parse(latest) as { checkpoint: string }).checkpoint]
-      : (await readdir(root).catch(() => [] as string[]))
-          .filter((n) => n.startsWith("step-"))
-          .sort()
-          .slice(-1);
-    for (const n of names) {
-      const state = await readFile(join(root, n, "train_state.json"), "utf8").catch(() => undefined);
-      if (!state) continue;
-      const s = JSON.parse(state) as { valHistory?: { step: number; valLoss: number }[] };
-      for (const p of s.valHistory ?? []) add("valLoss", p.step, p.valLoss);
-    }
-  }
-  return [...curves].map(([name, points]) => ({ name, points: points.sort((a, b) => a.step - b.step) }));
+  const dir = await resolveCheckpointDir(runDir).catch(() => undefined);
+  if (!dir || !(await pathExists(join(dir, "train_state.json")))) return [];
+  const state = await readJsonFile(join(dir, "train_state.json"), CurvesStateSchema);
+  const curve = (name: string, points: { step: number; value: number | null }[]): TrainingCurve => ({
+    name,
+    points: points
+      .filter((p): p is { step: number; value: number } => p.value !== null && Number.isFinite(p.value))
+      .sort((x, y) => x.step - y.step),
+  });
+  const out = [
+    curve(
+      "trainLoss",
+      (state.trainHistory ?? []).map((p) => ({ step: p.step, value: p.trainLoss })),
+    ),
+    curve(
+      "valLoss",
+      (state.valHistory ?? []).map((p) => ({ step: p.step, value: p.valLoss })),
+    ),
+  ];
+  return out.filter((c) => c.points.length > 0);
 }
 
 /** Options of {@link offlineReport}. */

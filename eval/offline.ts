@@ -15,18 +15,23 @@
  *
  * A baseline run (`baseline`) is measured on the same frames with the same noise.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { z } from "zod";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { openDataset } from "../datasets/open.ts";
 import { loadCheckpoint, normsFor, rawActionDim, resolveCheckpointDir } from "../policy/checkpoint/checkpoint.ts";
 import type { Checkpoint } from "../policy/checkpoint/checkpoint.ts";
 import { linearPath, samplePath, sigmaMinPath } from "../policy/flow/path.ts";
-import type { ProbPath } from "../policy/flow/path.ts";
+import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
+import { PathSchema } from "../policy/flow/path.ts";
 import { SOLVER_NAMES } from "../policy/flow/solvers.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
 import type { TimeSamplerConfig } from "../policy/flow/time.ts";
+import { TimeSamplerSchema } from "../policy/flow/time.ts";
+import { pathExists } from "../policy/io/files.ts";
+import { readJsonFile } from "../policy/io/json.ts";
 import type { AffineNorm } from "../policy/normalize.ts";
 import { exportOnnxBytes, featuresOf } from "../policy/onnx/export.ts";
 import { Rng } from "../policy/random.ts";
@@ -283,21 +288,19 @@ async function openPolicy(path: string, threads: number): Promise<OpenedPolicy> 
     exportsDir: dir,
     runDir,
     timeSampler: run.timeSampler ?? { kind: "pi0" },
-    flowPath: p && p.kind === "sigma_min" && typeof p.sigmaMin === "number" ? sigmaMinPath(p.sigmaMin) : linearPath(),
+    flowPath: p?.kind === "sigma_min" ? sigmaMinPath(p.sigmaMin) : linearPath(),
   };
 }
 
-/** The settings of `run.json` the loss needs (the run's time sampler and path); lenient. */
-async function readRunSettings(
-  file: string,
-): Promise<{ timeSampler?: TimeSamplerConfig; path?: { kind: string; sigmaMin?: number } }> {
-  let raw: string;
-  try {
-    raw = await readFile(file, "utf8");
-  } catch {
-    return {};
-  }
-  const r = JSON.parse(raw) as { input?: { timeSampler?: TimeSamplerConfig; path?: { kind: string } } };
+/** The part of `run.json` the loss needs: the run's time sampler and path (other fields are not read here). */
+const RunLossSettingsSchema = z.looseObject({
+  input: z.looseObject({ timeSampler: TimeSamplerSchema.optional(), path: PathSchema.optional() }).optional(),
+});
+
+/** The run's time sampler and path from `run.json`; none when the policy has no run file beside it. */
+async function readRunSettings(file: string): Promise<{ timeSampler?: TimeSamplerConfig; path?: PathConfig }> {
+  if (!(await pathExists(file))) return {};
+  const r = await readJsonFile(file, RunLossSettingsSchema);
   return {
     ...(r.input?.timeSampler ? { timeSampler: r.input.timeSampler } : {}),
     ...(r.input?.path ? { path: r.input.path } : {}),

@@ -24,6 +24,9 @@ export interface FitOptions {
   onStep?: (r: StepResult, summary: FitSummary) => void;
 }
 
+/** Steps between the points of a run's training-loss curve. */
+export const TRAIN_HISTORY_EVERY = 10;
+
 /** What a run has measured so far. */
 export interface FitSummary {
   step: number;
@@ -32,6 +35,8 @@ export interface FitSummary {
   valLoss?: number;
   valLossAtStart?: number;
   valHistory: { step: number; valLoss: number }[];
+  /** The running training loss every {@link TRAIN_HISTORY_EVERY} steps and at the last (the run's training curve). */
+  trainHistory: { step: number; trainLoss: number }[];
   samplesPerSec: number;
   seconds: number;
 }
@@ -44,6 +49,7 @@ export async function fit(opts: FitOptions, resumeSummary?: Partial<FitSummary>)
     step: trainer.step,
     trainLoss: NaN,
     valHistory: resumeSummary?.valHistory ?? [],
+    trainHistory: resumeSummary?.trainHistory ?? [],
     valLossAtStart: resumeSummary?.valLossAtStart,
     samplesPerSec: 0,
     seconds: 0,
@@ -67,6 +73,8 @@ export async function fit(opts: FitOptions, resumeSummary?: Partial<FitSummary>)
     summary.seconds = (performance.now() - start) / 1000;
     summary.samplesPerSec = samples / summary.seconds;
     const last = trainer.step === opts.steps;
+    if (trainer.step % TRAIN_HISTORY_EVERY === 0 || last)
+      summary.trainHistory.push({ step: trainer.step, trainLoss: summary.trainLoss });
     if (opts.validate && opts.valEvery && (trainer.step % opts.valEvery === 0 || last)) {
       summary.valLoss = opts.validate();
       summary.valHistory.push({ step: trainer.step, valLoss: summary.valLoss });

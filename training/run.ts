@@ -287,6 +287,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
           valLoss: ts.valLoss,
           valLossAtStart: ts.valLossAtStart,
           valHistory: ts.valHistory,
+          trainHistory: ts.trainHistory,
           samplesPerSec: 0,
           seconds: 0,
         };
@@ -320,7 +321,9 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
                 samplesPerSec: s.samplesPerSec,
               }),
           },
-          ts ? { valHistory: ts.valHistory, valLossAtStart: ts.valLossAtStart } : undefined,
+          ts
+            ? { valHistory: ts.valHistory, trainHistory: ts.trainHistory, valLossAtStart: ts.valLossAtStart }
+            : undefined,
         );
       }
       return {

@@ -13,6 +13,8 @@
  */
 import { access } from "node:fs/promises";
 import { resolve } from "node:path";
+import { z } from "zod";
+import { parseJson } from "../../policy/io/json.ts";
 import h5wasm from "h5wasm/node";
 import type { Dataset as H5Dataset, File as H5File, Group as H5Group } from "h5wasm/node";
 import type { ColumnArray, EpisodeInfo, FeatureInfo, ShapedColumn } from "../lerobot/layout.ts";
@@ -69,14 +71,8 @@ export class RobomimicDataset {
     this.demos = demos;
 
     const envRaw = attr(data, "env_args");
-    let envArgs: Record<string, unknown> | null = null;
-    if (typeof envRaw === "string") {
-      try {
-        envArgs = JSON.parse(envRaw) as Record<string, unknown>;
-      } catch (err) {
-        throw new Error(`${path}: data.env_args is not JSON`, { cause: err });
-      }
-    }
+    const envArgs: Record<string, unknown> | null =
+      typeof envRaw === "string" ? parseJson(envRaw, z.record(z.string(), z.unknown()), `${path}: data.env_args`) : null;
     this.envArgs = envArgs;
     this.envName = typeof envArgs?.env_name === "string" ? envArgs.env_name : null;
     const kwargs = (envArgs?.env_kwargs ?? {}) as Record<string, unknown>;

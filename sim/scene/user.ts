@@ -13,6 +13,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { dirname, join, normalize } from "node:path";
+import { parseValue, readJsonFile } from "../../policy/io/json.ts";
 import { z } from "zod";
 import type { RobotScene } from "./robot.ts";
 import { injectWorldbody } from "./robot.ts";
@@ -31,12 +32,7 @@ export type RobotMapping = z.infer<typeof RobotMappingSchema>;
 
 /** Checks a parsed mapping object; errors name the source and the offending field. */
 export function parseRobotMapping(raw: unknown, source: string): RobotMapping {
-  const r = RobotMappingSchema.safeParse(raw);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `'${i.path.join(".") || "(root)"}': ${i.message}`).join("; ");
-    throw new Error(`${source}: bad robot mapping: ${issues}`);
-  }
-  const m = r.data;
+  const m = parseValue(raw, RobotMappingSchema, `${source}: bad robot mapping`);
   if (m.joints.length !== m.actuators.length) {
     throw new Error(
       `${source}: 'joints' has ${m.joints.length} names but 'actuators' has ${m.actuators.length}; need one actuator per joint`,
@@ -67,13 +63,10 @@ export async function loadUserScene(opts: UserSceneOptions): Promise<RobotScene>
   } catch (err) {
     throw new Error(`${opts.mjcf}: cannot read the MJCF file`, { cause: err });
   }
-  let rawMapping: unknown;
-  try {
-    rawMapping = JSON.parse(await readFile(opts.mapping, "utf8"));
-  } catch (err) {
-    throw new Error(`${opts.mapping}: cannot read the robot mapping JSON`, { cause: err });
-  }
-  const m = parseRobotMapping(rawMapping, opts.mapping);
+  const m = parseRobotMapping(
+    await readJsonFile(opts.mapping, z.unknown(), { missing: "the robot mapping JSON" }),
+    opts.mapping,
+  );
   const assets = await collectAssets(xml, dirname(opts.mjcf));
   const source = opts.mjcf;
   return {

@@ -115,44 +115,48 @@ describe("eval/report", () => {
     expect(html).toContain("actionflow eval offline &#60;x&#62;");
   });
 
-  it("reads training curves from metrics.jsonl, else from the latest checkpoint's validation history", async () => {
+  it("reads the training and validation curves kept in the latest checkpoint's train_state.json", async () => {
     const run = join(dir, "run");
-    await mkdir(join(run, "checkpoints", "step-000010"), { recursive: true });
+    const ckpt = join(run, "checkpoints", "step-000010");
+    await mkdir(ckpt, { recursive: true });
     await writeFile(join(run, "checkpoints", "latest.json"), JSON.stringify({ checkpoint: "step-000010" }));
-    await writeFile(
-      join(run, "checkpoints", "step-000010", "train_state.json"),
-      JSON.stringify({
-        step: 10,
-        valHistory: [
-          { step: 0, valLoss: 2 },
-          { step: 10, valLoss: 1 },
-        ],
-      }),
-    );
-    expect(await readTrainingCurves(run)).toEqual([
-      {
-        name: "valLoss",
-        points: [
-          { step: 0, value: 2 },
-          { step: 10, value: 1 },
-        ],
-      },
-    ]);
-    await writeFile(
-      join(run, "metrics.jsonl"),
-      ['{"step":5,"trainLoss":1.5}', '{"step":10,"trainLoss":1.1,"valLoss":0.9}', ""].join("\n"),
-    );
+    await writeFile(join(ckpt, "config.json"), "{}");
+    const state = {
+      step: 10,
+      valHistory: [
+        { step: 0, valLoss: 2 },
+        { step: 10, valLoss: 1 },
+      ],
+    };
+    await writeFile(join(ckpt, "train_state.json"), JSON.stringify(state));
+    const val = {
+      name: "valLoss",
+      points: [
+        { step: 0, value: 2 },
+        { step: 10, value: 1 },
+      ],
+    };
+    // A run saved before the training curve was kept: validation only.
+    expect(await readTrainingCurves(run)).toEqual([val]);
+    const trainHistory = [
+      { step: 10, trainLoss: 1.1 },
+      { step: 5, trainLoss: null },
+      { step: 0, trainLoss: 1.5 },
+    ];
+    await writeFile(join(ckpt, "train_state.json"), JSON.stringify({ ...state, trainHistory }));
     expect(await readTrainingCurves(run)).toEqual([
       {
         name: "trainLoss",
         points: [
-          { step: 5, value: 1.5 },
+          { step: 0, value: 1.5 },
           { step: 10, value: 1.1 },
         ],
       },
-      { name: "valLoss", points: [{ step: 10, value: 0.9 }] },
+      val,
     ]);
     expect(await readTrainingCurves(join(dir, "nowhere"))).toEqual([]);
+    await writeFile(join(ckpt, "train_state.json"), JSON.stringify({ ...state, valHistory: "no" }));
+    await expect(readTrainingCurves(run)).rejects.toThrow(/train_state\.json: valHistory: expected array/);
   });
 
   it.skipIf(!existsSync(CHROMIUM))(

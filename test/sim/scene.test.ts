@@ -124,7 +124,7 @@ describe("MJCF errors and user scenes", () => {
       /m\.json: 'joints' has 1 names but 'actuators' has 2/,
     );
     expect(() => parseRobotMapping({ joints: ["a"], actuators: ["x"] }, "m.json")).toThrow(
-      /m\.json: bad robot mapping: 'eeSite'/,
+      /m\.json: bad robot mapping: eeSite: missing/,
     );
     await writeFile(
       join(dir, "map-bad.json"),

@@ -26,6 +26,8 @@ export const TrainStateSchema = z.object({
   valLoss: LossSchema,
   valLossAtStart: LossSchema,
   valHistory: z.array(z.object({ step: z.number().int().nonnegative(), valLoss: LossSchema })),
+  /** Runs saved before the training curve was kept have none. */
+  trainHistory: z.array(z.object({ step: z.number().int().nonnegative(), trainLoss: LossSchema })).default([]),
   savedAt: z.string(),
 });
 /** See {@link TrainStateSchema}. */
@@ -83,6 +85,7 @@ export async function saveRunCheckpoint(trainer: Trainer, s: FitSummary, o: RunC
     valLoss: s.valLoss ?? NaN,
     valLossAtStart: s.valLossAtStart ?? NaN,
     valHistory: s.valHistory,
+    trainHistory: s.trainHistory,
     savedAt: new Date().toISOString(),
   };
   return saveCheckpoint(
