@@ -199,6 +199,19 @@ describe("ZeroMQ policy server", () => {
     }
   });
 
+  it("drops a client whose message exceeds maxMessageBytes and keeps serving the others", async () => {
+    const big = ZmqPolicyClient.connect({ endpoint: server.endpoint, timeoutMs: 1500 });
+    const ok = ZmqPolicyClient.connect({ endpoint: server.endpoint });
+    try {
+      const img = new NdArray("|u1", [2 << 20], new Uint8Array(2 << 20));
+      await expect(big.request({ type: "infer", obs: { ...enc(obsOf(1)), img } })).rejects.toThrow(/no reply/);
+      const [want] = await fx.expected([{ obs: obsOf(1), seed: 3 }]);
+      expect(maxAbsDiff((await ok.infer(obsOf(1), { seed: 3 })).actions, want!)).toBeLessThan(1e-5);
+    } finally {
+      await Promise.all([big.close(), ok.close()]);
+    }
+  });
+
   it("publishes served chunks and timings on the PUB stream", async () => {
     const sub = new zmq.Subscriber({ linger: 0 });
     sub.connect(server.pubEndpoint!);
