@@ -67,6 +67,11 @@ describe("ZeroMQ policy server", () => {
         { seed: 42 },
       );
       expect(maxAbsDiff(mapped.actions, want!)).toBeLessThan(1e-5);
+      // A committed prefix (real-time chunking) comes back unchanged as the chunk's first steps.
+      const prefix = Float32Array.of(0.5, -0.25, 1, 0.75, 0, -1);
+      const kept = await c.infer(obsOf(1), { seed: 42, prefix, prefixLen: 2 });
+      expect(maxAbsDiff(kept.actions.subarray(0, 6), prefix)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(kept.actions.subarray(6), want!.subarray(6))).toBeGreaterThan(1e-4);
       // reset restarts this client's stream: same seed, same chunks.
       await c.reset(7);
       const r1 = await c.infer(obsOf(2));
