@@ -7,7 +7,9 @@
  * configuration: `{clients, requests, errors, lost, p50Ms, p99Ms, chunksPerSec, rssMb}`, where
  * `lost` counts requests that got neither a chunk nor an error, latencies are client-side round
  * trips, and `rssMb` is this process's resident memory after the run. `speedup32` = chunks/s with
- * 32 clients / with 1 (batching; the issue's target is >= 3).
+ * 32 clients / with 1 (batching; the issue's target is >= 3). `computeCeiling` measures the
+ * worker's own run time per chunk alone and in a batch of 32 (no sockets): the most batching can
+ * give on this machine, whatever the server does.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -98,6 +100,7 @@ export async function benchServe(o: {
       } finally {
         await wsServer.close();
       }
+      const ceiling = await computeCeiling(policy, states);
       const speedup = (f: ServeFigures[]): number | null => {
         const one = f.find((x) => x.clients === 1);
         const many = f.find((x) => x.clients === 32);
@@ -107,6 +110,7 @@ export async function benchServe(o: {
         zmq,
         openpi,
         speedup32: { zmq: speedup(zmq), openpi: speedup(openpi) },
+        computeCeiling: ceiling,
         policy: { horizon: policy.horizon, actionDim: policy.actionDim, steps: policy.steps, solver: policy.solver },
         batching: policy.stats(),
         requestsPerClient: o.requests,
@@ -120,6 +124,30 @@ export async function benchServe(o: {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Worker run time per chunk, alone vs in one batch of 32 (medians); `ratio` bounds the batching gain. */
+async function computeCeiling(
+  policy: ThreadedPolicy,
+  states: Float32Array[],
+): Promise<{ batch1MsPerChunk: number; batch32MsPerChunk: number; ratio: number }> {
+  const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
+  const one: number[] = [];
+  for (let i = 0; i < 10; i++) one.push((await policy.sampleChunkTimed({ "observation.state": states[i]! })).inferMs);
+  const many: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    // The first request runs alone at once; the next 32 wait for it and run as one batch.
+    const all = await Promise.all(
+      Array.from({ length: 33 }, (_, i) =>
+        policy.sampleChunkTimed({ "observation.state": states[i % states.length]! }),
+      ),
+    );
+    const big = all.reduce((a, b) => (b.batch > a.batch ? b : a));
+    many.push(big.inferMs / big.batch);
+  }
+  const b1 = median(one);
+  const b32 = median(many);
+  return { batch1MsPerChunk: round(b1), batch32MsPerChunk: round(b32), ratio: round(b1 / b32) };
 }
 
 function figures(clients: number, perClient: number, r: Tally & { seconds: number }): ServeFigures {

@@ -15,6 +15,8 @@ import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-
  */
 export interface ServedPolicy extends ChunkPolicy {
   readonly features: readonly FeatureIO[];
+  /** The model's padded action dim: a request's noise is `[horizon * modelActionDim]`. */
+  readonly modelActionDim: number;
   readonly solver: string;
   readonly steps: number;
   sampleChunkTimed(obs: Observation, req?: ChunkRequest): Promise<TimedChunk>;

@@ -200,7 +200,7 @@ export class ZmqPolicyServer {
           const obs = observationFrom(req.obs, policy.features, this.opts.keyMap);
           const own =
             req.noise === undefined && req.seed === undefined ? this.streams.get(client.toString("hex")) : undefined;
-          const noise = req.noise ?? own?.normalArray(policy.horizon * modelActionDim(policy));
+          const noise = req.noise ?? own?.normalArray(policy.horizon * policy.modelActionDim);
           const t = await policy.sampleChunkTimed(obs, {
             ...(noise !== undefined ? { noise } : {}),
             ...(req.seed !== undefined ? { seed: req.seed } : {}),
@@ -260,11 +260,6 @@ export class ZmqPolicyServer {
 
 function errorReply(id: RequestId, code: ErrorCode, message: string): ZmqReply {
   return { type: "error", id, code, message };
-}
-
-function modelActionDim(policy: ServedPolicy): number {
-  const p = policy as ServedPolicy & { modelActionDim?: number };
-  return p.modelActionDim ?? policy.actionDim;
 }
 
 /** `tcp://host:0` -> `tcp://host:*` (libzmq's any-port syntax). */

@@ -41,9 +41,11 @@ describe("actionflow keys / serve", () => {
       /needs an API key/,
     );
 
+    // Plain node with tsx's loader, so SIGTERM reaches the CLI itself (no npx in between).
     const child = spawn(
-      "npx",
+      process.execPath,
       [
+        "--import",
         "tsx",
         "cli/main.ts",
         "serve",
@@ -58,7 +60,7 @@ describe("actionflow keys / serve", () => {
         "--fps",
         "10",
         "--seconds",
-        "8",
+        "300",
         "--json",
       ],
       { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] },
@@ -82,6 +84,7 @@ describe("actionflow keys / serve", () => {
       expect(maxAbsDiff(chunk.actions, want)).toBeLessThan(1e-5);
     } finally {
       await c.close();
+      child.kill("SIGTERM");
     }
     expect(await exited).toBe(0);
     const summary = lastJson(stdout) as { event: string; zmq: { chunks: number; errors: number } };

@@ -67,6 +67,11 @@ describe("ZeroMQ policy server", () => {
         { seed: 42 },
       );
       expect(maxAbsDiff(mapped.actions, want!)).toBeLessThan(1e-5);
+      // A committed prefix (real-time chunking) comes back unchanged as the chunk's first steps.
+      const prefix = Float32Array.of(0.5, -0.25, 1, 0.75, 0, -1);
+      const kept = await c.infer(obsOf(1), { seed: 42, prefix, prefixLen: 2 });
+      expect(maxAbsDiff(kept.actions.subarray(0, 6), prefix)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(kept.actions.subarray(6), want!.subarray(6))).toBeGreaterThan(1e-4);
       // reset restarts this client's stream: same seed, same chunks.
       await c.reset(7);
       const r1 = await c.infer(obsOf(2));
@@ -196,6 +201,19 @@ describe("ZeroMQ policy server", () => {
       expect(await c.ping()).toBeGreaterThan(0);
     } finally {
       await c.close();
+    }
+  });
+
+  it("drops a client whose message exceeds maxMessageBytes and keeps serving the others", async () => {
+    const big = ZmqPolicyClient.connect({ endpoint: server.endpoint, timeoutMs: 1500 });
+    const ok = ZmqPolicyClient.connect({ endpoint: server.endpoint });
+    try {
+      const img = new NdArray("|u1", [2 << 20], new Uint8Array(2 << 20));
+      await expect(big.request({ type: "infer", obs: { ...enc(obsOf(1)), img } })).rejects.toThrow(/no reply/);
+      const [want] = await fx.expected([{ obs: obsOf(1), seed: 3 }]);
+      expect(maxAbsDiff((await ok.infer(obsOf(1), { seed: 3 })).actions, want!)).toBeLessThan(1e-5);
+    } finally {
+      await Promise.all([big.close(), ok.close()]);
     }
   });
 
