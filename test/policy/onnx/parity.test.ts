@@ -63,6 +63,25 @@ for (const arch of ["transformer", "mlp"] as const) {
     const { horizon: H, actionDim: A } = m.config;
     const noise = new Rng(5).normalArray(BATCH * H * A);
 
+    /** Runs `model` with `prefix` kept for `lens[b]` steps; also the prefix normalised and padded, and its mask. */
+    const runWithPrefix = async (model: Parameters<typeof runModel>[0], prefix: Float32Array, lens: number[]) => {
+      const out = await runModel(model, {
+        ...feedsOf(m, raw),
+        noise: [noise, [BATCH, H, A]],
+        prefix: [prefix, [BATCH, H, RAW.action]],
+        prefix_len: [BigInt64Array.from(lens.map(BigInt)), [BATCH]],
+      });
+      const prefN = new Float32Array(BATCH * H * A);
+      const pn = normalize(prefix, {
+        scale: m.norms.action.scale.slice(0, RAW.action),
+        offset: m.norms.action.offset.slice(0, RAW.action),
+      });
+      for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
+      const mask = new Float32Array(BATCH * H);
+      for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
+      return { out, prefN, mask };
+    };
+
     for (const solver of SOLVERS) {
       it(`${solver}, 3 steps, batch ${BATCH}`, async () => {
         const steps = 3;
@@ -104,21 +123,8 @@ for (const arch of ["transformer", "mlp"] as const) {
       const { model } = buildSampleModel(m.head, m.weights, m.features, m.norms, { steps, solver: "euler" });
       const prefix = new Rng(9).normalArray(BATCH * H * RAW.action);
       const lens = [2, 0];
-      const out = await runModel(model, {
-        ...feedsOf(m, raw),
-        noise: [noise, [BATCH, H, A]],
-        prefix: [prefix, [BATCH, H, RAW.action]],
-        prefix_len: [BigInt64Array.from(lens.map(BigInt)), [BATCH]],
-      });
+      const { out, prefN, mask } = await runWithPrefix(model, prefix, lens);
       // Reference: the same replacement written on tfjs.
-      const prefN = new Float32Array(BATCH * H * A);
-      const pn = normalize(prefix, {
-        scale: m.norms.action.scale.slice(0, RAW.action),
-        offset: m.norms.action.offset.slice(0, RAW.action),
-      });
-      for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
-      const mask = new Float32Array(BATCH * H);
-      for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
       const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
       const ref = tf.tidy(() => {
         const ctx = m.head.encode(ops, normalisedObs(m, raw));
@@ -161,20 +167,7 @@ for (const arch of ["transformer", "mlp"] as const) {
       expect(meta["actionflow.rtc_max_delay"]).toBe("2");
       const prefix = new Rng(9).normalArray(BATCH * H * RAW.action);
       const lens = [2, 1];
-      const out = await runModel(model, {
-        ...feedsOf(m, raw),
-        noise: [noise, [BATCH, H, A]],
-        prefix: [prefix, [BATCH, H, RAW.action]],
-        prefix_len: [BigInt64Array.from(lens.map(BigInt)), [BATCH]],
-      });
-      const prefN = new Float32Array(BATCH * H * A);
-      const pn = normalize(prefix, {
-        scale: m.norms.action.scale.slice(0, RAW.action),
-        offset: m.norms.action.offset.slice(0, RAW.action),
-      });
-      for (let r = 0; r < BATCH * H; r++) prefN.set(pn.subarray(r * RAW.action, (r + 1) * RAW.action), r * A);
-      const mask = new Float32Array(BATCH * H);
-      for (let b = 0; b < BATCH; b++) for (let h = 0; h < lens[b]!; h++) mask[b * H + h] = 1;
+      const { out, prefN, mask } = await runWithPrefix(model, prefix, lens);
       // Reference written on tfjs: every evaluation gets the clean prefix and per-token time 1 there.
       const ops = new TfjsOps({ seed: 0, weights: m.weights, mode: "frozen" });
       const ref = tf.tidy(() => {
