@@ -8,9 +8,10 @@
  * The page sets `window.reportCharts` to the number of charts it created once they are drawn
  * (animation is off), which tests and screenshots wait for; every canvas carries `data-chart`.
  */
-import { readFile, mkdir, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../policy/io/atomic.ts";
 
 /** One plot: a Chart.js configuration as JSON (`type`, `data`, `options`; no callbacks). */
 export interface ReportChart {
@@ -161,11 +162,9 @@ ${doc.footer ? `<footer><code>${esc(doc.footer)}</code></footer>` : ""}
 `;
 }
 
-/** Renders the report and writes it to `file` (creating its folder). */
+/** Renders the report and writes it to `file` atomically (creating its folder). */
 export async function writeReport(file: string, doc: ReportDocument): Promise<void> {
-  const html = await renderReport(doc);
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, html);
+  await writeFileAtomic(file, await renderReport(doc));
 }
 
 function renderTable(t: ReportTable): string {

@@ -10,6 +10,8 @@ import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import type { Aggregate } from "../../policy/runtime/executor.ts";
 import { collect } from "../../sim/collect.ts";
 import { evaluate } from "../../sim/eval.ts";
+import { simEvalReport } from "../../sim/eval-report.ts";
+import { writeReport } from "../../eval/report.ts";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
 import { ExpertChunkPolicy } from "../../sim/policy.ts";
 import { replay } from "../../sim/replay.ts";
@@ -232,9 +234,25 @@ export function registerSim(program: Command): void {
           bar.stop();
           await onnx?.release();
         }
+        const report = join(outDir, "report.html");
+        const execution =
+          o.merge === "sync"
+            ? `sync, ${nActionSteps} action steps${prefixSteps ? `, prefix ${prefixSteps}` : ""}`
+            : `${o.merge}, execution horizon ${nActionSteps}`;
+        await writeReport(
+          report,
+          simEvalReport(info, {
+            task,
+            policy: o.policy,
+            execution: `${execution}, inference delay ${o.delaySteps} steps`,
+            command: `actionflow sim eval --task ${task} --policy ${o.policy} --episodes ${episodes} --seed ${seed} --n-action-steps ${nActionSteps} --merge ${o.merge} --delay-steps ${o.delaySteps}`,
+          }),
+        );
         if (!json)
-          log(`wrote ${join(outDir, "eval_info.json")} and ${episodes} pictures in ${join(outDir, "pictures")}`);
-        const result = { ...info.aggregated, episodes, outDir };
+          log(
+            `wrote ${join(outDir, "eval_info.json")}, ${report} and ${episodes} pictures in ${join(outDir, "pictures")}`,
+          );
+        const result = { ...info.aggregated, episodes, outDir, report };
         printResult(result, { json }, (x: typeof result) =>
           [
             `success ${x.pc_success.toFixed(1)}% over ${x.episodes} episodes, avg max reward ${x.avg_max_reward.toFixed(3)}, avg sum reward ${x.avg_sum_reward.toFixed(2)}`,

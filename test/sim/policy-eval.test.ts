@@ -78,9 +78,15 @@ describe("collect -> train -> export -> sim eval", () => {
     const res = JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"] & {
       episodes: number;
       outDir: string;
+      report: string;
     };
     expect(res.episodes).toBe(3);
     expect(res.outDir).toBe(join(runDir, "eval", "reach"));
+    // The HTML report beside eval_info.json: the figures and one chart per episode figure.
+    const html = await readFile(res.report, "utf8");
+    expect(res.report).toBe(join(runDir, "eval", "reach", "report.html"));
+    expect(html).toContain("sim eval: reach");
+    expect(html.match(/<canvas data-chart=/g)).toHaveLength(2);
 
     const info = JSON.parse(await readFile(join(runDir, "eval", "reach", "eval_info.json"), "utf8")) as EvalInfo;
     // The figures of this seeded run (collect seed 0, the trainer's default seed, eval seeds
