@@ -72,7 +72,9 @@ export class RobomimicDataset {
 
     const envRaw = attr(data, "env_args");
     const envArgs: Record<string, unknown> | null =
-      typeof envRaw === "string" ? parseJson(envRaw, z.record(z.string(), z.unknown()), `${path}: data.env_args`) : null;
+      typeof envRaw === "string"
+        ? parseJson(envRaw, z.record(z.string(), z.unknown()), `${path}: data.env_args`)
+        : null;
     this.envArgs = envArgs;
     this.envName = typeof envArgs?.env_name === "string" ? envArgs.env_name : null;
     const kwargs = (envArgs?.env_kwargs ?? {}) as Record<string, unknown>;
