@@ -20,4 +20,9 @@ export interface DiffOps<T> extends Ops<T> {
   div(a: T, b: T): T;
   /** Elementwise 1 / sqrt(x). */
   rsqrt(x: T): T;
+  /**
+   * a `[..., k]` and b `[..., n]` of the same leading shape -> `[k, n]`, the sum over every leading
+   * position of the outer product a^T b: a shared weight's gradient, one product over all rows.
+   */
+  contractRows(a: T, b: T): T;
 }

@@ -158,10 +158,8 @@ export class Tape<T> implements DiffOps<Traced<T>> {
       if (!need[1]) return [ga, undefined];
       let gb: T;
       if (bs.length === 2) {
-        // b is shared across a's leading axes: fold them into the rows, one 2-D product.
-        const a2 = as.length === 2 ? a.value : o.reshape(a.value, [-1, k]);
-        const g2 = shape.length === 2 ? g : o.reshape(g, [-1, n]);
-        gb = tb ? o.matMul(o.transpose(g2, [1, 0]), a2) : o.matMul(o.transpose(a2, [1, 0]), g2);
+        // b is shared across a's leading axes: one product over all rows.
+        gb = tb ? o.contractRows(g, a.value) : o.contractRows(a.value, g);
       } else {
         const r = shape.length;
         const swap = [...Array(r).keys()];
@@ -304,6 +302,16 @@ export class Tape<T> implements DiffOps<Traced<T>> {
     const y = o.rsqrt(x.value);
     // (x^-1/2)' = -1/2 x^-3/2 = -1/2 y^3.
     return this.record(y, x.shape, [x], (g) => [o.mul(g, o.scale(o.mul(y, o.mul(y, y)), -0.5))]);
+  }
+
+  contractRows(a: Traced<T>, b: Traced<T>): Traced<T> {
+    const k = a.shape[a.shape.length - 1]!;
+    const n = b.shape[b.shape.length - 1]!;
+    const o = this.inner;
+    return this.record(o.contractRows(a.value, b.value), [k, n], [a, b], (g, need) => [
+      need[0] ? o.matMul(b.value, g, { transposeB: true }) : undefined,
+      need[1] ? o.matMul(a.value, g) : undefined,
+    ]);
   }
 
   // ---- internals ----

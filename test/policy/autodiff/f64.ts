@@ -217,6 +217,16 @@ export class F64Ops implements DiffOps<F64> {
     }
     return { shape, data: out };
   }
+  contractRows(a: F64, b: F64): F64 {
+    const k = a.shape[a.shape.length - 1]!;
+    const n = b.shape[b.shape.length - 1]!;
+    const rows = a.data.length / k;
+    const out = new Float64Array(k * n);
+    for (let r = 0; r < rows; r++)
+      for (let i = 0; i < k; i++)
+        for (let j = 0; j < n; j++) out[i * n + j] = out[i * n + j]! + a.data[r * k + i]! * b.data[r * n + j]!;
+    return { shape: [k, n], data: out };
+  }
   expandLike(x: F64, like: F64): F64 {
     return this.zip(x, { shape: like.shape, data: new Float64Array(like.data.length) }, (v) => v);
   }

@@ -107,6 +107,14 @@ const CASES: Case[] = [
   },
   { name: "pad", shapes: [[2, 3]], diff: (o, [a]) => o.pad(a!, 1, 2, 1) },
   { name: "div (broadcast)", shapes: [[2, 3], [3]], positive: true, diff: (o, [a, b]) => o.div(a!, b!) },
+  {
+    name: "contractRows",
+    shapes: [
+      [2, 3, 4],
+      [2, 3, 5],
+    ],
+    diff: (o, [a, b]) => o.contractRows(a!, b!),
+  },
   { name: "rsqrt", shapes: [[2, 3]], positive: true, diff: (o, [a]) => o.rsqrt(a!) },
 ];
 
