@@ -41,6 +41,11 @@ export interface OrtTrainerOptions {
   };
   /** onnxruntime intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
+  /**
+   * Diagnostics: onnxruntime writes a per-node profile (Chrome trace JSON) to a file starting with
+   * this prefix; `endProfiling()` ends it and returns the file name.
+   */
+  profileFilePrefix?: string;
 }
 
 /** Initial parameters of `head` exactly as the tfjs `Trainer` creates them for `seed`. */
@@ -86,6 +91,9 @@ export class OrtTrainer {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
       ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+      ...(opts.profileFilePrefix !== undefined
+        ? { enableProfiling: true, profileFilePrefix: opts.profileFilePrefix }
+        : {}),
     };
     const trainer = new OrtTrainer(opts.head, opts.seed, adam, sessionOptions, opts);
     await trainer.session(opts.head.config.rtcMaxDelay > 0 ? opts.head.config.horizon : 1);
@@ -178,6 +186,11 @@ export class OrtTrainer {
   /** The state needed to resume: raw weights, AdamW moments and EMA weights (copies). */
   state(): ReturnType<AdamW["snapshot"]> {
     return this.adam.snapshot();
+  }
+
+  /** Ends onnxruntime profiling (see `profileFilePrefix`) of every session; returns nothing when not profiling. */
+  endProfiling(): void {
+    for (const s of this.sessions.values()) s.endProfiling();
   }
 
   /** Releases the onnxruntime sessions. */
