@@ -1,11 +1,15 @@
-import { beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as tf from "@tensorflow/tfjs";
 import { buildTrainModel, gradOutputName, obsInputName } from "../../../policy/onnx/graphs.ts";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { featureSize } from "../../../policy/net/head.ts";
 import { Rng } from "../../../policy/random.ts";
 import { lossDenominator, maskedLoss, type LossInputs } from "../../../training/loss.ts";
-import { runModel } from "../../policy/onnx/helpers.ts";
+import { checkOnnxFile, onnxCheckerUnavailable, runModel } from "../../policy/onnx/helpers.ts";
+import { encodeModel } from "../../../policy/onnx/proto.ts";
 import { tinyModel } from "../../policy/onnx/fixture.ts";
 
 beforeAll(async () => {
@@ -110,3 +114,21 @@ for (const arch of ["transformer", "mlp"] as const) {
     });
   }
 }
+
+const why = onnxCheckerUnavailable();
+if (why) console.warn(`skipping the official ONNX checker on the training graph: ${why}`);
+
+describe.skipIf(why !== undefined)("official ONNX checker (python3-onnx, full_check) on the training graph", () => {
+  const dir = mkdtempSync(join(tmpdir(), "actionflow-train-check-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  for (const arch of ["transformer", "mlp"] as const) {
+    it(`accepts the ${arch} training graph (t per sample and per token)`, () => {
+      const m = tinyModel(arch);
+      for (const timeTokens of [1, m.config.horizon]) {
+        const file = join(dir, `${arch}-${timeTokens}.onnx`);
+        writeFileSync(file, encodeModel(buildTrainModel(m.head, m.config.obs, { timeTokens }).model));
+        expect(checkOnnxFile(file)).toBe("");
+      }
+    });
+  }
+});
