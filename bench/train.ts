@@ -2,7 +2,8 @@
  * `bench train`: training throughput of the default transformer head (H=50, A=32) on the chosen
  * tfjs backend, as samples/s and model GFLOP/s (3x the forward matMul FLOPs), against the
  * reference fp32 matMul throughput of onnxruntime measured in the same run. Gradients are computed
- * by `workers` threads (data parallel, `training/parallel/`).
+ * by `workers` threads (data parallel, `training/parallel/`). `--backend ort` measures the same
+ * step through the onnxruntime training graph instead (`training/ort/`, `benchTrainOrt`).
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseHeadConfig } from "../policy/net/config.ts";

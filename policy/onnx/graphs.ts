@@ -275,14 +275,14 @@ export function buildTrainModel(
     const size = shape.reduce((a, b) => a * b, 1);
     ops.output(g ?? ops.constant(new Float32Array(size), shape), gradOutputName(name));
   }
-  const meta = { ...headMetadata(head, features as FeatureIO[], "train"), ...opts.metadata };
+  const meta = { ...headMetadata(head, features, "train"), ...opts.metadata };
   const doc = `actionflow ${cfg.arch} training graph: parameters, normalised obs.*, xt, t [batch, ${T}], target, is_pad, denominator -> loss, grad.*`;
   return { model: wrapModel(ops, "actionflow_train", doc, meta), params };
 }
 
 function headMetadata(
   head: ActionHead,
-  features: readonly FeatureIO[],
+  features: readonly Pick<FeatureIO, "name" | "shape">[],
   graph: "sample" | "velocity" | "train",
 ): Record<string, string> {
   const cfg = head.config;
