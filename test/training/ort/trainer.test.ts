@@ -98,3 +98,49 @@ describe("OrtTrainer tracks the tfjs Trainer (same init, batch, noise, schedule)
     });
   }
 });
+
+describe("OrtTrainer resume", () => {
+  it("a run resumed from state() after 4 steps continues exactly as the uninterrupted run", async () => {
+    const config = tinyConfig("mlp");
+    const head = buildHead(config);
+    const batch = fixedBatch(config, 3, 9);
+    const whole = await OrtTrainer.create({ head, seed: 4, optim: OPTIM, threads: 1 });
+    const first = await OrtTrainer.create({ head, seed: 4, optim: OPTIM, threads: 1 });
+    try {
+      const losses: number[] = [];
+      for (let s = 0; s < 8; s++) losses.push((await whole.trainStep(batch)).loss);
+      for (let s = 0; s < 4; s++) await first.trainStep(batch);
+      const resumed = await OrtTrainer.create({
+        head,
+        seed: 4,
+        optim: OPTIM,
+        threads: 1,
+        resume: { ...first.state(), step: first.step },
+      });
+      try {
+        expect(resumed.step).toBe(4);
+        for (let s = 4; s < 8; s++) expect((await resumed.trainStep(batch)).loss).toBe(losses[s]);
+        const a = whole.state();
+        const b = resumed.state();
+        for (const [name, w] of a.ema) expect(b.ema.get(name)!.data).toEqual(w.data);
+      } finally {
+        await resumed.release();
+      }
+    } finally {
+      await whole.release();
+      await first.release();
+    }
+  });
+
+  it("names the missing observation feature", async () => {
+    const config = tinyConfig("mlp");
+    const t = await OrtTrainer.create({ head: buildHead(config), seed: 1, threads: 1 });
+    try {
+      const batch = fixedBatch(config, 2, 1);
+      delete batch.obs["emb"];
+      await expect(t.trainStep(batch)).rejects.toThrow(/observation feature 'emb'/);
+    } finally {
+      await t.release();
+    }
+  });
+});
