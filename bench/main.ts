@@ -18,7 +18,14 @@ program
   .addOption(choiceOption("--arch <arch>", "transformer or mlp", ["transformer", "mlp"], "transformer"))
   .addOption(option("--batch <n>", "batch size", positiveInt, 32))
   .addOption(option("--steps <n>", "timed steps", positiveInt, 10))
-  .addOption(choiceOption("--backend <name>", "tfjs backend", BACKEND_NAMES, "wasm"))
+  .addOption(
+    choiceOption(
+      "--backend <name>",
+      "tfjs backend, or ort (onnxruntime training graph)",
+      [...BACKEND_NAMES, "ort"],
+      "wasm",
+    ),
+  )
   .addOption(
     option(
       "--workers <n>",
@@ -33,7 +40,7 @@ program
       arch: "transformer" | "mlp";
       batch: number;
       steps: number;
-      backend: BackendName;
+      backend: BackendName | "ort";
       workers?: number;
       profile?: boolean;
       json?: boolean;

@@ -122,6 +122,56 @@ export interface StepResult {
   lr: number;
 }
 
+/**
+ * The network inputs and regression target of a batch for a trainer's head, path and time sampler
+ * (see {@link Trainer.prepare}); shared by the tfjs `Trainer` and the onnxruntime `OrtTrainer`.
+ */
+export function prepareInputs(
+  trainer: Pick<Trainer, "head" | "path" | "timeSampler">,
+  batch: Batch,
+  rng: Rng,
+): PreparedInputs {
+  const { horizon: H, actionDim: A } = trainer.head.config;
+  const n = batch.size * H;
+  if (batch.actions.length !== n * A) {
+    throw new Error(
+      `batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`,
+    );
+  }
+  const t = new Float32Array(batch.size);
+  if (trainer.head.config.objective === "regression") {
+    t.fill(1);
+    return { xt: new Float32Array(n * A), t, target: batch.actions, isPad: batch.isPad };
+  }
+  const tokenTime = new Float32Array(n);
+  for (let b = 0; b < batch.size; b++) {
+    t[b] = trainer.timeSampler.sample(rng);
+    tokenTime.fill(t[b]!, b * H, (b + 1) * H);
+  }
+  const x0 = batch.noise ?? rng.normalArray(n * A);
+  if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
+  const D = trainer.head.config.rtcMaxDelay;
+  if (D === 0) {
+    const { xt, ut } = samplePath(trainer.path, x0, batch.actions, tokenTime, { dim: A });
+    return { xt, t, target: ut, isPad: batch.isPad };
+  }
+  const isPad = batch.isPad.slice();
+  const prefixLen = new Int32Array(batch.size);
+  for (let b = 0; b < batch.size; b++) {
+    const d = rng.int(D + 1);
+    prefixLen[b] = d;
+    tokenTime.fill(1, b * H, b * H + d);
+    isPad.fill(1, b * H, b * H + d);
+  }
+  const { xt, ut } = samplePath(trainer.path, x0, batch.actions, tokenTime, { dim: A });
+  // Exactly clean, whatever the path's value at t = 1 (sigma_min keeps a little noise there).
+  for (let b = 0; b < batch.size; b++) {
+    const from = b * H * A;
+    xt.set(batch.actions.subarray(from, from + prefixLen[b]! * A), from);
+  }
+  return { xt, t: tokenTime, target: ut, isPad };
+}
+
 /** Trains one action head. Call `dispose()` when done to free its tensors. */
 export class Trainer {
   readonly head: ActionHead;
@@ -199,45 +249,7 @@ export class Trainer {
    * `[size, horizon]`, and `isPad` (a copy of the batch's) also marks them, leaving them out of the loss.
    */
   prepare(batch: Batch, rng: Rng): PreparedInputs {
-    const { horizon: H, actionDim: A } = this.head.config;
-    const n = batch.size * H;
-    if (batch.actions.length !== n * A) {
-      throw new Error(
-        `batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`,
-      );
-    }
-    const t = new Float32Array(batch.size);
-    if (this.head.config.objective === "regression") {
-      t.fill(1);
-      return { xt: new Float32Array(n * A), t, target: batch.actions, isPad: batch.isPad };
-    }
-    const tokenTime = new Float32Array(n);
-    for (let b = 0; b < batch.size; b++) {
-      t[b] = this.timeSampler.sample(rng);
-      tokenTime.fill(t[b]!, b * H, (b + 1) * H);
-    }
-    const x0 = batch.noise ?? rng.normalArray(n * A);
-    if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
-    const D = this.head.config.rtcMaxDelay;
-    if (D === 0) {
-      const { xt, ut } = samplePath(this.path, x0, batch.actions, tokenTime, { dim: A });
-      return { xt, t, target: ut, isPad: batch.isPad };
-    }
-    const isPad = batch.isPad.slice();
-    const prefixLen = new Int32Array(batch.size);
-    for (let b = 0; b < batch.size; b++) {
-      const d = rng.int(D + 1);
-      prefixLen[b] = d;
-      tokenTime.fill(1, b * H, b * H + d);
-      isPad.fill(1, b * H, b * H + d);
-    }
-    const { xt, ut } = samplePath(this.path, x0, batch.actions, tokenTime, { dim: A });
-    // Exactly clean, whatever the path's value at t = 1 (sigma_min keeps a little noise there).
-    for (let b = 0; b < batch.size; b++) {
-      const from = b * H * A;
-      xt.set(batch.actions.subarray(from, from + prefixLen[b]! * A), from);
-    }
-    return { xt, t: tokenTime, target: ut, isPad };
+    return prepareInputs(this, batch, rng);
   }
 
   /** The loss inputs of a whole batch. */

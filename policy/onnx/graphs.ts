@@ -29,6 +29,8 @@ import type { ActionHead } from "../net/head.ts";
 import type { AffineNorm } from "../normalize.ts";
 import { integrate, solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
+import { Tape, type Traced } from "../autodiff/tape.ts";
+import { maskedSquaredError } from "../autodiff/loss.ts";
 import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
 import { VERSION } from "../version.ts";
 import type { FeatureIO } from "./schema.ts";
@@ -211,10 +213,77 @@ export function buildVelocityModel(
   return { model: wrapModel(ops, "actionflow_velocity", doc, meta), usedParams: ops.usedParams() };
 }
 
+/** Options of `buildTrainModel`. */
+export interface TrainModelOptions {
+  /** Time tokens of the `t` input: 1 (one time per sample) or the horizon (per-token, prefix training). */
+  timeTokens: number;
+  /** Extra `metadata_props`. */
+  metadata?: Record<string, string>;
+}
+
+/** A built training graph and its parameters, in the order of the `grad.<name>` outputs. */
+export interface BuiltTrainModel {
+  model: ModelProto;
+  /** Every parameter of the head (name and shape), in first-use order: one input and one gradient each. */
+  params: { name: string; shape: number[] }[];
+}
+
+/** The graph output holding the gradient of parameter `name`. */
+export function gradOutputName(name: string): string {
+  return `grad.${name}`;
+}
+
+/**
+ * Builds the `train` model: the masked loss of one batch and its gradient with respect to every
+ * parameter, the backward pass emitted by reverse-mode differentiation (`policy/autodiff/tape.ts`)
+ * of the same network description the other graphs run.
+ *
+ * Inputs (batch is the `batch` dim_param), all float32: every parameter, named as the parameter
+ * with its shape; normalised `obs.<name>` `[batch, ...shape]`; `xt` and `target`
+ * `[batch, H, A]`; `t` `[batch, timeTokens]`; `is_pad` `[batch, H]` (1 = step left out of the loss);
+ * `denominator` `[]` (the batch's `lossDenominator`). Outputs: `loss` `[]` =
+ * `sum((v - target)^2 (1 - is_pad)) / denominator`, exactly the tfjs trainer's `maskedLoss`, and
+ * `grad.<name>` (shape of the parameter; zeros where the loss does not depend on it). Both
+ * objectives use this graph: a regression batch is fed xt = 0, t = 1, target = actions.
+ */
+export function buildTrainModel(
+  head: ActionHead,
+  features: readonly Pick<FeatureIO, "name" | "shape">[],
+  opts: TrainModelOptions,
+): BuiltTrainModel {
+  const cfg = head.config;
+  const { horizon: H, actionDim: A } = cfg;
+  const T = opts.timeTokens;
+  if (T !== 1 && T !== H) throw new Error(`train graph: timeTokens must be 1 or ${H} (the horizon), got ${T}`);
+  const ops = new OnnxOps({ params: "inputs" });
+  const tape = new Tape(ops);
+  const input = (name: string, shape: number[]): Traced<Sym> => tape.input(ops.input(name, shape), shape);
+  const obs: Record<string, Traced<Sym>> = {};
+  for (const f of features) obs[f.name] = input(obsInputName(f.name), [-1, ...f.shape]);
+  const xt = input("xt", [-1, H, A]);
+  const t = input("t", [-1, T]);
+  const target = input("target", [-1, H, A]);
+  const isPad = input("is_pad", [-1, H]);
+  const denominator = input("denominator", []);
+  const v = head.velocity(tape, head.encode(tape, obs), xt, t, { timeTokens: T });
+  const loss = maskedSquaredError(tape, v, target, isPad, denominator, { horizon: H });
+  ops.output(loss.value, "loss");
+  const params: { name: string; shape: number[] }[] = [];
+  for (const [name, g] of tape.gradients(loss)) {
+    const shape = [...tape.paramSpecs().get(name)!.shape];
+    params.push({ name, shape });
+    const size = shape.reduce((a, b) => a * b, 1);
+    ops.output(g ?? ops.constant(new Float32Array(size), shape), gradOutputName(name));
+  }
+  const meta = { ...headMetadata(head, features, "train"), ...opts.metadata };
+  const doc = `actionflow ${cfg.arch} training graph: parameters, normalised obs.*, xt, t [batch, ${T}], target, is_pad, denominator -> loss, grad.*`;
+  return { model: wrapModel(ops, "actionflow_train", doc, meta), params };
+}
+
 function headMetadata(
   head: ActionHead,
-  features: readonly FeatureIO[],
-  graph: "sample" | "velocity",
+  features: readonly Pick<FeatureIO, "name" | "shape">[],
+  graph: "sample" | "velocity" | "train",
 ): Record<string, string> {
   const cfg = head.config;
   return {

@@ -12,7 +12,8 @@
  * drops every node and constant no output depends on.
  */
 import { createHash } from "node:crypto";
-import type { Ops, ParamSpec, NamedArray } from "../net/ops.ts";
+import type { ParamSpec, NamedArray } from "../net/ops.ts";
+import type { DiffOps } from "../autodiff/ops.ts";
 import {
   AttributeType,
   DataType,
@@ -43,16 +44,27 @@ export type AttrValue = number | number[] | string | { int: number } | { ints: n
 
 /** Options of `OnnxOps`. */
 export interface OnnxOpsOptions {
-  /** Parameter values by name; every `param` the description asks for must be here with its shape. */
-  weights: WeightMap;
+  /**
+   * Parameter values by name; every `param` the description asks for must be here with its shape.
+   * Unused (may be omitted) when `params` is `inputs`.
+   */
+  weights?: WeightMap;
+  /**
+   * `initializers` (default): parameters are graph initializers holding `weights`. `inputs`:
+   * parameters are float32 graph inputs named as the parameter, fed at every run (training graphs).
+   */
+  params?: "initializers" | "inputs";
   /** Prefix of generated value names (keeps two graphs' names apart when debugging). */
   prefix?: string;
 }
 
 const BATCH = -1;
 
-/** Emits ONNX nodes for `Ops` calls; `graph()` returns the collected graph. */
-export class OnnxOps implements Ops<Sym> {
+/**
+ * Emits ONNX nodes for `Ops` calls (and the backward primitives of `DiffOps`); `graph()` returns
+ * the collected graph.
+ */
+export class OnnxOps implements DiffOps<Sym> {
   private readonly nodes: NodeProto[] = [];
   private readonly initializers: TensorProto[] = [];
   private readonly inputs: ValueInfoProto[] = [];
@@ -65,11 +77,13 @@ export class OnnxOps implements Ops<Sym> {
   private readonly values = new Map<string, Sym>();
   private readonly memo = new Map<string, Sym>();
   private readonly weights: WeightMap;
+  private readonly paramMode: "initializers" | "inputs";
   private readonly prefix: string;
   private counter = 0;
 
   constructor(opts: OnnxOpsOptions) {
-    this.weights = opts.weights;
+    this.weights = opts.weights ?? new Map();
+    this.paramMode = opts.params ?? "initializers";
     this.prefix = opts.prefix ?? "";
   }
 
@@ -160,6 +174,11 @@ export class OnnxOps implements Ops<Sym> {
         throw new Error(`parameter '${spec.name}' is used with shape [${spec.shape}] and [${got.shape}]`);
       }
       return got;
+    }
+    if (this.paramMode === "inputs") {
+      const sym = this.input(spec.name, spec.shape);
+      this.params.set(spec.name, sym);
+      return sym;
     }
     const w = this.weights.get(spec.name);
     if (!w) throw new Error(`weights: parameter '${spec.name}' [${spec.shape}] is missing`);
@@ -307,6 +326,55 @@ export class OnnxOps implements Ops<Sym> {
     const ones = this.constant(new Float32Array(d).fill(1), [d]);
     const zeros = this.constant(new Float32Array(d), [d]);
     return this.node("LayerNormalization", [x, ones, zeros], x.shape, { axis: { int: -1 }, epsilon: eps });
+  }
+
+  // ---- DiffOps<Sym> ----
+
+  sumAxes(x: Sym, axes: number[]): Sym {
+    const r = x.shape.length;
+    if (axes.some((a) => !Number.isInteger(a) || a < 0 || a >= r))
+      throw new Error(`sumAxes: axes [${axes}] do not fit shape [${x.shape}]`);
+    if (axes.length === 0) return x;
+    const out = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
+    return this.node("ReduceSum", [x, this.int64([...axes].sort((p, q) => p - q))], out, { keepdims: { int: 1 } });
+  }
+
+  expandLike(x: Sym, like: Sym): Sym {
+    const out = broadcast("expandLike", x.shape, like.shape);
+    if (sameShape(out, x.shape)) return x;
+    const shape = this.node("Shape", [like], [like.shape.length], {}, DataType.INT64);
+    return this.node("Expand", [x, shape], out);
+  }
+
+  pad(x: Sym, axis: number, before: number, after: number): Sym {
+    const r = x.shape.length;
+    const n = x.shape[axis];
+    if (n === undefined || n < 0 || before < 0 || after < 0)
+      throw new Error(`pad: axis ${axis} (+${before}, +${after}) does not fit shape [${x.shape}]`);
+    if (before === 0 && after === 0) return x;
+    const pads = new Array<number>(2 * r).fill(0);
+    pads[axis] = before;
+    pads[r + axis] = after;
+    const out = [...x.shape];
+    out[axis] = n + before + after;
+    return this.node("Pad", [x, this.int64(pads)], out, { mode: "constant" });
+  }
+
+  div(a: Sym, b: Sym): Sym {
+    return this.node("Div", [a, b], broadcast("div", a.shape, b.shape));
+  }
+
+  rsqrt(x: Sym): Sym {
+    return this.node("Reciprocal", [this.node("Sqrt", [x], x.shape)], x.shape);
+  }
+
+  contractRows(a: Sym, b: Sym): Sym {
+    const k = a.shape[a.shape.length - 1]!;
+    const n = b.shape[b.shape.length - 1]!;
+    if (!sameShape(a.shape.slice(0, -1), b.shape.slice(0, -1)))
+      throw new Error(`contractRows: leading axes of [${a.shape}] and [${b.shape}] differ`);
+    const rows = (x: Sym, d: number): Sym => (x.shape.length === 2 ? x : this.reshapeUnchecked(x, [-1, d], [BATCH, d]));
+    return this.node("Gemm", [rows(a, k), rows(b, n)], [k, n], { transA: { int: 1 } });
   }
 
   // ---- internals ----
