@@ -16,7 +16,7 @@ import { driveRobot } from "../../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../../bridge/local-policy.ts";
 import { ControlLoop } from "../../bridge/loop.ts";
 import type { LoopStats } from "../../bridge/loop.ts";
-import { AGGREGATES, MERGE_MODES, type LoopMerge } from "../../bridge/merge.ts";
+import type { LoopMerge } from "../../bridge/merge.ts";
 import type { Plant } from "../../bridge/plant.ts";
 import { PlantLink } from "../../bridge/plant-link.ts";
 import type { RobotProfile } from "../../bridge/profile.ts";
@@ -35,6 +35,7 @@ import { ExpertChunkPolicy } from "../../sim/policy.ts";
 import type { Task, TaskName } from "../../sim/tasks/index.ts";
 import { createTask, TASK_NAMES } from "../../sim/tasks/index.ts";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
 import { log, printResult } from "../output.ts";
 
 /** The task as a {@link Plant}: joint positions, its environment state, one control step per call. */
@@ -62,47 +63,6 @@ async function simTask(taskName: TaskName, profile: RobotProfile, profilePath: s
   }
   task.reset(seed);
   return task;
-}
-
-/** The merge settings of the `--merge`, `--n-action-steps` and `--aggregate` flags (shared with `serve --robot`). */
-export function loopMergeFrom(o: {
-  merge: LoopMerge["mode"];
-  nActionSteps?: number;
-  aggregate?: Aggregate;
-}): LoopMerge {
-  if (o.aggregate !== undefined && o.merge !== "blend")
-    throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
-  switch (o.merge) {
-    case "sync":
-      return { mode: "sync", ...(o.nActionSteps !== undefined ? { nActionSteps: o.nActionSteps } : {}) };
-    case "ensemble":
-      return { mode: "ensemble" };
-    case "blend":
-      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
-    case "rtc":
-      return { mode: "rtc", ...(o.nActionSteps !== undefined ? { executionHorizon: o.nActionSteps } : {}) };
-  }
-}
-
-/** Adds `--merge`, `--n-action-steps` and `--aggregate` to a command. */
-export function addMergeOptions(cmd: Command, defaultMode: LoopMerge["mode"]): Command {
-  return cmd
-    .addOption(
-      choiceOption(
-        "--merge <mode>",
-        "chunk merging: sync (n actions, then infer), ensemble (ACT), blend (LeRobot async), rtc (real-time chunking: the actions executed during inference are the next chunk's prefix)",
-        MERGE_MODES,
-        defaultMode,
-      ),
-    )
-    .addOption(
-      option(
-        "--n-action-steps <n>",
-        "sync: actions executed per chunk (default: all); rtc: execution horizon s (default H/2, kept within d <= s <= H - d)",
-        positiveInt,
-      ),
-    )
-    .addOption(choiceOption("--aggregate <fn>", "blend: how overlapping actions merge", AGGREGATES));
 }
 
 const VIAS = ["direct", "ros", "zmq", "openpi"] as const;
