@@ -69,6 +69,8 @@ export interface LoopStats {
   inferMaxMs: number;
   /** Times the queue ran dry while the loop was executing (a non-empty -> empty transition). */
   queueEmptyEvents: number;
+  /** `rtc`: the inference delay d (control steps) committed by the latest request; 0 in other modes. */
+  rtcDelaySteps: number;
   /** Clamps of every kind (details in `safety.clamps`). */
   clamps: number;
   sent: number;
@@ -187,6 +189,7 @@ export class ControlLoop {
       inferP50Ms: percentile(this.latencies, 50),
       inferMaxMs: this.latencies.reduce((a, b) => Math.max(a, b), 0),
       queueEmptyEvents: this.counts.queueEmpty,
+      rtcDelaySteps: this.merger.delaySteps,
       clamps: safety.clampTotal,
       sent: this.counts.sent,
       droppedDisconnected: this.counts.droppedDisconnected,
