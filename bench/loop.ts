@@ -45,6 +45,8 @@ export interface LoopFigures {
   rtcDelaySteps: number;
   inferErrors: number;
   loopErrors: number;
+  /** Why the loop latched its e-stop (a refused delay, a loop error), or null. */
+  estop: string | null;
   rssMb: number;
 }
 
@@ -136,6 +138,7 @@ export async function benchLoop(o: {
           rtcDelaySteps: st.rtcDelaySteps,
           inferErrors: st.inferErrors,
           loopErrors: st.loopErrors,
+          estop: st.safety.estopReason ?? null,
           rssMb: process.memoryUsage().rss / 2 ** 20,
         });
       }
