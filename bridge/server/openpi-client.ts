@@ -95,6 +95,7 @@ export class OpenpiPolicyClient {
       const onError = (err: Error): void =>
         done(new Error(`openpi client: cannot connect to ${opts.url}: ${err.message}`, { cause: err }));
       const onRefused = (_req: unknown, res: { statusCode?: number }): void => {
+        ws.on("error", () => {}); // terminating a refused handshake emits one last error
         ws.terminate();
         done(new Error(`openpi client: ${opts.url} refused the connection (HTTP ${res.statusCode ?? "?"})`));
       };
@@ -105,13 +106,17 @@ export class OpenpiPolicyClient {
     return new OpenpiPolicyClient(ws, parseMetadata(meta, opts.url), timeoutMs);
   }
 
-  /** Samples a chunk for one raw observation (keys as the metadata names them; shapes from it). */
+  /** Samples a chunk for one raw observation (keys as the metadata names them; shapes from it when the size fits). */
   async infer(obs: Record<string, Float32Array>): Promise<OpenpiChunk> {
     if (this.failure) throw this.failure;
     const shapes: Record<string, number[]> = {};
     for (const f of this.metadata.features) shapes[f.key] = shapes[f.name] = f.shape;
     const dict: MsgMap = {};
-    for (const [k, v] of Object.entries(obs)) dict[k] = NdArray.float32(v, shapes[k] ?? [v.length]);
+    for (const [k, v] of Object.entries(obs)) {
+      // in the metadata's shape when the size fits, else as given (the server refuses it, naming the key)
+      const shape = shapes[k];
+      dict[k] = NdArray.float32(v, shape && shape.reduce((a, b) => a * b, 1) === v.length ? shape : [v.length]);
+    }
     const reply = new Promise<MsgValue>((resolve, reject) => {
       const timer = setTimeout(() => {
         const i = this.waiting.indexOf(w);

@@ -8,6 +8,7 @@
 import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
 import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
+import { NdArray } from "../codec/msgpack-numpy.ts";
 import { OpenpiPolicyClient, type OpenpiClientOptions } from "./openpi-client.ts";
 import type { PolicyMetadata, ServedPolicy } from "./served-policy.ts";
 import { ZmqPolicyClient, type ZmqClientOptions } from "./zmq-client.ts";
@@ -50,7 +51,14 @@ export class ZmqChunkPolicy implements ChunkPolicy {
 
   /** Raw actions `[horizon * actionDim]`; the prefix, noise and seed are sent along. */
   async sampleChunk(obs: Observation, req: ChunkRequest = {}): Promise<Float32Array> {
-    const c = await this.client.infer(obs, {
+    // in the metadata's shape when the size fits, else as sent (the server refuses it, naming the key)
+    const shaped: Record<string, NdArray> = {};
+    for (const [k, v] of Object.entries(obs)) {
+      const f = this.metadata.features.find((x) => x.key === k || x.name === k);
+      const fits = f !== undefined && f.shape.reduce((a, b) => a * b, 1) === v.length;
+      shaped[k] = NdArray.float32(v, fits ? f.shape : [v.length]);
+    }
+    const c = await this.client.infer(shaped, {
       ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
       ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
       ...(req.noise !== undefined ? { noise: req.noise } : {}),
