@@ -27,6 +27,7 @@ import { OpenpiPolicyServer } from "../../bridge/server/openpi-server.ts";
 import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../../bridge/server/remote-policy.ts";
 import type { ServedPolicy } from "../../bridge/server/served-policy.ts";
 import { ZmqPolicyServer } from "../../bridge/server/zmq-server.ts";
+import { isZ85Key, type CurveKeyPair } from "../../bridge/server/zap.ts";
 import { StaleCommandMeter } from "../../bridge/stale-commands.ts";
 import type { Aggregate } from "../../policy/runtime/executor.ts";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
@@ -74,6 +75,8 @@ interface SimRunOptions {
   ros?: string;
   server?: string;
   apiKeyFile?: string;
+  serverKey?: string;
+  clientKeys?: string;
   robot: string;
   merge: LoopMerge["mode"];
   nActionSteps?: number;
@@ -164,6 +167,11 @@ export function registerSimRobot(program: Command): void {
       "--via zmq|openpi: an already running policy server (tcp://host:port or ws://host:port) instead of an in-process one",
     )
     .option("--api-key-file <file>", "--via openpi --server: the API key to send (else $ACTIONFLOW_API_KEY)")
+    .option("--server-key <key-or-file>", "--via zmq --server: the server's CURVE public key (Z85) or its .pub file")
+    .option(
+      "--client-keys <file>",
+      "--via zmq --server: this client's CURVE keypair (a .key file from `actionflow keys --out`)",
+    )
     .option("--robot <profile>", "robot profile JSON", "examples/robots/sim-arm.json");
   addMergeOptions(run, "blend")
     .addOption(
@@ -182,6 +190,27 @@ export function registerSimRobot(program: Command): void {
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: SimRunOptions) => simRun(o));
+}
+
+/** CURVE settings of `--server-key` and `--client-keys` (both or neither; only with `--server`). */
+async function curveFrom(o: SimRunOptions): Promise<{ serverPublicKey: string; keys: CurveKeyPair } | undefined> {
+  if (o.serverKey === undefined && o.clientKeys === undefined) return undefined;
+  if (o.serverKey === undefined || o.clientKeys === undefined || o.server === undefined)
+    throw new Error("--server-key and --client-keys go together, with --via zmq --server <endpoint>");
+  const serverPublicKey = isZ85Key(o.serverKey)
+    ? o.serverKey
+    : (await readFile(o.serverKey, "utf8").catch(() => "")).trim();
+  if (!isZ85Key(serverPublicKey))
+    throw new Error(`--server-key ${o.serverKey}: neither a 40-character Z85 key nor a file holding one`);
+  let keys: CurveKeyPair;
+  try {
+    keys = JSON.parse(await readFile(o.clientKeys, "utf8")) as CurveKeyPair;
+  } catch (err) {
+    throw new Error(`--client-keys ${o.clientKeys}: not a keypair file from \`actionflow keys --out\``, { cause: err });
+  }
+  if (!isZ85Key(String(keys.publicKey)) || !isZ85Key(String(keys.secretKey)))
+    throw new Error(`--client-keys ${o.clientKeys}: publicKey and secretKey must be 40-character Z85 keys`);
+  return { serverPublicKey, keys };
 }
 
 /** The features the expert announces when served: the task's observation, as the profile maps it. */
@@ -236,7 +265,8 @@ async function simRun(o: SimRunOptions): Promise<void> {
         closers.push(() => s.close());
         endpoint = s.endpoint;
       }
-      const remote = await ZmqChunkPolicy.connect({ endpoint });
+      const curve = await curveFrom(o);
+      const remote = await ZmqChunkPolicy.connect({ endpoint, ...(curve ? { curve } : {}) });
       closers.push(() => remote.close());
       server = endpoint;
       policy = remote;

@@ -14,7 +14,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { InvalidArgumentError, type Command } from "commander";
-import { ThreadedPolicy } from "../../policy/runtime/threaded.ts";
 import { driveRobot } from "../../bridge/drive.ts";
 import { startLocalPolicy } from "../../bridge/local-policy.ts";
 import { loadRobotProfile } from "../../bridge/profile.ts";
@@ -122,7 +121,7 @@ export function registerServe(program: Command): void {
     if (o.insecure)
       log("serve: WARNING --insecure: no authentication; anyone who reaches the port can drive the robot");
 
-    const policy = await ThreadedPolicy.start(o.policy, {
+    const policy = await startLocalPolicy(o.policy, {
       seed: o.seed,
       workers: Math.max(1, o.workers),
       maxBatch: Math.max(1, o.maxBatch),
@@ -165,7 +164,7 @@ export function registerServe(program: Command): void {
     }
     const listening = {
       event: "listening",
-      policy: policy.source,
+      policy: policy.threaded.source,
       zmq: zmqServer?.endpoint ?? null,
       pub: zmqServer?.pubEndpoint ?? null,
       openpi: openpiServer?.url ?? null,
@@ -175,7 +174,7 @@ export function registerServe(program: Command): void {
     if (o.json) process.stdout.write(JSON.stringify(listening) + "\n");
     else
       log(
-        `serving ${policy.source}: ${[zmqServer && `zmq ${zmqServer.endpoint}`, openpiServer && `openpi ${openpiServer.url}`].filter(Boolean).join(", ")}`,
+        `serving ${policy.threaded.source}: ${[zmqServer && `zmq ${zmqServer.endpoint}`, openpiServer && `openpi ${openpiServer.url}`].filter(Boolean).join(", ")}`,
       );
     const t0 = performance.now();
     await new Promise<void>((resolve) => {
@@ -189,7 +188,7 @@ export function registerServe(program: Command): void {
     const summary = {
       event: "stopped",
       seconds: (performance.now() - t0) / 1000,
-      policy: policy.stats(),
+      policy: policy.threaded.stats(),
       zmq: zmqServer?.stats() ?? null,
       openpi: openpiServer?.stats() ?? null,
     };
