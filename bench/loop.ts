@@ -84,14 +84,12 @@ export async function benchLoop(o: {
     };
     await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
     const exported = await exportOnnx(dir, { steps: 10, solver: "euler" });
-    const policy = await startLocalPolicy(exported.onnx, { threads: o.threads, seed: 1 });
+    // warmed up: d is measured on steady-state inference
+    const policy = await startLocalPolicy(exported.onnx, { threads: o.threads, seed: 1, warmupRuns: 3 });
     const A = policy.actionDim;
     if (A !== STATE_DIM) throw new Error(`bench loop: expected the default head's action dim ${STATE_DIM}, got ${A}`);
     const rates: LoopFigures[] = [];
     try {
-      // warm the session up (the first runs are slow) so that d is measured on steady-state inference
-      const obs = { "observation.state": new Float32Array(STATE_DIM) };
-      for (let i = 0; i < 3; i++) await policy.sampleChunk(obs);
       for (const rateHz of o.rates) {
         const profile = parseRobotProfile(
           {

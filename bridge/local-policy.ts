@@ -25,10 +25,23 @@ function metaNumber(meta: Readonly<Record<string, string>>, key: string, source:
   return n;
 }
 
-/** Starts the inference worker(s) for a run folder, checkpoint folder or `.onnx` file. */
-export async function startLocalPolicy(path: string, opts: ThreadedPolicyOptions = {}): Promise<LocalPolicy> {
+/** Options of {@link startLocalPolicy}. */
+export interface LocalPolicyOptions extends ThreadedPolicyOptions {
+  /**
+   * Chunks sampled from an all-zero observation before returning (default 2): the first runs of a
+   * session are slow, and a loop measuring its inference delay must not start from them (in `rtc`
+   * an inflated d may exceed the policy's `rtcMaxDelay` and be refused).
+   */
+  warmupRuns?: number;
+}
+
+/** Starts the inference worker(s) for a run folder, checkpoint folder or `.onnx` file, warmed up. */
+export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = {}): Promise<LocalPolicy> {
   const tp = await ThreadedPolicy.start(path, opts);
   try {
+    const zeros: Observation = {};
+    for (const f of tp.features) zeros[f.key] = new Float32Array(f.rawShape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < (opts.warmupRuns ?? 2); i++) await tp.sampleChunk(zeros, { seed: i });
     const fps = tp.fps ?? metaNumber(tp.metadata, "actionflow.fps", tp.source);
     const rtcMaxDelay = metaNumber(tp.metadata, "actionflow.rtc_max_delay", tp.source) ?? 0;
     return {
