@@ -16,6 +16,8 @@ export function loopMergeFrom(o: {
 }): LoopMerge {
   if (o.aggregate !== undefined && o.merge !== "blend")
     throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
+  if (o.nActionSteps !== undefined && o.merge !== "sync" && o.merge !== "rtc")
+    throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
   switch (o.merge) {
     case "sync":
       return { mode: "sync", ...(o.nActionSteps !== undefined ? { nActionSteps: o.nActionSteps } : {}) };
