@@ -53,8 +53,9 @@ describe("actionflow serve --robot --ros", () => {
     const modules = join(dir, "modules.txt");
     writeFileSync(modules, "");
     try {
+      // blend, not rtc: with H = 4 at 50 Hz a loaded machine's 40 ms inference would be refused (d = 3 > H/2)
       const args = ["--import", "tsx", "--import", "./test/cli/module-recorder.mjs", "cli/main.ts", "serve"];
-      args.push("--policy", run, "--robot", profilePath, "--ros", server.url, "--merge", "rtc", "--seconds", "2");
+      args.push("--policy", run, "--robot", profilePath, "--ros", server.url, "--merge", "blend", "--seconds", "2");
       args.push("--json");
       const child = spawn(process.execPath, args, {
         stdio: ["ignore", "pipe", "pipe"],
@@ -67,7 +68,13 @@ describe("actionflow serve --robot --ros", () => {
       const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
       expect(code, err).toBe(0);
       const res = JSON.parse(out.trimEnd().split("\n").pop()!) as Record<string, unknown>;
-      expect(res).toMatchObject({ robot: "tiny-arm", merge: "rtc", stoppedBy: "seconds", estop: null, inferErrors: 0 });
+      expect(res).toMatchObject({
+        robot: "tiny-arm",
+        merge: "blend",
+        stoppedBy: "seconds",
+        estop: null,
+        inferErrors: 0,
+      });
       expect(res["inferCount"] as number).toBeGreaterThan(3);
       const cmds = server.received("/arm/commands");
       expect(cmds.length).toBe(res["sent"]);
