@@ -1,14 +1,15 @@
 /**
- * Benchmarks: `npm run bench -- <train|infer|serve> [--json] [options]`; each prints one JSON object.
+ * Benchmarks: `npm run bench -- <train|infer|serve|loop> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
-import { choiceOption, list, option, positiveInt } from "../cli/args.ts";
+import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
 import { BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { BackendName } from "../training/backend/registry.ts";
 import { benchTrain } from "./train.ts";
 import { benchInfer } from "./infer.ts";
 import { benchServe } from "./serve.ts";
+import { benchLoop } from "./loop.ts";
 
 const program = new Command().name("bench").description("actionflow benchmarks (JSON)");
 
@@ -89,6 +90,30 @@ program
           threads: o.threads,
           workers: o.workers,
           maxBatch: o.maxBatch,
+        }),
+        { json: true },
+      );
+    },
+  );
+
+program
+  .command("loop")
+  .description(
+    "the real-time control loop at 50 and 200 Hz, default transformer head inferring concurrently in a worker thread, rtc mode",
+  )
+  .addOption(option("--seconds <s>", "seconds per rate", positiveFloat, 60))
+  .addOption(option("--rates <list>", "control rates, Hz, comma-separated", list(positiveFloat), [50, 200]))
+  .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt, 1))
+  .addOption(option("--execution-horizon <n>", "rtc execution horizon s (default H/2)", positiveInt))
+  .option("--json", "JSON only")
+  .action(
+    async (o: { seconds: number; rates: number[]; threads: number; executionHorizon?: number; json?: boolean }) => {
+      printResult(
+        await benchLoop({
+          seconds: o.seconds,
+          rates: o.rates,
+          threads: o.threads,
+          ...(o.executionHorizon !== undefined ? { executionHorizon: o.executionHorizon } : {}),
         }),
         { json: true },
       );

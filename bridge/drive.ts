@@ -7,7 +7,7 @@
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import type { LoopStats } from "./loop.ts";
 import { ControlLoop } from "./loop.ts";
-import type { ActionMerger } from "./merge.ts";
+import type { LoopMerge } from "./merge.ts";
 import type { RobotProfile } from "./profile.ts";
 import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
@@ -26,7 +26,8 @@ export interface DriveOptions {
   url: string;
   profile: RobotProfile;
   policy: ChunkPolicy;
-  merger?: ActionMerger;
+  /** How chunks are merged (see {@link LoopMerge}); default `sync`. */
+  merge?: LoopMerge;
   publish?: "chunk" | "step";
   /** Stop after this many seconds; default: run until a signal. */
   seconds?: number;
@@ -83,7 +84,7 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
     link,
     profile: opts.profile,
     scheduler: sched,
-    ...(opts.merger ? { merger: opts.merger } : {}),
+    ...(opts.merge ? { merge: opts.merge } : {}),
     ...(opts.publish ? { publish: opts.publish } : {}),
     onEvent: (e) => {
       if (e.kind === "hold") log(`holding at step ${e.step}: ${e.reason}`);

@@ -1,22 +1,24 @@
 /**
  * The real-time control loop: at the profile's rate on a monotonic clock, with deadlines that do not
  * drift (tick k is due at `start + k * dt`, never `now + dt`), it reads the newest joint state and
- * features from a {@link RobotLink}, keeps the action queue by absolute control step (through an
- * {@link ActionMerger}), requests the next chunk before the queue runs dry, passes every action
+ * features from a {@link RobotLink}, keeps the action queue by absolute control step (through the
+ * chunk executor, {@link LoopExecutor}: `sync`, `ensemble`, `blend`, `rtc`), requests the next chunk before the queue runs dry, passes every action
  * through the {@link SafetyLayer} and sends the result. Inference never blocks the loop: the
  * {@link ChunkPolicy} call is awaited off-tick (with a threaded policy it runs in its own thread).
  *
- * The expected inference delay handed to the merger is `d = ceil(L / dt)` control steps, L the
- * longest of the last 5 measured inference latencies (0 before the first); a merger with a prefix
- * (real-time chunking) gets the committed actions of the next d steps passed to the policy.
+ * The measured inference delay is `d = ceil(L / dt)` control steps, L the longest of the last 5
+ * measured inference latencies (0 before the first). In `rtc` the next d queued actions are
+ * committed and passed to the policy as the prefix, with d <= s <= H - d; a d that makes this
+ * impossible, or that exceeds a prefix-trained policy's `rtcMaxDelay`, is refused: the e-stop latches
+ * and a `loop-error` event names the delay.
  *
  * After a reconnect (a new link epoch) the queue is cleared, chunks still in flight are discarded,
  * and nothing is sent until a joint state of the new epoch has arrived and a new chunk was computed
  * from it; the first command then ramps from the measured position.
  */
 import type { ChunkPolicy, Observation } from "../policy/chunk-policy.ts";
-import type { ActionMerger } from "./merge.ts";
-import { SyncMerger, resampleChunk } from "./merge.ts";
+import type { LoopMerge, LoopTicket } from "./merge.ts";
+import { LoopExecutor } from "./merge.ts";
 import type { RobotProfile } from "./profile.ts";
 import { effectiveLimits } from "./profile.ts";
 import type { RobotLink, SendResult } from "./robot-link.ts";
@@ -30,8 +32,8 @@ export interface ControlLoopOptions {
   policy: ChunkPolicy;
   link: RobotLink;
   profile: RobotProfile;
-  /** Merge logic; default {@link SyncMerger} over the whole chunk. */
-  merger?: ActionMerger;
+  /** How chunks are merged; default `sync` over the whole chunk. */
+  merge?: LoopMerge;
   /** Clock and timers; default {@link realScheduler}. */
   scheduler?: Scheduler;
   /**
@@ -48,7 +50,7 @@ export interface ControlLoopOptions {
 /** Events of the loop. */
 export type LoopEvent =
   | { kind: "resync"; epoch: number }
-  | { kind: "chunk-dropped"; reason: "non-finite" | "bad-length" | "stale-epoch"; step: number }
+  | { kind: "chunk-dropped"; reason: "non-finite" | "bad-length" | "stale-epoch" | "cleared"; step: number }
   | { kind: "infer-error"; error: string }
   | { kind: "loop-error"; error: string }
   | { kind: "hold"; reason: string; step: number };
@@ -67,6 +69,8 @@ export interface LoopStats {
   inferMaxMs: number;
   /** Times the queue ran dry while the loop was executing (a non-empty -> empty transition). */
   queueEmptyEvents: number;
+  /** `rtc`: the inference delay d (control steps) committed by the latest request; 0 in other modes. */
+  rtcDelaySteps: number;
   /** Clamps of every kind (details in `safety.clamps`). */
   clamps: number;
   sent: number;
@@ -93,7 +97,7 @@ const percentile = (xs: number[], p: number): number => {
 export class ControlLoop {
   readonly dt: number;
   private readonly safety: SafetyLayer;
-  private readonly merger: ActionMerger;
+  private readonly merger: LoopExecutor;
   private readonly sched: Scheduler;
   private readonly joints: number;
   private readonly chunkMode: boolean;
@@ -134,11 +138,11 @@ export class ControlLoop {
         `ControlLoop: policy actionDim ${opts.policy.actionDim} != ${this.joints} joints of profile '${p.name}'`,
       );
     this.sched = opts.scheduler ?? realScheduler();
-    this.merger = opts.merger ?? new SyncMerger({ actionDim: this.joints });
-    if (this.merger.prefix && opts.policy.fps !== undefined && opts.policy.fps !== p.control_rate_hz)
-      throw new Error(
-        `ControlLoop: merge mode '${this.merger.mode}' passes a prefix, which needs the policy's fps (${opts.policy.fps}) to equal the control rate (${p.control_rate_hz} Hz)`,
-      );
+    try {
+      this.merger = new LoopExecutor(opts.merge ?? { mode: "sync" }, opts.policy, p.control_rate_hz);
+    } catch (err) {
+      throw new Error(`ControlLoop: ${(err as Error).message}`, { cause: err });
+    }
     this.safety = new SafetyLayer({
       limits: effectiveLimits(p),
       dt: this.dt,
@@ -185,6 +189,7 @@ export class ControlLoop {
       inferP50Ms: percentile(this.latencies, 50),
       inferMaxMs: this.latencies.reduce((a, b) => Math.max(a, b), 0),
       queueEmptyEvents: this.counts.queueEmpty,
+      rtcDelaySteps: this.merger.delaySteps,
       clamps: safety.clampTotal,
       sent: this.counts.sent,
       droppedDisconnected: this.counts.droppedDisconnected,
@@ -241,7 +246,7 @@ export class ControlLoop {
         this.opts.onEvent?.({ kind: "resync", epoch: link.epoch });
       }
       this.epoch = link.epoch;
-      this.merger.clear();
+      this.merger.clear(k);
       this.safety.restart();
       this.hadAction = false;
       this.newChunk = false;
@@ -254,7 +259,7 @@ export class ControlLoop {
     }
     if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
       const delaySteps = Math.max(0, Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9));
-      if (this.merger.wantsChunk(k, delaySteps)) this.infer(k, now, st.positions, st.atS, delaySteps);
+      if (this.merger.wantsChunk(k)) this.infer(k, now, st.positions, st.atS, delaySteps);
     }
     const action = this.merger.actionAt(k);
     if (action) this.hadAction = true;
@@ -291,7 +296,7 @@ export class ControlLoop {
         this.count(
           link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch, sourceAtS: st.atS }),
         );
-      if (d.reason !== "empty") this.merger.clear();
+      if (d.reason !== "empty") this.merger.clear(k + 1);
     }
     if (now - this.lastDiagS >= (this.opts.diagnosticsEveryS ?? 1)) {
       this.lastDiagS = now;
@@ -310,7 +315,8 @@ export class ControlLoop {
       }
       obs[f.feature] = s.values;
     }
-    const prefix = this.merger.prefix?.(k, delaySteps);
+    const ticket = this.merger.request(k, delaySteps);
+    const prefix = ticket.prefix;
     const epoch = this.epoch;
     this.inflight = true;
     const t0 = this.sched.now();
@@ -321,50 +327,50 @@ export class ControlLoop {
       pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     pending.then(
-      (chunk) => this.onChunk(chunk, k, epoch, t0, sourceAtS),
+      (chunk) => this.onChunk(chunk, ticket, epoch, t0, sourceAtS),
       (err: unknown) => {
         this.inflight = false;
+        this.merger.cancel();
         this.counts.inferErrors++;
         this.opts.onEvent?.({ kind: "infer-error", error: (err as Error).message ?? String(err) });
       },
     );
   }
 
-  private onChunk(chunk: Float32Array, obsStep: number, epoch: number, t0: number, sourceAtS: number): void {
+  private onChunk(chunk: Float32Array, ticket: LoopTicket, epoch: number, t0: number, sourceAtS: number): void {
     this.inflight = false;
     const latency = this.sched.now() - t0;
     this.latencies.push(latency * 1000);
     this.recentLatencyS.push(latency);
     if (this.recentLatencyS.length > 5) this.recentLatencyS.shift();
-    if (!this.running) return;
-    const nowStep = this.currentStep();
+    if (!this.running) return this.merger.cancel();
+    // between ticks `step` is the next tick's step, the first one this chunk can still act on
+    const nowStep = this.step;
     const pol = this.opts.policy;
     if (epoch !== this.opts.link.epoch || epoch !== this.epoch) {
       this.counts.discarded++;
+      this.merger.cancel();
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "stale-epoch", step: nowStep });
       return;
     }
     if (chunk.length !== pol.horizon * pol.actionDim) {
       this.counts.inferErrors++;
+      this.merger.cancel();
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "bad-length", step: nowStep });
       return;
     }
     if (!this.safety.checkChunk(chunk)) {
-      this.merger.clear();
+      this.merger.clear(nowStep);
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "non-finite", step: nowStep });
       return;
     }
-    const rate = this.opts.profile.control_rate_hz;
-    const resampled =
-      pol.fps !== undefined && pol.fps !== rate ? resampleChunk(chunk, pol.actionDim, pol.fps, rate) : chunk;
-    this.merger.add(resampled, { startStep: obsStep, nowStep });
+    if (this.merger.merge(ticket, chunk, nowStep) === "stale") {
+      this.counts.discarded++;
+      this.opts.onEvent?.({ kind: "chunk-dropped", reason: "cleared", step: nowStep });
+      return;
+    }
     this.chunkSourceAtS = sourceAtS;
     this.newChunk = true;
-  }
-
-  /** The step whose tick is next (chunks arriving between ticks are for it on). */
-  private currentStep(): number {
-    return this.step + (this.sched.now() > this.startS + this.step * this.dt ? 1 : 0);
   }
 
   private count(r: SendResult): void {
@@ -387,6 +393,7 @@ export class ControlLoop {
         missed_deadlines: s.missedDeadlines,
         infer_p50_ms: +s.inferP50Ms.toFixed(2),
         queue_depth: this.merger.upcoming(this.step, 10_000).length,
+        rtc_delay_steps: this.merger.delaySteps,
         queue_empty_events: s.queueEmptyEvents,
         clamps: s.clamps,
         watchdog_trips: sf.watchdogTrips,

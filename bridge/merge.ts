@@ -1,129 +1,273 @@
 /**
- * How the control loop merges action chunks into its queue, indexed by absolute control step. The
- * loop depends only on {@link ActionMerger}; the chunk executor of `policy/runtime/executor.ts`
- * (`sync`, `ensemble`, `blend`, `rtc`) plugs in through an adapter. Two small mergers live here:
- * {@link SyncMerger} (openpi's broker: execute n actions, then infer) and {@link LatestMerger}
- * (asynchronous, the newest chunk wins: LeRobot's `latest_only`).
+ * How the control loop merges action chunks: the one chunk executor of
+ * `policy/runtime/executor.ts` (`sync`, `ensemble`, `blend`, `rtc`), adapted to a loop whose step
+ * counter runs on a clock. {@link LoopExecutor} keeps the executor's step in line with the loop's
+ * absolute control step (a missed deadline pops the skipped steps' actions), resamples chunks from
+ * the policy's rate to the control rate, places a chunk where the mode wants it, and in `rtc` sizes
+ * the committed prefix from the measured inference delay.
  *
- * All actions are raw, `[actionDim]` each, at the control rate (the loop resamples chunks first).
+ * All actions are raw, `[actionDim]` each, at the control rate.
  */
+import type { Aggregate } from "../policy/runtime/executor.ts";
+import { ChunkExecutor } from "../policy/runtime/executor.ts";
 
-/** Where a chunk belongs in absolute control steps. */
-export interface ChunkPlacement {
-  /** Control step the chunk's first action is for (the step of its observation). */
-  startStep: number;
-  /** Control step at which the chunk arrived; actions for earlier steps are in the past. */
-  nowStep: number;
+/** The merge modes a loop accepts. */
+export const MERGE_MODES = ["sync", "ensemble", "blend", "rtc"] as const;
+
+/** The aggregate functions of `blend` (LeRobot's async client). */
+export const AGGREGATES: readonly Aggregate[] = ["weighted_average", "latest_only", "average", "conservative"];
+
+/** How the loop merges chunks (see `policy/runtime/executor.ts` for each mode). */
+export type LoopMerge =
+  | {
+      mode: "sync";
+      /** Actions executed from each chunk, from its arrival, before the next request (default: the whole chunk). */
+      nActionSteps?: number;
+    }
+  | {
+      mode: "ensemble";
+      /** ACT's weight decay coefficient (default 0.01). */
+      coeff?: number;
+    }
+  | {
+      mode: "blend";
+      /** Request when `queued / horizon <= threshold` (default 0.5). */
+      threshold?: number;
+      /** How overlapping actions merge (default `weighted_average`). */
+      aggregate?: Aggregate;
+    }
+  | {
+      mode: "rtc";
+      /**
+       * Execution horizon s, control steps between requests (default horizon / 2, rounded down).
+       * Raised to the measured delay d and lowered to `horizon - d` when needed (d <= s <= H - d).
+       */
+      executionHorizon?: number;
+    };
+
+/** The policy facts the executor needs. */
+export interface MergePolicyShape {
+  horizon: number;
+  actionDim: number;
+  /** The chunk's action rate, Hz (absent: taken to be the control rate). */
+  fps?: number;
+  /** The largest prefix the policy was trained to continue (0/absent: not prefix-trained). */
+  rtcMaxDelay?: number;
 }
 
-/** The merge logic behind the loop's action queue. Called from the loop's thread only. */
-export interface ActionMerger {
-  /** Mode name for reports (`sync`, `latest`, `ensemble`, `blend`, `rtc`, ...). */
-  readonly mode: string;
-  /** Adds a chunk `[len * actionDim]`. */
-  add(chunk: Float32Array, at: ChunkPlacement): void;
-  /** The action `[actionDim]` to execute at `step`, or undefined; forgets earlier steps. */
-  actionAt(step: number): Float32Array | undefined;
-  /** Queued actions for steps `>= step`, up to `max`, in step order (to publish a whole trajectory). */
-  upcoming(step: number, max: number): Float32Array[];
-  /** Whether to request a new chunk at `step`, given the expected inference delay in control steps. */
-  wantsChunk(step: number, delaySteps: number): boolean;
+/** A request the loop sends: the step of its observation and the committed prefix (loop steps). */
+export interface LoopTicket {
+  /** Absolute control step of the observation. */
+  s0: number;
+  /** Committed raw actions `[d * actionDim]` (absent when nothing is committed). */
+  prefix?: Float32Array;
+}
+
+/** Raised when the measured delay makes real-time chunking impossible or unsafe for this policy. */
+export class RtcDelayError extends Error {
+  override readonly name = "RtcDelayError";
+}
+
+/**
+ * The loop's action queue over one {@link ChunkExecutor}. Called from the loop's thread only; per
+ * control step the loop calls {@link wantsChunk} (then {@link request}) and {@link actionAt}
+ * once, with non-decreasing steps; a chunk is handed to {@link merge} whenever it arrives.
+ */
+export class LoopExecutor {
+  /** The mode's name for reports. */
+  readonly mode: LoopMerge["mode"];
+  /** Actions per chunk at the control rate (the executor's horizon). */
+  readonly horizon: number;
+  /** Whether requests carry a committed prefix (then the policy's fps must equal the control rate). */
+  readonly passesPrefix: boolean;
+  private exec: ChunkExecutor;
+  /** Loop step of the executor's step 0. */
+  private base = 0;
+  /** Loop step from which queued actions were carried over by a rebuild, not merged (valid until the next merge). */
+  private carriedEnd = Infinity;
+  /** `sync`: first loop step not to execute from the current chunk. */
+  private syncEnd = -Infinity;
+
+  /** Checks the settings against the policy's shape (RangeError naming the field). */
+  constructor(
+    private readonly merge_: LoopMerge,
+    private readonly policy: MergePolicyShape,
+    private readonly controlRateHz: number,
+  ) {
+    this.mode = merge_.mode;
+    const fps = policy.fps ?? controlRateHz;
+    this.horizon = fps === controlRateHz ? policy.horizon : resampledLength(policy.horizon, fps, controlRateHz);
+    this.passesPrefix = merge_.mode === "rtc";
+    if (this.passesPrefix && fps !== controlRateHz)
+      throw new RangeError(
+        `merge mode '${merge_.mode}' passes a prefix, which needs the policy's fps (${fps}) to equal the control rate (${controlRateHz} Hz)`,
+      );
+    this.exec = this.build(0);
+  }
+
+  /** Actions per step. */
+  get actionDim(): number {
+    return this.policy.actionDim;
+  }
+
+  /** The committed delay d of the current `rtc` executor (0 in other modes). */
+  get delaySteps(): number {
+    const s = this.exec.settings;
+    return s.mode === "rtc" ? s.delaySteps : 0;
+  }
+
+  /** Whether to request a chunk from the observation of loop step `step`. */
+  wantsChunk(step: number): boolean {
+    this.advance(step);
+    return this.exec.wantsChunk();
+  }
+
   /**
-   * The committed actions `[d * actionDim]` for steps `step .. step + d - 1` that the next chunk
-   * must continue (real-time chunking), or undefined for mergers without a prefix.
+   * Opens a request at loop step `step`. In `rtc`, `delaySteps` is the measured delay d: the
+   * executor commits d steps (rebuilt when d changed) with s clamped to [d, H - d]; throws
+   * {@link RtcDelayError} when 2d > H or d exceeds a prefix-trained policy's `rtcMaxDelay`.
    */
-  prefix?(step: number, delaySteps: number): Float32Array | undefined;
-  /** Empties the queue (after a reconnect, a dropped chunk, an e-stop). */
-  clear(): void;
-}
+  request(step: number, delaySteps: number): LoopTicket {
+    this.advance(step);
+    if (this.merge_.mode === "rtc") {
+      const H = this.horizon;
+      const max = this.policy.rtcMaxDelay ?? 0;
+      if (max > 0 && delaySteps > max)
+        throw new RtcDelayError(
+          `rtc: measured inference delay d = ${delaySteps} control steps exceeds the policy's rtcMaxDelay ${max} (it was trained for prefixes up to ${max}); refusing to execute`,
+        );
+      if (2 * delaySteps > H)
+        throw new RtcDelayError(
+          `rtc: measured inference delay d = ${delaySteps} control steps leaves no execution horizon s with d <= s <= H - d (H = ${H}); refusing to execute`,
+        );
+      const want = this.rtcSettings(delaySteps);
+      const cur = this.exec.settings;
+      if (cur.mode !== "rtc" || cur.delaySteps !== want.delaySteps || cur.executionHorizon !== want.executionHorizon)
+        this.rebuild(step, delaySteps);
+    }
+    const t = this.exec.request();
+    return { s0: t.s0 + this.base, ...(t.prefix ? { prefix: t.prefix } : {}) };
+  }
 
-/** A queue of actions by absolute step shared by the mergers below. */
-class StepQueue {
-  readonly q = new Map<number, Float32Array>();
-  constructor(readonly actionDim: number) {}
-  put(chunk: Float32Array, from: number, firstIndex: number, count: number): void {
-    const A = this.actionDim;
-    for (let i = firstIndex; i < firstIndex + count; i++) this.q.set(from + i, chunk.slice(i * A, (i + 1) * A));
+  /** Closes the request in flight without a chunk (inference failed); the queue is unchanged. */
+  cancel(): void {
+    this.exec.cancel();
   }
-  take(step: number): Float32Array | undefined {
-    for (const k of this.q.keys()) if (k < step) this.q.delete(k);
-    return this.q.get(step);
+
+  /**
+   * Merges a chunk `[policy horizon * actionDim]` at the policy's rate for the request `ticket`;
+   * `nowStep` is the next loop step to execute (`sync` starts the chunk there). Returns `stale` (and merges nothing)
+   * for a chunk requested before the queue was cleared. Throws on a wrong length or NaN/Inf.
+   */
+  merge(ticket: LoopTicket, chunk: Float32Array, nowStep: number): "merged" | "stale" {
+    const fps = this.policy.fps ?? this.controlRateHz;
+    const rows =
+      fps === this.controlRateHz ? chunk : resampleChunk(chunk, this.policy.actionDim, fps, this.controlRateHz);
+    if (ticket.s0 < this.base) {
+      this.exec.cancel();
+      return "stale";
+    }
+    if (this.merge_.mode === "sync") {
+      // the robot held while the chunk was computed: it executes from its arrival
+      this.exec.merge(nowStep - this.base, rows);
+      this.syncEnd = nowStep + (this.merge_.nActionSteps ?? this.horizon);
+    } else this.exec.merge(ticket.s0 - this.base, rows);
+    this.carriedEnd = Infinity;
+    return "merged";
   }
+
+  /** The action `[actionDim]` for loop step `step` (popping every earlier one), or undefined: hold. */
+  actionAt(step: number): Float32Array | undefined {
+    this.advance(step);
+    const a = this.exec.next();
+    return step >= this.carriedEnd ? undefined : a;
+  }
+
+  /** Queued actions for loop steps `>= step`, up to `max`, in step order (to publish a whole trajectory). */
   upcoming(step: number, max: number): Float32Array[] {
     const out: Float32Array[] = [];
-    for (let s = step; out.length < max; s++) {
-      const a = this.q.get(s);
+    const end = Math.min(this.carriedEnd, this.merge_.mode === "sync" ? this.syncEnd : Infinity);
+    for (let t = Math.max(step, this.base + this.exec.step); out.length < max && t < end; t++) {
+      const a = this.exec.actionAt(t - this.base);
       if (!a) break;
       out.push(a);
     }
     return out;
   }
-  depth(step: number): number {
-    let n = 0;
-    while (this.q.has(step + n)) n++;
-    return n;
+
+  /** Empties the queue from loop step `step` on (reconnect, hold); a request in flight becomes stale. */
+  clear(step: number): void {
+    this.exec = this.build(this.merge_.mode === "rtc" ? this.delaySteps : 0);
+    this.base = step;
+    this.carriedEnd = Infinity;
+    this.syncEnd = -Infinity;
+  }
+
+  private advance(step: number): void {
+    if (step < this.base + this.exec.step)
+      throw new Error(`LoopExecutor: step ${step} is before the queue's step ${this.base + this.exec.step}`);
+    while (this.base + this.exec.step < step) this.exec.next();
+  }
+
+  private rtcSettings(d: number): { delaySteps: number; executionHorizon: number } {
+    const H = this.horizon;
+    const m = this.merge_;
+    const want = m.mode === "rtc" ? (m.executionHorizon ?? Math.floor(H / 2)) : 1;
+    return { delaySteps: d, executionHorizon: Math.max(1, Math.min(Math.max(want, d), H - d)) };
+  }
+
+  private build(delaySteps: number): ChunkExecutor {
+    const m = this.merge_;
+    const shape = { horizon: this.horizon, actionDim: this.policy.actionDim };
+    switch (m.mode) {
+      case "sync":
+        return new ChunkExecutor({ ...shape, mode: "sync", nActionSteps: m.nActionSteps ?? this.horizon });
+      case "ensemble":
+        return new ChunkExecutor({ ...shape, mode: "ensemble", ...(m.coeff !== undefined ? { coeff: m.coeff } : {}) });
+      case "blend":
+        return new ChunkExecutor({
+          ...shape,
+          mode: "blend",
+          ...(m.threshold !== undefined ? { threshold: m.threshold } : {}),
+          ...(m.aggregate !== undefined ? { aggregate: m.aggregate } : {}),
+        });
+      case "rtc":
+        return new ChunkExecutor({ ...shape, mode: "rtc", ...this.rtcSettings(delaySteps) });
+    }
+  }
+
+  /**
+   * A new `rtc` executor for delay d starting at loop step `step`, carrying the queued actions over
+   * (the executor's settings are fixed per instance). The carried actions go in as one chunk padded
+   * with the last of them; the padding is never executed ({@link carriedEnd}) and is replaced by the
+   * next merge, which covers the same steps. Fewer queued actions than d (the queue runs dry before
+   * the chunk arrives anyway) are not carried: padding inside the committed steps would be kept.
+   */
+  private rebuild(step: number, d: number): void {
+    const A = this.policy.actionDim;
+    const H = this.horizon;
+    const carried: Float32Array[] = [];
+    for (let t = step; carried.length < H; t++) {
+      if (t >= this.carriedEnd) break;
+      const a = this.exec.actionAt(t - this.base);
+      if (!a) break;
+      carried.push(a);
+    }
+    this.exec = this.build(d);
+    this.base = step;
+    this.carriedEnd = Infinity;
+    if (carried.length === 0 || carried.length < d) return;
+    const chunk = new Float32Array(H * A);
+    for (let i = 0; i < H; i++) chunk.set(carried[Math.min(i, carried.length - 1)]!, i * A);
+    // merging at s0 = 0 with the queue empty keeps every row; steps past the carried ones are padding
+    this.exec.merge(0, chunk);
+    this.carriedEnd = step + carried.length;
   }
 }
 
-/**
- * openpi's synchronous broker: infer, execute the chunk's first `executeSteps` actions from the step
- * the chunk arrived (the robot held still meanwhile), then infer again once the queue is empty.
- */
-export class SyncMerger implements ActionMerger {
-  readonly mode = "sync";
-  private readonly queue: StepQueue;
-  constructor(private readonly opts: { actionDim: number; executeSteps?: number }) {
-    this.queue = new StepQueue(opts.actionDim);
-  }
-  add(chunk: Float32Array, at: ChunkPlacement): void {
-    const len = Math.floor(chunk.length / this.opts.actionDim);
-    this.queue.q.clear();
-    this.queue.put(chunk, at.nowStep, 0, Math.min(len, this.opts.executeSteps ?? len));
-  }
-  actionAt(step: number): Float32Array | undefined {
-    return this.queue.take(step);
-  }
-  upcoming(step: number, max: number): Float32Array[] {
-    return this.queue.upcoming(step, max);
-  }
-  wantsChunk(step: number): boolean {
-    return this.queue.depth(step) === 0;
-  }
-  clear(): void {
-    this.queue.q.clear();
-  }
-}
-
-/**
- * Asynchronous, newest chunk wins (LeRobot's `latest_only`): a chunk's action i is for step
- * `startStep + i`; steps already past are dropped; a new chunk is requested while at most
- * `delaySteps + marginSteps` actions remain, so the queue does not run dry while inference is faster
- * than the chunk.
- */
-export class LatestMerger implements ActionMerger {
-  readonly mode = "latest";
-  private readonly queue: StepQueue;
-  constructor(private readonly opts: { actionDim: number; marginSteps?: number }) {
-    this.queue = new StepQueue(opts.actionDim);
-  }
-  add(chunk: Float32Array, at: ChunkPlacement): void {
-    const len = Math.floor(chunk.length / this.opts.actionDim);
-    const first = Math.max(0, at.nowStep - at.startStep);
-    for (const k of [...this.queue.q.keys()]) if (k >= at.startStep + first) this.queue.q.delete(k);
-    if (first < len) this.queue.put(chunk, at.startStep, first, len - first);
-  }
-  actionAt(step: number): Float32Array | undefined {
-    return this.queue.take(step);
-  }
-  upcoming(step: number, max: number): Float32Array[] {
-    return this.queue.upcoming(step, max);
-  }
-  wantsChunk(step: number, delaySteps: number): boolean {
-    return this.queue.depth(step) <= delaySteps + (this.opts.marginSteps ?? 1);
-  }
-  clear(): void {
-    this.queue.q.clear();
-  }
+/** Actions of a chunk of `h` actions at `fromHz` resampled to `toHz` (see {@link resampleChunk}). */
+export function resampledLength(h: number, fromHz: number, toHz: number): number {
+  return h <= 1 || fromHz === toHz ? h : Math.floor(((h - 1) * toHz) / fromHz + 1e-9) + 1;
 }
 
 /**
@@ -136,7 +280,7 @@ export function resampleChunk(chunk: Float32Array, actionDim: number, fromHz: nu
   if (H * actionDim !== chunk.length)
     throw new RangeError(`resampleChunk: ${chunk.length} values is not a multiple of actionDim ${actionDim}`);
   if (fromHz === toHz || H <= 1) return chunk.slice();
-  const L = Math.floor(((H - 1) * toHz) / fromHz + 1e-9) + 1;
+  const L = resampledLength(H, fromHz, toHz);
   const out = new Float32Array(L * actionDim);
   for (let j = 0; j < L; j++) {
     const u = (j * fromHz) / toHz;

@@ -1,16 +1,27 @@
 /**
  * The `actionflow` command. Each subcommand lives in `cli/commands/<name>.ts` and registers itself.
+ * Command modules are imported only when their command runs (the first word of the command line
+ * names it; anything else, such as `--help`, loads them all): `serve` and `sim run` must not pay for
+ * (or load) tfjs, which `train`, `toy` and `export` pull in.
  */
 import { Command } from "commander";
-import { registerToy } from "./commands/toy.ts";
-import { registerDataset } from "./commands/dataset.ts";
-import { registerTrain } from "./commands/train.ts";
-import { registerExport } from "./commands/export.ts";
-import { registerSim } from "./commands/sim.ts";
-import { registerEval } from "./commands/eval.ts";
-import { registerServe } from "./commands/serve.ts";
-import { registerKeys } from "./commands/keys.ts";
-import { registerSimRobot } from "./commands/robot.ts";
+
+type Register = (program: Command) => void;
+
+/** Per command, the modules registering it, in order (`sim run` extends `sim`). */
+const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
+  toy: [() => import("./commands/toy.ts").then((m) => m.registerToy)],
+  dataset: [() => import("./commands/dataset.ts").then((m) => m.registerDataset)],
+  train: [() => import("./commands/train.ts").then((m) => m.registerTrain)],
+  export: [() => import("./commands/export.ts").then((m) => m.registerExport)],
+  sim: [
+    () => import("./commands/sim.ts").then((m) => m.registerSim),
+    () => import("./commands/robot.ts").then((m) => m.registerSimRobot),
+  ],
+  eval: [() => import("./commands/eval.ts").then((m) => m.registerEval)],
+  serve: [() => import("./commands/serve.ts").then((m) => m.registerServe)],
+  keys: [() => import("./commands/keys.ts").then((m) => m.registerKeys)],
+};
 
 const program = new Command();
 program
@@ -18,17 +29,10 @@ program
   .description("Flow-matching robot action policies: train, export to ONNX, simulate, serve")
   .showHelpAfterError();
 
-registerToy(program);
-registerDataset(program);
-registerTrain(program);
-registerExport(program);
-registerSim(program);
-registerEval(program);
-registerServe(program);
-registerKeys(program);
-registerSimRobot(program);
-
 try {
+  const first = process.argv.slice(2).find((a) => !a.startsWith("-"));
+  const names = first !== undefined && first in COMMANDS ? [first] : Object.keys(COMMANDS);
+  for (const name of names) for (const load of COMMANDS[name] ?? []) (await load())(program);
   await program.parseAsync(process.argv);
 } catch (err) {
   const e = err as Error;

@@ -1,4 +1,8 @@
 /**
+ * `actionflow serve --policy <run> --robot <profile> --ros <ws-url>`: drives a robot over rosbridge
+ * with the real-time control loop (`bridge/drive.ts`), inference in a worker thread; SIGINT/SIGTERM
+ * latch the e-stop, hold, then exit; the loop's figures are the last stdout line.
+ *
  * `actionflow serve --policy <run> [--zmq <endpoint>] [--openpi <ws-url>]`: serves a policy over
  * ZeroMQ and/or the openpi WebSocket protocol (see `bridge/server/`), inference in a worker thread
  * with batching. Authentication is required unless `--insecure` is given: CURVE with a client
@@ -10,14 +14,19 @@
  */
 import { readFile } from "node:fs/promises";
 import { InvalidArgumentError, type Command } from "commander";
-import { ThreadedPolicy } from "../../policy/runtime/threaded.ts";
+import { driveRobot } from "../../bridge/drive.ts";
+import { startLocalPolicy } from "../../bridge/local-policy.ts";
+import { loadRobotProfile } from "../../bridge/profile.ts";
 import { OpenpiPolicyServer, type OpenpiAuth } from "../../bridge/server/openpi-server.ts";
 import { parseKeyMap, policyMetadata } from "../../bridge/server/served-policy.ts";
 import { ZmqPolicyServer, type ZmqAuth } from "../../bridge/server/zmq-server.ts";
 import { isZ85Key, type CurveKeyPair } from "../../bridge/server/zap.ts";
 import { log, printResult } from "../output.ts";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
+import type { LoopMerge } from "../../bridge/merge.ts";
+import type { Aggregate } from "../../policy/runtime/executor.ts";
 
 interface ServeCliOptions {
   policy: string;
@@ -41,15 +50,23 @@ interface ServeCliOptions {
   solver?: string;
   seconds?: number;
   json?: boolean;
+  robot?: string;
+  ros?: string;
+  merge: LoopMerge["mode"];
+  nActionSteps?: number;
+  aggregate?: Aggregate;
+  publish: "step" | "chunk";
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 /** Registers the `serve` command. */
 export function registerServe(program: Command): void {
-  program
+  const cmd = program
     .command("serve")
-    .description("serve a policy over ZeroMQ (--zmq) and/or the openpi WebSocket protocol (--openpi)")
+    .description(
+      "drive a robot over rosbridge (--robot, --ros), or serve a policy over ZeroMQ (--zmq) and/or the openpi WebSocket protocol (--openpi)",
+    )
     .requiredOption("--policy <run>", "run folder, checkpoint folder or policy .onnx file")
     .option("--zmq <endpoint>", "ZeroMQ ROUTER endpoint, e.g. tcp://127.0.0.1:5555")
     .option("--openpi <url>", "openpi-compatible WebSocket server, e.g. ws://127.0.0.1:8000")
@@ -81,91 +98,150 @@ export function registerServe(program: Command): void {
     .addOption(choiceOption("--solver <name>", "solver when exporting a checkpoint in memory", SOLVER_NAMES))
     .addOption(option("--seconds <s>", "stop after this many seconds (default: until SIGINT/SIGTERM)", positiveFloat))
     .option("--json", "print JSON lines; the last stdout line is the final summary")
-    .action(async (o: ServeCliOptions) => {
-      if (o.zmq === undefined && o.openpi === undefined) throw new Error("give --zmq <endpoint> and/or --openpi <url>");
-      if (o.pub !== undefined && o.zmq === undefined) throw new Error("--pub needs --zmq");
-      const maxBytes = Math.round(o.maxMessageMb * 1024 * 1024);
-      const { fps, seconds } = o;
-      const keyMap = parseKeyMap(o.keyMap);
-      const zmqAuth = o.zmq !== undefined ? await zmqAuthFrom(o) : undefined;
-      const openpiAuth = o.openpi !== undefined ? await openpiAuthFrom(o) : undefined;
-      if (o.insecure)
-        log("serve: WARNING --insecure: no authentication; anyone who reaches the port can drive the robot");
+    .option("--robot <profile>", "drive this robot (a robot profile JSON) over the rosbridge at --ros")
+    .option("--ros <url>", "rosbridge URL for --robot, e.g. ws://127.0.0.1:9090")
+    .addOption(
+      choiceOption(
+        "--publish <how>",
+        "--robot, trajectory interface: step (one point per tick) or chunk",
+        ["step", "chunk"],
+        "step",
+      ),
+    );
+  addMergeOptions(cmd, "blend").action(async (o: ServeCliOptions) => {
+    if (o.robot !== undefined || o.ros !== undefined) return driveCli(o);
+    if (o.zmq === undefined && o.openpi === undefined)
+      throw new Error("give --robot <profile> --ros <url>, or --zmq <endpoint> and/or --openpi <url>");
+    if (o.pub !== undefined && o.zmq === undefined) throw new Error("--pub needs --zmq");
+    const maxBytes = Math.round(o.maxMessageMb * 1024 * 1024);
+    const { fps, seconds } = o;
+    const keyMap = parseKeyMap(o.keyMap);
+    const zmqAuth = o.zmq !== undefined ? await zmqAuthFrom(o) : undefined;
+    const openpiAuth = o.openpi !== undefined ? await openpiAuthFrom(o) : undefined;
+    if (o.insecure)
+      log("serve: WARNING --insecure: no authentication; anyone who reaches the port can drive the robot");
 
-      const policy = await ThreadedPolicy.start(o.policy, {
-        seed: o.seed,
-        workers: Math.max(1, o.workers),
-        maxBatch: Math.max(1, o.maxBatch),
-        maxQueue: Math.max(1, o.maxQueue),
-        batchWindowMs: o.batchWindowMs,
-        ...(o.threads !== undefined ? { threads: o.threads } : {}),
-        ...(fps !== undefined ? { fps } : {}),
-        ...(o.steps !== undefined ? { steps: o.steps } : {}),
-        ...(o.solver !== undefined ? { solver: o.solver } : {}),
-      });
-      let zmqServer: ZmqPolicyServer | undefined;
-      let openpiServer: OpenpiPolicyServer | undefined;
-      try {
-        if (o.zmq !== undefined && zmqAuth) {
-          zmqServer = await ZmqPolicyServer.start({
-            policy,
-            endpoint: o.zmq,
-            auth: zmqAuth,
-            keyMap,
-            maxMessageBytes: maxBytes,
-            ...(o.pub !== undefined ? { pub: o.pub } : {}),
-            onAuth: (d) => {
-              if (!d.allowed) log(`serve: refused ZeroMQ client ${d.clientKey ?? "(no CURVE key)"} from ${d.address}`);
-            },
-          });
-        }
-        if (o.openpi !== undefined && openpiAuth) {
-          openpiServer = await OpenpiPolicyServer.start({
-            policy,
-            url: o.openpi,
-            auth: openpiAuth,
-            keyMap,
-            maxPayloadBytes: maxBytes,
-          });
-        }
-      } catch (err) {
-        await zmqServer?.close();
-        await policy.close();
-        throw err;
-      }
-      const listening = {
-        event: "listening",
-        policy: policy.source,
-        zmq: zmqServer?.endpoint ?? null,
-        pub: zmqServer?.pubEndpoint ?? null,
-        openpi: openpiServer?.url ?? null,
-        auth: o.insecure ? "insecure" : "required",
-        metadata: policyMetadata(policy, keyMap),
-      };
-      if (o.json) process.stdout.write(JSON.stringify(listening) + "\n");
-      else
-        log(
-          `serving ${policy.source}: ${[zmqServer && `zmq ${zmqServer.endpoint}`, openpiServer && `openpi ${openpiServer.url}`].filter(Boolean).join(", ")}`,
-        );
-      const t0 = performance.now();
-      await new Promise<void>((resolve) => {
-        const stop = (): void => resolve();
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
-        if (seconds !== undefined) setTimeout(stop, seconds * 1000).unref();
-      });
-      await zmqServer?.close();
-      await openpiServer?.close();
-      const summary = {
-        event: "stopped",
-        seconds: (performance.now() - t0) / 1000,
-        policy: policy.stats(),
-        zmq: zmqServer?.stats() ?? null,
-        openpi: openpiServer?.stats() ?? null,
-      };
-      await policy.close();
-      printResult(summary, { json: o.json ?? false });
+    const policy = await startLocalPolicy(o.policy, {
+      seed: o.seed,
+      workers: Math.max(1, o.workers),
+      maxBatch: Math.max(1, o.maxBatch),
+      maxQueue: Math.max(1, o.maxQueue),
+      batchWindowMs: o.batchWindowMs,
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(fps !== undefined ? { fps } : {}),
+      ...(o.steps !== undefined ? { steps: o.steps } : {}),
+      ...(o.solver !== undefined ? { solver: o.solver } : {}),
     });
+    let zmqServer: ZmqPolicyServer | undefined;
+    let openpiServer: OpenpiPolicyServer | undefined;
+    try {
+      if (o.zmq !== undefined && zmqAuth) {
+        zmqServer = await ZmqPolicyServer.start({
+          policy,
+          endpoint: o.zmq,
+          auth: zmqAuth,
+          keyMap,
+          maxMessageBytes: maxBytes,
+          ...(o.pub !== undefined ? { pub: o.pub } : {}),
+          onAuth: (d) => {
+            if (!d.allowed) log(`serve: refused ZeroMQ client ${d.clientKey ?? "(no CURVE key)"} from ${d.address}`);
+          },
+        });
+      }
+      if (o.openpi !== undefined && openpiAuth) {
+        openpiServer = await OpenpiPolicyServer.start({
+          policy,
+          url: o.openpi,
+          auth: openpiAuth,
+          keyMap,
+          maxPayloadBytes: maxBytes,
+        });
+      }
+    } catch (err) {
+      await zmqServer?.close();
+      await policy.close();
+      throw err;
+    }
+    const listening = {
+      event: "listening",
+      policy: policy.threaded.source,
+      zmq: zmqServer?.endpoint ?? null,
+      pub: zmqServer?.pubEndpoint ?? null,
+      openpi: openpiServer?.url ?? null,
+      auth: o.insecure ? "insecure" : "required",
+      metadata: policyMetadata(policy, keyMap),
+    };
+    if (o.json) process.stdout.write(JSON.stringify(listening) + "\n");
+    else
+      log(
+        `serving ${policy.threaded.source}: ${[zmqServer && `zmq ${zmqServer.endpoint}`, openpiServer && `openpi ${openpiServer.url}`].filter(Boolean).join(", ")}`,
+      );
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      const stop = (): void => resolve();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      if (seconds !== undefined) setTimeout(stop, seconds * 1000).unref();
+    });
+    await zmqServer?.close();
+    await openpiServer?.close();
+    const summary = {
+      event: "stopped",
+      seconds: (performance.now() - t0) / 1000,
+      policy: policy.threaded.stats(),
+      zmq: zmqServer?.stats() ?? null,
+      openpi: openpiServer?.stats() ?? null,
+    };
+    await policy.close();
+    printResult(summary, { json: o.json ?? false });
+  });
+}
+
+/** `serve --robot --ros`: the control loop against a robot over rosbridge, until --seconds or a signal. */
+async function driveCli(o: ServeCliOptions): Promise<void> {
+  if (o.robot === undefined || o.ros === undefined) throw new Error("--robot <profile> and --ros <url> go together");
+  if (o.zmq !== undefined || o.openpi !== undefined || o.pub !== undefined)
+    throw new Error("--robot drives a robot; serve --zmq/--openpi/--pub in another process");
+  const merge = loopMergeFrom(o);
+  const profile = await loadRobotProfile(o.robot);
+  const policy = await startLocalPolicy(o.policy, {
+    seed: o.seed,
+    ...(o.threads !== undefined ? { threads: o.threads } : {}),
+    ...(o.fps !== undefined ? { fps: o.fps } : {}),
+    ...(o.steps !== undefined ? { steps: o.steps } : {}),
+    ...(o.solver !== undefined ? { solver: o.solver } : {}),
+  });
+  try {
+    policy.reset(o.seed);
+    log(
+      `serve: driving '${profile.name}' at ${profile.control_rate_hz} Hz over ${o.ros} with ${policy.threaded.source} (merge ${merge.mode}); SIGINT/SIGTERM holds and exits`,
+    );
+    const res = await driveRobot({
+      url: o.ros,
+      profile,
+      policy,
+      merge,
+      publish: o.publish,
+      ...(o.seconds !== undefined ? { seconds: o.seconds } : {}),
+      log,
+    });
+    const { safety, ...loop } = res.loop;
+    printResult(
+      {
+        robot: profile.name,
+        policy: policy.threaded.source,
+        merge: merge.mode,
+        stoppedBy: res.stoppedBy,
+        ...loop,
+        estop: safety.estopReason ?? null,
+        watchdogTrips: safety.watchdogTrips,
+        link: res.link,
+      },
+      { json: o.json ?? false },
+    );
+  } finally {
+    await policy.close();
+  }
 }
 
 async function zmqAuthFrom(o: ServeCliOptions): Promise<ZmqAuth> {

@@ -1,7 +1,6 @@
 import { EventEmitter } from "node:events";
 import { afterEach, describe, expect, it } from "vitest";
 import { driveRobot } from "../../bridge/drive.ts";
-import { LatestMerger } from "../../bridge/merge.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
 import { FakePolicy, testProfile } from "./fakes.ts";
 import { TestRosbridge } from "./rosbridge-server.ts";
@@ -33,7 +32,7 @@ describe("driveRobot", () => {
       url: server.url,
       profile: testProfile(),
       policy: new FakePolicy({ horizon: 10, actionDim: 2, scheduler: sched, latencyS: 0.01 }),
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
       signals,
       scheduler: sched,
       log: (l) => lines.push(l),
@@ -63,7 +62,7 @@ describe("driveRobot", () => {
       url: server.url,
       profile: testProfile(),
       policy: new FakePolicy({ horizon: 10, actionDim: 2, scheduler: sched, latencyS: 0.01 }),
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
       seconds: 0.5,
       signals: new EventEmitter(),
       scheduler: sched,

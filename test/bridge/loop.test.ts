@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ControlLoop } from "../../bridge/loop.ts";
-import { LatestMerger, SyncMerger, resampleChunk } from "../../bridge/merge.ts";
+import { resampleChunk } from "../../bridge/merge.ts";
 import type { RobotCommand } from "../../bridge/robot-link.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
 import { FakeScheduler } from "./fake-scheduler.ts";
@@ -72,7 +72,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new SyncMerger({ actionDim: 2 }),
+      merge: { mode: "sync" },
     });
     loop.start();
     await s.advance(0.2 - 1e-9);
@@ -85,7 +85,7 @@ describe("ControlLoop on a fake clock", () => {
     expect(st.inferP50Ms).toBeCloseTo(30, 6);
   });
 
-  it("latest: requests the next chunk before the queue runs dry, so it never empties", async () => {
+  it("blend latest_only: requests the next chunk before the queue runs dry, so it never empties", async () => {
     const s = new FakeScheduler();
     const link = new FakeLink();
     let q = [0, 0];
@@ -96,7 +96,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     link.sent.length = 0;
@@ -126,7 +126,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new SyncMerger({ actionDim: 2 }),
+      merge: { mode: "sync" },
     });
     loop.start();
     await s.advance(0.2 - 1e-9);
@@ -151,7 +151,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new SyncMerger({ actionDim: 2 }),
+      merge: { mode: "sync" },
     });
     loop.start();
     await s.advance(0.2);
@@ -190,7 +190,13 @@ describe("ControlLoop on a fake clock", () => {
     );
     const policy = new FakePolicy({ horizon: 100, actionDim: 2, scheduler: s, latencyS: 0.001 });
     const profile = testProfile({ ramp_s: 0.1 });
-    const loop = new ControlLoop({ policy, link, profile, scheduler: s, merger: new LatestMerger({ actionDim: 2 }) });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile,
+      scheduler: s,
+      merge: { mode: "blend", aggregate: "latest_only" },
+    });
     loop.start();
     await s.advance(0.3);
     alive = false; // last state at 0.3 s; the watchdog (0.1 s) trips at the first tick after 0.4 s
@@ -231,7 +237,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     await s.advance(0.5);
@@ -265,7 +271,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new SyncMerger({ actionDim: 2 }),
+      merge: { mode: "sync" },
       publish: "chunk",
     });
     loop.start();
@@ -290,7 +296,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile,
       scheduler: s,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
       diagnosticsEveryS: 0.05,
     });
     loop.start();
@@ -334,7 +340,7 @@ describe("ControlLoop failures", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new SyncMerger({ actionDim: 2 }),
+      merge: { mode: "sync" },
       onEvent: (e) =>
         events.push(e.kind === "loop-error" || e.kind === "infer-error" ? `${e.kind}: ${e.error}` : e.kind),
     });
@@ -354,51 +360,176 @@ describe("ControlLoop failures", () => {
   });
 });
 
-describe("ControlLoop with a prefix-passing merger (the rtc hook)", () => {
-  it("passes the committed actions for the measured delay d = ceil(latency / dt) as the prefix", async () => {
-    class PrefixMerger extends LatestMerger {
-      readonly asked: { step: number; d: number }[] = [];
-      prefix(step: number, d: number): Float32Array | undefined {
-        this.asked.push({ step, d });
-        const a = this.upcoming(step, d);
-        if (d === 0 || a.length < d) return undefined;
-        const out = new Float32Array(d * 2);
-        a.forEach((x, i) => out.set(x, i * 2));
-        return out;
-      }
-    }
+describe("ControlLoop merge modes through the chunk executor", () => {
+  it("rtc: commits the next d = ceil(latency / dt) actions as the prefix, every s steps", async () => {
     const s = new FakeScheduler();
     const link = new FakeLink();
     feed(s, link, () => [0, 0]);
+    // 50 ms at 20 ms per step -> d = 3
     const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 });
-    const merger = new PrefixMerger({ actionDim: 2 });
-    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merger });
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merge: { mode: "rtc" } });
+    loop.start();
+    await s.advance(0.5);
+    const st = loop.stop();
+    // first request at step 0 (no latency measured: d = 0, s = 5); then d = 3, s = 5: steps 5, 10, ...
+    const steps = policy.calls.map((c) => Math.round(c.atS / 0.02));
+    expect(steps.slice(0, 5)).toEqual([0, 5, 10, 15, 20]);
+    expect(policy.calls[0]?.req?.prefix).toBeUndefined();
+    expect(policy.calls.slice(1).every((c) => c.req?.prefix?.length === 6)).toBe(true);
+    // the first chunk (state 0) put 0.01 * (i + 1) at step i; the request at step 5 commits steps 5, 6, 7
+    expect([...(policy.calls[1]?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual([
+      0.06, 0.07, 0.08,
+    ]);
+    // the queue never ran dry after the first chunk: one command per tick from its arrival (step 3)
+    expect(st.queueEmptyEvents).toBe(0);
+    expect(link.sent.length).toBe(26 - 3);
+    // what ran at steps 5..7 is the committed prefix, then the new chunk (from step 5: 0.01 * (t - 5 + 1))
+    expect(link.sent.slice(2, 7).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0.06, 0.07, 0.08, 0.04, 0.05]);
+  });
+
+  it("rtc: follows the measured delay as it grows, carrying the queue over without a gap", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const o = { horizon: 12, actionDim: 2, scheduler: s, latencyS: 0.01 };
+    const policy = new FakePolicy(o);
+    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merge: { mode: "rtc" } });
+    loop.start();
+    await s.advance(0.3);
+    o.latencyS = 0.07; // d = ceil(70 / 20) = 4 from the first slow call on (max of the last 5)
+    await s.advance(0.7);
+    const st = loop.stop();
+    const lens = policy.calls.map((c) => (c.req?.prefix?.length ?? 0) / 2);
+    // 10 ms -> d = 1 for the calls after the first; the first 70 ms call still asked for d = 1
+    expect(lens.slice(0, 4)).toEqual([0, 1, 1, 1]);
+    expect(lens.slice(-3)).toEqual([4, 4, 4]);
+    expect(st.queueEmptyEvents).toBe(0);
+    expect(st.safety.estop).toBe(false);
+    // one command per tick from the first chunk's arrival (step 1) to the end (step 50)
+    expect(link.sent.length).toBe(50);
+  });
+
+  it("rtc: refuses a delay beyond the policy's rtcMaxDelay (e-stop, a clear error)", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = Object.assign(new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 }), {
+      rtcMaxDelay: 2,
+    });
+    const events: string[] = [];
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merge: { mode: "rtc" },
+      onEvent: (e) => e.kind === "loop-error" && events.push(e.error),
+    });
+    loop.start();
+    await s.advance(0.3);
+    const st = loop.stop();
+    expect(policy.calls.length).toBe(1);
+    expect(events).toEqual([
+      "rtc: measured inference delay d = 3 control steps exceeds the policy's rtcMaxDelay 2 (it was trained for prefixes up to 2); refusing to execute",
+    ]);
+    expect(st.safety.estop).toBe(true);
+  });
+
+  it("rtc: refuses a delay with no s in [d, H - d]", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({ horizon: 4, actionDim: 2, scheduler: s, latencyS: 0.05 });
+    const events: string[] = [];
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merge: { mode: "rtc", executionHorizon: 1 },
+      onEvent: (e) => e.kind === "loop-error" && events.push(e.error),
+    });
     loop.start();
     await s.advance(0.3);
     loop.stop();
-    // first request: no latency measured yet (d = 0); later ones: 50 ms at 20 ms per step -> d = 3
-    expect(merger.asked[0]).toEqual({ step: 0, d: 0 });
-    expect(merger.asked[1]?.d).toBe(3);
-    expect(policy.calls[0]?.req?.prefix).toBeUndefined();
-    const second = policy.calls[1];
-    expect(second?.req?.prefix?.length).toBe(6);
-    // the first chunk (from state 0) put 0.01 * (i + 1) at step i; the second request at step k
-    // commits steps k, k+1, k+2
-    const k = merger.asked[1]?.step as number;
-    expect([...(second?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual(
-      [k, k + 1, k + 2].map((i) => +((i + 1) * 0.01).toFixed(5)),
-    );
+    expect(events[0]).toContain("d = 3 control steps leaves no execution horizon s with d <= s <= H - d (H = 4)");
   });
 
-  it("refuses a prefix merger when the policy's fps differs from the control rate", () => {
+  it("ensemble: requests whenever none is in flight and averages overlapping predictions, oldest weighted most", async () => {
     const s = new FakeScheduler();
-    const merger = Object.assign(new LatestMerger({ actionDim: 2 }), { prefix: () => undefined });
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    // chunk of call c: every action is c (so an ensembled action is a weighted mean of call indices)
+    const policy = new FakePolicy({
+      horizon: 10,
+      actionDim: 2,
+      scheduler: s,
+      latencyS: 0.001,
+      chunk: (_o, call) => new Float32Array(20).fill(call),
+    });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merge: { mode: "ensemble", coeff: 0.5 },
+    });
+    loop.start();
+    await s.advance(0.1 - 1e-9);
+    loop.stop();
+    // a request at every tick (0..80 ms); calls 0..k all predict step k (k < 10)
+    expect(policy.calls.length).toBe(5);
+    const w = (n: number): number => {
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < n; i++) ((num += Math.exp(-0.5 * i) * i), (den += Math.exp(-0.5 * i)));
+      return num / den;
+    };
+    // each chunk lands after its tick: step 1 executes call 0 alone, step 2 calls 0 and 1, ...
+    expect(link.sent.map((c) => +pos(c)[0]!.toFixed(5))).toEqual([1, 2, 3, 4].map((n) => +w(n).toFixed(5)));
+    expect(link.sent.map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0, 0.37754, 0.67984, 0.91542]);
+  });
+
+  it("blend: requests at the threshold and merges the overlap with the aggregate function", async () => {
+    const s = new FakeScheduler();
+    const link = new FakeLink();
+    feed(s, link, () => [0, 0]);
+    const policy = new FakePolicy({
+      horizon: 4,
+      actionDim: 2,
+      scheduler: s,
+      latencyS: 0.001,
+      chunk: (_o, call) => new Float32Array(8).fill(call === 0 ? 0 : 1),
+    });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merge: { mode: "blend", threshold: 0.5, aggregate: "average" },
+    });
+    loop.start();
+    await s.advance(0.1 - 1e-9);
+    loop.stop();
+    // call 0 at step 0 queues steps 1..3 (it lands after tick 0); at step 2, 2 of 4 are queued: call 1
+    // predicts steps 2..5 and lands after tick 2: step 3 averages 0 and 1, step 4 is call 1's alone
+    expect(policy.calls.map((c) => Math.round(c.atS / 0.02))).toEqual([0, 2, 4]);
+    expect(link.sent.slice(0, 4).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0, 0, 0.5, 1]);
+  });
+
+  it("refuses a prefix mode when the policy's fps differs from the control rate", () => {
+    const s = new FakeScheduler();
     const policy = new FakePolicy({ horizon: 10, actionDim: 2, fps: 10, scheduler: s, latencyS: 0.05 });
     expect(
-      () => new ControlLoop({ policy, link: new FakeLink(), profile: testProfile(), scheduler: s, merger }),
-    ).toThrow(
-      "merge mode 'latest' passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)",
-    );
+      () =>
+        new ControlLoop({
+          policy,
+          link: new FakeLink(),
+          profile: testProfile(),
+          scheduler: s,
+          merge: { mode: "rtc" },
+        }),
+    ).toThrow("merge mode 'rtc' passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)");
   });
 });
 
@@ -413,7 +544,7 @@ describe("ControlLoop in real time", () => {
       link,
       profile: testProfile(),
       scheduler: sched,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     await new Promise((r) => setTimeout(r, 1000));

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
 import { ControlLoop } from "../../bridge/loop.ts";
-import { LatestMerger } from "../../bridge/merge.ts";
 import { TrajectoryFollower } from "../../bridge/plant.ts";
 import { PlantLink } from "../../bridge/plant-link.ts";
 import { loadRobotProfile } from "../../bridge/profile.ts";
@@ -66,7 +65,7 @@ describe("PlantLink (--via direct)", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     await s.advance(0.02); // the chunk lands at 1 ms; the tick at 20 ms commands 1, reached 20 ms later
@@ -106,7 +105,7 @@ describe("PlantLink (--via direct)", () => {
       link,
       profile,
       scheduler: sched,
-      merger: new LatestMerger({ actionDim: 6 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     const t0 = Date.now();

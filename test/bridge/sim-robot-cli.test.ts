@@ -42,27 +42,33 @@ describe("actionflow sim robot", () => {
     expect(server.errors).toEqual([]);
   });
 
-  it("sim run --via direct solves reach with the scripted expert and prints the loop's figures", async () => {
-    const child = spawn(
-      "npx",
-      ["tsx", "cli/main.ts", "sim", "run", "--task", "reach", "--policy", "expert", "--seconds", "10", "--json"],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += String(d)));
-    child.stderr.on("data", (d: Buffer) => (err += String(d)));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    expect(code, err).toBe(0);
-    const lines = out.trim().split("\n");
-    const res = JSON.parse(lines[lines.length - 1] as string) as Record<string, number | boolean | string>;
-    expect(res).toMatchObject({ task: "reach", via: "direct", merge: "latest", success: true, staleCommands: 0 });
-    for (const k of ["loopHz", "jitterP99Ms", "missedDeadlines", "inferP50Ms", "queueEmptyEvents", "clamps"])
-      expect(typeof res[k], k).toBe("number");
-    expect(res.loopHz as number).toBeGreaterThan(20);
-  });
+  it.each([
+    ["direct", "blend"],
+    ["zmq", "rtc"],
+    ["openpi", "sync"],
+  ])(
+    "sim run --via %s (--merge %s) solves reach with the scripted expert and prints the loop's figures",
+    async (via, merge) => {
+      const args = ["tsx", "cli/main.ts", "sim", "run", "--task", "reach", "--policy", "expert", "--via", via];
+      args.push("--merge", merge, "--seconds", "15", "--json");
+      const child = spawn("npx", args, { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d: Buffer) => (out += String(d)));
+      child.stderr.on("data", (d: Buffer) => (err += String(d)));
+      const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+      expect(code, err).toBe(0);
+      const lines = out.trim().split("\n");
+      const res = JSON.parse(lines[lines.length - 1] as string) as Record<string, number | boolean | string>;
+      expect(res).toMatchObject({ task: "reach", via, merge, success: true, staleCommands: 0, inferErrors: 0 });
+      if (via !== "direct") expect(res["server"]).toMatch(/^(tcp|ws):\/\/127\.0\.0\.1:\d+$/);
+      for (const k of ["loopHz", "jitterP99Ms", "missedDeadlines", "inferP50Ms", "queueEmptyEvents", "clamps"])
+        expect(typeof res[k], k).toBe("number");
+      // the expert's chunks come back over the network: at least one inference was timed
+      expect(res["inferP50Ms"] as number).toBeGreaterThan(0);
+      expect(res.loopHz as number).toBeGreaterThan(15);
+    },
+  );
 
   it("sim run --via ros solves reach across a rosbridge restart with zero stale commands", async () => {
     const server = await TestRosbridge.create({ dialect: 2 });

@@ -6,7 +6,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ControlLoop } from "../../../bridge/loop.ts";
 import type { LoopStats } from "../../../bridge/loop.ts";
-import { LatestMerger } from "../../../bridge/merge.ts";
 import type { RobotProfile } from "../../../bridge/profile.ts";
 import { RosLink } from "../../../bridge/ros/link.ts";
 import type { RosLinkEvent } from "../../../bridge/ros/link.ts";
@@ -85,7 +84,7 @@ async function rig(opts: {
     link,
     profile,
     scheduler: sched,
-    merger: new LatestMerger({ actionDim: 2 }),
+    merge: { mode: "blend", aggregate: "latest_only" },
     diagnosticsEveryS: 0.1,
     ...(opts.publish ? { publish: opts.publish } : {}),
   });

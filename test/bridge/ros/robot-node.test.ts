@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { Ros, Topic } from "roslib";
 import { ControlLoop } from "../../../bridge/loop.ts";
-import { LatestMerger } from "../../../bridge/merge.ts";
 import { RosLink } from "../../../bridge/ros/link.ts";
 import { jointTrajectory } from "../../../bridge/ros/protocol.ts";
 import type { Plant } from "../../../bridge/plant.ts";
@@ -117,7 +116,7 @@ describe("RosRobotNode (the simulated robot's side)", () => {
       link,
       profile,
       scheduler: sched,
-      merger: new LatestMerger({ actionDim: 2 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
     });
     loop.start();
     await sleep(1200);

@@ -7,7 +7,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Ros, Topic } from "roslib";
 import type { ChunkPolicy } from "../../../policy/chunk-policy.ts";
 import { ControlLoop } from "../../../bridge/loop.ts";
-import { LatestMerger } from "../../../bridge/merge.ts";
 import { loadRobotProfile } from "../../../bridge/profile.ts";
 import { RosLink } from "../../../bridge/ros/link.ts";
 import { RosRobotNode } from "../../../bridge/ros/robot-node.ts";
@@ -73,7 +72,7 @@ describe("sim robot over ROS", () => {
       link,
       profile,
       scheduler: sched,
-      merger: new LatestMerger({ actionDim: 6 }),
+      merge: { mode: "blend", aggregate: "latest_only" },
       publish: "step",
     });
     loop.start();

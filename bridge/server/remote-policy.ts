@@ -1,0 +1,161 @@
+/**
+ * Policies across the network as the one {@link ChunkPolicy} the control loop drives, and the other
+ * way round: {@link ZmqChunkPolicy} (over {@link ZmqPolicyClient}, prefix supported) and
+ * {@link OpenpiChunkPolicy} (over {@link OpenpiPolicyClient}; the openpi protocol carries no prefix,
+ * so a request with one is refused), and {@link servedChunkPolicy}, which makes any `ChunkPolicy`
+ * (the scripted expert) servable by both servers.
+ */
+import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
+import type { FeatureIO } from "../../policy/onnx/graphs.ts";
+import type { TimedChunk } from "../../policy/runtime/threaded.ts";
+import { NdArray } from "../codec/msgpack-numpy.ts";
+import { OpenpiPolicyClient, type OpenpiClientOptions } from "./openpi-client.ts";
+import type { PolicyMetadata, ServedPolicy } from "./served-policy.ts";
+import { ZmqPolicyClient, type ZmqClientOptions } from "./zmq-client.ts";
+
+function checkShape(meta: PolicyMetadata, shape: readonly number[], where: string): void {
+  if (shape[0] !== meta.horizon || shape[1] !== meta.action_dim)
+    throw new Error(
+      `${where}: the server sent a chunk of shape [${shape.join(", ")}], its metadata says [${meta.horizon}, ${meta.action_dim}]`,
+    );
+}
+
+/** A policy served over ZeroMQ; `sampleChunk` may overlap (replies matched by id). `close()` when done. */
+export class ZmqChunkPolicy implements ChunkPolicy {
+  readonly horizon: number;
+  readonly actionDim: number;
+  readonly fps?: number;
+
+  private constructor(
+    private readonly client: ZmqPolicyClient,
+    /** The server's metadata. */
+    readonly metadata: PolicyMetadata,
+    /** The endpoint, for reports. */
+    readonly source: string,
+  ) {
+    this.horizon = metadata.horizon;
+    this.actionDim = metadata.action_dim;
+    if (typeof metadata.fps === "number") this.fps = metadata.fps;
+  }
+
+  /** Connects and fetches the metadata (rejects when the server does not answer within the timeout). */
+  static async connect(opts: ZmqClientOptions): Promise<ZmqChunkPolicy> {
+    const client = ZmqPolicyClient.connect(opts);
+    try {
+      return new ZmqChunkPolicy(client, await client.metadata(), opts.endpoint);
+    } catch (err) {
+      await client.close();
+      throw new Error(`zmq policy ${opts.endpoint}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Raw actions `[horizon * actionDim]`; the prefix, noise and seed are sent along. */
+  async sampleChunk(obs: Observation, req: ChunkRequest = {}): Promise<Float32Array> {
+    // in the metadata's shape when the size fits, else as sent (the server refuses it, naming the key)
+    const shaped: Record<string, NdArray> = {};
+    for (const [k, v] of Object.entries(obs)) {
+      const f = this.metadata.features.find((x) => x.key === k || x.name === k);
+      const fits = f !== undefined && f.shape.reduce((a, b) => a * b, 1) === v.length;
+      shaped[k] = NdArray.float32(v, fits ? f.shape : [v.length]);
+    }
+    const c = await this.client.infer(shaped, {
+      ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
+      ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
+      ...(req.noise !== undefined ? { noise: req.noise } : {}),
+      ...(req.seed !== undefined ? { seed: req.seed } : {}),
+    });
+    checkShape(this.metadata, c.shape, `zmq policy ${this.source}`);
+    return c.actions;
+  }
+
+  /** Restarts the server's noise stream for this client (sent asynchronously; a failure is reported on stderr). */
+  reset(seed: number): void {
+    this.client.reset(seed).catch((err: unknown) => {
+      process.stderr.write(`zmq policy ${this.source}: reset failed: ${(err as Error).message}\n`);
+    });
+  }
+
+  /** Closes the socket. */
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
+
+/** A policy served by an openpi-compatible WebSocket server. `close()` when done. */
+export class OpenpiChunkPolicy implements ChunkPolicy {
+  readonly horizon: number;
+  readonly actionDim: number;
+  readonly fps?: number;
+
+  private constructor(
+    private readonly client: OpenpiPolicyClient,
+    readonly source: string,
+  ) {
+    const m = client.metadata;
+    this.horizon = m.horizon;
+    this.actionDim = m.action_dim;
+    if (typeof m.fps === "number") this.fps = m.fps;
+  }
+
+  /** Connects and reads the metadata frame. */
+  static async connect(opts: OpenpiClientOptions): Promise<OpenpiChunkPolicy> {
+    return new OpenpiChunkPolicy(await OpenpiPolicyClient.connect(opts), opts.url);
+  }
+
+  /** The server's metadata. */
+  get metadata(): PolicyMetadata {
+    return this.client.metadata;
+  }
+
+  /** Raw actions `[horizon * actionDim]`; rejects a request with a prefix, noise or seed (the protocol has none). */
+  async sampleChunk(obs: Observation, req: ChunkRequest = {}): Promise<Float32Array> {
+    if (req.prefix !== undefined || req.noise !== undefined || req.seed !== undefined)
+      throw new Error(
+        `openpi policy ${this.source}: the openpi protocol carries no prefix, noise or seed (use --via zmq for real-time chunking)`,
+      );
+    const c = await this.client.infer(obs);
+    checkShape(this.metadata, c.shape, `openpi policy ${this.source}`);
+    return c.actions;
+  }
+
+  /** Nothing to do: an openpi server keeps no per-client state worth resetting. */
+  reset(seed: number): void {
+    void seed;
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Options of {@link servedChunkPolicy}. */
+export interface ServedChunkPolicyOptions {
+  /** The observation features a request must carry (name, dataset key, raw shape). */
+  features: readonly FeatureIO[];
+  /** What the metadata reports as the solver (default `none`). */
+  solver?: string;
+}
+
+/**
+ * Any {@link ChunkPolicy} as a {@link ServedPolicy} (the scripted expert over the network):
+ * `features` are announced and checked by the servers, `steps` is 0, timings are measured here.
+ */
+export function servedChunkPolicy(policy: ChunkPolicy, opts: ServedChunkPolicyOptions): ServedPolicy {
+  return {
+    horizon: policy.horizon,
+    actionDim: policy.actionDim,
+    ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
+    features: opts.features,
+    solver: opts.solver ?? "none",
+    steps: 0,
+    sampleChunk: (obs, req) => policy.sampleChunk(obs, req),
+    reset: (seed) => policy.reset(seed),
+    async sampleChunkTimed(obs: Observation, req?: ChunkRequest): Promise<TimedChunk> {
+      const t0 = performance.now();
+      const actions = await policy.sampleChunk(obs, req);
+      const ms = performance.now() - t0;
+      return { actions, inferMs: ms, totalMs: ms, batch: 1 };
+    },
+  };
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from "vitest";
+import { LoopExecutor, RtcDelayError } from "../../bridge/merge.ts";
+
+/** A chunk `[h * 1]` whose action i is `base + i`. */
+const ramp = (h: number, base: number): Float32Array => Float32Array.from({ length: h }, (_, i) => base + i);
+const shape = { horizon: 8, actionDim: 1 };
+
+describe("LoopExecutor", () => {
+  it("keeps the executor's step on the loop's step: missed steps pop their actions", () => {
+    const ex = new LoopExecutor({ mode: "blend", aggregate: "latest_only" }, shape, 50);
+    expect(ex.wantsChunk(0)).toBe(true);
+    const t = ex.request(0, 0);
+    expect(ex.merge(t, ramp(8, 100), 0)).toBe("merged");
+    expect(ex.actionAt(0)?.[0]).toBe(100);
+    expect(ex.actionAt(3)?.[0]).toBe(103); // steps 1 and 2 were missed deadlines
+    expect(ex.upcoming(4, 10).map((a) => a[0])).toEqual([104, 105, 106, 107]);
+    expect(() => ex.actionAt(2)).toThrow("LoopExecutor: step 2 is before the queue's step 4");
+  });
+
+  it("a chunk requested before a clear is stale and merges nothing", () => {
+    const ex = new LoopExecutor({ mode: "rtc" }, shape, 50);
+    const t = ex.request(5, 0);
+    ex.clear(7);
+    expect(ex.merge(t, ramp(8, 0), 7)).toBe("stale");
+    expect(ex.actionAt(7)).toBeUndefined();
+    expect(ex.wantsChunk(8)).toBe(true);
+  });
+
+  it("sync places the chunk at its arrival and publishes only the n actions it executes", () => {
+    const ex = new LoopExecutor({ mode: "sync", nActionSteps: 3 }, shape, 50);
+    const t = ex.request(0, 0);
+    ex.actionAt(0);
+    ex.actionAt(1);
+    ex.merge(t, ramp(8, 10), 2); // arrived before step 2: the robot held meanwhile
+    expect(ex.upcoming(2, 100).map((a) => a[0])).toEqual([10, 11, 12]);
+    expect([2, 3, 4, 5].map((k) => ex.actionAt(k)?.[0])).toEqual([10, 11, 12, undefined]);
+  });
+
+  it("rtc: a new delay rebuilds the executor, carrying the queue (the committed prefix) over", () => {
+    const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4 }, shape, 50);
+    ex.merge(ex.request(0, 0), ramp(8, 0), 0);
+    for (let k = 0; k < 4; k++) ex.actionAt(k);
+    expect(ex.wantsChunk(4)).toBe(true);
+    const t = ex.request(4, 2); // d = 2 now: steps 4, 5 committed
+    expect(ex.delaySteps).toBe(2);
+    expect([...(t.prefix ?? [])]).toEqual([4, 5]);
+    // while the chunk is computed the carried actions run; past them nothing (the padding is never executed)
+    expect([4, 5, 6, 7].map((k) => ex.actionAt(k)?.[0])).toEqual([4, 5, 6, 7]);
+    expect(ex.actionAt(8)).toBeUndefined();
+    ex.merge(t, ramp(8, 100), 9);
+    // the new chunk (from step 4) continues at step 9 with its action 5
+    expect(ex.actionAt(9)?.[0]).toBe(105);
+  });
+
+  it("rtc: fewer queued actions than d are not carried (no padding inside the committed steps)", () => {
+    const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4 }, shape, 50);
+    ex.merge(ex.request(0, 0), ramp(8, 0), 0);
+    for (let k = 0; k < 7; k++) ex.actionAt(k); // one action (step 7) left
+    const t = ex.request(7, 3);
+    expect(t.prefix).toBeUndefined();
+    ex.merge(t, ramp(8, 50), 7);
+    expect(ex.actionAt(7)?.[0]).toBe(50);
+  });
+
+  it("rtc refuses d beyond rtcMaxDelay and 2d > H, naming the delay", () => {
+    const ex = new LoopExecutor({ mode: "rtc" }, { ...shape, rtcMaxDelay: 2 }, 50);
+    expect(() => ex.request(0, 3)).toThrow(RtcDelayError);
+    expect(() => ex.request(0, 3)).toThrow("d = 3 control steps exceeds the policy's rtcMaxDelay 2");
+    const ex2 = new LoopExecutor({ mode: "rtc" }, shape, 50);
+    expect(() => ex2.request(0, 5)).toThrow("d = 5 control steps leaves no execution horizon s");
+  });
+
+  it("resamples a 10 Hz chunk to the 50 Hz control rate (and refuses rtc across rates)", () => {
+    const ex = new LoopExecutor({ mode: "blend", aggregate: "latest_only" }, { horizon: 3, actionDim: 1, fps: 10 }, 50);
+    expect(ex.horizon).toBe(11);
+    ex.merge(ex.request(0, 0), new Float32Array([0, 1, 2]), 0);
+    expect(ex.upcoming(0, 100).map((a) => +a[0]!.toFixed(4))).toEqual([
+      0, 0.2, 0.4, 0.6, 0.8, 1, 1.2, 1.4, 1.6, 1.8, 2,
+    ]);
+    expect(() => new LoopExecutor({ mode: "rtc" }, { horizon: 3, actionDim: 1, fps: 10 }, 50)).toThrow(
+      "passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)",
+    );
+  });
+});
