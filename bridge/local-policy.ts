@@ -47,6 +47,7 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
     return {
       horizon: tp.horizon,
       actionDim: tp.actionDim,
+      modelActionDim: tp.modelActionDim,
       ...(fps !== undefined ? { fps } : {}),
       rtcMaxDelay,
       features: tp.features,

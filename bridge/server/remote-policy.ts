@@ -145,6 +145,8 @@ export function servedChunkPolicy(policy: ChunkPolicy, opts: ServedChunkPolicyOp
   return {
     horizon: policy.horizon,
     actionDim: policy.actionDim,
+    // A scripted policy draws no noise; a client's noise stream is sized as its actions.
+    modelActionDim: policy.actionDim,
     ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
     features: opts.features,
     solver: opts.solver ?? "none",
