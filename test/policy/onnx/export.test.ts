@@ -115,5 +115,5 @@ describe("exportOnnx", () => {
     });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/--steps: expected a positive integer, got '0'/);
-  }, 30_000);
+  });
 });
