@@ -11,6 +11,7 @@ import { registerEval } from "./commands/eval.ts";
 import { registerServe } from "./commands/serve.ts";
 import { registerKeys } from "./commands/keys.ts";
 import { registerSimRobot } from "./commands/robot.ts";
+import { registerDistill } from "./commands/distill.ts";
 
 const program = new Command();
 program
@@ -27,6 +28,7 @@ registerEval(program);
 registerServe(program);
 registerKeys(program);
 registerSimRobot(program);
+registerDistill(program);
 
 try {
   await program.parseAsync(process.argv);
