@@ -26,6 +26,7 @@ interface ReflowFlags {
   seed?: number;
   backend: BackendName;
   workers?: number;
+  checkpointEvery?: number;
   threads?: number;
   resume?: boolean;
   json?: boolean;
@@ -56,12 +57,19 @@ export function registerDistill(program: Command): void {
     .addOption(option("--teacher-steps <n>", "solver steps of the teacher's flow (default 20)", positiveInt))
     .addOption(choiceOption("--teacher-solver <name>", "teacher ODE solver (default euler)", SOLVER_NAMES))
     .addOption(option("--steps <n>", "student optimisation steps (default 1000)", positiveInt))
-    .addOption(option("--lr <x>", "peak learning rate (default: the teacher's)", positiveFloat))
+    .addOption(option("--lr <x>", "peak learning rate (default: a tenth of the teacher's)", positiveFloat))
     .addOption(
       option("--seed <n>", "seed of the pairs' noise and the batches (default: the teacher's)", nonNegativeInt),
     )
     .addOption(choiceOption("--backend <name>", "tfjs backend", BACKEND_NAMES, "auto"))
     .addOption(option("--workers <n>", "threads computing gradients (default as in train)", positiveInt))
+    .addOption(
+      option(
+        "--checkpoint-every <n>",
+        "steps between checkpoints (default: the teacher's; always one at the end)",
+        positiveInt,
+      ),
+    )
     .addOption(option("--threads <n>", "onnxruntime threads of the teacher while making pairs", positiveInt))
     .option("--resume", "continue the distillation in --out (pairs from its cache, weights from its latest checkpoint)")
     .option("--json", "print one JSON object as the last stdout line")
@@ -70,6 +78,7 @@ export function registerDistill(program: Command): void {
       let bar: Progress | undefined;
       let pairBar: Progress | undefined;
       let lastLogged = 0;
+      let pairsLogged = 0;
       const result = await reflowRun({
         out: o.out,
         mode: o.resume ? "resume" : "new",
@@ -85,6 +94,7 @@ export function registerDistill(program: Command): void {
           lr: o.lr,
           seed: o.seed,
           workers: o.workers,
+          checkpointEvery: o.checkpointEvery,
           threads: o.threads,
         }),
         onPairs: (p) => {
@@ -94,6 +104,11 @@ export function registerDistill(program: Command): void {
           }
           pairBar ??= startProgress(p.total, { json, label: "pairs" });
           pairBar.update(p.done, { s: p.seconds });
+          // Without a bar (not a TTY, or --json) a line now and then shows the teacher is working.
+          if ((json || !process.stderr.isTTY) && p.done - pairsLogged >= Math.max(1, Math.round(p.total / 20))) {
+            pairsLogged = p.done;
+            log(`pairs ${p.done}/${p.total} ${p.seconds.toFixed(1)} s`);
+          }
           if (p.done === p.total) {
             pairBar.stop();
             log(`pairs: ${p.total} made in ${p.seconds.toFixed(1)} s`);
