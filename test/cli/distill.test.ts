@@ -188,6 +188,28 @@ describe("actionflow distill reflow (real CLI)", () => {
       expect(a.equals(b), f).toBe(true);
     }
 
+    // A resume may extend the run; distill.json records the new length.
+    const more = await cli([
+      "distill",
+      "reflow",
+      "--out",
+      out,
+      "--resume",
+      "--steps",
+      "305",
+      "--backend",
+      "wasm",
+      "--workers",
+      "1",
+      "--json",
+    ]).done;
+    expect(more.code, more.stderr).toBe(0);
+    expect(lastJson(more.stdout)).toMatchObject({ steps: 305, resumedFrom: 300 });
+    const stored305 = JSON.parse(await readFile(join(out, "distill.json"), "utf8")) as {
+      settings: { steps: number; decaySteps: number };
+    };
+    expect(stored305.settings).toMatchObject({ steps: 305, decaySteps: 300 });
+
     // 1-step student vs 1-step teacher, measured against the teacher's 10-step chunks on the
     // training pairs (raw action units): the student's one step lands on the chunk its noise was
     // coupled with, the teacher's one step on the conditional mean. (With 96 pairs the student does

@@ -268,7 +268,8 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
     if (s.pairs === 0) s.pairs = train.norm.frames;
     if (s.valPairs < 0) s.valPairs = Math.min(256, val.norm.frames);
     if (s.valPairs === 0) throw new Error("--val-pairs: the distillation needs at least one validation pair");
-    if (mode === "new") await writeJsonAtomic(distillPath, file);
+    // A new run records its settings; a resume that extends `steps` records the new count before training.
+    if (mode === "new" || opts.steps !== undefined) await writeJsonAtomic(distillPath, file);
 
     // Pairs: from the cache, else from the teacher (then cached).
     const key: PairsKey = {
@@ -384,7 +385,6 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
           ts ? { valHistory: ts.valHistory, valLossAtStart: ts.valLossAtStart } : undefined,
         );
       }
-      if (opts.steps !== undefined && mode === "resume") await writeJsonAtomic(distillPath, file);
       return {
         run: out,
         teacher: file.teacher.run,
