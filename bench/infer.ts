@@ -1,7 +1,9 @@
 /**
  * `bench infer`: latency of one action chunk (H=50, A=32, batch 1, 10 Euler steps) for the default
  * transformer head and the mlp head, served by onnxruntime (the exported graph) and by tfjs (the
- * reference sampler), with the parity of the two on the same noise.
+ * reference sampler), with the parity of the two on the same noise. For the transformer also the
+ * ONNX latency of the few-step graphs a distilled (ReFlow) policy runs with: 1 and 2 Euler steps
+ * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,6 +26,10 @@ import { useBackend } from "../training/backend/registry.ts";
 import { percentiles, referenceGflops } from "./reference.ts";
 
 const STEPS = 10;
+/** Few-step graphs timed for the transformer (ReFlow students run 1 or 2 steps). */
+const FEW_STEPS = [1, 2] as const;
+/** Target p50 of a 1-step chunk of the default transformer on 2 cores (issue 13). */
+export const ONE_STEP_TARGET_MS = 1.5;
 
 /** Random feature statistics of `dim` dims (means ~N(0, 0.25), spreads 0.2..1.2). */
 export function stats(dim: number, rng: Rng): FeatureStats {
@@ -59,7 +65,7 @@ export function benchWeights(config: HeadConfig, seed: number): Map<string, { sh
 /** Measures one head; returns its JSON record. */
 async function benchHead(
   arch: "transformer" | "mlp",
-  o: { runs: number; tfjsRuns: number; threads: number },
+  o: { runs: number; tfjsRuns: number; threads: number; fewSteps: readonly number[] },
 ): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
   const rng = new Rng(42);
@@ -109,6 +115,21 @@ async function benchHead(
       scale = Math.max(scale, Math.abs(tfOut[i]!));
     }
     const ort = percentiles(ortMs);
+    // The same head at few steps: its own graph, the same warmup and observation.
+    const fewStep: Record<string, ReturnType<typeof percentiles> & { nfe: number }> = {};
+    for (const steps of o.fewSteps) {
+      const few = await exportOnnx(dir, { steps, solver: "euler", out: join(dir, `policy-${steps}.onnx`) });
+      const p = await OnnxPolicy.load(few.onnx, { threads: o.threads });
+      await p.warmup({ runs: 5 });
+      const ms: number[] = [];
+      for (let i = 0; i < o.runs; i++) {
+        const t0 = performance.now();
+        await p.sampleChunk({ "observation.state": state }, { seed: i });
+        ms.push(performance.now() - t0);
+      }
+      await p.release();
+      fewStep[String(steps)] = { ...percentiles(ms), nfe: few.nfe };
+    }
     const flops = headFlops(head, 1, { time: "constant" });
     const chunkFlops = flops.encode + STEPS * flops.velocity;
     return {
@@ -120,6 +141,7 @@ async function benchHead(
       parityMaxAbs: parity,
       outputMaxAbs: scale,
       onnxBytes: exported.bytes,
+      ...(o.fewSteps.length > 0 ? { fewStep } : {}),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -133,8 +155,10 @@ export async function benchInfer(o: {
   threads: number;
 }): Promise<Record<string, unknown>> {
   const backend = await useBackend("wasm");
-  const transformer = await benchHead("transformer", o);
-  const mlp = await benchHead("mlp", o);
+  const transformer = await benchHead("transformer", { ...o, fewSteps: FEW_STEPS });
+  const mlp = await benchHead("mlp", { ...o, fewSteps: [] });
+  const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
+  const oneStepP50 = fewStep["1"]!.p50Ms;
   const reference = await referenceGflops();
   return {
     transformer: { ...transformer, referenceGflops: reference },
@@ -144,6 +168,7 @@ export async function benchInfer(o: {
     actionDim: 32,
     batch: 1,
     steps: STEPS,
+    oneStep: { p50Ms: oneStepP50, targetMs: ONE_STEP_TARGET_MS, meetsTarget: oneStepP50 <= ONE_STEP_TARGET_MS },
     threads: o.threads,
     tfjsBackend: backend,
   };

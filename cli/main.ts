@@ -21,6 +21,7 @@ const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   eval: [() => import("./commands/eval.ts").then((m) => m.registerEval)],
   serve: [() => import("./commands/serve.ts").then((m) => m.registerServe)],
   keys: [() => import("./commands/keys.ts").then((m) => m.registerKeys)],
+  distill: [() => import("./commands/distill.ts").then((m) => m.registerDistill)],
 };
 
 const program = new Command();

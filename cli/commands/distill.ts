@@ -1,0 +1,145 @@
+/**
+ * `actionflow distill reflow`: distils a trained flow policy run into a student that samples well
+ * in 1 or 2 steps (ReFlow). See `training/distill/reflow.ts`.
+ */
+import type { Command } from "commander";
+import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
+import type { SolverName } from "../../policy/flow/solvers.ts";
+import { BACKEND_NAMES } from "../../training/backend/registry.ts";
+import type { BackendName } from "../../training/backend/registry.ts";
+import type { ReflowRunResult } from "../../training/distill/reflow.ts";
+import { reflowRun } from "../../training/distill/reflow.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { log, printResult, startProgress } from "../output.ts";
+import type { Progress } from "../output.ts";
+
+interface ReflowFlags {
+  teacher?: string;
+  dataset?: string;
+  out: string;
+  pairs?: number;
+  valPairs?: number;
+  teacherSteps?: number;
+  teacherSolver?: SolverName;
+  steps?: number;
+  lr?: number;
+  seed?: number;
+  backend: BackendName;
+  workers?: number;
+  checkpointEvery?: number;
+  threads?: number;
+  resume?: boolean;
+  json?: boolean;
+}
+
+function human(r: ReflowRunResult): string {
+  return [
+    `distilled ${r.teacher} (${r.teacherSolver}, ${r.teacherSteps} steps) on ${r.pairs} pairs (+${r.valPairs} validation)${r.pairSeconds > 0 ? `, made in ${r.pairSeconds.toFixed(1)} s` : ", from the cache"}`,
+    `trained ${r.steps} steps (from ${r.resumedFrom}) on ${r.backend}, ${r.samplesPerSec.toFixed(1)} samples/s, ${r.seconds.toFixed(1)} s`,
+    `train loss ${r.trainLoss.toPrecision(4)}, validation pair loss ${r.valLossAtStart.toPrecision(4)} -> ${r.valLoss.toPrecision(4)}`,
+    `checkpoint ${r.checkpoint}  (next: actionflow export ${r.run} --steps 1)`,
+  ].join("\n");
+}
+
+/** Registers `distill` and its `reflow` subcommand. */
+export function registerDistill(program: Command): void {
+  const distill = program.command("distill").description("distil a trained policy into a few-step one");
+  distill
+    .command("reflow")
+    .description(
+      "ReFlow: pair fresh noise with the teacher's many-step chunks on the dataset's observations, then fine-tune a student on the straight paths between them",
+    )
+    .option("--teacher <run>", "teacher run folder (run.json, checkpoints/); optional with --resume")
+    .option("--dataset <dir>", "the teacher's dataset (default: the one in its run.json; another is refused)")
+    .requiredOption("--out <run>", "student run folder (distill.json, the pair cache, checkpoints/)")
+    .addOption(option("--pairs <n>", "training pairs (default: one per training window)", positiveInt))
+    .addOption(option("--val-pairs <n>", "validation pairs (default min(256, validation windows))", positiveInt))
+    .addOption(option("--teacher-steps <n>", "solver steps of the teacher's flow (default 20)", positiveInt))
+    .addOption(choiceOption("--teacher-solver <name>", "teacher ODE solver (default euler)", SOLVER_NAMES))
+    .addOption(option("--steps <n>", "student optimisation steps (default 1000)", positiveInt))
+    .addOption(option("--lr <x>", "peak learning rate (default: a tenth of the teacher's)", positiveFloat))
+    .addOption(
+      option("--seed <n>", "seed of the pairs' noise and the batches (default: the teacher's)", nonNegativeInt),
+    )
+    .addOption(choiceOption("--backend <name>", "tfjs backend", BACKEND_NAMES, "auto"))
+    .addOption(option("--workers <n>", "threads computing gradients (default as in train)", positiveInt))
+    .addOption(
+      option(
+        "--checkpoint-every <n>",
+        "steps between checkpoints (default: the teacher's; always one at the end)",
+        positiveInt,
+      ),
+    )
+    .addOption(option("--threads <n>", "onnxruntime threads of the teacher while making pairs", positiveInt))
+    .option("--resume", "continue the distillation in --out (pairs from its cache, weights from its latest checkpoint)")
+    .option("--json", "print one JSON object as the last stdout line")
+    .action(async (o: ReflowFlags) => {
+      const json = o.json ?? false;
+      let bar: Progress | undefined;
+      let pairBar: Progress | undefined;
+      let lastLogged = 0;
+      let pairsLogged = 0;
+      const result = await reflowRun({
+        out: o.out,
+        mode: o.resume ? "resume" : "new",
+        backend: o.backend,
+        ...defined({
+          teacher: o.teacher,
+          dataset: o.dataset,
+          pairs: o.pairs,
+          valPairs: o.valPairs,
+          teacherSteps: o.teacherSteps,
+          teacherSolver: o.teacherSolver,
+          steps: o.steps,
+          lr: o.lr,
+          seed: o.seed,
+          workers: o.workers,
+          checkpointEvery: o.checkpointEvery,
+          threads: o.threads,
+        }),
+        onPairs: (p) => {
+          if (p.phase === "cached") {
+            log(`pairs: ${p.total} from the cache`);
+            return;
+          }
+          pairBar ??= startProgress(p.total, { json, label: "pairs" });
+          pairBar.update(p.done, { s: p.seconds });
+          // Without a bar (not a TTY, or --json) a line now and then shows the teacher is working.
+          if ((json || !process.stderr.isTTY) && p.done - pairsLogged >= Math.max(1, Math.round(p.total / 20))) {
+            pairsLogged = p.done;
+            log(`pairs ${p.done}/${p.total} ${p.seconds.toFixed(1)} s`);
+          }
+          if (p.done === p.total) {
+            pairBar.stop();
+            log(`pairs: ${p.total} made in ${p.seconds.toFixed(1)} s`);
+          }
+        },
+        onStart: (s) =>
+          log(
+            `${s.params} parameters; ${s.trainFrames} training windows, ${s.valFrames} validation windows` +
+              (s.fromStep > 0 ? `; resuming at step ${s.fromStep}` : ""),
+          ),
+        onProgress: (p) => {
+          bar ??= startProgress(p.steps, { json, label: "distill" });
+          bar.update(p.step, { loss: p.trainLoss, ...(p.valLoss !== undefined ? { val: p.valLoss } : {}) });
+          if (
+            (json || !process.stderr.isTTY) &&
+            (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)
+          ) {
+            lastLogged = p.step;
+            log(
+              `step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`,
+            );
+          }
+        },
+      });
+      bar?.stop();
+      printResult(result, { json }, human);
+    });
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{
+    [K in keyof T]: Exclude<T[K], undefined>;
+  }>;
+}
