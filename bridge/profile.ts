@@ -6,7 +6,7 @@
  * A profile is validated on load; every error names the file and the field, e.g.
  * `robot.json: joint_limits.shoulder_pan.max_velocity: expected a positive number`.
  */
-import { readFile } from "node:fs/promises";
+import { readJsonFile } from "../policy/io/json.ts";
 import { z } from "zod";
 
 const positive = (): z.ZodNumber =>
@@ -212,14 +212,7 @@ export function parseRobotProfile(value: unknown, source: string): RobotProfile 
 
 /** Reads and validates a robot profile JSON file; errors name the file and the field. */
 export async function loadRobotProfile(path: string): Promise<RobotProfile> {
-  const text = await readFile(path, "utf8");
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  return parseRobotProfile(value, path);
+  return parseRobotProfile(await readJsonFile(path, z.unknown(), { missing: "the robot profile" }), path);
 }
 
 /** The limits the safety layer enforces, in action order; a value without its `has_*` flag is dropped. */

@@ -9,6 +9,8 @@
  * One handler per context: the server makes its own context.
  */
 import * as zmq from "zeromq";
+import { z } from "zod";
+import { readJsonFile } from "../../policy/io/json.ts";
 
 const Z85_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
@@ -33,10 +35,20 @@ export function isZ85Key(key: string): boolean {
   return key.length === 40 && [...key].every((c) => Z85_CHARS.includes(c));
 }
 
-/** A CURVE keypair, Z85 (40 characters each). */
-export interface CurveKeyPair {
-  publicKey: string;
-  secretKey: string;
+/** A 40-character Z85 CURVE key. */
+const Z85KeySchema = z.string().refine(isZ85Key, "expected a 40-character Z85 key");
+
+/** A CURVE keypair, Z85 (40 characters each): what `actionflow keys --out` writes as `<name>.key`. */
+export const CurveKeyPairSchema = z.object({ publicKey: Z85KeySchema, secretKey: Z85KeySchema });
+/** See {@link CurveKeyPairSchema}. */
+export type CurveKeyPair = z.infer<typeof CurveKeyPairSchema>;
+
+/** Reads a keypair file made by `actionflow keys --out`; errors name the file and the field. */
+export function readCurveKeyPair(path: string): Promise<CurveKeyPair> {
+  return readJsonFile(path, CurveKeyPairSchema, {
+    missing: "a keypair file from `actionflow keys --out`",
+    invalid: "not a keypair file from `actionflow keys --out`",
+  });
 }
 
 /** A new CURVE keypair (libzmq's generator). */

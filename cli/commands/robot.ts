@@ -27,7 +27,7 @@ import { OpenpiPolicyServer } from "../../bridge/server/openpi-server.ts";
 import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../../bridge/server/remote-policy.ts";
 import type { ServedPolicy } from "../../bridge/server/served-policy.ts";
 import { ZmqPolicyServer } from "../../bridge/server/zmq-server.ts";
-import { isZ85Key, type CurveKeyPair } from "../../bridge/server/zap.ts";
+import { isZ85Key, readCurveKeyPair, type CurveKeyPair } from "../../bridge/server/zap.ts";
 import { StaleCommandMeter } from "../../bridge/stale-commands.ts";
 import type { Aggregate } from "../../policy/runtime/executor.ts";
 import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
@@ -202,14 +202,7 @@ async function curveFrom(o: SimRunOptions): Promise<{ serverPublicKey: string; k
     : (await readFile(o.serverKey, "utf8").catch(() => "")).trim();
   if (!isZ85Key(serverPublicKey))
     throw new Error(`--server-key ${o.serverKey}: neither a 40-character Z85 key nor a file holding one`);
-  let keys: CurveKeyPair;
-  try {
-    keys = JSON.parse(await readFile(o.clientKeys, "utf8")) as CurveKeyPair;
-  } catch (err) {
-    throw new Error(`--client-keys ${o.clientKeys}: not a keypair file from \`actionflow keys --out\``, { cause: err });
-  }
-  if (!isZ85Key(String(keys.publicKey)) || !isZ85Key(String(keys.secretKey)))
-    throw new Error(`--client-keys ${o.clientKeys}: publicKey and secretKey must be 40-character Z85 keys`);
+  const keys = await readCurveKeyPair(o.clientKeys);
   return { serverPublicKey, keys };
 }
 

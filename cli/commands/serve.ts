@@ -20,7 +20,7 @@ import { loadRobotProfile } from "../../bridge/profile.ts";
 import { OpenpiPolicyServer, type OpenpiAuth } from "../../bridge/server/openpi-server.ts";
 import { parseKeyMap, policyMetadata } from "../../bridge/server/served-policy.ts";
 import { ZmqPolicyServer, type ZmqAuth } from "../../bridge/server/zmq-server.ts";
-import { isZ85Key, type CurveKeyPair } from "../../bridge/server/zap.ts";
+import { isZ85Key, readCurveKeyPair } from "../../bridge/server/zap.ts";
 import { log, printResult } from "../output.ts";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
 import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
@@ -250,14 +250,7 @@ async function zmqAuthFrom(o: ServeCliOptions): Promise<ZmqAuth> {
     throw new Error(
       "--zmq needs CURVE: --server-key <file.key> and at least one --allow <client key or .pub file> (make them with `actionflow keys --out <dir>`), or --insecure",
     );
-  let serverKeys: CurveKeyPair;
-  try {
-    serverKeys = JSON.parse(await readFile(o.serverKey, "utf8")) as CurveKeyPair;
-  } catch (err) {
-    throw new Error(`--server-key ${o.serverKey}: not a keypair file from \`actionflow keys --out\``, { cause: err });
-  }
-  if (!isZ85Key(String(serverKeys.publicKey)) || !isZ85Key(String(serverKeys.secretKey)))
-    throw new Error(`--server-key ${o.serverKey}: publicKey and secretKey must be 40-character Z85 keys`);
+  const serverKeys = await readCurveKeyPair(o.serverKey);
   const allow: string[] = [];
   for (const a of o.allow) {
     const key = isZ85Key(a) ? a : (await readFile(a, "utf8").catch(() => "")).trim();
