@@ -19,6 +19,7 @@ import type { NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
 import type { FeatureStats } from "../policy/normalize.ts";
 import { denormalize, normalize } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
+import type { ExportResult } from "../policy/onnx/export.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
@@ -42,6 +43,25 @@ export function stats(dim: number, rng: Rng): FeatureStats {
  * Initial weights of `config` with the zero-initialised layers (adaLN gates, output) perturbed, so
  * every layer contributes as in a trained model and parity is measured on a non-trivial output.
  */
+/**
+ * Writes the default transformer head, untrained (seeded weights and stats), with one `[stateDim]`
+ * state feature as a checkpoint in `dir` and exports it (euler, 10 steps): the policy the serve and
+ * loop benches run. Resolves to the export's result (`onnx` is the sample graph's path).
+ */
+export async function exportDefaultHead(dir: string, stateDim: number): Promise<ExportResult> {
+  const config = parseHeadConfig({
+    arch: "transformer",
+    obs: [{ name: "state", key: "observation.state", shape: [stateDim] }],
+  });
+  const rng = new Rng(42);
+  const normalization: NormalizationSpec = {
+    obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(stateDim, rng) } },
+    action: { key: "action", mode: "mean_std", stats: stats(config.actionDim, rng) },
+  };
+  await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
+  return exportOnnx(dir, { steps: 10, solver: "euler" });
+}
+
 export function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: number[]; data: Float32Array }> {
   const head = buildHead(config);
   const ops = new TfjsOps({ seed, mode: "frozen" });

@@ -21,13 +21,9 @@ import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import { parseRobotProfile } from "../bridge/profile.ts";
 import { realScheduler } from "../bridge/scheduler.ts";
-import { saveCheckpoint, type NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
-import { parseHeadConfig } from "../policy/net/config.ts";
-import { exportOnnx } from "../policy/onnx/export.ts";
-import { Rng } from "../policy/random.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { log } from "../cli/output.ts";
-import { benchWeights, stats } from "./infer.ts";
+import { exportDefaultHead } from "./infer.ts";
 
 /** One rate's figures. */
 export interface LoopFigures {
@@ -73,17 +69,7 @@ export async function benchLoop(o: {
   await useBackend("wasm");
   const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-loop-"));
   try {
-    const config = parseHeadConfig({
-      arch: "transformer",
-      obs: [{ name: "state", key: "observation.state", shape: [STATE_DIM] }],
-    });
-    const rng = new Rng(42);
-    const normalization: NormalizationSpec = {
-      obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(STATE_DIM, rng) } },
-      action: { key: "action", mode: "mean_std", stats: stats(config.actionDim, rng) },
-    };
-    await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
-    const exported = await exportOnnx(dir, { steps: 10, solver: "euler" });
+    const exported = await exportDefaultHead(dir, STATE_DIM);
     // warmed up: d is measured on steady-state inference
     const policy = await startLocalPolicy(exported.onnx, { threads: o.threads, seed: 1, warmupRuns: 3 });
     const A = policy.actionDim;

@@ -15,9 +15,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
-import { saveCheckpoint, type NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
-import { parseHeadConfig } from "../policy/net/config.ts";
-import { exportOnnx } from "../policy/onnx/export.ts";
 import { Rng } from "../policy/random.ts";
 import { ThreadedPolicy } from "../policy/runtime/threaded.ts";
 import { decodeMsgpackNumpy, encodeMsgpackNumpy, NdArray, type MsgMap } from "../bridge/codec/msgpack-numpy.ts";
@@ -25,7 +22,7 @@ import { OpenpiPolicyServer } from "../bridge/server/openpi-server.ts";
 import { ZmqPolicyClient } from "../bridge/server/zmq-client.ts";
 import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
 import { useBackend } from "../training/backend/registry.ts";
-import { benchWeights, stats } from "./infer.ts";
+import { exportDefaultHead } from "./infer.ts";
 import { percentiles } from "./reference.ts";
 
 /** One configuration's figures. */
@@ -59,17 +56,7 @@ export async function benchServe(o: {
   await useBackend("wasm");
   const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-serve-"));
   try {
-    const config = parseHeadConfig({
-      arch: "transformer",
-      obs: [{ name: "state", key: "observation.state", shape: [STATE_DIM] }],
-    });
-    const rng = new Rng(42);
-    const normalization: NormalizationSpec = {
-      obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(STATE_DIM, rng) } },
-      action: { key: "action", mode: "mean_std", stats: stats(config.actionDim, rng) },
-    };
-    await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
-    const exported = await exportOnnx(dir, { steps: 10, solver: "euler" });
+    const exported = await exportDefaultHead(dir, STATE_DIM);
     const policy = await ThreadedPolicy.start(exported.onnx, {
       threads: o.threads,
       workers: o.workers,
