@@ -83,6 +83,18 @@ export type MsgValue =
 /** A map of msgpack-numpy values (what a request or reply is). */
 export type MsgMap = { [key: string]: MsgValue };
 
+/** True when a decoded value is a map (not an array, bytes, an array or a numpy scalar). */
+export function isMsgMap(m: MsgValue): m is MsgMap {
+  return (
+    typeof m === "object" &&
+    m !== null &&
+    !Array.isArray(m) &&
+    !(m instanceof Uint8Array) &&
+    !(m instanceof NdArray) &&
+    !(m instanceof NpScalar)
+  );
+}
+
 /** An error in a msgpack-numpy payload; the message names the key path. */
 export class MsgpackNumpyError extends Error {
   override readonly name = "MsgpackNumpyError";

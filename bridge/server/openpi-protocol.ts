@@ -11,7 +11,8 @@
  *
  * A text frame from the client is an error too (openpi clients only send binary).
  */
-import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
+import type { NdArray } from "../codec/msgpack-numpy.ts";
+import { isMsgMap, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
 import { BadRequestError } from "./served-policy.ts";
 
 /** One reply. */
@@ -25,15 +26,7 @@ export interface OpenpiReply {
 
 /** The observation dict of a decoded request; throws {@link BadRequestError} when it is not a map. */
 export function parseOpenpiRequest(m: MsgValue): MsgMap {
-  if (
-    typeof m !== "object" ||
-    m === null ||
-    Array.isArray(m) ||
-    m instanceof Uint8Array ||
-    m instanceof NdArray ||
-    m instanceof NpScalar
-  )
-    throw new BadRequestError("an openpi request must be one observation dict (a msgpack map)");
+  if (!isMsgMap(m)) throw new BadRequestError("an openpi request must be one observation dict (a msgpack map)");
   return m;
 }
 

@@ -19,7 +19,7 @@
  * The PUB stream (optional) publishes `["chunk", {client, id, actions, timing, time_ms}]` for every
  * served chunk.
  */
-import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
+import { NdArray, NpScalar, isMsgMap, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
 import type { PolicyMetadata } from "./served-policy.ts";
 
 /** A request id as the client chose it. */
@@ -101,15 +101,7 @@ function floatArrayField(o: MsgMap, key: string, id: RequestId): Float32Array | 
 
 /** Parses a decoded request (from `unknown`); throws {@link ZmqRequestError} naming what is wrong. */
 export function parseZmqRequest(m: MsgValue): ZmqRequest {
-  if (
-    typeof m !== "object" ||
-    m === null ||
-    Array.isArray(m) ||
-    m instanceof Uint8Array ||
-    m instanceof NdArray ||
-    m instanceof NpScalar
-  )
-    throw new ZmqRequestError("malformed", "a request must be a msgpack map with a 'type'");
+  if (!isMsgMap(m)) throw new ZmqRequestError("malformed", "a request must be a msgpack map with a 'type'");
   const o = m;
   const id = idOf(o);
   const type = o["type"];
@@ -160,15 +152,7 @@ export function parseZmqRequest(m: MsgValue): ZmqRequest {
 
 /** Parses a decoded reply (the client's side); throws a `TypeError` naming what is wrong. */
 export function parseZmqReply(m: MsgValue): ZmqReply {
-  if (
-    typeof m !== "object" ||
-    m === null ||
-    Array.isArray(m) ||
-    m instanceof Uint8Array ||
-    m instanceof NdArray ||
-    m instanceof NpScalar
-  )
-    throw new TypeError("a reply must be a msgpack map with a 'type'");
+  if (!isMsgMap(m)) throw new TypeError("a reply must be a msgpack map with a 'type'");
   const o = m;
   const id = (o["id"] ?? null) as RequestId;
   switch (o["type"]) {
