@@ -94,4 +94,22 @@ describe("trainRun --backend ort", () => {
     for (const [name, w] of a.weights) expect(b.weights.get(name)!.data, name).toEqual(w.data);
     for (const [name, m] of a.optimizer!.m) expect(b.optimizer!.m.get(name)!.data, name).toEqual(m.data);
   }, 300_000);
+
+  it("resumes a wasm run's checkpoint on ort (the same state format) and ends within 1e-3 of the straight wasm run", async () => {
+    const straight = await trainRun(g1("wasm-straight", { backend: "wasm", workers: 1 }));
+    await expect(
+      trainRun({
+        ...g1("wasm-then-ort", { backend: "wasm", workers: 1 }),
+        onCheckpoint: (_d, step) => {
+          if (step === 20) throw new Error("killed");
+        },
+      }),
+    ).rejects.toThrow("killed");
+    const resumed = await trainRun({ out: join(dir, "wasm-then-ort"), mode: "resume", backend: "ort" });
+    expect(resumed.backend).toBe("ort");
+    expect(resumed.resumedFrom).toBe(20);
+    expect(resumed.valHistory.map((h) => h.step)).toEqual([0, 10, 20, 30, 40]);
+    expect(resumed.valHistory[2]!.valLoss).toBe(straight.valHistory[2]!.valLoss);
+    expect(Math.abs(resumed.valLoss - straight.valLoss) / straight.valLoss).toBeLessThan(1e-3);
+  }, 300_000);
 });
