@@ -4,12 +4,19 @@
 import { Command } from "commander";
 import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
-import { BACKEND_NAMES } from "../training/backend/registry.ts";
-import type { BackendName } from "../training/backend/registry.ts";
-import { benchTrain } from "./train.ts";
+import { TRAIN_BACKEND_NAMES } from "../training/backend/registry.ts";
+import type { TrainBackendName } from "../training/backend/registry.ts";
+import { benchTrain, benchTrainCompare } from "./train.ts";
 import { benchInfer } from "./infer.ts";
 import { benchServe } from "./serve.ts";
 import { benchLoop } from "./loop.ts";
+
+/** Parses one `--backend` name (one of `TRAIN_BACKEND_NAMES`). */
+function backendName(t: string, flag: string): TrainBackendName {
+  const hit = TRAIN_BACKEND_NAMES.find((b) => b === t);
+  if (!hit) throw new Error(`${flag}: '${t}' is not a backend (valid: ${TRAIN_BACKEND_NAMES.join(", ")})`);
+  return hit;
+}
 
 const program = new Command().name("bench").description("actionflow benchmarks (JSON)");
 
@@ -20,11 +27,11 @@ program
   .addOption(option("--batch <n>", "batch size", positiveInt, 32))
   .addOption(option("--steps <n>", "timed steps", positiveInt, 10))
   .addOption(
-    choiceOption(
-      "--backend <name>",
-      "tfjs backend, or ort (onnxruntime training graph)",
-      [...BACKEND_NAMES, "ort"],
-      "wasm",
+    option(
+      "--backend <list>",
+      `tfjs backend, or ort (onnxruntime training graph); several comma-separated (e.g. wasm,ort) measure each in turn and print them in one object (${TRAIN_BACKEND_NAMES.join(", ")})`,
+      list(backendName),
+      ["wasm"],
     ),
   )
   .addOption(
@@ -41,12 +48,18 @@ program
       arch: "transformer" | "mlp";
       batch: number;
       steps: number;
-      backend: BackendName | "ort";
+      backend: TrainBackendName[];
       workers?: number;
       profile?: boolean;
       json?: boolean;
     }) => {
-      const r = await benchTrain(o);
+      if (o.backend.length > 1) {
+        const c = await benchTrainCompare({ ...o, backends: o.backend });
+        log(`train ${o.arch} batch ${o.batch} on ${o.backend.join(", ")}`);
+        printResult(c, { json: true });
+        return;
+      }
+      const r = await benchTrain({ ...o, backend: o.backend[0]! });
       log(`train ${o.arch} batch ${o.batch} on ${String(r["backend"])}, ${String(r["workers"])} gradient thread(s)`);
       printResult(r, { json: true });
     },

@@ -10,7 +10,7 @@ import { parseHeadConfig } from "../policy/net/config.ts";
 import { buildHead } from "../policy/net/network.ts";
 import { headFlops } from "../policy/net/flops.ts";
 import { Rng } from "../policy/random.ts";
-import type { BackendName } from "../training/backend/registry.ts";
+import type { BackendName, TrainBackendName } from "../training/backend/registry.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { Trainer, defaultWorkers } from "../training/trainer.ts";
 import type { Batch } from "../training/batch.ts";
@@ -254,5 +254,26 @@ export async function benchTrainOrt(o: BenchTrainOptions & { backend: "ort" }): 
     parameters,
     gflopPerStep: trainFlops / 1e9,
     ...(profile ? { profile } : {}),
+  };
+}
+
+/**
+ * `bench train --backend a,b,...`: {@link benchTrain} for each backend in turn (same head, batch and
+ * steps), in one object: `runs` by backend and, when both were measured, `ortOverWasm` (ort's
+ * samples/s over wasm's).
+ */
+export async function benchTrainCompare(
+  o: Omit<BenchTrainOptions, "backend"> & { backends: readonly TrainBackendName[] },
+): Promise<Record<string, unknown>> {
+  const runs: Record<string, Record<string, unknown>> = {};
+  for (const backend of o.backends) runs[backend] = await benchTrain({ ...o, backend });
+  const rate = (b: string): number | undefined => runs[b]?.["samplesPerSec"] as number | undefined;
+  const ort = rate("ort");
+  const wasm = rate("wasm");
+  return {
+    arch: o.arch,
+    batch: o.batch,
+    runs,
+    ...(ort !== undefined && wasm !== undefined ? { ortOverWasm: ort / wasm } : {}),
   };
 }

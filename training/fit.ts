@@ -1,21 +1,23 @@
 /**
- * The training loop around `Trainer`: draws batches, steps, validates and checkpoints on schedule,
+ * The training loop around a trainer (tfjs `Trainer` or onnxruntime `OrtTrainer`): draws batches, steps, validates and checkpoints on schedule,
  * and reports progress. Used by `actionflow train` and the toy problems.
  */
 import type { BatchSource } from "./batch.ts";
-import type { StepResult, Trainer } from "./trainer.ts";
+import type { StepTrainer } from "./trainer-interface.ts";
+import type { StepResult } from "./trainer.ts";
 import { stepRng } from "./trainer.ts";
 
 /** Options of `fit`. */
 export interface FitOptions {
-  trainer: Trainer;
+  /** The tfjs `Trainer` or the onnxruntime `OrtTrainer` (see `training/trainer-interface.ts`). */
+  trainer: StepTrainer;
   source: BatchSource;
   /** Stop when the trainer has taken this many steps in total. */
   steps: number;
   batchSize: number;
   seed: number;
   /** Validation loss of the EMA weights, every `valEvery` steps and at the end. */
-  validate?: () => number;
+  validate?: () => number | Promise<number>;
   valEvery?: number;
   /** Called every `checkpointEvery` steps and at the end (awaited: the write completes before training goes on). */
   checkpoint?: (summary: FitSummary) => Promise<void>;
@@ -55,7 +57,7 @@ export async function fit(opts: FitOptions, resumeSummary?: Partial<FitSummary>)
     seconds: 0,
   };
   if (opts.validate && summary.valLossAtStart === undefined) {
-    summary.valLossAtStart = opts.validate();
+    summary.valLossAtStart = await opts.validate();
     summary.valLoss = summary.valLossAtStart;
     summary.valHistory.push({ step: trainer.step, valLoss: summary.valLossAtStart });
   }
@@ -76,7 +78,7 @@ export async function fit(opts: FitOptions, resumeSummary?: Partial<FitSummary>)
     if (trainer.step % TRAIN_HISTORY_EVERY === 0 || last)
       summary.trainHistory.push({ step: trainer.step, trainLoss: summary.trainLoss });
     if (opts.validate && opts.valEvery && (trainer.step % opts.valEvery === 0 || last)) {
-      summary.valLoss = opts.validate();
+      summary.valLoss = await opts.validate();
       summary.valHistory.push({ step: trainer.step, valLoss: summary.valLoss });
     }
     opts.onStep?.(r, summary);

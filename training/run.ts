@@ -34,7 +34,7 @@ import { VERSION } from "../policy/version.ts";
 import { openDataset } from "../datasets/open.ts";
 import type { DatasetFormat } from "../datasets/open.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
-import type { BackendName } from "./backend/registry.ts";
+import type { BackendName, TrainBackendName } from "./backend/registry.ts";
 import { useBackend } from "./backend/registry.ts";
 import type { Batch } from "./batch.ts";
 import type { FitSummary } from "./fit.ts";
@@ -46,6 +46,7 @@ import type { RunFile } from "./run/run-file.ts";
 import { readRunFile, runFilePath, writeRunFile } from "./run/run-file.ts";
 import type { RunSettings } from "./run/settings.ts";
 import { checkResumable, resolveHead, resolveInput, stable } from "./run/settings.ts";
+import type { RunTrainer } from "./trainer-interface.ts";
 import { Trainer, defaultWorkers } from "./trainer.ts";
 import type { WindowSource } from "./windows.ts";
 import { createWindowSource, splitEpisodes } from "./windows.ts";
@@ -80,10 +81,16 @@ export interface TrainRunOptions extends RunSettings {
   out: string;
   /** `new` (default) refuses a folder that already has run.json; `resume` continues it. */
   mode?: "new" | "resume";
-  backend?: BackendName;
+  /**
+   * A tfjs backend, or `ort`: loss and gradients in onnxruntime (`OrtTrainer`, same initialisation, batches,
+   * randomness, AdamW and EMA; checkpoints in the same files, so `export` and `--resume` treat them alike and a run
+   * may even switch between the two on resume). Default `auto`.
+   */
+  backend?: TrainBackendName;
   /**
    * Gradient threads (see `TrainerOptions.workers`); default `defaultWorkers(head, batch)`. Not stored: a resume may
-   * use another count.
+   * use another count. tfjs only: with `ort` onnxruntime uses its own intra-op threads and a value other than 1 is
+   * refused.
    */
   workers?: number;
   /** Called once the run is set up. */
@@ -251,19 +258,29 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     const valBatches = validationBatches(val, input.valWindows, 64);
 
     // Model and resume state.
-    const backend = await useBackend(opts.backend ?? "auto");
+    const ort = opts.backend === "ort";
+    if (ort && opts.workers !== undefined && opts.workers !== 1) {
+      throw new Error(
+        `--workers ${opts.workers}: gradient workers are tfjs only; --backend ort uses onnxruntime's own threads (omit --workers)`,
+      );
+    }
+    // With ort, tfjs only creates the initial weights (OrtTrainer's initialParams); onnxruntime loads only then.
+    const tfjsBackend = await useBackend(ort ? "auto" : ((opts.backend as BackendName | undefined) ?? "auto"));
+    const backend = ort ? "ort" : tfjsBackend;
     const from = stored ? await loadResumePoint(out, head) : undefined;
     const ts = from?.trainState;
     const actionHead = buildHead(head);
-    const trainer = new Trainer({
+    const trainerOpts = {
       head: actionHead,
       seed: input.seed,
       optim: input.optim,
       timeSampler: input.timeSampler,
       path: input.path,
-      workers: opts.workers ?? defaultWorkers(actionHead, input.batch),
       ...(from ? { resume: from.resume } : {}),
-    });
+    };
+    const trainer: RunTrainer = ort
+      ? await (await import("./ort/trainer.ts")).OrtTrainer.create(trainerOpts)
+      : new Trainer({ ...trainerOpts, workers: opts.workers ?? defaultWorkers(actionHead, input.batch) });
     try {
       const fromStep = trainer.step;
       const params = trainer.parameterCount();
@@ -278,7 +295,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         statsSource,
       });
       let lastCheckpoint = from?.dir ?? "";
-      const validate = (): number => trainer.evalLossOver(valBatches, input.seed + 7919);
+      const validate = (): number | Promise<number> => trainer.evalLossOver(valBatches, input.seed + 7919);
       let summary: FitSummary;
       if (trainer.step >= input.steps && ts) {
         summary = {
@@ -341,7 +358,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         valHistory: summary.valHistory,
       };
     } finally {
-      trainer.dispose();
+      await trainer.dispose();
     }
   } finally {
     opened.ds.close();

@@ -8,8 +8,8 @@ import { NORM_MODES } from "../../policy/normalize.ts";
 import type { NormMode } from "../../policy/normalize.ts";
 import { ArchSchema, ObjectiveSchema } from "../../policy/net/config.ts";
 import type { Arch, Objective } from "../../policy/net/config.ts";
-import { BACKEND_NAMES } from "../../training/backend/registry.ts";
-import type { BackendName } from "../../training/backend/registry.ts";
+import { TRAIN_BACKEND_NAMES } from "../../training/backend/registry.ts";
+import type { TrainBackendName } from "../../training/backend/registry.ts";
 import type { TrainRunResult } from "../../training/run.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
@@ -36,7 +36,7 @@ interface TrainFlags {
   objective?: Objective;
   lr?: number;
   seed?: number;
-  backend: BackendName;
+  backend: TrainBackendName;
   workers?: number;
   normObs?: NormMode;
   normAction?: NormMode;
@@ -113,15 +113,15 @@ export function registerTrain(program: Command): void {
     .addOption(
       choiceOption(
         "--backend <name>",
-        "tfjs backend: auto | tensorflow-gpu | tensorflow | wasm | cpu",
-        BACKEND_NAMES,
+        "auto | tensorflow-gpu | tensorflow | wasm | cpu (tfjs), or ort: loss and gradients in onnxruntime (same checkpoints; a run may switch on --resume)",
+        TRAIN_BACKEND_NAMES,
         "auto",
       ),
     )
     .addOption(
       option(
         "--workers <n>",
-        "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1)",
+        "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1); tfjs only: --backend ort refuses a value other than 1 (onnxruntime uses its own threads)",
         positiveInt,
       ),
     )

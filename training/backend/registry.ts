@@ -66,6 +66,16 @@ export type BackendName = BackendEntry["name"] | "auto";
 /** Every value `--backend` accepts: `auto`, then the known backends by priority. */
 export const BACKEND_NAMES: readonly BackendName[] = ["auto", ...BACKENDS.map((b) => b.name)];
 
+/**
+ * The backends `train --backend` accepts: the tfjs ones ({@link BACKEND_NAMES}) and `ort`, which
+ * computes the loss and gradients in onnxruntime (`training/ort/trainer.ts`); tfjs then only creates
+ * the initial weights, on the `auto` backend.
+ */
+export type TrainBackendName = BackendName | "ort";
+
+/** Every value `train --backend` accepts: {@link BACKEND_NAMES}, then `ort`. */
+export const TRAIN_BACKEND_NAMES: readonly TrainBackendName[] = [...BACKEND_NAMES, "ort"];
+
 let active: Promise<string> | undefined;
 let activeRequest: BackendName | undefined;
 

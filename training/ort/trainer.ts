@@ -5,8 +5,8 @@
  * randomness (`stepRng`), schedule, clipping and EMA as the tfjs `Trainer`, which stays the
  * reference this trainer is tested against.
  *
- * Not yet wired into `train`/`trainRun` (`--backend ort`): checkpoints, resume and validation go
- * through `state()` and `evalLoss` here, but the run loop does not call them yet.
+ * `trainRun` uses it for `--backend ort` through the `RunTrainer` interface
+ * (`training/trainer-interface.ts`): `trainStepAsync`, `evalLossOver`, `state()` and `dispose()`.
  */
 import * as ort from "onnxruntime-node";
 import type { ActionHead } from "../../policy/net/head.ts";
@@ -22,6 +22,7 @@ import type { Batch } from "../batch.ts";
 import { createParams, lossDenominator, timeTokensOfInputs, type LossInputs } from "../loss.ts";
 import { DEFAULT_OPTIM, type OptimConfig } from "../optim.ts";
 import { pathFromConfig, prepareInputs, stepRng, type StepResult } from "../trainer.ts";
+import type { RunTrainer, TrainerState } from "../trainer-interface.ts";
 import { AdamW } from "./adamw.ts";
 
 /** Options of `OrtTrainer.create`. */
@@ -60,7 +61,7 @@ export function initialParams(head: ActionHead, seed: number): Map<string, Named
 }
 
 /** Trains one action head in onnxruntime. Create with `OrtTrainer.create`; `release()` when done. */
-export class OrtTrainer {
+export class OrtTrainer implements RunTrainer {
   readonly optim: OptimConfig;
   readonly path: ProbPath;
   readonly timeSampler: TimeSampler;
@@ -176,6 +177,11 @@ export class OrtTrainer {
     }
   }
 
+  /** `trainStep` under the name `fit` calls (`RunTrainer`). */
+  trainStepAsync(batch: Batch, rng?: Rng): Promise<StepResult> {
+    return this.trainStep(batch, rng);
+  }
+
   /** Loss of the EMA weights on `batch` with fixed randomness (as `Trainer.evalLoss`). */
   async evalLoss(batch: Batch, seed = 1234): Promise<number> {
     const inputs = { size: batch.size, obs: batch.obs, ...this.prepare(batch, new Rng(seed)) };
@@ -183,14 +189,34 @@ export class OrtTrainer {
     return (await this.lossAndGradients(inputs, denominator, this.state().ema)).loss;
   }
 
+  /** Mean EMA loss over batches, sample-weighted, batch i with seed `seed + i` (as `Trainer.evalLossOver`). */
+  async evalLossOver(batches: Iterable<Batch>, seed = 1234): Promise<number> {
+    const ema = this.state().ema;
+    let sum = 0;
+    let n = 0;
+    let i = 0;
+    for (const b of batches) {
+      const inputs = { size: b.size, obs: b.obs, ...this.prepare(b, new Rng(seed + i++)) };
+      const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
+      sum += (await this.lossAndGradients(inputs, denominator, ema)).loss * b.size;
+      n += b.size;
+    }
+    return n === 0 ? NaN : sum / n;
+  }
+
   /** The state needed to resume: raw weights, AdamW moments and EMA weights (copies). */
-  state(): ReturnType<AdamW["snapshot"]> {
+  state(): TrainerState {
     return this.adam.snapshot();
   }
 
   /** Ends onnxruntime profiling (see `profileFilePrefix`) of every session; returns nothing when not profiling. */
   endProfiling(): void {
     for (const s of this.sessions.values()) s.endProfiling();
+  }
+
+  /** `release()` under the name `trainRun` calls (`RunTrainer`). */
+  dispose(): Promise<void> {
+    return this.release();
   }
 
   /** Releases the onnxruntime sessions. */

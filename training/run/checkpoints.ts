@@ -9,7 +9,8 @@ import { loadCheckpoint, resolveCheckpointDir, saveCheckpoint } from "../../poli
 import { parseValue } from "../../policy/io/json.ts";
 import type { HeadConfig } from "../../policy/net/config.ts";
 import type { FitSummary } from "../fit.ts";
-import type { Trainer, TrainerOptions } from "../trainer.ts";
+import type { TrainerOptions } from "../trainer.ts";
+import type { RunTrainer } from "../trainer-interface.ts";
 import { stable } from "./settings.ts";
 
 /** A loss that was never measured is written as NaN, which JSON stores as `null`: it reads back as NaN. */
@@ -76,7 +77,7 @@ export interface RunCheckpointOptions {
 }
 
 /** Writes the checkpoint of `trainer`'s current step (EMA weights, optimizer, train state); resolves to its folder. */
-export async function saveRunCheckpoint(trainer: Trainer, s: FitSummary, o: RunCheckpointOptions): Promise<string> {
+export async function saveRunCheckpoint(trainer: RunTrainer, s: FitSummary, o: RunCheckpointOptions): Promise<string> {
   const st = trainer.state();
   const trainState: TrainState = {
     step: trainer.step,
