@@ -133,3 +133,12 @@ export function choiceOption<T extends string>(
   if (defaultValue !== undefined) o.default(defaultValue);
   return o;
 }
+
+/** `o` without its undefined entries: options a caller did not give fall back to their defaults. */
+export function defined<T extends Record<string, unknown>>(
+  o: T,
+): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{
+    [K in keyof T]: Exclude<T[K], undefined>;
+  }>;
+}

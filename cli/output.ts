@@ -53,6 +53,50 @@ export function startProgress(total: number, opts: OutputOptions & { label?: str
   };
 }
 
+/** One progress report of a training run (train, distill). */
+export interface TrainingProgress {
+  step: number;
+  steps: number;
+  trainLoss: number;
+  valLoss?: number;
+  samplesPerSec: number;
+}
+
+/**
+ * Shows a training run's progress: a bar on a TTY; without one (not a TTY, or `--json`) a line on
+ * stderr every twentieth of the run and at its end, so a log shows the run is alive.
+ */
+export function trainingProgress(opts: OutputOptions & { label: string }): {
+  report(p: TrainingProgress): void;
+  stop(): void;
+} {
+  let bar: Progress | undefined;
+  let lastLogged = 0;
+  return {
+    report(p) {
+      bar ??= startProgress(p.steps, opts);
+      bar.update(p.step, {
+        loss: p.trainLoss,
+        ...(p.valLoss !== undefined ? { val: p.valLoss } : {}),
+        "samples/s": p.samplesPerSec,
+      });
+      if (
+        (opts.json || !process.stderr.isTTY) &&
+        (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)
+      ) {
+        lastLogged = p.step;
+        const val = p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : "";
+        log(
+          `step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${val} ${p.samplesPerSec.toFixed(1)} samples/s`,
+        );
+      }
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
 /** Logs a line to stderr (never stdout, which is reserved for results). */
 export function log(message: string): void {
   process.stderr.write(message + "\n");

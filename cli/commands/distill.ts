@@ -9,8 +9,8 @@ import { BACKEND_NAMES } from "../../training/backend/registry.ts";
 import type { BackendName } from "../../training/backend/registry.ts";
 import type { ReflowRunResult } from "../../training/distill/reflow.ts";
 import { reflowRun } from "../../training/distill/reflow.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
-import { log, printResult, startProgress } from "../output.ts";
+import { choiceOption, defined, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { log, printResult, startProgress, trainingProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
 
 interface ReflowFlags {
@@ -75,9 +75,8 @@ export function registerDistill(program: Command): void {
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: ReflowFlags) => {
       const json = o.json ?? false;
-      let bar: Progress | undefined;
+      const progress = trainingProgress({ json, label: "distill" });
       let pairBar: Progress | undefined;
-      let lastLogged = 0;
       let pairsLogged = 0;
       const result = await reflowRun({
         out: o.out,
@@ -119,27 +118,9 @@ export function registerDistill(program: Command): void {
             `${s.params} parameters; ${s.trainFrames} training windows, ${s.valFrames} validation windows` +
               (s.fromStep > 0 ? `; resuming at step ${s.fromStep}` : ""),
           ),
-        onProgress: (p) => {
-          bar ??= startProgress(p.steps, { json, label: "distill" });
-          bar.update(p.step, { loss: p.trainLoss, ...(p.valLoss !== undefined ? { val: p.valLoss } : {}) });
-          if (
-            (json || !process.stderr.isTTY) &&
-            (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)
-          ) {
-            lastLogged = p.step;
-            log(
-              `step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`,
-            );
-          }
-        },
+        onProgress: (p) => progress.report(p),
       });
-      bar?.stop();
+      progress.stop();
       printResult(result, { json }, human);
     });
-}
-
-function defined<T extends Record<string, unknown>>(o: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{
-    [K in keyof T]: Exclude<T[K], undefined>;
-  }>;
 }

@@ -16,9 +16,8 @@ import type { RunConfig } from "../../training/run/settings.ts";
 import { readRunConfig } from "../../training/run/settings.ts";
 import { PaddingSchema } from "../../training/windows.ts";
 import type { PaddingMode } from "../../training/windows.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
-import { log, printResult, startProgress } from "../output.ts";
-import type { Progress } from "../output.ts";
+import { choiceOption, defined, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { log, printResult, trainingProgress } from "../output.ts";
 
 interface TrainFlags {
   dataset?: string;
@@ -133,8 +132,7 @@ export function registerTrain(program: Command): void {
       let config: RunConfig | undefined;
       if (o.config) config = await readRunConfig(o.config);
       const { lr, seed, normObs, normAction } = o;
-      let bar: Progress | undefined;
-      let lastLogged = 0;
+      const progress = trainingProgress({ json, label: "train" });
       const result = await trainRun({
         out: o.out,
         mode: o.resume ? "resume" : "new",
@@ -169,32 +167,9 @@ export function registerTrain(program: Command): void {
               (s.fromStep > 0 ? `; resuming at step ${s.fromStep}` : ""),
           );
         },
-        onProgress: (p) => {
-          bar ??= startProgress(p.steps, { json, label: "train" });
-          bar.update(p.step, {
-            loss: p.trainLoss,
-            ...(p.valLoss !== undefined ? { val: p.valLoss } : {}),
-            "samples/s": p.samplesPerSec,
-          });
-          // Without a bar (not a TTY, or --json) a line now and then shows the run is alive.
-          if (
-            (json || !process.stderr.isTTY) &&
-            (p.step - lastLogged >= Math.max(1, Math.round(p.steps / 20)) || p.step === p.steps)
-          ) {
-            lastLogged = p.step;
-            log(
-              `step ${p.step}/${p.steps} loss ${p.trainLoss.toPrecision(4)}${p.valLoss !== undefined ? ` val ${p.valLoss.toPrecision(4)}` : ""} ${p.samplesPerSec.toFixed(1)} samples/s`,
-            );
-          }
-        },
+        onProgress: (p) => progress.report(p),
       });
-      bar?.stop();
+      progress.stop();
       printResult(result, { json }, human);
     });
-}
-
-function defined<T extends Record<string, unknown>>(o: T): Partial<{ [K in keyof T]: Exclude<T[K], undefined> }> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<{
-    [K in keyof T]: Exclude<T[K], undefined>;
-  }>;
 }

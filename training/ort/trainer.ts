@@ -14,32 +14,22 @@ import { TfjsOps } from "../../policy/net/tfjs-ops.ts";
 import type { NamedArray } from "../../policy/net/ops.ts";
 import { buildTrainModel, gradOutputName, obsInputName } from "../../policy/onnx/graphs.ts";
 import { encodeModel } from "../../policy/onnx/proto.ts";
-import type { ProbPath, PathConfig } from "../../policy/flow/path.ts";
-import type { TimeSampler, TimeSamplerConfig } from "../../policy/flow/time.ts";
+import type { ProbPath } from "../../policy/flow/path.ts";
+import type { TimeSampler } from "../../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../../policy/flow/time.ts";
 import { Rng } from "../../policy/random.ts";
 import type { Batch } from "../batch.ts";
 import { createParams, lossDenominator, timeTokensOfInputs, type LossInputs } from "../loss.ts";
 import { DEFAULT_OPTIM, type OptimConfig } from "../optim.ts";
-import { pathFromConfig, prepareInputs, stepRng, type StepResult } from "../trainer.ts";
+import { pathFromConfig, prepareInputs, stepRng, type StepResult, type TrainerOptions } from "../trainer.ts";
 import type { RunTrainer, TrainerState } from "../trainer-interface.ts";
 import { AdamW } from "./adamw.ts";
 
-/** Options of `OrtTrainer.create`. */
-export interface OrtTrainerOptions {
-  head: ActionHead;
-  seed: number;
-  optim?: Partial<OptimConfig>;
-  timeSampler?: TimeSamplerConfig;
-  path?: PathConfig;
-  /** Resume from these raw weights, moments and EMA (a checkpoint's optimizer state). */
-  resume?: {
-    params: Map<string, NamedArray>;
-    m: Map<string, NamedArray>;
-    v: Map<string, NamedArray>;
-    ema: Map<string, NamedArray>;
-    step: number;
-  };
+/**
+ * Options of `OrtTrainer.create`: the tfjs `Trainer`'s (head, seed, optimiser, time sampler, path,
+ * resume state) without its gradient worker threads, plus onnxruntime's own settings.
+ */
+export interface OrtTrainerOptions extends Omit<TrainerOptions, "workers"> {
   /** onnxruntime intra-op threads (default: onnxruntime's choice, one per core). */
   threads?: number;
   /**
