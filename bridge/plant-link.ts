@@ -17,6 +17,7 @@ import type {
   RobotLink,
   SendResult,
 } from "./robot-link.ts";
+import { commandGate } from "./robot-link.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** Options of {@link PlantLink}. */
@@ -85,13 +86,10 @@ export class PlantLink implements RobotLink {
   }
 
   send(cmd: RobotCommand): SendResult {
-    if (!this.up) {
+    const drop = commandGate(cmd, { connected: this.up, epoch: this.epochN });
+    if (drop) {
       this.counters.dropped++;
-      return "dropped-disconnected";
-    }
-    if (cmd.epoch !== this.epochN) {
-      this.counters.dropped++;
-      return "dropped-stale";
+      return drop;
     }
     this.counters.commands++;
     const now = this.opts.scheduler.now();

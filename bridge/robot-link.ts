@@ -50,6 +50,20 @@ export type RobotCommand =
 /** What the link did with a command. */
 export type SendResult = "sent" | "dropped-disconnected" | "dropped-stale";
 
+/**
+ * The rule every link applies before delivering a command: none while disconnected, and none
+ * computed in an earlier connection epoch (from a joint state older than the latest reconnect).
+ * Returns why the command must be dropped, or undefined when it may be delivered.
+ */
+export function commandGate(
+  cmd: RobotCommand,
+  link: { connected: boolean; epoch: number },
+): Exclude<SendResult, "sent"> | undefined {
+  if (!link.connected) return "dropped-disconnected";
+  if (cmd.epoch !== link.epoch) return "dropped-stale";
+  return undefined;
+}
+
 /** Loop figures published as diagnostics. */
 export interface LoopDiagnostics {
   /** 0 OK, 1 WARN, 2 ERROR, 3 STALE (diagnostic_msgs/DiagnosticStatus levels). */

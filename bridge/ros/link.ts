@@ -21,6 +21,7 @@ import type {
   RobotLink,
   SendResult,
 } from "../robot-link.ts";
+import { commandGate } from "../robot-link.ts";
 import type { RosVersion } from "./protocol.ts";
 import {
   MSG,
@@ -212,14 +213,10 @@ export class RosLink implements RobotLink {
   }
 
   send(cmd: RobotCommand): SendResult {
-    if (!this.connected) {
-      this.counters.droppedDisconnected++;
-      return "dropped-disconnected";
-    }
-    if (cmd.epoch !== this.epochN) {
-      this.counters.droppedStale++;
-      return "dropped-stale";
-    }
+    const drop = commandGate(cmd, { connected: this.connected, epoch: this.epochN });
+    if (drop === "dropped-disconnected") this.counters.droppedDisconnected++;
+    if (drop === "dropped-stale") this.counters.droppedStale++;
+    if (drop) return drop;
     const p = this.opts.profile;
     const points = cmd.kind === "positions" ? [cmd.positions] : cmd.points;
     const msg =
