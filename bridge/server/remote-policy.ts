@@ -20,11 +20,30 @@ function checkShape(meta: PolicyMetadata, shape: readonly number[], where: strin
     );
 }
 
+/**
+ * The rates a remote policy announces: `fps` (a positive number, or null/absent: unknown) and
+ * `rtc_max_delay` (an integer in 0..horizon-1; absent from servers older than the field: 0, as for
+ * a policy not trained with a prefix). Throws naming the field and value when either is malformed.
+ */
+export function remoteRates(meta: PolicyMetadata, where: string): { fps?: number; rtcMaxDelay: number } {
+  const fps: unknown = meta.fps;
+  if (fps !== null && fps !== undefined && !(typeof fps === "number" && Number.isFinite(fps) && fps > 0))
+    throw new Error(`${where}: metadata 'fps' must be a positive number or null, got ${JSON.stringify(fps)}`);
+  const rtc: unknown = meta.rtc_max_delay ?? 0;
+  if (typeof rtc !== "number" || !Number.isInteger(rtc) || rtc < 0 || rtc >= meta.horizon)
+    throw new Error(
+      `${where}: metadata 'rtc_max_delay' must be an integer in 0..${meta.horizon - 1} (below the horizon), got ${JSON.stringify(rtc)}`,
+    );
+  return { ...(typeof fps === "number" ? { fps } : {}), rtcMaxDelay: rtc };
+}
+
 /** A policy served over ZeroMQ; `sampleChunk` may overlap (replies matched by id). `close()` when done. */
 export class ZmqChunkPolicy implements ChunkPolicy {
   readonly horizon: number;
   readonly actionDim: number;
   readonly fps?: number;
+  /** From the server's metadata: a real-time loop in `rtc` refuses a larger delay (see `bridge/merge.ts`). */
+  readonly rtcMaxDelay: number;
 
   private constructor(
     private readonly client: ZmqPolicyClient,
@@ -35,17 +54,26 @@ export class ZmqChunkPolicy implements ChunkPolicy {
   ) {
     this.horizon = metadata.horizon;
     this.actionDim = metadata.action_dim;
-    if (typeof metadata.fps === "number") this.fps = metadata.fps;
+    const rates = remoteRates(metadata, `zmq policy ${source}`);
+    if (rates.fps !== undefined) this.fps = rates.fps;
+    this.rtcMaxDelay = rates.rtcMaxDelay;
   }
 
   /** Connects and fetches the metadata (rejects when the server does not answer within the timeout). */
   static async connect(opts: ZmqClientOptions): Promise<ZmqChunkPolicy> {
     const client = ZmqPolicyClient.connect(opts);
+    let meta: PolicyMetadata;
     try {
-      return new ZmqChunkPolicy(client, await client.metadata(), opts.endpoint);
+      meta = await client.metadata();
     } catch (err) {
       await client.close();
       throw new Error(`zmq policy ${opts.endpoint}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      return new ZmqChunkPolicy(client, meta, opts.endpoint);
+    } catch (err) {
+      await client.close();
+      throw err;
     }
   }
 
@@ -86,6 +114,11 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
   readonly horizon: number;
   readonly actionDim: number;
   readonly fps?: number;
+  /**
+   * From the server's metadata. The openpi protocol carries no prefix, so `rtc` cannot run over it;
+   * the value is kept so that a caller can report what the policy was trained for.
+   */
+  readonly rtcMaxDelay: number;
 
   private constructor(
     private readonly client: OpenpiPolicyClient,
@@ -94,12 +127,20 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
     const m = client.metadata;
     this.horizon = m.horizon;
     this.actionDim = m.action_dim;
-    if (typeof m.fps === "number") this.fps = m.fps;
+    const rates = remoteRates(m, `openpi policy ${source}`);
+    if (rates.fps !== undefined) this.fps = rates.fps;
+    this.rtcMaxDelay = rates.rtcMaxDelay;
   }
 
-  /** Connects and reads the metadata frame. */
+  /** Connects and reads the metadata frame (rejects on malformed `fps` or `rtc_max_delay`). */
   static async connect(opts: OpenpiClientOptions): Promise<OpenpiChunkPolicy> {
-    return new OpenpiChunkPolicy(await OpenpiPolicyClient.connect(opts), opts.url);
+    const client = await OpenpiPolicyClient.connect(opts);
+    try {
+      return new OpenpiChunkPolicy(client, opts.url);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
   }
 
   /** The server's metadata. */
@@ -148,6 +189,7 @@ export function servedChunkPolicy(policy: ChunkPolicy, opts: ServedChunkPolicyOp
     // A scripted policy draws no noise; a client's noise stream is sized as its actions.
     modelActionDim: policy.actionDim,
     ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
+    ...(policy.rtcMaxDelay !== undefined ? { rtcMaxDelay: policy.rtcMaxDelay } : {}),
     features: opts.features,
     solver: opts.solver ?? "none",
     steps: 0,

@@ -33,6 +33,11 @@ export interface PolicyMetadata {
   action_dim: number;
   /** The chunk's action rate, Hz, or null when unknown. */
   fps: number | null;
+  /**
+   * The largest committed prefix (actions) the policy was trained to continue (training-time RTC),
+   * 0 when it was not: a remote real-time loop refuses a larger inference delay, as a local one does.
+   */
+  rtc_max_delay: number;
   solver: string;
   steps: number;
   /** Client key -> dataset key renames the server applies (`observation/state` -> `observation.state`). */
@@ -46,6 +51,7 @@ export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<str
     horizon: policy.horizon,
     action_dim: policy.actionDim,
     fps: policy.fps ?? null,
+    rtc_max_delay: policy.rtcMaxDelay ?? 0,
     solver: policy.solver,
     steps: policy.steps,
     key_map: { ...keyMap },

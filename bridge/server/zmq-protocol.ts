@@ -10,7 +10,7 @@
  * | request                                                             | reply                                                    |
  * |---------------------------------------------------------------------|----------------------------------------------------------|
  * | `{type:"infer", id?, obs:{key: array}, seed?, noise?, prefix?, prefix_len?}` | `{type:"chunk", id, actions:(H,A) f4, timing:{infer_ms, total_ms, batch}}` |
- * | `{type:"metadata", id?}`                                            | `{type:"metadata", id, metadata:{features, horizon, action_dim, fps, solver, steps, key_map}}` |
+ * | `{type:"metadata", id?}`                                            | `{type:"metadata", id, metadata:{features, horizon, action_dim, fps, rtc_max_delay, solver, steps, key_map}}` |
  * | `{type:"reset", id?, seed}`                                         | `{type:"reset", id, seed}`                                |
  * | `{type:"ping", id?}`                                                | `{type:"pong", id, time_ms}`                              |
  * | anything wrong                                                      | `{type:"error", id, code, message}`                       |

@@ -35,6 +35,8 @@ async function handle(raw: unknown): Promise<void> {
           objective: policy.objective,
           solver: policy.solver,
           steps: policy.steps,
+          ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
+          rtcMaxDelay: policy.rtcMaxDelay,
           source: policy.source,
           metadata: { ...policy.metadata },
         },

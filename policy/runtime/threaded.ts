@@ -50,7 +50,7 @@ export interface ThreadedPolicyOptions {
    * run at once; concurrent requests still batch behind a run in flight).
    */
   batchWindowMs?: number;
-  /** The chunk's action rate, Hz, when known (the exported graph does not record it). */
+  /** The chunk's action rate, Hz, announced instead of the export's `actionflow.fps` (for exports without it). */
   fps?: number;
   /** Solver steps / solver when a checkpoint without `policy.onnx` is exported in memory. */
   steps?: number;
@@ -94,7 +94,10 @@ interface Pending {
 export class ThreadedPolicy implements ChunkPolicy {
   readonly horizon: number;
   readonly actionDim: number;
+  /** The chunk's action rate, Hz: `ThreadedPolicyOptions.fps`, else the export's `actionflow.fps`, else absent. */
   readonly fps?: number;
+  /** The largest prefix the head was trained to continue (`actionflow.rtc_max_delay`; 0: not prefix-trained). */
+  readonly rtcMaxDelay: number;
   /** The model's padded action dim (the noise's last dim). */
   readonly modelActionDim: number;
   /** Observation features: model name, dataset key, raw shape. */
@@ -121,7 +124,9 @@ export class ThreadedPolicy implements ChunkPolicy {
   ) {
     this.horizon = info.horizon;
     this.actionDim = info.actionDim;
-    if (opts.fps !== undefined) this.fps = opts.fps;
+    const fps = opts.fps ?? info.fps;
+    if (fps !== undefined) this.fps = fps;
+    this.rtcMaxDelay = info.rtcMaxDelay;
     this.modelActionDim = info.modelActionDim;
     this.features = info.features;
     this.objective = info.objective;

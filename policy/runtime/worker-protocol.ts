@@ -35,6 +35,10 @@ export interface PolicyInfo {
   objective: string;
   solver: string;
   steps: number;
+  /** The chunk's action rate, Hz, from the export's `actionflow.fps` (absent when it has none). */
+  fps?: number;
+  /** The largest prefix the head was trained to continue (`actionflow.rtc_max_delay`; 0: not prefix-trained). */
+  rtcMaxDelay: number;
   source: string;
   metadata: Record<string, string>;
 }

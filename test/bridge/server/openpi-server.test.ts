@@ -84,6 +84,7 @@ describe("openpi-compatible WebSocket server", () => {
       expect(meta["horizon"]).toBe(4);
       expect(meta["action_dim"]).toBe(3);
       expect(meta["fps"]).toBe(10);
+      expect(meta["rtc_max_delay"]).toBe(0);
       expect([meta["solver"], meta["steps"]]).toEqual(["euler", 4]);
       expect(meta["features"]).toEqual([
         { name: "state", key: "observation.state", shape: [4] },

@@ -1,9 +1,15 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LoopExecutor, RtcDelayError } from "../../../bridge/merge.ts";
 import { OpenpiPolicyClient } from "../../../bridge/server/openpi-client.ts";
 import { OpenpiPolicyServer } from "../../../bridge/server/openpi-server.ts";
 import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../../../bridge/server/remote-policy.ts";
 import { ZmqPolicyServer } from "../../../bridge/server/zmq-server.ts";
-import { randomObs } from "../../policy/onnx/fixture.ts";
+import { exportOnnx } from "../../../policy/onnx/export.ts";
+import { ThreadedPolicy } from "../../../policy/runtime/threaded.ts";
+import { randomObs, tinyModel, writeTinyCheckpoint } from "../../policy/onnx/fixture.ts";
 import { servedFixture, type ServedFixture } from "./fixture.ts";
 
 let fx: ServedFixture;
@@ -85,6 +91,72 @@ describe("OpenpiChunkPolicy and the openpi client", () => {
     const ok = await OpenpiPolicyClient.connect({ url: server.url, apiKey: key });
     closers.push(() => ok.close());
     expect(ok.metadata.horizon).toBe(4);
+  });
+});
+
+describe("a prefix-trained policy over the network", () => {
+  it("announces rtc_max_delay and fps from the export, and a remote rtc loop refuses a larger delay", async () => {
+    const root = mkdtempSync(join(tmpdir(), "actionflow-rtc-remote-"));
+    closers.push(() => rmSync(root, { recursive: true, force: true }));
+    const m = tinyModel("transformer");
+    const run = join(root, "run");
+    await writeTinyCheckpoint(run, { ...m, config: { ...m.config, rtcMaxDelay: 1, fps: 20 } });
+    await exportOnnx(run, { steps: 2, solver: "euler" });
+    // no fps option: both rates come from the export's metadata
+    const served = await ThreadedPolicy.start(run, { threads: 1 });
+    closers.push(() => served.close());
+    expect([served.rtcMaxDelay, served.fps]).toEqual([1, 20]);
+    const zmq = await ZmqPolicyServer.start({
+      policy: served,
+      endpoint: "tcp://127.0.0.1:0",
+      auth: { mode: "insecure" },
+    });
+    closers.push(() => zmq.close());
+    const ws = await OpenpiPolicyServer.start({ policy: served, url: "ws://127.0.0.1:0", auth: { mode: "insecure" } });
+    closers.push(() => ws.close());
+    const remote = await ZmqChunkPolicy.connect({ endpoint: zmq.endpoint });
+    closers.push(() => remote.close());
+    expect(remote.metadata.rtc_max_delay).toBe(1);
+    expect([remote.rtcMaxDelay, remote.fps]).toEqual([1, 20]);
+    const openpi = await OpenpiChunkPolicy.connect({ url: ws.url });
+    closers.push(() => openpi.close());
+    expect([openpi.rtcMaxDelay, openpi.fps]).toEqual([1, 20]);
+    // the loop's executor over the remote policy, as `sim run --via zmq --merge rtc` builds it
+    const ex = new LoopExecutor({ mode: "rtc" }, remote, 20);
+    expect(() => ex.request(0, 2)).toThrow(RtcDelayError);
+    expect(() => ex.request(0, 2)).toThrow("d = 2 control steps exceeds the policy's rtcMaxDelay 1");
+    const ticket = ex.request(0, 1);
+    expect(ticket.s0).toBe(0);
+  });
+
+  it("refuses metadata with a malformed rtc_max_delay or fps, naming the field", async () => {
+    const fake = {
+      horizon: 2,
+      actionDim: 1,
+      reset: (): void => {},
+      sampleChunk: () => Promise.resolve(new Float32Array(2)),
+    };
+    for (const [bad, field] of [
+      [{ rtcMaxDelay: 2 }, "rtc_max_delay"],
+      [{ rtcMaxDelay: 0.5 }, "rtc_max_delay"],
+      [{ fps: -1 }, "fps"],
+    ] as const) {
+      const served = servedChunkPolicy(
+        { ...fake, ...bad },
+        {
+          features: [{ name: "state", key: "observation.state", shape: [2], rawShape: [2] }],
+        },
+      );
+      const server = await ZmqPolicyServer.start({
+        policy: served,
+        endpoint: "tcp://127.0.0.1:0",
+        auth: { mode: "insecure" },
+      });
+      closers.push(() => server.close());
+      await expect(ZmqChunkPolicy.connect({ endpoint: server.endpoint })).rejects.toThrow(
+        `metadata '${field}' must be`,
+      );
+    }
   });
 });
 

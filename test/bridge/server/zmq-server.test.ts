@@ -50,6 +50,7 @@ describe("ZeroMQ policy server", () => {
         horizon: 4,
         action_dim: 3,
         fps: 10,
+        rtc_max_delay: 0,
         solver: "euler",
         steps: 4,
         key_map: { "observation/state": "observation.state" },
