@@ -9,6 +9,7 @@
  * (`actionflow: --steps: ...`, exit code 1).
  */
 import { Option } from "commander";
+import { EXECUTION_PROVIDERS } from "../policy/runtime/providers.ts";
 
 /** Parses an option's text; throws an `Error` naming `flag` and `text` when it is not valid. */
 export type Parse<T> = (text: string, flag: string) => T;
@@ -132,6 +133,19 @@ export function choiceOption<T extends string>(
   const o = new Option(flags, description).choices(choices);
   if (defaultValue !== undefined) o.default(defaultValue);
   return o;
+}
+
+/**
+ * `--provider cpu|cuda`, the onnxruntime execution provider of a command that runs inference
+ * (default cpu); a provider onnxruntime-node cannot load fails with an error naming it.
+ */
+export function providerOption(): Option {
+  return choiceOption(
+    "--provider <name>",
+    "onnxruntime execution provider (cuda needs onnxruntime-node's CUDA build)",
+    EXECUTION_PROVIDERS,
+    "cpu",
+  );
 }
 
 /** `o` without its undefined entries: options a caller did not give fall back to their defaults. */

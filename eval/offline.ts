@@ -35,7 +35,7 @@ import { readJsonFile } from "../policy/io/json.ts";
 import type { AffineNorm } from "../policy/normalize.ts";
 import { exportOnnxBytes, featuresOf } from "../policy/onnx/export.ts";
 import { Rng } from "../policy/random.ts";
-import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
+import { OnnxPolicy, type OnnxPolicyOptions } from "../policy/runtime/onnx-policy.ts";
 import { readEvalFrames } from "./frames.ts";
 import type { EvalFrame } from "./frames.ts";
 import { flowLogLikelihood } from "./likelihood.ts";
@@ -72,6 +72,8 @@ export interface OfflineEvalOptions {
    * work, one thread gives the steadiest latencies; a robot computer may use more).
    */
   threads?: number;
+  /** onnxruntime execution providers of the sample graphs (default `["cpu"]`, see `OnnxPolicyOptions`). */
+  executionProviders?: readonly string[];
   /** A baseline run (e.g. the regression head) evaluated on the same frames. */
   baseline?: string;
   /** Frames kept with their sampled chunks for the report's plots (default 3). */
@@ -165,10 +167,11 @@ export async function evaluateOffline(opts: OfflineEvalOptions): Promise<Offline
   const K = opts.samples ?? 8;
   if (!Number.isInteger(K) || K < 1) throw new RangeError(`eval: samples must be a positive integer, got ${K}`);
   const threads = opts.threads ?? 1;
-  const main = await openPolicy(opts.policy, threads);
+  const ort = { threads, ...(opts.executionProviders ? { executionProviders: opts.executionProviders } : {}) };
+  const main = await openPolicy(opts.policy, ort);
   let base: OpenedPolicy | undefined;
   try {
-    if (opts.baseline !== undefined) base = await openPolicy(opts.baseline, threads);
+    if (opts.baseline !== undefined) base = await openPolicy(opts.baseline, ort);
     return await evaluateOpened(main, base, { ...opts, stride, samples: K }, t0);
   } finally {
     await main.policy.release();
@@ -272,12 +275,12 @@ interface OpenedPolicy {
   flowPath: ProbPath;
 }
 
-async function openPolicy(path: string, threads: number): Promise<OpenedPolicy> {
+async function openPolicy(path: string, ort: OnnxPolicyOptions): Promise<OpenedPolicy> {
   const dir = await exportsDir(path);
   const ckptDir = await resolveCheckpointDir(dir);
   if (!ckptDir) throw new Error(`${path}: no checkpoint found (expected a run folder with checkpoints/latest.json)`);
   const ckpt = await loadCheckpoint(ckptDir);
-  const policy = await OnnxPolicy.load(path, { threads });
+  const policy = await OnnxPolicy.load(path, ort);
   const runDir = basename(dirname(ckptDir)) === "checkpoints" ? dirname(dirname(ckptDir)) : undefined;
   const run = runDir ? await readRunSettings(join(runDir, "run.json")) : {};
   const p = run.path;
@@ -369,7 +372,15 @@ async function evaluatePolicy(
       for (const solver of solvers) {
         for (const n of steps) {
           sweep.push(
-            await sweepPoint(p.ckpt, dir, { solver, steps: n, threads: opts.threads ?? 1 }, frames, at, A, seed),
+            await sweepPoint(
+              p.ckpt,
+              dir,
+              { solver, steps: n, threads: opts.threads ?? 1, providers: opts.executionProviders },
+              frames,
+              at,
+              A,
+              seed,
+            ),
           );
           progress(`${label}: sweep`, ++done, solvers.length * steps.length);
         }
@@ -491,17 +502,17 @@ async function chunkLikelihood(
 async function sweepPoint(
   ckpt: Checkpoint,
   dir: string,
-  how: { solver: SolverName; steps: number; threads: number },
+  how: { solver: SolverName; steps: number; threads: number; providers: readonly string[] | undefined },
   frames: EvalFrame[],
   at: number[],
   A: number,
   seed: number,
 ): Promise<SweepPoint> {
-  const { solver, steps, threads } = how;
+  const { solver, steps, threads, providers } = how;
   const built = await exportOnnxBytes(ckpt, { steps, solver });
   const file = join(dir, `${solver}-${steps}.onnx`);
   await writeFile(file, built.sample);
-  const policy = await OnnxPolicy.load(file, { threads });
+  const policy = await OnnxPolicy.load(file, { threads, ...(providers ? { executionProviders: providers } : {}) });
   try {
     await policy.warmup({ runs: 2 });
     const acc = new ChunkErrorAccumulator(ckpt.config.horizon, A);

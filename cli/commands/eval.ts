@@ -11,7 +11,8 @@ import type { OfflineEvalResult, PolicyMetrics } from "../../eval/offline.ts";
 import { offlineReport, readTrainingCurves } from "../../eval/offline-report.ts";
 import { writeReport } from "../../eval/report.ts";
 import type { EpisodeRange } from "../args.ts";
-import { choice, episodeRange, list, nonNegativeInt, option, positiveInt } from "../args.ts";
+import { choice, episodeRange, list, nonNegativeInt, option, positiveInt, providerOption } from "../args.ts";
+import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { log, printResult, startProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
 
@@ -31,6 +32,7 @@ interface OfflineFlags {
   probes: number;
   odeSteps: number;
   threads: number;
+  provider: ExecutionProvider;
   json?: boolean;
 }
 
@@ -121,6 +123,7 @@ export function registerEval(program: Command): void {
         1,
       ),
     )
+    .addOption(providerOption())
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: OfflineFlags) => {
       const json = o.json ?? false;
@@ -137,6 +140,7 @@ export function registerEval(program: Command): void {
         sweep: { solvers: o.solvers, steps: o.sweepSteps },
         sweepFrames: o.sweepFrames,
         threads: o.threads,
+        executionProviders: [o.provider],
         likelihood: { frames: o.llFrames, probes: o.probes, odeSteps: o.odeSteps },
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
         onProgress: (p, done, total) => {

@@ -35,7 +35,8 @@ import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import { ExpertChunkPolicy } from "../../sim/policy.ts";
 import type { Task, TaskName } from "../../sim/tasks/index.ts";
 import { createTask, TASK_NAMES } from "../../sim/tasks/index.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
 import { log, printResult } from "../output.ts";
 
@@ -86,6 +87,7 @@ interface SimRunOptions {
   seed: number;
   horizon: number;
   threads?: number;
+  provider: ExecutionProvider;
   json?: boolean;
 }
 
@@ -188,6 +190,7 @@ export function registerSimRobot(program: Command): void {
     .addOption(option("--seed <n>", "episode seed", nonNegativeInt, 0))
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
+    .addOption(providerOption())
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: SimRunOptions) => simRun(o));
 }
@@ -238,6 +241,7 @@ async function simRun(o: SimRunOptions): Promise<void> {
       } else {
         const lp: LocalPolicy = await startLocalPolicy(o.policy, {
           seed,
+          executionProviders: [o.provider],
           ...(o.threads !== undefined ? { threads: o.threads } : {}),
         });
         closers.push(() => lp.close());

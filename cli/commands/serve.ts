@@ -22,7 +22,8 @@ import { parseKeyMap, policyMetadata } from "../../bridge/server/served-policy.t
 import { ZmqPolicyServer, type ZmqAuth } from "../../bridge/server/zmq-server.ts";
 import { isZ85Key, readCurveKeyPair } from "../../bridge/server/zap.ts";
 import { log, printResult } from "../output.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
 import type { LoopMerge } from "../../bridge/merge.ts";
@@ -40,6 +41,7 @@ interface ServeCliOptions {
   keyMap: string[];
   fps?: number;
   threads?: number;
+  provider: ExecutionProvider;
   workers: number;
   seed: number;
   maxBatch: number;
@@ -88,6 +90,7 @@ export function registerServe(program: Command): void {
     )
     .addOption(option("--fps <hz>", "the chunk's action rate to announce in the metadata", positiveFloat))
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
+    .addOption(providerOption())
     .addOption(option("--workers <n>", "inference worker threads (each its own onnxruntime session)", positiveInt, 1))
     .addOption(option("--seed <n>", "seed of the policy's noise stream", nonNegativeInt, 0))
     .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
@@ -123,6 +126,7 @@ export function registerServe(program: Command): void {
 
     const policy = await startLocalPolicy(o.policy, {
       seed: o.seed,
+      executionProviders: [o.provider],
       workers: Math.max(1, o.workers),
       maxBatch: Math.max(1, o.maxBatch),
       maxQueue: Math.max(1, o.maxQueue),
@@ -206,6 +210,7 @@ async function driveCli(o: ServeCliOptions): Promise<void> {
   const profile = await loadRobotProfile(o.robot);
   const policy = await startLocalPolicy(o.policy, {
     seed: o.seed,
+    executionProviders: [o.provider],
     ...(o.threads !== undefined ? { threads: o.threads } : {}),
     ...(o.fps !== undefined ? { fps: o.fps } : {}),
     ...(o.steps !== undefined ? { steps: o.steps } : {}),

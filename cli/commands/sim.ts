@@ -5,7 +5,8 @@
  */
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import type { Aggregate } from "../../policy/runtime/executor.ts";
 import { collect } from "../../sim/collect.ts";
@@ -175,11 +176,13 @@ export function registerSim(program: Command): void {
     .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "its joint/actuator mapping JSON")
+    .addOption(providerOption())
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (o: {
         policy: string;
         task: string;
+        provider: ExecutionProvider;
         episodes: number;
         seed: number;
         nActionSteps: number;
@@ -208,7 +211,7 @@ export function registerSim(program: Command): void {
         } else {
           // evaluate() calls reset(seed + i) per episode: the noise restarts from each episode's seed,
           // so episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
-          onnx = await OnnxPolicy.load(o.policy, { seed });
+          onnx = await OnnxPolicy.load(o.policy, { seed, executionProviders: [o.provider] });
           policy = onnx;
           outDir = o.out ?? join(o.policy, "eval", task);
         }

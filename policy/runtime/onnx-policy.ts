@@ -32,9 +32,11 @@ export interface OnnxPolicyOptions {
   /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
   threads?: number;
   /**
-   * Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of onnxruntime-node).
+   * Execution providers in order of preference (default `["cpu"]`; `"cuda"` needs the CUDA build of
+   * onnxruntime-node, see `providers.ts`). A provider that cannot be loaded fails `load` with an
+   * error naming it.
    */
-  executionProviders?: string[];
+  executionProviders?: readonly string[];
   /** Seed of the noise drawn when `sampleChunk` is given neither `noise` nor `seed`, until the first `reset` (default 0). */
   seed?: number;
   /** Used only when exporting a checkpoint in memory (no `policy.onnx`): solver steps (default 10). */
@@ -175,8 +177,10 @@ export class OnnxPolicy implements ChunkPolicy {
         throw new Error(`${path}: holds neither policy.onnx nor a checkpoint`);
       }
     }
+    const providers = [...(opts.executionProviders ?? ["cpu"])];
+    if (providers.length === 0) throw new Error(`${source}: executionProviders is empty (give at least "cpu")`);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: opts.executionProviders ?? ["cpu"],
+      executionProviders: providers,
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
       ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
@@ -185,7 +189,7 @@ export class OnnxPolicy implements ChunkPolicy {
     try {
       session = await ort.InferenceSession.create(bytes, sessionOptions);
     } catch (err) {
-      throw new Error(`${source}: onnxruntime could not load the model`, { cause: err });
+      throw sessionError(source, providers, err);
     }
     return new OnnxPolicy(session, meta, source, opts.seed ?? 0);
   }
@@ -381,6 +385,20 @@ function checkFinite(x: Float32Array, what: string): void {
   for (let i = 0; i < x.length; i++) {
     if (!Number.isFinite(x[i]!)) throw new Error(`${what} has a non-finite value ${x[i]} at index ${i}`);
   }
+}
+
+/** The error of a failed `InferenceSession.create`, naming the execution providers when one is not the CPU. */
+function sessionError(source: string, providers: readonly string[], err: unknown): Error {
+  const why = err instanceof Error ? err.message : String(err);
+  const others = providers.filter((p) => p !== "cpu");
+  if (others.length === 0) return new Error(`${source}: onnxruntime could not load the model: ${why}`, { cause: err });
+  const hint = others.includes("cuda")
+    ? "; the CUDA provider needs onnxruntime-node's CUDA build (reinstall it with ONNXRUNTIME_NODE_INSTALL=cuda12) and CUDA 12 with cuDNN 9, or use --provider cpu"
+    : "; use --provider cpu";
+  return new Error(
+    `${source}: onnxruntime could not create a session with execution provider ${others.map((p) => `'${p}'`).join(", ")} (${why})${hint}`,
+    { cause: err },
+  );
 }
 
 async function isFile(p: string): Promise<boolean> {

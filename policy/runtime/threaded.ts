@@ -37,8 +37,8 @@ export interface ThreadedPolicyOptions {
    * use them all, at the cost of one model copy per worker.
    */
   workers?: number;
-  /** Execution providers (default `["cpu"]`). */
-  executionProviders?: string[];
+  /** Execution providers of each worker's session (default `["cpu"]`; see `OnnxPolicyOptions`). */
+  executionProviders?: readonly string[];
   /** Seed of the policy's own noise stream (default 0). */
   seed?: number;
   /** Most requests in one batched run (default 64). */
@@ -181,7 +181,7 @@ export class ThreadedPolicy implements ChunkPolicy {
     const load: LoadSpec = {
       path,
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
-      ...(opts.executionProviders !== undefined ? { executionProviders: opts.executionProviders } : {}),
+      ...(opts.executionProviders !== undefined ? { executionProviders: [...opts.executionProviders] } : {}),
       ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
       ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
     };

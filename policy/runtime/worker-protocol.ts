@@ -9,7 +9,7 @@ import type { FeatureIO } from "../onnx/graphs.ts";
 export interface LoadSpec {
   path: string;
   threads?: number;
-  executionProviders?: string[];
+  executionProviders?: readonly string[];
   steps?: number;
   solver?: string;
 }

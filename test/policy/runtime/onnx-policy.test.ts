@@ -233,3 +233,34 @@ describe("OnnxPolicy metadata", () => {
     );
   });
 });
+
+describe("OnnxPolicy execution providers", () => {
+  // The file itself: an earlier test saved a newer checkpoint in the run, so the run folder is refused as stale.
+  it("runs on the cpu provider named explicitly: the default's chunk", async () => {
+    const cpu = await OnnxPolicy.load(policy.source, { threads: 1, executionProviders: ["cpu"] });
+    try {
+      const want = await policy.sampleChunk(obs, { seed: 5 });
+      expect(maxAbsDiff(await cpu.sampleChunk(obs, { seed: 5 }), want)).toBe(0);
+    } finally {
+      await cpu.release();
+    }
+    await expect(OnnxPolicy.load(policy.source, { executionProviders: [] })).rejects.toThrow("executionProviders is empty");
+  });
+
+  it("cuda: the chunk where onnxruntime-node has its CUDA build, else an error naming the provider", async () => {
+    const got = await OnnxPolicy.load(policy.source, { threads: 1, executionProviders: ["cuda"] }).then(
+      (p) => p,
+      (err: unknown) => err as Error,
+    );
+    if (got instanceof OnnxPolicy) {
+      const chunk = await got.sampleChunk(obs, { seed: 5 });
+      await got.release();
+      expect(maxAbsDiff(chunk, await policy.sampleChunk(obs, { seed: 5 }))).toBeLessThan(1e-4);
+    } else {
+      expect(got.message).toContain(`${policy.source}: onnxruntime could not create a session`);
+      expect(got.message).toContain("execution provider 'cuda'");
+      expect(got.message).toContain("ONNXRUNTIME_NODE_INSTALL=cuda12");
+      expect(got.message).toContain("--provider cpu");
+    }
+  });
+});

@@ -132,6 +132,24 @@ describe("ThreadedPolicy", () => {
     await expect(ThreadedPolicy.start(run, { workers: 0 })).rejects.toThrow(/workers must be an integer >= 1/);
   });
 
+  it("loads on the execution provider asked for; a missing cuda provider fails start naming it", async () => {
+    const cpu = await ThreadedPolicy.start(run, { threads: 1, executionProviders: ["cpu"] });
+    try {
+      expect((await cpu.sampleChunk(obsOf(1), { seed: 3 })).length).toBe(threaded.horizon * threaded.actionDim);
+    } finally {
+      await cpu.close();
+    }
+    const cuda = await ThreadedPolicy.start(run, { threads: 1, executionProviders: ["cuda"] }).then(
+      (p) => p,
+      (err: unknown) => err as Error,
+    );
+    if (cuda instanceof ThreadedPolicy) {
+      const chunk = await cuda.sampleChunk(obsOf(1), { seed: 3 });
+      await cuda.close();
+      expect(chunk.length).toBe(threaded.horizon * threaded.actionDim);
+    } else expect(cuda.message).toMatch(/^inference worker: .*execution provider 'cuda'.*--provider cpu/);
+  });
+
   it("answers busy past maxQueue instead of queueing without bound", async () => {
     const small = await ThreadedPolicy.start(run, { threads: 1, maxQueue: 3, maxBatch: 2 });
     try {
