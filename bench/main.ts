@@ -1,6 +1,7 @@
 /**
  * Benchmarks: `npm run bench -- <train|infer|serve|loop> [--json] [options]`; each prints one JSON object.
  */
+import { availableParallelism } from "node:os";
 import { Command } from "commander";
 import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
@@ -83,8 +84,10 @@ program
   )
   .addOption(option("--requests <n>", "requests per client", positiveInt, 40))
   .addOption(option("--clients <list>", "client counts, comma-separated", list(positiveInt), [1, 8, 32]))
-  .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt, 2))
-  .addOption(option("--workers <n>", "inference worker threads", positiveInt, 1))
+  .addOption(option("--threads <n>", "onnxruntime intra-op threads of each inference worker", positiveInt, 1))
+  .addOption(
+    option("--workers <n>", "inference worker threads (default: one per core)", positiveInt, availableParallelism()),
+  )
   .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
   .option("--json", "JSON only")
   .action(

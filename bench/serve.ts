@@ -7,12 +7,23 @@
  * configuration: `{clients, requests, errors, lost, p50Ms, p99Ms, chunksPerSec, rssMb}`, where
  * `lost` counts requests that got neither a chunk nor an error, latencies are client-side round
  * trips, and `rssMb` is this process's resident memory after the run. `speedup32` = chunks/s with
- * 32 clients / with 1 (batching; the issue's target is >= 3). `computeCeiling` measures the
- * worker's own run time per chunk alone and in a batch of 32 (no sockets): the most batching can
- * give on this machine, whatever the server does.
+ * 32 clients / with 1 (batching; the issue's target is >= 3). `cpuMsPerChunk` is the CPU time of
+ * the whole process (server, inference workers and the clients, all threads) per chunk: on `cores`
+ * cores no configuration serves more than `cores * 1000 / cpuMsPerChunk` chunks/s, however loaded
+ * the machine is. The ZeroMQ figures also split a request's round trip (`split`, medians): `inferMs`
+ * (the worker's run per chunk), `workerHopMs` (queueing and messages to and from the worker,
+ * server-side `total_ms - infer_ms`) and `transportMs` (ZeroMQ, msgpack and the event loops, client
+ * round trip - `total_ms`).
+ *
+ * `computeCeiling` measures the worker's own run per chunk alone and inside one batch of 32 (no
+ * sockets), in wall time and in process CPU time (the main thread is idle meanwhile): with
+ * `parallel` = min(workers, cores) workers running batches side by side, 32 clients can get at most
+ * `parallel * batch1 / batch32` times the chunks/s of a single client that costs only its compute
+ * (`ceiling32`); a single client's round-trip overhead adds to that, the server's CPU per request
+ * takes from it.
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { Rng } from "../policy/random.ts";
@@ -35,13 +46,21 @@ export interface ServeFigures {
   p99Ms: number;
   chunksPerSec: number;
   rssMb: number;
+  /** Process CPU time (all threads) per chunk, ms. */
+  cpuMsPerChunk: number;
+  /** ZeroMQ only: medians of where a request's round trip went, ms. */
+  split?: { inferMs: number; workerHopMs: number; transportMs: number };
 }
 
 interface Tally {
   latencies: number[];
   errors: number;
   lost: number;
+  /** ZeroMQ: per answered request, the server's timing. */
+  timings?: Array<{ rtt: number; total: number; infer: number; batch: number }>;
 }
+
+type Run = Tally & { seconds: number; cpuMs: number };
 
 const STATE_DIM = 32;
 
@@ -87,7 +106,7 @@ export async function benchServe(o: {
       } finally {
         await wsServer.close();
       }
-      const ceiling = await computeCeiling(policy, states);
+      const ceiling = await computeCeiling(policy, states, o.workers);
       const speedup = (f: ServeFigures[]): number | null => {
         const one = f.find((x) => x.clients === 1);
         const many = f.find((x) => x.clients === 32);
@@ -113,17 +132,29 @@ export async function benchServe(o: {
   }
 }
 
-/** Worker run time per chunk, alone vs in one batch of 32 (medians); `ratio` bounds the batching gain. */
+const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
+
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const c = process.cpuUsage(since);
+  return (c.user + c.system) / 1000;
+}
+
+/** The worker's run per chunk alone and inside one batch of 32, wall and CPU (see the module doc). */
 async function computeCeiling(
   policy: ThreadedPolicy,
   states: Float32Array[],
-): Promise<{ batch1MsPerChunk: number; batch32MsPerChunk: number; ratio: number }> {
-  const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
+  workers: number,
+): Promise<Record<string, number>> {
   const one: number[] = [];
-  for (let i = 0; i < 10; i++) one.push((await policy.sampleChunkTimed({ "observation.state": states[i]! })).inferMs);
+  const c1 = process.cpuUsage();
+  const n1 = 20;
+  for (let i = 0; i < n1; i++) one.push((await policy.sampleChunkTimed({ "observation.state": states[i]! })).inferMs);
+  const cpu1 = cpuMs(c1) / n1;
   const many: number[] = [];
+  let chunks = 0;
+  const c32 = process.cpuUsage();
   for (let r = 0; r < 3; r++) {
-    // The first request runs alone at once; the next 32 wait for it and run as one batch.
+    // The first request runs alone at once; the next 32 wait for it and run as one batch (one worker).
     const all = await Promise.all(
       Array.from({ length: 33 }, (_, i) =>
         policy.sampleChunkTimed({ "observation.state": states[i % states.length]! }),
@@ -131,14 +162,29 @@ async function computeCeiling(
     );
     const big = all.reduce((a, b) => (b.batch > a.batch ? b : a));
     many.push(big.inferMs / big.batch);
+    chunks += all.length;
   }
+  // The 3 lone runs are charged at the batch-1 CPU cost.
+  const cpu32 = (cpuMs(c32) - 3 * cpu1) / (chunks - 3);
   const b1 = median(one);
   const b32 = median(many);
-  return { batch1MsPerChunk: round(b1), batch32MsPerChunk: round(b32), ratio: round(b1 / b32) };
+  const cores = availableParallelism();
+  const parallel = Math.min(workers, cores);
+  return {
+    batch1MsPerChunk: round(b1),
+    batch32MsPerChunk: round(b32),
+    ratio: round(b1 / b32),
+    batch1CpuMsPerChunk: round(cpu1),
+    batch32CpuMsPerChunk: round(cpu32),
+    cores,
+    parallel,
+    ceiling32: round((parallel * cpu1) / cpu32),
+  };
 }
 
-function figures(clients: number, perClient: number, r: Tally & { seconds: number }): ServeFigures {
+function figures(clients: number, perClient: number, r: Run): ServeFigures {
   const p = percentiles(r.latencies.length > 0 ? r.latencies : [Number.NaN]);
+  const t = r.timings ?? [];
   return {
     clients,
     requests: clients * perClient,
@@ -148,6 +194,16 @@ function figures(clients: number, perClient: number, r: Tally & { seconds: numbe
     p99Ms: round(p.p99Ms),
     chunksPerSec: round(r.latencies.length / r.seconds),
     rssMb: round(process.memoryUsage().rss / 2 ** 20),
+    cpuMsPerChunk: round(r.cpuMs / Math.max(1, r.latencies.length)),
+    ...(t.length > 0
+      ? {
+          split: {
+            inferMs: round(median(t.map((x) => x.infer / x.batch))),
+            workerHopMs: round(median(t.map((x) => x.total - x.infer))),
+            transportMs: round(median(t.map((x) => x.rtt - x.total))),
+          },
+        }
+      : {}),
   };
 }
 
@@ -155,16 +211,12 @@ function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-async function runZmq(
-  endpoint: string,
-  n: number,
-  perClient: number,
-  states: Float32Array[],
-): Promise<Tally & { seconds: number }> {
+async function runZmq(endpoint: string, n: number, perClient: number, states: Float32Array[]): Promise<Run> {
   const clients = Array.from({ length: n }, () => ZmqPolicyClient.connect({ endpoint, timeoutMs: 60_000 }));
-  const tally: Tally = { latencies: [], errors: 0, lost: 0 };
+  const tally: Tally = { latencies: [], errors: 0, lost: 0, timings: [] };
   try {
     await Promise.all(clients.map((c) => c.ping())); // connected before the clock starts
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       clients.map(async (c, ci) => {
@@ -172,8 +224,12 @@ async function runZmq(
           const s = performance.now();
           try {
             const r = await c.infer({ "observation.state": NdArray.float32(states[(ci + i) % states.length]!) });
-            if (r.actions.length > 0) tally.latencies.push(performance.now() - s);
-            else tally.lost++;
+            const rtt = performance.now() - s;
+            if (r.actions.length > 0) {
+              tally.latencies.push(rtt);
+              const { total_ms, infer_ms, batch } = r.timing;
+              tally.timings!.push({ rtt, total: Number(total_ms), infer: Number(infer_ms), batch: Number(batch) });
+            } else tally.lost++;
           } catch (err) {
             if ((err as Error).name === "ZmqServerError") tally.errors++;
             else tally.lost++;
@@ -181,18 +237,13 @@ async function runZmq(
         }
       }),
     );
-    return { ...tally, seconds: (performance.now() - t0) / 1000 };
+    return { ...tally, seconds: (performance.now() - t0) / 1000, cpuMs: cpuMs(c0) };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
 }
 
-async function runOpenpi(
-  url: string,
-  n: number,
-  perClient: number,
-  states: Float32Array[],
-): Promise<Tally & { seconds: number }> {
+async function runOpenpi(url: string, n: number, perClient: number, states: Float32Array[]): Promise<Run> {
   const tally: Tally = { latencies: [], errors: 0, lost: 0 };
   const sockets = await Promise.all(
     Array.from({ length: n }, async () => {
@@ -218,6 +269,7 @@ async function runOpenpi(
     }),
   );
   try {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(
       sockets.map(async ({ ws, next }, ci) => {
@@ -239,7 +291,7 @@ async function runOpenpi(
         }
       }),
     );
-    return { ...tally, seconds: (performance.now() - t0) / 1000 };
+    return { ...tally, seconds: (performance.now() - t0) / 1000, cpuMs: cpuMs(c0) };
   } finally {
     for (const { ws } of sockets) ws.close();
   }

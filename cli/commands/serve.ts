@@ -13,6 +13,7 @@
  * the final counters as the last stdout line.
  */
 import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { InvalidArgumentError, type Command } from "commander";
 import { driveRobot } from "../../bridge/drive.ts";
 import { startLocalPolicy } from "../../bridge/local-policy.ts";
@@ -42,7 +43,7 @@ interface ServeCliOptions {
   fps?: number;
   threads?: number;
   provider: ExecutionProvider;
-  workers: number;
+  workers?: number;
   seed: number;
   maxBatch: number;
   maxQueue: number;
@@ -89,9 +90,21 @@ export function registerServe(program: Command): void {
       [],
     )
     .addOption(option("--fps <hz>", "the chunk's action rate to announce in the metadata", positiveFloat))
-    .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
+    .addOption(
+      option(
+        "--threads <n>",
+        "onnxruntime intra-op threads of each inference worker (default: 1 when serving, onnxruntime's choice with --robot)",
+        positiveInt,
+      ),
+    )
     .addOption(providerOption())
-    .addOption(option("--workers <n>", "inference worker threads (each its own onnxruntime session)", positiveInt, 1))
+    .addOption(
+      option(
+        "--workers <n>",
+        "inference worker threads, each its own onnxruntime session (default: one per core when serving, 1 with --robot)",
+        positiveInt,
+      ),
+    )
     .addOption(option("--seed <n>", "seed of the policy's noise stream", nonNegativeInt, 0))
     .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
     .addOption(option("--max-queue <n>", "most waiting requests before answering busy", positiveInt, 1024))
@@ -124,14 +137,16 @@ export function registerServe(program: Command): void {
     if (o.insecure)
       log("serve: WARNING --insecure: no authentication; anyone who reaches the port can drive the robot");
 
+    // One single-threaded session per core: a batch-1 chunk of the default head is faster on one
+    // thread than on two, and batches spread over the workers (README, "Remote inference").
     const policy = await startLocalPolicy(o.policy, {
       seed: o.seed,
       executionProviders: [o.provider],
-      workers: Math.max(1, o.workers),
+      workers: o.workers ?? availableParallelism(),
+      threads: o.threads ?? 1,
       maxBatch: Math.max(1, o.maxBatch),
       maxQueue: Math.max(1, o.maxQueue),
       batchWindowMs: o.batchWindowMs,
-      ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...(fps !== undefined ? { fps } : {}),
       ...(o.steps !== undefined ? { steps: o.steps } : {}),
       ...(o.solver !== undefined ? { solver: o.solver } : {}),
