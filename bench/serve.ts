@@ -15,12 +15,15 @@
  * server-side `total_ms - infer_ms`) and `transportMs` (ZeroMQ, msgpack and the event loops, client
  * round trip - `total_ms`).
  *
+ * `ceiling32` bounds `speedup32` from CPU time alone, so that it holds on a loaded machine too:
+ * 32 clients get at most `cores * 1000 / cpuMsPerChunk(32)` chunks/s, and one client, whose
+ * request path is serial, at least `1000 / cpuMsPerChunk(1)` on an idle machine when no thread
+ * spins (its round trip is then mostly CPU time; compare its `p50Ms`); so
+ * `speedup32 <= cores * cpuMsPerChunk(1) / cpuMsPerChunk(32)` up to the single client's idle waits.
+ *
  * `computeCeiling` measures the worker's own run per chunk alone and inside one batch of 32 (no
- * sockets), in wall time and in process CPU time (the main thread is idle meanwhile): with
- * `parallel` = min(workers, cores) workers running batches side by side, 32 clients can get at most
- * `parallel * batch1 / batch32` times the chunks/s of a single client that costs only its compute
- * (`ceiling32`); a single client's round-trip overhead adds to that, the server's CPU per request
- * takes from it.
+ * sockets), in wall time and in process CPU time (the main thread is idle meanwhile): the compute
+ * part of the cost, without the serving overhead.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
@@ -106,19 +109,30 @@ export async function benchServe(o: {
       } finally {
         await wsServer.close();
       }
-      const ceiling = await computeCeiling(policy, states, o.workers);
-      const speedup = (f: ServeFigures[]): number | null => {
+      const ceiling = await computeCeiling(policy, states);
+      const pair = (f: ServeFigures[]): [ServeFigures, ServeFigures] | undefined => {
         const one = f.find((x) => x.clients === 1);
         const many = f.find((x) => x.clients === 32);
-        return one && many ? many.chunksPerSec / one.chunksPerSec : null;
+        return one && many ? [one, many] : undefined;
+      };
+      const speedup = (f: ServeFigures[]): number | null => {
+        const p = pair(f);
+        return p ? round(p[1].chunksPerSec / p[0].chunksPerSec) : null;
+      };
+      const cores = availableParallelism();
+      const bound = (f: ServeFigures[]): number | null => {
+        const p = pair(f);
+        return p ? round((cores * p[0].cpuMsPerChunk) / p[1].cpuMsPerChunk) : null;
       };
       return {
         zmq,
         openpi,
         speedup32: { zmq: speedup(zmq), openpi: speedup(openpi) },
+        ceiling32: { zmq: bound(zmq), openpi: bound(openpi) },
         computeCeiling: ceiling,
         policy: { horizon: policy.horizon, actionDim: policy.actionDim, steps: policy.steps, solver: policy.solver },
         batching: policy.stats(),
+        cores,
         requestsPerClient: o.requests,
         threads: o.threads,
         workers: o.workers,
@@ -140,11 +154,7 @@ function cpuMs(since: NodeJS.CpuUsage): number {
 }
 
 /** The worker's run per chunk alone and inside one batch of 32, wall and CPU (see the module doc). */
-async function computeCeiling(
-  policy: ThreadedPolicy,
-  states: Float32Array[],
-  workers: number,
-): Promise<Record<string, number>> {
+async function computeCeiling(policy: ThreadedPolicy, states: Float32Array[]): Promise<Record<string, number>> {
   const one: number[] = [];
   const c1 = process.cpuUsage();
   const n1 = 20;
@@ -168,17 +178,13 @@ async function computeCeiling(
   const cpu32 = (cpuMs(c32) - 3 * cpu1) / (chunks - 3);
   const b1 = median(one);
   const b32 = median(many);
-  const cores = availableParallelism();
-  const parallel = Math.min(workers, cores);
   return {
     batch1MsPerChunk: round(b1),
     batch32MsPerChunk: round(b32),
     ratio: round(b1 / b32),
     batch1CpuMsPerChunk: round(cpu1),
     batch32CpuMsPerChunk: round(cpu32),
-    cores,
-    parallel,
-    ceiling32: round((parallel * cpu1) / cpu32),
+    cpuRatio: round(cpu1 / cpu32),
   };
 }
 
