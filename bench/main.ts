@@ -1,7 +1,6 @@
 /**
  * Benchmarks: `npm run bench -- <train|infer|serve|loop> [--json] [options]`; each prints one JSON object.
  */
-import { availableParallelism } from "node:os";
 import { Command } from "commander";
 import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
@@ -10,6 +9,7 @@ import type { TrainBackendName } from "../training/backend/registry.ts";
 import { benchTrain, benchTrainCompare } from "./train.ts";
 import { benchInfer } from "./infer.ts";
 import { benchServe } from "./serve.ts";
+import { defaultServeWorkers } from "../policy/runtime/threaded.ts";
 import { benchLoop } from "./loop.ts";
 
 /** Parses one `--backend` name (one of `TRAIN_BACKEND_NAMES`). */
@@ -86,7 +86,12 @@ program
   .addOption(option("--clients <list>", "client counts, comma-separated", list(positiveInt), [1, 8, 32]))
   .addOption(option("--threads <n>", "onnxruntime intra-op threads of each inference worker", positiveInt, 1))
   .addOption(
-    option("--workers <n>", "inference worker threads (default: one per core)", positiveInt, availableParallelism()),
+    option(
+      "--workers <n>",
+      "inference worker threads (default: as serve, one per core up to 4)",
+      positiveInt,
+      defaultServeWorkers(),
+    ),
   )
   .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
   .option("--json", "JSON only")

@@ -13,7 +13,6 @@
  * the final counters as the last stdout line.
  */
 import { readFile } from "node:fs/promises";
-import { availableParallelism } from "node:os";
 import { InvalidArgumentError, type Command } from "commander";
 import { driveRobot } from "../../bridge/drive.ts";
 import { startLocalPolicy } from "../../bridge/local-policy.ts";
@@ -21,6 +20,7 @@ import { loadRobotProfile } from "../../bridge/profile.ts";
 import { OpenpiPolicyServer, type OpenpiAuth } from "../../bridge/server/openpi-server.ts";
 import { parseKeyMap, policyMetadata } from "../../bridge/server/served-policy.ts";
 import { ZmqPolicyServer, type ZmqAuth } from "../../bridge/server/zmq-server.ts";
+import { defaultServeWorkers } from "../../policy/runtime/threaded.ts";
 import { isZ85Key, readCurveKeyPair } from "../../bridge/server/zap.ts";
 import { log, printResult } from "../output.ts";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
@@ -101,7 +101,7 @@ export function registerServe(program: Command): void {
     .addOption(
       option(
         "--workers <n>",
-        "inference worker threads, each its own onnxruntime session (default: one per core when serving, 1 with --robot)",
+        "inference worker threads, each its own onnxruntime session (default: one per core up to 4 when serving, 1 with --robot)",
         positiveInt,
       ),
     )
@@ -142,7 +142,7 @@ export function registerServe(program: Command): void {
     const policy = await startLocalPolicy(o.policy, {
       seed: o.seed,
       executionProviders: [o.provider],
-      workers: o.workers ?? availableParallelism(),
+      workers: o.workers ?? defaultServeWorkers(),
       threads: o.threads ?? 1,
       maxBatch: Math.max(1, o.maxBatch),
       maxQueue: Math.max(1, o.maxQueue),

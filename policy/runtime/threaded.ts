@@ -14,6 +14,7 @@
  * (given noise, else `new Rng(seed)`, else the policy's own stream restarted by `reset(seed)`), so
  * a chunk equals `OnnxPolicy.sampleChunk` on the same observation and noise up to float rounding.
  */
+import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
 import type { FeatureIO } from "../onnx/graphs.ts";
@@ -55,6 +56,16 @@ export interface ThreadedPolicyOptions {
   /** Solver steps / solver when a checkpoint without `policy.onnx` is exported in memory. */
   steps?: number;
   solver?: string;
+}
+
+/**
+ * The worker count a server uses by default: one single-threaded session per core, at most 4 (each
+ * worker holds its own thread and session: the serve bench grew from ~390 to ~500-560 MB resident from 1 to 2). A batch-1 chunk of the default head
+ * is faster on one onnxruntime thread than on two, and batching saves little compute per chunk
+ * (1.24x at batch 32 on 2 cores), so throughput comes from running batches side by side.
+ */
+export function defaultServeWorkers(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 /** `sampleChunk` refused a request because `maxQueue` requests already wait. */
