@@ -60,9 +60,10 @@ export interface ThreadedPolicyOptions {
 
 /**
  * The worker count a server uses by default: one single-threaded session per core, at most 4 (each
- * worker holds its own thread and session: the serve bench grew from ~390 to ~500-560 MB resident from 1 to 2). A batch-1 chunk of the default head
- * is faster on one onnxruntime thread than on two, and batching saves little compute per chunk
- * (1.24x at batch 32 on 2 cores), so throughput comes from running batches side by side.
+ * worker holds its own thread and session: the serve bench's resident memory grew from ~390 MB
+ * with 1 worker to ~500-560 MB with 2). A batch-1 chunk of the default head is faster on one
+ * onnxruntime thread than on two, and batching saves little compute per chunk (1.24x at batch 32
+ * on 2 cores), so throughput comes from running batches side by side.
  */
 export function defaultServeWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
