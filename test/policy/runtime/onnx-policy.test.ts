@@ -244,7 +244,9 @@ describe("OnnxPolicy execution providers", () => {
     } finally {
       await cpu.release();
     }
-    await expect(OnnxPolicy.load(policy.source, { executionProviders: [] })).rejects.toThrow("executionProviders is empty");
+    await expect(OnnxPolicy.load(policy.source, { executionProviders: [] })).rejects.toThrow(
+      "executionProviders is empty",
+    );
   });
 
   it("cuda: the chunk where onnxruntime-node has its CUDA build, else an error naming the provider", async () => {
