@@ -22,7 +22,7 @@
  * into place before recording, so a run interrupted anywhere (Ctrl-C) leaves nothing a re-run trusts.
  */
 import { randomUUID } from "node:crypto";
-import { readdir, readFile, rename, rm } from "node:fs/promises";
+import { readFile, rename, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
@@ -184,14 +184,15 @@ function timedPolicy(p: ChunkPolicy, into: number[]): ChunkPolicy {
   };
 }
 
-/** The rollout pictures of an evaluation folder: the first `n` episodes' SVGs. */
+/** The rollout pictures of an evaluation folder: the first `n` episodes' SVGs, captioned from eval_info.json. */
 async function pictures(evalDir: string, n: number): Promise<{ svg: string; caption: string }[]> {
-  const dir = join(evalDir, "pictures");
-  const files = (await readdir(dir).catch(() => [] as string[]))
-    .filter((f) => /^eval_episode_\d+\.svg$/.test(f))
-    .sort((a, b) => Number(a.replace(/\D/g, "")) - Number(b.replace(/\D/g, "")))
-    .slice(0, n);
-  return Promise.all(files.map(async (f) => ({ svg: await readFile(join(dir, f), "utf8"), caption: f })));
+  const info = JSON.parse(await readFile(join(evalDir, "eval_info.json"), "utf8")) as EvalInfo;
+  return Promise.all(
+    info.per_episode.slice(0, n).map(async (e) => ({
+      svg: await readFile(join(evalDir, "pictures", `eval_episode_${e.episode_ix}.svg`), "utf8"),
+      caption: `seed ${e.seed}: ${e.success ? "success" : "failure"}${e.mode ? ` (${e.mode})` : ""}, ${e.length} steps`,
+    })),
+  );
 }
 
 type TrainSummary = Pick<TrainRunResult, "steps" | "trainLoss" | "valLoss" | "seconds" | "samplesPerSec" | "backend">;
@@ -547,6 +548,11 @@ export function registerDemo(program: Command): void {
     .addOption(option("--seed <n>", "seed of recording, training and evaluation", nonNegativeInt, 0))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: DemoFlags) => {
+      // Ctrl-C: stop at once; every finished stage is recorded and nothing unfinished is trusted
+      process.once("SIGINT", () => {
+        log("\ndemo: interrupted; run it again to continue from the last finished stage");
+        process.exit(130);
+      });
       const r = await runDemo(o);
       printResult(r, { json: o.json ?? false }, human);
     });
