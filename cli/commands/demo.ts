@@ -54,7 +54,7 @@ import { log, printResult, startProgress, trainingProgress } from "../output.ts"
 import { runSim } from "./robot.ts";
 import type { SimRunResult } from "./robot.ts";
 
-/** The default task of the demo (a two-mode task where averaging the modes fails). */
+/** The default task of the demo (`--task`); meant to be a two-mode task where averaging the modes fails. */
 export const DEMO_TASK: TaskName = "avoid";
 
 const SIM_ARM_PROFILE = fileURLToPath(new URL("../../examples/robots/sim-arm.json", import.meta.url));
