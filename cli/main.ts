@@ -22,6 +22,7 @@ const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   serve: [() => import("./commands/serve.ts").then((m) => m.registerServe)],
   keys: [() => import("./commands/keys.ts").then((m) => m.registerKeys)],
   distill: [() => import("./commands/distill.ts").then((m) => m.registerDistill)],
+  demo: [() => import("./commands/demo.ts").then((m) => m.registerDemo)],
 };
 
 const program = new Command();

@@ -36,8 +36,16 @@ export interface ReportSection {
   text?: string;
   table?: ReportTable;
   charts?: ReportChart[];
-  /** Charts per row (default 2). */
+  /** Charts per row (default 2); pictures too. */
   columns?: number;
+  /** Pictures (SVG documents, embedded as data URLs), in a grid after the charts. */
+  pictures?: ReportPicture[];
+}
+
+/** A picture in a section: an SVG document and a line under it. */
+export interface ReportPicture {
+  svg: string;
+  caption?: string;
 }
 
 /** A whole report. */
@@ -103,6 +111,17 @@ export async function renderReport(doc: ReportDocument): Promise<string> {
       }
       parts.push(`</div>`);
     }
+    if (s.pictures && s.pictures.length > 0) {
+      const cols = Math.max(1, Math.min(6, s.columns ?? 4));
+      parts.push(`<div class="grid" style="grid-template-columns: repeat(${cols}, minmax(0, 1fr))">`);
+      for (const p of s.pictures)
+        parts.push(
+          `<figure><img alt="${esc(p.caption ?? "")}" src="data:image/svg+xml;base64,${Buffer.from(p.svg).toString("base64")}">` +
+            (p.caption ? `<figcaption class="caption">${esc(p.caption)}</figcaption>` : "") +
+            `</figure>`,
+        );
+      parts.push(`</div>`);
+    }
     parts.push(`</section>`);
     return parts.join("\n");
   });
@@ -129,6 +148,7 @@ figure { margin: 0; border: 1px solid #eee; border-radius: 6px; padding: 8px 10p
 figcaption.title { font-weight: 600; margin-bottom: 4px; }
 figcaption.caption { color: #666; font-size: 12px; margin-top: 4px; }
 .plot { position: relative; }
+figure img { width: 100%; height: auto; display: block; }
 footer { color: #777; font-size: 12px; padding: 12px 32px 24px; border-top: 1px solid #e3e3e3; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
 </style>

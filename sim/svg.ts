@@ -75,6 +75,7 @@ export function episodeSvg(opts: EpisodeSvgOptions): string {
     parts.push(`<circle cx="${f(u(s))}" cy="${f(v(s))}" r="3" fill="${colour}"/>`);
     parts.push(`<rect x="${f(u(e) - 3)}" y="${f(v(e) - 3)}" width="6" height="6" fill="${colour}"/>`);
   }
+  parts.push(`<rect y="${size}" width="${size}" height="22" fill="#fff"/>`); // the title strip hides what lies below the view
   parts.push(
     `<text x="6" y="${size + 16}" font-family="sans-serif" font-size="13" fill="#222">${escapeXml(opts.title)}</text>`,
   );

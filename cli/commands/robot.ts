@@ -69,7 +69,8 @@ async function simTask(taskName: TaskName, profile: RobotProfile, profilePath: s
 
 const VIAS = ["direct", "ros", "zmq", "openpi"] as const;
 
-interface SimRunOptions {
+/** The options of {@link runSim} (the `sim run` flags). */
+export interface SimRunOptions {
   task: TaskName;
   policy: string;
   via: (typeof VIAS)[number];
@@ -89,6 +90,8 @@ interface SimRunOptions {
   threads?: number;
   provider: ExecutionProvider;
   json?: boolean;
+  /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
+  wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
 }
 
 /** Registers `sim robot` and `sim run` under the existing `sim` command (call after `registerSim`). */
@@ -218,6 +221,17 @@ function taskFeatures(task: Task): FeatureIO[] {
 }
 
 async function simRun(o: SimRunOptions): Promise<void> {
+  printResult(await runSim(o), { json: o.json ?? false });
+}
+
+/** What {@link runSim} measured (`sim run --json` prints it). */
+export type SimRunResult = Awaited<ReturnType<typeof runSim>>;
+
+/**
+ * Runs `sim run`: the control loop drives the simulated robot in real time until the task is solved
+ * or `seconds` pass, and returns the loop's figures (rate, jitter, inference latency, clamps).
+ */
+export async function runSim(o: SimRunOptions) {
   if (o.via === "ros" && !o.ros) throw new Error("--via ros needs --ros <url>");
   if (o.server !== undefined && o.via !== "zmq" && o.via !== "openpi")
     throw new Error(`--server applies to --via zmq or openpi, not ${o.via}`);
@@ -289,6 +303,7 @@ async function simRun(o: SimRunOptions): Promise<void> {
       server = url;
       policy = remote;
     } else policy = local as ChunkPolicy;
+    if (o.wrapPolicy) policy = o.wrapPolicy(policy);
 
     const plant = taskPlant(task, profile);
     const sched = realScheduler();
@@ -368,7 +383,7 @@ async function simRun(o: SimRunOptions): Promise<void> {
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
     };
-    printResult(result, { json: o.json ?? false });
+    return result;
   } finally {
     for (const c of closers.reverse()) await c();
     task.dispose();
