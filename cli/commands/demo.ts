@@ -31,6 +31,7 @@ import { writeJsonAtomic } from "../../policy/io/atomic.ts";
 import { pathExists } from "../../policy/io/files.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
 import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
+import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { demoReport } from "../../eval/demo-report.ts";
 import type { DemoPolicyFigures } from "../../eval/demo-report.ts";
 import { evaluateOffline } from "../../eval/offline.ts";
@@ -49,7 +50,7 @@ import type { TrainRunResult } from "../../training/run.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
 import { readRunConfig } from "../../training/run/settings.ts";
-import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
+import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
 import { log, printResult, startProgress, trainingProgress } from "../output.ts";
 import { runSim } from "./robot.ts";
 import type { SimRunResult } from "./robot.ts";
@@ -67,6 +68,8 @@ interface DemoFlags {
   seconds: number;
   out: string;
   backend: TrainBackendName;
+  /** onnxruntime execution provider of every inference stage. */
+  provider: ExecutionProvider;
   via: "zmq" | "openpi";
   config?: string;
   pictures: number;
@@ -340,7 +343,7 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
       [dir],
       () =>
         intoPlace(dir, async (partial) => {
-          const policy = await OnnxPolicy.load(runs[objective], { seed: evalSeed });
+          const policy = await OnnxPolicy.load(runs[objective], { seed: evalSeed, executionProviders: [o.provider] });
           const bar = startProgress(evalEpisodes, { json, label: `eval ${objective}` });
           try {
             const info = await evaluate({
@@ -391,6 +394,7 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
           seed: evalSeed + episodes.length,
           horizon: 16,
           json: true,
+          provider: o.provider,
           wrapPolicy: (p) => timedPolicy(p, latenciesMs),
         });
         episodes.push(r);
@@ -436,6 +440,7 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
           seed,
           sweep: { solvers: ["euler"], steps: o.sweepSteps },
           sweepFrames: 16,
+          executionProviders: [o.provider],
           likelihood: { frames: 4 },
           onProgress: (p, done, total) => {
             if (p !== phase) {
@@ -592,6 +597,7 @@ export function registerDemo(program: Command): void {
         "ort",
       ),
     )
+    .addOption(providerOption())
     .addOption(choiceOption("--via <server>", "policy server of the real-time loop", ["zmq", "openpi"], "zmq"))
     .option("--config <json>", "head and training settings for both heads (as `train --config`)")
     .addOption(

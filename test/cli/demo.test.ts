@@ -55,6 +55,7 @@ describe("actionflow demo", () => {
         seconds: 1,
         out,
         backend: "ort",
+        provider: "cpu",
         via: "zmq",
         config,
         pictures: 2,
