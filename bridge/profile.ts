@@ -194,6 +194,8 @@ export interface EffectiveJointLimits {
   readonly maxAcceleration?: number;
   /** Used instead of `maxAcceleration` while the change of velocity opposes the velocity (slowing down). */
   readonly maxDeceleration?: number;
+  /** Largest change of acceleration per second, per second cubed. */
+  readonly maxJerk?: number;
   readonly maxRelativeTarget?: number;
 }
 
@@ -210,9 +212,35 @@ export function parseRobotProfile(value: unknown, source: string): RobotProfile 
   throw new Error(lines.join("\n"));
 }
 
-/** Reads and validates a robot profile JSON file; errors name the file and the field. */
-export async function loadRobotProfile(path: string): Promise<RobotProfile> {
-  return parseRobotProfile(await readJsonFile(path, z.unknown(), { missing: "the robot profile" }), path);
+/**
+ * Reads and validates a robot profile JSON file; errors name the file and the field. Each of
+ * {@link profileWarnings} goes to `warn` (default: a `warning:` line on stderr).
+ */
+export async function loadRobotProfile(
+  path: string,
+  opts: { warn?: (message: string) => void } = {},
+): Promise<RobotProfile> {
+  const profile = parseRobotProfile(await readJsonFile(path, z.unknown(), { missing: "the robot profile" }), path);
+  const warn = opts.warn ?? ((m: string): void => void process.stderr.write(`warning: ${m}\n`));
+  for (const w of profileWarnings(profile, path)) warn(w);
+  return profile;
+}
+
+/**
+ * What a valid profile asks for that the bridge cannot do: an effort limit (`has_effort_limits`)
+ * cannot be enforced on position commands, since the bridge sends positions and never sees a torque;
+ * the robot's own controller or drive must enforce it. One message per joint, naming the source and field.
+ */
+export function profileWarnings(profile: RobotProfile, source: string): string[] {
+  const out: string[] = [];
+  for (const joint of profile.joints) {
+    const l = profile.joint_limits[joint];
+    if (l?.has_effort_limits)
+      out.push(
+        `${source}: joint_limits.${joint}.has_effort_limits: max_effort ${l.max_effort} is not enforced: the bridge sends position commands and cannot limit effort (set it in the robot's controller or drive)`,
+      );
+  }
+  return out;
 }
 
 /** The limits the safety layer enforces, in action order; a value without its `has_*` flag is dropped. */
@@ -227,6 +255,7 @@ export function effectiveLimits(profile: RobotProfile): EffectiveJointLimits[] {
       ...(l.has_velocity_limits ? { maxVelocity: l.max_velocity } : {}),
       ...(l.has_acceleration_limits ? { maxAcceleration: l.max_acceleration } : {}),
       ...(l.has_deceleration_limits ? { maxDeceleration: l.max_deceleration } : {}),
+      ...(l.has_jerk_limits ? { maxJerk: l.max_jerk } : {}),
       ...(rel !== undefined ? { maxRelativeTarget: rel } : {}),
     };
   });
