@@ -376,15 +376,18 @@ describe("ControlLoop merge modes through the chunk executor", () => {
     expect(steps.slice(0, 5)).toEqual([0, 5, 10, 15, 20]);
     expect(policy.calls[0]?.req?.prefix).toBeUndefined();
     expect(policy.calls.slice(1).every((c) => c.req?.prefix?.length === 6)).toBe(true);
-    // the first chunk (state 0) put 0.01 * (i + 1) at step i; the request at step 5 commits steps 5, 6, 7
+    // the first chunk (state 0, the robot held while it was computed) starts at its arrival (step 3) from
+    // its action 0, so 0.01 * (i + 1) runs at step 3 + i; the request at step 5 commits steps 5, 6, 7
     expect([...(policy.calls[1]?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual([
-      0.06, 0.07, 0.08,
+      0.03, 0.04, 0.05,
     ]);
     // the queue never ran dry after the first chunk: one command per tick from its arrival (step 3)
     expect(st.queueEmptyEvents).toBe(0);
     expect(link.sent.length).toBe(26 - 3);
     // what ran at steps 5..7 is the committed prefix, then the new chunk (from step 5: 0.01 * (t - 5 + 1))
-    expect(link.sent.slice(2, 7).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0.06, 0.07, 0.08, 0.04, 0.05]);
+    expect(link.sent.slice(0, 7).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([
+      0.01, 0.02, 0.03, 0.04, 0.05, 0.04, 0.05,
+    ]);
   });
 
   it("rtc: follows the measured delay as it grows, carrying the queue over without a gap", async () => {
