@@ -116,6 +116,18 @@ export class LoopExecutor {
     return s.mode === "rtc" ? s.delaySteps : 0;
   }
 
+  /**
+   * `rtc`: the largest inference delay d (control steps) that can be committed as a prefix:
+   * `min(rtcMaxDelay, floor(horizon / 2))` (`rtcMaxDelay` only when the policy is prefix-trained);
+   * Infinity in the other modes.
+   */
+  get maxDelaySteps(): number {
+    if (this.merge_.mode !== "rtc") return Infinity;
+    const max = this.policy.rtcMaxDelay ?? 0;
+    const half = Math.floor(this.horizon / 2);
+    return max > 0 ? Math.min(max, half) : half;
+  }
+
   /** Whether to request a chunk from the observation of loop step `step`. */
   wantsChunk(step: number): boolean {
     this.advance(step);

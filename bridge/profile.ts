@@ -115,6 +115,17 @@ export const RobotProfileSchema = z
       .number({ error: "expected a non-negative number" })
       .nonnegative({ error: "expected a non-negative number" })
       .default(0.5),
+    /**
+     * `rtc`: an inference slower than the policy can be given as a prefix (d > `rtcMaxDelay`, or
+     * 2d > horizon) is an overrun; this many in a row stop the loop (e-stop, an error); default 3.
+     */
+    rtc_max_consecutive_overruns: z
+      .number({ error: "expected a positive integer" })
+      .int({ error: "expected a positive integer" })
+      .positive({ error: "expected a positive integer" })
+      .default(3),
+    /** `rtc`: an inference still running after this many seconds stops the loop (e-stop, an error); default 3. */
+    rtc_overrun_timeout_s: positive().default(3),
     /** The policy's observation key the measured joint positions feed; default `observation.state`. */
     state_feature: z.string({ error: "expected a feature name" }).min(1).default("observation.state"),
     /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */

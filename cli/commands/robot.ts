@@ -361,6 +361,7 @@ async function simRun(o: SimRunOptions): Promise<void> {
       seconds: loopStats.seconds,
       sent: loopStats.sent,
       inferErrors: loopStats.inferErrors,
+      rtcOverruns: loopStats.rtcOverruns,
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
     };

@@ -70,6 +70,13 @@ describe("LoopExecutor", () => {
     expect(() => ex2.request(0, 5)).toThrow("d = 5 control steps leaves no execution horizon s");
   });
 
+  it("rtc: the largest delay it can commit is min(rtcMaxDelay, floor(H / 2)); unbounded in other modes", () => {
+    expect(new LoopExecutor({ mode: "rtc" }, { ...shape, rtcMaxDelay: 2 }, 50).maxDelaySteps).toBe(2);
+    expect(new LoopExecutor({ mode: "rtc" }, { ...shape, rtcMaxDelay: 7 }, 50).maxDelaySteps).toBe(shape.horizon >> 1);
+    expect(new LoopExecutor({ mode: "rtc" }, shape, 50).maxDelaySteps).toBe(shape.horizon >> 1);
+    expect(new LoopExecutor({ mode: "blend" }, { ...shape, rtcMaxDelay: 2 }, 50).maxDelaySteps).toBe(Infinity);
+  });
+
   it("resamples a 10 Hz chunk to the 50 Hz control rate (and refuses rtc across rates)", () => {
     const ex = new LoopExecutor({ mode: "blend", aggregate: "latest_only" }, { horizon: 3, actionDim: 1, fps: 10 }, 50);
     expect(ex.horizon).toBe(11);
