@@ -92,6 +92,11 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
         log(`reconnected: waiting for a fresh joint state and a new chunk (epoch ${e.epoch})`);
       else if (e.kind === "infer-error") log(`inference failed: ${e.error}`);
       else if (e.kind === "loop-error") log(`error in a control tick (e-stop latched): ${e.error}`);
+      else if (e.kind === "rtc-overrun")
+        log(
+          `rtc overrun at step ${e.step}: inference delay ${e.delaySteps} steps > ${e.maxDelaySteps} (${e.consecutive} in a row); executing only what is queued, then holding`,
+        );
+      else if (e.kind === "rtc-recovered") log(`rtc: inference delay back within bounds at step ${e.step}; resuming`);
       else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
     },
   });

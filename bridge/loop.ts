@@ -7,10 +7,18 @@
  * {@link ChunkPolicy} call is awaited off-tick (with a threaded policy it runs in its own thread).
  *
  * The measured inference delay is `d = ceil(L / dt)` control steps, L the longest of the last 5
- * measured inference latencies (0 before the first). In `rtc` the next d queued actions are
- * committed and passed to the policy as the prefix, with d <= s <= H - d; a d that makes this
- * impossible, or that exceeds a prefix-trained policy's `rtcMaxDelay`, is refused: the e-stop latches
- * and a `loop-error` event names the delay.
+ * measured inference latencies within bounds (0 before the first). In `rtc` the next d queued
+ * actions are committed and passed to the policy as the prefix, with d <= s <= H - d.
+ *
+ * `rtc` overruns: an inference that takes more than `D = min(rtcMaxDelay, floor(H / 2))` control
+ * steps (the largest prefix the policy can be given) is an overrun, counted (`rtcOverruns`, an
+ * `rtc-overrun` event, diagnostics) as soon as it is seen, while still in flight or on arrival. Its
+ * chunk, which does not continue what the robot executed meanwhile, is dropped, and its latency is
+ * kept out of d. The loop then executes only what is already queued and holds; once the queue is empty
+ * it requests a chunk from rest (no prefix), which starts from its arrival whatever its latency.
+ * The first inference back within D ends the overrun (`rtc-recovered`) and real-time chunking
+ * resumes. The profile's `rtc_max_consecutive_overruns` overruns in a row, or one inference still
+ * running after `rtc_overrun_timeout_s`, latch the e-stop with a `loop-error` event naming the delay.
  *
  * After a reconnect (a new link epoch) the queue is cleared, chunks still in flight are discarded,
  * and nothing is sent until a joint state of the new epoch has arrived and a new chunk was computed
@@ -50,9 +58,24 @@ export interface ControlLoopOptions {
 /** Events of the loop. */
 export type LoopEvent =
   | { kind: "resync"; epoch: number }
-  | { kind: "chunk-dropped"; reason: "non-finite" | "bad-length" | "stale-epoch" | "cleared"; step: number }
+  | {
+      kind: "chunk-dropped";
+      reason: "non-finite" | "bad-length" | "stale-epoch" | "cleared" | "overrun";
+      step: number;
+    }
   | { kind: "infer-error"; error: string }
   | { kind: "loop-error"; error: string }
+  | {
+      kind: "rtc-overrun";
+      /** The inference's delay so far, control steps. */
+      delaySteps: number;
+      /** The largest delay the policy can be given as a prefix (D). */
+      maxDelaySteps: number;
+      /** Overruns in a row, this one included. */
+      consecutive: number;
+      step: number;
+    }
+  | { kind: "rtc-recovered"; step: number }
   | { kind: "hold"; reason: string; step: number };
 
 /** What the loop measured; every figure of `--json` output. */
@@ -71,6 +94,10 @@ export interface LoopStats {
   queueEmptyEvents: number;
   /** `rtc`: the inference delay d (control steps) committed by the latest request; 0 in other modes. */
   rtcDelaySteps: number;
+  /** `rtc`: inferences slower than the largest delay the policy can be given as a prefix (see the module doc). */
+  rtcOverruns: number;
+  /** `rtc`: overruns in a row so far (0 when the latest inference was within bounds). */
+  rtcConsecutiveOverruns: number;
   /** Clamps of every kind (details in `safety.clamps`). */
   clamps: number;
   sent: number;
@@ -107,6 +134,13 @@ export class ControlLoop {
   private running = false;
   private epoch = -1;
   private inflight = false;
+  /** Start time of the inference in flight, and whether it was already counted as an overrun. */
+  private inflightT0 = 0;
+  private inflightOverrun = false;
+  /** Whether the request in flight was made from rest (empty queue, no prefix). */
+  private inflightFromRest = false;
+  /** `rtc`: the current run of overruns (absent when the latest inference was within bounds). */
+  private overrunStreak: { count: number } | undefined;
   private lastStateAtS = -Infinity;
   private latencies: number[] = [];
   private recentLatencyS: number[] = [];
@@ -127,6 +161,7 @@ export class ControlLoop {
     inferErrors: 0,
     resyncs: 0,
     loopErrors: 0,
+    rtcOverruns: 0,
   };
 
   constructor(private readonly opts: ControlLoopOptions) {
@@ -190,6 +225,8 @@ export class ControlLoop {
       inferMaxMs: this.latencies.reduce((a, b) => Math.max(a, b), 0),
       queueEmptyEvents: this.counts.queueEmpty,
       rtcDelaySteps: this.merger.delaySteps,
+      rtcOverruns: this.counts.rtcOverruns,
+      rtcConsecutiveOverruns: this.overrunStreak?.count ?? 0,
       clamps: safety.clampTotal,
       sent: this.counts.sent,
       droppedDisconnected: this.counts.droppedDisconnected,
@@ -257,9 +294,16 @@ export class ControlLoop {
       this.lastStateAtS = st.atS;
       this.safety.observe(st.positions, st.atS);
     }
+    if (this.inflight && this.merger.mode === "rtc") this.watchInflight(now, k);
     if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
-      const delaySteps = Math.max(0, Math.ceil(Math.max(0, ...this.recentLatencyS) / this.dt - 1e-9));
-      if (this.merger.wantsChunk(k)) this.infer(k, now, st.positions, st.atS, delaySteps);
+      if (this.overrunStreak) {
+        // after an overrun: only from rest, once what was queued has run out
+        if (this.merger.upcoming(k, 1).length === 0 && this.merger.wantsChunk(k))
+          this.infer(k, now, st.positions, st.atS, 0);
+      } else {
+        const delaySteps = this.stepsOf(Math.max(0, ...this.recentLatencyS));
+        if (this.merger.wantsChunk(k)) this.infer(k, now, st.positions, st.atS, delaySteps);
+      }
     }
     const action = this.merger.actionAt(k);
     if (action) this.hadAction = true;
@@ -315,11 +359,15 @@ export class ControlLoop {
       }
       obs[f.feature] = s.values;
     }
+    const fromRest = this.merger.upcoming(k, 1).length === 0;
     const ticket = this.merger.request(k, delaySteps);
     const prefix = ticket.prefix;
     const epoch = this.epoch;
     this.inflight = true;
+    this.inflightOverrun = false;
+    this.inflightFromRest = fromRest;
     const t0 = this.sched.now();
+    this.inflightT0 = t0;
     let pending: Promise<Float32Array>;
     try {
       pending = this.opts.policy.sampleChunk(obs, prefix ? { prefix } : {});
@@ -339,13 +387,23 @@ export class ControlLoop {
 
   private onChunk(chunk: Float32Array, ticket: LoopTicket, epoch: number, t0: number, sourceAtS: number): void {
     this.inflight = false;
-    const latency = this.sched.now() - t0;
+    const now = this.sched.now();
+    const latency = now - t0;
     this.latencies.push(latency * 1000);
-    this.recentLatencyS.push(latency);
-    if (this.recentLatencyS.length > 5) this.recentLatencyS.shift();
-    if (!this.running) return this.merger.cancel();
     // between ticks `step` is the next tick's step, the first one this chunk can still act on
     const nowStep = this.step;
+    const overran = this.merger.mode === "rtc" && this.stepsOf(latency) > this.merger.maxDelaySteps;
+    if (overran) {
+      if (!this.inflightOverrun) this.overrun(this.stepsOf(latency), nowStep);
+    } else {
+      this.recentLatencyS.push(latency);
+      if (this.recentLatencyS.length > 5) this.recentLatencyS.shift();
+      if (this.overrunStreak) {
+        this.overrunStreak = undefined;
+        this.opts.onEvent?.({ kind: "rtc-recovered", step: nowStep });
+      }
+    }
+    if (!this.running) return this.merger.cancel();
     const pol = this.opts.policy;
     if (epoch !== this.opts.link.epoch || epoch !== this.epoch) {
       this.counts.discarded++;
@@ -364,6 +422,13 @@ export class ControlLoop {
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "non-finite", step: nowStep });
       return;
     }
+    if (overran && !this.inflightFromRest) {
+      // the robot kept executing the old queue past the committed prefix: this chunk does not continue it
+      this.counts.discarded++;
+      this.merger.cancel();
+      this.opts.onEvent?.({ kind: "chunk-dropped", reason: "overrun", step: nowStep });
+      return;
+    }
     if (this.merger.merge(ticket, chunk, nowStep) === "stale") {
       this.counts.discarded++;
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "cleared", step: nowStep });
@@ -371,6 +436,45 @@ export class ControlLoop {
     }
     this.chunkSourceAtS = sourceAtS;
     this.newChunk = true;
+  }
+
+  /** Control steps covering `seconds`: `ceil(seconds / dt)`. */
+  private stepsOf(seconds: number): number {
+    return Math.max(0, Math.ceil(seconds / this.dt - 1e-9));
+  }
+
+  /** `rtc`: counts the inference in flight as an overrun once it is slower than D, and stops on a hung one. */
+  private watchInflight(now: number, k: number): void {
+    const elapsed = now - this.inflightT0;
+    if (!this.inflightOverrun && this.stepsOf(elapsed) > this.merger.maxDelaySteps) {
+      this.inflightOverrun = true;
+      this.overrun(this.stepsOf(elapsed), k);
+    }
+    const limit = this.opts.profile.rtc_overrun_timeout_s;
+    if (elapsed > limit && !this.safety.estopped)
+      this.fail(
+        `rtc: an inference has been running for ${elapsed.toFixed(3)} s, over rtc_overrun_timeout_s ${limit} s (the policy can be given at most ${this.merger.maxDelaySteps} control steps, ${(this.merger.maxDelaySteps * this.dt * 1000).toFixed(0)} ms); stopping`,
+      );
+  }
+
+  /** Counts an overrun of `d` steps, reports it, and stops after `rtc_max_consecutive_overruns` in a row. */
+  private overrun(d: number, step: number): void {
+    this.counts.rtcOverruns++;
+    const streak = (this.overrunStreak ??= { count: 0 });
+    streak.count++;
+    const max = this.merger.maxDelaySteps;
+    this.opts.onEvent?.({ kind: "rtc-overrun", delaySteps: d, maxDelaySteps: max, consecutive: streak.count, step });
+    const limit = this.opts.profile.rtc_max_consecutive_overruns;
+    if (streak.count >= limit && !this.safety.estopped)
+      this.fail(
+        `rtc: the inference delay exceeded ${max} control steps (${(max * this.dt * 1000).toFixed(0)} ms, the largest prefix this policy can be given) ${streak.count} times in a row (rtc_max_consecutive_overruns ${limit}), the last by d = ${d}; stopping`,
+      );
+  }
+
+  /** Latches the e-stop with `message` and reports it as a `loop-error`. */
+  private fail(message: string): void {
+    this.safety.estop(message);
+    this.opts.onEvent?.({ kind: "loop-error", error: message });
   }
 
   private count(r: SendResult): void {
@@ -382,7 +486,7 @@ export class ControlLoop {
   private publishDiagnostics(): void {
     const s = this.stats();
     const sf = s.safety;
-    const level = sf.estop ? 2 : sf.holding === "watchdog" || sf.holding === "non-finite" ? 1 : 0;
+    const level = sf.estop ? 2 : sf.holding === "watchdog" || sf.holding === "non-finite" || this.overrunStreak ? 1 : 0;
     this.opts.link.diagnostics({
       level,
       message: sf.estop ? `e-stop: ${sf.estopReason}` : sf.holding ? `holding: ${sf.holding}` : "running",
@@ -394,6 +498,8 @@ export class ControlLoop {
         infer_p50_ms: +s.inferP50Ms.toFixed(2),
         queue_depth: this.merger.upcoming(this.step, 10_000).length,
         rtc_delay_steps: this.merger.delaySteps,
+        rtc_overruns: s.rtcOverruns,
+        rtc_consecutive_overruns: s.rtcConsecutiveOverruns,
         queue_empty_events: s.queueEmptyEvents,
         clamps: s.clamps,
         watchdog_trips: sf.watchdogTrips,

@@ -43,6 +43,12 @@ export type LoopMerge =
        * Raised to the measured delay d and lowered to `horizon - d` when needed (d <= s <= H - d).
        */
       executionHorizon?: number;
+      /**
+       * Commit at least this many actions per request (default 0: the measured delay d); each request
+       * then commits max(d, minPrefix). A longer prefix pins down which way a multimodal policy goes
+       * (on `avoid`, README); at most the policy's `rtcMaxDelay` and half the horizon.
+       */
+      minPrefix?: number;
     };
 
 /** The policy facts the executor needs. */
@@ -102,6 +108,14 @@ export class LoopExecutor {
       throw new RangeError(
         `merge mode '${merge_.mode}' passes a prefix, which needs the policy's fps (${fps}) to equal the control rate (${controlRateHz} Hz)`,
       );
+    if (merge_.mode === "rtc" && merge_.minPrefix !== undefined) {
+      const p = merge_.minPrefix;
+      const max = policy.rtcMaxDelay ?? 0;
+      if (!Number.isInteger(p) || p < 0 || 2 * p > this.horizon || (max > 0 && p > max))
+        throw new RangeError(
+          `rtc: minPrefix must be an integer in [0, ${max > 0 ? Math.min(max, Math.floor(this.horizon / 2)) : Math.floor(this.horizon / 2)}] (horizon ${this.horizon}${max > 0 ? `, rtcMaxDelay ${max}` : ""}), got ${p}`,
+        );
+    }
     this.exec = this.build(0);
   }
 
@@ -110,10 +124,22 @@ export class LoopExecutor {
     return this.policy.actionDim;
   }
 
-  /** The committed delay d of the current `rtc` executor (0 in other modes). */
+  /** The actions committed per request by the current `rtc` executor, max(d, minPrefix) (0 in other modes). */
   get delaySteps(): number {
     const s = this.exec.settings;
     return s.mode === "rtc" ? s.delaySteps : 0;
+  }
+
+  /**
+   * `rtc`: the largest inference delay d (control steps) that can be committed as a prefix:
+   * `min(rtcMaxDelay, floor(horizon / 2))` (`rtcMaxDelay` only when the policy is prefix-trained);
+   * Infinity in the other modes.
+   */
+  get maxDelaySteps(): number {
+    if (this.merge_.mode !== "rtc") return Infinity;
+    const max = this.policy.rtcMaxDelay ?? 0;
+    const half = Math.floor(this.horizon / 2);
+    return max > 0 ? Math.min(max, half) : half;
   }
 
   /** Whether to request a chunk from the observation of loop step `step`. */
@@ -124,7 +150,7 @@ export class LoopExecutor {
 
   /**
    * Opens a request at loop step `step`. In `rtc`, `delaySteps` is the measured delay d: the
-   * executor commits d steps (rebuilt when d changed) with s clamped to [d, H - d]; throws
+   * executor commits c = max(d, minPrefix) steps (rebuilt when c changed) with s clamped to [c, H - c]; throws
    * {@link RtcDelayError} when 2d > H or d exceeds a prefix-trained policy's `rtcMaxDelay`.
    */
   request(step: number, delaySteps: number): LoopTicket {
@@ -140,10 +166,11 @@ export class LoopExecutor {
         throw new RtcDelayError(
           `rtc: measured inference delay d = ${delaySteps} control steps leaves no execution horizon s with d <= s <= H - d (H = ${H}); refusing to execute`,
         );
-      const want = this.rtcSettings(delaySteps);
+      const commit = Math.max(delaySteps, this.merge_.minPrefix ?? 0);
+      const want = this.rtcSettings(commit);
       const cur = this.exec.settings;
       if (cur.mode !== "rtc" || cur.delaySteps !== want.delaySteps || cur.executionHorizon !== want.executionHorizon)
-        this.rebuild(step, delaySteps);
+        this.rebuild(step, commit);
     }
     const t = this.exec.request();
     return { s0: t.s0 + this.base, ...(t.prefix ? { prefix: t.prefix } : {}) };

@@ -115,6 +115,17 @@ export const RobotProfileSchema = z
       .number({ error: "expected a non-negative number" })
       .nonnegative({ error: "expected a non-negative number" })
       .default(0.5),
+    /**
+     * `rtc`: an inference slower than the policy can be given as a prefix (d > `rtcMaxDelay`, or
+     * 2d > horizon) is an overrun; this many in a row stop the loop (e-stop, an error); default 3.
+     */
+    rtc_max_consecutive_overruns: z
+      .number({ error: "expected a positive integer" })
+      .int({ error: "expected a positive integer" })
+      .positive({ error: "expected a positive integer" })
+      .default(3),
+    /** `rtc`: an inference still running after this many seconds stops the loop (e-stop, an error); default 3. */
+    rtc_overrun_timeout_s: positive().default(3),
     /** The policy's observation key the measured joint positions feed; default `observation.state`. */
     state_feature: z.string({ error: "expected a feature name" }).min(1).default("observation.state"),
     /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */
@@ -194,6 +205,8 @@ export interface EffectiveJointLimits {
   readonly maxAcceleration?: number;
   /** Used instead of `maxAcceleration` while the change of velocity opposes the velocity (slowing down). */
   readonly maxDeceleration?: number;
+  /** Largest change of acceleration per second, per second cubed. */
+  readonly maxJerk?: number;
   readonly maxRelativeTarget?: number;
 }
 
@@ -210,9 +223,35 @@ export function parseRobotProfile(value: unknown, source: string): RobotProfile 
   throw new Error(lines.join("\n"));
 }
 
-/** Reads and validates a robot profile JSON file; errors name the file and the field. */
-export async function loadRobotProfile(path: string): Promise<RobotProfile> {
-  return parseRobotProfile(await readJsonFile(path, z.unknown(), { missing: "the robot profile" }), path);
+/**
+ * Reads and validates a robot profile JSON file; errors name the file and the field. Each of
+ * {@link profileWarnings} goes to `warn` (default: a `warning:` line on stderr).
+ */
+export async function loadRobotProfile(
+  path: string,
+  opts: { warn?: (message: string) => void } = {},
+): Promise<RobotProfile> {
+  const profile = parseRobotProfile(await readJsonFile(path, z.unknown(), { missing: "the robot profile" }), path);
+  const warn = opts.warn ?? ((m: string): void => void process.stderr.write(`warning: ${m}\n`));
+  for (const w of profileWarnings(profile, path)) warn(w);
+  return profile;
+}
+
+/**
+ * What a valid profile asks for that the bridge cannot do: an effort limit (`has_effort_limits`)
+ * cannot be enforced on position commands, since the bridge sends positions and never sees a torque;
+ * the robot's own controller or drive must enforce it. One message per joint, naming the source and field.
+ */
+export function profileWarnings(profile: RobotProfile, source: string): string[] {
+  const out: string[] = [];
+  for (const joint of profile.joints) {
+    const l = profile.joint_limits[joint];
+    if (l?.has_effort_limits)
+      out.push(
+        `${source}: joint_limits.${joint}.has_effort_limits: max_effort ${l.max_effort} is not enforced: the bridge sends position commands and cannot limit effort (set it in the robot's controller or drive)`,
+      );
+  }
+  return out;
 }
 
 /** The limits the safety layer enforces, in action order; a value without its `has_*` flag is dropped. */
@@ -227,6 +266,7 @@ export function effectiveLimits(profile: RobotProfile): EffectiveJointLimits[] {
       ...(l.has_velocity_limits ? { maxVelocity: l.max_velocity } : {}),
       ...(l.has_acceleration_limits ? { maxAcceleration: l.max_acceleration } : {}),
       ...(l.has_deceleration_limits ? { maxDeceleration: l.max_deceleration } : {}),
+      ...(l.has_jerk_limits ? { maxJerk: l.max_jerk } : {}),
       ...(rel !== undefined ? { maxRelativeTarget: rel } : {}),
     };
   });

@@ -9,9 +9,14 @@
  * 2. `relative`: `max_relative_target` against the latest measured position (LeRobot);
  * 3. `velocity`: `|q - q_prev| <= max_velocity * dt`;
  * 4. `acceleration`: `|(q - q_prev)/dt - v_prev| <= max_acceleration * dt` (`max_deceleration` instead
- *    while the change opposes the velocity, as ros2_control's limiter does); jerk and effort limits
- *    are accepted in the profile but not enforced here;
- * 5. `position`: `min_position <= q <= max_position` (last, so a position limit always wins).
+ *    while the change opposes the velocity, as ros2_control's limiter does);
+ * 5. `jerk`: with `a = ((q - q_prev)/dt - v_prev)/dt`, `|a - a_prev| <= max_jerk * dt`. The
+ *    velocity limit wins over it: a jerk-limited step that would exceed `max_velocity` is brought back
+ *    to it (counted as `velocity`);
+ * 6. `position`: `min_position <= q <= max_position` (last, so a position limit always wins).
+ *
+ * Effort limits (`has_effort_limits`) cannot be enforced on position commands: the layer sends
+ * positions only and never sees a torque (`profileWarnings` says so at load).
  *
  * Holds (no command computed): no joint state yet, the watchdog (no fresh joint state within the
  * timeout), the e-stop (latched until {@link SafetyLayer.resetEstop}), a non-finite target, and an
@@ -21,7 +26,7 @@
 import type { EffectiveJointLimits } from "./profile.ts";
 
 /** The kinds of clamp the layer applies, in application order. */
-export const CLAMP_KINDS = ["relative", "velocity", "acceleration", "position"] as const;
+export const CLAMP_KINDS = ["relative", "velocity", "acceleration", "jerk", "position"] as const;
 /** One kind of clamp. */
 export type ClampKind = (typeof CLAMP_KINDS)[number];
 
@@ -75,6 +80,8 @@ export interface SafetyStats {
 interface Motion {
   prev?: Float64Array;
   prevVel: Float64Array;
+  /** Acceleration of the last step `[joints]` (for the jerk limit). */
+  prevAcc: Float64Array;
   rampStart?: Float64Array;
   rampStep: number;
 }
@@ -101,8 +108,8 @@ export class SafetyLayer {
       throw new RangeError(`SafetyLayer: watchdogTimeoutS must be > 0 (got ${opts.watchdogTimeoutS})`);
     this.n = opts.limits.length;
     this.rampSteps = opts.rampS > 0 ? Math.ceil(opts.rampS / opts.dt - 1e-9) : 0;
-    this.motion = { prevVel: new Float64Array(this.n), rampStep: 0 };
-    this.clampCounts = { relative: [], velocity: [], acceleration: [], position: [] };
+    this.motion = { prevVel: new Float64Array(this.n), prevAcc: new Float64Array(this.n), rampStep: 0 };
+    this.clampCounts = { relative: [], velocity: [], acceleration: [], jerk: [], position: [] };
     for (const k of CLAMP_KINDS) this.clampCounts[k] = new Array<number>(this.n).fill(0);
   }
 
@@ -161,6 +168,7 @@ export class SafetyLayer {
     delete this.motion.prev;
     delete this.motion.rampStart;
     this.motion.prevVel.fill(0);
+    this.motion.prevAcc.fill(0);
   }
 
   /**
@@ -198,6 +206,7 @@ export class SafetyLayer {
   preview(targets: readonly ArrayLike<number>[], nowS: number): Float64Array[] {
     const motion: Motion = {
       prevVel: Float64Array.from(this.motion.prevVel),
+      prevAcc: Float64Array.from(this.motion.prevAcc),
       rampStep: this.motion.rampStep,
       ...(this.motion.prev ? { prev: Float64Array.from(this.motion.prev) } : {}),
       ...(this.motion.rampStart ? { rampStart: Float64Array.from(this.motion.rampStart) } : {}),
@@ -220,7 +229,7 @@ export class SafetyLayer {
 
   /** Counters since construction. */
   stats(): SafetyStats {
-    const clamps = { relative: {}, velocity: {}, acceleration: {}, position: {} } as SafetyStats["clamps"];
+    const clamps = { relative: {}, velocity: {}, acceleration: {}, jerk: {}, position: {} } as SafetyStats["clamps"];
     let clampTotal = 0;
     for (const k of CLAMP_KINDS) {
       this.opts.limits.forEach((l, i) => {
@@ -268,8 +277,10 @@ export class SafetyLayer {
   private hold(reason: HoldReason): SafetyDecision {
     const entered = this.holdReason !== reason;
     this.holdReason = reason;
-    if (reason === "empty") this.motion.prevVel.fill(0);
-    else this.needRestart = true;
+    if (reason === "empty") {
+      this.motion.prevVel.fill(0);
+      this.motion.prevAcc.fill(0);
+    } else this.needRestart = true;
     const at = this.motion.prev ?? this.measured;
     return { kind: "hold", reason, entered, ...(at ? { positions: Float64Array.from(at) } : {}) };
   }
@@ -284,6 +295,7 @@ export class SafetyLayer {
     if (this.needRestart) {
       m.prev = Float64Array.from(measured);
       m.prevVel.fill(0);
+      m.prevAcc.fill(0);
       m.rampStep = 0;
       if (this.rampSteps > 0) m.rampStart = Float64Array.from(measured);
       else delete m.rampStart;
@@ -330,13 +342,33 @@ export class SafetyLayer {
           x = p + vc * dt;
         }
       }
+      if (lim.maxJerk !== undefined) {
+        const v0 = m.prevVel[i] as number;
+        const a0 = m.prevAcc[i] as number;
+        const a = ((x - p) / dt - v0) / dt;
+        const ac = clamp(a, a0 - lim.maxJerk * dt, a0 + lim.maxJerk * dt);
+        if (ac !== a) {
+          count("jerk", i);
+          x = p + (v0 + ac * dt) * dt;
+          if (lim.maxVelocity !== undefined) {
+            // the velocity limit wins: a jerk limit must never push a joint past its top speed
+            const c = clamp(x, p - lim.maxVelocity * dt, p + lim.maxVelocity * dt);
+            if (c !== x) count("velocity", i);
+            x = c;
+          }
+        }
+      }
       const lo = lim.minPosition ?? -Infinity;
       const hi = lim.maxPosition ?? Infinity;
       const c = clamp(x, lo, hi);
       if (c !== x) count("position", i);
       q[i] = c;
     }
-    for (let i = 0; i < this.n; i++) m.prevVel[i] = ((q[i] as number) - (prev[i] as number)) / dt;
+    for (let i = 0; i < this.n; i++) {
+      const v = ((q[i] as number) - (prev[i] as number)) / dt;
+      m.prevAcc[i] = (v - (m.prevVel[i] as number)) / dt;
+      m.prevVel[i] = v;
+    }
     m.prev = q;
     if (m.rampStart && m.rampStep >= this.rampSteps) delete m.rampStart;
     return Float64Array.from(q);

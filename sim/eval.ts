@@ -69,6 +69,7 @@ export interface EvaluateOptions {
    * `prefixSteps` planned actions (kept as given; the rest sampled to continue them), to keep the
    * successive chunks of a multimodal policy consistent. 0 (default) samples every chunk afresh;
    * `nActionSteps + prefixSteps <= horizon`. (On `avoid` it did not raise success: README.)
+   * In `rtc`: each request commits max(delaySteps, prefixSteps) actions as the prefix.
    */
   prefixSteps?: number;
   /**
@@ -132,9 +133,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       delay,
       ...(opts.aggregate ? { aggregate: opts.aggregate } : {}),
     });
-    if (mode.mode === "rtc" && policy.rtcMaxDelay && delay > policy.rtcMaxDelay)
+    if (mode.mode === "rtc" && policy.rtcMaxDelay && mode.delaySteps > policy.rtcMaxDelay)
       throw new RangeError(
-        `sim eval: an inference delay of ${delay} steps exceeds the ${policy.rtcMaxDelay} the policy was trained to continue (rtcMaxDelay)`,
+        `sim eval: a committed prefix of ${mode.delaySteps} steps (inference delay ${delay}, prefixSteps ${d}) exceeds the ${policy.rtcMaxDelay} the policy was trained to continue (rtcMaxDelay)`,
       );
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
@@ -195,7 +196,8 @@ function executorMode(
     case "sync":
       return { mode: "sync", nActionSteps: o.nActionSteps, prefixSteps: o.prefixSteps };
     case "rtc":
-      return { mode: "rtc", delaySteps: o.delay, executionHorizon: o.nActionSteps };
+      // commit the actions that run during inference, or prefixSteps of them when that is more
+      return { mode: "rtc", delaySteps: Math.max(o.delay, o.prefixSteps), executionHorizon: o.nActionSteps };
     case "ensemble":
       return { mode: "ensemble" };
     case "blend":

@@ -158,7 +158,9 @@ export function prepareInputs(
   const isPad = batch.isPad.slice();
   const prefixLen = new Int32Array(batch.size);
   for (let b = 0; b < batch.size; b++) {
-    const d = rng.int(D + 1);
+    // Half the examples without a prefix: under d ~ U[0, D] chunk step i is trained only when d <= i,
+    // (i + 1) / (D + 1) of the time, and the first steps (what sync and small delays execute) starve.
+    const d = rng.uniform() < 0.5 ? 0 : 1 + rng.int(D);
     prefixLen[b] = d;
     tokenTime.fill(1, b * H, b * H + d);
     isPad.fill(1, b * H, b * H + d);
@@ -245,8 +247,9 @@ export class Trainer {
    * The network inputs and regression target for a batch: for `flow`, x_t and u_t on the path at a
    * per-sample time t (shared by the sample's tokens, so `t` is `[size, 1]`); for `regression`,
    * x = 0, t = 1, target = actions. With prefix training (`rtcMaxDelay` D > 0) each sample draws a
-   * prefix length d in [0, D]: its first d steps get x_t = x1 (clean) and per-token time 1, so `t` is
-   * `[size, horizon]`, and `isPad` (a copy of the batch's) also marks them, leaving them out of the loss.
+   * prefix length d in [0, D] (0 with probability 1/2, else uniform in 1..D): its first d steps get
+   * x_t = x1 (clean) and per-token time 1, so `t` is `[size, horizon]`, and `isPad` (a copy of the
+   * batch's) also marks them, leaving them out of the loss.
    */
   prepare(batch: Batch, rng: Rng): PreparedInputs {
     return prepareInputs(this, batch, rng);

@@ -380,6 +380,7 @@ export async function runSim(o: SimRunOptions) {
       seconds: loopStats.seconds,
       sent: loopStats.sent,
       inferErrors: loopStats.inferErrors,
+      rtcOverruns: loopStats.rtcOverruns,
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
     };

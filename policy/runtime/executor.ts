@@ -23,7 +23,9 @@
  * - `rtc`: real-time chunking by prefix: with inference delay d steps and execution horizon s
  *   (d <= s <= horizon - d), a chunk is requested every s steps and its first d steps (the actions
  *   that execute while it is computed) are committed: sent as the prefix, and kept from the queue
- *   when the chunk arrives; the chunk's later steps replace the queue.
+ *   when the chunk arrives; the chunk's later steps replace the queue. When nothing is queued after
+ *   the prefix (the first chunk, or a queue that ran dry), the robot holds until the chunk arrives,
+ *   and the chunk resumes from its first action after the prefix then, as `sync` does.
  *
  * At most one request is in flight. A chunk of the wrong length or holding NaN/Inf is refused
  * (the queue is left as it was, the request is closed); when no action is queued for the current
@@ -79,6 +81,11 @@ export interface ChunkTicket {
   prefix?: Float32Array;
   /** Leading committed steps (0 when nothing is committed). */
   prefixLen: number;
+  /**
+   * `rtc`: nothing was queued after the prefix (step s0 + prefixLen), so the robot holds there until
+   * the chunk arrives; the chunk then resumes where the robot stopped (see {@link ChunkExecutor.merge}).
+   */
+  holdsAfterPrefix?: boolean;
 }
 
 /**
@@ -171,6 +178,7 @@ export class ChunkExecutor {
     let len = 0;
     while (len < want && this.queue.has(s0 + len)) len++;
     const ticket: ChunkTicket = { s0, prefixLen: len };
+    if (s.mode === "rtc" && !this.queue.has(s0 + len)) ticket.holdsAfterPrefix = true;
     if (len > 0) {
       const prefix = new Float32Array(len * A);
       for (let i = 0; i < len; i++) prefix.set(this.actionAt(s0 + i)!, i * A);
@@ -188,12 +196,14 @@ export class ChunkExecutor {
 
   /**
    * Merges a chunk `[horizon * actionDim]` computed from the observation of step `s0` (its action i
-   * is for step s0 + i). Predictions for steps before the current one are dropped. Throws, leaving
+   * is for step s0 + i; in `rtc`, when the ticket `holdsAfterPrefix` and the chunk arrives after the
+   * prefix ran out, action `prefixLen` is for the current step). Predictions for steps before the current one are dropped. Throws, leaving
    * the queue as it was and closing the request, on a wrong length or a non-finite value.
    */
   merge(s0: number, chunk: Float32Array): void {
     const H = this.horizon;
     const A = this.actionDim;
+    const ticket = this.pending?.s0 === s0 ? this.pending : undefined;
     this.pending = undefined;
     if (!Number.isInteger(s0) || s0 < 0) throw new RangeError(`chunk executor: s0 must be a step >= 0, got ${s0}`);
     if (chunk.length !== H * A) {
@@ -208,9 +218,13 @@ export class ChunkExecutor {
         );
       }
     }
-    const row = (i: number): Float32Array => chunk.slice(i * A, (i + 1) * A);
-    const from = Math.max(s0, this.current);
     const s = this.settings;
+    // rtc: when the robot held after the prefix (nothing else was queued) and the chunk arrives after
+    // the prefix ran out, its action prefixLen (the first one continuing the prefix) runs now, not
+    // the one planned for this step: the robot stood still meanwhile, so nothing of the chunk is skipped.
+    const start = s.mode === "rtc" && ticket?.holdsAfterPrefix ? Math.max(s0, this.current - ticket.prefixLen) : s0;
+    const row = (i: number): Float32Array => chunk.slice(i * A, (i + 1) * A);
+    const from = Math.max(start, this.current);
     switch (s.mode) {
       case "sync":
         for (const t of [...this.queue.keys()]) if (t >= s0) this.queue.delete(t);
@@ -233,11 +247,11 @@ export class ChunkExecutor {
         break;
       case "rtc": {
         const committed = s0 + s.delaySteps;
-        for (let t = from; t < s0 + H; t++) {
+        for (let t = from; t < start + H; t++) {
           if (t < committed && this.queue.has(t)) continue;
-          this.queue.set(t, [row(t - s0)]);
+          this.queue.set(t, [row(t - start)]);
         }
-        for (const t of [...this.queue.keys()]) if (t >= s0 + H) this.queue.delete(t);
+        for (const t of [...this.queue.keys()]) if (t >= start + H) this.queue.delete(t);
         break;
       }
     }

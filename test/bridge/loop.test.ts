@@ -376,15 +376,18 @@ describe("ControlLoop merge modes through the chunk executor", () => {
     expect(steps.slice(0, 5)).toEqual([0, 5, 10, 15, 20]);
     expect(policy.calls[0]?.req?.prefix).toBeUndefined();
     expect(policy.calls.slice(1).every((c) => c.req?.prefix?.length === 6)).toBe(true);
-    // the first chunk (state 0) put 0.01 * (i + 1) at step i; the request at step 5 commits steps 5, 6, 7
+    // the first chunk (state 0, the robot held while it was computed) starts at its arrival (step 3) from
+    // its action 0, so 0.01 * (i + 1) runs at step 3 + i; the request at step 5 commits steps 5, 6, 7
     expect([...(policy.calls[1]?.req?.prefix ?? [])].filter((_, i) => i % 2 === 0).map((x) => +x.toFixed(5))).toEqual([
-      0.06, 0.07, 0.08,
+      0.03, 0.04, 0.05,
     ]);
     // the queue never ran dry after the first chunk: one command per tick from its arrival (step 3)
     expect(st.queueEmptyEvents).toBe(0);
     expect(link.sent.length).toBe(26 - 3);
     // what ran at steps 5..7 is the committed prefix, then the new chunk (from step 5: 0.01 * (t - 5 + 1))
-    expect(link.sent.slice(2, 7).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([0.06, 0.07, 0.08, 0.04, 0.05]);
+    expect(link.sent.slice(0, 7).map((c) => +pos(c)[0]!.toFixed(5))).toEqual([
+      0.01, 0.02, 0.03, 0.04, 0.05, 0.04, 0.05,
+    ]);
   });
 
   it("rtc: follows the measured delay as it grows, carrying the queue over without a gap", async () => {
@@ -409,33 +412,102 @@ describe("ControlLoop merge modes through the chunk executor", () => {
     expect(link.sent.length).toBe(50);
   });
 
-  it("rtc: refuses a delay beyond the policy's rtcMaxDelay (e-stop, a clear error)", async () => {
+  /** A loop in rtc over a FakePolicy with rtcMaxDelay 2 (D = 2 steps of 20 ms); events as short strings. */
+  const overrunRig = (
+    latencyS: number,
+    profile: Record<string, unknown> = {},
+  ): {
+    s: FakeScheduler;
+    link: FakeLink;
+    o: { latencyS: number };
+    policy: FakePolicy;
+    loop: ControlLoop;
+    events: string[];
+  } => {
     const s = new FakeScheduler();
     const link = new FakeLink();
     feed(s, link, () => [0, 0]);
-    const policy = Object.assign(new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 }), {
-      rtcMaxDelay: 2,
-    });
+    const o = { horizon: 10, actionDim: 2, scheduler: s, latencyS };
+    const policy = Object.assign(new FakePolicy(o), { rtcMaxDelay: 2 });
     const events: string[] = [];
     const loop = new ControlLoop({
       policy,
       link,
-      profile: testProfile(),
+      profile: testProfile(profile),
       scheduler: s,
       merge: { mode: "rtc" },
-      onEvent: (e) => e.kind === "loop-error" && events.push(e.error),
+      diagnosticsEveryS: 0.1,
+      onEvent: (e) => {
+        if (e.kind === "rtc-overrun")
+          events.push(`overrun d=${e.delaySteps}>${e.maxDelaySteps} #${e.consecutive} @${e.step}`);
+        else if (e.kind === "rtc-recovered") events.push(`recovered @${e.step}`);
+        else if (e.kind === "chunk-dropped") events.push(`dropped ${e.reason} @${e.step}`);
+        else if (e.kind === "loop-error") events.push(`error: ${e.error}`);
+      },
     });
-    loop.start();
-    await s.advance(0.3);
-    const st = loop.stop();
-    expect(policy.calls.length).toBe(1);
-    expect(events).toEqual([
-      "rtc: measured inference delay d = 3 control steps exceeds the policy's rtcMaxDelay 2 (it was trained for prefixes up to 2); refusing to execute",
-    ]);
-    expect(st.safety.estop).toBe(true);
+    return { s, link, o, policy, loop, events };
+  };
+
+  it("rtc: one latency spike is counted, its chunk dropped, the queue run out, and rtc resumes", async () => {
+    // 10 ms -> d = 1; requests every s = 5 steps (at 0, 5, 10, ...)
+    const r = overrunRig(0.01);
+    r.loop.start();
+    await r.s.advance(0.19);
+    r.o.latencyS = 0.09; // the request at step 10 takes 90 ms: 5 steps > D = 2
+    await r.s.advance(0.02);
+    r.o.latencyS = 0.01;
+    await r.s.advance(0.39); // to 0.60 s
+    const st = r.loop.stop();
+    // seen in flight at step 13 (60 ms = 3 steps > 2); on arrival (step 15) its chunk is dropped: the
+    // robot ran the old chunk's steps 11-14 past the committed step 10. The old queue ends at step 14;
+    // at step 15 the loop requests from rest (no prefix), and that chunk, back within bounds, ends the overrun.
+    expect(r.events).toEqual(["overrun d=3>2 #1 @13", "dropped overrun @15", "recovered @16"]);
+    const steps = r.policy.calls.map((c) => Math.round(c.atS / 0.02));
+    expect(steps.slice(0, 6)).toEqual([0, 5, 10, 15, 20, 25]);
+    const prefixLens = r.policy.calls.map((c) => (c.req?.prefix?.length ?? 0) / 2);
+    expect(prefixLens.slice(0, 6)).toEqual([0, 1, 1, 0, 1, 1]);
+    expect([st.rtcOverruns, st.rtcConsecutiveOverruns, st.safety.estop, st.queueEmptyEvents]).toEqual([1, 0, false, 1]);
+    // a command every tick but step 0 (before the first chunk) and step 15 (held, waiting from rest)
+    expect(r.link.sent.length).toBe(st.ticks - 2);
+    expect(r.link.diags.at(-1)?.values["rtc_overruns"]).toBe(1);
   });
 
-  it("rtc: refuses a delay with no s in [d, H - d]", async () => {
+  it("rtc: persistent overruns stop the loop after rtc_max_consecutive_overruns, with a clear error", async () => {
+    // 50 ms = 3 steps > D = 2 every time: each chunk is requested from rest once the queue is empty
+    const { s, policy, loop, events } = overrunRig(0.05);
+    loop.start();
+    await s.advance(0.7);
+    const st = loop.stop();
+    expect(policy.calls.map((c) => Math.round(c.atS / 0.02))).toEqual([0, 13, 26]);
+    expect(policy.calls.every((c) => c.req?.prefix === undefined)).toBe(true);
+    const stop =
+      "rtc: the inference delay exceeded 2 control steps (40 ms, the largest prefix this policy can be given) 3 times in a row (rtc_max_consecutive_overruns 3), the last by d = 3; stopping";
+    expect(events).toEqual(["overrun d=3>2 #1 @3", "overrun d=3>2 #2 @16", "overrun d=3>2 #3 @29", `error: ${stop}`]);
+    expect([st.rtcOverruns, st.rtcConsecutiveOverruns]).toEqual([3, 3]);
+    expect(st.safety.estopReason).toBe(stop);
+
+    // the limit comes from the profile
+    const r = overrunRig(0.05, { rtc_max_consecutive_overruns: 5 });
+    r.loop.start();
+    await r.s.advance(0.7);
+    const st5 = r.loop.stop();
+    expect([st5.rtcOverruns, st5.safety.estop]).toEqual([3, false]);
+  });
+
+  it("rtc: an inference hung past rtc_overrun_timeout_s stops the loop", async () => {
+    const { s, loop, events } = overrunRig(100, { rtc_overrun_timeout_s: 0.2 });
+    loop.start();
+    await s.advance(0.4);
+    const st = loop.stop();
+    expect(events[0]).toBe("overrun d=3>2 #1 @3");
+    expect(events[1]).toMatch(
+      /^error: rtc: an inference has been running for 0\.2\d+ s, over rtc_overrun_timeout_s 0\.2 s \(the policy can be given at most 2 control steps, 40 ms\); stopping$/,
+    );
+    expect(events.length).toBe(2);
+    expect([st.rtcOverruns, st.safety.estop]).toEqual([1, true]);
+  });
+
+  it("rtc: without rtcMaxDelay, a delay with no s in [d, H - d] is an overrun (D = floor(H / 2))", async () => {
     const s = new FakeScheduler();
     const link = new FakeLink();
     feed(s, link, () => [0, 0]);
@@ -447,12 +519,13 @@ describe("ControlLoop merge modes through the chunk executor", () => {
       profile: testProfile(),
       scheduler: s,
       merge: { mode: "rtc", executionHorizon: 1 },
-      onEvent: (e) => e.kind === "loop-error" && events.push(e.error),
+      onEvent: (e) => e.kind === "rtc-overrun" && events.push(`d=${e.delaySteps}>${e.maxDelaySteps}`),
     });
     loop.start();
-    await s.advance(0.3);
-    loop.stop();
-    expect(events[0]).toContain("d = 3 control steps leaves no execution horizon s with d <= s <= H - d (H = 4)");
+    await s.advance(0.1);
+    const st = loop.stop();
+    expect(events).toEqual(["d=3>2"]);
+    expect(st.rtcOverruns).toBe(1);
   });
 
   it("ensemble: requests whenever none is in flight and averages overlapping predictions, oldest weighted most", async () => {

@@ -70,6 +70,28 @@ describe("LoopExecutor", () => {
     expect(() => ex2.request(0, 5)).toThrow("d = 5 control steps leaves no execution horizon s");
   });
 
+  it("rtc: minPrefix commits max(d, minPrefix) actions per request, within rtcMaxDelay and half the horizon", () => {
+    const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4, minPrefix: 3 }, { ...shape, rtcMaxDelay: 4 }, 50);
+    ex.merge(ex.request(0, 0), ramp(8, 0), 0); // from rest: nothing to commit yet
+    expect(ex.actionAt(0)?.[0]).toBe(0);
+    // at step 4 a measured delay of 1 still commits 3: the actions for steps 4, 5, 6
+    for (let k = 1; k < 4; k++) ex.actionAt(k);
+    const t = ex.request(4, 1);
+    expect(ex.delaySteps).toBe(3);
+    expect([...(t.prefix ?? [])]).toEqual([4, 5, 6]);
+    // a minPrefix beyond what the policy was trained to continue is refused
+    expect(() => new LoopExecutor({ mode: "rtc", minPrefix: 5 }, { ...shape, rtcMaxDelay: 4 }, 50)).toThrow(
+      "rtc: minPrefix must be an integer in [0, 4] (horizon 8, rtcMaxDelay 4), got 5",
+    );
+  });
+
+  it("rtc: the largest delay it can commit is min(rtcMaxDelay, floor(H / 2)); unbounded in other modes", () => {
+    expect(new LoopExecutor({ mode: "rtc" }, { ...shape, rtcMaxDelay: 2 }, 50).maxDelaySteps).toBe(2);
+    expect(new LoopExecutor({ mode: "rtc" }, { ...shape, rtcMaxDelay: 7 }, 50).maxDelaySteps).toBe(shape.horizon >> 1);
+    expect(new LoopExecutor({ mode: "rtc" }, shape, 50).maxDelaySteps).toBe(shape.horizon >> 1);
+    expect(new LoopExecutor({ mode: "blend" }, { ...shape, rtcMaxDelay: 2 }, 50).maxDelaySteps).toBe(Infinity);
+  });
+
   it("resamples a 10 Hz chunk to the 50 Hz control rate (and refuses rtc across rates)", () => {
     const ex = new LoopExecutor({ mode: "blend", aggregate: "latest_only" }, { horizon: 3, actionDim: 1, fps: 10 }, 50);
     expect(ex.horizon).toBe(11);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
-import { effectiveLimits, loadRobotProfile, parseRobotProfile } from "../../bridge/profile.ts";
+import { effectiveLimits, loadRobotProfile, parseRobotProfile, profileWarnings } from "../../bridge/profile.ts";
 import { ARM_JOINTS, ARM_RANGES } from "../../sim/scene/arm.ts";
 
 const base = (): Record<string, unknown> => ({
@@ -109,6 +109,31 @@ describe("robot profile", () => {
       { name: "a", maxVelocity: 2, maxRelativeTarget: 0.1 },
       { name: "b", minPosition: -0.5, maxPosition: 0.5, maxRelativeTarget: 0.1 },
     ]);
+  });
+
+  it("enforces max_jerk only with has_jerk_limits, and warns at load that an effort limit is not enforced", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const f = join(mkdtempSync(join(tmpdir(), "profile-")), "robot.json");
+    writeFileSync(
+      f,
+      JSON.stringify({
+        ...base(),
+        joint_limits: {
+          a: { has_jerk_limits: true, max_jerk: 50, has_effort_limits: true, max_effort: 20 },
+          b: { max_jerk: 7, max_effort: 3 },
+        },
+      }),
+    );
+    const warnings: string[] = [];
+    const p = await loadRobotProfile(f, { warn: (m) => warnings.push(m) });
+    expect(effectiveLimits(p)).toEqual([{ name: "a", maxJerk: 50 }, { name: "b" }]);
+    // only joint a sets has_effort_limits
+    expect(warnings).toEqual([
+      `${f}: joint_limits.a.has_effort_limits: max_effort 20 is not enforced: the bridge sends position commands and cannot limit effort (set it in the robot's controller or drive)`,
+    ]);
+    expect(profileWarnings(parseRobotProfile(base(), "r.json"), "r.json")).toEqual([]);
   });
 
   it("reports invalid JSON with the path", async () => {

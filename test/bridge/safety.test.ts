@@ -90,6 +90,35 @@ describe("SafetyLayer", () => {
     expect(st.clamps.position.j0).toBe(1);
   });
 
+  it("limits jerk: the acceleration changes by at most max_jerk * dt per step", () => {
+    // max_jerk 10 rad/s^3 at dt 0.1: the acceleration moves by at most 1 rad/s^2 per step.
+    const s = layer([{ maxJerk: 10 }, {}]);
+    s.observe([0, 0], 0);
+    const out = [0.1, 0.2, 0.3, 0.1].map((x) => cmd(s.step([x, x], 0)));
+    // step 1: a = 10 -> 1, v = 0.1, q = 0.01; step 2: v wanted 1.9, a = 18 -> 2, v = 0.3, q = 0.04;
+    // step 3: a = 23 -> 3, v = 0.6, q = 0.10; step 4 asks to stop at 0.10 (a = -6), but the
+    // acceleration may only drop to 2: v = 0.8, q = 0.18 (a jerk limit cannot stop at once).
+    expect(out.map((q) => q[0])).toEqual([0.01, 0.04, 0.1, 0.18].map((x) => expect.closeTo(x, 12)));
+    expect(out.map((q) => q[1])).toEqual([0.1, 0.2, 0.3, 0.1]); // no limits on j1
+    expect(s.stats().clamps.jerk).toEqual({ j0: 4, j1: 0 });
+    expect(s.stats().clampTotal).toBe(4);
+  });
+
+  it("lets the velocity limit win over the jerk limit", () => {
+    const s = layer([{ maxJerk: 10, maxVelocity: 0.5 }]);
+    s.observe([0], 0);
+    expect(cmd(s.step([0.1], 0))[0]).toBeCloseTo(0.01, 12); // as above: v 0.1, a 1
+    expect(cmd(s.step([0.2], 0))[0]).toBeCloseTo(0.04, 12); // v 0.3, a 2
+    // step 3: the velocity clamp first takes 0.3 to 0.04 + 0.05 = 0.09 (v 0.5, a 2: within the jerk limit)
+    expect(cmd(s.step([0.3], 0))[0]).toBeCloseTo(0.09, 12);
+    // step 4: stopping at 0.09 needs a = -5; the jerk limit allows a >= 1, v = 0.6, which the
+    // velocity limit brings back to 0.5: q = 0.14
+    expect(cmd(s.step([0.09], 0))[0]).toBeCloseTo(0.14, 12);
+    const c = s.stats().clamps;
+    // velocity clamps at steps 1 and 2 (targets 0.1 and 0.2 are faster than 0.5 too), 3 and 4; jerk at 1, 2 and 4
+    expect([c.velocity.j0, c.jerk.j0]).toEqual([4, 3]);
+  });
+
   it("clamps max_relative_target against the measured position", () => {
     const s = layer([{ maxRelativeTarget: 0.1 }]);
     s.observe([0], 0);

@@ -269,12 +269,22 @@ describe("sim eval", () => {
     await evaluate({ ...base, merge: "rtc", outDir: join(dir, "eval-rtc-delay") });
     expect(calls).toHaveLength(50);
     expect(calls[0]).toBeUndefined();
-    const planned = (k: number) => [3, 4].flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
-    expect(calls[1]).toEqual(planned(0));
+    const planned = (k: number, steps = [3, 4]) =>
+      steps.flatMap((i) => new Array<number>(6).fill(Math.fround(0.001 * (100 * k + i))));
+    // The first chunk (the arm held while it was computed) starts at its arrival, step 2, from its action 0,
+    // so at step 3 its actions 1 and 2 are committed; from then on each chunk runs from its action d = 2.
+    expect(calls[1]).toEqual(planned(0, [1, 2]));
+    expect(calls[2]).toEqual(planned(1));
     expect(calls[7]).toEqual(planned(6));
+    // prefixSteps commits more than the delay: at a delay of 1, each request still carries 2 actions
+    calls.length = 0;
+    await evaluate({ ...base, merge: "rtc", delaySteps: 1, prefixSteps: 2, outDir: join(dir, "eval-rtc-commit") });
+    expect(calls[0]).toBeUndefined();
+    expect(calls.slice(1).every((c) => c?.length === 2 * 6)).toBe(true);
+    expect(calls[2]).toEqual(planned(1));
     // A delay past what a prefix-trained policy learned to continue is refused.
     await expect(evaluate({ ...base, merge: "rtc", delaySteps: 3, outDir: join(dir, "x") })).rejects.toThrow(
-      /delay of 3 steps exceeds the 2 the policy was trained to continue/,
+      /a committed prefix of 3 steps \(inference delay 3, prefixSteps 0\) exceeds the 2 the policy was trained to continue/,
     );
   });
 

@@ -100,10 +100,12 @@ describe("Trainer", () => {
     const x = trainer.prepare(batch, new Rng(8));
     expect(x.t.length).toBe(64 * H);
     const seen = new Set<number>();
+    let withoutPrefix = 0;
     for (let b = 0; b < 64; b++) {
       let d = 0;
       while (d < H && x.isPad[b * H + d] === 1) d++;
       seen.add(d);
+      if (d === 0) withoutPrefix++;
       expect(d).toBeLessThanOrEqual(D);
       for (let h = 0; h < H; h++) {
         const inPrefix = h < d;
@@ -115,6 +117,9 @@ describe("Trainer", () => {
       }
     }
     expect([...seen].sort()).toEqual([0, 1, 2, 3]);
+    // about half the examples carry no prefix (d = 0 with probability 1/2), so the first chunk steps train too
+    expect(withoutPrefix).toBeGreaterThan(0.3 * 64);
+    expect(withoutPrefix).toBeLessThan(0.7 * 64);
     // The batch's own mask is not touched, and a step trains with per-token time.
     expect(batch.isPad.every((v) => v === 0)).toBe(true);
     expect(Number.isFinite(trainer.trainStep(batch).loss)).toBe(true);

@@ -198,7 +198,7 @@ describe("ChunkExecutor rtc", () => {
       return out;
     };
     const t0 = ex.request();
-    expect(t0).toEqual({ s0: 0, prefixLen: 0 });
+    expect(t0).toEqual({ s0: 0, prefixLen: 0, holdsAfterPrefix: true });
     ex.merge(0, policy(t0)); // the first chunk: the loop waits for it
     expect([one(ex.next()), one(ex.next()), one(ex.next())]).toEqual([0, 1, 2]);
     // Step 3 = 0 + s: request; steps 3, 4 are committed and run while the chunk is computed (d = 2).
@@ -218,6 +218,57 @@ describe("ChunkExecutor rtc", () => {
     expect(Array.from(t2.prefix!)).toEqual([103, 104]);
     ex.merge(6, f32([103.5, 104.5, 202, 203, 204, 205]));
     expect([one(ex.next()), one(ex.next()), one(ex.next()), one(ex.next())]).toEqual([103, 104, 202, 203]);
+  });
+
+  it("with a delay d, executes the prefix then continues the new chunk at s0 + d, step for step", () => {
+    // H = 8, d = 3, s = 4; chunk k's action i is 100 k + i unless the prefix fixes it.
+    const ex = new ChunkExecutor({ horizon: 8, actionDim: 1, mode: "rtc", delaySteps: 3, executionHorizon: 4 });
+    let k = 0;
+    const policy = (t: ChunkTicket): Float32Array => {
+      const out = f32(Array.from({ length: 8 }, (_, i) => 100 * k + i));
+      if (t.prefix) out.set(t.prefix);
+      k++;
+      return out;
+    };
+    const executed: (number | undefined)[] = [];
+    let pending: { ticket: ChunkTicket; chunk: Float32Array; arrive: number } | undefined;
+    for (let step = 0; step < 12; step++) {
+      if (pending && step >= pending.arrive) {
+        ex.merge(pending.ticket.s0, pending.chunk);
+        pending = undefined;
+      }
+      if (!pending && ex.wantsChunk()) {
+        const ticket = ex.request();
+        pending = { ticket, chunk: policy(ticket), arrive: step + 3 };
+      }
+      executed.push(one(ex.next()));
+    }
+    // Steps 0-2 hold while the first chunk (no prefix) is computed; it then starts from its action 0
+    // at step 3. The second request is at step 4 = 0 + s, committing steps 4-6 (chunk 0's actions
+    // 1-3), and chunk 1 (computed at step 4) takes over at step 7 = 4 + d with its action 3. The third
+    // request, at step 8, commits 104-106 (steps 8-10) and chunk 2 takes over at step 11 with 203.
+    expect(executed).toEqual([undefined, undefined, undefined, 0, 1, 2, 3, 103, 104, 105, 106, 203]);
+  });
+
+  it("after the queue ran dry, resumes the new chunk right after its prefix instead of skipping the held steps", () => {
+    const ex = new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 2 });
+    const t0 = ex.request();
+    expect(t0.holdsAfterPrefix).toBe(true);
+    ex.merge(0, f32([0, 1, 2, 3, 4, 5]));
+    // Run to step 5: only action 5 is left, so the request at step 5 commits [5] and holds after it.
+    for (let i = 0; i < 5; i++) ex.next();
+    const t1 = ex.request();
+    expect(t1).toEqual({ s0: 5, prefixLen: 1, prefix: f32([5]), holdsAfterPrefix: true });
+    // The chunk takes 4 steps: step 5 runs the prefix, steps 6-8 hold, and at step 9 the chunk's action 1
+    // (the first after the prefix) runs, not action 4 (planned for step 9 had the robot kept moving).
+    expect([one(ex.next()), one(ex.next()), one(ex.next()), one(ex.next())]).toEqual([
+      5,
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    ex.merge(5, f32([5, 11, 12, 13, 14, 15]));
+    expect([one(ex.next()), one(ex.next()), one(ex.next())]).toEqual([11, 12, 13]);
   });
 
   it("refuses a delay and execution horizon outside d <= s <= H - d", () => {
