@@ -83,6 +83,7 @@ export interface SimRunOptions {
   merge: LoopMerge["mode"];
   nActionSteps?: number;
   aggregate?: Aggregate;
+  prefixSteps?: number;
   publish: "step" | "chunk";
   seconds: number;
   seed: number;

@@ -58,6 +58,7 @@ interface ServeCliOptions {
   merge: LoopMerge["mode"];
   nActionSteps?: number;
   aggregate?: Aggregate;
+  prefixSteps?: number;
   publish: "step" | "chunk";
 }
 

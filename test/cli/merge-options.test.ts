@@ -15,6 +15,10 @@ describe("merge options", () => {
       mode: "rtc",
       executionHorizon: 6,
     });
+    expect(loopMergeFrom(parse(["--merge", "rtc", "--prefix-steps", "8"]) as never)).toEqual({
+      mode: "rtc",
+      minPrefix: 8,
+    });
     expect(loopMergeFrom(parse(["--merge", "sync", "--n-action-steps", "8"]) as never)).toEqual({
       mode: "sync",
       nActionSteps: 8,
@@ -31,6 +35,9 @@ describe("merge options", () => {
     );
     expect(() => loopMergeFrom(parse(["--merge", "ensemble", "--n-action-steps", "4"]) as never)).toThrow(
       "--n-action-steps applies to --merge sync or rtc, not ensemble",
+    );
+    expect(() => loopMergeFrom(parse(["--merge", "sync", "--prefix-steps", "4"]) as never)).toThrow(
+      "--prefix-steps applies to --merge rtc, not sync",
     );
     expect(() => parse(["--merge", "latest"])).toThrow(/argument 'latest' is invalid/);
     expect(() => parse(["--n-action-steps", "0"])).toThrow("--n-action-steps: expected a positive integer, got '0'");
