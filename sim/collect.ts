@@ -2,10 +2,11 @@
  * Records scripted-expert demonstrations as a LeRobot v3.0 dataset: features `observation.state`
  * (joint positions), `observation.environment_state` (task features) and `action` (joint position
  * targets), all float32, plus the task string and fps. The per-episode reset seeds (and the
- * expert's mode, for avoid) go to `meta/actionflow.json`, which `sim replay` reads.
+ * expert's mode, for avoid and fork) go to `meta/actionflow.json`, which `sim replay` reads.
  *
- * Attempt j is reset with seed `seed + j`; with `paired` (avoid), attempts 2k and 2k + 1 both use
- * seed `seed + k`, the first going left and the second right, so every scene is demonstrated both
+ * Attempt j is reset with seed `seed + j`; with `paired` (a task with two modes: avoid, fork),
+ * attempts 2k and 2k + 1 both use seed `seed + k`, the first in the task's first mode (left) and the
+ * second in its other (right), so every scene is demonstrated both
  * ways round and no observation hints at a side. By default only successful episodes are kept, and
  * attempts continue until `episodes` are recorded (at most 2 * episodes + 20 attempts);
  * `failures: "keep"` records every attempt. `expertSuccess` is over all attempts.
@@ -16,7 +17,7 @@ import { LeRobotWriter } from "../datasets/lerobot/writer.ts";
 import { createExpert } from "./experts/index.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
-import { createTask } from "./tasks/index.ts";
+import { TASK_NAMES, createTask, taskInfo } from "./tasks/index.ts";
 import type { TaskName } from "./tasks/index.ts";
 
 /** The name of the sidecar metadata file inside a recorded dataset's `meta/` folder. */
@@ -40,7 +41,7 @@ export interface RecordedEpisode {
   /** The attempt number (seed - base seed). */
   attempt: number;
   success: boolean;
-  /** Avoid only: the expert's way round the pillar. */
+  /** Multimodal tasks only (avoid, fork): the expert's mode ("left" or "right"). */
   mode?: string;
 }
 
@@ -67,7 +68,7 @@ export interface CollectOptions {
   out: string;
   /** "drop" (default): keep successful episodes only; "keep": record every attempt. */
   failures?: "drop" | "keep";
-  /** Avoid only: demonstrate every scene both ways round (see the module comment). */
+  /** Multimodal tasks only (avoid, fork): demonstrate every scene both ways round (see the module comment). */
   paired?: boolean;
   /** Robot scene; default the built-in arm. */
   scene?: RobotScene;
@@ -89,7 +90,7 @@ export interface CollectResult {
   expertSuccess: number;
   /** Attempts run. */
   attempts: number;
-  /** Avoid only: share of [left, right] among recorded episodes; null for other tasks. */
+  /** Multimodal tasks only (avoid, fork): share of [left, right] among recorded episodes; null for other tasks. */
   modeShare: [number, number] | null;
   /** The dataset folder. */
   out: string;
@@ -101,8 +102,11 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     throw new RangeError(`sim collect: episodes must be a positive integer, got ${opts.episodes}`);
   const keepFailures = opts.failures === "keep";
   const paired = opts.paired ?? false;
-  if (paired && opts.task !== "avoid")
-    throw new Error(`sim collect: paired demonstrations need a task with two modes (avoid), not ${opts.task}`);
+  const modes = taskInfo(opts.task).modes;
+  if (paired && !modes)
+    throw new Error(
+      `sim collect: paired demonstrations need a task with two modes (${TASK_NAMES.filter((n) => taskInfo(n).modes).join(", ")}), not ${opts.task}`,
+    );
   const task = await createTask(opts.task, {
     ...(opts.scene ? { scene: opts.scene } : {}),
     ...(opts.fps ? { fps: opts.fps } : {}),
@@ -131,7 +135,7 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     while (recorded.length < opts.episodes && attempts < maxAttempts) {
       const seed = (opts.seed + (paired ? attempts >> 1 : attempts)) >>> 0;
       task.reset(seed);
-      const expert = createExpert(task, paired ? (attempts % 2 === 0 ? "left" : "right") : undefined);
+      const expert = createExpert(task, paired && modes ? modes[attempts % 2] : undefined);
       let ep;
       try {
         ep = await continueEpisode(task, () => expert.act());
@@ -183,8 +187,8 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     task.dispose();
   }
   let modeShare: [number, number] | null = null;
-  if (opts.task === "avoid") {
-    const left = recorded.filter((e) => e.mode === "left").length;
+  if (modes) {
+    const left = recorded.filter((e) => e.mode === modes[0]).length;
     modeShare = [left / recorded.length, (recorded.length - left) / recorded.length];
   }
   return { episodes: recorded.length, frames, expertSuccess: successes / attempts, attempts, modeShare, out: opts.out };

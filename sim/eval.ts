@@ -17,11 +17,10 @@ import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import { episodeSvg } from "./svg.ts";
-import { AvoidTask, avoidMode } from "./tasks/avoid.ts";
-import { createTask } from "./tasks/index.ts";
+import { createTask, taskInfo } from "./tasks/index.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 
-/** One evaluated episode (LeRobot's keys, plus `mode` for avoid and `length`). */
+/** One evaluated episode (LeRobot's keys, plus `mode` for multimodal tasks and `length`). */
 export interface EvalEpisode {
   episode_ix: number;
   sum_reward: number;
@@ -30,8 +29,8 @@ export interface EvalEpisode {
   seed: number;
   /** Control steps run. */
   length: number;
-  /** Avoid only: the way round the pillar ("left", "right", or "none"). */
-  mode?: "left" | "right" | "none";
+  /** Multimodal tasks only (avoid, fork): the way the end effector went ("left", "right", or "none"). */
+  mode?: string;
 }
 
 /** The content of `eval_info.json`. */
@@ -46,7 +45,7 @@ export interface EvalInfo {
     eval_s: number;
     /** Wall-clock seconds per episode. */
     eval_ep_s: number;
-    /** Avoid only: share of [left, right] among episodes that went round the pillar. */
+    /** Multimodal tasks only (avoid, fork): share of [left, right] among episodes that took either way. */
     mode_share?: [number, number];
   };
 }
@@ -150,7 +149,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         seed,
         length: result.length,
       };
-      if (task instanceof AvoidTask) ep.mode = avoidMode(result.eeTrace, task.obstacle);
+      const way = task.modeOf(result.eeTrace);
+      if (way !== undefined) ep.mode = way;
       perEpisode.push(ep);
       const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode})` : ""}, ${result.length} steps`;
       const svg = episodeSvg({
@@ -177,9 +177,10 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       eval_ep_s: evalS / m,
     },
   };
-  if (opts.task === "avoid") {
-    const left = perEpisode.filter((e) => e.mode === "left").length;
-    const right = perEpisode.filter((e) => e.mode === "right").length;
+  const modes = taskInfo(opts.task).modes;
+  if (modes) {
+    const left = perEpisode.filter((e) => e.mode === modes[0]).length;
+    const right = perEpisode.filter((e) => e.mode === modes[1]).length;
     const total = left + right;
     info.aggregated.mode_share = total > 0 ? [left / total, right / total] : [0, 0];
   }

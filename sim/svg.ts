@@ -1,7 +1,7 @@
 /**
  * A small top-down picture of an episode (hand-written SVG): the table's x-y plane seen from above,
  * +x up the page and +y to the left as a robot's operator facing it would see it, with the arm's
- * base, the end-effector path, and the task's target, goal, puck and obstacle.
+ * base, the end-effector path, and the task's target, goal, puck, obstacle and walls.
  */
 import type { Vec3 } from "./env.ts";
 import type { SceneMarkers } from "./tasks/task.ts";
@@ -49,6 +49,13 @@ export function episodeSvg(opts: EpisodeSvgOptions): string {
   if (start.obstacle) {
     parts.push(
       `<circle cx="${f(u(start.obstacle.center))}" cy="${f(v(start.obstacle.center))}" r="${f(start.obstacle.radius * scale)}" fill="#d32"/>`,
+    );
+  }
+  for (const w of start.walls ?? []) {
+    // x runs up the page and y to the left: the box's page width comes from its y size.
+    const [hx, hy] = w.halfSize;
+    parts.push(
+      `<rect x="${f(u(w.center) - hy * scale)}" y="${f(v(w.center) - hx * scale)}" width="${f(2 * hy * scale)}" height="${f(2 * hx * scale)}" fill="#d32"/>`,
     );
   }
   if (start.block) {

@@ -56,7 +56,7 @@ import { runSim } from "./robot.ts";
 import type { SimRunResult } from "./robot.ts";
 
 /** The default task of the demo (`--task`); meant to be a two-mode task where averaging the modes fails. */
-export const DEMO_TASK: TaskName = "avoid";
+export const DEMO_TASK: TaskName = "fork";
 
 const SIM_ARM_PROFILE = fileURLToPath(new URL("../../examples/robots/sim-arm.json", import.meta.url));
 

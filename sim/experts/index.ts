@@ -1,14 +1,16 @@
 /**
  * Scripted experts for every task. Each expert draws its own variation (speed, via points, noise,
- * and for avoid the side) from an Rng derived from the episode seed, so an episode is reproducible
+ * and for avoid and fork the side) from an Rng derived from the episode seed, so an episode is reproducible
  * from its seed alone.
  */
 import { Rng } from "../../policy/random.ts";
 import { AvoidTask } from "../tasks/avoid.ts";
+import { ForkTask } from "../tasks/fork.ts";
 import { PushTask } from "../tasks/push.ts";
 import { ReachTask } from "../tasks/reach.ts";
 import type { Task } from "../tasks/task.ts";
 import { avoidExpert } from "./avoid.ts";
+import { forkExpert } from "./fork.ts";
 import type { Expert } from "./plan.ts";
 import { pushExpert } from "./push.ts";
 import { reachExpert } from "./reach.ts";
@@ -22,16 +24,21 @@ export function expertSeed(episodeSeed: number): number {
 
 /**
  * Creates the scripted expert for `task`'s current episode (call right after `task.reset(seed)`).
- * `mode` forces the solution mode of a multimodal task (avoid: "left" or "right").
+ * `mode` forces the solution mode of a multimodal task (avoid, fork: "left" or "right").
  */
 export function createExpert(task: Task, mode?: string): Expert {
   const rng = new Rng(expertSeed(task.seed));
-  if (mode !== undefined && !(task instanceof AvoidTask))
+  const modes = task.info.modes;
+  if (mode !== undefined && !modes)
     throw new Error(`sim/experts: the ${task.info.name} expert has no modes to force (got '${mode}')`);
-  if (mode !== undefined && mode !== "left" && mode !== "right")
-    throw new Error(`sim/experts: avoid mode must be 'left' or 'right', got '${mode}'`);
+  if (mode !== undefined && modes && !modes.includes(mode))
+    throw new Error(
+      `sim/experts: ${task.info.name} mode must be ${modes.map((m) => `'${m}'`).join(" or ")}, got '${mode}'`,
+    );
+  const side = mode as "left" | "right" | undefined;
   if (task instanceof ReachTask) return reachExpert(task, rng);
   if (task instanceof PushTask) return pushExpert(task, rng);
-  if (task instanceof AvoidTask) return avoidExpert(task, rng, mode);
+  if (task instanceof AvoidTask) return avoidExpert(task, rng, side);
+  if (task instanceof ForkTask) return forkExpert(task, rng, side);
   throw new Error(`sim/experts: no expert for task '${task.info.name}'`);
 }

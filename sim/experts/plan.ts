@@ -39,6 +39,21 @@ export function curveAt(curve: TimedCurve, t: number): Vec3 {
   return bezier(curve.points, minJerk(t / curve.duration));
 }
 
+/**
+ * Position on a sequence of timed curves run one after the other (each starts where the previous
+ * ended, at rest), at time `t` seconds after the first starts; held at the last curve's end afterwards.
+ */
+export function pathAt(curves: readonly TimedCurve[], t: number): Vec3 {
+  let t0 = 0;
+  for (const c of curves) {
+    if (t < t0 + c.duration) return curveAt(c, Math.max(0, t - t0));
+    t0 += c.duration;
+  }
+  const last = curves[curves.length - 1];
+  if (!last) throw new RangeError("pathAt: no curves");
+  return curveAt(last, last.duration);
+}
+
 /** Moves `from` towards `to` by at most `maxStep` metres. */
 export function stepToward(from: Vec3, to: Vec3, maxStep: number): Vec3 {
   const d: Vec3 = [to[0] - from[0], to[1] - from[1], to[2] - from[2]];

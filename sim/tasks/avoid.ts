@@ -8,9 +8,8 @@
  */
 import type { Rng } from "../../policy/random.ts";
 import type { SimEnv, Vec3 } from "../env.ts";
-import { SiteIk } from "../experts/ik.ts";
 import type { SceneMarkers, TaskInfo } from "./task.ts";
-import { Task, dist3, shapedReward, uniform } from "./task.ts";
+import { Task, dist3, resetArmAt, shapedReward, uniform } from "./task.ts";
 
 /** Success radius (metres) and hold (control steps). */
 export const AVOID_RADIUS = 0.02;
@@ -25,6 +24,7 @@ export const AVOID_INFO: TaskInfo = {
   description: "Reach the green target behind the red pillar without touching the pillar.",
   maxSteps: 200,
   envStateNames: ["target_x", "target_y", "target_z", "obstacle_x", "obstacle_y", "ee_x", "ee_y", "ee_z"],
+  modes: ["left", "right"],
 };
 
 /** MJCF for the target marker (mocap) and the pillar (a mocap body so it can move between episodes). */
@@ -69,19 +69,7 @@ export class AvoidTask extends Task {
     this.target = [0.24 + uniform(rng, -0.008, 0.008), uniform(rng, -0.015, 0.015), 0.045];
     // Start low in front of the pillar: the home pose moved there by IK, plus a little noise.
     const env = this.env;
-    const gi = env.scene.gripper?.index;
-    const home = (env.scene.home ?? new Array<number>(env.dim).fill(0)).map((v, i) =>
-      i === gi ? (env.scene.gripper?.closed ?? v) : v,
-    );
-    const ik = new SiteIk(env);
-    let q: number[];
-    try {
-      q = ik.solve(start, home).q;
-    } finally {
-      ik.dispose();
-    }
-    const noisy = q.map((v, i) => (i === gi ? v : v + 0.01 * rng.normal()));
-    env.reset(noisy);
+    resetArmAt(env, rng, start, 0.01);
     env.setMocapPos(this.targetBody, this.target);
     env.setMocapPos(this.obstacleBody, this.obstacle);
     this.touched = false;
@@ -106,6 +94,10 @@ export class AvoidTask extends Task {
 
   reward(): number {
     return this.touched ? 0 : shapedReward(Math.max(0, dist3(this.env.eePos(), this.target) - AVOID_RADIUS));
+  }
+
+  override modeOf(trace: readonly Vec3[]): "left" | "right" | "none" {
+    return avoidMode(trace, this.obstacle);
   }
 
   markers(): SceneMarkers {

@@ -5,6 +5,7 @@ import { SimEnv } from "../env.ts";
 import { armScene } from "../scene/arm.ts";
 import type { RobotScene } from "../scene/robot.ts";
 import { AVOID_INFO, AVOID_WORLDBODY, AvoidTask } from "./avoid.ts";
+import { FORK_INFO, FORK_WORLDBODY, ForkTask } from "./fork.ts";
 import { PUSH_INFO, PUSH_WORLDBODY, PushTask } from "./push.ts";
 import { REACH_INFO, REACH_WORLDBODY, ReachTask } from "./reach.ts";
 import type { Task, TaskInfo, TaskName } from "./task.ts";
@@ -21,6 +22,7 @@ const TASKS: Record<TaskName, TaskEntry> = {
   reach: { info: REACH_INFO, worldbody: REACH_WORLDBODY, make: (env) => new ReachTask(env) },
   push: { info: PUSH_INFO, worldbody: PUSH_WORLDBODY, make: (env) => new PushTask(env) },
   avoid: { info: AVOID_INFO, worldbody: AVOID_WORLDBODY, make: (env) => new AvoidTask(env) },
+  fork: { info: FORK_INFO, worldbody: FORK_WORLDBODY, make: (env) => new ForkTask(env) },
 };
 
 /** Names of all tasks. */

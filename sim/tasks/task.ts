@@ -4,16 +4,17 @@
  */
 import { Rng } from "../../policy/random.ts";
 import type { SimEnv, Vec3 } from "../env.ts";
+import { SiteIk } from "../experts/ik.ts";
 
 /** Names of the built-in tasks. */
-export type TaskName = "reach" | "push" | "avoid";
+export type TaskName = "reach" | "push" | "avoid" | "fork";
 
 /** Observation dict in LeRobot feature names: `observation.state` [dim], `observation.environment_state` [envDim]. */
 export type Observation = Record<string, Float32Array>;
 
 /** Objects a picture of the episode shows (top-down), in world metres. */
 export interface SceneMarkers {
-  /** Where the end effector should end up (reach, avoid). */
+  /** Where the end effector should end up (reach, avoid, fork). */
   target?: Vec3;
   /** Obstacle centre and radius (avoid). */
   obstacle?: { center: Vec3; radius: number };
@@ -21,6 +22,8 @@ export interface SceneMarkers {
   goal?: { center: Vec3; radius: number };
   /** Block centre and radius (push), at the current time. */
   block?: { center: Vec3; radius: number };
+  /** Solid boxes seen from above (fork: the wall on each side of its gaps): centre and half sizes in x and y. */
+  walls?: { center: Vec3; halfSize: [number, number] }[];
 }
 
 /** A static description of a task (no simulator needed). */
@@ -32,6 +35,11 @@ export interface TaskInfo {
   maxSteps: number;
   /** Names of the `observation.environment_state` entries (fixed length for the task). */
   envStateNames: string[];
+  /**
+   * The two solution modes of a multimodal task (avoid, fork: `["left", "right"]`), which its expert
+   * can be forced into and {@link Task.modeOf} tells apart; absent for single-mode tasks.
+   */
+  modes?: readonly [string, string];
 }
 
 /** A task over a live environment. Call `reset(seed)` before anything else. */
@@ -93,6 +101,15 @@ export abstract class Task {
     return false;
   }
 
+  /**
+   * The solution mode an end-effector path took (one of `info.modes`, or "none" when it took
+   * neither), for multimodal tasks; undefined for single-mode tasks. Reads the current scene.
+   */
+  modeOf(trace: readonly Vec3[]): string | undefined {
+    void trace;
+    return undefined;
+  }
+
   /** Reward of the current state, in [0, 1]: 1 inside the success region, falling off with the distance outside it. */
   abstract reward(): number;
 
@@ -127,6 +144,25 @@ export abstract class Task {
     });
     env.reset(q);
   }
+}
+
+/**
+ * Resets the env with the end effector at `start`: the home pose (gripper closed) moved there by IK,
+ * plus N(0, sigma) radians on the arm joints.
+ */
+export function resetArmAt(env: SimEnv, rng: Rng, start: Vec3, sigma: number): void {
+  const gi = env.scene.gripper?.index;
+  const home = (env.scene.home ?? new Array<number>(env.dim).fill(0)).map((v, i) =>
+    i === gi ? (env.scene.gripper?.closed ?? v) : v,
+  );
+  const ik = new SiteIk(env);
+  let q: number[];
+  try {
+    q = ik.solve(start, home).q;
+  } finally {
+    ik.dispose();
+  }
+  env.reset(q.map((v, i) => (i === gi ? v : v + sigma * rng.normal())));
 }
 
 /** Euclidean distance between two points. */

@@ -108,7 +108,44 @@ describe("sim collect + replay", () => {
     expect(rep.success).toBe(true);
     await expect(
       collect({ task: "reach", episodes: 2, seed: 0, out: join(dir, "reach-paired"), paired: true }),
-    ).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid\), not reach/);
+    ).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid, fork\), not reach/);
+  });
+
+  it("paired fork demonstrations go through both gaps from the same first frame, replay, and evaluate with modes", async () => {
+    const out = join(dir, "fork-paired");
+    const r = await collect({ task: "fork", episodes: 4, seed: 11, out, paired: true });
+    expect(r.modeShare).toEqual([0.5, 0.5]);
+    const meta = JSON.parse(await readFile(join(out, "meta", "actionflow.json"), "utf8")) as ActionflowMeta;
+    expect(meta.episodes.map((e) => [e.seed, e.mode])).toEqual([
+      [11, "left"],
+      [11, "right"],
+      [12, "left"],
+      [12, "right"],
+    ]);
+    const ds = await openLeRobot(out);
+    const col = "observation.environment_state";
+    const [a, b] = [await ds.readEpisode(2, [col]), await ds.readEpisode(3, [col])];
+    const env = ds.features[col]!.shape[0]!;
+    expect(Array.from((a[col] as Float32Array).subarray(0, env))).toEqual(
+      Array.from((b[col] as Float32Array).subarray(0, env)),
+    );
+    const rep = await replay({ dataset: out, episode: 1 });
+    expect(rep.success).toBe(true);
+    expect(rep.trackingErrorRad).toBe(0);
+    const info = await evaluate({
+      task: "fork",
+      policy: (t) => new ExpertChunkPolicy(t, { horizon: 16 }),
+      episodes: 4,
+      seed: 2000,
+      nActionSteps: 8,
+      outDir: join(dir, "eval-fork"),
+    });
+    expect(info.aggregated.pc_success).toBe(100);
+    expect(info.per_episode.every((e) => e.mode === "left" || e.mode === "right")).toBe(true);
+    const [left, right] = info.aggregated.mode_share ?? [0, 0];
+    expect(left + right).toBeCloseTo(1, 12);
+    const svg = await readFile(join(dir, "eval-fork", "pictures", "eval_episode_0.svg"), "utf8");
+    expect(svg.match(/<rect [^>]*fill="#d32"/g)?.length).toBe(3);
   });
 
   it("replay refuses a dataset whose action dims do not match the scene", async () => {
@@ -149,7 +186,7 @@ describe("sim collect + replay", () => {
     const metaFile = join(out, "meta", "actionflow.json");
     await writeJsonAtomic(metaFile, { ...meta, task: "juggle", episodes: [{ ...meta.episodes[0], seed: null }] });
     await expect(replay({ dataset: out, episode: 0 })).rejects.toThrow(
-      `${metaFile}: task: expected one of "reach", "push", "avoid", got "juggle"; episodes[0].seed: expected number, got null; not an actionflow-sim/1 file`,
+      `${metaFile}: task: expected one of "reach", "push", "avoid", "fork", got "juggle"; episodes[0].seed: expected number, got null; not an actionflow-sim/1 file`,
     );
   });
 });

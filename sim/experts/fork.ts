@@ -1,0 +1,44 @@
+/**
+ * Scripted fork expert: picks the left (+y) or right (-y) gap 50/50 and commits at once: a quick
+ * sideways move to the front of the chosen gap (barely forward), straight through it, then to the
+ * target behind the wall, and holds there. Each leg is a minimum-jerk line (random timing, height
+ * and aim within the gap).
+ */
+import type { Rng } from "../../policy/random.ts";
+import type { Vec3 } from "../env.ts";
+import type { ForkTask } from "../tasks/fork.ts";
+import { FORK_WALL } from "../tasks/fork.ts";
+import { uniform } from "../tasks/task.ts";
+import type { Expert, TimedCurve } from "./plan.ts";
+import { IkDriver, pathAt, planSteps } from "./plan.ts";
+
+/**
+ * Creates the fork expert for the task's current episode (call right after `task.reset`); `mode`
+ * forces the gap (the coin is still drawn, so the rest of the variation stays the same).
+ */
+export function forkExpert(task: ForkTask, rng: Rng, mode?: "left" | "right"): Expert {
+  const closed = task.env.scene.gripper?.closed;
+  const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
+  const coin = rng.uniform() < 0.5 ? "left" : "right";
+  const chosen = mode ?? coin;
+  const side = chosen === "left" ? 1 : -1;
+  const start = task.env.eePos();
+  const wall = task.wall;
+  const gapY = wall[1] + side * FORK_WALL.gapOffset;
+  const z = uniform(rng, 0.045, 0.055);
+  const p1: Vec3 = [start[0] + uniform(rng, 0.015, 0.025), gapY + 0.002 * rng.normal(), z];
+  const p2: Vec3 = [wall[0] + uniform(rng, 0.035, 0.045), gapY + 0.002 * rng.normal(), z];
+  const legs: TimedCurve[] = [
+    { points: [start, p1], duration: uniform(rng, 0.4, 0.55) },
+    { points: [p1, p2], duration: uniform(rng, 0.45, 0.6) },
+    { points: [p2, task.target], duration: uniform(rng, 0.5, 0.7) },
+  ];
+  const fps = task.env.fps;
+  const at = (step: number): Float32Array => driver.targetFor(pathAt(legs, (step + 1) / fps));
+  return {
+    mode: chosen,
+    act: () => at(task.stepsTaken),
+    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
+    dispose: () => driver.dispose(),
+  };
+}
