@@ -158,6 +158,9 @@ function identity(dim: number): AffineNorm {
  */
 export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult> {
   const t0 = performance.now();
+  // What trains the student, settled first so a refused setting costs no pairs.
+  const backend = await resolveTrainBackend(opts.backend ?? "auto");
+  refuseOrtWorkers(opts.backend ?? "auto", backend, opts.workers);
   const out = resolve(opts.out);
   const distillPath = join(out, "distill.json");
   const mode = opts.mode ?? "new";
@@ -322,8 +325,6 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
     const valBatches = [...pairSource({ ...sourceOpts, set: pairs.val, windows: val.norm }).epoch!(64)];
 
     // Student: the teacher's weights, or the latest student checkpoint.
-    const backend = await resolveTrainBackend(opts.backend ?? "auto");
-    refuseOrtWorkers(opts.backend ?? "auto", backend, opts.workers);
     const from = await loadResumePoint(out, head);
     let resume = from?.resume;
     if (!resume) {
