@@ -189,12 +189,12 @@ export class OrtTrainer implements RunTrainer {
   async evalLoss(batch: Batch, seed = 1234): Promise<number> {
     const inputs = { size: batch.size, obs: batch.obs, ...this.prepare(batch, new Rng(seed)) };
     const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
-    return (await this.lossAndGradients(inputs, denominator, this.state().ema)).loss;
+    return (await this.lossAndGradients(inputs, denominator, this.emaWeights())).loss;
   }
 
   /** Mean EMA loss over batches, sample-weighted, batch i with seed `seed + i` (as `Trainer.evalLossOver`). */
   async evalLossOver(batches: Iterable<Batch>, seed = 1234): Promise<number> {
-    const ema = this.state().ema;
+    const ema = this.emaWeights();
     let sum = 0;
     let n = 0;
     let i = 0;
@@ -205,6 +205,11 @@ export class OrtTrainer implements RunTrainer {
       n += b.size;
     }
     return n === 0 ? NaN : sum / n;
+  }
+
+  /** Views of the EMA weights by name (not copies: read them before the next step). */
+  private emaWeights(): Map<string, NamedArray> {
+    return new Map([...this.adam.params].map(([name, p]) => [name, { shape: p.shape, data: p.ema }]));
   }
 
   /** The state needed to resume: raw weights, AdamW moments and EMA weights (copies). */
