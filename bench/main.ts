@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- <train|infer|serve|loop> [--json] [options]`; each prints one JSON object.
+ * Benchmarks: `npm run bench -- <train|adamw|infer|serve|loop> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
 import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
@@ -7,6 +7,7 @@ import { printResult, log } from "../cli/output.ts";
 import { TRAIN_BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { TrainBackendName } from "../training/backend/registry.ts";
 import { benchTrain, benchTrainCompare } from "./train.ts";
+import { benchAdamW } from "./adamw.ts";
 import { benchInfer } from "./infer.ts";
 import { benchServe } from "./serve.ts";
 import { defaultServeWorkers } from "../policy/runtime/threaded.ts";
@@ -65,6 +66,19 @@ program
       printResult(r, { json: true });
     },
   );
+
+program
+  .command("adamw")
+  .description(
+    "the ort trainer's optimizer step (clipping, AdamW, EMA) on the default head's parameters: Float32Array loop vs an ONNX graph",
+  )
+  .addOption(choiceOption("--arch <arch>", "transformer or mlp", ["transformer", "mlp"], "transformer"))
+  .addOption(option("--steps <n>", "timed steps of each version", positiveInt, 20))
+  .addOption(option("--threads <n>", "onnxruntime intra-op threads (default: one per core)", positiveInt))
+  .option("--json", "JSON only")
+  .action(async (o: { arch: "transformer" | "mlp"; steps: number; threads?: number; json?: boolean }) => {
+    printResult(await benchAdamW(o), { json: true });
+  });
 
 program
   .command("infer")

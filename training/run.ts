@@ -34,8 +34,8 @@ import { VERSION } from "../policy/version.ts";
 import { openDataset } from "../datasets/open.ts";
 import type { DatasetFormat } from "../datasets/open.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
-import type { BackendName, TrainBackendName } from "./backend/registry.ts";
-import { useBackend } from "./backend/registry.ts";
+import type { TrainBackendName } from "./backend/registry.ts";
+import { refuseOrtWorkers, resolveTrainBackend } from "./backend/registry.ts";
 import type { Batch } from "./batch.ts";
 import type { FitSummary } from "./fit.ts";
 import { fit } from "./fit.ts";
@@ -84,7 +84,8 @@ export interface TrainRunOptions extends RunSettings {
   /**
    * A tfjs backend, or `ort`: loss and gradients in onnxruntime (`OrtTrainer`, same initialisation, batches,
    * randomness, AdamW and EMA; checkpoints in the same files, so `export` and `--resume` treat them alike and a run
-   * may even switch between the two on resume). Default `auto`.
+   * may even switch between the two on resume). Default `auto`: a native tfjs backend (tfjs-node-gpu, tfjs-node) when
+   * one is installed, else `ort` (`resolveTrainBackend`).
    */
   backend?: TrainBackendName;
   /**
@@ -258,15 +259,10 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     const valBatches = validationBatches(val, input.valWindows, 64);
 
     // Model and resume state.
-    const ort = opts.backend === "ort";
-    if (ort && opts.workers !== undefined && opts.workers !== 1) {
-      throw new Error(
-        `--workers ${opts.workers}: gradient workers are tfjs only; --backend ort uses onnxruntime's own threads (omit --workers)`,
-      );
-    }
     // With ort, tfjs only creates the initial weights (OrtTrainer's initialParams); onnxruntime loads only then.
-    const tfjsBackend = await useBackend(ort ? "auto" : ((opts.backend as BackendName | undefined) ?? "auto"));
-    const backend = ort ? "ort" : tfjsBackend;
+    const backend = await resolveTrainBackend(opts.backend ?? "auto");
+    const ort = backend === "ort";
+    refuseOrtWorkers(opts.backend ?? "auto", backend, opts.workers);
     const from = stored ? await loadResumePoint(out, head) : undefined;
     const ts = from?.trainState;
     const actionHead = buildHead(head);
@@ -326,6 +322,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
                 normalization,
                 seed: input.seed,
                 keep: input.keep,
+                backend,
               });
               opts.onCheckpoint?.(lastCheckpoint, trainer.step);
             },

@@ -5,8 +5,8 @@
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
 import type { SolverName } from "../../policy/flow/solvers.ts";
-import { BACKEND_NAMES } from "../../training/backend/registry.ts";
-import type { BackendName } from "../../training/backend/registry.ts";
+import { TRAIN_BACKEND_NAMES } from "../../training/backend/registry.ts";
+import type { TrainBackendName } from "../../training/backend/registry.ts";
 import type { ReflowRunResult } from "../../training/distill/reflow.ts";
 import { reflowRun } from "../../training/distill/reflow.ts";
 import { choiceOption, defined, nonNegativeInt, option, positiveFloat, positiveInt } from "../args.ts";
@@ -24,7 +24,7 @@ interface ReflowFlags {
   steps?: number;
   lr?: number;
   seed?: number;
-  backend: BackendName;
+  backend: TrainBackendName;
   workers?: number;
   checkpointEvery?: number;
   threads?: number;
@@ -61,8 +61,15 @@ export function registerDistill(program: Command): void {
     .addOption(
       option("--seed <n>", "seed of the pairs' noise and the batches (default: the teacher's)", nonNegativeInt),
     )
-    .addOption(choiceOption("--backend <name>", "tfjs backend", BACKEND_NAMES, "auto"))
-    .addOption(option("--workers <n>", "threads computing gradients (default as in train)", positiveInt))
+    .addOption(
+      choiceOption(
+        "--backend <name>",
+        "what trains the student, as in train: auto (tfjs-node-gpu or tfjs-node when installed, else ort) | ort | tensorflow-gpu | tensorflow | wasm | cpu",
+        TRAIN_BACKEND_NAMES,
+        "auto",
+      ),
+    )
+    .addOption(option("--workers <n>", "tfjs gradient threads (default as in train); not with ort", positiveInt))
     .addOption(
       option(
         "--checkpoint-every <n>",

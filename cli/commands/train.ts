@@ -112,7 +112,7 @@ export function registerTrain(program: Command): void {
     .addOption(
       choiceOption(
         "--backend <name>",
-        "auto | tensorflow-gpu | tensorflow | wasm | cpu (tfjs), or ort: loss and gradients in onnxruntime (same checkpoints; a run may switch on --resume)",
+        "auto: tfjs-node-gpu or tfjs-node when installed, else ort | ort: loss and gradients in onnxruntime (~4x tfjs-wasm on a CPU) | tensorflow-gpu | tensorflow | wasm | cpu (tfjs); same checkpoints whatever trains, a run may switch on --resume",
         TRAIN_BACKEND_NAMES,
         "auto",
       ),
@@ -120,7 +120,7 @@ export function registerTrain(program: Command): void {
     .addOption(
       option(
         "--workers <n>",
-        "threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1); tfjs only: --backend ort refuses a value other than 1 (onnxruntime uses its own threads)",
+        "tfjs threads computing gradients, data parallel (default: 2 on 2+ cores when a step has >= 1000 FLOPs per parameter, else 1); ort (also when auto picks it) refuses a value other than 1: onnxruntime uses its own threads",
         positiveInt,
       ),
     )

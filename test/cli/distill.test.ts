@@ -296,4 +296,21 @@ describe("actionflow distill reflow (real CLI)", () => {
     expect(typeof res["pc_success"]).toBe("number");
     expect(res["avg_max_reward"] as number).toBeGreaterThan(0);
   }, 600_000);
+
+  it("trains the student in onnxruntime with --backend ort (auto's choice without tfjs-node) as tfjs does", async () => {
+    const settings = { teacher, pairs: 96, valPairs: 16, teacherSteps: 10, steps: 60, seed: 5, lr: 0.001 };
+    const wasm = await reflowRun({ ...settings, out: join(dir, "student-wasm"), backend: "wasm", workers: 1 });
+    const ort = await reflowRun({ ...settings, out: join(dir, "student-ort"), backend: "ort" });
+    expect(ort.backend).toBe("ort");
+    expect(wasm.backend).toBe("wasm");
+    expect(ort.params).toBe(wasm.params);
+    // The same teacher weights on the same validation pairs, then the same 60 steps in two runtimes.
+    expect(Math.abs(ort.valLossAtStart - wasm.valLossAtStart) / wasm.valLossAtStart).toBeLessThan(1e-4);
+    expect(Math.abs(ort.valLoss - wasm.valLoss) / wasm.valLoss).toBeLessThan(1e-3);
+    const state = JSON.parse(await readFile(join(ort.checkpoint, "train_state.json"), "utf8")) as { backend?: string };
+    expect(state.backend).toBe("ort");
+    await expect(
+      reflowRun({ ...settings, out: join(dir, "student-workers"), backend: "ort", workers: 2 }),
+    ).rejects.toThrow(/--workers 2: gradient workers are tfjs only/);
+  }, 300_000);
 });

@@ -104,7 +104,7 @@ describe("actionflow train (real CLI)", () => {
     const killedAt = (JSON.parse(await readFile(latest, "utf8")) as { step: number }).step;
     killedAtStep = killedAt;
 
-    const resumed = await cli(["--out", out, "--resume", "--workers", "1", "--json"]).done;
+    const resumed = await cli(["--out", out, "--resume", "--backend", "wasm", "--workers", "1", "--json"]).done;
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(/backend: wasm/);
     const r = lastJson(resumed.stdout);

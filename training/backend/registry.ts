@@ -3,7 +3,9 @@
  * (tfjs-node-gpu > tfjs-node > wasm > cpu); one error lists every backend that failed.
  *
  * `@tensorflow/tfjs-node` and `-node-gpu` are optional peers (their install downloads
- * libtensorflow); wasm is the default here and gets the transposed-matMul fix (`./wasm-matmul.ts`).
+ * libtensorflow); wasm is tfjs's default here and gets the transposed-matMul fix (`./wasm-matmul.ts`).
+ * Training (`resolveTrainBackend`) prefers onnxruntime (`ort`) over wasm and cpu: without a native
+ * tfjs backend, `auto` trains in onnxruntime.
  */
 import * as tf from "@tensorflow/tfjs";
 import { installWasmMatMulFix } from "./wasm-matmul.ts";
@@ -76,14 +78,45 @@ export type TrainBackendName = BackendName | "ort";
 /** Every value `train --backend` accepts: {@link BACKEND_NAMES}, then `ort`. */
 export const TRAIN_BACKEND_NAMES: readonly TrainBackendName[] = [...BACKEND_NAMES, "ort"];
 
-let active: Promise<string> | undefined;
+/** The tfjs backends that `auto` training prefers to `ort`: libtensorflow, on a GPU or a CPU. */
+const NATIVE: ReadonlySet<string> = new Set<BackendEntry["name"]>(["tensorflow-gpu", "tensorflow"]);
+
+/**
+ * Resolves a `train --backend` request to what trains: `ort`, or the name of the tfjs backend that
+ * is now active. `auto` is the best native tfjs backend (tfjs-node-gpu, tfjs-node) when one is
+ * installed and starts, else `ort` (onnxruntime on the CPU, ~4x tfjs-wasm's speed). Whatever it
+ * returns, a tfjs backend is active afterwards (the ort trainer creates its initial weights in tfjs).
+ */
+export async function resolveTrainBackend(request: TrainBackendName = "auto"): Promise<"ort" | BackendEntry["name"]> {
+  if (request === "ort") {
+    await useBackend("auto");
+    return "ort";
+  }
+  const tfjs = await useBackend(request);
+  return request === "auto" && !NATIVE.has(tfjs) ? "ort" : tfjs;
+}
+
+/**
+ * Throws when `workers` (tfjs gradient threads) is more than 1 but the run trains in onnxruntime, saying how to get
+ * tfjs when `auto` chose ort. Shared by `train` and `distill reflow`.
+ */
+export function refuseOrtWorkers(request: TrainBackendName, backend: string, workers: number | undefined): void {
+  if (backend !== "ort" || workers === undefined || workers === 1) return;
+  const why =
+    request === "ort"
+      ? "--backend ort uses onnxruntime's own threads (omit --workers)"
+      : "--backend auto chose ort (no tfjs-node here), which uses onnxruntime's own threads: omit --workers, or pass --backend wasm to train in tfjs with workers";
+  throw new Error(`--workers ${workers}: gradient workers are tfjs only; ${why}`);
+}
+
+let active: Promise<BackendEntry["name"]> | undefined;
 let activeRequest: BackendName | undefined;
 
 /**
  * Brings up the requested backend (or the best available for `auto`) and returns its name.
  * Idempotent per process; asking for a different backend later switches to it.
  */
-export function useBackend(request: BackendName = "auto"): Promise<string> {
+export function useBackend(request: BackendName = "auto"): Promise<BackendEntry["name"]> {
   if (active && activeRequest === request) return active;
   activeRequest = request;
   active = (async () => {

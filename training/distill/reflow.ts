@@ -31,14 +31,15 @@ import type { AffineNorm } from "../../policy/normalize.ts";
 import { affineFor } from "../../policy/normalize.ts";
 import { weightsDigest } from "../../policy/onnx/export.ts";
 import { VERSION } from "../../policy/version.ts";
-import type { BackendName } from "../backend/registry.ts";
-import { useBackend } from "../backend/registry.ts";
+import type { TrainBackendName } from "../backend/registry.ts";
+import { refuseOrtWorkers, resolveTrainBackend } from "../backend/registry.ts";
 import type { FitSummary } from "../fit.ts";
 import { fit } from "../fit.ts";
 import { loadResumePoint, saveRunCheckpoint } from "../run/checkpoints.ts";
 import { readRunFile } from "../run/run-file.ts";
 import { RunInputSchema, stable } from "../run/settings.ts";
 import { Trainer, defaultWorkers } from "../trainer.ts";
+import type { RunTrainer } from "../trainer-interface.ts";
 import { createWindowSource } from "../windows.ts";
 import type { Pairs, PairsKey } from "./pairs.ts";
 import { generatePairs, pairSource, readPairs, writePairs } from "./pairs.ts";
@@ -107,7 +108,9 @@ export interface ReflowRunOptions {
   lr?: number;
   /** Seed of the pairs' noise and of the student's batches (default: the teacher's seed). */
   seed?: number;
-  backend?: BackendName;
+  /** What trains the student, as `train --backend` (default `auto`: a native tfjs backend if installed, else `ort`). */
+  backend?: TrainBackendName;
+  /** tfjs gradient threads (see `trainRun`); refused above 1 when the student trains in onnxruntime. */
   workers?: number;
   /** Steps between checkpoints (default: the teacher's cadence); not stored, a resume may change it. */
   checkpointEvery?: number;
@@ -155,6 +158,9 @@ function identity(dim: number): AffineNorm {
  */
 export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult> {
   const t0 = performance.now();
+  // What trains the student, settled first so a refused setting costs no pairs.
+  const backend = await resolveTrainBackend(opts.backend ?? "auto");
+  refuseOrtWorkers(opts.backend ?? "auto", backend, opts.workers);
   const out = resolve(opts.out);
   const distillPath = join(out, "distill.json");
   const mode = opts.mode ?? "new";
@@ -319,7 +325,6 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
     const valBatches = [...pairSource({ ...sourceOpts, set: pairs.val, windows: val.norm }).epoch!(64)];
 
     // Student: the teacher's weights, or the latest student checkpoint.
-    const backend = await useBackend(opts.backend ?? "auto");
     const from = await loadResumePoint(out, head);
     let resume = from?.resume;
     if (!resume) {
@@ -333,22 +338,25 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
       warmupSteps: Math.min(input.optim.warmupSteps, Math.max(1, Math.floor(s.decaySteps / 10))),
     };
     const actionHead = buildHead(head);
-    const trainer = new Trainer({
+    const trainerOpts = {
       head: actionHead,
       seed: s.seed,
       optim,
       timeSampler: input.timeSampler,
       path: input.path,
-      workers: opts.workers ?? defaultWorkers(actionHead, input.batch),
       resume,
-    });
+    };
+    const trainer: RunTrainer =
+      backend === "ort"
+        ? await (await import("../ort/trainer.ts")).OrtTrainer.create(trainerOpts)
+        : new Trainer({ ...trainerOpts, workers: opts.workers ?? defaultWorkers(actionHead, input.batch) });
     try {
       const fromStep = trainer.step;
       const params = trainer.parameterCount();
       opts.onStart?.({ fromStep, params, trainFrames: train.norm.frames, valFrames: val.norm.frames });
       const ts = from?.trainState;
       let lastCheckpoint = from?.dir ?? "";
-      const validate = (): number => trainer.evalLossOver(valBatches, s.seed + 7919);
+      const validate = (): number | Promise<number> => trainer.evalLossOver(valBatches, s.seed + 7919);
       let summary: FitSummary;
       if (ts && trainer.step >= s.steps) {
         summary = { ...ts, step: trainer.step, samplesPerSec: 0, seconds: 0 };
@@ -371,6 +379,7 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
                 normalization,
                 seed: s.seed,
                 keep: input.keep,
+                backend,
               });
             },
             onStep: (_r, sum) =>
@@ -406,7 +415,7 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
         params,
       };
     } finally {
-      trainer.dispose();
+      await trainer.dispose();
     }
   } finally {
     ds.close();

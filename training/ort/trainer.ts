@@ -56,6 +56,12 @@ export class OrtTrainer implements RunTrainer {
   readonly path: ProbPath;
   readonly timeSampler: TimeSampler;
   private readonly sessions = new Map<number, ort.InferenceSession>();
+  /**
+   * Preallocated outputs of the training graph (its loss and every parameter's gradient), which
+   * onnxruntime writes in place each run instead of allocating fresh ones (see `bench adamw`: fresh
+   * outputs cost as much as the update itself).
+   */
+  private readonly outputs: { loss: Float32Array; grads: Map<string, Float32Array> };
   private stepCount: number;
   private busy = false;
 
@@ -70,6 +76,10 @@ export class OrtTrainer implements RunTrainer {
     this.path = pathFromConfig(opts.path ?? { kind: "linear" });
     this.timeSampler = timeSamplerFromConfig(opts.timeSampler ?? { kind: "pi0" });
     this.stepCount = opts.resume?.step ?? 0;
+    this.outputs = {
+      loss: new Float32Array(1),
+      grads: new Map([...adam.params].map(([name, p]) => [name, new Float32Array(p.value.length)])),
+    };
   }
 
   /** Builds the trainer: initial (or resumed) parameters and the training graph's session. */
@@ -110,7 +120,8 @@ export class OrtTrainer implements RunTrainer {
 
   /**
    * Loss and every parameter's gradient on `x` with the current raw weights (or `weights`), the
-   * loss divided by `denominator` as in `maskedLoss`.
+   * loss divided by `denominator` as in `maskedLoss`. The gradients live in the trainer's buffers:
+   * valid until the next call.
    */
   async lossAndGradients(
     x: LossInputs,
@@ -136,10 +147,12 @@ export class OrtTrainer implements RunTrainer {
       const w = weights?.get(name);
       feeds[name] = new ort.Tensor("float32", w?.data ?? p.value, p.shape);
     }
-    const out = await session.run(feeds);
-    const grads = new Map<string, Float32Array>();
-    for (const name of this.adam.params.keys()) grads.set(name, out[gradOutputName(name)]!.data as Float32Array);
-    return { loss: (out["loss"]!.data as Float32Array)[0]!, grads };
+    const { loss, grads } = this.outputs;
+    const fetches: Record<string, ort.Tensor> = { loss: new ort.Tensor("float32", loss, []) };
+    for (const [name, p] of this.adam.params)
+      fetches[gradOutputName(name)] = new ort.Tensor("float32", grads.get(name)!, p.shape);
+    await session.run(feeds, fetches);
+    return { loss: loss[0]!, grads };
   }
 
   /**
@@ -176,12 +189,12 @@ export class OrtTrainer implements RunTrainer {
   async evalLoss(batch: Batch, seed = 1234): Promise<number> {
     const inputs = { size: batch.size, obs: batch.obs, ...this.prepare(batch, new Rng(seed)) };
     const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
-    return (await this.lossAndGradients(inputs, denominator, this.state().ema)).loss;
+    return (await this.lossAndGradients(inputs, denominator, this.emaWeights())).loss;
   }
 
   /** Mean EMA loss over batches, sample-weighted, batch i with seed `seed + i` (as `Trainer.evalLossOver`). */
   async evalLossOver(batches: Iterable<Batch>, seed = 1234): Promise<number> {
-    const ema = this.state().ema;
+    const ema = this.emaWeights();
     let sum = 0;
     let n = 0;
     let i = 0;
@@ -192,6 +205,11 @@ export class OrtTrainer implements RunTrainer {
       n += b.size;
     }
     return n === 0 ? NaN : sum / n;
+  }
+
+  /** Views of the EMA weights by name (not copies: read them before the next step). */
+  private emaWeights(): Map<string, NamedArray> {
+    return new Map([...this.adam.params].map(([name, p]) => [name, { shape: p.shape, data: p.ema }]));
   }
 
   /** The state needed to resume: raw weights, AdamW moments and EMA weights (copies). */

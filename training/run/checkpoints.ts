@@ -30,6 +30,8 @@ export const TrainStateSchema = z.object({
   /** Runs saved before the training curve was kept have none. */
   trainHistory: z.array(z.object({ step: z.number().int().nonnegative(), trainLoss: LossSchema })).default([]),
   savedAt: z.string(),
+  /** What computed this session's steps (`ort`, or a tfjs backend); checkpoints saved before it was kept have none. */
+  backend: z.string().optional(),
 });
 /** See {@link TrainStateSchema}. */
 export type TrainState = z.infer<typeof TrainStateSchema>;
@@ -74,6 +76,8 @@ export interface RunCheckpointOptions {
   seed: number;
   /** Checkpoints kept. */
   keep: number;
+  /** What computes the steps (`ort`, or a tfjs backend), kept in `train_state.json`. */
+  backend: string;
 }
 
 /** Writes the checkpoint of `trainer`'s current step (EMA weights, optimizer, train state); resolves to its folder. */
@@ -88,6 +92,7 @@ export async function saveRunCheckpoint(trainer: RunTrainer, s: FitSummary, o: R
     valHistory: s.valHistory,
     trainHistory: s.trainHistory,
     savedAt: new Date().toISOString(),
+    backend: o.backend,
   };
   return saveCheckpoint(
     o.out,

@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs";
 import { describe, expect, it } from "vitest";
-import { useBackend } from "../../../training/backend/registry.ts";
+import { refuseOrtWorkers, resolveTrainBackend, useBackend } from "../../../training/backend/registry.ts";
 
 /** Whether `pkg` resolves from here (an optional peer that may or may not be installed). */
 function resolvable(pkg: string): boolean {
@@ -13,7 +13,7 @@ function resolvable(pkg: string): boolean {
   }
 }
 
-describe("tfjs backends", () => {
+describe("tfjs backends and the training backend", () => {
   it("auto picks the best backend that starts (wasm without tfjs-node) and a forced one names every failure", async () => {
     // The optional native backends, highest priority first. Each one forced either starts or fails
     // with the registry's error; one whose package does not resolve must fail. auto must then pick
@@ -43,6 +43,21 @@ describe("tfjs backends", () => {
       /unknown backend 'nope' \(valid: auto, tensorflow-gpu, tensorflow, wasm, cpu\)/,
     );
     expect(await useBackend("wasm")).toBe("wasm");
+
+    // Training: auto is the native tfjs backend when one started, else onnxruntime; a tfjs backend is
+    // active either way (ort's initial weights come from tfjs). A forced backend is what trains.
+    expect(await resolveTrainBackend("auto")).toBe(started[0] ?? "ort");
+    expect(["tensorflow-gpu", "tensorflow", "wasm", "cpu"]).toContain(tf.getBackend());
+    expect(await resolveTrainBackend("ort")).toBe("ort");
+    expect(await resolveTrainBackend("wasm")).toBe("wasm");
+    expect(tf.getBackend()).toBe("wasm");
+  });
+
+  it("gradient workers are refused when onnxruntime trains, saying how to get tfjs when auto chose it", () => {
+    expect(() => refuseOrtWorkers("ort", "ort", 2)).toThrow(/--workers 2: .*--backend ort uses onnxruntime's own/);
+    expect(() => refuseOrtWorkers("auto", "ort", 2)).toThrow(/--backend auto chose ort .* pass --backend wasm/);
+    expect(() => refuseOrtWorkers("auto", "ort", 1)).not.toThrow();
+    expect(() => refuseOrtWorkers("auto", "wasm", 2)).not.toThrow();
   });
 
   it("the wasm transposed-matMul fix gives the plain product and the same gradients as the cpu backend", async () => {

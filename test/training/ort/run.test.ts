@@ -60,6 +60,7 @@ describe("trainRun --backend ort", () => {
     }
     const ck = await loadCheckpoint(join(dir, "ort"), { withOptimizer: "yes" });
     expect(ck.optimizer?.trainState.step).toBe(40);
+    expect(ck.optimizer?.trainState["backend"]).toBe("ort");
     const ex = await exportOnnx(join(dir, "ort"));
     expect(ex.bytes).toBeGreaterThan(10_000);
     expect(ex.horizon).toBe(8);
