@@ -13,7 +13,8 @@
  *   forward to r >= t, with the step length h = r - t as its second time input (`interval`). The
  *   MeanFlow identity u = v - (t - r) du/dt, du/dt = v . du/dz + du/dt (a Jacobian-vector product
  *   with tangents (v, 1) in (z, t) at fixed r, so h has tangent -1), gives the target under
- *   stop-gradient, with adaptive per-sample weights 1 / (mean squared error + c). Sampling jumps
+ *   stop-gradient, with adaptive per-sample weights 1 / (mean squared error + c). Half the training
+ *   examples have r = t (flow matching); the others step to r = 1 or to r uniform in [t, 1]. Sampling jumps
  *   z_{t'} = z_t + (t' - t) u(z_t, t, t') on any grid; one step is z_1 = z_0 + u(z_0, 0, 1).
  */
 import type { HeadConfig, Objective as ObjectiveName } from "../net/config.ts";
@@ -270,14 +271,13 @@ export const meanflowObjective: Objective = {
     const t = new Float32Array(batch.size);
     const interval = new Float32Array(batch.size);
     for (let b = 0; b < batch.size; b++) {
+      t[b] = ctx.timeSampler.sample(rng);
       if (rng.uniform() < MEANFLOW_INTERVAL_SHARE) {
-        // Two draws, sorted: the state's time t (noisier) and the step's end r >= t.
-        const a = ctx.timeSampler.sample(rng);
-        const c = ctx.timeSampler.sample(rng);
-        t[b] = Math.min(a, c);
-        interval[b] = Math.max(a, c) - t[b]!;
-      } else {
-        t[b] = ctx.timeSampler.sample(rng);
+        // The step's end r > t: half the time the data end (r = 1, the jump a one-step sampler
+        // makes from t = 0), else uniform in [t, 1]. Two sorted draws of a time sampler that
+        // favours noise (pi0's) would almost never give the long steps few-step sampling takes.
+        const r = rng.uniform() < 0.5 ? 1 : t[b]! + (1 - t[b]!) * rng.uniform();
+        interval[b] = r - t[b]!;
       }
     }
     const { xt, ut } = pathInputs(batch, ctx, rng, t);

@@ -33,7 +33,7 @@ const ops: TargetOps<tf.Tensor> = {
 };
 
 describe("meanflow objective", () => {
-  it("prepare: about half the samples get r > t, with t + interval <= 1; the rest r = t", () => {
+  it("prepare: about half the samples get r > t (half of those r = 1), with t + interval <= 1; the rest r = t", () => {
     const H = 2;
     const A = 3;
     const size = 2000;
@@ -46,13 +46,16 @@ describe("meanflow objective", () => {
     const x = meanflowObjective.prepare(batch, ctx, new Rng(2));
     expect(x.t).toHaveLength(size);
     let stepped = 0;
+    let toData = 0;
     for (let b = 0; b < size; b++) {
       const h = x.interval![b]!;
       expect(h).toBeGreaterThanOrEqual(0);
       expect(x.t[b]! + h).toBeLessThanOrEqual(1 + 1e-6);
       if (h > 0) stepped++;
+      if (h > 0 && Math.abs(x.t[b]! + h - 1) < 1e-6) toData++;
     }
     expect(Math.abs(stepped / size - MEANFLOW_INTERVAL_SHARE)).toBeLessThan(0.05);
+    expect(Math.abs(toData / stepped - 0.5)).toBeLessThan(0.06);
     // The target is the conditional velocity v = x1 - x0 of the linear path at x_t.
     const x0 = (b: number, i: number): number =>
       (x.xt[b * H * A + i]! - x.t[b]! * batch.actions[b * H * A + i]!) / (1 - x.t[b]!);
