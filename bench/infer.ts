@@ -3,7 +3,8 @@
  * transformer head and the mlp head, served by onnxruntime (the exported graph) and by tfjs (the
  * reference sampler), with the parity of the two on the same noise. For the transformer also the
  * ONNX latency of the few-step graphs a distilled (ReFlow) policy runs with: 1 and 2 Euler steps
- * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores.
+ * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores, and the same for the
+ * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -168,6 +169,48 @@ async function benchHead(
   }
 }
 
+/**
+ * ONNX latency of a MeanFlow head (default transformer sizes, `--objective meanflow`) at `steps`
+ * average-velocity jumps each: the few-step graphs such a policy is exported with.
+ */
+async function benchMeanflow(o: {
+  runs: number;
+  threads: number;
+  steps: readonly number[];
+}): Promise<Record<string, ReturnType<typeof percentiles> & { nfe: number }>> {
+  const config = parseHeadConfig({
+    objective: "meanflow",
+    obs: [{ name: "state", key: "observation.state", shape: [32] }],
+  });
+  const rng = new Rng(43);
+  const normalization: NormalizationSpec = {
+    obs: { state: { key: "observation.state", mode: "mean_std", stats: stats(32, rng) } },
+    action: { key: "action", mode: "mean_std", stats: stats(32, rng) },
+  };
+  const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-meanflow-"));
+  try {
+    await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
+    const state = rng.normalArray(32);
+    const out: Record<string, ReturnType<typeof percentiles> & { nfe: number }> = {};
+    for (const steps of o.steps) {
+      const exported = await exportOnnx(dir, { steps, out: join(dir, `policy-${steps}.onnx`) });
+      const p = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
+      await p.warmup({ runs: 5 });
+      const ms: number[] = [];
+      for (let i = 0; i < o.runs; i++) {
+        const t0 = performance.now();
+        await p.sampleChunk({ "observation.state": state }, { seed: i });
+        ms.push(performance.now() - t0);
+      }
+      await p.release();
+      out[String(steps)] = { ...percentiles(ms), nfe: exported.nfe };
+    }
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Runs the inference benchmark for both heads. */
 export async function benchInfer(o: {
   runs: number;
@@ -177,12 +220,15 @@ export async function benchInfer(o: {
   const backend = await useBackend("wasm");
   const transformer = await benchHead("transformer", { ...o, fewSteps: FEW_STEPS });
   const mlp = await benchHead("mlp", { ...o, fewSteps: [] });
+  const meanflow = await benchMeanflow({ ...o, steps: FEW_STEPS });
   const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
   const oneStepP50 = fewStep["1"]!.p50Ms;
   const reference = await referenceGflops();
   return {
     transformer: { ...transformer, referenceGflops: reference },
     mlp: { ...mlp, referenceGflops: reference },
+    // The default transformer as a MeanFlow head (`--objective meanflow`), by steps (1 and 2 jumps).
+    meanflow,
     referenceGflops: reference,
     horizon: 50,
     actionDim: 32,

@@ -1,6 +1,6 @@
 /**
- * The training engine: conditional flow matching (or plain MSE for the regression baseline) with a
- * padding mask, AdamW, warmup + cosine schedule, global-norm gradient clipping, EMA weights,
+ * The training engine: the head's objective (conditional flow matching, the regression baseline or
+ * MeanFlow, `policy/flow/objective.ts`) with a padding mask, AdamW, warmup + cosine schedule, global-norm gradient clipping, EMA weights,
  * seeded and resumable runs.
  *
  * Per step t the randomness comes from `Rng(seed, step)`, so a resumed run draws exactly what the
@@ -16,7 +16,8 @@ import type { ParamSpec } from "../policy/net/ops.ts";
 import type { NamedArray } from "../policy/net/tfjs-ops.ts";
 import { TfjsOps } from "../policy/net/tfjs-ops.ts";
 import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
-import { linearPath, samplePath, sigmaMinPath } from "../policy/flow/path.ts";
+import { linearPath, sigmaMinPath } from "../policy/flow/path.ts";
+import { objectiveOf } from "../policy/flow/objective.ts";
 import type { TimeSampler, TimeSamplerConfig } from "../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
 import { Rng } from "../policy/random.ts";
@@ -26,7 +27,7 @@ import { DEFAULT_OPTIM } from "./optim.ts";
 import { GradPool } from "./parallel/pool.ts";
 import { splitInputs } from "./parallel/shard.ts";
 import type { LossInputs } from "./loss.ts";
-import { createParams, lossDenominator, maskedLoss } from "./loss.ts";
+import { createParams, lossDenominator, maskedLoss, withLossTarget } from "./loss.ts";
 
 /** Options of `Trainer`. */
 export interface TrainerOptions {
@@ -112,7 +113,7 @@ export function pathFromConfig(c: PathConfig): ProbPath {
 }
 
 /** What {@link Trainer.prepare} makes of a batch (see {@link LossInputs} for the shapes). */
-export type PreparedInputs = Pick<LossInputs, "xt" | "t" | "target" | "isPad">;
+export type PreparedInputs = Pick<LossInputs, "xt" | "t" | "interval" | "target" | "isPad">;
 
 /** What one training step reports. */
 export interface StepResult {
@@ -123,55 +124,17 @@ export interface StepResult {
 }
 
 /**
- * The network inputs and regression target of a batch for a trainer's head, path and time sampler
- * (see {@link Trainer.prepare}); shared by the tfjs `Trainer` and the onnxruntime `OrtTrainer`.
+ * The network inputs and regression target of a batch for a trainer's head, path and time sampler,
+ * drawn by the head's objective (`policy/flow/objective.ts`); shared by the tfjs `Trainer` and the
+ * onnxruntime `OrtTrainer`.
  */
 export function prepareInputs(
   trainer: Pick<Trainer, "head" | "path" | "timeSampler">,
   batch: Batch,
   rng: Rng,
 ): PreparedInputs {
-  const { horizon: H, actionDim: A } = trainer.head.config;
-  const n = batch.size * H;
-  if (batch.actions.length !== n * A) {
-    throw new Error(
-      `batch.actions has ${batch.actions.length} values, expected ${batch.size} x ${H} x ${A} = ${n * A}`,
-    );
-  }
-  const t = new Float32Array(batch.size);
-  if (trainer.head.config.objective === "regression") {
-    t.fill(1);
-    return { xt: new Float32Array(n * A), t, target: batch.actions, isPad: batch.isPad };
-  }
-  const tokenTime = new Float32Array(n);
-  for (let b = 0; b < batch.size; b++) {
-    t[b] = trainer.timeSampler.sample(rng);
-    tokenTime.fill(t[b]!, b * H, (b + 1) * H);
-  }
-  const x0 = batch.noise ?? rng.normalArray(n * A);
-  if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
-  const D = trainer.head.config.rtcMaxDelay;
-  if (D === 0) {
-    const { xt, ut } = samplePath(trainer.path, x0, batch.actions, tokenTime, { dim: A });
-    return { xt, t, target: ut, isPad: batch.isPad };
-  }
-  const isPad = batch.isPad.slice();
-  const prefixLen = new Int32Array(batch.size);
-  for (let b = 0; b < batch.size; b++) {
-    // Half the examples without a prefix: under d ~ U[0, D] chunk step i is trained only when d <= i,
-    // (i + 1) / (D + 1) of the time, and the first steps (what sync and small delays execute) starve.
-    const d = rng.uniform() < 0.5 ? 0 : 1 + rng.int(D);
-    prefixLen[b] = d;
-    tokenTime.fill(1, b * H, b * H + d);
-    isPad.fill(1, b * H, b * H + d);
-  }
-  const { xt, ut } = samplePath(trainer.path, x0, batch.actions, tokenTime, { dim: A });
-  // Exactly clean, whatever the path's value at t = 1 (sigma_min keeps a little noise there).
-  for (let b = 0; b < batch.size; b++) {
-    const from = b * H * A;
-    xt.set(batch.actions.subarray(from, from + prefixLen[b]! * A), from);
-  }
-  return { xt, t: tokenTime, target: ut, isPad };
+  const config = trainer.head.config;
+  return objectiveOf(config).prepare(batch, { config, path: trainer.path, timeSampler: trainer.timeSampler }, rng);
 }
 
 /** Trains one action head. Call `dispose()` when done to free its tensors. */
@@ -255,9 +218,13 @@ export class Trainer {
     return prepareInputs(this, batch, rng);
   }
 
-  /** The loss inputs of a whole batch. */
-  private lossInputs(batch: Batch, inputs: PreparedInputs): LossInputs {
-    return { size: batch.size, obs: batch.obs, ...inputs };
+  /**
+   * The loss inputs of a whole batch, with the objective's loss target under `ops`' weights (for
+   * `meanflow` the MeanFlow target and weights, computed before the gradient pass: no gradient
+   * flows through them).
+   */
+  private lossInputs(batch: Batch, inputs: PreparedInputs, ops: TfjsOps): LossInputs {
+    return withLossTarget(this.head, ops, { size: batch.size, obs: batch.obs, ...inputs });
   }
 
   /**
@@ -268,7 +235,7 @@ export class Trainer {
     if (this.pool)
       throw new Error(`Trainer: trainStep runs on one thread; with workers = ${this.workers} call trainStepAsync`);
     const step = this.stepCount;
-    const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
+    const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)), this.ops);
     const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
     const vars = [...this.ops.variables().values()];
     const [lossValue, normValue] = tf.tidy(() => {
@@ -291,7 +258,7 @@ export class Trainer {
     this.busy = true;
     try {
       const step = this.stepCount;
-      const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)));
+      const inputs = this.lossInputs(batch, this.prepare(batch, rng ?? stepRng(this.seed, step)), this.ops);
       const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
       const [own, ...rest] = splitInputs(inputs, this.workers, this.head.config);
       pool.writeParams(this.ops.variables());
@@ -372,7 +339,7 @@ export class Trainer {
 
   /** Loss of the EMA weights on `batch` with fixed randomness (comparable across calls). */
   evalLoss(batch: Batch, seed = 1234): number {
-    const inputs = this.lossInputs(batch, this.prepare(batch, new Rng(seed)));
+    const inputs = this.lossInputs(batch, this.prepare(batch, new Rng(seed)), this.emaOps);
     const denominator = lossDenominator(inputs.isPad, this.head.config.actionDim);
     return tf.tidy(() => maskedLoss(this.head, this.emaOps, inputs, denominator).dataSync()[0]!);
   }

@@ -94,7 +94,13 @@ export function registerTrain(program: Command): void {
     )
     .option("--action <column>", "action column (default action)")
     .addOption(choiceOption("--arch <arch>", "transformer | mlp (default transformer)", ArchSchema.options))
-    .addOption(choiceOption("--objective <o>", "flow | regression (default flow)", ObjectiveSchema.options))
+    .addOption(
+      choiceOption(
+        "--objective <o>",
+        "flow | regression | meanflow (average velocity for 1- or few-step sampling; export with --steps 1 or 2) (default flow)",
+        ObjectiveSchema.options,
+      ),
+    )
     .addOption(option("--lr <x>", "peak learning rate (default 1e-3)", positiveFloat))
     .addOption(
       choiceOption(

@@ -37,8 +37,12 @@ export const ArchSchema = z.enum(["transformer", "mlp"]);
 /** A network architecture name. */
 export type Arch = z.infer<typeof ArchSchema>;
 
-/** `flow`: velocity field trained by conditional flow matching; `regression`: direct MSE baseline. */
-export const ObjectiveSchema = z.enum(["flow", "regression"]);
+/**
+ * `flow`: velocity field trained by conditional flow matching; `regression`: direct MSE baseline;
+ * `meanflow`: average velocity over a step (MeanFlow), for one- or few-step sampling. Each is one
+ * strategy in `policy/flow/objective.ts`.
+ */
+export const ObjectiveSchema = z.enum(["flow", "regression", "meanflow"]);
 /** A training objective name. */
 export type Objective = z.infer<typeof ObjectiveSchema>;
 

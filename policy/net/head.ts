@@ -10,6 +10,8 @@
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
+import { objectiveOf } from "../flow/objective.ts";
+import { dense, timeEmbedding } from "./layers.ts";
 
 /** The per-chunk observation encoding: named tensors the velocity step reads. */
 export type Context<T> = Record<string, T>;
@@ -23,17 +25,53 @@ export interface ActionHead {
    * Velocity `[batch, horizon, actionDim]` at `xt` `[batch, horizon, actionDim]` and time `t`
    * `[batch, timeTokens]`, where `timeTokens` is `horizon` (default, per-token time) or 1.
    */
-  velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions): T;
+  velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions<T>): T;
 }
 
 /** Options of `ActionHead.velocity`. */
-export interface VelocityOptions {
+export interface VelocityOptions<T = unknown> {
   /** Time tokens in `t`: `horizon` (per-token, default) or 1 (one time per sample). */
   timeTokens?: number;
+  /**
+   * Average-velocity heads (`meanflow`) only: the step length r - t `[batch, timeTokens]` the
+   * average is taken over (default 0: the instantaneous velocity). Other heads refuse it.
+   */
+  interval?: T;
+}
+
+/**
+ * The conditioning of the step length of an average-velocity head (sinusoidal embedding, then a
+ * two-layer MLP whose output layer starts at zero, so an untrained head is the plain velocity head),
+ * to add to the head's time conditioning: `[batch, tokens, width]` from `interval`
+ * `[batch, tokens]`, or with `per: "sample"` `[batch, width]` from the first token's interval.
+ * Returns undefined for heads without the input (and refuses an interval given to them); a missing
+ * interval is 0 (`t` supplies its shape).
+ */
+export function intervalConditioning<T>(
+  ops: Ops<T>,
+  config: HeadConfig,
+  t: T,
+  dims: { tokens: number; embed: number; width: number; per: "token" | "sample" },
+  opts: VelocityOptions<T> | undefined,
+): T | undefined {
+  if (!objectiveOf(config).intervalInput) {
+    if (opts?.interval !== undefined)
+      throw new Error(`a ${config.objective} head takes no interval (only average-velocity heads do)`);
+    return undefined;
+  }
+  let h = opts?.interval ?? ops.scale(t, 0);
+  let tokens = dims.tokens;
+  if (dims.per === "sample" && tokens !== 1) {
+    h = ops.slice(h, 1, 0, 1);
+    tokens = 1;
+  }
+  const hidden = ops.silu(dense(ops, "interval.0", timeEmbedding(ops, h, tokens, dims.embed), dims.embed, dims.width));
+  const out = dense(ops, "interval.1", hidden, dims.width, dims.width, { init: "zeros" });
+  return dims.per === "sample" ? ops.reshape(out, [-1, dims.width]) : out;
 }
 
 /** The number of time tokens of a `velocity` call, checked against the horizon. */
-export function timeTokensOf(opts: VelocityOptions | undefined, horizon: number): number {
+export function timeTokensOf(opts: VelocityOptions<unknown> | undefined, horizon: number): number {
   const n = opts?.timeTokens ?? horizon;
   if (n !== 1 && n !== horizon) throw new Error(`t must have 1 or ${horizon} (horizon) time tokens, got ${n}`);
   return n;

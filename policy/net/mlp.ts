@@ -5,7 +5,7 @@
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
 import type { ActionHead, Context, VelocityOptions } from "./head.ts";
-import { featureSize, timeTokensOf } from "./head.ts";
+import { featureSize, intervalConditioning, timeTokensOf } from "./head.ts";
 import { chunks, dense, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -29,12 +29,16 @@ export function mlpHead(config: HeadConfig): ActionHead {
       return { obs: dense(ops, "obs.mix", ops.silu(sum!), W, W) };
     },
 
-    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions): T {
+    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions<T>): T {
       let h = dense(ops, "action.in", ops.reshape(xt, [-1, H * A]), H * A, W);
       // The flattened time embedding needs per-token time: a per-sample t is broadcast to H tokens.
-      const tTokens = timeTokensOf(opts, H) === H ? t : ops.mul(t, ops.constant(new Float32Array(H).fill(1), [1, H]));
+      const tokens = timeTokensOf(opts, H);
+      const tTokens = tokens === H ? t : ops.mul(t, ops.constant(new Float32Array(H).fill(1), [1, H]));
       const temb = ops.reshape(timeEmbedding(ops, tTokens, H, Dt), [-1, H * Dt]);
-      const tc = dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, H * Dt, W)), W, W);
+      const tc0 = dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, H * Dt, W)), W, W);
+      // Average-velocity heads: one step length per sample (its first token's).
+      const ic = intervalConditioning(ops, config, t, { tokens, embed: Dt, width: W, per: "sample" }, opts);
+      const tc = ic === undefined ? tc0 : ops.add(tc0, ic);
       const c = ops.silu(ops.add(ctx["obs"]!, tc));
 
       for (let l = 0; l < depth; l++) {

@@ -9,7 +9,7 @@
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
 import type { ActionHead, Context, VelocityOptions } from "./head.ts";
-import { timeTokensOf } from "./head.ts";
+import { intervalConditioning, timeTokensOf } from "./head.ts";
 import { attend, chunks, dense, headsKeys, headsValues, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -44,13 +44,16 @@ export function transformerHead(config: HeadConfig): ActionHead {
       return ctx;
     },
 
-    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions): T {
+    velocity<T>(ops: Ops<T>, ctx: Context<T>, xt: T, t: T, opts?: VelocityOptions<T>): T {
       const pos = ops.param({ name: "action.pos", shape: [H, D], init: { kind: "normal", std: 0.02 } });
       let x = ops.add(dense(ops, "action.in", xt, A, D), pos);
 
       // The time path runs on [batch, timeTokens, .] and broadcasts over the H action tokens.
-      const temb = timeEmbedding(ops, t, timeTokensOf(opts, H), timeEmbedDim);
-      const c = ops.silu(dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, timeEmbedDim, D)), D, D));
+      const tokens = timeTokensOf(opts, H);
+      const temb = timeEmbedding(ops, t, tokens, timeEmbedDim);
+      const tc = dense(ops, "time.1", ops.silu(dense(ops, "time.0", temb, timeEmbedDim, D)), D, D);
+      const ic = intervalConditioning(ops, config, t, { tokens, embed: timeEmbedDim, width: D, per: "token" }, opts);
+      const c = ops.silu(ic === undefined ? tc : ops.add(tc, ic));
 
       for (let l = 0; l < depth; l++) {
         const p = `blocks.${l}`;

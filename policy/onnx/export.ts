@@ -19,13 +19,14 @@ import {
 } from "../checkpoint/checkpoint.ts";
 import { solverByName, type SolverName } from "../flow/solvers.ts";
 import { buildHead } from "../net/network.ts";
+import { objectiveOf } from "../flow/objective.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
 import { OPSET, encodeModel } from "./proto.ts";
 
 /** Options of `exportOnnx`. */
 export interface ExportOptions {
-  /** Solver steps unrolled into the sample graph (default 10; regression heads use 1 evaluation). */
+  /** Solver steps unrolled into the sample graph (default 10; meanflow heads: average-velocity jumps; regression heads use 1 evaluation). */
   steps?: number;
   /** ODE solver: euler (default), midpoint, heun or rk4. */
   solver?: string;
@@ -39,7 +40,8 @@ export interface ExportResult {
   onnx: string;
   opset: typeof OPSET;
   steps: number;
-  solver: SolverName | "none";
+  /** The solver unrolled (`none` for regression heads, `meanflow` for average-velocity jumps). */
+  solver: SolverName | "none" | "meanflow";
   /** Path of the velocity graph. */
   velocityOnnx: string;
   /** Size of the sample graph file in bytes. */
@@ -65,7 +67,7 @@ export interface ExportedBytes {
   sample: Uint8Array;
   velocity: Uint8Array;
   steps: number;
-  solver: SolverName | "none";
+  solver: SolverName | "none" | "meanflow";
   nfe: number;
   inputs: string[];
 }
@@ -110,13 +112,14 @@ export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions
       `${join(ckpt.dir, "model.safetensors")}: ${unused.length} weights are not used by the ${ckpt.config.arch} head (${unused.slice(0, 5).join(", ")}${unused.length > 5 ? ", ..." : ""}); config and weights disagree`,
     );
   }
-  const regression = ckpt.config.objective === "regression";
+  const objective = objectiveOf(ckpt.config);
+  const sampled = objective.noiseInput ? steps : 1;
   return {
     sample: encodeModel(sample.model),
     velocity: encodeModel(velocity.model),
-    steps: regression ? 1 : steps,
-    solver: regression ? "none" : solver,
-    nfe: regression ? 1 : steps * solverByName(solver).evalsPerStep,
+    steps: sampled,
+    solver: objective.solverLabel(solver),
+    nfe: objective.nfe(sampled, solverByName(solver)),
     inputs: sample.model.graph.input.map((i) => i.name),
   };
 }

@@ -27,10 +27,11 @@
  */
 import type { ActionHead } from "../net/head.ts";
 import type { AffineNorm } from "../normalize.ts";
-import { integrate, solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
+import { solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
 import { Tape, type Traced } from "../autodiff/tape.ts";
 import { maskedSquaredError } from "../autodiff/loss.ts";
+import { objectiveOf, type NetworkJvp, type SampleSpec } from "../flow/objective.ts";
 import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
 import { VERSION } from "../version.ts";
 import type { FeatureIO } from "./schema.ts";
@@ -115,46 +116,47 @@ export function buildSampleModel(
     1,
   ]);
   const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
-  const cleanPrefix = cfg.objective === "flow" && cfg.rtcMaxDelay > 0;
-
-  let x: Sym;
-  let nfe: number;
-  if (cfg.objective === "regression") {
-    const zeros = ops.constant(new Float32Array(H * A), [1, H, A]);
-    const ones = ops.constant(new Float32Array(H).fill(1), [1, H]);
-    x = inpaint(head.velocity(ops, ctx, zeros, ones), prefix);
-    nfe = 1;
+  const objective = objectiveOf(cfg);
+  const cleanPrefix = objective.prefixTraining && cfg.rtcMaxDelay > 0;
+  const noise = objective.noiseInput ? ops.input("noise", [-1, H, A]) : undefined;
+  const needNoise = (): Sym => {
+    if (!noise) throw new Error(`sample graph: a ${cfg.objective} head samples without noise`);
+    return noise;
+  };
+  const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
+  const space: VectorSpace<Sym> = { axpy: (y, alpha, v) => (alpha === 0 ? y : ops.add(y, ops.scale(v, alpha))) };
+  const intervalOf = (h: number | undefined): { interval?: Sym } => (h === undefined ? {} : { interval: timeOf(h) });
+  let spec: SampleSpec<Sym>;
+  if (cleanPrefix) {
+    // Training-time RTC: the prefix is fed clean at per-token time 1 (the data end) in every
+    // evaluation, exactly as the head was trained; the other tokens follow the solver's time.
+    const mask2 = ops.reshape(mask, [-1, H]);
+    const rest = ops.sub(ops.constant(new Float32Array(H).fill(1), [1, H]), mask2);
+    spec = {
+      ops,
+      space,
+      net: (xt, t, h) =>
+        head.velocity(ops, ctx, inpaint(xt, prefix), ops.add(ops.scale(rest, t), mask2), intervalOf(h)),
+      noise: () => inpaint(needNoise(), prefix),
+      zeros: () => ops.constant(new Float32Array(H * A), [1, H, A]),
+      grid: uniformGrid(opts.steps),
+      solver,
+      afterStep: (xt) => inpaint(xt, prefix),
+    };
   } else {
-    const noise = ops.input("noise", [-1, H, A]);
-    const space: VectorSpace<Sym> = { axpy: (y, alpha, v) => (alpha === 0 ? y : ops.add(y, ops.scale(v, alpha))) };
-    const grid = uniformGrid(opts.steps);
-    nfe = 0;
-    if (cleanPrefix) {
-      // Training-time RTC: the prefix is fed clean at per-token time 1 (the data end) in every
-      // evaluation, exactly as the head was trained; the other tokens follow the solver's time.
-      const mask2 = ops.reshape(mask, [-1, H]);
-      const rest = ops.sub(ops.constant(new Float32Array(H).fill(1), [1, H]), mask2);
-      const f = (xt: Sym, t: number): Sym =>
-        head.velocity(ops, ctx, inpaint(xt, prefix), ops.add(ops.scale(rest, t), mask2));
-      x = inpaint(noise, prefix);
-      for (let i = 0; i + 1 < grid.length; i++) {
-        const r = integrate(solver, space, f, x, [grid[i]!, grid[i + 1]!]);
-        nfe += r.nfe;
-        x = inpaint(r.x, prefix);
-      }
-    } else {
-      const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
-      const f = (xt: Sym, t: number): Sym => head.velocity(ops, ctx, xt, timeOf(t));
-      x = noise;
-      for (let i = 0; i + 1 < grid.length; i++) {
-        const t1 = grid[i + 1]!;
-        const r = integrate(solver, space, f, x, [grid[i]!, t1]);
-        nfe += r.nfe;
-        // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0.
-        x = inpaint(r.x, space.axpy(ops.scale(prefix, t1), 1 - t1, noise));
-      }
-    }
+    spec = {
+      ops,
+      space,
+      net: (xt, t, h) => head.velocity(ops, ctx, xt, timeOf(t), intervalOf(h)),
+      noise: needNoise,
+      zeros: () => ops.constant(new Float32Array(H * A), [1, H, A]),
+      grid: uniformGrid(opts.steps),
+      solver,
+      // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0 (the prefix itself at t1 = 1).
+      afterStep: (xt, t1) => inpaint(xt, t1 === 1 ? prefix : space.axpy(ops.scale(prefix, t1), 1 - t1, needNoise())),
+    };
   }
+  const { x, nfe } = objective.sample(spec);
   if (x.shape[0] !== -1) throw new Error(`sample graph: the chunk lost its batch dimension (shape [${x.shape}])`);
 
   // De-normalise the raw action dims: x = (y - offset) / scale.
@@ -169,13 +171,15 @@ export function buildSampleModel(
   const y = ops.add(ops.mul(ops.slice(x, 2, 0, rawA), ops.constant(inv, [rawA])), ops.constant(shift, [rawA]));
   ops.output(y, "actions");
 
+  const label = objective.solverLabel(solver.name);
+  const sampleSteps = objective.noiseInput ? opts.steps : 1;
   const meta = {
     ...headMetadata(head, features, "sample"),
-    "actionflow.solver": cfg.objective === "regression" ? "none" : solver.name,
-    "actionflow.steps": String(cfg.objective === "regression" ? 1 : opts.steps),
+    "actionflow.solver": label,
+    "actionflow.steps": String(sampleSteps),
     "actionflow.nfe": String(nfe),
     "actionflow.action_dim": String(rawA),
-    "actionflow.noise": cfg.objective === "regression" ? "none" : "input",
+    "actionflow.noise": noise ? "input" : "none",
     "actionflow.prefix": cleanPrefix ? "clean" : "replace",
     "actionflow.rtc_max_delay": String(cfg.rtcMaxDelay),
     ...(cfg.fps ? { "actionflow.fps": String(cfg.fps) } : {}),
@@ -183,9 +187,7 @@ export function buildSampleModel(
   };
   const doc =
     `actionflow ${cfg.arch} ${cfg.objective} head: raw observations -> action chunk [batch, ${H}, ${rawA}]` +
-    (cfg.objective === "regression"
-      ? " (one evaluation)"
-      : ` (${solver.name}, ${opts.steps} steps, noise [batch, ${H}, ${A}] required)`);
+    (noise ? ` (${label}, ${sampleSteps} steps, noise [batch, ${H}, ${A}] required)` : " (one evaluation)");
   return { model: wrapModel(ops, "actionflow_sample", doc, meta), usedParams: ops.usedParams() };
 }
 
@@ -240,11 +242,15 @@ export function gradOutputName(name: string): string {
  *
  * Inputs (batch is the `batch` dim_param), all float32: every parameter, named as the parameter
  * with its shape; normalised `obs.<name>` `[batch, ...shape]`; `xt` and `target`
- * `[batch, H, A]`; `t` `[batch, timeTokens]`; `is_pad` `[batch, H]` (1 = step left out of the loss);
- * `denominator` `[]` (the batch's `lossDenominator`). Outputs: `loss` `[]` =
- * `sum((v - target)^2 (1 - is_pad)) / denominator`, exactly the tfjs trainer's `maskedLoss`, and
- * `grad.<name>` (shape of the parameter; zeros where the loss does not depend on it). Both
- * objectives use this graph: a regression batch is fed xt = 0, t = 1, target = actions.
+ * `[batch, H, A]`; `t` `[batch, timeTokens]`; `interval` `[batch, timeTokens]` (average-velocity
+ * heads only); `is_pad` `[batch, H]` (1 = step left out of the loss); `denominator` `[]` (the
+ * batch's `lossDenominator`). The inputs are the head objective's `prepare` (a regression batch is
+ * fed xt = 0, t = 1, target = actions). Outputs: `loss` `[]` = `sum((v - goal)^2 (1 - is_pad) w) /
+ * denominator`, exactly the tfjs trainer's `maskedLoss`, where the objective's `lossTarget` makes
+ * `goal` and the per-sample weights w from `target` (flow, regression: goal = target, w = 1;
+ * meanflow: the MeanFlow target and adaptive weights, the JVP by forward-mode tangents on the tape,
+ * both under stop-gradient); and `grad.<name>` (shape of the parameter; zeros where the loss does
+ * not depend on it).
  */
 export function buildTrainModel(
   head: ActionHead,
@@ -255,18 +261,53 @@ export function buildTrainModel(
   const { horizon: H, actionDim: A } = cfg;
   const T = opts.timeTokens;
   if (T !== 1 && T !== H) throw new Error(`train graph: timeTokens must be 1 or ${H} (the horizon), got ${T}`);
+  const objective = objectiveOf(cfg);
   const ops = new OnnxOps({ params: "inputs" });
   const tape = new Tape(ops);
   const input = (name: string, shape: number[]): Traced<Sym> => tape.input(ops.input(name, shape), shape);
+  // An objective whose target needs the network's JVP differentiates along xt, t and interval.
+  const netInput = (name: string, shape: number[]): Traced<Sym> =>
+    objective.targetNeedsJvp ? tape.variable(ops.input(name, shape), shape) : input(name, shape);
   const obs: Record<string, Traced<Sym>> = {};
   for (const f of features) obs[f.name] = input(obsInputName(f.name), [-1, ...f.shape]);
-  const xt = input("xt", [-1, H, A]);
-  const t = input("t", [-1, T]);
+  const xt = netInput("xt", [-1, H, A]);
+  const t = netInput("t", [-1, T]);
+  const interval = objective.intervalInput ? netInput("interval", [-1, T]) : undefined;
   const target = input("target", [-1, H, A]);
   const isPad = input("is_pad", [-1, H]);
   const denominator = input("denominator", []);
-  const v = head.velocity(tape, head.encode(tape, obs), xt, t, { timeTokens: T });
-  const loss = maskedSquaredError(tape, v, target, isPad, denominator, { horizon: H });
+  const v = head.velocity(tape, head.encode(tape, obs), xt, t, { timeTokens: T, ...(interval ? { interval } : {}) });
+  const keep = ops.sub(ops.constant(Float32Array.of(1), []), ops.reshape(isPad.value, [-1, H, 1]));
+  const jvp: NetworkJvp<Sym> = (tan) => {
+    const seeds = new Map<Traced<Sym>, Sym>([
+      [xt, tan.xt],
+      [t, tan.t],
+    ]);
+    if (interval) seeds.set(interval, tan.interval);
+    const [d] = tape.tangents(seeds, [v]);
+    return { value: v.value, jvp: d ?? ops.scale(v.value, 0) };
+  };
+  const lt = objective.lossTarget(
+    ops,
+    {
+      xt: xt.value,
+      t: t.value,
+      ...(interval ? { interval: interval.value } : {}),
+      target: target.value,
+      keep,
+      timeTokens: T,
+      horizon: H,
+      actionDim: A,
+    },
+    jvp,
+  );
+  // The objective's target and weights are computed off the tape: no gradient flows through them.
+  const goal = lt.target === target.value ? target : tape.input(lt.target, [-1, H, A]);
+  const weight = lt.weight === undefined ? undefined : tape.input(lt.weight, [-1, 1, 1]);
+  const loss = maskedSquaredError(tape, v, goal, isPad, denominator, {
+    horizon: H,
+    ...(weight ? { weight } : {}),
+  });
   ops.output(loss.value, "loss");
   const params: { name: string; shape: number[] }[] = [];
   for (const [name, g] of tape.gradients(loss)) {
@@ -276,7 +317,7 @@ export function buildTrainModel(
     ops.output(g ?? ops.constant(new Float32Array(size), shape), gradOutputName(name));
   }
   const meta = { ...headMetadata(head, features, "train"), ...opts.metadata };
-  const doc = `actionflow ${cfg.arch} training graph: parameters, normalised obs.*, xt, t [batch, ${T}], target, is_pad, denominator -> loss, grad.*`;
+  const doc = `actionflow ${cfg.arch} ${cfg.objective} training graph: parameters, normalised obs.*, xt, t [batch, ${T}]${interval ? `, interval [batch, ${T}]` : ""}, target, is_pad, denominator -> loss, grad.*`;
   return { model: wrapModel(ops, "actionflow_train", doc, meta), params };
 }
 

@@ -6,7 +6,8 @@ import * as tf from "@tensorflow/tfjs";
 import type { ActionHead } from "../net/head.ts";
 import type { Ops } from "../net/ops.ts";
 import type { SolverName, VectorSpace } from "../flow/solvers.ts";
-import { integrate, solverByName, uniformGrid } from "../flow/solvers.ts";
+import { solverByName, uniformGrid } from "../flow/solvers.ts";
+import { objectiveOf } from "../flow/objective.ts";
 
 /** tfjs tensors as a solver vector space. */
 export const tfjsSpace: VectorSpace<tf.Tensor> = {
@@ -15,9 +16,9 @@ export const tfjsSpace: VectorSpace<tf.Tensor> = {
 
 /** Options of `sampleChunkTfjs`. */
 export interface TfjsSampleOptions {
-  /** Solver steps (default 10). */
+  /** Solver steps (default 10; for meanflow heads, average-velocity jumps). */
   steps?: number;
-  /** ODE solver (default euler). */
+  /** ODE solver (default euler; flow heads only). */
   solver?: SolverName;
   /** Time grid from 0 to 1 (default `uniformGrid(steps)`); overrides `steps`. */
   grid?: number[];
@@ -27,8 +28,10 @@ export interface TfjsSampleOptions {
 
 /**
  * Samples normalised action chunks `[batch, horizon, actionDim]` from noise `[batch, horizon,
- * actionDim]` given normalised observations; the observation is encoded once. A regression head
- * returns its prediction (noise is only used for its shape). Call inside `tf.tidy`.
+ * actionDim]` given normalised observations, as the head's objective samples
+ * (`policy/flow/objective.ts`: an ODE solve for flow heads, average-velocity jumps for meanflow
+ * heads); the observation is encoded once. A regression head returns its prediction (noise is only
+ * used for its shape). Call inside `tf.tidy`.
  */
 export function sampleChunkTfjs(
   head: ActionHead,
@@ -39,23 +42,23 @@ export function sampleChunkTfjs(
 ): tf.Tensor {
   const ctx = head.encode(ops, obs);
   const batch = noise.shape[0]!;
-  const H = head.config.horizon;
-  if (head.config.objective === "regression") {
-    return head.velocity(ops, ctx, tf.zerosLike(noise), tf.ones([batch, 1]), { timeTokens: 1 });
-  }
-  // Each evaluation frees its intermediates at once; only the velocity and the states survive.
-  const f = (x: tf.Tensor, t: number): tf.Tensor =>
-    tf.tidy(() => head.velocity(ops, ctx, x, tf.fill([batch, 1], t), { timeTokens: 1 }));
-  const { x } = integrate(
-    solverByName(opts.solver ?? "euler"),
-    tfjsSpace,
-    f,
-    noise,
-    opts.grid ?? uniformGrid(opts.steps ?? 10),
-    {
-      onStep: opts.onStep,
-    },
-  );
+  const { x } = objectiveOf(head.config).sample<tf.Tensor>({
+    ops,
+    space: tfjsSpace,
+    // Each evaluation frees its intermediates at once; only the velocity and the states survive.
+    net: (xt, t, interval) =>
+      tf.tidy(() =>
+        head.velocity(ops, ctx, xt, tf.fill([batch, 1], t), {
+          timeTokens: 1,
+          ...(interval !== undefined ? { interval: tf.fill([batch, 1], interval) } : {}),
+        }),
+      ),
+    noise: () => noise,
+    zeros: () => tf.zerosLike(noise),
+    grid: opts.grid ?? uniformGrid(opts.steps ?? 10),
+    solver: solverByName(opts.solver ?? "euler"),
+    ...(opts.onStep ? { onStep: opts.onStep } : {}),
+  });
   return x;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Training in onnxruntime: the masked flow-matching (or regression) loss and its gradients come
+ * Training in onnxruntime: the masked loss of the head's objective and its gradients come
  * from the training graph (`buildTrainModel`, the backward pass emitted from the one network
  * description), the update from `AdamW` over Float32Arrays. Same initialisation, batches, per-step
  * randomness (`stepRng`), schedule, clipping and EMA as the tfjs `Trainer`, which stays the
@@ -134,6 +134,7 @@ export class OrtTrainer implements RunTrainer {
     const feeds: Record<string, ort.Tensor> = {
       xt: new ort.Tensor("float32", x.xt, [x.size, H, A]),
       t: new ort.Tensor("float32", x.t, [x.size, T]),
+      ...(x.interval ? { interval: new ort.Tensor("float32", x.interval, [x.size, T]) } : {}),
       target: new ort.Tensor("float32", x.target, [x.size, H, A]),
       is_pad: new ort.Tensor("float32", Float32Array.from(x.isPad), [x.size, H]),
       denominator: new ort.Tensor("float32", Float32Array.of(denominator), []),

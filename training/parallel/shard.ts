@@ -45,8 +45,10 @@ export function splitInputs(
       obs,
       xt: cut(x.xt, H * A, from, n, "xt"),
       t: cut(x.t, timeTokens, from, n, "t"),
+      ...(x.interval ? { interval: cut(x.interval, timeTokens, from, n, "interval") } : {}),
       target: cut(x.target, H * A, from, n, "target"),
       isPad: cut(x.isPad, H, from, n, "isPad"),
+      ...(x.weight ? { weight: cut(x.weight, 1, from, n, "weight") } : {}),
     });
     from += n;
   }

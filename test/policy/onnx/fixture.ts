@@ -1,6 +1,6 @@
 /** Tiny heads with random (all non-zero) weights and stats, for export and runtime tests. */
 import * as tf from "@tensorflow/tfjs";
-import { parseHeadConfig, type HeadConfig, type HeadConfigInput } from "../../../policy/net/config.ts";
+import { parseHeadConfig, type HeadConfig, type HeadConfigInput, type Objective } from "../../../policy/net/config.ts";
 import { buildHead } from "../../../policy/net/network.ts";
 import { type ActionHead } from "../../../policy/net/head.ts";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
@@ -12,7 +12,7 @@ import type { NamedArray } from "../../../policy/onnx/ops.ts";
 /** A tiny head of `arch`: H=4, model action dim 5 (raw 3), features state [6] (raw 4) and emb [2, 3]. */
 export function tinyConfig(
   arch: "transformer" | "mlp",
-  objective: "flow" | "regression" = "flow",
+  objective: Objective = "flow",
   features: "state" | "state+emb" = "state+emb",
 ): HeadConfig {
   const input: HeadConfigInput = {
@@ -79,7 +79,7 @@ export interface TinyModel {
 /** A tiny head with random weights and stats (mean_std obs, min_max action). */
 export function tinyModel(
   arch: "transformer" | "mlp",
-  opts: { objective?: "flow" | "regression"; seed?: number; features?: "state" | "state+emb" } = {},
+  opts: { objective?: Objective; seed?: number; features?: "state" | "state+emb" } = {},
 ): TinyModel {
   const withEmb = (opts.features ?? "state+emb") === "state+emb";
   const config = tinyConfig(arch, opts.objective ?? "flow", withEmb ? "state+emb" : "state");

@@ -209,6 +209,78 @@ for (const arch of ["transformer", "mlp"] as const) {
       expect(maxAbsDiff(out.actions!.data, rawChunk(r, ref))).toBeLessThan(1e-4);
     });
 
+    describe("meanflow head", () => {
+      const mf = tinyModel(arch, { objective: "meanflow" });
+      for (const steps of [1, 2]) {
+        it(`${steps} step(s): the sample graph == the tfjs sampler == z_{t'} = z_t + (t' - t) u(z_t, t, t') written out`, async () => {
+          const { model } = buildSampleModel(mf.head, mf.weights, mf.features, mf.norms, { steps, solver: "rk4" });
+          const meta = Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key, p.value]));
+          expect(meta["actionflow.solver"]).toBe("meanflow");
+          expect(meta["actionflow.nfe"]).toBe(String(steps));
+          const out = await runModel(model, { ...feedsOf(mf, raw), noise: [noise, [BATCH, H, A]] });
+          const ops = new TfjsOps({ seed: 0, weights: mf.weights, mode: "frozen" });
+          const obsN = normalisedObs(mf, raw);
+          const sampled = tf.tidy(
+            () =>
+              sampleChunkTfjs(mf.head, ops, obsN, tf.tensor(noise, [BATCH, H, A]), {
+                steps,
+              }).dataSync() as Float32Array,
+          );
+          const written = tf.tidy(() => {
+            const ctx = mf.head.encode(ops, obsN);
+            const grid = uniformGrid(steps);
+            let x = tf.tensor(noise, [BATCH, H, A]);
+            for (let i = 0; i < steps; i++) {
+              const [t0, t1] = [grid[i]!, grid[i + 1]!];
+              const u = mf.head.velocity(ops, ctx, x, tf.fill([BATCH, 1], t0), {
+                timeTokens: 1,
+                interval: tf.fill([BATCH, 1], t1 - t0),
+              });
+              x = tf.add(x, tf.mul(u, t1 - t0));
+            }
+            return x.dataSync() as Float32Array;
+          });
+          ops.dispose();
+          tf.dispose(Object.values(obsN));
+          expect(maxAbsDiff(sampled, written)).toBeLessThan(1e-5);
+          expect(maxAbsDiff(out.actions!.data, rawChunk(mf, sampled))).toBeLessThan(1e-4);
+        });
+      }
+
+      it("the interval input matters: u(z, 0, 1) differs from the velocity u(z, 0, 0)", () => {
+        const ops = new TfjsOps({ seed: 0, weights: mf.weights, mode: "frozen" });
+        const obsN = normalisedObs(mf, raw);
+        const [avg, inst] = [1, 0].map((h) =>
+          tf.tidy(() => {
+            const ctx = mf.head.encode(ops, obsN);
+            return mf.head
+              .velocity(ops, ctx, tf.tensor(noise, [BATCH, H, A]), tf.zeros([BATCH, 1]), {
+                timeTokens: 1,
+                interval: tf.fill([BATCH, 1], h),
+              })
+              .dataSync() as Float32Array;
+          }),
+        );
+        ops.dispose();
+        tf.dispose(Object.values(obsN));
+        expect(maxAbsDiff(avg!, inst!)).toBeGreaterThan(1e-3);
+      });
+
+      it("2 steps with a prefix inpainted by replacement keeps the prefix", async () => {
+        const { model } = buildSampleModel(mf.head, mf.weights, mf.features, mf.norms, { steps: 2, solver: "euler" });
+        const prefix = new Rng(9).normalArray(BATCH * H * RAW.action);
+        const out = await runModel(model, {
+          ...feedsOf(mf, raw),
+          noise: [noise, [BATCH, H, A]],
+          prefix: [prefix, [BATCH, H, RAW.action]],
+          prefix_len: [BigInt64Array.from([2n, 0n]), [BATCH]],
+        });
+        const got = out.actions!.data;
+        for (let i = 0; i < 2 * RAW.action; i++) expect(Math.abs(got[i]! - prefix[i]!)).toBeLessThan(1e-4);
+        expect(Math.abs(got[2 * RAW.action]! - prefix[2 * RAW.action]!)).toBeGreaterThan(1e-3);
+      });
+    });
+
     it("velocity graph == one tfjs velocity evaluation", async () => {
       const { model } = buildVelocityModel(m.head, m.weights, m.features);
       const rng = new Rng(3);

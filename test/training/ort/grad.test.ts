@@ -7,7 +7,7 @@ import { buildTrainModel, gradOutputName, obsInputName } from "../../../policy/o
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { featureSize } from "../../../policy/net/head.ts";
 import { Rng } from "../../../policy/random.ts";
-import { lossDenominator, maskedLoss, type LossInputs } from "../../../training/loss.ts";
+import { lossDenominator, maskedLoss, withLossTarget, type LossInputs } from "../../../training/loss.ts";
 import { checkOnnxFile, onnxCheckerUnavailable, runModel } from "../../policy/onnx/helpers.ts";
 import { encodeModel } from "../../../policy/onnx/proto.ts";
 import { tinyModel } from "../../policy/onnx/fixture.ts";
@@ -39,7 +39,10 @@ function batchOf(m: ReturnType<typeof tinyModel>, timeTokens: number, seed: numb
     };
   }
   const t = Float32Array.from({ length: BATCH * timeTokens }, () => rng.uniform());
-  return { size: BATCH, obs, xt: rng.normalArray(BATCH * H * A), t, target: rng.normalArray(BATCH * H * A), isPad };
+  const x = { size: BATCH, obs, xt: rng.normalArray(BATCH * H * A), t, target: rng.normalArray(BATCH * H * A), isPad };
+  // MeanFlow: a step length r - t in [0, 1 - t], one sample with r = t.
+  if (objective === "meanflow") return { ...x, interval: t.map((ti, i) => (i === 0 ? 0 : rng.uniform() * (1 - ti))) };
+  return x;
 }
 
 /** Relative Frobenius error |a - b| / max(|b|, floor). */
@@ -54,7 +57,7 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): numb
 }
 
 for (const arch of ["transformer", "mlp"] as const) {
-  for (const objective of ["flow", "regression"] as const) {
+  for (const objective of ["flow", "regression", "meanflow"] as const) {
     describe(`train graph gradients == tfjs variableGrads (${arch}, ${objective})`, () => {
       const m = tinyModel(arch, { objective });
       const { horizon: H, actionDim: A } = m.config;
@@ -66,6 +69,7 @@ for (const arch of ["transformer", "mlp"] as const) {
           const feeds: Record<string, [Float32Array, number[]]> = {
             xt: [x.xt, [BATCH, H, A]],
             t: [x.t, [BATCH, timeTokens]],
+            ...(x.interval ? { interval: [x.interval, [BATCH, timeTokens]] as [Float32Array, number[]] } : {}),
             target: [x.target, [BATCH, H, A]],
             is_pad: [Float32Array.from(x.isPad), [BATCH, H]],
             denominator: [Float32Array.from([denominator]), []],
@@ -76,8 +80,16 @@ for (const arch of ["transformer", "mlp"] as const) {
 
           const ops = new TfjsOps({ seed: 0, weights: m.weights });
           maskedLoss(m.head, ops, x, denominator).dispose(); // creates the variables
+          // MeanFlow: the target v - (t - r) du/dt by double backward and the adaptive weights,
+          // against the training graph's forward-mode tangents; flow, regression: x itself.
+          const xl = withLossTarget(m.head, ops, x);
+          if (objective === "meanflow") {
+            expect(xl.weight).toHaveLength(BATCH);
+            // The JVP term is there: the target moved off v wherever r != t.
+            expect(xl.target.some((v, i) => Math.abs(v - x.target[i]!) > 1e-3)).toBe(true);
+          }
           const { value, grads } = tf.variableGrads(
-            () => maskedLoss(m.head, ops, x, denominator),
+            () => maskedLoss(m.head, ops, xl, denominator),
             [...ops.variables().values()],
           );
           const ref = {

@@ -34,6 +34,8 @@ const CASES: { name: string; config: HeadConfig }[] = [
     config: { ...tinyConfig("transformer"), rtcMaxDelay: 2 },
   },
   { name: "mlp, regression", config: tinyConfig("mlp", "regression") },
+  { name: "transformer, meanflow", config: tinyConfig("transformer", "meanflow") },
+  { name: "mlp, meanflow", config: tinyConfig("mlp", "meanflow") },
 ];
 
 describe("OrtTrainer tracks the tfjs Trainer (same init, batch, noise, schedule)", () => {
