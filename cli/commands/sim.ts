@@ -3,7 +3,7 @@
  * open-loop replay of a recorded episode, and closed-loop evaluation of a chunk policy, all in
  * MuJoCo (see sim/).
  */
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
@@ -172,7 +172,10 @@ export function registerSim(program: Command): void {
       ]),
     )
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
-    .option("--out <dir>", "output folder (default <run>/eval/<task>, or runs/eval-expert-<task>)")
+    .option(
+      "--out <dir>",
+      "output folder (default <run>/eval/<task>, <dir>/eval/<name>/<task> for <dir>/<name>.onnx, or runs/eval-expert-<task>)",
+    )
     .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "its joint/actuator mapping JSON")
@@ -213,7 +216,12 @@ export function registerSim(program: Command): void {
           // so episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
           onnx = await OnnxPolicy.load(o.policy, { seed, executionProviders: [o.provider] });
           policy = onnx;
-          outDir = o.out ?? join(o.policy, "eval", task);
+          // a run folder gets <run>/eval/<task>; an .onnx file <its folder>/eval/<file name>/<task>
+          outDir =
+            o.out ??
+            (o.policy.endsWith(".onnx")
+              ? join(dirname(o.policy), "eval", basename(o.policy, ".onnx"), task)
+              : join(o.policy, "eval", task));
         }
         const bar = startProgress(episodes, { json, label: `eval ${task}` });
         let info;
