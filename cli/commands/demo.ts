@@ -264,10 +264,19 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
   const val = heldOut(episodes);
   if (val.end - val.start < 1) throw new Error(`--episodes: the demo needs at least 2 episodes, got ${episodes}`);
 
-  const collected = await stages.run<CollectResult>("collect", { task, episodes, seed }, [dataDir], () => {
+  // a two-mode task is recorded both ways round from every scene, so no observation hints at the mode
+  const paired = taskInfo(task).modes !== undefined;
+  const collected = await stages.run<CollectResult>("collect", { task, episodes, seed, paired }, [dataDir], () => {
     const bar = startProgress(episodes, { json, label: `collect ${task}` });
     return intoPlace(dataDir, (partial) =>
-      collect({ task, episodes, seed, out: partial, onAttempt: (attempts, rec) => bar.update(rec, { attempts }) }),
+      collect({
+        task,
+        episodes,
+        seed,
+        paired,
+        out: partial,
+        onAttempt: (attempts, rec) => bar.update(rec, { attempts }),
+      }),
     ).finally(() => bar.stop());
   });
 
