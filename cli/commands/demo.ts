@@ -377,7 +377,7 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
 
   const loop = await stages.run<LoopSummary>(
     "loop",
-    { export: exported.stamp, seconds, via: o.via, seed: evalSeed, episodes: "until seconds" },
+    { export: exported.stamp, seconds, via: o.via, seed: evalSeed, episodes: "until seconds", merge: "sync 8" },
     [],
     async () => {
       // the simulator's arm profile, its environment feature sized for this task
@@ -397,7 +397,10 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
           policy: runs.flow,
           via: o.via,
           robot,
-          merge: "blend",
+          // sync with 8 actions per chunk, as in the closed-loop evaluation: blending overlapping chunks
+          // of a two-mode policy averages its modes (fork, 3 seeds: sync solved 2, blend 1)
+          merge: "sync",
+          nActionSteps: 8,
           publish: "step",
           seconds: seconds - used,
           seed: evalSeed + episodes.length,
