@@ -140,16 +140,7 @@ async function benchHead(
     const fewStep: Record<string, ReturnType<typeof percentiles> & { nfe: number }> = {};
     for (const steps of o.fewSteps) {
       const few = await exportOnnx(dir, { steps, solver: "euler", out: join(dir, `policy-${steps}.onnx`) });
-      const p = await OnnxPolicy.load(few.onnx, { threads: o.threads });
-      await p.warmup({ runs: 5 });
-      const ms: number[] = [];
-      for (let i = 0; i < o.runs; i++) {
-        const t0 = performance.now();
-        await p.sampleChunk({ "observation.state": state }, { seed: i });
-        ms.push(performance.now() - t0);
-      }
-      await p.release();
-      fewStep[String(steps)] = { ...percentiles(ms), nfe: few.nfe };
+      fewStep[String(steps)] = { ...(await chunkLatency(few.onnx, state, o)), nfe: few.nfe };
     }
     const flops = headFlops(head, 1, { time: "constant" });
     const chunkFlops = flops.encode + STEPS * flops.velocity;
@@ -166,6 +157,27 @@ async function benchHead(
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Latency percentiles of `runs` seeded chunks of one exported policy (after 5 warmup runs), batch 1. */
+async function chunkLatency(
+  onnx: string,
+  state: Float32Array,
+  o: { runs: number; threads: number },
+): Promise<ReturnType<typeof percentiles>> {
+  const p = await OnnxPolicy.load(onnx, { threads: o.threads });
+  try {
+    await p.warmup({ runs: 5 });
+    const ms: number[] = [];
+    for (let i = 0; i < o.runs; i++) {
+      const t0 = performance.now();
+      await p.sampleChunk({ "observation.state": state }, { seed: i });
+      ms.push(performance.now() - t0);
+    }
+    return percentiles(ms);
+  } finally {
+    await p.release();
   }
 }
 
@@ -194,16 +206,7 @@ async function benchMeanflow(o: {
     const out: Record<string, ReturnType<typeof percentiles> & { nfe: number }> = {};
     for (const steps of o.steps) {
       const exported = await exportOnnx(dir, { steps, out: join(dir, `policy-${steps}.onnx`) });
-      const p = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
-      await p.warmup({ runs: 5 });
-      const ms: number[] = [];
-      for (let i = 0; i < o.runs; i++) {
-        const t0 = performance.now();
-        await p.sampleChunk({ "observation.state": state }, { seed: i });
-        ms.push(performance.now() - t0);
-      }
-      await p.release();
-      out[String(steps)] = { ...percentiles(ms), nfe: exported.nfe };
+      out[String(steps)] = { ...(await chunkLatency(exported.onnx, state, o)), nfe: exported.nfe };
     }
     return out;
   } finally {
