@@ -1,11 +1,12 @@
 /**
  * Fork: reach a target behind a low wall through one of its two gaps. The end effector starts low
- * on the centreline just in front of the wall, whose solid middle blocks the straight way; the gaps
- * sit 6 cm to the left (+y) and to the right (-y), so the way forks at once, with no room to
- * drift: the average of the two ways runs into the middle of the wall, and a half-hearted swerve
- * hits it too. The wall is lower than the gripper's palm, so only the fingers thread the gap and the
- * arm passes over. Success = within 2 cm of the target for 5 control steps with no contact with the
- * wall ever; a contact ends the episode as a failure.
+ * on the centreline 7.5 cm in front of the wall, whose solid middle blocks the straight way; the
+ * gaps (7 cm wide) are centred 7 cm to the left (+y) and to the right (-y). The expert's approach to a split point 6 cm
+ * in front of the wall is the same either way (see `sim/experts/fork.ts`); there the way forks with
+ * no room to drift: the average of the two ways runs into the middle of the wall, and a
+ * half-hearted swerve hits it too. The wall is lower than the gripper's palm, so only the fingers
+ * thread the gap and the arm passes over. Success = within 2 cm of the target for 5 control steps
+ * with no contact with the wall ever; a contact ends the episode as a failure.
  * `observation.environment_state` = [target x, y, z, wall x, y, end effector x, y, z] (metres).
  */
 import type { Rng } from "../../policy/random.ts";
@@ -22,12 +23,15 @@ export const FORK_WALL = {
   thickness: 0.01,
   height: 0.07,
   /** Centre of each gap, this far left and right of the wall's centre. */
-  gapOffset: 0.06,
+  gapOffset: 0.07,
   /** Width of each gap (y). */
-  gapWidth: 0.05,
+  gapWidth: 0.07,
   /** Length of each outer piece beyond a gap (y). */
   outer: 0.06,
 } as const;
+
+/** Nominal x (metres) of the wall's centre; the end effector starts at x 0.1, 7.5 cm in front of it. */
+export const FORK_WALL_X = 0.175;
 
 /** The fork task's static description. */
 export const FORK_INFO: TaskInfo = {
@@ -56,7 +60,7 @@ export const FORK_WORLDBODY = `
     <body name="af_target" mocap="true" pos="0.24 0 0.045">
       <geom name="af_target" type="sphere" size="0.012" contype="0" conaffinity="0" rgba="0.1 0.8 0.2 0.6"/>
     </body>
-    <body name="af_wall" mocap="true" pos="0.16 0 ${W.height / 2}">
+    <body name="af_wall" mocap="true" pos="${FORK_WALL_X} 0 ${W.height / 2}">
 ${PIECES.map(
   ([y, half], i) =>
     `      <geom name="af_wall_${i}" type="box" pos="0 ${y} 0" size="${W.thickness / 2} ${half} ${W.height / 2}" rgba="0.85 0.15 0.1 1"/>`,
@@ -69,7 +73,7 @@ export class ForkTask extends Task {
   /** Target position (metres). */
   target: Vec3 = [0.24, 0, 0.045];
   /** The wall's centre at mid height (metres); the gaps are at wall y ± {@link FORK_WALL}.gapOffset. */
-  wall: Vec3 = [0.16, 0, W.height / 2];
+  wall: Vec3 = [FORK_WALL_X, 0, W.height / 2];
   /** True once anything touched the wall this episode. */
   touched = false;
   private readonly targetBody: number;
@@ -92,7 +96,7 @@ export class ForkTask extends Task {
 
   protected resetScene(rng: Rng): void {
     const start: Vec3 = [0.1 + uniform(rng, -0.005, 0.005), uniform(rng, -0.005, 0.005), 0.05];
-    this.wall = [0.16 + uniform(rng, -0.004, 0.004), uniform(rng, -0.005, 0.005), W.height / 2];
+    this.wall = [FORK_WALL_X + uniform(rng, -0.004, 0.004), uniform(rng, -0.005, 0.005), W.height / 2];
     this.target = [0.24 + uniform(rng, -0.008, 0.008), this.wall[1] + uniform(rng, -0.01, 0.01), 0.045];
     resetArmAt(this.env, rng, start, 0.01);
     this.env.setMocapPos(this.targetBody, this.target);

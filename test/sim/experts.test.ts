@@ -145,7 +145,7 @@ describe("fork modes", () => {
     expect(forkMode([], wall)).toBe("none");
   });
 
-  it("the average of both ways (paired, the same scene) runs into the wall: the contact ends the episode as a failure", async () => {
+  it("the average of both ways (paired, the same scene: one shared approach, then the split) runs into the wall: the contact ends the episode as a failure", async () => {
     for (const seed of [3, 4]) {
       const plans: Float32Array[] = [];
       for (const mode of ["left", "right"]) {
@@ -156,6 +156,10 @@ describe("fork modes", () => {
       }
       const [a, b] = plans as [Float32Array, Float32Array];
       const dim = task.env.dim;
+      // The approach (at least 0.7 s) is shared: the same targets either way, then they part.
+      const shared = Math.floor(0.7 * task.env.fps) - 1;
+      expect(Array.from(a.subarray(0, shared * dim))).toEqual(Array.from(b.subarray(0, shared * dim)));
+      expect(Array.from(a.subarray(60 * dim, 61 * dim))).not.toEqual(Array.from(b.subarray(60 * dim, 61 * dim)));
       task.reset(seed);
       const ep = await continueEpisode(task, (_obs, step) =>
         Float32Array.from({ length: dim }, (_, j) => ((a[step * dim + j] ?? 0) + (b[step * dim + j] ?? 0)) / 2),
@@ -163,7 +167,7 @@ describe("fork modes", () => {
       expect(task.touched).toBe(true);
       expect(task.failed && task.done).toBe(true);
       expect(ep.success).toBe(false);
-      expect(ep.length).toBeLessThan(40);
+      expect(ep.length).toBeLessThan(60);
       expect(ep.rewards[ep.length - 1]).toBe(0);
       expect(task.modeOf(ep.eeTrace)).toBe("none");
     }

@@ -2,10 +2,11 @@ import { readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
+import { affineFor, denormalize, normalize } from "../../policy/normalize.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import type { TrainRunOptions } from "../../training/run.ts";
 import { trainRun } from "../../training/run.ts";
-import { guardStats } from "../../training/run/normalization.ts";
+import { CONSTANT_ACTION_SPREAD, guardStats } from "../../training/run/normalization.ts";
 import type { RunFile } from "../../training/run/run-file.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
 import { parseObsSpec, parseRunConfig, readRunConfig } from "../../training/run/settings.ts";
@@ -278,5 +279,26 @@ describe("run settings", () => {
       [1.5, 2.9],
     ]);
     expect(guardStats(stats, "identity").guarded).toEqual([]);
+  });
+
+  it("gives an action dim that never varies a tiny spread, so whatever the head outputs there comes back as the constant", () => {
+    const stats = {
+      mean: [0.5, 2, -0.3],
+      std: [0, 0.3, 1e-4],
+      min: [0.5, 1, -0.3002],
+      max: [0.5, 3, -0.2998],
+      count: 10,
+    };
+    const g = guardStats(stats, "mean_std", { constantAction: true });
+    expect(g.guarded).toEqual([0, 2]);
+    expect(g.stats.std).toEqual([CONSTANT_ACTION_SPREAD, 0.3, 1]); // only exactly zero spread
+    const norm = affineFor(g.stats, "mean_std");
+    const back = denormalize([2.5, 0, 0, -1.7, 0, 0], norm); // two frames of head output, [2, 3]
+    expect(Math.abs(back[0]! - 0.5)).toBeLessThan(1e-5);
+    expect(Math.abs(back[3]! - 0.5)).toBeLessThan(1e-5);
+    expect(normalize([0.5, 2, -0.3], norm)[0]).toBeCloseTo(0, 1);
+    const mm = guardStats({ ...stats, mean: [0.5, 2, -0.3] }, "min_max", { constantAction: true });
+    expect(mm.stats.max[0]! - mm.stats.min[0]!).toBeCloseTo(2 * CONSTANT_ACTION_SPREAD, 12);
+    expect(guardStats(stats, "mean_std").stats.std[0]).toBe(1); // not an action: unit spread
   });
 });

@@ -77,8 +77,9 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
   const guardedDims: Record<string, number[]> = {};
   const saved: Record<string, FeatureStats> = {};
   const norms: Record<string, AffineNorm> = {};
+  const obsKeys = new Set(input.obs.map((o) => o.key));
   for (const [key, m] of columns) {
-    const g = guardStats(rawStats[key]!, m);
+    const g = guardStats(rawStats[key]!, m, { constantAction: key === input.action && !obsKeys.has(key) });
     saved[key] = g.stats;
     if (g.guarded.length) guardedDims[key] = g.guarded;
     norms[key] = affineFor(g.stats, m, key);
@@ -97,10 +98,24 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
 }
 
 /**
- * Guards stats against (nearly) constant dims, which would otherwise get a scale of ~1e8
- * (see `training/run.ts`). Returns the stats to save and the guarded dims.
+ * Spread (metres or radians) given to an action dim that never varies in the data: the head's output
+ * there is multiplied by this on the way back, so the dim comes out as its constant (to ~1e-6 of
+ * the head's error) instead of the constant plus the head's unit-scale error.
  */
-export function guardStats(stats: FeatureStats, mode: NormMode): { stats: FeatureStats; guarded: number[] } {
+export const CONSTANT_ACTION_SPREAD = 1e-6;
+
+/**
+ * Guards stats against (nearly) constant dims, which would otherwise get a scale of ~1e8
+ * (see `training/run.ts`): such a dim gets a unit spread about its mean. With `constantAction` (the
+ * action column, not also an observation), a dim with exactly zero spread (min == max) gets
+ * {@link CONSTANT_ACTION_SPREAD} instead, so denormalisation maps whatever the head outputs there
+ * back to the constant. Returns the stats to save and the guarded dims.
+ */
+export function guardStats(
+  stats: FeatureStats,
+  mode: NormMode,
+  opts: { constantAction?: boolean } = {},
+): { stats: FeatureStats; guarded: number[] } {
   const out: FeatureStats = {
     ...stats,
     mean: [...stats.mean],
@@ -114,26 +129,27 @@ export function guardStats(stats: FeatureStats, mode: NormMode): { stats: Featur
   const dim = stats.mean.length;
   for (let i = 0; i < dim; i++) {
     const mean = stats.mean[i]!;
+    const half = opts.constantAction && stats.max[i] === stats.min[i] ? CONSTANT_ACTION_SPREAD : 1;
     switch (mode) {
       case "identity":
         break;
       case "mean_std":
         if (!(stats.std[i]! >= 1e-3)) {
-          out.std[i] = 1;
+          out.std[i] = half;
           guarded.push(i);
         }
         break;
       case "min_max":
         if (!(stats.max[i]! - stats.min[i]! >= 2e-3)) {
-          out.min[i] = mean - 1;
-          out.max[i] = mean + 1;
+          out.min[i] = mean - half;
+          out.max[i] = mean + half;
           guarded.push(i);
         }
         break;
       case "quantiles": {
         if (out.q01 && out.q99 && !(out.q99[i]! - out.q01[i]! >= 2e-3)) {
-          out.q01[i] = mean - 1;
-          out.q99[i] = mean + 1;
+          out.q01[i] = mean - half;
+          out.q99[i] = mean + half;
           guarded.push(i);
         }
         break;
