@@ -8,7 +8,7 @@ import type { Vec3 } from "../env.ts";
 import type { AvoidTask } from "../tasks/avoid.ts";
 import { uniform } from "../tasks/task.ts";
 import type { Expert, TimedCurve } from "./plan.ts";
-import { IkDriver, curveAt, planSteps } from "./plan.ts";
+import { IkDriver, curveAt, pathExpert, pickSide } from "./plan.ts";
 
 /**
  * Creates the avoid expert for the task's current episode (call right after `task.reset`); `mode`
@@ -17,9 +17,7 @@ import { IkDriver, curveAt, planSteps } from "./plan.ts";
 export function avoidExpert(task: AvoidTask, rng: Rng, mode?: "left" | "right"): Expert {
   const closed = task.env.scene.gripper?.closed;
   const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
-  const coin = rng.uniform() < 0.5 ? "left" : "right";
-  const chosen = mode ?? coin;
-  const side = chosen === "left" ? 1 : -1;
+  const { mode: chosen, side } = pickSide(rng, mode);
   const start = task.env.eePos();
   const target = task.target;
   const ob = task.obstacle;
@@ -31,12 +29,5 @@ export function avoidExpert(task: AvoidTask, rng: Rng, mode?: "left" | "right"):
   const p1: Vec3 = [ob[0] - spread + 0.005 * rng.normal(), ob[1] + side * lateral, z];
   const p2: Vec3 = [ob[0] + spread + 0.005 * rng.normal(), ob[1] + side * lateral, z];
   const curve: TimedCurve = { points: [start, p1, p2, target], duration: uniform(rng, 2.0, 3.0) };
-  const fps = task.env.fps;
-  const at = (step: number): Float32Array => driver.targetFor(curveAt(curve, (step + 1) / fps));
-  return {
-    mode: chosen,
-    act: () => at(task.stepsTaken),
-    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
-    dispose: () => driver.dispose(),
-  };
+  return pathExpert(task, driver, (t) => curveAt(curve, t), chosen);
 }

@@ -13,7 +13,7 @@ import type { ForkTask } from "../tasks/fork.ts";
 import { FORK_WALL } from "../tasks/fork.ts";
 import { uniform } from "../tasks/task.ts";
 import type { Expert, TimedCurve } from "./plan.ts";
-import { IkDriver, pathAt, planSteps } from "./plan.ts";
+import { IkDriver, pathAt, pathExpert, pickSide } from "./plan.ts";
 
 /** Half width (metres) of the band of lateral offsets of the shared approach, about the wall's centre. */
 export const FORK_APPROACH_SPREAD = 0.02;
@@ -25,9 +25,7 @@ export const FORK_APPROACH_SPREAD = 0.02;
 export function forkExpert(task: ForkTask, rng: Rng, mode?: "left" | "right"): Expert {
   const closed = task.env.scene.gripper?.closed;
   const driver = new IkDriver(task, rng, closed === undefined ? {} : { gripper: closed });
-  const coin = rng.uniform() < 0.5 ? "left" : "right";
-  const chosen = mode ?? coin;
-  const side = chosen === "left" ? 1 : -1;
+  const { mode: chosen, side } = pickSide(rng, mode);
   const start = task.env.eePos();
   const wall = task.wall;
   const gapY = wall[1] + side * FORK_WALL.gapOffset;
@@ -48,12 +46,5 @@ export function forkExpert(task: ForkTask, rng: Rng, mode?: "left" | "right"): E
     { points: [p1, p2], duration: uniform(rng, 0.45, 0.6) },
     { points: [p2, task.target], duration: uniform(rng, 0.5, 0.7) },
   ];
-  const fps = task.env.fps;
-  const at = (step: number): Float32Array => driver.targetFor(pathAt(legs, (step + 1) / fps));
-  return {
-    mode: chosen,
-    act: () => at(task.stepsTaken),
-    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
-    dispose: () => driver.dispose(),
-  };
+  return pathExpert(task, driver, (t) => pathAt(legs, t), chosen);
 }

@@ -78,6 +78,31 @@ export interface Expert {
   dispose(): void;
 }
 
+/**
+ * An open-loop expert that moves the end effector along `path` (position, metres, at time t seconds after the
+ * reset): the action of control step k places it at path((k + 1) / fps). It owns `driver` and frees it.
+ */
+export function pathExpert(task: Task, driver: IkDriver, path: (t: number) => Vec3, mode?: string): Expert {
+  const fps = task.env.fps;
+  const at = (step: number): Float32Array => driver.targetFor(path((step + 1) / fps));
+  return {
+    ...(mode !== undefined ? { mode } : {}),
+    act: () => at(task.stepsTaken),
+    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
+    dispose: () => driver.dispose(),
+  };
+}
+
+/**
+ * The way a two-mode expert goes (avoid, fork): `mode` when forced, else a fair coin. The coin is drawn either way,
+ * so forcing the mode leaves the rest of the episode's variation unchanged. `side` is +1 for left (+y), -1 for right.
+ */
+export function pickSide(rng: Rng, mode?: "left" | "right"): { mode: "left" | "right"; side: 1 | -1 } {
+  const coin = rng.uniform() < 0.5 ? "left" : "right";
+  const chosen = mode ?? coin;
+  return { mode: chosen, side: chosen === "left" ? 1 : -1 };
+}
+
 /** Options for {@link IkDriver}. */
 export interface IkDriverOptions {
   /** Gripper target (joint units); default: keep the current gripper position. */

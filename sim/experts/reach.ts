@@ -7,7 +7,7 @@ import type { Vec3 } from "../env.ts";
 import type { ReachTask } from "../tasks/reach.ts";
 import { uniform } from "../tasks/task.ts";
 import type { Expert, TimedCurve } from "./plan.ts";
-import { IkDriver, curveAt, planSteps } from "./plan.ts";
+import { IkDriver, curveAt, pathExpert } from "./plan.ts";
 
 /** Creates the reach expert for the task's current episode (call right after `task.reset`). */
 export function reachExpert(task: ReachTask, rng: Rng): Expert {
@@ -28,11 +28,5 @@ export function reachExpert(task: ReachTask, rng: Rng): Expert {
     2 * mid[2] - (start[2] + target[2]) / 2,
   ];
   const curve: TimedCurve = { points: [start, ctrl, target], duration: Math.max(0.8, d / speed) };
-  const fps = task.env.fps;
-  const at = (step: number): Float32Array => driver.targetFor(curveAt(curve, (step + 1) / fps));
-  return {
-    act: () => at(task.stepsTaken),
-    plan: (steps) => planSteps(at, task.stepsTaken, steps, task.env.dim),
-    dispose: () => driver.dispose(),
-  };
+  return pathExpert(task, driver, (t) => curveAt(curve, t));
 }
