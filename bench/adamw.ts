@@ -17,6 +17,7 @@ import { valueInfo } from "../policy/onnx/ops.ts";
 import { DataType, IR_VERSION, OPSET, encodeModel, floatTensor } from "../policy/onnx/proto.ts";
 import type { ModelProto, NodeProto, TensorProto } from "../policy/onnx/proto.ts";
 import { Rng } from "../policy/random.ts";
+import { median } from "../policy/stats/quantiles.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { DEFAULT_OPTIM, type OptimConfig } from "../training/optim.ts";
 import { AdamW } from "../training/ort/adamw.ts";
@@ -135,8 +136,6 @@ export function buildAdamWModel(layout: FlatLayout, o: OptimConfig): ModelProto 
     },
   };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Runs the optimizer benchmark; returns the JSON record. */
 export async function benchAdamW(o: BenchAdamWOptions): Promise<Record<string, unknown>> {

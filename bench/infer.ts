@@ -25,7 +25,8 @@ import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
 import { useBackend } from "../training/backend/registry.ts";
-import { percentiles, referenceGflops } from "./reference.ts";
+import { percentiles } from "../policy/stats/quantiles.ts";
+import { referenceGflops } from "./reference.ts";
 
 const STEPS = 10;
 /** Few-step graphs timed for the transformer (ReFlow students run 1 or 2 steps). */

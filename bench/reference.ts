@@ -35,10 +35,3 @@ export async function referenceGflops(n = 512, seconds = 2): Promise<number> {
   await session.release();
   return best;
 }
-
-/** p50 and p99 (ms) of a list of durations. */
-export function percentiles(ms: number[]): { p50Ms: number; p99Ms: number } {
-  const s = [...ms].sort((a, b) => a - b);
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
-  return { p50Ms: at(0.5), p99Ms: at(0.99) };
-}

@@ -37,7 +37,7 @@ import { ZmqPolicyClient } from "../bridge/server/zmq-client.ts";
 import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { exportDefaultHead } from "./infer.ts";
-import { percentiles } from "./reference.ts";
+import { median, percentiles } from "../policy/stats/quantiles.ts";
 
 /** One configuration's figures. */
 export interface ServeFigures {
@@ -145,8 +145,6 @@ export async function benchServe(o: {
     await rm(dir, { recursive: true, force: true });
   }
 }
-
-const median = (x: number[]): number => [...x].sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
 
 function cpuMs(since: NodeJS.CpuUsage): number {
   const c = process.cpuUsage(since);

@@ -14,6 +14,7 @@ import type { BackendName, TrainBackendName } from "../training/backend/registry
 import { useBackend } from "../training/backend/registry.ts";
 import { Trainer, defaultWorkers } from "../training/trainer.ts";
 import type { Batch } from "../training/batch.ts";
+import { median } from "../policy/stats/quantiles.ts";
 import { referenceGflops } from "./reference.ts";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -99,11 +100,10 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
     await trainer.trainStepAsync(batch);
     times.push(performance.now() - t0);
   }
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)]! / 1000;
+  const stepS = median(times) / 1000;
   const flops = headFlops(head, o.batch);
   const trainFlops = 3 * (flops.encode + flops.velocity);
-  const trainGflops = trainFlops / median / 1e9;
+  const trainGflops = trainFlops / stepS / 1e9;
   const parameters = trainer.parameterCount();
   trainer.dispose();
   let profile: StepProfile | undefined;
@@ -118,8 +118,8 @@ export async function benchTrain(o: BenchTrainOptions): Promise<Record<string, u
   }
   const reference = await referenceGflops();
   return {
-    samplesPerSec: o.batch / median,
-    stepMs: median * 1000,
+    samplesPerSec: o.batch / stepS,
+    stepMs: stepS * 1000,
     trainGflops,
     referenceGflops: reference,
     ratio: trainGflops / reference,
@@ -212,8 +212,7 @@ export async function benchTrainOrt(o: BenchTrainOptions & { backend: "ort" }): 
   } finally {
     await trainer.release();
   }
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  const median = med(times) / 1000;
+  const stepS = median(times) / 1000;
   let profile: OrtStepProfile | undefined;
   if (o.profile) {
     const dir = mkdtempSync(join(tmpdir(), "actionflow-ort-profile-"));
@@ -236,12 +235,12 @@ export async function benchTrainOrt(o: BenchTrainOptions & { backend: "ort" }): 
   }
   const flops = headFlops(head, o.batch);
   const trainFlops = 3 * (flops.encode + flops.velocity);
-  const trainGflops = trainFlops / median / 1e9;
+  const trainGflops = trainFlops / stepS / 1e9;
   const reference = await referenceGflops();
   return {
-    samplesPerSec: o.batch / median,
-    stepMs: median * 1000,
-    gradMs: med(gradTimes),
+    samplesPerSec: o.batch / stepS,
+    stepMs: stepS * 1000,
+    gradMs: median(gradTimes),
     trainGflops,
     referenceGflops: reference,
     ratio: trainGflops / reference,

@@ -26,6 +26,7 @@ import { linearPath, samplePath, sigmaMinPath } from "../policy/flow/path.ts";
 import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
 import { PathSchema } from "../policy/flow/path.ts";
 import { SOLVER_NAMES } from "../policy/flow/solvers.ts";
+import { median } from "../policy/stats/quantiles.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
 import type { TimeSamplerConfig } from "../policy/flow/time.ts";
@@ -561,12 +562,6 @@ function rows(chunk: Float32Array, A: number): number[][] {
   const out: number[][] = [];
   for (let i = 0; i < chunk.length; i += A) out.push(Array.from(chunk.subarray(i, i + A)));
   return out;
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 /** The action dims' names from a feature's `names` (flat list of the right length), else a0, a1, ... */
