@@ -51,6 +51,35 @@ export type LoopMerge =
       minPrefix?: number;
     };
 
+/** The merge settings of the `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` flags (`sim run`, `serve --robot`); a flag the mode does not take is refused naming it. */
+export function loopMergeFrom(o: {
+  merge: LoopMerge["mode"];
+  nActionSteps?: number;
+  aggregate?: Aggregate;
+  prefixSteps?: number;
+}): LoopMerge {
+  if (o.aggregate !== undefined && o.merge !== "blend")
+    throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
+  if (o.nActionSteps !== undefined && o.merge !== "sync" && o.merge !== "rtc")
+    throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
+  if (o.prefixSteps !== undefined && o.merge !== "rtc")
+    throw new Error(`--prefix-steps applies to --merge rtc, not ${o.merge}`);
+  switch (o.merge) {
+    case "sync":
+      return { mode: "sync", ...(o.nActionSteps !== undefined ? { nActionSteps: o.nActionSteps } : {}) };
+    case "ensemble":
+      return { mode: "ensemble" };
+    case "blend":
+      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
+    case "rtc":
+      return {
+        mode: "rtc",
+        ...(o.nActionSteps !== undefined ? { executionHorizon: o.nActionSteps } : {}),
+        ...(o.prefixSteps !== undefined ? { minPrefix: o.prefixSteps } : {}),
+      };
+  }
+}
+
 /** The policy facts the executor needs. */
 export interface MergePolicyShape {
   horizon: number;

@@ -16,7 +16,7 @@ const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   export: [() => import("./commands/export.ts").then((m) => m.registerExport)],
   sim: [
     () => import("./commands/sim.ts").then((m) => m.registerSim),
-    () => import("./commands/robot.ts").then((m) => m.registerSimRobot),
+    () => import("./commands/sim-run.ts").then((m) => m.registerSimRobot),
   ],
   eval: [() => import("./commands/eval.ts").then((m) => m.registerEval)],
   serve: [() => import("./commands/serve.ts").then((m) => m.registerServe)],

@@ -5,37 +5,7 @@
  */
 import type { Command } from "commander";
 import { AGGREGATES, MERGE_MODES, type LoopMerge } from "../bridge/merge.ts";
-import type { Aggregate } from "../policy/runtime/executor.ts";
 import { choiceOption, nonNegativeInt, option, positiveInt } from "./args.ts";
-
-/** The merge settings of the `--merge`, `--n-action-steps` and `--aggregate` flags (shared with `serve --robot`). */
-export function loopMergeFrom(o: {
-  merge: LoopMerge["mode"];
-  nActionSteps?: number;
-  aggregate?: Aggregate;
-  prefixSteps?: number;
-}): LoopMerge {
-  if (o.aggregate !== undefined && o.merge !== "blend")
-    throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
-  if (o.nActionSteps !== undefined && o.merge !== "sync" && o.merge !== "rtc")
-    throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
-  if (o.prefixSteps !== undefined && o.merge !== "rtc")
-    throw new Error(`--prefix-steps applies to --merge rtc, not ${o.merge}`);
-  switch (o.merge) {
-    case "sync":
-      return { mode: "sync", ...(o.nActionSteps !== undefined ? { nActionSteps: o.nActionSteps } : {}) };
-    case "ensemble":
-      return { mode: "ensemble" };
-    case "blend":
-      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
-    case "rtc":
-      return {
-        mode: "rtc",
-        ...(o.nActionSteps !== undefined ? { executionHorizon: o.nActionSteps } : {}),
-        ...(o.prefixSteps !== undefined ? { minPrefix: o.prefixSteps } : {}),
-      };
-  }
-}
 
 /** Adds `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` to a command. */
 export function addMergeOptions(cmd: Command, defaultMode: LoopMerge["mode"]): Command {

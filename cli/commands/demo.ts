@@ -52,8 +52,8 @@ import type { RunConfig } from "../../training/run/settings.ts";
 import { readRunConfig } from "../../training/run/settings.ts";
 import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
 import { log, printResult, startProgress, trainingProgress } from "../output.ts";
-import { runSim } from "./robot.ts";
-import type { SimRunResult } from "./robot.ts";
+import { runSim } from "../../sim/run.ts";
+import type { SimRunResult } from "../../sim/run.ts";
 
 /** The default task of the demo (`--task`); meant to be a two-mode task where averaging the modes fails. */
 export const DEMO_TASK: TaskName = "fork";
@@ -405,7 +405,6 @@ export async function runDemo(o: DemoFlags): Promise<DemoResult> {
           seconds: seconds - used,
           seed: evalSeed + episodes.length,
           horizon: 16,
-          json: true,
           provider: o.provider,
           wrapPolicy: (p) => timedPolicy(p, latenciesMs),
         });

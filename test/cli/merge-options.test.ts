@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { describe, expect, it } from "vitest";
-import { addMergeOptions, loopMergeFrom } from "../../cli/merge-options.ts";
+import { addMergeOptions } from "../../cli/merge-options.ts";
+import { loopMergeFrom } from "../../bridge/merge.ts";
 
 const parse = (args: string[]): Record<string, unknown> => {
   const cmd = addMergeOptions(new Command().exitOverride(), "blend");

@@ -1,47 +1,38 @@
 /**
- * `actionflow sim robot`: the simulator plays a ROS robot. It connects to a rosbridge, publishes the
- * task's joint states and environment state on the profile's topics, and executes the commands it
- * receives in real time (trajectories interpolated as joint_trajectory_controller does), through the
- * same topics and messages a real robot uses.
- *
- * `actionflow sim run`: both sides in one process, in real time: the control loop drives the
- * simulated robot directly (`--via direct`), through a rosbridge (`--via ros`, the two sides
- * connecting as two ROS clients would), or with the policy behind a policy server (`--via zmq` or
- * `--via openpi`: a server started in-process on 127.0.0.1, or `--server <url>`). ONNX policies run
- * in a worker thread ({@link startLocalPolicy}): inference never blocks the loop.
+ * `sim run` as a library function: the real-time control loop drives a simulated task in real time,
+ * directly (`direct`), through a rosbridge (`ros`, the loop and the simulated robot connecting as two
+ * ROS clients would), or with the policy behind a policy server (`zmq` or `openpi`: a server started
+ * in-process on 127.0.0.1, or an already running one). ONNX policies run in a worker thread
+ * ({@link startLocalPolicy}): inference never blocks the loop.
  */
 import { readFile } from "node:fs/promises";
-import type { Command } from "commander";
-import { driveRobot } from "../../bridge/drive.ts";
-import { startLocalPolicy, type LocalPolicy } from "../../bridge/local-policy.ts";
-import { ControlLoop } from "../../bridge/loop.ts";
-import type { LoopStats } from "../../bridge/loop.ts";
-import type { LoopMerge } from "../../bridge/merge.ts";
-import type { Plant } from "../../bridge/plant.ts";
-import { PlantLink } from "../../bridge/plant-link.ts";
-import type { RobotProfile } from "../../bridge/profile.ts";
-import { loadRobotProfile } from "../../bridge/profile.ts";
-import { RosRobotNode } from "../../bridge/ros/robot-node.ts";
-import { realScheduler } from "../../bridge/scheduler.ts";
-import { OpenpiPolicyServer } from "../../bridge/server/openpi-server.ts";
-import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../../bridge/server/remote-policy.ts";
-import type { ServedPolicy } from "../../bridge/server/served-policy.ts";
-import { ZmqPolicyServer } from "../../bridge/server/zmq-server.ts";
-import { isZ85Key, readCurveKeyPair, type CurveKeyPair } from "../../bridge/server/zap.ts";
-import { StaleCommandMeter } from "../../bridge/stale-commands.ts";
-import type { Aggregate } from "../../policy/runtime/executor.ts";
-import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
-import type { FeatureIO } from "../../policy/onnx/graphs.ts";
-import { ExpertChunkPolicy } from "../../sim/policy.ts";
-import type { Task, TaskName } from "../../sim/tasks/index.ts";
-import { createTask, TASK_NAMES } from "../../sim/tasks/index.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
-import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
-import { addMergeOptions, loopMergeFrom } from "../merge-options.ts";
-import { log, printResult } from "../output.ts";
+import { driveRobot } from "../bridge/drive.ts";
+import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
+import { ControlLoop } from "../bridge/loop.ts";
+import type { LoopStats } from "../bridge/loop.ts";
+import { loopMergeFrom, type LoopMerge } from "../bridge/merge.ts";
+import type { Plant } from "../bridge/plant.ts";
+import { PlantLink } from "../bridge/plant-link.ts";
+import type { RobotProfile } from "../bridge/profile.ts";
+import { loadRobotProfile } from "../bridge/profile.ts";
+import { RosRobotNode } from "../bridge/ros/robot-node.ts";
+import { realScheduler } from "../bridge/scheduler.ts";
+import { OpenpiPolicyServer } from "../bridge/server/openpi-server.ts";
+import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../bridge/server/remote-policy.ts";
+import type { ServedPolicy } from "../bridge/server/served-policy.ts";
+import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
+import { isZ85Key, readCurveKeyPair, type CurveKeyPair } from "../bridge/server/zap.ts";
+import { StaleCommandMeter } from "../bridge/stale-commands.ts";
+import type { Aggregate } from "../policy/runtime/executor.ts";
+import type { ChunkPolicy } from "../policy/chunk-policy.ts";
+import type { FeatureIO } from "../policy/onnx/graphs.ts";
+import type { ExecutionProvider } from "../policy/runtime/providers.ts";
+import { ExpertChunkPolicy } from "./policy.ts";
+import type { Task, TaskName } from "./tasks/index.ts";
+import { createTask } from "./tasks/index.ts";
 
 /** The task as a {@link Plant}: joint positions, its environment state, one control step per call. */
-function taskPlant(task: Task, profile: RobotProfile): Plant {
+export function taskPlant(task: Task, profile: RobotProfile): Plant {
   return {
     dtS: 1 / profile.control_rate_hz,
     positions: () => task.env.jointPositions(),
@@ -55,7 +46,12 @@ function taskPlant(task: Task, profile: RobotProfile): Plant {
   };
 }
 
-async function simTask(taskName: TaskName, profile: RobotProfile, profilePath: string, seed: number): Promise<Task> {
+export async function simTask(
+  taskName: TaskName,
+  profile: RobotProfile,
+  profilePath: string,
+  seed: number,
+): Promise<Task> {
   const task = await createTask(taskName, { fps: profile.control_rate_hz });
   if (task.env.scene.joints.join(",") !== profile.joints.join(",")) {
     task.dispose();
@@ -67,13 +63,14 @@ async function simTask(taskName: TaskName, profile: RobotProfile, profilePath: s
   return task;
 }
 
-const VIAS = ["direct", "ros", "zmq", "openpi"] as const;
+/** How `sim run` reaches the policy and the robot. */
+export const SIM_RUN_VIAS = ["direct", "ros", "zmq", "openpi"] as const;
 
 /** The options of {@link runSim} (the `sim run` flags). */
 export interface SimRunOptions {
   task: TaskName;
   policy: string;
-  via: (typeof VIAS)[number];
+  via: (typeof SIM_RUN_VIAS)[number];
   ros?: string;
   server?: string;
   apiKeyFile?: string;
@@ -90,113 +87,10 @@ export interface SimRunOptions {
   horizon: number;
   threads?: number;
   provider: ExecutionProvider;
-  json?: boolean;
+  /** Log lines (loop events, connection changes); default: none. */
+  log?: (line: string) => void;
   /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
-}
-
-/** Registers `sim robot` and `sim run` under the existing `sim` command (call after `registerSim`). */
-export function registerSimRobot(program: Command): void {
-  const sim = program.commands.find((c) => c.name() === "sim");
-  if (!sim) throw new Error("registerSimRobot: register the `sim` command first");
-  sim
-    .command("robot")
-    .description("the simulator as a ROS robot over rosbridge: publishes joint states, executes commands in real time")
-    .addOption(choiceOption("--task <name>", "task", TASK_NAMES).makeOptionMandatory())
-    .requiredOption("--ros <url>", "rosbridge URL, e.g. ws://127.0.0.1:9090")
-    .requiredOption("--robot <profile>", "robot profile JSON (e.g. examples/robots/sim-arm.json)")
-    .addOption(option("--seed <n>", "episode seed", nonNegativeInt, 0))
-    .addOption(
-      option("--seconds <s>", "run this long, then print the result (default: until SIGINT/SIGTERM)", positiveFloat),
-    )
-    .option("--json", "print one JSON object as the last stdout line")
-    .action(
-      async (o: { task: TaskName; ros: string; robot: string; seed: number; seconds?: number; json?: boolean }) => {
-        const { task: taskName, seed, seconds } = o;
-        const profile = await loadRobotProfile(o.robot);
-        const task = await simTask(taskName, profile, o.robot, seed);
-        try {
-          const plant = taskPlant(task, profile);
-          const node = new RosRobotNode({ url: o.ros, profile, plant });
-          const t0 = performance.now();
-          node.start();
-          log(
-            `sim robot: ${taskName} (seed ${seed}) on ${o.ros} as '${profile.name}' at ${profile.control_rate_hz} Hz`,
-          );
-          await new Promise<void>((resolve) => {
-            const done = (): void => {
-              process.off("SIGINT", done);
-              process.off("SIGTERM", done);
-              clearTimeout(timer);
-              resolve();
-            };
-            const timer = seconds !== undefined ? setTimeout(done, seconds * 1000) : undefined;
-            process.on("SIGINT", done);
-            process.on("SIGTERM", done);
-          });
-          const st = node.stop();
-          printResult(
-            {
-              task: taskName,
-              seed,
-              seconds: (performance.now() - t0) / 1000,
-              success: task.success,
-              reward: task.reward(),
-              ...st,
-            },
-            { json: o.json ?? false },
-          );
-        } finally {
-          task.dispose();
-        }
-      },
-    );
-
-  const run = sim
-    .command("run")
-    .description(
-      "drive the simulated robot in real time with the control loop: directly, through a rosbridge, or with the policy behind a ZeroMQ or openpi server",
-    )
-    .addOption(choiceOption("--task <name>", "task", TASK_NAMES).makeOptionMandatory())
-    .requiredOption("--policy <run>", "a run folder or policy.onnx, or 'expert' for the task's scripted expert")
-    .addOption(
-      choiceOption(
-        "--via <how>",
-        "direct (in process), ros (through the rosbridge at --ros), zmq or openpi (the policy behind a server: in-process on 127.0.0.1, or --server)",
-        VIAS,
-        "direct",
-      ),
-    )
-    .option("--ros <url>", "rosbridge URL for --via ros, e.g. ws://127.0.0.1:9090")
-    .option(
-      "--server <url>",
-      "--via zmq|openpi: an already running policy server (tcp://host:port or ws://host:port) instead of an in-process one",
-    )
-    .option("--api-key-file <file>", "--via openpi --server: the API key to send (else $ACTIONFLOW_API_KEY)")
-    .option("--server-key <key-or-file>", "--via zmq --server: the server's CURVE public key (Z85) or its .pub file")
-    .option(
-      "--client-keys <file>",
-      "--via zmq --server: this client's CURVE keypair (a .key file from `actionflow keys --out`)",
-    )
-    .option("--robot <profile>", "robot profile JSON", "examples/robots/sim-arm.json");
-  addMergeOptions(run, "blend")
-    .addOption(
-      choiceOption(
-        "--publish <how>",
-        "trajectory interface: step (one point per tick) or chunk",
-        ["step", "chunk"],
-        "step",
-      ),
-    )
-    .addOption(
-      option("--seconds <s>", "give up after this long (stops earlier once the task is solved)", positiveFloat, 30),
-    )
-    .addOption(option("--seed <n>", "episode seed", nonNegativeInt, 0))
-    .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
-    .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
-    .addOption(providerOption())
-    .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: SimRunOptions) => simRun(o));
 }
 
 /** CURVE settings of `--server-key` and `--client-keys` (both or neither; only with `--server`). */
@@ -219,10 +113,6 @@ function taskFeatures(task: Task): FeatureIO[] {
     const n = (v as ArrayLike<number>).length;
     return { name: key.split(".").pop() ?? key, key, shape: [n], rawShape: [n] };
   });
-}
-
-async function simRun(o: SimRunOptions): Promise<void> {
-  printResult(await runSim(o), { json: o.json ?? false });
 }
 
 /** What {@link runSim} measured (`sim run --json` prints it). */
@@ -321,7 +211,7 @@ export async function runSim(o: SimRunOptions) {
         scheduler: sched,
         merge,
         publish,
-        ...(o.json ? {} : { onEvent: (e) => e.kind !== "hold" && log(`loop: ${JSON.stringify(e)}`) }),
+        ...(o.log ? { onEvent: (e) => e.kind !== "hold" && o.log?.(`loop: ${JSON.stringify(e)}`) } : {}),
       });
       loop.start();
       const t0 = Date.now();
@@ -349,7 +239,7 @@ export async function runSim(o: SimRunOptions) {
         seconds,
         stopWhen: () => task.success,
         scheduler: sched,
-        ...(o.json ? {} : { log }),
+        ...(o.log ? { log: o.log } : {}),
       });
       const ns = node.stop();
       loopStats = res.loop;
