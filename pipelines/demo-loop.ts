@@ -11,7 +11,6 @@ import { writeJsonAtomic } from "../policy/io/atomic.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { median } from "../policy/stats/quantiles.ts";
 import { runSim } from "../sim/run.ts";
-import type { SimRunResult } from "../sim/run.ts";
 import { taskInfo } from "../sim/tasks/index.ts";
 import type { TaskName } from "../sim/tasks/index.ts";
 
@@ -57,6 +56,9 @@ export interface DemoLoopSummary {
   latenciesMs: number[];
 }
 
+/** One `sim run` episode's figures. */
+type EpisodeResult = Awaited<ReturnType<typeof runSim>>;
+
 /** A policy whose every chunk request is timed into `into` (ms). */
 function timedPolicy(p: ChunkPolicy, into: number[]): ChunkPolicy {
   return {
@@ -84,7 +86,7 @@ export async function runDemoLoop(o: DemoLoopOptions): Promise<DemoLoopSummary> 
   const robot = join(o.out, "robot.json");
   await writeJsonAtomic(robot, profile);
   const latenciesMs: number[] = [];
-  const episodes: SimRunResult[] = [];
+  const episodes: EpisodeResult[] = [];
   let used = 0;
   let cutOff = false;
   log(`  the flow head behind a ${o.via} server on 127.0.0.1 drives the simulated robot for ${seconds} s`);
@@ -113,7 +115,7 @@ export async function runDemoLoop(o: DemoLoopOptions): Promise<DemoLoopSummary> 
       `  episode ${episodes.length} (seed ${r.seed}): ${r.success ? "solved" : cutOff ? "stopped at the time limit" : "not solved"} after ${r.seconds.toFixed(1)} s`,
     );
   }
-  const total = (f: (r: SimRunResult) => number): number => episodes.reduce((a, r) => a + f(r), 0);
+  const total = (f: (r: EpisodeResult) => number): number => episodes.reduce((a, r) => a + f(r), 0);
   return {
     server: episodes[0]?.server ?? null,
     episodes: episodes.length,
