@@ -23,7 +23,7 @@
  * failed send (connection refused or broken, HTTP 503, gRPC UNAVAILABLE) is retried at once, with
  * the same observation and noise, only within `retryWithinMs` of the call (the observation is still
  * current); after that the call fails and the caller asks again with a fresh observation. While the
- * server stays unreachable the policy backs off (50 ms doubling to 1 s): a call in a back-off
+ * server stays unreachable (or answers 503 / UNAVAILABLE) the policy backs off (50 ms doubling to 1 s): a call in a back-off
  * window waits for its end and then fails without sending its (by then old) observation, so the
  * loop holds, reports about one error per back-off, and the first request after the server returns
  * carries an observation taken at that moment. Chunks of an older connection epoch are the loop's
@@ -337,13 +337,13 @@ export class KServeChunkPolicy implements ChunkPolicy {
   private async send(inputs: Tensor[]): Promise<Float32Array> {
     const t0 = now();
     if (t0 < this.retryAt) {
-      // the server was unreachable a moment ago: wait out the back-off, then hand the call back
-      // unsent so that the caller retries with an observation taken now
+      // the server was unreachable or unavailable a moment ago: wait out the back-off, then hand
+      // the call back unsent so that the caller retries with an observation taken now
       await sleep(this.retryAt - t0);
       this.counts.heldBack++;
       const down = this.downSinceMs !== undefined ? ((now() - this.downSinceMs) / 1000).toFixed(1) : "?";
       throw new KServeError(
-        `${this.source}: the server has been unreachable for ${down} s; this request was held back ${(now() - t0).toFixed(0)} ms and not sent (ask again with a fresh observation)`,
+        `${this.source}: the server has been unreachable or unavailable for ${down} s; this request was held back ${(now() - t0).toFixed(0)} ms and not sent (ask again with a fresh observation)`,
         "unreachable",
       );
     }
@@ -372,7 +372,7 @@ export class KServeChunkPolicy implements ChunkPolicy {
           this.counts.retries++;
           continue;
         }
-        if (err.kind === "unreachable") {
+        if (sendFailed) {
           this.downSinceMs ??= t0;
           this.backoffMs = Math.min(1000, Math.max(50, this.backoffMs * 2));
           this.retryAt = now() + this.backoffMs;

@@ -69,20 +69,28 @@ export interface KServeTestServerOptions {
 /** A Triton-style error: a code both transports map to their statuses. */
 class ServeError extends Error {
   constructor(
-    readonly code: "INVALID_ARG" | "NOT_FOUND" | "UNAVAILABLE" | "INTERNAL" | "UNSUPPORTED",
+    readonly code: "INVALID_ARG" | "NOT_FOUND" | "UNAVAILABLE" | "INTERNAL" | "UNSUPPORTED" | "METHOD",
     message: string,
   ) {
     super(message);
   }
 }
 
-const HTTP_STATUS = { INVALID_ARG: 400, NOT_FOUND: 404, UNAVAILABLE: 503, INTERNAL: 500, UNSUPPORTED: 501 } as const;
+const HTTP_STATUS = {
+  INVALID_ARG: 400,
+  NOT_FOUND: 404,
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+  UNSUPPORTED: 501,
+  METHOD: 405,
+} as const;
 const GRPC_STATUS = {
   INVALID_ARG: grpc.status.INVALID_ARGUMENT,
   NOT_FOUND: grpc.status.NOT_FOUND,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   INTERNAL: grpc.status.INTERNAL,
   UNSUPPORTED: grpc.status.UNIMPLEMENTED,
+  METHOD: grpc.status.UNIMPLEMENTED,
 } as const;
 
 /** `TYPE_FP32` -> `FP32`, and the onnxruntime tensor type of each datatype. */
@@ -515,7 +523,7 @@ export class KServeTestServer {
     const health = /^\/v2\/health\/(live|ready)$/.exec(path);
     const models = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(ready|config|infer))?$/.exec(path);
     const want = (m: string): void => {
-      if (method !== m) throw new ServeError("UNSUPPORTED", "Method Not Allowed");
+      if (method !== m) throw new ServeError("METHOD", "Method Not Allowed");
     };
     if (health) {
       want("GET");
