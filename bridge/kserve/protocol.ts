@@ -512,7 +512,7 @@ function readTensors(items: unknown[], rest: Buffer, where: string, dataRequired
         throw new KServeProtocolError(`${w} '${name}': has both 'data' and a 'binary_data_size' parameter`);
       if (at + size > rest.byteLength)
         throw new KServeProtocolError(
-          `${w} '${name}': binary_data_size ${size} runs past the ${rest.byteLength} bytes after the JSON header`,
+          `${w} '${name}': binary_data_size ${size} at offset ${at} runs past the ${rest.byteLength} bytes after the JSON header`,
         );
       const t = tensorFromBytes(name, datatype, shape, rest.subarray(at, at + size), w);
       at += size;
