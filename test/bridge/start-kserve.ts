@@ -3,8 +3,8 @@
  * <repo>`): `npx tsx test/bridge/start-kserve.ts --repo <repo> --port <p>` serves HTTP/REST on p and
  * gRPC on p + 1, as Triton does on 8000 and 8001 (default); with `--port 0` both ports are chosen
  * free. Prints one JSON line on stdout once both are bound (`{"http": url, "grpc": url, "httpPort",
- * "grpcPort", "models"}`; the models may still be loading), and a summary on stderr when stopped
- * (SIGINT/SIGTERM). Options: `--host` (default 127.0.0.1), `--load-delay-ms` (models stay loading
+ * "grpcPort", "models"}`; the models may still be loading), and `stopped {"http", "grpc", "errors",
+ * "batches", "meanBatch", "computeMs"}` on stderr when stopped (SIGINT/SIGTERM). Options: `--host` (default 127.0.0.1), `--load-delay-ms` (models stay loading
  * that long), `--infer-delay-ms` (a slow server), `--no-config` (no model-configuration endpoint),
  * `--threads` (onnxruntime threads per model).
  */
@@ -51,9 +51,14 @@ process.stdout.write(
 );
 const stop = (): void => {
   void server.close().then(() => {
-    process.stderr.write(
-      `stopped; ${server.counts.http} HTTP and ${server.counts.grpc} gRPC infer requests, ${server.counts.errors} errors\n`,
-    );
+    const batches = Object.values(server.batchSizes()).flat();
+    const summary = {
+      ...server.counts,
+      batches: batches.length,
+      meanBatch: batches.length > 0 ? batches.reduce((a, b) => a + b, 0) / batches.length : 0,
+      computeMs: server.computeMs(),
+    };
+    process.stderr.write(`stopped ${JSON.stringify(summary)}\n`);
     process.exit(0);
   });
 };

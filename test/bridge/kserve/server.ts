@@ -177,6 +177,8 @@ class Batcher {
   private running = false;
   /** Batches run and their sizes (requests). */
   readonly sizes: number[] = [];
+  /** Milliseconds onnxruntime spent on all batches. */
+  computeMs = 0;
 
   constructor(
     private readonly model: Model,
@@ -225,7 +227,9 @@ class Batcher {
     this.sizes.push(take.length);
     try {
       const feeds = take.length === 1 ? first.feeds : concatFeeds(take.map((q) => q.feeds));
+      const t0 = performance.now();
       const out = await this.session.run(feeds);
+      this.computeMs += performance.now() - t0;
       let at = 0;
       for (const q of take) {
         q.resolve(take.length === 1 ? out : sliceOutputs(out, at, q.batch));
@@ -338,6 +342,11 @@ export class KServeTestServer {
     return Object.fromEntries(
       [...this.models.values()].map((m) => [m.name, { state: m.state, ...(m.reason ? { reason: m.reason } : {}) }]),
     );
+  }
+
+  /** Milliseconds onnxruntime ran, over all models. */
+  computeMs(): number {
+    return [...this.models.values()].reduce((a, m) => a + (m.batcher?.computeMs ?? 0), 0);
   }
 
   /** Sizes (in requests) of every batch each model ran. */
