@@ -66,6 +66,8 @@ export interface ServeFigures {
   cpuMsPerChunk: number;
   /** ZeroMQ only: medians of where a request's round trip went, ms. */
   split?: { inferMs: number; workerHopMs: number; transportMs: number };
+  /** KServe only, when requests were lost: how many by why (`timeout`, `unreachable`). */
+  lostBy?: Record<string, number>;
 }
 
 interface Tally {
@@ -74,6 +76,8 @@ interface Tally {
   lost: number;
   /** ZeroMQ: per answered request, the server's timing. */
   timings?: Array<{ rtt: number; total: number; infer: number; batch: number }>;
+  /** KServe: lost requests by why (`timeout`, `unreachable`). */
+  lostBy?: Record<string, number>;
 }
 
 type Run = Tally & { seconds: number; cpuMs: number };
@@ -218,6 +222,7 @@ function figures(clients: number, perClient: number, r: Run): ServeFigures {
     chunksPerSec: round(r.latencies.length / r.seconds),
     rssMb: round(process.memoryUsage().rss / 2 ** 20),
     cpuMsPerChunk: round(r.cpuMs / Math.max(1, r.latencies.length)),
+    ...(r.lostBy && Object.keys(r.lostBy).length > 0 ? { lostBy: r.lostBy } : {}),
     ...(t.length > 0
       ? {
           split: {
@@ -408,7 +413,8 @@ async function runKServe(
   const connect = async (): Promise<KServeChunkPolicy> => {
     for (;;) {
       try {
-        return await KServeChunkPolicy.connect({ url, model: "policy", timeoutMs: 60_000, retries: 0, seed: 1 });
+        // the loop's client as it is, but for the deadline: a benchmark waits for every chunk
+        return await KServeChunkPolicy.connect({ url, model: "policy", timeoutMs: 300_000, seed: 1 });
       } catch (err) {
         if (Date.now() > deadline) throw err;
         await new Promise((r) => setTimeout(r, 100)); // the model may still be loading
@@ -417,7 +423,8 @@ async function runKServe(
   };
   const clients: KServeChunkPolicy[] = [];
   for (let i = 0; i < n; i++) clients.push(await connect());
-  const tally: Tally = { latencies: [], errors: 0, lost: 0 };
+  const lostBy: Record<string, number> = {};
+  const tally: Tally = { latencies: [], errors: 0, lost: 0, lostBy };
   try {
     const c0 = process.cpuUsage();
     const s0 = procCpuMs(serverPid);
@@ -437,7 +444,11 @@ async function runKServe(
               (err.kind === "rejected" || err.kind === "unavailable" || err.kind === "protocol")
             )
               tally.errors++;
-            else tally.lost++;
+            else {
+              tally.lost++;
+              const why = err instanceof KServeError ? err.kind : "other";
+              lostBy[why] = (lostBy[why] ?? 0) + 1;
+            }
           }
         }
       }),

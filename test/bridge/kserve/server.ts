@@ -310,6 +310,8 @@ export class KServeTestServer {
       if (self) self.onHttp(req, res);
       else res.writeHead(503).end();
     });
+    // idle keep-alive connections stay open a minute (Node's default, 5 s, races clients reusing them)
+    http.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       http.once("error", reject);
       http.listen(opts.httpPort ?? 0, host, () => resolve());
