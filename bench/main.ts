@@ -2,7 +2,7 @@
  * Benchmarks: `npm run bench -- <train|adamw|infer|serve|loop> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
-import { choiceOption, list, option, positiveFloat, positiveInt } from "../cli/args.ts";
+import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt } from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
 import { TRAIN_BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { TrainBackendName } from "../training/backend/registry.ts";
@@ -94,7 +94,7 @@ program
 program
   .command("serve")
   .description(
-    "both policy servers (ZeroMQ, openpi WebSocket) under 1, 8 and 32 concurrent clients, default transformer head",
+    "the policy servers (ZeroMQ, openpi WebSocket, KServe v2 over HTTP and gRPC) under 1, 8 and 32 concurrent clients, default transformer head",
   )
   .addOption(option("--requests <n>", "requests per client", positiveInt, 40))
   .addOption(option("--clients <list>", "client counts, comma-separated", list(positiveInt), [1, 8, 32]))
@@ -108,6 +108,10 @@ program
     ),
   )
   .addOption(option("--max-batch <n>", "most requests in one batched run", positiveInt, 64))
+  .option("--no-kserve", "leave out the KServe path (Triton repository behind the test KServe server, HTTP and gRPC)")
+  .addOption(
+    option("--queue-delay-us <n>", "KServe: max_queue_delay_microseconds of the dynamic batcher", nonNegativeInt, 500),
+  )
   .option("--json", "JSON only")
   .action(
     async (o: {
@@ -116,6 +120,8 @@ program
       threads: number;
       workers: number;
       maxBatch: number;
+      kserve: boolean;
+      queueDelayUs: number;
       json?: boolean;
     }) => {
       printResult(
@@ -125,6 +131,8 @@ program
           threads: o.threads,
           workers: o.workers,
           maxBatch: o.maxBatch,
+          kserve: o.kserve,
+          queueDelayUs: o.queueDelayUs,
         }),
         { json: true },
       );

@@ -21,10 +21,20 @@
  * spins (its round trip is then mostly CPU time; compare its `p50Ms`); so
  * `speedup32 <= cores * cpuMsPerChunk(1) / cpuMsPerChunk(32)` up to the single client's idle waits.
  *
+ * `kserve` (unless `kserve: false`): the same head exported as a Triton model repository
+ * (`exportTriton`, `max_batch_size` = `maxBatch` capped at 64, `queueDelayUs`) served by the test
+ * KServe server in its own process (`test/bridge/start-kserve.ts`, onnxruntime with `workers *
+ * threads` intra-op threads, Triton-style dynamic batching), and clients that are
+ * `KServeChunkPolicy`s (the loop's client: start-up checks, noise drawn client side) over HTTP with
+ * binary tensors and over gRPC. Same figures; `cpuMsPerChunk` adds the server process's CPU time
+ * (from /proc) to this one's; `server` has the server's batch count and mean batch size.
+ *
  * `computeCeiling` measures the worker's own run per chunk alone and inside one batch of 32 (no
  * sockets), in wall time and in process CPU time (the main thread is idle meanwhile): the compute
  * part of the cost, without the serving overhead.
  */
+import { spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +48,9 @@ import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { exportDefaultHead } from "./infer.ts";
 import { median, percentiles } from "../policy/stats/quantiles.ts";
+import { KServeChunkPolicy } from "../bridge/kserve/chunk-policy.ts";
+import { KServeError, type KServeProtocol } from "../bridge/kserve/transport.ts";
+import { exportTriton } from "../policy/onnx/triton.ts";
 
 /** One configuration's figures. */
 export interface ServeFigures {
@@ -53,6 +66,8 @@ export interface ServeFigures {
   cpuMsPerChunk: number;
   /** ZeroMQ only: medians of where a request's round trip went, ms. */
   split?: { inferMs: number; workerHopMs: number; transportMs: number };
+  /** KServe only, when requests were lost: how many by why (`timeout`, `unreachable`). */
+  lostBy?: Record<string, number>;
 }
 
 interface Tally {
@@ -61,6 +76,8 @@ interface Tally {
   lost: number;
   /** ZeroMQ: per answered request, the server's timing. */
   timings?: Array<{ rtt: number; total: number; infer: number; batch: number }>;
+  /** KServe: lost requests by why (`timeout`, `unreachable`). */
+  lostBy?: Record<string, number>;
 }
 
 type Run = Tally & { seconds: number; cpuMs: number };
@@ -74,6 +91,10 @@ export async function benchServe(o: {
   threads: number;
   workers: number;
   maxBatch: number;
+  /** The KServe path (default on): the head as a Triton repository behind the test KServe server. */
+  kserve?: boolean;
+  /** `max_queue_delay_microseconds` of the KServe dynamic batcher (default 500). */
+  queueDelayUs?: number;
 }): Promise<Record<string, unknown>> {
   await useBackend("wasm");
   const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-serve-"));
@@ -109,6 +130,7 @@ export async function benchServe(o: {
       } finally {
         await wsServer.close();
       }
+      const kserve = o.kserve === false ? undefined : await benchKServe(exported.checkpoint, dir, states, o);
       const ceiling = await computeCeiling(policy, states);
       const pair = (f: ServeFigures[]): [ServeFigures, ServeFigures] | undefined => {
         const one = f.find((x) => x.clients === 1);
@@ -127,6 +149,7 @@ export async function benchServe(o: {
       return {
         zmq,
         openpi,
+        ...(kserve ? { kserve } : {}),
         speedup32: { zmq: speedup(zmq), openpi: speedup(openpi) },
         ceiling32: { zmq: bound(zmq), openpi: bound(openpi) },
         computeCeiling: ceiling,
@@ -199,6 +222,7 @@ function figures(clients: number, perClient: number, r: Run): ServeFigures {
     chunksPerSec: round(r.latencies.length / r.seconds),
     rssMb: round(process.memoryUsage().rss / 2 ** 20),
     cpuMsPerChunk: round(r.cpuMs / Math.max(1, r.latencies.length)),
+    ...(r.lostBy && Object.keys(r.lostBy).length > 0 ? { lostBy: r.lostBy } : {}),
     ...(t.length > 0
       ? {
           split: {
@@ -298,5 +322,142 @@ async function runOpenpi(url: string, n: number, perClient: number, states: Floa
     return { ...tally, seconds: (performance.now() - t0) / 1000, cpuMs: cpuMs(c0) };
   } finally {
     for (const { ws } of sockets) ws.close();
+  }
+}
+
+/** CPU time (user + system) of another process so far, ms, from /proc (Linux); undefined elsewhere. */
+function procCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    const hz = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+    return (ticks * 1000) / hz;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The KServe path of `bench serve` (see the module doc). */
+async function benchKServe(
+  checkpoint: string,
+  dir: string,
+  states: Float32Array[],
+  o: { requests: number; clients: number[]; threads: number; workers: number; maxBatch: number; queueDelayUs?: number },
+): Promise<Record<string, unknown>> {
+  const maxBatch = Math.min(64, o.maxBatch);
+  const repo = await exportTriton(checkpoint, {
+    repo: join(dir, "triton"),
+    steps: 10,
+    solver: "euler",
+    maxBatch,
+    queueDelayUs: o.queueDelayUs ?? 500,
+  });
+  const threads = Math.max(1, o.workers * o.threads);
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join("test", "bridge", "start-kserve.ts"), "--repo", repo.repo, "--port", "0"].concat([
+      "--threads",
+      String(threads),
+    ]),
+    { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    const t0 = Date.now();
+    while (!out.includes("\n")) {
+      if (child.exitCode !== null || Date.now() - t0 > 60_000)
+        throw new Error(`bench serve: the KServe server did not start: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const urls = JSON.parse(out.split("\n")[0]!) as { http: string; grpc: string };
+    const figs: Record<KServeProtocol, ServeFigures[]> = { http: [], grpc: [] };
+    for (const protocol of ["http", "grpc"] as const) {
+      const url = protocol === "http" ? urls.http : urls.grpc;
+      await runKServe(url, child.pid!, 1, 5, states); // warm-up (the first connect also waits for the model)
+      for (const n of o.clients)
+        figs[protocol].push(figures(n, o.requests, await runKServe(url, child.pid!, n, o.requests, states)));
+    }
+    child.kill("SIGTERM");
+    await exited;
+    const stopped = /stopped (\{.*\})/.exec(err);
+    const server = stopped ? (JSON.parse(stopped[1]!) as Record<string, number>) : {};
+    const speedup = (f: ServeFigures[]): number | null => {
+      const one = f.find((x) => x.clients === 1);
+      const many = f.find((x) => x.clients === 32);
+      return one && many ? round(many.chunksPerSec / one.chunksPerSec) : null;
+    };
+    return {
+      http: figs.http,
+      grpc: figs.grpc,
+      speedup32: { http: speedup(figs.http), grpc: speedup(figs.grpc) },
+      server: { ...server, threads, maxBatchSize: maxBatch, queueDelayUs: o.queueDelayUs ?? 500 },
+    };
+  } finally {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  }
+}
+
+async function runKServe(
+  url: string,
+  serverPid: number,
+  n: number,
+  perClient: number,
+  states: Float32Array[],
+): Promise<Run> {
+  const deadline = Date.now() + 60_000;
+  const connect = async (): Promise<KServeChunkPolicy> => {
+    for (;;) {
+      try {
+        // the loop's client as it is, but for the deadline: a benchmark waits for every chunk
+        return await KServeChunkPolicy.connect({ url, model: "policy", timeoutMs: 300_000, seed: 1 });
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100)); // the model may still be loading
+      }
+    }
+  };
+  const clients: KServeChunkPolicy[] = [];
+  for (let i = 0; i < n; i++) clients.push(await connect());
+  const lostBy: Record<string, number> = {};
+  const tally: Tally = { latencies: [], errors: 0, lost: 0, lostBy };
+  try {
+    const c0 = process.cpuUsage();
+    const s0 = procCpuMs(serverPid);
+    const t0 = performance.now();
+    await Promise.all(
+      clients.map(async (c, ci) => {
+        for (let i = 0; i < perClient; i++) {
+          const s = performance.now();
+          try {
+            const chunk = await c.sampleChunk({ "observation.state": states[(ci + i) % states.length]! });
+            if (chunk.length === c.horizon * c.actionDim) tally.latencies.push(performance.now() - s);
+            else tally.lost++;
+          } catch (err) {
+            // an error reply counts as an error; no reply at all (timeout, broken connection) as lost
+            if (
+              err instanceof KServeError &&
+              (err.kind === "rejected" || err.kind === "unavailable" || err.kind === "protocol")
+            )
+              tally.errors++;
+            else {
+              tally.lost++;
+              const why = err instanceof KServeError ? err.kind : "other";
+              lostBy[why] = (lostBy[why] ?? 0) + 1;
+            }
+          }
+        }
+      }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const s1 = procCpuMs(serverPid);
+    const serverMs = s0 !== undefined && s1 !== undefined ? s1 - s0 : 0;
+    return { ...tally, seconds, cpuMs: cpuMs(c0) + serverMs };
+  } finally {
+    for (const c of clients) c.close();
   }
 }

@@ -1,38 +1,110 @@
 /**
  * `actionflow export <run>`: writes the ONNX sample graph (`policy.onnx`) and velocity graph
- * (`policy.velocity.onnx`) of a run's latest checkpoint (or of one checkpoint folder).
+ * (`policy.velocity.onnx`) of a run's latest checkpoint (or of one checkpoint folder); with
+ * `--triton <repo>`, a Triton Inference Server model repository instead (`policy/onnx/triton.ts`).
  */
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
 import type { SolverName } from "../../policy/flow/solvers.ts";
-import { choiceOption, nonNegativeInt, option, positiveInt } from "../args.ts";
+import { choiceOption, list, nonNegativeInt, option, positiveInt } from "../args.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
+import { exportTriton } from "../../policy/onnx/triton.ts";
 import { log, printResult } from "../output.ts";
+
+interface ExportFlags {
+  steps: number;
+  solver: SolverName;
+  out?: string;
+  triton?: string;
+  name?: string;
+  maxBatch?: number;
+  queueDelayUs?: number;
+  gpus?: number[];
+  json?: boolean;
+}
 
 /** Registers the `export` command. */
 export function registerExport(program: Command): void {
   program
     .command("export")
     .description(
-      "export a run's checkpoint to ONNX (sample graph with baked normalisation and unrolled solver, plus the velocity graph)",
+      "export a run's checkpoint to ONNX (sample graph with baked normalisation and unrolled solver, plus the velocity graph), or to a Triton model repository (--triton)",
     )
     .argument("<run>", "run folder, its checkpoints/ folder, or one checkpoint folder")
     .addOption(option("--steps <n>", "solver steps unrolled into the sample graph", positiveInt, 10))
     .addOption(choiceOption("--solver <name>", "ODE solver: euler, midpoint, heun or rk4", SOLVER_NAMES, "euler"))
     .option("--out <file>", "path of the sample graph (default <run>/policy.onnx); the velocity graph goes beside it")
+    .option(
+      "--triton <repo>",
+      "write a Triton model repository instead: <repo>/<name>/config.pbtxt and <repo>/<name>/1/model.onnx",
+    )
+    .option("--name <model>", "--triton: the model's name and folder (default policy)")
+    .addOption(
+      option(
+        "--max-batch <n>",
+        "--triton: max_batch_size of the dynamic batcher (default 32; 0: no batching)",
+        nonNegativeInt,
+      ),
+    )
+    .addOption(
+      option(
+        "--queue-delay-us <n>",
+        "--triton: max_queue_delay_microseconds of the dynamic batcher (default 500)",
+        nonNegativeInt,
+      ),
+    )
+    .addOption(
+      option(
+        "--gpus <list>",
+        "--triton: GPU indices of a KIND_GPU instance group, e.g. 0,1 (default: Triton places it)",
+        list(nonNegativeInt),
+      ),
+    )
     .addOption(option("--seed <n>", "accepted for uniformity; the export is deterministic", nonNegativeInt, 0))
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (run: string, o: { steps: number; solver: SolverName; out?: string; json?: boolean }) => {
-      const steps = o.steps;
-      const r = await exportOnnx(run, { steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) });
-      if (!o.json) log(`exported ${r.checkpoint} (${r.arch}, ${r.objective}) -> ${r.onnx}`);
+    .action(async (run: string, o: ExportFlags) => {
+      if (o.triton === undefined) {
+        const tritonOnly = (["name", "maxBatch", "queueDelayUs", "gpus"] as const).filter((k) => o[k] !== undefined);
+        if (tritonOnly.length > 0)
+          throw new Error(
+            `${tritonOnly.map((k) => "--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase())).join(", ")} only apply with --triton <repo>`,
+          );
+        return exportPlain(run, o);
+      }
+      if (o.out !== undefined)
+        throw new Error("--out and --triton exclude each other (--triton writes <repo>/<name>/1/model.onnx)");
+      const r = await exportTriton(run, {
+        repo: o.triton,
+        steps: o.steps,
+        solver: o.solver,
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.maxBatch !== undefined ? { maxBatch: o.maxBatch } : {}),
+        ...(o.queueDelayUs !== undefined ? { queueDelayUs: o.queueDelayUs } : {}),
+        ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
+      });
+      if (!o.json) log(`exported ${r.checkpoint} -> Triton model '${r.name}' in ${r.repo}`);
       printResult(r, { json: o.json ?? false }, (x: typeof r) =>
         [
-          `sample graph   ${x.onnx} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset})`,
-          `velocity graph ${x.velocityOnnx} (${(x.velocityBytes / 1e6).toFixed(2)} MB)`,
-          `solver ${x.solver}, ${x.steps} steps, ${x.nfe} velocity evaluations per chunk`,
-          `inputs ${x.inputs.join(", ")} -> actions [batch, ${x.horizon}, ${x.actionDim}]`,
+          `config   ${x.config}`,
+          `model    ${x.model} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset})`,
+          `batching max_batch_size ${x.maxBatchSize}${x.queueDelayUs !== null ? `, max_queue_delay_microseconds ${x.queueDelayUs}` : ""}${x.gpus.length > 0 ? `, GPUs ${x.gpus.join(",")}` : ""}`,
+          `inputs   ${x.inputs.map((t) => `${t.name} ${t.dataType} [${t.dims.join(", ")}]`).join(", ")}`,
+          `outputs  ${x.outputs.map((t) => `${t.name} ${t.dataType} [${t.dims.join(", ")}]`).join(", ")}`,
+          `serve    tritonserver --model-repository=${x.repo}`,
         ].join("\n"),
       );
     });
+}
+
+async function exportPlain(run: string, o: ExportFlags): Promise<void> {
+  const r = await exportOnnx(run, { steps: o.steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) });
+  if (!o.json) log(`exported ${r.checkpoint} (${r.arch}, ${r.objective}) -> ${r.onnx}`);
+  printResult(r, { json: o.json ?? false }, (x: typeof r) =>
+    [
+      `sample graph   ${x.onnx} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset})`,
+      `velocity graph ${x.velocityOnnx} (${(x.velocityBytes / 1e6).toFixed(2)} MB)`,
+      `solver ${x.solver}, ${x.steps} steps, ${x.nfe} velocity evaluations per chunk`,
+      `inputs ${x.inputs.join(", ")} -> actions [batch, ${x.horizon}, ${x.actionDim}]`,
+    ].join("\n"),
+  );
 }
