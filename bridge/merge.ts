@@ -1,7 +1,8 @@
 /**
  * How the control loop merges action chunks: the one chunk executor of
  * `policy/runtime/executor.ts` (`sync`, `ensemble`, `blend`, `rtc`, settings as its
- * {@link ChunkMerge}), adapted to a loop whose step counter runs on a clock. {@link LoopExecutor} keeps the executor's step in line with the loop's
+ * {@link ChunkMerge}), adapted to a loop whose step counter runs on a clock. {@link LoopExecutor}
+ * keeps the executor's step in line with the loop's
  * absolute control step (a missed deadline pops the skipped steps' actions), resamples chunks from
  * the policy's rate to the control rate, places a chunk where the mode wants it, and in `rtc` sizes
  * the committed prefix from the measured inference delay (`sync` commits its `prefixSteps`: the arm
