@@ -97,6 +97,44 @@ export function trainingProgress(opts: OutputOptions & { label: string }): {
   };
 }
 
+/**
+ * One report of work done in phases, one after another (the demo's stages, the toy runs): `count`
+ * units of a phase, a `training` run's step, or the `end` of a phase.
+ */
+export type PhaseProgress =
+  | { kind: "count"; phase: string; done: number; total: number; info?: Record<string, number> }
+  | { kind: "training"; phase: string; progress: TrainingProgress }
+  | { kind: "end"; phase: string };
+
+/**
+ * Shows phased progress: a bar per phase on stderr, labelled with the phase ({@link startProgress}
+ * for `count`, {@link trainingProgress} for `training`, which also logs a line now and then without
+ * a TTY); a phase's bar stops at its `end` or when another phase reports.
+ */
+export function phasedProgress(opts: OutputOptions): { report(p: PhaseProgress): void; stop(): void } {
+  let current: { phase: string; count?: Progress; training?: ReturnType<typeof trainingProgress> } | undefined;
+  const stop = (): void => {
+    current?.count?.stop();
+    current?.training?.stop();
+    current = undefined;
+  };
+  return {
+    report(p) {
+      if (current && current.phase !== p.phase) stop();
+      if (p.kind === "end") return stop();
+      current ??= { phase: p.phase };
+      if (p.kind === "count") {
+        current.count ??= startProgress(p.total, { ...opts, label: p.phase });
+        current.count.update(p.done, p.info);
+      } else {
+        current.training ??= trainingProgress({ ...opts, label: p.phase });
+        current.training.report(p.progress);
+      }
+    },
+    stop,
+  };
+}
+
 /** Logs a line to stderr (never stdout, which is reserved for results). */
 export function log(message: string): void {
   process.stderr.write(message + "\n");

@@ -4,64 +4,15 @@
  */
 import type { Command } from "commander";
 import { list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
-import type { FeatureStats } from "../../policy/normalize.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
-import { isNumeric } from "../../datasets/lerobot/layout.ts";
-import type { FeatureInfo } from "../../datasets/lerobot/layout.ts";
 import { openDataset } from "../../datasets/open.ts";
-import type { OpenedDataset } from "../../datasets/open.ts";
-import { datasetStats } from "../../datasets/stats/dataset.ts";
+import { describeDataset, summarizeStats } from "../../datasets/summary.ts";
+import type { DatasetInfo, DatasetStatsSummary } from "../../datasets/summary.ts";
 import { log, printResult, startProgress } from "../output.ts";
 
 interface CommonFlags {
   json?: boolean;
   seed?: number;
-}
-
-/** The `dataset info` result. */
-export interface DatasetInfo {
-  format: "lerobot" | "robomimic";
-  codebaseVersion: string | null;
-  episodes: number;
-  frames: number;
-  fps: number | null;
-  features: Record<string, { dtype: string; shape: number[] }>;
-  tasks: string[];
-  robotType: string | null;
-  /** robomimic masks: name -> number of demos. */
-  masks?: Record<string, number>;
-}
-
-function describe(o: OpenedDataset): DatasetInfo {
-  const features: Record<string, { dtype: string; shape: number[] }> = {};
-  for (const [n, f] of Object.entries(o.dataset.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
-  if (o.format === "lerobot") {
-    const ds = o.dataset;
-    return {
-      format: "lerobot",
-      codebaseVersion: ds.codebaseVersion,
-      episodes: ds.episodes.length,
-      frames: ds.totalFrames,
-      fps: ds.fps,
-      features,
-      tasks: ds.tasks.filter((t) => t !== undefined),
-      robotType: ds.robotType,
-    };
-  }
-  const ds = o.dataset;
-  const masks: Record<string, number> = {};
-  for (const [k, v] of Object.entries(ds.masks)) masks[k] = v.length;
-  return {
-    format: "robomimic",
-    codebaseVersion: null,
-    episodes: ds.episodes.length,
-    frames: ds.totalFrames,
-    fps: ds.fps,
-    features,
-    tasks: ds.envName ? [ds.envName] : [],
-    robotType: ds.robotType,
-    masks,
-  };
 }
 
 function humanInfo(r: DatasetInfo): string {
@@ -83,40 +34,6 @@ function humanInfo(r: DatasetInfo): string {
   return lines.join("\n");
 }
 
-/** The `dataset stats` result. */
-export interface DatasetStats {
-  /** "data": computed from the frames; "meta": as stored in the dataset's metadata. */
-  source: "data" | "meta";
-  episodes: number;
-  frames: number;
-  features: Record<string, FeatureStats>;
-}
-
-function floatFeatures(features: Record<string, FeatureInfo>, only?: string[]): string[] {
-  const names = Object.entries(features)
-    .filter(([, f]) => isNumeric(f) && f.dtype.startsWith("float"))
-    .map(([n]) => n);
-  if (!only) return names;
-  for (const n of only)
-    if (!names.includes(n)) throw new Error(`--features: '${n}' is not a float feature (have: ${names.join(", ")})`);
-  return only;
-}
-
-async function computeDatasetStats(
-  o: OpenedDataset,
-  opts: { only?: string[]; json: boolean; bins?: number },
-): Promise<DatasetStats> {
-  const names = floatFeatures(o.dataset.features, opts.only);
-  const eps = o.dataset.episodes;
-  const bar = startProgress(eps.length, { json: opts.json, label: "stats" });
-  const features = await datasetStats(o.dataset, names, {
-    ...(opts.bins ? { bins: opts.bins } : {}),
-    onEpisode: (done) => bar.update(done),
-  });
-  bar.stop();
-  return { source: "data", episodes: eps.length, frames: eps.reduce((s, e) => s + e.length, 0), features };
-}
-
 function fmt(v: readonly number[] | undefined): string {
   if (!v) return "-";
   const shown = v
@@ -125,7 +42,7 @@ function fmt(v: readonly number[] | undefined): string {
   return `[${shown.join(", ")}${v.length > 8 ? `, ... (${v.length})` : ""}]`;
 }
 
-function humanStats(r: DatasetStats): string {
+function humanStats(r: DatasetStatsSummary): string {
   const lines = [
     `statistics from ${r.source === "data" ? "the frames" : "the metadata"}: ${r.episodes} episodes, ${r.frames} frames`,
   ];
@@ -151,7 +68,7 @@ export function registerDataset(program: Command): void {
     .action(async (path: string, o: CommonFlags) => {
       const opened = await openDataset(path);
       try {
-        printResult(describe(opened), { json: o.json ?? false }, humanInfo);
+        printResult(describeDataset(opened), { json: o.json ?? false }, humanInfo);
       } finally {
         opened.dataset.close();
       }
@@ -173,25 +90,14 @@ export function registerDataset(program: Command): void {
     .action(async (path: string, o: CommonFlags & { fromMeta?: boolean; features?: string[]; bins: number }) => {
       const opened = await openDataset(path);
       try {
-        const only = o.features;
-        let result: DatasetStats;
-        if (o.fromMeta) {
-          if (opened.format !== "lerobot")
-            throw new Error(`${path}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`);
-          const stored = opened.dataset.stats();
-          const names = floatFeatures(opened.dataset.features, only).filter((n) => stored[n]);
-          const features: Record<string, FeatureStats> = {};
-          for (const n of names) features[n] = stored[n]!;
-          result = {
-            source: "meta",
-            episodes: opened.dataset.episodes.length,
-            frames: opened.dataset.totalFrames,
-            features,
-          };
-        } else {
-          const bins = o.bins;
-          result = await computeDatasetStats(opened, { ...(only ? { only } : {}), json: o.json ?? false, bins });
-        }
+        const json = o.json ?? false;
+        const bar = o.fromMeta ? undefined : startProgress(opened.dataset.episodes.length, { json, label: "stats" });
+        const result = await summarizeStats(opened, path, {
+          source: o.fromMeta ? "meta" : "data",
+          bins: o.bins,
+          ...(o.features ? { features: o.features } : {}),
+          ...(bar ? { onEpisode: (done: number) => bar.update(done) } : {}),
+        }).finally(() => bar?.stop());
         printResult(result, { json: o.json ?? false }, humanStats);
       } finally {
         opened.dataset.close();

@@ -1,10 +1,13 @@
+/**
+ * `actionflow toy moons|bimodal`: the toy problems (`training/toy/run.ts`): two moons, and a flow
+ * head against a regression head on actions with two modes.
+ */
 import type { Command } from "commander";
 import { BACKEND_NAMES, useBackend } from "../../training/backend/registry.ts";
 import type { BackendName } from "../../training/backend/registry.ts";
 import type { ToyProgress } from "../../training/toy/run.ts";
 import { runBimodal, runMoons } from "../../training/toy/run.ts";
-import { log, printResult, startProgress } from "../output.ts";
-import type { Progress } from "../output.ts";
+import { log, phasedProgress, printResult } from "../output.ts";
 import { choiceOption, nonNegativeInt, option, positiveInt } from "../args.ts";
 
 interface ToyCliOptions {
@@ -17,21 +20,14 @@ interface ToyCliOptions {
   backend: BackendName;
 }
 
+/** The toy runs' progress: a bar per phase, updated every tenth step and at the last. */
 function progressReporter(opts: ToyCliOptions): { report: ToyProgress; stop(): void } {
-  let bar: Progress | undefined;
-  let phase = "";
+  const phased = phasedProgress(opts);
   return {
-    report(p, step, total, loss) {
-      if (p !== phase) {
-        bar?.stop();
-        phase = p;
-        bar = startProgress(total, { json: opts.json, label: p });
-      }
-      if (step % 10 === 0 || step === total) bar?.update(step, { loss });
+    report(phase, step, total, loss) {
+      if (step % 10 === 0 || step === total) phased.report({ kind: "count", phase, done: step, total, info: { loss } });
     },
-    stop() {
-      bar?.stop();
-    },
+    stop: () => phased.stop(),
   };
 }
 

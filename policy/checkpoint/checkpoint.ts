@@ -10,11 +10,11 @@
  *   train_state.json     step, seeds, schedule, losses (resume only)
  * <run>/checkpoints/latest.json   {"checkpoint": "step-000500"}
  * ```
- * A checkpoint is written into a temporary folder, every file fsynced, then renamed into place;
- * `latest.json` is replaced atomically afterwards. A process killed at any moment leaves the
+ * A checkpoint folder is written atomically (`writeDirAtomic`: a temporary sibling, every file
+ * fsynced, renamed into place); `latest.json` is replaced atomically afterwards. A process killed at any moment leaves the
  * previous checkpoint intact and `latest.json` pointing at a complete one.
  */
-import { mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
+import { readFile, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { DEFAULT_LOSS_SETTINGS, LossSettingsSchema, type LossSettings } from "../flow/objective.ts";
@@ -25,7 +25,7 @@ import { parseHeadConfig } from "../net/config.ts";
 import type { NamedArray } from "../net/ops.ts";
 import type { AffineNorm } from "../normalize.ts";
 import { FeatureStatsSchema, NormModeSchema, affineFor, padAffine } from "../normalize.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
 import { readJsonFile } from "../io/json.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
 import { VERSION } from "../version.ts";
@@ -102,32 +102,28 @@ export async function saveCheckpoint(
   opts: { keep?: number } = {},
 ): Promise<string> {
   const root = join(runDir, "checkpoints");
-  await mkdir(root, { recursive: true });
   const name = `step-${String(step).padStart(6, "0")}`;
-  const tmp = join(root, `.${name}.${process.pid}.tmp`);
   const final = join(root, name);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await writeJsonAtomic(join(tmp, "config.json"), {
-    ...ckpt.config,
-    ...(ckpt.loss ? { loss: ckpt.loss } : {}),
-    actionflowVersion: VERSION,
+  await writeDirAtomic(final, async (tmp) => {
+    await writeJsonAtomic(join(tmp, "config.json"), {
+      ...ckpt.config,
+      ...(ckpt.loss ? { loss: ckpt.loss } : {}),
+      actionflowVersion: VERSION,
+    });
+    await writeFileAtomic(
+      join(tmp, "model.safetensors"),
+      encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }),
+    );
+    await writeJsonAtomic(join(tmp, "stats.json"), ckpt.normalization);
+    if (ckpt.optimizer) {
+      const all = new Map<string, NamedArray>();
+      for (const [k, v] of ckpt.optimizer.params) all.set(`param/${k}`, v);
+      for (const [k, v] of ckpt.optimizer.m) all.set(`m/${k}`, v);
+      for (const [k, v] of ckpt.optimizer.v) all.set(`v/${k}`, v);
+      await writeFileAtomic(join(tmp, "optimizer.safetensors"), encodeSafetensors(all));
+      await writeJsonAtomic(join(tmp, "train_state.json"), ckpt.optimizer.trainState);
+    }
   });
-  await writeFileAtomic(
-    join(tmp, "model.safetensors"),
-    encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }),
-  );
-  await writeJsonAtomic(join(tmp, "stats.json"), ckpt.normalization);
-  if (ckpt.optimizer) {
-    const all = new Map<string, NamedArray>();
-    for (const [k, v] of ckpt.optimizer.params) all.set(`param/${k}`, v);
-    for (const [k, v] of ckpt.optimizer.m) all.set(`m/${k}`, v);
-    for (const [k, v] of ckpt.optimizer.v) all.set(`v/${k}`, v);
-    await writeFileAtomic(join(tmp, "optimizer.safetensors"), encodeSafetensors(all));
-    await writeJsonAtomic(join(tmp, "train_state.json"), ckpt.optimizer.trainState);
-  }
-  await rm(final, { recursive: true, force: true });
-  await rename(tmp, final);
   await writeJsonAtomic(join(root, "latest.json"), { checkpoint: name, step });
   if (opts.keep !== undefined) await pruneCheckpoints(root, name, opts.keep);
   return final;
@@ -135,7 +131,7 @@ export async function saveCheckpoint(
 
 /**
  * Removes all but the newest `keep` checkpoints (the current one always stays), and the leftovers
- * of a process killed mid-write (`.step-*.<pid>.tmp`, `.trash-*`). A pruned checkpoint is first
+ * of a process killed mid-write (`.step-*.<pid>.<n>.tmp|old`, `.trash-*`). A pruned checkpoint is first
  * renamed out of the `step-*` namespace, so a kill mid-delete never leaves a half-deleted
  * `step-*` folder behind.
  */
@@ -148,9 +144,9 @@ async function pruneCheckpoints(root: string, current: string, keep: number): Pr
     await rename(join(root, n), trash);
     await rm(trash, { recursive: true, force: true });
   }
-  const mine = `.${process.pid}.tmp`;
   for (const n of entries) {
-    if ((/^\.step-\d+\.\d+\.tmp$/.test(n) && !n.endsWith(mine)) || n.startsWith(".trash-"))
+    const tmp = /^\.step-\d+\.(\d+)\.\d+\.(tmp|old)$/.exec(n);
+    if ((tmp && Number(tmp[1]) !== process.pid) || n.startsWith(".trash-"))
       await rm(join(root, n), { recursive: true, force: true });
   }
 }

@@ -50,7 +50,7 @@ describe("actionflow dataset", () => {
     expect((r.features as Record<string, unknown>).action).toEqual({ dtype: "float32", shape: [26] });
   });
 
-  it("convert writes v3.0 and stats reads it; both also work on robomimic", async () => {
+  it("convert writes v3.0 and stats reads it; both also work on robomimic; bad flags are named", async () => {
     const tmp = await tempDir("cli-dataset");
     dirs.push(tmp);
     const out = join(tmp, "g1-v3");
@@ -83,6 +83,12 @@ describe("actionflow dataset", () => {
       frames: 15,
     });
     expect(await run(["info", join(tmp, "lift-v3"), "--json"])).toMatchObject({ tasks: ["lift the cube"] });
+    await expect(run(["stats", h5, "--from-meta", "--json"])).rejects.toThrow(
+      `${h5}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`,
+    );
+    await expect(run(["stats", G1, "--features", "action,episode_index", "--json"])).rejects.toThrow(
+      /^--features: 'episode_index' is not a float feature \(have: [^)]*\baction\b/,
+    );
     await expect(run(["convert", G1, out, "--json"])).rejects.toThrow(/not empty/);
   });
 });

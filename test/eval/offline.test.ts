@@ -4,15 +4,24 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDataset } from "../../datasets/open.ts";
 import { readEvalFrames } from "../../eval/frames.ts";
 import { flowLogLikelihood } from "../../eval/likelihood.ts";
-import { evaluateOffline } from "../../eval/offline.ts";
+import { ChunkErrorAccumulator } from "../../eval/metrics.ts";
+import { evaluateOffline, noiseSeed } from "../../eval/offline.ts";
 import type { OfflineEvalResult } from "../../eval/offline.ts";
 import { chunkVelocityField, loadVelocityGraph, normalizePadded } from "../../eval/velocity.ts";
 import { loadCheckpoint, normsFor } from "../../policy/checkpoint/checkpoint.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
+import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
 import { useBackend } from "../../training/backend/registry.ts";
 import { trainRun } from "../../training/run.ts";
 import type { RunConfig } from "../../training/run/settings.ts";
 import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
+
+/** `actual` equals `expected` to a relative `rel` (float32 chunks summed in another order). */
+function near(actual: number, expected: number, what: string, rel = 1e-9): void {
+  expect(Math.abs(actual - expected), `${what}: ${actual} vs ${expected}`).toBeLessThanOrEqual(
+    rel * Math.abs(expected),
+  );
+}
 
 const TINY: RunConfig = { transformer: { width: 32, depth: 1, heads: 2, mlpRatio: 2, timeEmbedDim: 16 } };
 const H = 8;
@@ -143,6 +152,58 @@ describe("evaluateOffline on a tiny G1 run", () => {
     expect(rawPart).toBeGreaterThan(0.99 * b.valLoss);
   });
 
+  it("the errors match chunks sampled here with the same seeds and scored by hand", async () => {
+    const opened = await openDataset(G1);
+    const { frames, actionDim: A } = await readEvalFrames({
+      dataset: opened.dataset,
+      episodes: [8, 9],
+      stride: STRIDE,
+      horizon: H,
+      action: "action",
+      obs: [{ key: "observation.state", size: 26 }],
+    }).finally(() => opened.dataset.close());
+    expect(frames).toHaveLength(result.frames);
+    for (const [run, K, m] of [
+      [flow, 3, result.metrics],
+      [regression, 1, result.baseline!],
+    ] as const) {
+      const policy = await OnnxPolicy.load(run, { threads: 1 });
+      let sq = 0;
+      let abs = 0;
+      let firstAbs = 0;
+      let best = 0;
+      const stepSq = new Array<number>(H).fill(0);
+      try {
+        for (const [f, fr] of frames.entries()) {
+          let frameBest = Infinity;
+          for (let k = 0; k < K; k++) {
+            const c = await policy.sampleChunk(fr.obs, { seed: noiseSeed(5, f, k) });
+            let chunkSq = 0;
+            for (let h = 0; h < H; h++)
+              for (let j = 0; j < A; j++) {
+                const e = c[h * A + j]! - fr.chunk[h * A + j]!;
+                chunkSq += e * e;
+                stepSq[h]! += e * e;
+                abs += Math.abs(e);
+                if (h === 0) firstAbs += Math.abs(e);
+              }
+            sq += chunkSq;
+            frameBest = Math.min(frameBest, chunkSq / (H * A));
+          }
+          best += frameBest;
+        }
+      } finally {
+        await policy.release();
+      }
+      const n = frames.length * K;
+      near(m.mse, sq / (n * H * A), `${run} mse`);
+      near(m.l1, abs / (n * H * A), `${run} l1`);
+      near(m.firstActionL1, firstAbs / (n * A), `${run} first-action l1`);
+      near(m.bestOfK.mse, best / frames.length, `${run} best-of-${K}`);
+      for (let h = 0; h < H; h++) near(m.perStepMse[h]!, stepSq[h]! / (n * A), `${run} step ${h} mse`);
+    }
+  });
+
   it("the exact trace and Hutchinson's estimator agree on the exported velocity graph", async () => {
     const ckpt = await loadCheckpoint(flow);
     const graph = await loadVelocityGraph(ckpt, flow);
@@ -234,4 +295,25 @@ describe("evaluateOffline on a tiny G1 run", () => {
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain("--episodes: expected an episode range a:b with a < b (e.g. 8:10), got '10:8'");
   }, 200_000);
+});
+
+describe("ChunkErrorAccumulator", () => {
+  it("scores a hand-worked example: 2 frames, 2 samples, 2 steps, 1 dim", () => {
+    const acc = new ChunkErrorAccumulator(2, 1);
+    const f32 = (...v: number[]): Float32Array => Float32Array.from(v);
+    // errors: frame 1 [0, 2] and [2, 0]; frame 2 [1, 1] and [-1, 3]
+    acc.add([f32(1, 4), f32(3, 2)], f32(1, 2));
+    acc.add([f32(1, 1), f32(-1, 3)], f32(0, 0));
+    const r = acc.result();
+    expect(r.mse).toBe(20 / 8); // squares 0 4 4 0 1 1 1 9
+    expect(r.l1).toBe(10 / 8);
+    expect(r.firstActionL1).toBe(4 / 4); // |0| |2| |1| |-1|
+    expect(r.bestOfK).toEqual({ k: 2, mse: (2 + 1) / 2 }); // frame 1: min(2, 2); frame 2: min(1, 5)
+    expect(r.perStepMse).toEqual([6 / 4, 14 / 4]);
+    expect(r.perJointMse).toEqual([20 / 8]);
+    expect(r.perJointL1).toEqual([10 / 8]);
+    expect(r.spread).toBeCloseTo(Math.SQRT2, 12); // each value's two samples differ by 2: variance 2
+    expect(r.frames).toBe(2);
+    expect(() => acc.add([f32(0, 0)], f32(0, 0))).toThrow("chunk errors: 1 samples, earlier frames had 2");
+  });
 });
