@@ -7,7 +7,7 @@
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import type { LoopStats } from "./loop.ts";
 import { ControlLoop } from "./loop.ts";
-import type { LoopMerge } from "./merge.ts";
+import type { ChunkMerge } from "../policy/runtime/executor.ts";
 import type { RobotProfile } from "./profile.ts";
 import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
@@ -26,8 +26,8 @@ export interface DriveOptions {
   url: string;
   profile: RobotProfile;
   policy: ChunkPolicy;
-  /** How chunks are merged (see {@link LoopMerge}); default `sync`. */
-  merge?: LoopMerge;
+  /** How chunks are merged (see {@link ChunkMerge}); default `sync`. */
+  merge?: ChunkMerge;
   publish?: "chunk" | "step";
   /** Stop after this many seconds; default: run until a signal. */
   seconds?: number;

@@ -1,8 +1,9 @@
 /**
  * An exported policy for the real-time loop and the servers: onnxruntime in worker threads
  * ({@link ThreadedPolicy}: `session.run` blocks its thread, so never the loop's), with the chunk's
- * rate (`actionflow.fps`) and the trained prefix length (`actionflow.rtc_max_delay`) read from the
- * export's metadata so that the loop can resample and refuse a delay the policy was not trained for.
+ * rate (`actionflow.fps`) and the trained prefix length (`actionflow.rtc_max_delay`) as the threaded
+ * policy read them from the export's metadata, so that the loop can resample and refuse a delay the
+ * policy was not trained for.
  */
 import type { ChunkRequest, Observation } from "../policy/chunk-policy.ts";
 import { ThreadedPolicy, type ThreadedPolicyOptions, type TimedChunk } from "../policy/runtime/threaded.ts";
@@ -15,14 +16,6 @@ export interface LocalPolicy extends ServedPolicy {
   /** The threaded policy underneath (counters, `close`). */
   readonly threaded: ThreadedPolicy;
   close(): Promise<void>;
-}
-
-function metaNumber(meta: Readonly<Record<string, string>>, key: string, source: string): number | undefined {
-  const v = meta[key];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${source}: metadata '${key}' is invalid (${v})`);
-  return n;
 }
 
 /** Options of {@link startLocalPolicy}. */
@@ -42,8 +35,7 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
     const zeros: Observation = {};
     for (const f of tp.features) zeros[f.key] = new Float32Array(f.rawShape.reduce((a, b) => a * b, 1));
     for (let i = 0; i < (opts.warmupRuns ?? 2); i++) await tp.sampleChunk(zeros, { seed: i });
-    const fps = tp.fps ?? metaNumber(tp.metadata, "actionflow.fps", tp.source);
-    const rtcMaxDelay = metaNumber(tp.metadata, "actionflow.rtc_max_delay", tp.source) ?? 0;
+    const { fps, rtcMaxDelay } = tp;
     return {
       horizon: tp.horizon,
       actionDim: tp.actionDim,

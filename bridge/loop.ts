@@ -25,7 +25,8 @@
  * from it; the first command then ramps from the measured position.
  */
 import type { ChunkPolicy, Observation } from "../policy/chunk-policy.ts";
-import type { LoopMerge, LoopTicket } from "./merge.ts";
+import type { ChunkMerge } from "../policy/runtime/executor.ts";
+import type { LoopTicket } from "./merge.ts";
 import { LoopExecutor } from "./merge.ts";
 import type { RobotProfile } from "./profile.ts";
 import { effectiveLimits } from "./profile.ts";
@@ -41,7 +42,7 @@ export interface ControlLoopOptions {
   link: RobotLink;
   profile: RobotProfile;
   /** How chunks are merged; default `sync` over the whole chunk. */
-  merge?: LoopMerge;
+  merge?: ChunkMerge;
   /** Clock and timers; default {@link realScheduler}. */
   scheduler?: Scheduler;
   /**

@@ -1,84 +1,16 @@
 /**
  * How the control loop merges action chunks: the one chunk executor of
- * `policy/runtime/executor.ts` (`sync`, `ensemble`, `blend`, `rtc`), adapted to a loop whose step
- * counter runs on a clock. {@link LoopExecutor} keeps the executor's step in line with the loop's
+ * `policy/runtime/executor.ts` (`sync`, `ensemble`, `blend`, `rtc`, settings as its
+ * {@link ChunkMerge}), adapted to a loop whose step counter runs on a clock. {@link LoopExecutor}
+ * keeps the executor's step in line with the loop's
  * absolute control step (a missed deadline pops the skipped steps' actions), resamples chunks from
  * the policy's rate to the control rate, places a chunk where the mode wants it, and in `rtc` sizes
- * the committed prefix from the measured inference delay.
+ * the committed prefix from the measured inference delay (`sync` commits its `prefixSteps`: the arm
+ * holds while a chunk is computed).
  *
  * All actions are raw, `[actionDim]` each, at the control rate.
  */
-import type { Aggregate } from "../policy/runtime/executor.ts";
-import { ChunkExecutor } from "../policy/runtime/executor.ts";
-
-/** The merge modes a loop accepts. */
-export const MERGE_MODES = ["sync", "ensemble", "blend", "rtc"] as const;
-
-/** The aggregate functions of `blend` (LeRobot's async client). */
-export const AGGREGATES: readonly Aggregate[] = ["weighted_average", "latest_only", "average", "conservative"];
-
-/** How the loop merges chunks (see `policy/runtime/executor.ts` for each mode). */
-export type LoopMerge =
-  | {
-      mode: "sync";
-      /** Actions executed from each chunk, from its arrival, before the next request (default: the whole chunk). */
-      nActionSteps?: number;
-    }
-  | {
-      mode: "ensemble";
-      /** ACT's weight decay coefficient (default 0.01). */
-      coeff?: number;
-    }
-  | {
-      mode: "blend";
-      /** Request when `queued / horizon <= threshold` (default 0.5). */
-      threshold?: number;
-      /** How overlapping actions merge (default `weighted_average`). */
-      aggregate?: Aggregate;
-    }
-  | {
-      mode: "rtc";
-      /**
-       * Execution horizon s, control steps between requests (default horizon / 2, rounded down).
-       * Raised to the measured delay d and lowered to `horizon - d` when needed (d <= s <= H - d).
-       */
-      executionHorizon?: number;
-      /**
-       * Commit at least this many actions per request (default 0: the measured delay d); each request
-       * then commits max(d, minPrefix). A longer prefix pins down which way a multimodal policy goes
-       * (on `avoid`, README); at most the policy's `rtcMaxDelay` and half the horizon.
-       */
-      minPrefix?: number;
-    };
-
-/** The merge settings of the `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` flags (`sim run`, `serve --robot`); a flag the mode does not take is refused naming it. */
-export function loopMergeFrom(o: {
-  merge: LoopMerge["mode"];
-  nActionSteps?: number;
-  aggregate?: Aggregate;
-  prefixSteps?: number;
-}): LoopMerge {
-  if (o.aggregate !== undefined && o.merge !== "blend")
-    throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
-  if (o.nActionSteps !== undefined && o.merge !== "sync" && o.merge !== "rtc")
-    throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
-  if (o.prefixSteps !== undefined && o.merge !== "rtc")
-    throw new Error(`--prefix-steps applies to --merge rtc, not ${o.merge}`);
-  switch (o.merge) {
-    case "sync":
-      return { mode: "sync", ...(o.nActionSteps !== undefined ? { nActionSteps: o.nActionSteps } : {}) };
-    case "ensemble":
-      return { mode: "ensemble" };
-    case "blend":
-      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
-    case "rtc":
-      return {
-        mode: "rtc",
-        ...(o.nActionSteps !== undefined ? { executionHorizon: o.nActionSteps } : {}),
-        ...(o.prefixSteps !== undefined ? { minPrefix: o.prefixSteps } : {}),
-      };
-  }
-}
+import { ChunkExecutor, type ChunkMerge } from "../policy/runtime/executor.ts";
 
 /** The policy facts the executor needs. */
 export interface MergePolicyShape {
@@ -110,10 +42,10 @@ export class RtcDelayError extends Error {
  */
 export class LoopExecutor {
   /** The mode's name for reports. */
-  readonly mode: LoopMerge["mode"];
+  readonly mode: ChunkMerge["mode"];
   /** Actions per chunk at the control rate (the executor's horizon). */
   readonly horizon: number;
-  /** Whether requests carry a committed prefix (then the policy's fps must equal the control rate). */
+  /** Whether requests carry a committed prefix (`rtc`, `sync` with `prefixSteps`; then the policy's fps must equal the control rate). */
   readonly passesPrefix: boolean;
   private exec: ChunkExecutor;
   /** Loop step of the executor's step 0. */
@@ -125,24 +57,28 @@ export class LoopExecutor {
 
   /** Checks the settings against the policy's shape (RangeError naming the field). */
   constructor(
-    private readonly merge_: LoopMerge,
+    private readonly merge_: ChunkMerge,
     private readonly policy: MergePolicyShape,
     private readonly controlRateHz: number,
   ) {
     this.mode = merge_.mode;
     const fps = policy.fps ?? controlRateHz;
     this.horizon = fps === controlRateHz ? policy.horizon : resampledLength(policy.horizon, fps, controlRateHz);
-    this.passesPrefix = merge_.mode === "rtc";
+    const prefixSteps = merge_.mode === "sync" || merge_.mode === "rtc" ? merge_.prefixSteps : undefined;
+    this.passesPrefix = merge_.mode === "rtc" || (prefixSteps ?? 0) > 0;
     if (this.passesPrefix && fps !== controlRateHz)
       throw new RangeError(
-        `merge mode '${merge_.mode}' passes a prefix, which needs the policy's fps (${fps}) to equal the control rate (${controlRateHz} Hz)`,
+        `merge mode '${merge_.mode}'${merge_.mode === "rtc" ? "" : ` with prefixSteps ${prefixSteps}`} passes a prefix, which needs the policy's fps (${fps}) to equal the control rate (${controlRateHz} Hz)`,
       );
-    if (merge_.mode === "rtc" && merge_.minPrefix !== undefined) {
-      const p = merge_.minPrefix;
+    if (prefixSteps !== undefined) {
+      const p = prefixSteps;
       const max = policy.rtcMaxDelay ?? 0;
-      if (!Number.isInteger(p) || p < 0 || 2 * p > this.horizon || (max > 0 && p > max))
+      // sync: at most horizon - 1 (one executed action per chunk); rtc: half the horizon (c <= s <= H - c)
+      const bound = merge_.mode === "rtc" ? Math.floor(this.horizon / 2) : this.horizon - 1;
+      const hi = max > 0 ? Math.min(max, bound) : bound;
+      if (!Number.isInteger(p) || p < 0 || p > hi)
         throw new RangeError(
-          `rtc: minPrefix must be an integer in [0, ${max > 0 ? Math.min(max, Math.floor(this.horizon / 2)) : Math.floor(this.horizon / 2)}] (horizon ${this.horizon}${max > 0 ? `, rtcMaxDelay ${max}` : ""}), got ${p}`,
+          `${merge_.mode}: prefixSteps must be an integer in [0, ${hi}] (horizon ${this.horizon}${max > 0 ? `, rtcMaxDelay ${max}` : ""}), got ${p}`,
         );
     }
     this.exec = this.build(0);
@@ -153,10 +89,9 @@ export class LoopExecutor {
     return this.policy.actionDim;
   }
 
-  /** The actions committed per request by the current `rtc` executor, max(d, minPrefix) (0 in other modes). */
+  /** The actions committed per request by the current `rtc` executor, max(d, prefixSteps) (0 in other modes). */
   get delaySteps(): number {
-    const s = this.exec.settings;
-    return s.mode === "rtc" ? s.delaySteps : 0;
+    return this.exec.settings.mode === "rtc" ? this.exec.committedSteps : 0;
   }
 
   /**
@@ -179,7 +114,7 @@ export class LoopExecutor {
 
   /**
    * Opens a request at loop step `step`. In `rtc`, `delaySteps` is the measured delay d: the
-   * executor commits c = max(d, minPrefix) steps (rebuilt when c changed) with s clamped to [c, H - c]; throws
+   * executor commits c = max(d, prefixSteps) steps (rebuilt when c changed) with s clamped to [c, H - c]; throws
    * {@link RtcDelayError} when 2d > H or d exceeds a prefix-trained policy's `rtcMaxDelay`.
    */
   request(step: number, delaySteps: number): LoopTicket {
@@ -195,10 +130,14 @@ export class LoopExecutor {
         throw new RtcDelayError(
           `rtc: measured inference delay d = ${delaySteps} control steps leaves no execution horizon s with d <= s <= H - d (H = ${H}); refusing to execute`,
         );
-      const commit = Math.max(delaySteps, this.merge_.minPrefix ?? 0);
+      const commit = Math.max(delaySteps, this.merge_.prefixSteps ?? 0);
       const want = this.rtcSettings(commit);
       const cur = this.exec.settings;
-      if (cur.mode !== "rtc" || cur.delaySteps !== want.delaySteps || cur.executionHorizon !== want.executionHorizon)
+      if (
+        cur.mode !== "rtc" ||
+        this.exec.committedSteps !== want.delaySteps ||
+        cur.executionHorizon !== want.executionHorizon
+      )
         this.rebuild(step, commit);
     }
     const t = this.exec.request();
@@ -226,7 +165,8 @@ export class LoopExecutor {
     if (this.merge_.mode === "sync") {
       // the robot held while the chunk was computed: it executes from its arrival
       this.exec.merge(nowStep - this.base, rows);
-      this.syncEnd = nowStep + (this.merge_.nActionSteps ?? this.horizon);
+      const s = this.exec.settings;
+      this.syncEnd = nowStep + (s.mode === "sync" ? s.nActionSteps : this.horizon);
     } else this.exec.merge(ticket.s0 - this.base, rows);
     this.carriedEnd = Infinity;
     return "merged";
@@ -277,7 +217,7 @@ export class LoopExecutor {
     const shape = { horizon: this.horizon, actionDim: this.policy.actionDim };
     switch (m.mode) {
       case "sync":
-        return new ChunkExecutor({ ...shape, mode: "sync", nActionSteps: m.nActionSteps ?? this.horizon });
+        return new ChunkExecutor({ ...shape, ...m });
       case "ensemble":
         return new ChunkExecutor({ ...shape, mode: "ensemble", ...(m.coeff !== undefined ? { coeff: m.coeff } : {}) });
       case "blend":

@@ -1,14 +1,26 @@
 /**
- * The chunk-merging flags every command that runs the real-time loop shares (`sim run`, `serve
+ * The chunk-merging flags every command that executes chunks shares (`sim eval`, `sim run`, `serve
  * --robot`): `--merge sync|ensemble|blend|rtc`, `--n-action-steps` (sync: actions per chunk; rtc: the
- * execution horizon s), `--prefix-steps` (rtc: least actions committed per request) and `--aggregate` (blend).
+ * execution horizon s), `--prefix-steps` (sync and rtc: least actions committed per request as the
+ * next chunk's prefix) and `--aggregate` (blend). `chunkMergeFrom` (`policy/runtime/executor.ts`)
+ * maps them to the executor's settings.
  */
 import type { Command } from "commander";
-import { AGGREGATES, MERGE_MODES, type LoopMerge } from "../bridge/merge.ts";
+import { AGGREGATES, MERGE_MODES, type ChunkMerge } from "../policy/runtime/executor.ts";
 import { choiceOption, nonNegativeInt, option, positiveInt } from "./args.ts";
 
-/** Adds `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` to a command. */
-export function addMergeOptions(cmd: Command, defaultMode: LoopMerge["mode"]): Command {
+/**
+ * Adds `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` to a command, `--merge`
+ * defaulting to `defaultMode`. `defaults.nActionSteps` is the command's `--n-action-steps` when the
+ * mode takes it and it is not given (shown in the help; the command passes it to `chunkMergeFrom`);
+ * absent, the executor's defaults apply (sync: the whole chunk; rtc: half of it).
+ */
+export function addMergeOptions(
+  cmd: Command,
+  defaultMode: ChunkMerge["mode"],
+  defaults: { nActionSteps?: number } = {},
+): Command {
+  const n = defaults.nActionSteps;
   return cmd
     .addOption(
       choiceOption(
@@ -21,14 +33,16 @@ export function addMergeOptions(cmd: Command, defaultMode: LoopMerge["mode"]): C
     .addOption(
       option(
         "--n-action-steps <n>",
-        "sync: actions executed per chunk (default: all); rtc: execution horizon s (default H/2, kept within d <= s <= H - d)",
+        n === undefined
+          ? "sync: actions executed per chunk (default: all); rtc: execution horizon s (default H/2, kept within d <= s <= H - d)"
+          : `sync: actions executed per chunk; rtc: execution horizon s (d <= s <= H - d); default ${n}`,
         positiveInt,
       ),
     )
     .addOption(
       option(
         "--prefix-steps <n>",
-        "rtc: commit at least n actions per request as the next chunk's prefix, even when inference is faster (a longer prefix keeps a multimodal policy on its way; at most the policy's rtcMaxDelay)",
+        "sync and rtc: commit at least n planned actions per request as the next chunk's prefix, kept and continued by the policy (sync: exactly n, the arm holds during inference; rtc: max(delay, n)); a longer prefix keeps a multimodal policy on its way; at most the policy's rtcMaxDelay",
         nonNegativeInt,
       ),
     )

@@ -10,7 +10,7 @@ import { pathExists } from "../policy/io/files.ts";
 import { readJsonFile } from "../policy/io/json.ts";
 import { join } from "node:path";
 import type { OfflineEvalResult, PolicyMetrics } from "./offline.ts";
-import { PALETTE } from "./report.ts";
+import { PALETTE, writeReport } from "./report.ts";
 import type { ReportChart, ReportDocument, ReportSection } from "./report.ts";
 
 /** One training curve: points (step, value). */
@@ -60,6 +60,15 @@ export interface OfflineReportOptions {
   joints?: number;
   /** The command that reproduces the figures, shown in the footer. */
   command?: string;
+}
+
+/**
+ * Writes the HTML report of `r` to `file`, with the training curves of the policy's run (when it has
+ * a run folder) and `command` in the footer.
+ */
+export async function writeOfflineReport(file: string, r: OfflineEvalResult, command?: string): Promise<void> {
+  const curves = r.runDir ? await readTrainingCurves(r.runDir) : [];
+  await writeReport(file, offlineReport(r, { curves, ...(command !== undefined ? { command } : {}) }));
 }
 
 /** The report document of an offline evaluation. */
@@ -237,7 +246,7 @@ export function offlineReport(r: OfflineEvalResult, opts: OfflineReportOptions =
 
   return {
     title: `Offline evaluation: ${m.policy}`,
-    subtitle: `${r.dataset}, episodes ${r.episodes.join(", ")}; ${m.objective} head, ${m.solver}${m.objective === "flow" ? ` ${m.steps} steps` : ""}${b ? `; baseline ${b.policy}` : ""}; ${r.seconds.toFixed(0)} s`,
+    subtitle: `${r.dataset}, episodes ${r.episodes.join(", ")}; ${m.objective} head, ${m.solver}${m.solver !== "none" ? ` ${m.steps} steps` : ""}${b ? `; baseline ${b.policy}` : ""}; ${r.seconds.toFixed(0)} s`,
     sections,
     ...(opts.command ? { footer: opts.command } : {}),
   };

@@ -7,32 +7,27 @@
  * - a sweep of solvers x steps, each exported in memory, its error (one sample per frame, the same
  *   noise for every solver) and its ONNX latency per chunk;
  * and on the velocity graph (normalised units):
- * - the flow-matching validation loss with fixed seeds, as the trainer computes it (the run's time
- *   sampler and path from `run.json`); for regression heads their own loss (MSE to the chunk);
+ * - the validation loss with fixed seeds: the objective's evaluation loss (flow matching with the
+ *   time sampler and path the checkpoint was trained with; for regression heads their MSE to the
+ *   chunk; for MeanFlow heads the flow matching of their instantaneous velocity);
  * - the log-likelihood of the demonstrated chunks by the CNF change of variables
  *   (`./likelihood.ts`), in nats per action dimension, in dataset units (the normalisation's
  *   Jacobian added) and in normalised units.
  *
- * A baseline run (`baseline`) is measured on the same frames with the same noise.
+ * A head that samples without noise (regression) gives one chunk per frame: it is measured with one
+ * sample, and without likelihood or solver sweep. A baseline run (`baseline`) is measured on the same
+ * frames with the same noise.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { z } from "zod";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { openDataset } from "../datasets/open.ts";
 import { loadCheckpoint, normsFor, rawActionDim, resolveCheckpointDir } from "../policy/checkpoint/checkpoint.ts";
 import type { Checkpoint } from "../policy/checkpoint/checkpoint.ts";
-import { linearPath, samplePath, sigmaMinPath } from "../policy/flow/path.ts";
-import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
-import { PathSchema } from "../policy/flow/path.ts";
+import { objectiveOf, prepareContext, type Objective } from "../policy/flow/objective.ts";
 import { SOLVER_NAMES } from "../policy/flow/solvers.ts";
 import { median } from "../policy/stats/quantiles.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
-import { timeSamplerFromConfig } from "../policy/flow/time.ts";
-import type { TimeSamplerConfig } from "../policy/flow/time.ts";
-import { TimeSamplerSchema } from "../policy/flow/time.ts";
-import { pathExists } from "../policy/io/files.ts";
-import { readJsonFile } from "../policy/io/json.ts";
 import type { AffineNorm } from "../policy/normalize.ts";
 import { exportOnnxBytes, featuresOf } from "../policy/onnx/export.ts";
 import { Rng } from "../policy/random.ts";
@@ -156,6 +151,44 @@ export interface OfflineEvalResult {
   seconds: number;
 }
 
+/** The figures of one policy as `eval offline --json` prints them (flat; the likelihood's fields `null` without one). */
+export function policyFigures(m: PolicyMetrics): Record<string, unknown> {
+  return {
+    policy: m.policy,
+    objective: m.objective,
+    valLoss: m.valLoss,
+    mse: m.mse,
+    l1: m.l1,
+    firstActionL1: m.firstActionL1,
+    bestOfK: m.bestOfK,
+    spread: m.spread,
+    perStepMse: m.perStepMse,
+    perJointMse: m.perJointMse,
+    sweep: m.sweep.map((p) => ({ solver: p.solver, steps: p.steps, nfe: p.nfe, mse: p.mse, latencyMs: p.latencyMs })),
+    logLikelihoodPerDim: m.likelihood?.perDim ?? null,
+    logLikelihoodStdErr: m.likelihood?.stdErr ?? null,
+    logLikelihoodPerDimNormalized: m.likelihood?.perDimNormalized ?? null,
+    logLikelihoodMethod: m.likelihood?.method ?? null,
+    latencyMs: m.latencyMs,
+    threads: m.threads,
+    solver: m.solver,
+    steps: m.steps,
+  };
+}
+
+/** The result as `eval offline --json` prints it: the policy's figures, the frames evaluated, the baseline's figures. */
+export function offlineFigures(r: OfflineEvalResult): Record<string, unknown> {
+  return {
+    ...policyFigures(r.metrics),
+    frames: r.frames,
+    episodes: r.episodes,
+    stride: r.stride,
+    horizon: r.horizon,
+    actionDim: r.actionDim,
+    ...(r.baseline ? { baseline: policyFigures(r.baseline) } : {}),
+  };
+}
+
 /** Noise seed of sample k of frame f: distinct streams, the same for every policy and solver. */
 export function noiseSeed(seed: number, frame: number, k: number): number {
   return (Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(frame + 1, 0x85ebca6b) ^ Math.imul(k + 1, 0xc2b2ae35)) >>> 0;
@@ -272,8 +305,8 @@ interface OpenedPolicy {
   /** Where `policy.velocity.onnx` would be. */
   exportsDir: string;
   runDir: string | undefined;
-  timeSampler: TimeSamplerConfig;
-  flowPath: ProbPath;
+  /** The head's objective (how its loss is formed, whether it samples from noise). */
+  objective: Objective;
 }
 
 async function openPolicy(path: string, ort: OnnxPolicyOptions): Promise<OpenedPolicy> {
@@ -283,32 +316,7 @@ async function openPolicy(path: string, ort: OnnxPolicyOptions): Promise<OpenedP
   const ckpt = await loadCheckpoint(ckptDir);
   const policy = await OnnxPolicy.load(path, ort);
   const runDir = basename(dirname(ckptDir)) === "checkpoints" ? dirname(dirname(ckptDir)) : undefined;
-  const run = runDir ? await readRunSettings(join(runDir, "run.json")) : {};
-  const p = run.path;
-  return {
-    path,
-    ckpt,
-    policy,
-    exportsDir: dir,
-    runDir,
-    timeSampler: run.timeSampler ?? { kind: "pi0" },
-    flowPath: p?.kind === "sigma_min" ? sigmaMinPath(p.sigmaMin) : linearPath(),
-  };
-}
-
-/** The part of `run.json` the loss needs: the run's time sampler and path (other fields are not read here). */
-const RunLossSettingsSchema = z.looseObject({
-  input: z.looseObject({ timeSampler: TimeSamplerSchema.optional(), path: PathSchema.optional() }).optional(),
-});
-
-/** The run's time sampler and path from `run.json`; none when the policy has no run file beside it. */
-async function readRunSettings(file: string): Promise<{ timeSampler?: TimeSamplerConfig; path?: PathConfig }> {
-  if (!(await pathExists(file))) return {};
-  const r = await readJsonFile(file, RunLossSettingsSchema);
-  return {
-    ...(r.input?.timeSampler ? { timeSampler: r.input.timeSampler } : {}),
-    ...(r.input?.path ? { path: r.input.path } : {}),
-  };
+  return { path, ckpt, policy, exportsDir: dir, runDir, objective: objectiveOf(ckpt.config) };
 }
 
 interface EvalContext {
@@ -330,8 +338,9 @@ async function evaluatePolicy(
 ): Promise<PolicyMetrics> {
   const { frames, A, seed, opts } = ctx;
   const progress = opts.onProgress ?? ((): void => {});
-  const regression = p.ckpt.config.objective === "regression";
-  const K = regression ? 1 : ctx.K;
+  // a head that samples without noise gives the same chunk every time: no spread, density or solver
+  const stochastic = p.objective.noiseInput;
+  const K = stochastic ? ctx.K : 1;
   const H = p.ckpt.config.horizon;
 
   // K samples per frame on the sample graph.
@@ -357,13 +366,13 @@ async function evaluatePolicy(
   try {
     valLoss = await velocityLoss(graph, p, frames, seed, (d) => progress(`${label}: loss`, d, frames.length));
     const llFrames = opts.likelihood?.frames ?? 8;
-    if (!regression && llFrames > 0) likelihood = await chunkLikelihood(graph, p, frames, llFrames, seed, opts, label);
+    if (stochastic && llFrames > 0) likelihood = await chunkLikelihood(graph, p, frames, llFrames, seed, opts, label);
   } finally {
     await graph.release();
   }
 
   const sweep: SweepPoint[] = [];
-  const solvers = regression || ctx.sweep === "skip" ? [] : (opts.sweep?.solvers ?? SOLVER_NAMES);
+  const solvers = !stochastic || ctx.sweep === "skip" ? [] : (opts.sweep?.solvers ?? SOLVER_NAMES);
   const steps = opts.sweep?.steps ?? SWEEP_STEPS;
   if (solvers.length > 0 && steps.length > 0) {
     const at = spaced(frames.length, opts.sweepFrames ?? 64);
@@ -404,7 +413,10 @@ async function evaluatePolicy(
   };
 }
 
-/** The trainer's loss on the velocity graph: flow matching at seeded (t, x0) per frame, or regression MSE. */
+/**
+ * The objective's evaluation loss on the velocity graph (see `Objective.evaluationInputs`), with the
+ * checkpoint's loss settings and a seeded draw per frame.
+ */
 async function velocityLoss(
   graph: VelocityGraph,
   p: OpenedPolicy,
@@ -416,8 +428,9 @@ async function velocityLoss(
   const { horizon: H, actionDim: Am } = cfg;
   const norms = normsFor(p.ckpt.normalization, cfg);
   const rawA = rawActionDim(p.ckpt.normalization);
-  const sampler = timeSamplerFromConfig(p.timeSampler);
+  const prep = prepareContext(cfg, p.ckpt.loss);
   const features = featuresOf(p.ckpt);
+  const isPad = new Uint8Array(H);
   const batch = 32;
   let sum = 0;
   for (let start = 0; start < frames.length; start += batch) {
@@ -428,20 +441,12 @@ async function velocityLoss(
     const t = new Float32Array(n * H);
     const target = new Float32Array(n * H * Am);
     part.forEach((fr, b) => {
-      const x1 = normalizePadded(fr.chunk, norms.action, rawA);
-      if (cfg.objective === "regression") {
-        t.fill(1, b * H, (b + 1) * H);
-        target.set(x1, b * H * Am);
-        return;
-      }
+      const actions = normalizePadded(fr.chunk, norms.action, rawA);
       const rng = new Rng((seed + 7919 + start + b) >>> 0);
-      const tb = sampler.sample(rng);
-      const x0 = rng.normalArray(H * Am);
-      const tokenTime = new Float32Array(H).fill(tb);
-      const s = samplePath(p.flowPath, x0, x1, tokenTime, { dim: Am });
-      xt.set(s.xt, b * H * Am);
-      target.set(s.ut, b * H * Am);
-      t.fill(tb, b * H, (b + 1) * H);
+      const x = p.objective.evaluationInputs({ size: 1, actions, isPad }, prep, rng);
+      xt.set(x.xt, b * H * Am);
+      t.set(x.t, b * H);
+      target.set(x.target, b * H * Am);
     });
     const v = await graph.run(obs, xt, t, n);
     for (let i = 0; i < v.length; i++) sum += (v[i]! - target[i]!) ** 2;

@@ -4,15 +4,17 @@
  * and `aggregated` (avg_sum_reward, avg_max_reward, pc_success, eval_s, eval_ep_s), plus one
  * top-down SVG per episode in `pictures/eval_episode_{i}.svg`.
  *
- * Chunks are executed by the chunk executor (`policy/runtime/executor.ts`) in its `sync` mode: the
- * policy is asked for a chunk only when the previous chunk's first `nActionSteps` actions have been
- * executed (receding horizon, as LeRobot's `n_action_steps`), at zero latency.
+ * Chunks are executed by the chunk executor (`policy/runtime/executor.ts`), by default in its `sync`
+ * mode: the policy is asked for a chunk only when the previous chunk's first `nActionSteps` actions
+ * have been executed (receding horizon, as LeRobot's `n_action_steps`), at zero latency unless an
+ * inference delay is simulated. `sim eval` as a whole (loading the policy, the report) is
+ * `./eval-run.ts`.
  */
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
-import { ChunkExecutor } from "../policy/runtime/executor.ts";
-import type { Aggregate, ExecutorMode } from "../policy/runtime/executor.ts";
+import { ChunkExecutor, chunkMergeFrom } from "../policy/runtime/executor.ts";
+import type { Aggregate, ChunkMerge } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
@@ -61,22 +63,28 @@ export interface EvaluateOptions {
   /** Number of episodes; episode i is reset with seed `seed + i`. */
   episodes: number;
   seed: number;
-  /** Actions executed from each chunk before asking for the next (1 <= n <= horizon). */
-  nActionSteps: number;
   /**
-   * Real-time chunking: each new chunk is asked to start with the previous chunk's next
-   * `prefixSteps` planned actions (kept as given; the rest sampled to continue them), to keep the
-   * successive chunks of a multimodal policy consistent. 0 (default) samples every chunk afresh;
-   * `nActionSteps + prefixSteps <= horizon`. (On `avoid` it did not raise success: README.)
-   * In `rtc`: each request commits max(delaySteps, prefixSteps) actions as the prefix.
+   * How chunks are executed (see `policy/runtime/executor.ts`; default `sync`): the settings
+   * ({@link ChunkMerge}, e.g. from `chunkMergeFrom` for the command-line flags), or a mode name whose
+   * settings are `nActionSteps`, `prefixSteps` and `aggregate`, mapped as the flags are. `rtc` takes
+   * its inference delay from `delaySteps`.
+   */
+  merge?: ChunkMerge | ChunkMerge["mode"];
+  /**
+   * With a mode name: `sync`: actions executed from each chunk before asking for the next
+   * (1 <= n <= horizon; default the whole chunk less the prefix); `rtc`: the execution horizon.
+   */
+  nActionSteps?: number;
+  /**
+   * With a mode name (`sync`, `rtc`): each request commits at least `prefixSteps` planned actions as
+   * the next chunk's prefix (kept as given; the rest sampled to continue them), to keep the
+   * successive chunks of a multimodal policy consistent. `sync`: the previous chunk's next
+   * `prefixSteps` planned actions, `nActionSteps + prefixSteps <= horizon`; `rtc`: max(delaySteps,
+   * prefixSteps). 0 (default) samples every chunk afresh (sync) or commits the delay (rtc). At most
+   * the policy's `rtcMaxDelay` when it was prefix-trained.
    */
   prefixSteps?: number;
-  /**
-   * How chunks are executed (see `policy/runtime/executor.ts`); default `sync` with `nActionSteps` and
-   * `prefixSteps`. `rtc` takes its execution horizon from `nActionSteps` and its delay from `delaySteps`.
-   */
-  merge?: ExecutorMode["mode"];
-  /** `blend` only: how overlapping predictions merge (default weighted_average). */
+  /** With the mode name `blend`: how overlapping predictions merge (default weighted_average). */
   aggregate?: Aggregate;
   /**
    * Simulated inference delay in control steps (default 0): a chunk requested from the observation of
@@ -113,34 +121,33 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         `sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`,
       );
     }
-    const n = opts.nActionSteps;
-    if (!Number.isInteger(n) || n < 1 || n > policy.horizon) {
+    const merge = mergeOf(opts);
+    const n = merge.mode === "sync" ? merge.nActionSteps : merge.mode === "rtc" ? merge.executionHorizon : undefined;
+    if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > policy.horizon)) {
       throw new RangeError(`sim eval: nActionSteps must be an integer in [1, horizon=${policy.horizon}], got ${n}`);
     }
-    const d = opts.prefixSteps ?? 0;
-    if (!Number.isInteger(d) || d < 0 || n + d > policy.horizon) {
+    const d = merge.mode === "sync" || merge.mode === "rtc" ? (merge.prefixSteps ?? 0) : 0;
+    if (!Number.isInteger(d) || d < 0 || (n ?? 0) + d > policy.horizon) {
       throw new RangeError(
-        `sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${d} > ${policy.horizon})`,
+        `sim eval: prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n ?? 0} + ${d} > ${policy.horizon})`,
       );
     }
     const delay = opts.delaySteps ?? 0;
     if (!Number.isInteger(delay) || delay < 0)
       throw new RangeError(`sim eval: delaySteps must be an integer >= 0, got ${delay}`);
-    const mode = executorMode(opts.merge ?? "sync", {
-      nActionSteps: n,
-      prefixSteps: d,
-      delay,
-      ...(opts.aggregate ? { aggregate: opts.aggregate } : {}),
-    });
-    if (mode.mode === "rtc" && policy.rtcMaxDelay && mode.delaySteps > policy.rtcMaxDelay)
+    // the actions each request commits (as the executor counts them)
+    const committed = merge.mode === "rtc" ? Math.max(delay, d) : d;
+    if (policy.rtcMaxDelay && committed > policy.rtcMaxDelay)
       throw new RangeError(
-        `sim eval: a committed prefix of ${mode.delaySteps} steps (inference delay ${delay}, prefixSteps ${d}) exceeds the ${policy.rtcMaxDelay} the policy was trained to continue (rtcMaxDelay)`,
+        `sim eval: a committed prefix of ${committed} steps (${merge.mode === "rtc" ? `inference delay ${delay}, ` : ""}prefixSteps ${d}) exceeds the ${policy.rtcMaxDelay} the policy was trained to continue (rtcMaxDelay)`,
       );
+    const executor = ChunkExecutor.forPolicy(policy, merge, { delaySteps: delay });
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
       policy.reset(seed);
-      const result = await runChunked(task, policy, mode, delay);
+      executor.reset();
+      const result = await runChunked(task, policy, executor, delay);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -188,26 +195,24 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   return info;
 }
 
-/** The executor settings `evaluate` runs with. */
-function executorMode(
-  merge: ExecutorMode["mode"],
-  o: { nActionSteps: number; prefixSteps: number; delay: number; aggregate?: Aggregate },
-): ExecutorMode {
-  switch (merge) {
-    case "sync":
-      return { mode: "sync", nActionSteps: o.nActionSteps, prefixSteps: o.prefixSteps };
-    case "rtc":
-      // commit the actions that run during inference, or prefixSteps of them when that is more
-      return { mode: "rtc", delaySteps: Math.max(o.delay, o.prefixSteps), executionHorizon: o.nActionSteps };
-    case "ensemble":
-      return { mode: "ensemble" };
-    case "blend":
-      return { mode: "blend", ...(o.aggregate ? { aggregate: o.aggregate } : {}) };
-    default: {
-      const never: never = merge;
-      throw new Error(`sim eval: unknown merge mode '${String(never)}' (valid: sync, rtc, ensemble, blend)`);
-    }
+/** The merge settings `evaluate` runs with: `opts.merge` itself, or the flat settings mapped as the flags are. */
+function mergeOf(opts: EvaluateOptions): ChunkMerge {
+  const m = opts.merge ?? "sync";
+  if (typeof m === "object") {
+    const flat = (["nActionSteps", "prefixSteps", "aggregate"] as const).filter((k) => opts[k] !== undefined);
+    if (flat.length > 0)
+      throw new Error(
+        `sim eval: ${flat.join(", ")} given beside merge settings; give them in merge (or merge as a mode name)`,
+      );
+    return m;
   }
+  const { nActionSteps, prefixSteps, aggregate } = opts;
+  return chunkMergeFrom({
+    merge: m,
+    ...(nActionSteps !== undefined ? { nActionSteps } : {}),
+    ...(prefixSteps !== undefined ? { prefixSteps } : {}),
+    ...(aggregate !== undefined ? { aggregate } : {}),
+  });
 }
 
 /**
@@ -216,8 +221,13 @@ function executorMode(
  * the arm having waited; other modes: as computed at s); until it arrives the arm executes what is
  * queued, or holds its last command (its measured position before the first).
  */
-async function runChunked(task: Task, policy: ChunkPolicy, mode: ExecutorMode, delay: number): Promise<EpisodeResult> {
-  const executor = ChunkExecutor.forPolicy(policy, mode);
+async function runChunked(
+  task: Task,
+  policy: ChunkPolicy,
+  executor: ChunkExecutor,
+  delay: number,
+): Promise<EpisodeResult> {
+  const mode = executor.settings;
   let pending: { s0: number; arrive: number; chunk: Float32Array } | undefined;
   let last: Float32Array | undefined;
   const fail = (step: number, err: unknown): Error =>

@@ -10,7 +10,6 @@ import { driveRobot } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
-import { loopMergeFrom, type LoopMerge } from "../bridge/merge.ts";
 import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
@@ -23,7 +22,7 @@ import type { ServedPolicy } from "../bridge/server/served-policy.ts";
 import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
 import { isZ85Key, readCurveKeyPair, type CurveKeyPair } from "../bridge/server/zap.ts";
 import { StaleCommandMeter } from "../bridge/stale-commands.ts";
-import type { Aggregate } from "../policy/runtime/executor.ts";
+import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runtime/executor.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import type { FeatureIO } from "../policy/onnx/graphs.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
@@ -77,7 +76,7 @@ export interface SimRunOptions {
   serverKey?: string;
   clientKeys?: string;
   robot: string;
-  merge: LoopMerge["mode"];
+  merge: ChunkMerge["mode"];
   nActionSteps?: number;
   aggregate?: Aggregate;
   prefixSteps?: number;
@@ -129,7 +128,7 @@ export async function runSim(o: SimRunOptions) {
   if (o.via === "openpi" && o.merge === "rtc")
     throw new Error("--via openpi cannot run --merge rtc: the openpi protocol carries no prefix (use --via zmq)");
   const { seed, seconds, publish } = o;
-  const merge = loopMergeFrom(o);
+  const merge = chunkMergeFrom(o);
   const profile = await loadRobotProfile(o.robot);
   const task = await simTask(o.task, profile, o.robot, seed);
   const closers: Array<() => Promise<void> | void> = [];

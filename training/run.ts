@@ -319,6 +319,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
               lastCheckpoint = await saveRunCheckpoint(trainer, s, {
                 out,
                 head,
+                loss: { timeSampler: input.timeSampler, path: input.path },
                 normalization,
                 seed: input.seed,
                 keep: input.keep,

@@ -16,7 +16,7 @@ import type { ParamSpec } from "../policy/net/ops.ts";
 import type { NamedArray } from "../policy/net/tfjs-ops.ts";
 import { TfjsOps } from "../policy/net/tfjs-ops.ts";
 import type { PathConfig, ProbPath } from "../policy/flow/path.ts";
-import { linearPath, sigmaMinPath } from "../policy/flow/path.ts";
+import { pathFromConfig } from "../policy/flow/path.ts";
 import { objectiveOf } from "../policy/flow/objective.ts";
 import type { TimeSampler, TimeSamplerConfig } from "../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../policy/flow/time.ts";
@@ -105,11 +105,6 @@ export function learningRate(o: OptimConfig, step: number): number {
 /** The per-step generator of a run: independent of how the run was split by resumes. */
 export function stepRng(seed: number, step: number): Rng {
   return new Rng((Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2f) + Math.imul(step + 1, 0x165667b1)) >>> 0);
-}
-
-/** The flow path named by a config. */
-export function pathFromConfig(c: PathConfig): ProbPath {
-  return c.kind === "linear" ? linearPath() : sigmaMinPath(c.sigmaMin);
 }
 
 /** What {@link Trainer.prepare} makes of a batch (see {@link LossInputs} for the shapes). */

@@ -1,15 +1,15 @@
 /**
  * `actionflow eval offline`: judges an exported policy on held-out demonstrations (no simulator):
  * sampled-chunk errors, best-of-K, a solver sweep, the validation loss and the likelihood of the
- * demonstrated chunks, with an optional baseline run and an HTML report (see `eval/`).
+ * demonstrated chunks, with an optional baseline run and an HTML report (the pipeline is
+ * `eval/offline.ts`; this file parses the options and prints).
  */
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
 import type { SolverName } from "../../policy/flow/solvers.ts";
-import { evaluateOffline, SWEEP_STEPS } from "../../eval/offline.ts";
+import { evaluateOffline, offlineFigures, SWEEP_STEPS } from "../../eval/offline.ts";
 import type { OfflineEvalResult, PolicyMetrics } from "../../eval/offline.ts";
-import { offlineReport, readTrainingCurves } from "../../eval/offline-report.ts";
-import { writeReport } from "../../eval/report.ts";
+import { writeOfflineReport } from "../../eval/offline-report.ts";
 import type { EpisodeRange } from "../args.ts";
 import { choice, episodeRange, list, nonNegativeInt, option, positiveInt, providerOption } from "../args.ts";
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
@@ -34,31 +34,6 @@ interface OfflineFlags {
   threads: number;
   provider: ExecutionProvider;
   json?: boolean;
-}
-
-/** The figures of one policy as `--json` prints them. */
-function figures(m: PolicyMetrics): Record<string, unknown> {
-  return {
-    policy: m.policy,
-    objective: m.objective,
-    valLoss: m.valLoss,
-    mse: m.mse,
-    l1: m.l1,
-    firstActionL1: m.firstActionL1,
-    bestOfK: m.bestOfK,
-    spread: m.spread,
-    perStepMse: m.perStepMse,
-    perJointMse: m.perJointMse,
-    sweep: m.sweep.map((p) => ({ solver: p.solver, steps: p.steps, nfe: p.nfe, mse: p.mse, latencyMs: p.latencyMs })),
-    logLikelihoodPerDim: m.likelihood?.perDim ?? null,
-    logLikelihoodStdErr: m.likelihood?.stdErr ?? null,
-    logLikelihoodPerDimNormalized: m.likelihood?.perDimNormalized ?? null,
-    logLikelihoodMethod: m.likelihood?.method ?? null,
-    latencyMs: m.latencyMs,
-    threads: m.threads,
-    solver: m.solver,
-    steps: m.steps,
-  };
 }
 
 function human(r: OfflineEvalResult & { report?: string }): string {
@@ -155,22 +130,10 @@ export function registerEval(program: Command): void {
       });
       bar?.stop();
       if (o.report) {
-        const curves = r.runDir ? await readTrainingCurves(r.runDir) : [];
-        const command = `actionflow ${process.argv.slice(2).join(" ")}`;
-        await writeReport(o.report, offlineReport(r, { curves, command }));
+        await writeOfflineReport(o.report, r, `actionflow ${process.argv.slice(2).join(" ")}`);
         if (!json) log(`wrote ${o.report}`);
       }
-      const result = {
-        ...figures(r.metrics),
-        frames: r.frames,
-        episodes: r.episodes,
-        stride: r.stride,
-        horizon: r.horizon,
-        actionDim: r.actionDim,
-        ...(r.baseline ? { baseline: figures(r.baseline) } : {}),
-        ...(o.report ? { report: o.report } : {}),
-        seconds: r.seconds,
-      };
+      const result = { ...offlineFigures(r), ...(o.report ? { report: o.report } : {}), seconds: r.seconds };
       printResult(result, { json }, () => human({ ...r, ...(o.report ? { report: o.report } : {}) }));
     });
 }

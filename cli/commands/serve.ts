@@ -26,10 +26,8 @@ import { log, printResult } from "../output.ts";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { addMergeOptions } from "../merge-options.ts";
-import { loopMergeFrom } from "../../bridge/merge.ts";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
-import type { LoopMerge } from "../../bridge/merge.ts";
-import type { Aggregate } from "../../policy/runtime/executor.ts";
+import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../../policy/runtime/executor.ts";
 
 interface ServeCliOptions {
   policy: string;
@@ -56,7 +54,7 @@ interface ServeCliOptions {
   json?: boolean;
   robot?: string;
   ros?: string;
-  merge: LoopMerge["mode"];
+  merge: ChunkMerge["mode"];
   nActionSteps?: number;
   aggregate?: Aggregate;
   prefixSteps?: number;
@@ -223,7 +221,7 @@ async function driveCli(o: ServeCliOptions): Promise<void> {
   if (o.robot === undefined || o.ros === undefined) throw new Error("--robot <profile> and --ros <url> go together");
   if (o.zmq !== undefined || o.openpi !== undefined || o.pub !== undefined)
     throw new Error("--robot drives a robot; serve --zmq/--openpi/--pub in another process");
-  const merge = loopMergeFrom(o);
+  const merge = chunkMergeFrom(o);
   const profile = await loadRobotProfile(o.robot);
   const policy = await startLocalPolicy(o.policy, {
     seed: o.seed,

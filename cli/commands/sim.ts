@@ -1,26 +1,23 @@
 /**
  * `actionflow sim collect|replay|eval`: scripted demonstrations into a LeRobot v3.0 dataset,
  * open-loop replay of a recorded episode, and closed-loop evaluation of a chunk policy, all in
- * MuJoCo (see sim/).
+ * MuJoCo (the pipelines are `sim/collect.ts`, `sim/replay.ts` and `sim/eval.ts`).
  */
-import { basename, dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import { addMergeOptions } from "../merge-options.ts";
+import { chunkMergeFrom, type MergeFlags } from "../../policy/runtime/executor.ts";
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
-import { OnnxPolicy } from "../../policy/runtime/onnx-policy.ts";
-import type { Aggregate } from "../../policy/runtime/executor.ts";
 import { collect } from "../../sim/collect.ts";
-import { evaluate } from "../../sim/eval.ts";
-import { simEvalReport } from "../../sim/eval-report.ts";
-import { writeReport } from "../../eval/report.ts";
-import type { ChunkPolicy } from "../../policy/chunk-policy.ts";
-import { ExpertChunkPolicy } from "../../sim/policy.ts";
+import { runSimEval } from "../../sim/eval-run.ts";
 import { replay } from "../../sim/replay.ts";
-import type { RobotScene } from "../../sim/scene/robot.ts";
-import { loadUserScene } from "../../sim/scene/user.ts";
+import { userSceneFrom } from "../../sim/scene/user.ts";
 import { parseTaskName, TASK_NAMES } from "../../sim/tasks/index.ts";
-import type { Task } from "../../sim/tasks/index.ts";
 import { log, printResult, startProgress } from "../output.ts";
+
+/** `sim eval`'s `--n-action-steps` when the mode takes it and it is not given. */
+const SIM_EVAL_MERGE_DEFAULTS = { nActionSteps: 8 };
 
 /** Registers `sim collect`, `sim replay` and `sim eval`. */
 export function registerSim(program: Command): void {
@@ -56,7 +53,7 @@ export function registerSim(program: Command): void {
       }) => {
         const task = parseTaskName(o.task);
         const { episodes, seed, fps } = o;
-        const scene = await sceneFrom(o);
+        const scene = await userSceneFrom(o);
         const json = o.json ?? false;
         const bar = startProgress(episodes, { json, label: `collect ${task}` });
         const t0 = performance.now();
@@ -78,15 +75,8 @@ export function registerSim(program: Command): void {
           bar.stop();
         }
         const seconds = (performance.now() - t0) / 1000;
-        const result = {
-          episodes: r.episodes,
-          frames: r.frames,
-          expertSuccess: r.expertSuccess,
-          modeShare: r.modeShare,
-          attempts: r.attempts,
-          seconds,
-          out: r.out,
-        };
+        const { frames, expertSuccess, modeShare, attempts, out } = r;
+        const result = { episodes: r.episodes, frames, expertSuccess, modeShare, attempts, seconds, out };
         printResult(result, { json }, (x: typeof result) =>
           [
             `recorded ${x.episodes} episodes, ${x.frames} frames -> ${x.out} (${x.seconds.toFixed(1)} s)`,
@@ -110,7 +100,7 @@ export function registerSim(program: Command): void {
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: { dataset: string; episode: number; mjcf?: string; mapping?: string; json?: boolean }) => {
       const episode = o.episode;
-      const scene = await sceneFrom(o);
+      const scene = await userSceneFrom(o);
       const r = await replay({ dataset: o.dataset, episode, ...(scene ? { scene } : {}) });
       printResult(
         r,
@@ -121,7 +111,7 @@ export function registerSim(program: Command): void {
       if (!r.success) process.exitCode = 1;
     });
 
-  sim
+  const evalCmd = sim
     .command("eval")
     .description("closed-loop evaluation of a policy; writes eval_info.json (LeRobot layout) and one SVG per episode")
     .requiredOption(
@@ -137,24 +127,8 @@ export function registerSim(program: Command): void {
         nonNegativeInt,
         1000,
       ),
-    )
-    .addOption(option("--n-action-steps <n>", "actions executed from each chunk before the next query", positiveInt, 8))
-    .addOption(
-      option(
-        "--prefix-steps <n>",
-        "real-time chunking: each new chunk keeps the previous chunk's next n planned actions and continues them (0 = sample every chunk afresh)",
-        nonNegativeInt,
-        0,
-      ),
-    )
-    .addOption(
-      choiceOption(
-        "--merge <mode>",
-        "how chunks are executed: sync (n actions, then infer), rtc (real-time chunking: the actions executed during inference are the next chunk's prefix), ensemble (ACT), blend (LeRobot async)",
-        ["sync", "rtc", "ensemble", "blend"],
-        "sync",
-      ),
-    )
+    );
+  addMergeOptions(evalCmd, "sync", SIM_EVAL_MERGE_DEFAULTS)
     .addOption(
       option(
         "--delay-steps <n>",
@@ -162,14 +136,6 @@ export function registerSim(program: Command): void {
         nonNegativeInt,
         0,
       ),
-    )
-    .addOption(
-      choiceOption("--aggregate <fn>", "blend: how overlapping actions merge", [
-        "weighted_average",
-        "latest_only",
-        "average",
-        "conservative",
-      ]),
     )
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .option(
@@ -182,88 +148,52 @@ export function registerSim(program: Command): void {
     .addOption(providerOption())
     .option("--json", "print one JSON object as the last stdout line")
     .action(
-      async (o: {
-        policy: string;
-        task: string;
-        provider: ExecutionProvider;
-        episodes: number;
-        seed: number;
-        nActionSteps: number;
-        prefixSteps: number;
-        merge: "sync" | "rtc" | "ensemble" | "blend";
-        delaySteps: number;
-        aggregate?: Aggregate;
-        horizon: number;
-        out?: string;
-        fps: number;
-        mjcf?: string;
-        mapping?: string;
-        json?: boolean;
-      }) => {
+      async (
+        o: MergeFlags & {
+          policy: string;
+          task: string;
+          provider: ExecutionProvider;
+          episodes: number;
+          seed: number;
+          delaySteps: number;
+          horizon: number;
+          out?: string;
+          fps: number;
+          mjcf?: string;
+          mapping?: string;
+          json?: boolean;
+        },
+      ) => {
         const task = parseTaskName(o.task);
-        const { episodes, seed, nActionSteps, prefixSteps, fps } = o;
-        const scene = await sceneFrom(o);
+        const merge = chunkMergeFrom(o, SIM_EVAL_MERGE_DEFAULTS);
+        const scene = await userSceneFrom(o);
         const json = o.json ?? false;
-        let policy: ChunkPolicy | ((t: Task) => ChunkPolicy);
-        let outDir: string;
-        let onnx: OnnxPolicy | undefined;
-        if (o.policy === "expert") {
-          const horizon = o.horizon;
-          policy = (t) => new ExpertChunkPolicy(t, { horizon });
-          outDir = o.out ?? join("runs", `eval-expert-${task}`);
-        } else {
-          // evaluate() calls reset(seed + i) per episode: the noise restarts from each episode's seed,
-          // so episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
-          onnx = await OnnxPolicy.load(o.policy, { seed, executionProviders: [o.provider] });
-          policy = onnx;
-          // a run folder gets <run>/eval/<task>; an .onnx file <its folder>/eval/<file name>/<task>
-          outDir =
-            o.out ??
-            (o.policy.endsWith(".onnx")
-              ? join(dirname(o.policy), "eval", basename(o.policy, ".onnx"), task)
-              : join(o.policy, "eval", task));
-        }
-        const bar = startProgress(episodes, { json, label: `eval ${task}` });
-        let info;
+        const bar = startProgress(o.episodes, { json, label: `eval ${task}` });
+        let r;
         try {
-          info = await evaluate({
+          r = await runSimEval({
             task,
-            policy,
-            episodes,
-            seed,
-            nActionSteps,
-            prefixSteps,
-            merge: o.merge,
+            policy: o.policy,
+            merge,
             delaySteps: o.delaySteps,
-            ...(o.aggregate ? { aggregate: o.aggregate } : {}),
-            outDir,
-            fps,
+            episodes: o.episodes,
+            seed: o.seed,
+            horizon: o.horizon,
+            ...(o.out !== undefined ? { out: o.out } : {}),
+            fps: o.fps,
             ...(scene ? { scene } : {}),
+            provider: o.provider,
             onEpisode: (done, ep) => bar.update(done, { success: ep.success ? 1 : 0 }),
           });
         } finally {
           bar.stop();
-          await onnx?.release();
         }
-        const report = join(outDir, "report.html");
-        const execution =
-          o.merge === "sync"
-            ? `sync, ${nActionSteps} action steps${prefixSteps ? `, prefix ${prefixSteps}` : ""}`
-            : `${o.merge}, execution horizon ${nActionSteps}`;
-        await writeReport(
-          report,
-          simEvalReport(info, {
-            task,
-            policy: o.policy,
-            execution: `${execution}, inference delay ${o.delaySteps} steps`,
-            command: `actionflow sim eval --task ${task} --policy ${o.policy} --episodes ${episodes} --seed ${seed} --n-action-steps ${nActionSteps} --merge ${o.merge} --delay-steps ${o.delaySteps}`,
-          }),
-        );
+        const { info, outDir, report } = r;
         if (!json)
           log(
-            `wrote ${join(outDir, "eval_info.json")}, ${report} and ${episodes} pictures in ${join(outDir, "pictures")}`,
+            `wrote ${join(outDir, "eval_info.json")}, ${report} and ${o.episodes} pictures in ${join(outDir, "pictures")}`,
           );
-        const result = { ...info.aggregated, episodes, outDir, report };
+        const result = { ...info.aggregated, episodes: o.episodes, outDir, report };
         printResult(result, { json }, (x: typeof result) =>
           [
             `success ${x.pc_success.toFixed(1)}% over ${x.episodes} episodes, avg max reward ${x.avg_max_reward.toFixed(3)}, avg sum reward ${x.avg_sum_reward.toFixed(2)}`,
@@ -273,12 +203,4 @@ export function registerSim(program: Command): void {
         );
       },
     );
-}
-
-/** The user scene from --mjcf/--mapping, or undefined for the built-in arm. */
-async function sceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotScene | undefined> {
-  if (!o.mjcf && !o.mapping) return undefined;
-  if (!o.mjcf || !o.mapping)
-    throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
-  return loadUserScene({ mjcf: resolve(o.mjcf), mapping: resolve(o.mapping) });
 }

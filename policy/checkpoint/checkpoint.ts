@@ -3,7 +3,7 @@
  *
  * ```
  * <run>/checkpoints/step-000500/
- *   config.json          head config + actionflow version
+ *   config.json          head config, loss settings (`loss`: time sampler and path), actionflow version
  *   model.safetensors    inference weights (EMA) by parameter name
  *   stats.json           normalisation (feature -> {key, mode, stats})
  *   optimizer.safetensors  raw weights and AdamW moments (resume only)
@@ -15,8 +15,11 @@
  * previous checkpoint intact and `latest.json` pointing at a complete one.
  */
 import { readFile, readdir, rename, rm } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
+import { DEFAULT_LOSS_SETTINGS, LossSettingsSchema, type LossSettings } from "../flow/objective.ts";
+import { PathSchema } from "../flow/path.ts";
+import { TimeSamplerSchema } from "../flow/time.ts";
 import type { HeadConfig } from "../net/config.ts";
 import { parseHeadConfig } from "../net/config.ts";
 import type { NamedArray } from "../net/ops.ts";
@@ -47,8 +50,22 @@ export const TrainStateFileSchema = z.looseObject({ step: z.number().int().nonne
 /** `checkpoints/latest.json`: the folder name of the newest complete checkpoint. */
 const LatestSchema = z.object({ checkpoint: z.string().regex(/^step-\d+$/, "expected a step-NNNNNN folder name") });
 
-/** `config.json`: the head config plus the version that wrote it. */
-const ConfigFileSchema = z.looseObject({ actionflowVersion: z.string().optional() });
+/**
+ * `config.json`: the head config plus the loss settings and the version that wrote it. Checkpoints
+ * written before the loss settings were kept have no `loss`.
+ */
+const ConfigFileSchema = z.looseObject({
+  actionflowVersion: z.string().optional(),
+  loss: LossSettingsSchema.optional(),
+});
+
+/**
+ * The part of a run's `run.json` that holds the loss settings (`input.timeSampler`, `input.path`),
+ * read only for a checkpoint without them; other fields are not read here.
+ */
+const RunFileLossSchema = z.looseObject({
+  input: z.looseObject({ timeSampler: TimeSamplerSchema.optional(), path: PathSchema.optional() }).optional(),
+});
 
 /** Resume state: raw (non-EMA) weights, AdamW moments and the trainer's counters. */
 export interface OptimizerState {
@@ -63,23 +80,36 @@ export interface OptimizerState {
 export interface Checkpoint {
   dir: string;
   config: HeadConfig;
+  /**
+   * The time sampler and path the head was trained with (what its loss is measured with). A
+   * checkpoint written before they were kept takes them from its run's `run.json`, else the
+   * trainer's defaults ({@link DEFAULT_LOSS_SETTINGS}).
+   */
+  loss: LossSettings;
   weights: Map<string, NamedArray>;
   normalization: NormalizationSpec;
   optimizer?: OptimizerState;
 }
 
-/** Writes a checkpoint for `step` under `<runDir>/checkpoints/` and points `latest.json` at it. */
+/**
+ * Writes a checkpoint for `step` under `<runDir>/checkpoints/` and points `latest.json` at it;
+ * `loss` is stored in `config.json` when given (a head trained elsewhere may not know it).
+ */
 export async function saveCheckpoint(
   runDir: string,
   step: number,
-  ckpt: Omit<Checkpoint, "dir">,
+  ckpt: Omit<Checkpoint, "dir" | "loss"> & { loss?: LossSettings },
   opts: { keep?: number } = {},
 ): Promise<string> {
   const root = join(runDir, "checkpoints");
   const name = `step-${String(step).padStart(6, "0")}`;
   const final = join(root, name);
   await writeDirAtomic(final, async (tmp) => {
-    await writeJsonAtomic(join(tmp, "config.json"), { ...ckpt.config, actionflowVersion: VERSION });
+    await writeJsonAtomic(join(tmp, "config.json"), {
+      ...ckpt.config,
+      ...(ckpt.loss ? { loss: ckpt.loss } : {}),
+      actionflowVersion: VERSION,
+    });
     await writeFileAtomic(
       join(tmp, "model.safetensors"),
       encodeSafetensors(ckpt.weights, { format: "actionflow", step: String(step) }),
@@ -146,8 +176,9 @@ export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes"
   const dir = await resolveCheckpointDir(path);
   if (!dir) throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json)`);
   const configPath = join(dir, "config.json");
-  const { actionflowVersion: _version, ...rawConfig } = await readJsonFile(configPath, ConfigFileSchema);
+  const { actionflowVersion: _version, loss: stored, ...rawConfig } = await readJsonFile(configPath, ConfigFileSchema);
   const config = parseHeadConfig(rawConfig, configPath);
+  const loss = stored ?? (await runLossSettings(dir));
   const modelPath = join(dir, "model.safetensors");
   const { tensors: weights } = decodeSafetensors(new Uint8Array(await readFile(modelPath)), modelPath);
   const statsPath = join(dir, "stats.json");
@@ -157,7 +188,7 @@ export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes"
   } catch (err) {
     throw new Error(`${statsPath}: ${(err as Error).message} (head config ${configPath})`, { cause: err });
   }
-  const ckpt: Checkpoint = { dir, config, weights, normalization };
+  const ckpt: Checkpoint = { dir, config, loss, weights, normalization };
   if (opts.withOptimizer === "yes") {
     const optPath = join(dir, "optimizer.safetensors");
     const { tensors } = decodeSafetensors(new Uint8Array(await readFile(optPath)), optPath);
@@ -167,6 +198,22 @@ export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes"
     ckpt.optimizer = { params: pick("param/"), m: pick("m/"), v: pick("v/"), trainState };
   }
   return ckpt;
+}
+
+/**
+ * The loss settings of a checkpoint folder without them in `config.json`: from `<run>/run.json`
+ * when the folder is `<run>/checkpoints/<name>` and the file is there, each missing one (and the
+ * file) defaulting to {@link DEFAULT_LOSS_SETTINGS}.
+ */
+async function runLossSettings(checkpointDir: string): Promise<LossSettings> {
+  const root = dirname(checkpointDir);
+  const runFile = join(dirname(root), "run.json");
+  if (basename(root) !== "checkpoints" || !(await pathExists(runFile))) return { ...DEFAULT_LOSS_SETTINGS };
+  const input = (await readJsonFile(runFile, RunFileLossSchema)).input;
+  return {
+    timeSampler: input?.timeSampler ?? DEFAULT_LOSS_SETTINGS.timeSampler,
+    path: input?.path ?? DEFAULT_LOSS_SETTINGS.path,
+  };
 }
 
 /** The affine normalisation maps of a head, padded to the model's dims. */

@@ -17,14 +17,35 @@
  *   examples have r = t (flow matching); the others step to r = 1 or to r uniform in [t, 1]. Sampling jumps
  *   z_{t'} = z_t + (t' - t) u(z_t, t, t') on any grid; one step is z_1 = z_0 + u(z_0, 0, 1).
  */
+import { z } from "zod";
 import type { HeadConfig, Objective as ObjectiveName } from "../net/config.ts";
 import type { Ops } from "../net/ops.ts";
 import type { Rng } from "../random.ts";
 import type { ProbPath } from "./path.ts";
-import { samplePath } from "./path.ts";
+import { PathSchema, pathFromConfig, samplePath } from "./path.ts";
 import type { OdeSolver, SolverName, VectorSpace } from "./solvers.ts";
 import { integrate } from "./solvers.ts";
 import type { TimeSampler } from "./time.ts";
+import { TimeSamplerSchema, timeSamplerFromConfig } from "./time.ts";
+
+/**
+ * The loss settings a head was trained with, beside its objective: the time sampler and the
+ * probability path (stored in a checkpoint's `config.json` as `loss`). Unknown keys are refused.
+ */
+export const LossSettingsSchema = z.strictObject({ timeSampler: TimeSamplerSchema, path: PathSchema });
+/** See {@link LossSettingsSchema}. */
+export type LossSettings = z.infer<typeof LossSettingsSchema>;
+
+/** The trainer's defaults: pi0's time sampler and the linear path. */
+export const DEFAULT_LOSS_SETTINGS: Readonly<LossSettings> = { timeSampler: { kind: "pi0" }, path: { kind: "linear" } };
+
+/** The {@link PrepareContext} of a head trained with `loss` (its path and time sampler built). */
+export function prepareContext(
+  config: PrepareContext["config"],
+  loss: LossSettings = DEFAULT_LOSS_SETTINGS,
+): PrepareContext {
+  return { config, path: pathFromConfig(loss.path), timeSampler: timeSamplerFromConfig(loss.timeSampler) };
+}
 
 /**
  * A batch as the objectives see it; flat, row-major, float32. `actions` `[size, horizon, actionDim]`
@@ -139,6 +160,14 @@ export interface Objective {
   readonly prefixTraining: boolean;
   /** Draws the network inputs and target of a batch (all randomness from `rng`). */
   prepare(batch: ObjectiveBatch, ctx: PrepareContext, rng: Rng): TrainingInputs;
+  /**
+   * The inputs and fixed target of the loss measured on an exported velocity graph (offline
+   * evaluation: no gradient, no Jacobian-vector product, no prefix): `flow` and `regression` as
+   * `prepare` without a prefix (`ctx.config.rtcMaxDelay` is not read); `meanflow` the flow-matching
+   * loss of its instantaneous velocity (interval 0, what the velocity graph evaluates). `t` is per
+   * token, `[size, horizon]`. All randomness from `rng`: the batch's times, then its noise.
+   */
+  evaluationInputs(batch: ObjectiveBatch, ctx: PrepareContext, rng: Rng): TrainingInputs;
   /** The loss's target (and weights) given the prepared target and, if needed, the network's JVP. */
   lossTarget<T>(ops: TargetOps<T>, x: TargetInputs<T>, jvp: NetworkJvp<T>): LossTarget<T>;
   /** Samples a normalised chunk `[batch, horizon, actionDim]`; `nfe` counts head evaluations. */
@@ -168,6 +197,18 @@ function pathInputs(
   const x0 = batch.noise ?? rng.normalArray(n * A);
   if (x0.length !== n * A) throw new Error(`batch.noise has ${x0.length} values, expected ${n * A}`);
   return samplePath(ctx.path, x0, batch.actions, tokenTime, { dim: A });
+}
+
+/** Flow matching without a prefix: one time per sample from the sampler, x_t and u_t on the path; `t` per token. */
+function flowMatchingInputs(batch: ObjectiveBatch, ctx: PrepareContext, rng: Rng): TrainingInputs {
+  checkBatch(batch, ctx);
+  const H = ctx.config.horizon;
+  const t = new Float32Array(batch.size);
+  for (let b = 0; b < batch.size; b++) t[b] = ctx.timeSampler.sample(rng);
+  const { xt, ut } = pathInputs(batch, ctx, rng, t);
+  const tokenTime = new Float32Array(batch.size * H);
+  for (let b = 0; b < batch.size; b++) tokenTime.fill(t[b]!, b * H, (b + 1) * H);
+  return { xt, t: tokenTime, target: ut, isPad: batch.isPad };
 }
 
 function checkBatch(batch: ObjectiveBatch, ctx: PrepareContext): void {
@@ -222,6 +263,7 @@ export const flowObjective: Objective = {
     }
     return { xt, t: tokenTime, target: ut, isPad };
   },
+  evaluationInputs: flowMatchingInputs,
   lossTarget: fixedTarget,
   sample(spec) {
     let x = spec.noise();
@@ -250,6 +292,12 @@ export const regressionObjective: Objective = {
     checkBatch(batch, ctx);
     const { horizon: H, actionDim: A } = ctx.config;
     const t = new Float32Array(batch.size).fill(1);
+    return { xt: new Float32Array(batch.size * H * A), t, target: batch.actions, isPad: batch.isPad };
+  },
+  evaluationInputs(batch, ctx) {
+    checkBatch(batch, ctx);
+    const { horizon: H, actionDim: A } = ctx.config;
+    const t = new Float32Array(batch.size * H).fill(1);
     return { xt: new Float32Array(batch.size * H * A), t, target: batch.actions, isPad: batch.isPad };
   },
   lossTarget: fixedTarget,
@@ -285,6 +333,7 @@ export const meanflowObjective: Objective = {
     const { xt, ut } = pathInputs(batch, ctx, rng, t);
     return { xt, t, interval, target: ut, isPad: batch.isPad };
   },
+  evaluationInputs: flowMatchingInputs,
   lossTarget(ops, x, jvp) {
     if (x.interval === undefined) throw new Error("meanflow loss: the loss inputs have no interval");
     // Tangents (v, 1) in (z, t) at fixed r: the interval h = r - t moves with -1.

@@ -16,7 +16,7 @@ export const PathSchema = z.discriminatedUnion("kind", [
   z.strictObject({ kind: z.literal("linear") }),
   z.strictObject({ kind: z.literal("sigma_min"), sigmaMin: z.number().min(0).lt(1) }),
 ]);
-/** A path's description (see {@link PathSchema}); `pathFromConfig` in `training/trainer.ts` builds it. */
+/** A path's description (see {@link PathSchema}); {@link pathFromConfig} builds it. */
 export type PathConfig = z.infer<typeof PathSchema>;
 
 /** An affine conditional probability path x_t = alpha(t) x1 + sigma(t) x0, t in [0, 1]. */
@@ -60,6 +60,20 @@ export function sigmaMinPath(sigmaMin: number): ProbPath {
     dAlpha: () => 1,
     dSigma: () => -k,
   };
+}
+
+/** Builds the path a config describes (as `timeSamplerFromConfig` builds a time sampler). */
+export function pathFromConfig(config: PathConfig): ProbPath {
+  switch (config.kind) {
+    case "linear":
+      return linearPath();
+    case "sigma_min":
+      return sigmaMinPath(config.sigmaMin);
+    default: {
+      const kind: unknown = (config as { kind?: unknown }).kind;
+      throw new Error(`path config: unknown kind ${JSON.stringify(kind)}; valid kinds: linear, sigma_min`);
+    }
+  }
 }
 
 /** Options of `samplePath`. */

@@ -9,23 +9,29 @@
  * {@link ChunkExecutor.next}. The executor never reads a clock and never awaits: time is the step
  * counter the driver advances.
  *
+ * How chunks merge is one vocabulary, {@link ChunkMerge}, for every driver (`sim eval`, `sim run`,
+ * `serve --robot`, `bench loop`); {@link chunkMergeFrom} maps the command-line flags to it.
+ * `prefixSteps` p means the same in every mode that takes it: each request commits at least p of
+ * the queued actions as the next chunk's prefix (the policy keeps them and continues them).
+ *
  * Merge modes (`mode`):
  * - `sync`: execute `nActionSteps` actions of each chunk, then request the next (openpi's
- *   ActionChunkBroker, LeRobot's `n_action_steps`). With `prefixSteps` p > 0 each request carries
- *   the previous chunk's next p planned actions as its prefix (prefix carrying at zero latency);
- *   the new chunk then replaces the queue from `s0` on.
+ *   ActionChunkBroker, LeRobot's `n_action_steps`). The arm holds while a chunk is computed, so
+ *   nothing executes during inference: each request commits exactly p actions, the previous chunk's
+ *   next p planned ones (prefix carrying); the new chunk then replaces the queue from `s0` on.
  * - `ensemble`: ACT temporal ensembling: request every step; the action for step t is the average
  *   of every prediction for t with weights `w_i = exp(-coeff * i)` normalised, i = 0 the oldest
  *   (LeRobot's ACTTemporalEnsembler, coeff 0.01).
  * - `blend`: LeRobot's async client: request when `queued / horizon <= threshold` (queued = actions
  *   for steps >= the current step); an overlapping action is merged by `aggregate(old, new)`;
  *   predictions for steps already executed are dropped.
- * - `rtc`: real-time chunking by prefix: with inference delay d steps and execution horizon s
- *   (d <= s <= horizon - d), a chunk is requested every s steps and its first d steps (the actions
- *   that execute while it is computed) are committed: sent as the prefix, and kept from the queue
- *   when the chunk arrives; the chunk's later steps replace the queue. When nothing is queued after
- *   the prefix (the first chunk, or a queue that ran dry), the robot holds until the chunk arrives,
- *   and the chunk resumes from its first action after the prefix then, as `sync` does.
+ * - `rtc`: real-time chunking by prefix: with inference delay d steps and execution horizon s, a
+ *   chunk is requested every s steps and its first c = max(d, p) steps (the actions that execute
+ *   while it is computed, or p of them when that is more) are committed: sent as the prefix, and
+ *   kept from the queue when the chunk arrives; the chunk's later steps replace the queue
+ *   (c <= s <= horizon - c). When nothing is queued after the prefix (the first chunk, or a queue
+ *   that ran dry), the robot holds until the chunk arrives, and the chunk resumes from its first
+ *   action after the prefix then, as `sync` does.
  *
  * At most one request is in flight. A chunk of the wrong length or holding NaN/Inf is refused
  * (the queue is left as it was, the request is closed); when no action is queued for the current
@@ -33,16 +39,30 @@
  */
 import type { ChunkPolicy } from "../chunk-policy.ts";
 
+/** The merge modes (see the module doc). */
+export const MERGE_MODES = ["sync", "ensemble", "blend", "rtc"] as const;
+
 /** How `blend` merges an old and a new prediction for the same step (LeRobot's aggregate functions). */
 export type Aggregate = "weighted_average" | "latest_only" | "average" | "conservative";
 
-/** Settings of the executor's merge mode (see the module doc). */
-export type ExecutorMode =
+/** The aggregate functions of `blend`. */
+export const AGGREGATES: readonly Aggregate[] = ["weighted_average", "latest_only", "average", "conservative"];
+
+/**
+ * How chunks are merged into the action queue: the one merge vocabulary of closed-loop evaluation,
+ * the real-time loop and the benches (see the module doc for each mode). Settings left out take
+ * their defaults; the inference delay d of `rtc` is not a setting but what the driver measures (or
+ * simulates), given to the executor as {@link ChunkExecutorOptions.delaySteps}.
+ */
+export type ChunkMerge =
   | {
       mode: "sync";
-      /** Actions executed from each chunk before the next request, 1..horizon. */
-      nActionSteps: number;
-      /** Planned actions after those sent as the next request's prefix (default 0; `nActionSteps + prefixSteps <= horizon`). */
+      /** Actions executed from each chunk before the next request, 1..horizon (default: horizon - prefixSteps). */
+      nActionSteps?: number;
+      /**
+       * Actions each request commits as the next chunk's prefix: the previous chunk's next planned
+       * ones (default 0; `nActionSteps + prefixSteps <= horizon`).
+       */
       prefixSteps?: number;
     }
   | {
@@ -59,19 +79,105 @@ export type ExecutorMode =
     }
   | {
       mode: "rtc";
-      /** Inference delay d in control steps: actions committed and sent as the prefix (>= 0). */
-      delaySteps: number;
-      /** Execution horizon s: control steps between requests (d <= s <= horizon - d, s >= 1). */
-      executionHorizon: number;
+      /**
+       * Execution horizon s: control steps between requests (c <= s <= horizon - c, s >= 1, with c
+       * the actions committed; default floor(horizon / 2)).
+       */
+      executionHorizon?: number;
+      /**
+       * Commit at least this many actions per request (default 0: the inference delay d); each
+       * request commits c = max(d, prefixSteps), at most horizon / 2. A longer prefix pins down which
+       * way a multimodal policy goes.
+       */
+      prefixSteps?: number;
     };
 
-/** Options of {@link ChunkExecutor}: the chunk's shape and the merge mode. */
+/**
+ * The merge flags of the commands (`--merge`, `--n-action-steps`, `--prefix-steps`, `--aggregate`),
+ * as {@link chunkMergeFrom} reads them.
+ */
+export interface MergeFlags {
+  merge: ChunkMerge["mode"];
+  /** `sync`: actions executed per chunk; `rtc`: the execution horizon s. */
+  nActionSteps?: number;
+  /** `sync` and `rtc`: the least actions committed per request as the next chunk's prefix. */
+  prefixSteps?: number;
+  /** `blend`: how overlapping actions merge. */
+  aggregate?: Aggregate;
+}
+
+/**
+ * The merge settings of the flags, for every command that executes chunks (`sim eval`, `sim run`,
+ * `serve --robot`). `defaults.nActionSteps` applies when the mode takes the flag and it was not
+ * given. A flag the mode does not take is refused naming it.
+ */
+export function chunkMergeFrom(o: MergeFlags, defaults: { nActionSteps?: number } = {}): ChunkMerge {
+  if (!(MERGE_MODES as readonly string[]).includes(o.merge))
+    throw new Error(`--merge: unknown mode '${String(o.merge)}' (valid: ${MERGE_MODES.join(", ")})`);
+  const takesSteps = o.merge === "sync" || o.merge === "rtc";
+  if (o.aggregate !== undefined && o.merge !== "blend")
+    throw new Error(`--aggregate applies to --merge blend, not ${o.merge}`);
+  if (o.nActionSteps !== undefined && !takesSteps)
+    throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
+  if (o.prefixSteps !== undefined && !takesSteps)
+    throw new Error(`--prefix-steps applies to --merge sync or rtc, not ${o.merge}`);
+  const n = o.nActionSteps ?? defaults.nActionSteps;
+  const prefix = o.prefixSteps !== undefined ? { prefixSteps: o.prefixSteps } : {};
+  switch (o.merge) {
+    case "sync":
+      return { mode: "sync", ...(n !== undefined ? { nActionSteps: n } : {}), ...prefix };
+    case "ensemble":
+      return { mode: "ensemble" };
+    case "blend":
+      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
+    case "rtc":
+      return { mode: "rtc", ...(n !== undefined ? { executionHorizon: n } : {}), ...prefix };
+  }
+}
+
+/**
+ * The flags that give `merge` with {@link chunkMergeFrom}, for a command line that reproduces a run
+ * (settings without a flag, `blend`'s threshold and `ensemble`'s coeff, are left out).
+ */
+export function mergeFlagsOf(merge: ChunkMerge): string[] {
+  const out = ["--merge", merge.mode];
+  const flag = (name: string, v: number | string | undefined): void => {
+    if (v !== undefined) out.push(name, String(v));
+  };
+  switch (merge.mode) {
+    case "sync":
+      flag("--n-action-steps", merge.nActionSteps);
+      flag("--prefix-steps", merge.prefixSteps);
+      break;
+    case "rtc":
+      flag("--n-action-steps", merge.executionHorizon);
+      flag("--prefix-steps", merge.prefixSteps);
+      break;
+    case "blend":
+      flag("--aggregate", merge.aggregate);
+      break;
+    case "ensemble":
+      break;
+  }
+  return out;
+}
+
+/** Options of {@link ChunkExecutor}: the chunk's shape, the merge mode and (`rtc`) the inference delay. */
 export type ChunkExecutorOptions = {
   /** Actions per chunk, H. */
   horizon: number;
   /** Values per action, A. */
   actionDim: number;
-} & ExecutorMode;
+  /**
+   * `rtc`: the inference delay d in control steps, the actions that execute while a chunk is
+   * computed (default 0); each request commits max(d, prefixSteps). The other modes ignore it
+   * (`sync` holds the arm during inference).
+   */
+  delaySteps?: number;
+} & ChunkMerge;
+
+/** A merge mode with its defaults filled in, as the executor runs it. */
+export type ResolvedMerge = Required<ChunkMerge>;
 
 /** A request the driver should send: the observation of step `s0` plus the committed prefix. */
 export interface ChunkTicket {
@@ -99,7 +205,9 @@ export class ChunkExecutor {
   /** Values per action, A. */
   readonly actionDim: number;
   /** The merge mode and its settings, defaults filled in. */
-  readonly settings: Readonly<Required<ExecutorMode>>;
+  readonly settings: Readonly<ResolvedMerge>;
+  /** Actions each request commits as the prefix: `sync` prefixSteps, `rtc` max(delaySteps, prefixSteps), else 0. */
+  readonly committedSteps: number;
 
   /** Predictions per absolute step (several only in `ensemble`). */
   private readonly queue = new Map<number, Float32Array[]>();
@@ -119,12 +227,18 @@ export class ChunkExecutor {
       throw new RangeError(`chunk executor: actionDim must be a positive integer, got ${A}`);
     this.horizon = H;
     this.actionDim = A;
-    this.settings = validate(opts);
+    const v = validate(opts);
+    this.settings = v.settings;
+    this.committedSteps = v.committed;
   }
 
-  /** The chunk executor of a policy's shape. */
-  static forPolicy(policy: Pick<ChunkPolicy, "horizon" | "actionDim">, mode: ExecutorMode): ChunkExecutor {
-    return new ChunkExecutor({ horizon: policy.horizon, actionDim: policy.actionDim, ...mode });
+  /** The chunk executor of a policy's shape; `delaySteps` as in {@link ChunkExecutorOptions}. */
+  static forPolicy(
+    policy: Pick<ChunkPolicy, "horizon" | "actionDim">,
+    merge: ChunkMerge,
+    opts: { delaySteps?: number } = {},
+  ): ChunkExecutor {
+    return new ChunkExecutor({ horizon: policy.horizon, actionDim: policy.actionDim, ...opts, ...merge });
   }
 
   /** The absolute step whose action {@link ChunkExecutor.next} returns next. */
@@ -172,7 +286,7 @@ export class ChunkExecutor {
         `chunk executor: a request from step ${this.pending.s0} is still in flight (step ${this.current})`,
       );
     const s = this.settings;
-    const want = s.mode === "sync" ? s.prefixSteps : s.mode === "rtc" ? s.delaySteps : 0;
+    const want = this.committedSteps;
     const A = this.actionDim;
     const s0 = this.current;
     let len = 0;
@@ -246,7 +360,7 @@ export class ChunkExecutor {
         }
         break;
       case "rtc": {
-        const committed = s0 + s.delaySteps;
+        const committed = s0 + this.committedSteps;
         for (let t = from; t < start + H; t++) {
           if (t < committed && this.queue.has(t)) continue;
           this.queue.set(t, [row(t - start)]);
@@ -309,7 +423,7 @@ function aggregate(kind: Aggregate, old: Float32Array, fresh: Float32Array): Flo
   return out;
 }
 
-function validate(opts: ChunkExecutorOptions): Required<ExecutorMode> {
+function validate(opts: ChunkExecutorOptions): { settings: ResolvedMerge; committed: number } {
   const H = opts.horizon;
   const int = (v: number, lo: number, hi: number, what: string): number => {
     if (!Number.isInteger(v) || v < lo || v > hi)
@@ -318,19 +432,19 @@ function validate(opts: ChunkExecutorOptions): Required<ExecutorMode> {
   };
   switch (opts.mode) {
     case "sync": {
-      const n = int(opts.nActionSteps, 1, H, `nActionSteps (horizon ${H})`);
       const p = opts.prefixSteps ?? 0;
+      const n = int(opts.nActionSteps ?? Math.max(1, H - p), 1, H, `nActionSteps (horizon ${H})`);
       if (!Number.isInteger(p) || p < 0 || n + p > H)
         throw new RangeError(
           `chunk executor (sync): prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${p} > ${H})`,
         );
-      return { mode: "sync", nActionSteps: n, prefixSteps: p };
+      return { settings: { mode: "sync", nActionSteps: n, prefixSteps: p }, committed: p };
     }
     case "ensemble": {
       const coeff = opts.coeff ?? 0.01;
       if (!Number.isFinite(coeff) || coeff < 0)
         throw new RangeError(`chunk executor (ensemble): coeff must be finite and >= 0, got ${coeff}`);
-      return { mode: "ensemble", coeff };
+      return { settings: { mode: "ensemble", coeff }, committed: 0 };
     }
     case "blend": {
       const threshold = opts.threshold ?? 0.5;
@@ -341,16 +455,27 @@ function validate(opts: ChunkExecutorOptions): Required<ExecutorMode> {
         throw new RangeError(
           `chunk executor (blend): aggregate must be one of ${Object.keys(BLEND).join(", ")}, got ${agg}`,
         );
-      return { mode: "blend", threshold, aggregate: agg };
+      return { settings: { mode: "blend", threshold, aggregate: agg }, committed: 0 };
     }
     case "rtc": {
-      const d = opts.delaySteps;
+      const d = opts.delaySteps ?? 0;
       if (!Number.isInteger(d) || d < 0 || 2 * d > H)
         throw new RangeError(
           `chunk executor (rtc): delaySteps must be an integer with 0 <= d <= horizon/2 (d=${d}, H=${H})`,
         );
-      const s = int(opts.executionHorizon, Math.max(1, d), H - d, `executionHorizon s (d=${d} <= s <= H-d, H=${H})`);
-      return { mode: "rtc", delaySteps: d, executionHorizon: s };
+      const p = opts.prefixSteps ?? 0;
+      if (!Number.isInteger(p) || p < 0 || 2 * p > H)
+        throw new RangeError(
+          `chunk executor (rtc): prefixSteps must be an integer with 0 <= p <= horizon/2 (p=${p}, H=${H})`,
+        );
+      const c = Math.max(d, p);
+      const s = int(
+        opts.executionHorizon ?? Math.max(1, Math.floor(H / 2)),
+        Math.max(1, c),
+        H - c,
+        `executionHorizon s (d=${c} <= s <= H-d, H=${H})`,
+      );
+      return { settings: { mode: "rtc", executionHorizon: s, prefixSteps: p }, committed: c };
     }
   }
 }

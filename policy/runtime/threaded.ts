@@ -118,6 +118,10 @@ export class ThreadedPolicy implements ChunkPolicy {
   readonly solver: string;
   readonly steps: number;
   readonly source: string;
+  /**
+   * The export's metadata as the worker read it. Its rate and prefix keys are parsed and checked
+   * once, into {@link ThreadedPolicy.fps} and {@link ThreadedPolicy.rtcMaxDelay}: read those.
+   */
   readonly metadata: Readonly<Record<string, string>>;
 
   private rng: Rng;

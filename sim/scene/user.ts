@@ -12,7 +12,7 @@
  * a small table-top arm whose base stands at the origin.
  */
 import { readFile } from "node:fs/promises";
-import { dirname, join, normalize } from "node:path";
+import { dirname, join, normalize, resolve } from "node:path";
 import { parseValue, readJsonFile } from "../../policy/io/json.ts";
 import { z } from "zod";
 import type { RobotScene } from "./robot.ts";
@@ -112,4 +112,15 @@ async function collectAssets(xml: string, baseDir: string): Promise<Record<strin
     }
   }
   return out;
+}
+
+/**
+ * The user scene of the `--mjcf` and `--mapping` flags (paths resolved against the working
+ * directory), or undefined for the built-in arm when neither is given; throws when only one is.
+ */
+export async function userSceneFrom(o: { mjcf?: string; mapping?: string }): Promise<RobotScene | undefined> {
+  if (!o.mjcf && !o.mapping) return undefined;
+  if (!o.mjcf || !o.mapping)
+    throw new Error("--mjcf and --mapping go together: the MJCF file and its joint/actuator mapping JSON");
+  return loadUserScene({ mjcf: resolve(o.mjcf), mapping: resolve(o.mapping) });
 }

@@ -52,6 +52,41 @@ describe("LoopExecutor", () => {
     expect(ex.actionAt(9)?.[0]).toBe(105);
   });
 
+  it("sync with prefixSteps: each request carries the previous chunk's next planned actions, the chunk runs from its arrival", () => {
+    const ex = new LoopExecutor({ mode: "sync", nActionSteps: 3, prefixSteps: 2 }, shape, 50);
+    expect(ex.passesPrefix).toBe(true);
+    const t0 = ex.request(0, 0);
+    expect(t0.prefix).toBeUndefined(); // nothing planned yet
+    ex.merge(t0, ramp(8, 0), 0);
+    expect([0, 1, 2].map((k) => ex.actionAt(k)?.[0])).toEqual([0, 1, 2]);
+    expect(ex.wantsChunk(3)).toBe(true);
+    // the measured delay does not enter: the arm holds while the chunk is computed
+    const t1 = ex.request(3, 5);
+    expect([...(t1.prefix ?? [])]).toEqual([3, 4]);
+    expect(ex.delaySteps).toBe(0);
+    expect([3, 4].map((k) => ex.actionAt(k))).toEqual([undefined, undefined]);
+    // a policy that keeps its prefix starts the chunk with it: 3, 4 run at the arrival (step 5)
+    ex.merge(t1, Float32Array.from([3, 4, 50, 51, 52, 53, 54, 55]), 5);
+    expect([5, 6, 7, 8].map((k) => ex.actionAt(k)?.[0])).toEqual([3, 4, 50, undefined]);
+  });
+
+  it("sync with prefixSteps: bounded by the horizon and rtcMaxDelay, and refused across rates", () => {
+    expect(() => new LoopExecutor({ mode: "sync", nActionSteps: 7, prefixSteps: 2 }, shape, 50)).toThrow(
+      "nActionSteps + prefixSteps <= horizon (7 + 2 > 8)",
+    );
+    // without nActionSteps a sync chunk executes all but its prefix
+    const ex = new LoopExecutor({ mode: "sync", prefixSteps: 2 }, shape, 50);
+    ex.merge(ex.request(0, 0), ramp(8, 0), 0);
+    expect(ex.upcoming(0, 100).map((a) => a[0])).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(() => new LoopExecutor({ mode: "sync", prefixSteps: 3 }, { ...shape, rtcMaxDelay: 2 }, 50)).toThrow(
+      "sync: prefixSteps must be an integer in [0, 2] (horizon 8, rtcMaxDelay 2), got 3",
+    );
+    expect(new LoopExecutor({ mode: "sync", prefixSteps: 0 }, { ...shape, fps: 10 }, 50).passesPrefix).toBe(false);
+    expect(() => new LoopExecutor({ mode: "sync", prefixSteps: 1 }, { ...shape, fps: 10 }, 50)).toThrow(
+      "merge mode 'sync' with prefixSteps 1 passes a prefix, which needs the policy's fps (10) to equal the control rate (50 Hz)",
+    );
+  });
+
   it("rtc: fewer queued actions than d are not carried (no padding inside the committed steps)", () => {
     const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4 }, shape, 50);
     ex.merge(ex.request(0, 0), ramp(8, 0), 0);
@@ -70,8 +105,8 @@ describe("LoopExecutor", () => {
     expect(() => ex2.request(0, 5)).toThrow("d = 5 control steps leaves no execution horizon s");
   });
 
-  it("rtc: minPrefix commits max(d, minPrefix) actions per request, within rtcMaxDelay and half the horizon", () => {
-    const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4, minPrefix: 3 }, { ...shape, rtcMaxDelay: 4 }, 50);
+  it("rtc: prefixSteps commits max(d, prefixSteps) actions per request, within rtcMaxDelay and half the horizon", () => {
+    const ex = new LoopExecutor({ mode: "rtc", executionHorizon: 4, prefixSteps: 3 }, { ...shape, rtcMaxDelay: 4 }, 50);
     ex.merge(ex.request(0, 0), ramp(8, 0), 0); // from rest: nothing to commit yet
     expect(ex.actionAt(0)?.[0]).toBe(0);
     // at step 4 a measured delay of 1 still commits 3: the actions for steps 4, 5, 6
@@ -79,9 +114,9 @@ describe("LoopExecutor", () => {
     const t = ex.request(4, 1);
     expect(ex.delaySteps).toBe(3);
     expect([...(t.prefix ?? [])]).toEqual([4, 5, 6]);
-    // a minPrefix beyond what the policy was trained to continue is refused
-    expect(() => new LoopExecutor({ mode: "rtc", minPrefix: 5 }, { ...shape, rtcMaxDelay: 4 }, 50)).toThrow(
-      "rtc: minPrefix must be an integer in [0, 4] (horizon 8, rtcMaxDelay 4), got 5",
+    // a prefixSteps beyond what the policy was trained to continue is refused
+    expect(() => new LoopExecutor({ mode: "rtc", prefixSteps: 5 }, { ...shape, rtcMaxDelay: 4 }, 50)).toThrow(
+      "rtc: prefixSteps must be an integer in [0, 4] (horizon 8, rtcMaxDelay 4), got 5",
     );
   });
 

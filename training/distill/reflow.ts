@@ -376,6 +376,7 @@ export async function reflowRun(opts: ReflowRunOptions): Promise<ReflowRunResult
               lastCheckpoint = await saveRunCheckpoint(trainer, sum, {
                 out,
                 head,
+                loss: { timeSampler: input.timeSampler, path: input.path },
                 normalization,
                 seed: s.seed,
                 keep: input.keep,

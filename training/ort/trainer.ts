@@ -14,14 +14,14 @@ import { TfjsOps } from "../../policy/net/tfjs-ops.ts";
 import type { NamedArray } from "../../policy/net/ops.ts";
 import { buildTrainModel, gradOutputName, obsInputName } from "../../policy/onnx/graphs.ts";
 import { encodeModel } from "../../policy/onnx/proto.ts";
-import type { ProbPath } from "../../policy/flow/path.ts";
+import { pathFromConfig, type ProbPath } from "../../policy/flow/path.ts";
 import type { TimeSampler } from "../../policy/flow/time.ts";
 import { timeSamplerFromConfig } from "../../policy/flow/time.ts";
 import { Rng } from "../../policy/random.ts";
 import type { Batch } from "../batch.ts";
 import { createParams, lossDenominator, timeTokensOfInputs, type LossInputs } from "../loss.ts";
 import { DEFAULT_OPTIM, type OptimConfig } from "../optim.ts";
-import { pathFromConfig, prepareInputs, stepRng, type StepResult, type TrainerOptions } from "../trainer.ts";
+import { prepareInputs, stepRng, type StepResult, type TrainerOptions } from "../trainer.ts";
 import type { RunTrainer, TrainerState } from "../trainer-interface.ts";
 import { AdamW } from "./adamw.ts";
 

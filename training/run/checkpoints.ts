@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { NormalizationSpec } from "../../policy/checkpoint/checkpoint.ts";
+import type { LossSettings } from "../../policy/flow/objective.ts";
 import { loadCheckpoint, resolveCheckpointDir, saveCheckpoint } from "../../policy/checkpoint/checkpoint.ts";
 import { parseValue } from "../../policy/io/json.ts";
 import type { HeadConfig } from "../../policy/net/config.ts";
@@ -72,6 +73,8 @@ export async function loadResumePoint(out: string, head: HeadConfig): Promise<Re
 export interface RunCheckpointOptions {
   out: string;
   head: HeadConfig;
+  /** The time sampler and path the head trains with, kept in the checkpoint's `config.json`. */
+  loss: LossSettings;
   normalization: NormalizationSpec;
   seed: number;
   /** Checkpoints kept. */
@@ -99,6 +102,7 @@ export async function saveRunCheckpoint(trainer: RunTrainer, s: FitSummary, o: R
     trainer.step,
     {
       config: o.head,
+      loss: o.loss,
       weights: st.ema,
       normalization: o.normalization,
       optimizer: { params: st.params, m: st.m, v: st.v, trainState },

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { EpisodeDataset } from "../../datasets/episodes.ts";
+import { DEFAULT_LOSS_SETTINGS } from "../../policy/flow/objective.ts";
 import type { PathConfig } from "../../policy/flow/path.ts";
 import { PathSchema } from "../../policy/flow/path.ts";
 import type { TimeSamplerConfig } from "../../policy/flow/time.ts";
@@ -272,8 +273,8 @@ export function resolveInput(
     seed: pick(stored?.seed, c.seed, opts.seed) ?? 0,
     valEpisodes: pick<string | number>(stored?.valEpisodes, c.valEpisodes, opts.valEpisodes) ?? "0.1",
     optim,
-    timeSampler: pick<TimeSamplerConfig>(stored?.timeSampler, c.timeSampler) ?? { kind: "pi0" },
-    path: pick<PathConfig>(stored?.path, c.path) ?? { kind: "linear" },
+    timeSampler: pick<TimeSamplerConfig>(stored?.timeSampler, c.timeSampler) ?? DEFAULT_LOSS_SETTINGS.timeSampler,
+    path: pick<PathConfig>(stored?.path, c.path) ?? DEFAULT_LOSS_SETTINGS.path,
     checkpointEvery: pick(stored?.checkpointEvery, c.checkpointEvery, opts.checkpointEvery) ?? 500,
     valEvery,
     keep: pick(stored?.keep, c.keep, opts.keep) ?? 2,
