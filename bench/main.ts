@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- <train|adamw|infer|serve|loop> [--json] [options]`; each prints one JSON object.
+ * Benchmarks: `npm run bench -- <train|adamw|infer|serve|loop|video> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
 import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt } from "../cli/args.ts";
@@ -12,6 +12,7 @@ import { benchInfer } from "./infer.ts";
 import { benchServe } from "./serve.ts";
 import { defaultServeWorkers } from "../policy/runtime/threaded.ts";
 import { benchLoop } from "./loop.ts";
+import { benchVideo } from "./video.ts";
 
 /** Parses one `--backend` name (one of `TRAIN_BACKEND_NAMES`). */
 function backendName(t: string, flag: string): TrainBackendName {
@@ -162,6 +163,18 @@ program
       );
     },
   );
+
+program
+  .command("video")
+  .description("decode a real 640x480 AV1 camera episode to 96 px (target <= 3 s) and render the simulated camera")
+  .addOption(option("--runs <n>", "timed decodes", positiveInt, 3))
+  .addOption(option("--width <px>", "decode width", positiveInt, 96))
+  .addOption(option("--height <px>", "decode height", positiveInt, 72))
+  .addOption(option("--frames <n>", "timed camera renders", positiveInt, 200))
+  .option("--json", "JSON only")
+  .action(async (o: { runs: number; width: number; height: number; frames: number; json?: boolean }) => {
+    printResult(await benchVideo(o), { json: true });
+  });
 
 try {
   await program.parseAsync(process.argv);

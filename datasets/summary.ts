@@ -9,6 +9,8 @@ import { isNumeric } from "./lerobot/layout.ts";
 import type { FeatureInfo } from "./lerobot/layout.ts";
 import type { OpenedDataset } from "./open.ts";
 import { datasetStats } from "./stats/dataset.ts";
+import { describeCameras } from "./video/frames.ts";
+import type { CameraInfo } from "./video/frames.ts";
 
 /** A dataset's description (`dataset info`). */
 export interface DatasetInfo {
@@ -25,10 +27,12 @@ export interface DatasetInfo {
   robotType: string | null;
   /** robomimic masks: name -> number of demos. */
   masks?: Record<string, number>;
+  /** Camera features (LeRobot video/image) and which episodes have their video. */
+  cameras: CameraInfo[];
 }
 
 /** Describes an opened dataset (see {@link DatasetInfo}). */
-export function describeDataset(o: OpenedDataset): DatasetInfo {
+export async function describeDataset(o: OpenedDataset): Promise<DatasetInfo> {
   const features: Record<string, { dtype: string; shape: number[] }> = {};
   for (const [n, f] of Object.entries(o.dataset.features)) features[n] = { dtype: f.dtype, shape: [...f.shape] };
   if (o.format === "lerobot") {
@@ -42,6 +46,7 @@ export function describeDataset(o: OpenedDataset): DatasetInfo {
       features,
       tasks: ds.tasks.filter((t) => t !== undefined),
       robotType: ds.robotType,
+      cameras: await describeCameras(ds),
     };
   }
   const ds = o.dataset;
@@ -57,6 +62,7 @@ export function describeDataset(o: OpenedDataset): DatasetInfo {
     tasks: ds.envName ? [ds.envName] : [],
     robotType: ds.robotType,
     masks,
+    cameras: [],
   };
 }
 

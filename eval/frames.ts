@@ -3,7 +3,9 @@
  * the demonstrated action chunk that follows it, built the way training builds its windows
  * (`training/windows.ts`): the chunk of frame i is the actions of frames [i, i + H); steps past the
  * episode's end repeat its last action (training's `hold` padding). Values stay in dataset units.
+ * Also the strip of camera frames a report shows beside a chunk ({@link framesStripSvg}).
  */
+import { PNG } from "pngjs";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 
 /** One observation feature to read: the dataset column and its per-frame size. */
@@ -91,4 +93,57 @@ export async function readEvalFrames(opts: EvalFramesOptions): Promise<EvalFrame
     }
   }
   return { frames, actionDim: A };
+}
+
+/** Options of {@link framesStripSvg}. */
+export interface FramesStripOptions {
+  /** Frame width and height in pixels. */
+  width: number;
+  height: number;
+  /** Caption above the strip, e.g. "observation.images.front, frames 0-40". */
+  title?: string;
+  /** A label under each frame (e.g. its frame index); default none. */
+  labels?: readonly string[];
+  /** Displayed pixels per image pixel (default: 96 px wide frames). */
+  scale?: number;
+}
+
+/** Encodes uint8 RGB `[height, width, 3]` as a PNG file's bytes. */
+export function encodePng(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  if (rgb.length !== width * height * 3)
+    throw new RangeError(`encodePng: ${rgb.length} bytes is not a ${width}x${height} RGB image`);
+  const png = new PNG({ width, height, colorType: 2, inputColorType: 2, inputHasAlpha: false });
+  png.data = Buffer.from(rgb.buffer, rgb.byteOffset, rgb.length);
+  return PNG.sync.write(png, { colorType: 2, inputColorType: 2, inputHasAlpha: false });
+}
+
+/**
+ * A strip of camera frames (the images a policy saw) as one SVG document: each frame a PNG embedded
+ * as a data URL, side by side, with optional labels; `frames` are uint8 RGB `[height, width, 3]`.
+ */
+export function framesStripSvg(frames: readonly Uint8Array[], o: FramesStripOptions): string {
+  const scale = o.scale ?? Math.max(1, Math.round(96 / o.width));
+  const w = o.width * scale;
+  const h = o.height * scale;
+  const gap = 4;
+  const top = o.title ? 18 : 0;
+  const bottom = o.labels ? 16 : 0;
+  const total = Math.max(1, frames.length) * (w + gap) - gap;
+  const esc = (t: string): string => t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${total}" height="${top + h + bottom}" viewBox="0 0 ${total} ${top + h + bottom}" font-family="sans-serif" font-size="11">`,
+  ];
+  if (o.title) parts.push(`<text x="0" y="12" fill="#333">${esc(o.title)}</text>`);
+  frames.forEach((f, i) => {
+    const x = i * (w + gap);
+    const data = Buffer.from(encodePng(f, o.width, o.height)).toString("base64");
+    parts.push(
+      `<image x="${x}" y="${top}" width="${w}" height="${h}" style="image-rendering:pixelated" href="data:image/png;base64,${data}"/>`,
+    );
+    const label = o.labels?.[i];
+    if (label !== undefined)
+      parts.push(`<text x="${x + w / 2}" y="${top + h + 12}" text-anchor="middle" fill="#555">${esc(label)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("\n");
 }

@@ -1,15 +1,20 @@
 /**
  * The report of an offline evaluation (`eval offline --report`): the figures as a table, predicted
  * chunks (several samples) against the demonstration per joint for a few frames, error against
- * horizon step and per joint, the solver sweep (error and latency), and the run's training curves.
- * Built as a {@link ReportDocument} for `./report.ts`.
+ * horizon step and per joint, the solver sweep (error and latency), and the run's training curves;
+ * when the dataset has a camera, a strip of its frames beside each plotted chunk (the image the
+ * policy saw, then the frames over the chunk's horizon). Built as a {@link ReportDocument} for
+ * `./report.ts`.
  */
 import { z } from "zod";
 import { resolveCheckpointDir } from "../policy/checkpoint/checkpoint.ts";
 import { pathExists } from "../policy/io/files.ts";
 import { readJsonFile } from "../policy/io/json.ts";
 import { join } from "node:path";
-import type { OfflineEvalResult, PolicyMetrics } from "./offline.ts";
+import { openDataset } from "../datasets/open.ts";
+import { loadEpisodeFrames } from "../datasets/video/frames.ts";
+import { framesStripSvg } from "./frames.ts";
+import type { ExampleFrame, OfflineEvalResult, PolicyMetrics } from "./offline.ts";
 import { PALETTE, writeReport } from "./report.ts";
 import type { ReportChart, ReportDocument, ReportSection } from "./report.ts";
 
@@ -60,15 +65,99 @@ export interface OfflineReportOptions {
   joints?: number;
   /** The command that reproduces the figures, shown in the footer. */
   command?: string;
+  /** Camera strips of the plotted chunks (see {@link readExampleStrips}). */
+  strips?: ExampleStrips;
+}
+
+/** The camera frames shown beside each plotted chunk: uint8 RGB `[H, W, 3]` images by `episode:frame`. */
+export interface ExampleStrips {
+  key: string;
+  width: number;
+  height: number;
+  /** `${episode}:${frame}` -> the frames and their frame indices (the first is the observation's). */
+  byExample: Map<string, { frames: Uint8Array[]; indices: number[] }>;
+}
+
+/**
+ * Reads, for every example chunk, the frames of the dataset's first camera (or `key`) at the
+ * observation and every quarter of the chunk's horizon, decoded to 96 px wide (the camera's aspect).
+ * Returns undefined when the dataset has no camera. An example whose episode has no video is left
+ * out (with a message) under `missing: "skip"`, and refused under "error" (the default).
+ */
+export async function readExampleStrips(
+  datasetPath: string,
+  examples: readonly ExampleFrame[],
+  horizon: number,
+  opts: { key?: string; missing?: "error" | "skip"; log?: (m: string) => void } = {},
+): Promise<ExampleStrips | undefined> {
+  const ds = await openDataset(datasetPath);
+  try {
+    if (ds.format !== "lerobot") return undefined;
+    const key = opts.key ?? ds.dataset.cameraKeys[0];
+    if (!key) return undefined;
+    const shape = ds.dataset.features[key]!.shape;
+    const width = 96;
+    const height = Math.max(2, 2 * Math.round((96 * (shape[0] ?? 96)) / (shape[1] ?? 96) / 2));
+    const byExample = new Map<string, { frames: Uint8Array[]; indices: number[] }>();
+    const fb = width * height * 3;
+    for (const e of examples) {
+      const f = await loadEpisodeFrames(
+        ds,
+        e.episode,
+        key,
+        { width, height },
+        {
+          ...(opts.missing ? { missing: opts.missing } : {}),
+          ...(opts.log ? { log: opts.log } : {}),
+        },
+      );
+      if (!f) continue;
+      const indices = [0, 1, 2, 3, 4]
+        .map((q) => Math.min(f.count - 1, e.frame + Math.round((q * (horizon - 1)) / 4)))
+        .filter((v, i, a) => a.indexOf(v) === i);
+      byExample.set(`${e.episode}:${e.frame}`, {
+        frames: indices.map((i) => f.data.slice(i * fb, (i + 1) * fb)),
+        indices,
+      });
+    }
+    return { key, width, height, byExample };
+  } finally {
+    ds.dataset.close();
+  }
 }
 
 /**
  * Writes the HTML report of `r` to `file`, with the training curves of the policy's run (when it has
  * a run folder) and `command` in the footer.
  */
-export async function writeOfflineReport(file: string, r: OfflineEvalResult, command?: string): Promise<void> {
+export async function writeOfflineReport(
+  file: string,
+  r: OfflineEvalResult,
+  opts: {
+    command?: string;
+    /** The dataset evaluated: its first camera's frames are shown beside each plotted chunk. */
+    dataset?: string;
+    /** An example whose episode has no video: refused (default) or left out with a message. */
+    missingVideo?: "error" | "skip";
+    log?: (m: string) => void;
+  } = {},
+): Promise<void> {
   const curves = r.runDir ? await readTrainingCurves(r.runDir) : [];
-  await writeReport(file, offlineReport(r, { curves, ...(command !== undefined ? { command } : {}) }));
+  const strips =
+    opts.dataset !== undefined
+      ? await readExampleStrips(opts.dataset, r.examples, r.horizon, {
+          ...(opts.missingVideo ? { missing: opts.missingVideo } : {}),
+          ...(opts.log ? { log: opts.log } : {}),
+        })
+      : undefined;
+  await writeReport(
+    file,
+    offlineReport(r, {
+      curves,
+      ...(opts.command !== undefined ? { command: opts.command } : {}),
+      ...(strips ? { strips } : {}),
+    }),
+  );
 }
 
 /** The report document of an offline evaluation. */
@@ -136,11 +225,29 @@ export function offlineReport(r: OfflineEvalResult, opts: OfflineReportOptions =
         });
       }
     }
+    const st = opts.strips;
+    const pictures = st
+      ? examples.flatMap((e) => {
+          const s = st.byExample.get(`${e.episode}:${e.frame}`);
+          if (!s) return [];
+          return [
+            {
+              svg: framesStripSvg(s.frames, {
+                width: st.width,
+                height: st.height,
+                labels: s.indices.map((i) => `frame ${i}`),
+              }),
+              caption: `episode ${e.episode}, frame ${e.frame}: ${st.key}, the image the policy saw (left) and the frames over its chunk`,
+            },
+          ];
+        })
+      : [];
     sections.push({
       title: "Predicted chunks against the demonstration",
-      text: `Each plot is one joint at one frame: ${examples[0]!.samples.length} sampled chunks of the policy (blue), the demonstrated chunk (black)${b ? " and the baseline (red, dashed)" : ""}. The joints shown are the ones that move most in these frames.`,
+      text: `Each plot is one joint at one frame: ${examples[0]!.samples.length} sampled chunks of the policy (blue), the demonstrated chunk (black)${b ? " and the baseline (red, dashed)" : ""}. The joints shown are the ones that move most in these frames.${pictures.length > 0 ? " Below, the camera frames of each plotted chunk." : ""}`,
       charts,
       columns: Math.min(4, joints.length),
+      ...(pictures.length > 0 ? { pictures } : {}),
     });
   }
 

@@ -5,8 +5,12 @@
  * the scripted experts (`sim/policy.ts`) and the test fakes.
  */
 
-/** Observation features by the policy's dataset key, raw (unnormalised) values of one sample. */
-export type Observation = Record<string, Float32Array>;
+/**
+ * Observation features by the policy's dataset key, raw (unnormalised) values of one sample: a
+ * vector feature is a Float32Array; a camera feature (e.g. `observation.images.front`) is uint8 RGB,
+ * row-major `[height, width, 3]`, as a Uint8Array.
+ */
+export type Observation = Record<string, Float32Array | Uint8Array>;
 
 /** Options of one {@link ChunkPolicy.sampleChunk} call. */
 export interface ChunkRequest {

@@ -1,7 +1,10 @@
 /**
  * Records scripted-expert demonstrations as a LeRobot v3.0 dataset: features `observation.state`
  * (joint positions), `observation.environment_state` (task features) and `action` (joint position
- * targets), all float32, plus the task string and fps. The per-episode reset seeds (and the
+ * targets), all float32, plus the task string and fps. With cameras, each camera's image of every
+ * frame is rendered (`sim/camera.ts`) and stored as LeRobot v3.0 video `observation.images.<name>`
+ * (AV1 by default); `obs` chooses which observation parts are recorded (`["state", "camera"]`
+ * leaves the environment state out: the vision-only variant). The per-episode reset seeds (and the
  * expert's mode, for avoid and fork) go to `meta/actionflow.json`, which `sim replay` reads.
  *
  * Attempt j is reset with seed `seed + j`; with `paired` (a task with two modes: avoid, fork),
@@ -14,11 +17,14 @@
 import { join } from "node:path";
 import { writeJsonAtomic } from "../policy/io/atomic.ts";
 import { LeRobotWriter } from "../datasets/lerobot/writer.ts";
+import type { VideoCodec } from "../datasets/video/ffmpeg.ts";
+import type { CameraSpec } from "./camera.ts";
 import { createExpert } from "./experts/index.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
-import { TASK_NAMES, createTask, taskInfo } from "./tasks/index.ts";
-import type { TaskName } from "./tasks/index.ts";
+import { TASK_NAMES, createTask, imageKey, taskInfo } from "./tasks/index.ts";
+import type { ObsPart, TaskName } from "./tasks/index.ts";
+import type { WriterFeature } from "../datasets/lerobot/writer.ts";
 
 /** The name of the sidecar metadata file inside a recorded dataset's `meta/` folder. */
 export const ACTIONFLOW_META = "actionflow.json";
@@ -54,6 +60,10 @@ export interface ActionflowMeta {
   seed: number;
   attempts: number;
   expertSuccess: number;
+  /** The cameras recorded (absent: none), so replay can render them again. */
+  cameras?: CameraSpec[];
+  /** The observation parts recorded (absent: state and env). */
+  obs?: ObsPart[];
   episodes: RecordedEpisode[];
 }
 
@@ -76,6 +86,12 @@ export interface CollectOptions {
   mappingPath?: string;
   /** Control rate in Hz; default 30. */
   fps?: number;
+  /** Cameras to render every frame and store as video `observation.images.<name>`. */
+  cameras?: CameraSpec[];
+  /** Observation parts to record (default state and env, plus camera when there are cameras). */
+  obs?: ObsPart[];
+  /** Video codec of the cameras: "av1" (default, libsvtav1 as LeRobot) or "h264". */
+  vcodec?: VideoCodec;
   /** Called after each attempt (progress). */
   onAttempt?: (attempts: number, recorded: number, success: boolean) => void;
 }
@@ -94,6 +110,8 @@ export interface CollectResult {
   modeShare: [number, number] | null;
   /** The dataset folder. */
   out: string;
+  /** Camera frames rendered (all attempts, all cameras) and the seconds spent rendering them. */
+  rendered: { frames: number; seconds: number };
 }
 
 /** Runs the expert and writes a LeRobot v3.0 dataset; see the module comment for the rules. */
@@ -107,9 +125,19 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     throw new Error(
       `sim collect: paired demonstrations need a task with two modes (${TASK_NAMES.filter((n) => taskInfo(n).modes).join(", ")}), not ${opts.task}`,
     );
+  const cameras = opts.cameras ?? [];
+  const parts: ObsPart[] = opts.obs ?? ["state", "env", ...(cameras.length > 0 ? (["camera"] as const) : [])];
+  if (!parts.includes("state"))
+    throw new Error(
+      `sim collect: the obs selection must include 'state' (the arm's joint positions), got ${parts.join(",")}`,
+    );
+  if (parts.includes("camera") && cameras.length === 0)
+    throw new Error("sim collect: the obs selection has 'camera' but no camera was given (--camera <name>)");
+  const recordCams = parts.includes("camera") ? cameras : [];
   const task = await createTask(opts.task, {
     ...(opts.scene ? { scene: opts.scene } : {}),
     ...(opts.fps ? { fps: opts.fps } : {}),
+    ...(recordCams.length > 0 ? { camera: recordCams } : {}),
   });
   const recorded: RecordedEpisode[] = [];
   let attempts = 0;
@@ -118,55 +146,67 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
   try {
     const env = task.env;
     const scene = env.scene;
+    const features: Record<string, WriterFeature> = {
+      "observation.state": { dtype: "float32", shape: [env.dim], names: [...scene.joints] },
+    };
+    if (parts.includes("env"))
+      features["observation.environment_state"] = {
+        dtype: "float32",
+        shape: [task.info.envStateNames.length],
+        names: [...task.info.envStateNames],
+      };
+    for (const c of recordCams) features[imageKey(c.name)] = { dtype: "video", shape: [c.height, c.width, 3] };
+    features.action = { dtype: "float32", shape: [env.dim], names: [...scene.actuators] };
     const writer = await LeRobotWriter.create(opts.out, {
       fps: env.fps,
       robotType: scene.source === "actionflow-arm" ? "actionflow_arm" : "mjcf",
-      features: {
-        "observation.state": { dtype: "float32", shape: [env.dim], names: [...scene.joints] },
-        "observation.environment_state": {
-          dtype: "float32",
-          shape: [task.info.envStateNames.length],
-          names: [...task.info.envStateNames],
-        },
-        action: { dtype: "float32", shape: [env.dim], names: [...scene.actuators] },
-      },
+      features,
+      ...(opts.vcodec ? { vcodec: opts.vcodec } : {}),
     });
-    const maxAttempts = keepFailures ? opts.episodes : 2 * opts.episodes + 20;
-    while (recorded.length < opts.episodes && attempts < maxAttempts) {
-      const seed = (opts.seed + (paired ? attempts >> 1 : attempts)) >>> 0;
-      task.reset(seed);
-      const expert = createExpert(task, paired && modes ? modes[attempts % 2] : undefined);
-      let ep;
-      try {
-        ep = await continueEpisode(task, () => expert.act());
-      } finally {
-        expert.dispose();
+    try {
+      const maxAttempts = keepFailures ? opts.episodes : 2 * opts.episodes + 20;
+      while (recorded.length < opts.episodes && attempts < maxAttempts) {
+        const seed = (opts.seed + (paired ? attempts >> 1 : attempts)) >>> 0;
+        task.reset(seed);
+        const expert = createExpert(task, paired && modes ? modes[attempts % 2] : undefined);
+        const images: Record<string, Uint8Array[]> = Object.fromEntries(recordCams.map((c) => [imageKey(c.name), []]));
+        let ep;
+        try {
+          ep = await continueEpisode(task, (obs) => {
+            for (const key of Object.keys(images)) images[key]!.push(obs[key] as Uint8Array);
+            return expert.act();
+          });
+        } finally {
+          expert.dispose();
+        }
+        attempts++;
+        if (ep.success) successes++;
+        if (ep.success || keepFailures) {
+          if (ep.length === 0) throw new Error(`sim collect: episode with seed ${seed} has no frames`);
+          const columns: Record<string, ArrayLike<number>> = { "observation.state": ep.state, action: ep.action };
+          if (parts.includes("env")) columns["observation.environment_state"] = ep.envState;
+          for (const [key, list] of Object.entries(images)) columns[key] = concatFrames(list);
+          await writer.addEpisode({ task: task.info.description, length: ep.length, frames: columns });
+          recorded.push({
+            episode_index: recorded.length,
+            seed,
+            attempt: attempts - 1,
+            success: ep.success,
+            ...(expert.mode ? { mode: expert.mode } : {}),
+          });
+          frames += ep.length;
+        }
+        opts.onAttempt?.(attempts, recorded.length, ep.success);
       }
-      attempts++;
-      if (ep.success) successes++;
-      if (ep.success || keepFailures) {
-        if (ep.length === 0) throw new Error(`sim collect: episode with seed ${seed} has no frames`);
-        await writer.addEpisode({
-          task: task.info.description,
-          length: ep.length,
-          frames: { "observation.state": ep.state, "observation.environment_state": ep.envState, action: ep.action },
-        });
-        recorded.push({
-          episode_index: recorded.length,
-          seed,
-          attempt: attempts - 1,
-          success: ep.success,
-          ...(expert.mode ? { mode: expert.mode } : {}),
-        });
-        frames += ep.length;
-      }
-      opts.onAttempt?.(attempts, recorded.length, ep.success);
+      if (recorded.length === 0)
+        throw new Error(
+          `sim collect: the ${opts.task} expert failed all ${attempts} attempts; nothing to write to ${opts.out}`,
+        );
+      await writer.finish();
+    } catch (err) {
+      await writer.abort();
+      throw err;
     }
-    if (recorded.length === 0)
-      throw new Error(
-        `sim collect: the ${opts.task} expert failed all ${attempts} attempts; nothing to write to ${opts.out}`,
-      );
-    await writer.finish();
     const meta: ActionflowMeta = {
       format: "actionflow-sim/1",
       task: opts.task,
@@ -180,6 +220,8 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
       seed: opts.seed,
       attempts,
       expertSuccess: successes / attempts,
+      ...(recordCams.length > 0 ? { cameras: recordCams.map((c) => ({ ...c })) } : {}),
+      ...(opts.obs ? { obs: [...parts] } : {}),
       episodes: recorded,
     };
     await writeJsonAtomic(join(opts.out, "meta", ACTIONFLOW_META), meta);
@@ -191,5 +233,21 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
     const left = recorded.filter((e) => e.mode === modes[0]).length;
     modeShare = [left / recorded.length, (recorded.length - left) / recorded.length];
   }
-  return { episodes: recorded.length, frames, expertSuccess: successes / attempts, attempts, modeShare, out: opts.out };
+  return {
+    episodes: recorded.length,
+    frames,
+    expertSuccess: successes / attempts,
+    attempts,
+    modeShare,
+    out: opts.out,
+    rendered: { ...task.cameraTime },
+  };
+}
+
+/** Concatenates per-frame images into one `[n, H, W, 3]` array. */
+function concatFrames(list: readonly Uint8Array[]): Uint8Array {
+  const per = list[0]?.length ?? 0;
+  const out = new Uint8Array(per * list.length);
+  list.forEach((f, i) => out.set(f, i * per));
+  return out;
 }

@@ -12,6 +12,7 @@ import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { evaluate, type EvalEpisode, type EvalInfo, type EvaluateOptions } from "./eval.ts";
 import { simEvalReport } from "./eval-report.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
+import type { CameraSpec } from "./camera.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 
@@ -40,6 +41,8 @@ export interface SimEvalRunOptions {
   scene?: RobotScene;
   /** onnxruntime execution provider of an exported policy. */
   provider: ExecutionProvider;
+  /** Cameras rendered into every observation (an image policy's `observation.images.<name>`). */
+  camera?: CameraSpec[];
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -89,6 +92,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
       outDir,
       fps: o.fps,
       ...(o.scene ? { scene: o.scene } : {}),
+      ...(o.camera && o.camera.length > 0 ? { camera: o.camera } : {}),
       ...(o.onEpisode ? { onEpisode: o.onEpisode } : {}),
     });
   } finally {
@@ -101,6 +105,9 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     ...mergeFlagsOf(merge),
     ...["--delay-steps", delaySteps, "--fps", o.fps],
     ...(o.policy === "expert" ? ["--horizon", o.horizon] : []),
+    ...(o.camera && o.camera.length > 0
+      ? ["--camera", ...o.camera.map((c) => c.name), "--camera-size", ...o.camera.map((c) => `${c.width}x${c.height}`)]
+      : []),
   ].join(" ");
   await writeReport(
     report,

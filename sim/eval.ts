@@ -12,14 +12,15 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
-import type { ChunkPolicy } from "../policy/chunk-policy.ts";
+import type { ChunkPolicy, ChunkRequest, Observation } from "../policy/chunk-policy.ts";
 import { ChunkExecutor, chunkMergeFrom } from "../policy/runtime/executor.ts";
 import type { Aggregate, ChunkMerge } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import { episodeSvg } from "./svg.ts";
-import { createTask, taskInfo } from "./tasks/index.ts";
+import type { CameraSpec } from "./camera.ts";
+import { createTask, imageKey, taskInfo } from "./tasks/index.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 
 /** One evaluated episode (LeRobot's keys, plus `mode` for multimodal tasks and `length`). */
@@ -100,6 +101,11 @@ export interface EvaluateOptions {
   scene?: RobotScene;
   /** Control rate in Hz; default 30. */
   fps?: number;
+  /**
+   * Cameras rendered into every observation (`observation.images.<name>`, for an image policy); the
+   * first one's image at each chunk request is drawn under the episode's picture.
+   */
+  camera?: CameraSpec[];
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -111,11 +117,29 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   const task = await createTask(opts.task, {
     ...(opts.scene ? { scene: opts.scene } : {}),
     ...(opts.fps ? { fps: opts.fps } : {}),
+    ...(opts.camera && opts.camera.length > 0 ? { camera: opts.camera } : {}),
   });
+  const firstCam = opts.camera?.[0];
+  const seen: Uint8Array[] = [];
   const t0 = performance.now();
   const perEpisode: EvalEpisode[] = [];
   try {
-    const policy = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
+    const inner = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
+    // the images the policy was given at each chunk request, for the picture
+    const policy: ChunkPolicy = firstCam
+      ? {
+          horizon: inner.horizon,
+          actionDim: inner.actionDim,
+          ...(inner.fps !== undefined ? { fps: inner.fps } : {}),
+          ...(inner.rtcMaxDelay !== undefined ? { rtcMaxDelay: inner.rtcMaxDelay } : {}),
+          sampleChunk: (obs: Observation, req?: ChunkRequest) => {
+            const img = obs[imageKey(firstCam.name)];
+            if (img instanceof Uint8Array) seen.push(img);
+            return inner.sampleChunk(obs, req);
+          },
+          reset: (s: number) => inner.reset(s),
+        }
+      : inner;
     if (policy.actionDim !== task.env.dim) {
       throw new Error(
         `sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`,
@@ -147,6 +171,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       task.reset(seed);
       policy.reset(seed);
       executor.reset();
+      seen.length = 0;
       const result = await runChunked(task, policy, executor, delay);
       const ep: EvalEpisode = {
         episode_ix: i,
@@ -165,6 +190,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         trace: result.eeTrace,
         markers: result.markers,
         outcome: result.success ? "success" : "failure",
+        ...(firstCam && seen.length > 0
+          ? { camera: { frames: [...seen], width: firstCam.width, height: firstCam.height, name: firstCam.name } }
+          : {}),
       });
       await writeFileAtomic(join(opts.outDir, "pictures", `eval_episode_${i}.svg`), svg);
       opts.onEpisode?.(i + 1, ep);

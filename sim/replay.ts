@@ -2,19 +2,25 @@
  * Open-loop replay of a recorded episode: rebuild the scene from the episode's seed (from
  * `meta/actionflow.json`), feed the recorded actions, and compare the simulated joint positions with
  * the recorded `observation.state`. The simulation is deterministic, so a replay of an episode
- * recorded on the same scene reproduces it exactly (tracking error 0).
+ * recorded on the same scene reproduces it exactly (tracking error 0). A dataset recorded with
+ * cameras has them rendered again: each replayed image is compared with the recorded video (mean
+ * absolute difference per pixel value, 0-255: the codec's error), and `framesSvg` gets a strip of
+ * them.
  */
 import { join } from "node:path";
 import { z } from "zod";
 import { readJsonFile } from "../policy/io/json.ts";
 import { openLeRobot } from "../datasets/lerobot/reader.ts";
+import { loadEpisodeFrames } from "../datasets/video/frames.ts";
+import { framesStripSvg } from "../eval/frames.ts";
+import { writeFileAtomic } from "../policy/io/atomic.ts";
 import { ACTIONFLOW_META } from "./collect.ts";
 import type { ActionflowMeta } from "./collect.ts";
 import { continueEpisode } from "./rollout.ts";
 import { armScene } from "./scene/arm.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import { loadUserScene } from "./scene/user.ts";
-import { TASK_NAMES, createTask, parseTaskName } from "./tasks/index.ts";
+import { OBS_PARTS, TASK_NAMES, createTask, imageKey, parseTaskName } from "./tasks/index.ts";
 import type { TaskName } from "./tasks/index.ts";
 
 /** Options for {@link replay}. */
@@ -28,6 +34,8 @@ export interface ReplayOptions {
    * meta).
    */
   scene?: RobotScene;
+  /** Write a strip of the replayed camera images (every 10th frame) to this SVG file. */
+  framesSvg?: string;
 }
 
 /** What {@link replay} reports. */
@@ -41,6 +49,8 @@ export interface ReplayResult {
   maxErrorRad: number;
   frames: number;
   seed: number;
+  /** Per recorded camera: mean absolute difference (0-255) between the replayed images and the decoded video. */
+  cameras: Record<string, { meanAbsError: number }>;
 }
 
 /**
@@ -60,6 +70,21 @@ const ActionflowMetaSchema: z.ZodType<ActionflowMeta> = z.object({
   seed: z.number().int(),
   attempts: z.number().int().nonnegative(),
   expertSuccess: z.number(),
+  cameras: z
+    .array(
+      z.object({
+        name: z.string(),
+        width: z.number().int().positive(),
+        height: z.number().int().positive(),
+        pos: z.tuple([z.number(), z.number(), z.number()]).optional(),
+        lookAt: z.tuple([z.number(), z.number(), z.number()]).optional(),
+        fovy: z.number().optional(),
+        light: z.tuple([z.number(), z.number(), z.number()]).optional(),
+        shadows: z.boolean().optional(),
+      }),
+    )
+    .optional(),
+  obs: z.array(z.enum(OBS_PARTS as ["state", "env", "camera"])).optional(),
   episodes: z.array(
     z.object({
       episode_index: z.number().int().nonnegative(),
@@ -113,7 +138,12 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     throw new Error(`${opts.dataset}: needs 'action' and 'observation.state' features`);
   const actionDim = actionFeature.shape.reduce((a, b) => a * b, 1);
   const stateDim = stateFeature.shape.reduce((a, b) => a * b, 1);
-  const task = await createTask(parseTaskName(meta.task), { scene, fps: ds.fps });
+  const cameras = meta.cameras ?? [];
+  const task = await createTask(parseTaskName(meta.task), {
+    scene,
+    fps: ds.fps,
+    ...(cameras.length > 0 ? { camera: cameras } : {}),
+  });
   try {
     const env = task.env;
     if (actionDim !== env.dim || stateDim !== env.dim) {
@@ -127,11 +157,30 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     const length = ds.episode(opts.episode).length;
     let sumErr = 0;
     let maxErr = 0;
+    const recordedVideo = new Map<string, Uint8Array>();
+    for (const c of cameras) {
+      const f = await loadEpisodeFrames({ format: "lerobot", dataset: ds }, opts.episode, imageKey(c.name), c);
+      recordedVideo.set(c.name, f!.data);
+    }
+    const imageErr = new Map<string, number>();
+    const strip: Uint8Array[] = [];
+    const labels: string[] = [];
     task.reset(rec.seed);
     const result = await continueEpisode(
       task,
       (obs, k) => {
         const s = obs["observation.state"] as Float32Array;
+        for (const c of cameras) {
+          const img = obs[imageKey(c.name)] as Uint8Array;
+          const video = recordedVideo.get(c.name)!;
+          let e = 0;
+          for (let i = 0; i < img.length; i++) e += Math.abs(img[i]! - video[k * img.length + i]!);
+          imageErr.set(c.name, (imageErr.get(c.name) ?? 0) + e / img.length);
+          if (c === cameras[0] && k % 10 === 0) {
+            strip.push(img);
+            labels.push(String(k));
+          }
+        }
         for (let i = 0; i < env.dim; i++) {
           const e = Math.abs((s[i] ?? 0) - (states[k * env.dim + i] ?? 0));
           sumErr += e;
@@ -146,6 +195,17 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
         `${opts.dataset}: episode ${opts.episode} has ${length} frames, more than the ${meta.task} task's ${task.info.maxSteps} steps`,
       );
     }
+    const first = cameras[0];
+    if (opts.framesSvg && first)
+      await writeFileAtomic(
+        opts.framesSvg,
+        framesStripSvg(strip, {
+          width: first.width,
+          height: first.height,
+          title: `${imageKey(first.name)}, episode ${opts.episode} replayed (frame index under each)`,
+          labels,
+        }),
+      );
     return {
       episode: opts.episode,
       success: result.success,
@@ -153,6 +213,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       maxErrorRad: maxErr,
       frames: length,
       seed: rec.seed,
+      cameras: Object.fromEntries(
+        cameras.map((c) => [imageKey(c.name), { meanAbsError: (imageErr.get(c.name) ?? 0) / length }]),
+      ),
     };
   } finally {
     task.dispose();

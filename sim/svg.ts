@@ -1,9 +1,11 @@
 /**
  * A small top-down picture of an episode (hand-written SVG): the table's x-y plane seen from above,
  * +x up the page and +y to the left as a robot's operator facing it would see it, with the arm's
- * base, the end-effector path, and the task's target, goal, puck, obstacle and walls.
+ * base, the end-effector path, and the task's target, goal, puck, obstacle and walls; with a camera,
+ * a strip of the images the policy saw at its chunk requests under it.
  */
 import type { Vec3 } from "./env.ts";
+import { encodePng } from "../eval/frames.ts";
 import type { SceneMarkers } from "./tasks/task.ts";
 
 /** Options for {@link episodeSvg}. */
@@ -18,6 +20,8 @@ export interface EpisodeSvgOptions {
   outcome: "success" | "failure";
   /** Half-width of the drawn area around (0.17, 0) in metres; default 0.16. */
   halfWidth?: number;
+  /** Camera images (uint8 RGB `[height, width, 3]`) the policy saw, in order; at most 8 are drawn, evenly spread. */
+  camera?: { name: string; width: number; height: number; frames: readonly Uint8Array[] };
 }
 
 /** Returns an SVG document (about 1-3 kB) for one episode. */
@@ -86,7 +90,33 @@ export function episodeSvg(opts: EpisodeSvgOptions): string {
   parts.push(
     `<text x="6" y="${size + 16}" font-family="sans-serif" font-size="13" fill="#222">${escapeXml(opts.title)}</text>`,
   );
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size + 22}" viewBox="0 0 ${size} ${size + 22}">\n${parts.join("\n")}\n</svg>\n`;
+  let height = size + 22;
+  const cam = opts.camera;
+  if (cam && cam.frames.length > 0) {
+    // up to 4 per row, 8 in all, spread over the episode
+    const pick =
+      cam.frames.length <= 8
+        ? cam.frames.map((_, i) => i)
+        : Array.from({ length: 8 }, (_, k) => Math.round((k * (cam.frames.length - 1)) / 7));
+    const w = (size - 5 * 4) / 4;
+    const h = (w * cam.height) / cam.width;
+    parts.push(
+      `<rect y="${height}" width="${size}" height="${18 + Math.ceil(pick.length / 4) * (h + 4)}" fill="#fff"/>`,
+    );
+    parts.push(
+      `<text x="6" y="${height + 13}" font-family="sans-serif" font-size="11" fill="#444">${escapeXml(`observation.images.${cam.name}: what the policy saw at chunks ${pick.map((i) => i + 1).join(", ")}`)}</text>`,
+    );
+    pick.forEach((fi, k) => {
+      const x = 4 + (k % 4) * (w + 4);
+      const y = height + 18 + Math.floor(k / 4) * (h + 4);
+      const png = Buffer.from(encodePng(cam.frames[fi]!, cam.width, cam.height)).toString("base64");
+      parts.push(
+        `<image x="${f(x)}" y="${f(y)}" width="${f(w)}" height="${f(h)}" style="image-rendering:pixelated" href="data:image/png;base64,${png}"/>`,
+      );
+    });
+    height += 18 + Math.ceil(pick.length / 4) * (h + 4);
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${height}" viewBox="0 0 ${size} ${height}">\n${parts.join("\n")}\n</svg>\n`;
 }
 
 function escapeXml(s: string): string {

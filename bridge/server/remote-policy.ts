@@ -82,6 +82,10 @@ export class ZmqChunkPolicy implements ChunkPolicy {
     // in the metadata's shape when the size fits, else as sent (the server refuses it, naming the key)
     const shaped: Record<string, NdArray> = {};
     for (const [k, v] of Object.entries(obs)) {
+      if (!(v instanceof Float32Array))
+        throw new TypeError(
+          `zmq policy ${this.source}: observation '${k}' is not a float32 vector (camera images are not sent yet)`,
+        );
       const f = this.metadata.features.find((x) => x.key === k || x.name === k);
       const fits = f !== undefined && f.shape.reduce((a, b) => a * b, 1) === v.length;
       shaped[k] = NdArray.float32(v, fits ? f.shape : [v.length]);
@@ -154,7 +158,15 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
       throw new Error(
         `openpi policy ${this.source}: the openpi protocol carries no prefix, noise or seed (use --via zmq for real-time chunking)`,
       );
-    const c = await this.client.infer(obs);
+    const vectors: Record<string, Float32Array> = {};
+    for (const [k, v] of Object.entries(obs)) {
+      if (!(v instanceof Float32Array))
+        throw new TypeError(
+          `openpi policy ${this.source}: observation '${k}' is not a float32 vector (camera images are not sent yet)`,
+        );
+      vectors[k] = v;
+    }
+    const c = await this.client.infer(vectors);
     checkShape(this.metadata, c.shape, `openpi policy ${this.source}`);
     return c.actions;
   }

@@ -23,6 +23,10 @@ function humanInfo(r: DatasetInfo): string {
     "features:",
     ...Object.entries(r.features).map(([n, f]) => `  ${n.padEnd(32)} ${f.dtype.padEnd(8)} [${f.shape.join(", ")}]`),
   ];
+  for (const c of r.cameras)
+    lines.push(
+      `camera ${c.key}: ${c.dtype}${c.codec ? ` ${c.codec}` : ""} [${c.shape.join(", ")}], video for ${c.episodesWithVideo.length} of ${c.episodesWithVideo.length + c.missingEpisodes.length} episodes${c.missingEpisodes.length ? ` (missing: ${c.missingEpisodes.join(", ")})` : ""}`,
+    );
   if (r.masks)
     lines.push(
       `masks: ${
@@ -68,7 +72,7 @@ export function registerDataset(program: Command): void {
     .action(async (path: string, o: CommonFlags) => {
       const opened = await openDataset(path);
       try {
-        printResult(describeDataset(opened), { json: o.json ?? false }, humanInfo);
+        printResult(await describeDataset(opened), { json: o.json ?? false }, humanInfo);
       } finally {
         opened.dataset.close();
       }

@@ -11,7 +11,16 @@ import { evaluateOffline, offlineFigures, SWEEP_STEPS } from "../../eval/offline
 import type { OfflineEvalResult, PolicyMetrics } from "../../eval/offline.ts";
 import { writeOfflineReport } from "../../eval/offline-report.ts";
 import type { EpisodeRange } from "../args.ts";
-import { choice, episodeRange, list, nonNegativeInt, option, positiveInt, providerOption } from "../args.ts";
+import {
+  choice,
+  choiceOption,
+  episodeRange,
+  list,
+  nonNegativeInt,
+  option,
+  positiveInt,
+  providerOption,
+} from "../args.ts";
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { log, printResult, startProgress } from "../output.ts";
 import type { Progress } from "../output.ts";
@@ -33,6 +42,7 @@ interface OfflineFlags {
   odeSteps: number;
   threads: number;
   provider: ExecutionProvider;
+  missingVideo: "error" | "skip";
   json?: boolean;
 }
 
@@ -74,6 +84,14 @@ export function registerEval(program: Command): void {
       ).makeOptionMandatory(),
     )
     .option("--report <file>", "write the HTML report here")
+    .addOption(
+      choiceOption(
+        "--missing-video <what>",
+        "an episode without its camera video: error or skip",
+        ["error", "skip"],
+        "error",
+      ),
+    )
     .addOption(option("--samples <K>", "sampled chunks per frame (best-of-K, spread)", positiveInt, 8))
     .addOption(option("--stride <k>", "every k-th frame of each episode", positiveInt, 5))
     .option("--baseline <run>", "a second run (e.g. the regression head) evaluated on the same frames")
@@ -130,7 +148,12 @@ export function registerEval(program: Command): void {
       });
       bar?.stop();
       if (o.report) {
-        await writeOfflineReport(o.report, r, `actionflow ${process.argv.slice(2).join(" ")}`);
+        await writeOfflineReport(o.report, r, {
+          command: `actionflow ${process.argv.slice(2).join(" ")}`,
+          dataset: o.dataset,
+          missingVideo: o.missingVideo,
+          log,
+        });
         if (!json) log(`wrote ${o.report}`);
       }
       const result = { ...offlineFigures(r), ...(o.report ? { report: o.report } : {}), seconds: r.seconds };

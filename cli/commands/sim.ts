@@ -11,9 +11,10 @@ import { chunkMergeFrom, type MergeFlags } from "../../policy/runtime/executor.t
 import type { ExecutionProvider } from "../../policy/runtime/providers.ts";
 import { collect } from "../../sim/collect.ts";
 import { runSimEval } from "../../sim/eval-run.ts";
+import { cameraSpecs } from "../../sim/camera.ts";
 import { replay } from "../../sim/replay.ts";
 import { userSceneFrom } from "../../sim/scene/user.ts";
-import { parseTaskName, TASK_NAMES } from "../../sim/tasks/index.ts";
+import { parseObsParts, parseTaskName, TASK_NAMES } from "../../sim/tasks/index.ts";
 import { log, printResult, startProgress } from "../output.ts";
 
 /** `sim eval`'s `--n-action-steps` when the mode takes it and it is not given. */
@@ -37,6 +38,10 @@ export function registerSim(program: Command): void {
     .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")
+    .option("--camera <name...>", "render this camera every frame and record it as video observation.images.<name>")
+    .option("--camera-size <WxH...>", "camera image size, one for all or one per --camera (default 96x96)")
+    .option("--obs <parts>", "observation parts to record: state,env,camera (state,camera = vision only)")
+    .addOption(choiceOption("--vcodec <codec>", "camera video codec", ["av1", "h264"], "av1"))
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (o: {
@@ -49,6 +54,10 @@ export function registerSim(program: Command): void {
         fps: number;
         mjcf?: string;
         mapping?: string;
+        camera?: string[];
+        cameraSize?: string[];
+        obs?: string;
+        vcodec: "av1" | "h264";
         json?: boolean;
       }) => {
         const task = parseTaskName(o.task);
@@ -69,6 +78,9 @@ export function registerSim(program: Command): void {
             fps,
             ...(scene ? { scene } : {}),
             ...(o.mapping ? { mappingPath: resolve(o.mapping) } : {}),
+            cameras: cameraSpecs(o.camera ?? [], o.cameraSize ?? []),
+            ...(o.obs ? { obs: parseObsParts(o.obs) } : {}),
+            vcodec: o.vcodec,
             onAttempt: (attempts, recorded) => bar.update(recorded, { attempts }),
           });
         } finally {
@@ -76,11 +88,13 @@ export function registerSim(program: Command): void {
         }
         const seconds = (performance.now() - t0) / 1000;
         const { frames, expertSuccess, modeShare, attempts, out } = r;
-        const result = { episodes: r.episodes, frames, expertSuccess, modeShare, attempts, seconds, out };
+        const cameraFps = r.rendered.seconds > 0 ? r.rendered.frames / r.rendered.seconds : null;
+        const result = { episodes: r.episodes, frames, expertSuccess, modeShare, attempts, seconds, cameraFps, out };
         printResult(result, { json }, (x: typeof result) =>
           [
             `recorded ${x.episodes} episodes, ${x.frames} frames -> ${x.out} (${x.seconds.toFixed(1)} s)`,
             `expert success ${(100 * x.expertSuccess).toFixed(1)}% over ${x.attempts} attempts`,
+            ...(x.cameraFps ? [`camera rendering ${x.cameraFps.toFixed(0)} frames/s`] : []),
             ...(x.modeShare ? [`mode share left/right ${x.modeShare.map((v) => v.toFixed(2)).join(" / ")}`] : []),
           ].join("\n"),
         );
@@ -97,19 +111,39 @@ export function registerSim(program: Command): void {
     .addOption(
       option("--seed <n>", "accepted for uniformity; the replay uses the episode's recorded seed", nonNegativeInt, 0),
     )
+    .option("--frames <file.svg>", "a dataset with cameras: write a strip of the replayed camera images")
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: { dataset: string; episode: number; mjcf?: string; mapping?: string; json?: boolean }) => {
-      const episode = o.episode;
-      const scene = await userSceneFrom(o);
-      const r = await replay({ dataset: o.dataset, episode, ...(scene ? { scene } : {}) });
-      printResult(
-        r,
-        { json: o.json ?? false },
-        (x: typeof r) =>
-          `episode ${x.episode} (seed ${x.seed}): ${x.success ? "success" : "FAILURE"}, ${x.frames} frames, mean joint error ${x.trackingErrorRad.toExponential(2)} rad (max ${x.maxErrorRad.toExponential(2)})`,
-      );
-      if (!r.success) process.exitCode = 1;
-    });
+    .action(
+      async (o: {
+        dataset: string;
+        episode: number;
+        mjcf?: string;
+        mapping?: string;
+        frames?: string;
+        json?: boolean;
+      }) => {
+        const scene = await userSceneFrom(o);
+        const r = await replay({
+          dataset: o.dataset,
+          episode: o.episode,
+          ...(scene ? { scene } : {}),
+          ...(o.frames ? { framesSvg: o.frames } : {}),
+        });
+        printResult(
+          r,
+          { json: o.json ?? false },
+          (x: typeof r) =>
+            `episode ${x.episode} (seed ${x.seed}): ${x.success ? "success" : "FAILURE"}, ${x.frames} frames, mean joint error ${x.trackingErrorRad.toExponential(2)} rad (max ${x.maxErrorRad.toExponential(2)})` +
+            Object.entries(x.cameras)
+              .map(
+                ([k, c]) =>
+                  `\n${k}: replayed vs recorded video, mean abs difference ${c.meanAbsError.toFixed(2)} / 255`,
+              )
+              .join(""),
+        );
+        if (!r.success) process.exitCode = 1;
+      },
+    );
 
   const evalCmd = sim
     .command("eval")
@@ -146,12 +180,19 @@ export function registerSim(program: Command): void {
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "its joint/actuator mapping JSON")
     .addOption(providerOption())
+    .option(
+      "--camera <name...>",
+      "render this camera into the observation (an image policy's observation.images.<name>)",
+    )
+    .option("--camera-size <WxH...>", "camera image size, one for all or one per --camera (default 96x96)")
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (
         o: MergeFlags & {
           policy: string;
           task: string;
+          camera?: string[];
+          cameraSize?: string[];
           provider: ExecutionProvider;
           episodes: number;
           seed: number;
@@ -183,6 +224,7 @@ export function registerSim(program: Command): void {
             fps: o.fps,
             ...(scene ? { scene } : {}),
             provider: o.provider,
+            camera: cameraSpecs(o.camera ?? [], o.cameraSize ?? []),
             onEpisode: (done, ep) => bar.update(done, { success: ep.success ? 1 : 0 }),
           });
         } finally {

@@ -12,6 +12,8 @@ export const V3_EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{fil
 export const V3_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4";
 /** v2.x data files (one episode per file). */
 export const V2_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet";
+/** v2.x video files (one mp4 per episode and camera). */
+export const V2_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4";
 /** Files per chunk folder (LeRobot's DEFAULT_CHUNK_SIZE). */
 export const DEFAULT_CHUNK_SIZE = 1000;
 /** Size limit of one v3.0 data file in MB (LeRobot's DEFAULT_DATA_FILE_SIZE_IN_MB). */

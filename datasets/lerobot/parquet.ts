@@ -55,13 +55,16 @@ export class ParquetFile {
 
   /**
    * Reads rows `[rowStart, rowEnd)` of `columns` as objects (hyparquet decoding: INT64 -> BigInt,
-   * lists -> arrays). Throws naming the file and the first missing column.
+   * lists -> arrays). Byte arrays without a UTF8 annotation become strings unless
+   * `opts.binary` is "bytes" (then Uint8Array: encoded images). Throws naming the file and the
+   * first missing column.
    */
   async readRows(
     columns: readonly string[],
     rowStart = 0,
     rowEnd = this.numRows,
     context?: string,
+    opts: { binary?: "string" | "bytes" } = {},
   ): Promise<Record<string, unknown>[]> {
     const where = context ? `${this.path} (${context})` : this.path;
     for (const c of columns) {
@@ -79,6 +82,7 @@ export class ParquetFile {
         columns: [...columns],
         rowStart,
         rowEnd,
+        ...(opts.binary === "bytes" ? { utf8: false } : {}),
       });
     } catch (err) {
       throw new Error(

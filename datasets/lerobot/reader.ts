@@ -1,7 +1,8 @@
 /**
  * Reader of local LeRobot datasets, codebase v2.0/v2.1 (one parquet file per episode, JSON-lines
  * metadata) and v3.0 (many episodes per parquet file, parquet metadata). Videos are listed among the
- * features but never opened: a dataset downloaded without its videos reads fine.
+ * features and located ({@link LeRobotDataset.videoFile}) but never opened here: a dataset downloaded
+ * without its videos reads fine. `datasets/video/frames.ts` decodes them.
  *
  * Usage: `const ds = await openLeRobot(dir); const ep = await ds.readEpisode(0, ["action"]);`
  * Only the asked columns (and, for v3.0, only the episode's row range) are decoded.
@@ -13,7 +14,16 @@ import { readJsonFile, readJsonLinesFile } from "../../policy/io/json.ts";
 import type { FeatureStats } from "../../policy/normalize.ts";
 import { aggregateStats } from "../stats/aggregate.ts";
 import type { ColumnArray, EpisodeInfo, FeatureInfo, ShapedColumn } from "./layout.ts";
-import { V2_DATA_PATH, V3_DATA_PATH, DEFAULT_CHUNK_SIZE, formatPath, isVideo, parseFeature } from "./layout.ts";
+import {
+  V2_DATA_PATH,
+  V2_VIDEO_PATH,
+  V3_DATA_PATH,
+  V3_VIDEO_PATH,
+  DEFAULT_CHUNK_SIZE,
+  formatPath,
+  isVideo,
+  parseFeature,
+} from "./layout.ts";
 import { ParquetFile, packColumn } from "./parquet.ts";
 import { pathExists } from "../../policy/io/files.ts";
 
@@ -26,6 +36,16 @@ interface EpisodeLocation {
   rowEnd: number;
   /** Rows the file must have: the summed lengths of the episodes it holds. */
   fileRows: number;
+}
+
+/** Where one episode's frames of one camera live in a video file (v2.x: the whole file). */
+export interface VideoLocation {
+  /** The mp4 path (it may be missing: datasets are often downloaded without videos). */
+  file: string;
+  /** Start of the episode on the file's timeline, seconds (v3.0 `videos/<key>/from_timestamp`; v2.x 0). */
+  fromTimestamp: number;
+  /** End of the episode on the file's timeline, seconds, or null when the metadata does not say (v2.x). */
+  toTimestamp: number | null;
 }
 
 /** A LeRobot dataset opened by {@link openLeRobot}; metadata is loaded, frames are read on demand. */
@@ -51,6 +71,7 @@ export class LeRobotDataset {
   private readonly globalStats: Record<string, FeatureStats>;
   private readonly perEpisodeStats: Map<number, Record<string, FeatureStats>>;
   private readonly locations: Map<number, EpisodeLocation>;
+  private readonly videoLocations: Map<number, Record<string, VideoLocation>>;
   private readonly byIndex: Map<number, EpisodeInfo>;
   private readonly files = new Map<string, Promise<ParquetFile>>();
   private closed = false;
@@ -64,6 +85,7 @@ export class LeRobotDataset {
     globalStats: Record<string, FeatureStats>;
     perEpisodeStats: Map<number, Record<string, FeatureStats>>;
     locations: Map<number, EpisodeLocation>;
+    videoLocations: Map<number, Record<string, VideoLocation>>;
   }) {
     this.dir = init.dir;
     this.info = init.info;
@@ -77,6 +99,7 @@ export class LeRobotDataset {
     this.globalStats = init.globalStats;
     this.perEpisodeStats = init.perEpisodeStats;
     this.locations = init.locations;
+    this.videoLocations = init.videoLocations;
     this.byIndex = new Map(init.episodes.map((e) => [e.index, e]));
   }
 
@@ -100,7 +123,8 @@ export class LeRobotDataset {
     const features: Record<string, FeatureInfo> = {};
     for (const [name, raw] of Object.entries(rawFeatures))
       features[name] = parseFeature(raw, `${join(dir, "meta/info.json")}: feature '${name}'`);
-    const parts = major === "2" ? await loadV2(dir, info) : await loadV3(dir, info);
+    const videoKeys = Object.keys(features).filter((k) => isVideo(features[k]!));
+    const parts = major === "2" ? await loadV2(dir, info, videoKeys) : await loadV3(dir, info, videoKeys);
     return new LeRobotDataset({ dir, info, features, ...parts });
   }
 
@@ -121,6 +145,29 @@ export class LeRobotDataset {
     const e = this.byIndex.get(index);
     if (!e) throw new RangeError(`${this.dir}: no episode ${index} (the dataset has ${this.episodes.length} episodes)`);
     return e;
+  }
+
+  /** Keys of the camera features: `video` (in mp4 files) and `image` (in the parquet data), in info.json order. */
+  get cameraKeys(): string[] {
+    return Object.keys(this.features).filter((k) => ["video", "image"].includes(this.features[k]!.dtype));
+  }
+
+  /**
+   * Where episode `index`'s frames of video feature `key` live: the mp4 path (from `video_path`)
+   * and the episode's time range in it. Throws naming the key when it is not a video feature, or
+   * when a v3.0 dataset's episode metadata has no `videos/<key>/...` columns for the episode.
+   */
+  videoFile(index: number, key: string): VideoLocation {
+    this.episode(index);
+    const f = this.features[key];
+    if (!f || !isVideo(f))
+      throw new Error(
+        `${this.dir}: '${key}' is not a video feature (video features: ${this.cameraKeys.filter((k) => isVideo(this.features[k]!)).join(", ") || "none"})`,
+      );
+    const loc = this.videoLocations.get(index)?.[key];
+    if (!loc)
+      throw new Error(`${this.dir}: the episode metadata gives no videos/${key}/... location for episode ${index}`);
+    return loc;
   }
 
   /** Path of the parquet file holding an episode's frames. */
@@ -154,7 +201,9 @@ export class LeRobotDataset {
         );
       if (isVideo(f)) throw new Error(`${this.dir}: feature '${c}' is a video; reading video frames is not supported`);
       if (f.dtype === "image" || f.dtype === "string")
-        throw new Error(`${this.dir}: feature '${c}' has dtype ${f.dtype}, not numeric`);
+        throw new Error(
+          `${this.dir}: feature '${c}' has dtype ${f.dtype}, not numeric${f.dtype === "image" ? " (decode it with loadEpisodeFrames)" : ""}`,
+        );
     }
     const loc = this.locations.get(index)!;
     const context = `episode ${index}`;
@@ -173,6 +222,28 @@ export class LeRobotDataset {
       out[c] = { data, shape };
     }
     return out;
+  }
+
+  /**
+   * The encoded images (PNG/JPEG bytes) of `image` feature `key` for every frame of episode `index`,
+   * as LeRobot stores them (a struct `{bytes, path}` per row). Throws naming file, episode, key and
+   * frame on a row without bytes.
+   */
+  async readImageBytes(index: number, key: string): Promise<Uint8Array[]> {
+    if (this.closed) throw new Error(`${this.dir}: dataset is closed`);
+    this.episode(index);
+    const f = this.features[key];
+    if (!f || f.dtype !== "image") throw new Error(`${this.dir}: '${key}' is not an image feature`);
+    const loc = this.locations.get(index)!;
+    const context = `episode ${index}`;
+    const file = await this.openFile(loc.file, context);
+    const rows = await file.readRows([key], loc.rowStart, loc.rowEnd, context, { binary: "bytes" });
+    return rows.map((r, i) => {
+      const v = r[key] as unknown;
+      const bytes = v instanceof Uint8Array ? v : (v as { bytes?: unknown } | null)?.bytes;
+      if (bytes instanceof Uint8Array) return bytes;
+      throw new Error(`${loc.file}: column '${key}' (episode ${index}, frame ${i}): no image bytes`);
+    });
   }
 
   /** Drops the cached parquet footers; reads after it fail. Files are opened per read, so none stay open. */
@@ -203,15 +274,18 @@ interface LoadedParts {
   globalStats: Record<string, FeatureStats>;
   perEpisodeStats: Map<number, Record<string, FeatureStats>>;
   locations: Map<number, EpisodeLocation>;
+  videoLocations: Map<number, Record<string, VideoLocation>>;
 }
 
-async function loadV2(dir: string, info: Record<string, unknown>): Promise<LoadedParts> {
+async function loadV2(dir: string, info: Record<string, unknown>, videoKeys: string[]): Promise<LoadedParts> {
   const episodesPath = join(dir, "meta/episodes.jsonl");
   const rawEpisodes = await readJsonl(episodesPath);
   const chunksSize = Number(info.chunks_size ?? DEFAULT_CHUNK_SIZE);
   const template = typeof info.data_path === "string" ? info.data_path : V2_DATA_PATH;
   const episodes: EpisodeInfo[] = [];
   const locations = new Map<number, EpisodeLocation>();
+  const videoLocations = new Map<number, Record<string, VideoLocation>>();
+  const videoTemplate = typeof info.video_path === "string" ? info.video_path : V2_VIDEO_PATH;
   let from = 0;
   for (const [line, raw] of rawEpisodes.entries()) {
     const index = Number(raw.episode_index);
@@ -229,6 +303,16 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
       formatPath(template, { episode_chunk: Math.floor(index / chunksSize), episode_index: index }),
     );
     locations.set(index, { file, rowStart: 0, rowEnd: length, fileRows: length });
+    const videos: Record<string, VideoLocation> = {};
+    for (const key of videoKeys) {
+      const rel = formatPath(videoTemplate, {
+        episode_chunk: Math.floor(index / chunksSize),
+        episode_index: index,
+        video_key: key,
+      });
+      videos[key] = { file: join(dir, rel), fromTimestamp: 0, toTimestamp: null };
+    }
+    videoLocations.set(index, videos);
   }
   const tasksPath = join(dir, "meta/tasks.jsonl");
   const tasks: string[] = [];
@@ -256,10 +340,10 @@ async function loadV2(dir: string, info: Record<string, unknown>): Promise<Loade
   } else if (await pathExists(join(dir, "meta/stats.json"))) {
     globalStats = parseStatsRecord(await readJson(join(dir, "meta/stats.json")), join(dir, "meta/stats.json"));
   }
-  return { episodes, tasks, globalStats, perEpisodeStats, locations };
+  return { episodes, tasks, globalStats, perEpisodeStats, locations, videoLocations };
 }
 
-async function loadV3(dir: string, info: Record<string, unknown>): Promise<LoadedParts> {
+async function loadV3(dir: string, info: Record<string, unknown>, videoKeys: string[]): Promise<LoadedParts> {
   const template = typeof info.data_path === "string" ? info.data_path : V3_DATA_PATH;
   // tasks.parquet: task_index plus the task string, stored as the pandas index column
   const tasksPath = join(dir, "meta/tasks.parquet");
@@ -280,7 +364,15 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   const episodesDir = join(dir, "meta/episodes");
   const files = await listParquet(episodesDir);
   if (files.length === 0) throw new Error(`${episodesDir}: no episode metadata parquet files`);
-  type Row = { episode: EpisodeInfo; chunk: number; file: number; stats: Record<string, FeatureStats>; path: string };
+  type Row = {
+    episode: EpisodeInfo;
+    chunk: number;
+    file: number;
+    stats: Record<string, FeatureStats>;
+    path: string;
+    videos: Record<string, VideoLocation>;
+  };
+  const videoTemplate = typeof info.video_path === "string" ? info.video_path : V3_VIDEO_PATH;
   const rows: Row[] = [];
   for (const path of files) {
     const pf = await ParquetFile.open(path);
@@ -294,7 +386,16 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
     ];
     for (const c of required) if (!pf.columns.includes(c)) throw new Error(`${path}: column '${c}' missing`);
     const statColumns = pf.columns.filter((c) => c.startsWith("stats/"));
-    const wanted = [...required, ...(pf.columns.includes("tasks") ? ["tasks"] : []), ...statColumns];
+    const videoColumns = videoKeys.flatMap((k) =>
+      ["chunk_index", "file_index", "from_timestamp", "to_timestamp"].map((c) => `videos/${k}/${c}`),
+    );
+    const presentVideoColumns = videoColumns.filter((c) => pf.columns.includes(c));
+    const wanted = [
+      ...required,
+      ...(pf.columns.includes("tasks") ? ["tasks"] : []),
+      ...statColumns,
+      ...presentVideoColumns,
+    ];
     for (const r of await pf.readRows(wanted)) {
       const index = Number(r.episode_index);
       const length = Number(r.length);
@@ -317,6 +418,7 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
         file: Number(r["data/file_index"]),
         stats: parseFlatStats(r, statColumns, `${path}: episode ${index}`),
         path,
+        videos: videoLocationsOf(r, videoKeys, dir, videoTemplate, `${path}: episode ${index}`),
       });
     }
   }
@@ -346,7 +448,37 @@ async function loadV3(dir: string, info: Record<string, unknown>): Promise<Loade
   let globalStats: Record<string, FeatureStats>;
   if (await pathExists(statsPath)) globalStats = parseStatsRecord(await readJson(statsPath), statsPath);
   else globalStats = aggregateStats([...perEpisodeStats.values()]);
-  return { episodes: rows.map((r) => r.episode), tasks, globalStats, perEpisodeStats, locations };
+  const videoLocations = new Map(rows.map((r) => [r.episode.index, r.videos]));
+  return { episodes: rows.map((r) => r.episode), tasks, globalStats, perEpisodeStats, locations, videoLocations };
+}
+
+/** The `videos/<key>/{chunk_index,file_index,from_timestamp,to_timestamp}` of a v3.0 episode row. */
+function videoLocationsOf(
+  row: Record<string, unknown>,
+  keys: readonly string[],
+  dir: string,
+  template: string,
+  where: string,
+): Record<string, VideoLocation> {
+  const out: Record<string, VideoLocation> = {};
+  for (const key of keys) {
+    const get = (c: string): unknown => row[`videos/${key}/${c}`];
+    if (get("chunk_index") === undefined || get("chunk_index") === null) continue;
+    const chunk = Number(get("chunk_index"));
+    const file = Number(get("file_index"));
+    const from = Number(get("from_timestamp"));
+    const to = get("to_timestamp") === null || get("to_timestamp") === undefined ? null : Number(get("to_timestamp"));
+    if (!Number.isInteger(chunk) || !Number.isInteger(file) || !Number.isFinite(from) || (to !== null && !(to >= from)))
+      throw new Error(
+        `${where}: bad videos/${key}/... location (chunk ${String(get("chunk_index"))}, file ${String(get("file_index"))}, from ${String(get("from_timestamp"))}, to ${String(get("to_timestamp"))})`,
+      );
+    out[key] = {
+      file: join(dir, formatPath(template, { video_key: key, chunk_index: chunk, file_index: file })),
+      fromTimestamp: from,
+      toTimestamp: to,
+    };
+  }
+  return out;
 }
 
 /** Parses `{feature: {min, max, mean, std, count, q01?...}}`, flattening nested arrays. */

@@ -1,6 +1,5 @@
 /**
- * Writer of LeRobot v3.0 datasets (no videos), used by the simulator's recorder and by the
- * converter:
+ * Writer of LeRobot v3.0 datasets, used by the simulator's recorder and by the converter:
  *
  * ```ts
  * const w = await LeRobotWriter.create(dir, { fps: 30, robotType: "panda", features: { action: { dtype: "float32",
@@ -18,14 +17,25 @@
  * `meta/info.json`. Every file is written atomically. Statistics come from `datasets/stats`
  * (exact min/max/mean/std; histogram quantiles, error <= 0.05% of the range).
  *
+ * Camera features (`dtype: "video"`, shape `[H, W, 3]`, frames uint8 RGB) are not parquet columns:
+ * each camera's frames stream into one ffmpeg encoder per file,
+ * `videos/<key>/chunk-XXX/file-YYY.mp4` (AV1 through libsvtav1 with LeRobot's yuv420p, GOP 2,
+ * CRF 30, or H.264), episodes back to back, so frame i of an episode is at `from_timestamp + i/fps`;
+ * a new file starts once one reaches `videoFilesSizeInMb`. The episode rows get
+ * `videos/<key>/{chunk_index,file_index,from_timestamp,to_timestamp}`, info.json the feature's
+ * `info` (`video.codec`, `video.pix_fmt`, ...), and the statistics are per channel on [0, 1]
+ * (shape `[3, 1, 1]`), as LeRobot computes them.
+ *
  * Callers must wait for each method's promise before calling another.
  */
-import { mkdir, readdir } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../../policy/io/atomic.ts";
 import type { FeatureStats } from "../../policy/normalize.ts";
 import { QUANTILE_KEYS } from "../stats/aggregate.ts";
 import { RunningStats } from "../stats/running.ts";
+import { VideoEncoder, probeVideo } from "../video/ffmpeg.ts";
+import type { VideoCodec } from "../video/ffmpeg.ts";
 import type { FeatureInfo } from "./layout.ts";
 import {
   DEFAULT_CHUNK_SIZE,
@@ -34,16 +44,17 @@ import {
   DEFAULT_VIDEO_FILE_SIZE_IN_MB,
   V3_DATA_PATH,
   V3_EPISODES_PATH,
+  V3_VIDEO_PATH,
   formatPath,
   frameSize,
 } from "./layout.ts";
 import type { LeafType, OutColumn } from "./parquet.ts";
 import { encodeParquet, nestedRows } from "./parquet.ts";
 
-/** Numeric dtypes the writer stores. */
-export type WriterDtype = "float32" | "float64" | "int64";
+/** Dtypes the writer stores: numeric parquet columns, or "video" (a camera, uint8 RGB `[H, W, 3]` frames). */
+export type WriterDtype = "float32" | "float64" | "int64" | "video";
 
-/** A feature to write: dtype, per-frame shape (`[D]`, `[N, D]`, scalars `[1]`) and optional names. */
+/** A feature to write: dtype, per-frame shape (`[D]`, `[N, D]`, scalars `[1]`; video `[H, W, 3]`) and optional names. */
 export interface WriterFeature {
   dtype: WriterDtype;
   shape: number[];
@@ -65,6 +76,10 @@ export interface LeRobotWriterOptions {
   tasksIndexColumn?: "task" | "__index_level_0__";
   /** Histogram bins of the quantile statistics (default 8192). */
   statsBins?: number;
+  /** Video codec of camera features: "av1" (libsvtav1, LeRobot's default) or "h264" (libx264). */
+  vcodec?: VideoCodec;
+  /** Video file size limit in MB (default 500, LeRobot's). */
+  videoFilesSizeInMb?: number;
 }
 
 /** One episode to add: `frames[feature]` is flat `[length, ...shape]`. */
@@ -97,9 +112,31 @@ export interface FinishedDataset {
   frames: number;
   tasks: number;
   dataFiles: string[];
+  /** Video files written (relative to the dataset folder). */
+  videoFiles: string[];
 }
 
 type Stored = Float32Array | Float64Array | BigInt64Array;
+
+/** The open video file of one camera. */
+interface VideoState {
+  chunk: number;
+  file: number;
+  /** Frames already in the file. */
+  frames: number;
+  encoder: VideoEncoder;
+  /** Where ffmpeg writes until the file is complete (then renamed to `rel`). */
+  tmp: string;
+  rel: string;
+}
+
+/** Where an episode's frames of one camera went. */
+interface VideoMeta {
+  chunk: number;
+  file: number;
+  from: number;
+  to: number;
+}
 
 interface PendingEpisode {
   index: number;
@@ -119,6 +156,7 @@ interface EpisodeMeta {
   from: number;
   to: number;
   stats: Record<string, FeatureStats>;
+  videos: Record<string, VideoMeta>;
 }
 
 /** Streams episodes into a new LeRobot v3.0 dataset folder. */
@@ -144,6 +182,11 @@ export class LeRobotWriter {
   private frames = 0;
   private readonly dataFiles: string[] = [];
   private state: "open" | "busy" | "finished" = "open";
+  private readonly vcodec: VideoCodec;
+  private readonly videoLimitMb: number;
+  private readonly videos = new Map<string, VideoState>();
+  private readonly videoFiles: string[] = [];
+  private readonly videoProbe = new Map<string, { codec: string; pixFmt: string }>();
 
   private constructor(dir: string, opts: LeRobotWriterOptions) {
     this.dir = dir;
@@ -155,8 +198,11 @@ export class LeRobotWriter {
     this.chunksSize = opts.chunksSize ?? DEFAULT_CHUNK_SIZE;
     this.tasksIndexColumn = opts.tasksIndexColumn ?? "task";
     this.statsBins = opts.statsBins ?? 8192;
+    this.vcodec = opts.vcodec ?? "av1";
+    this.videoLimitMb = opts.videoFilesSizeInMb ?? DEFAULT_VIDEO_FILE_SIZE_IN_MB;
     let bytes = 4 + 4 * 8; // timestamp + four int64 columns
-    for (const f of Object.values(opts.features)) bytes += frameSize(f.shape) * (f.dtype === "float32" ? 4 : 8);
+    for (const f of Object.values(opts.features))
+      if (f.dtype !== "video") bytes += frameSize(f.shape) * (f.dtype === "float32" ? 4 : 8);
     this.bytesPerFrame = bytes;
   }
 
@@ -175,16 +221,20 @@ export class LeRobotWriter {
       if (name.includes("/")) throw new Error(`LeRobotWriter ${dir}: feature name '${name}' contains '/'`);
       if (name in DEFAULT_FEATURES)
         throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
-      if (!["float32", "float64", "int64"].includes(f.dtype))
+      if (!["float32", "float64", "int64", "video"].includes(f.dtype))
         throw new TypeError(
-          `LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64 or int64`,
+          `LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64, int64 or video`,
+        );
+      if (f.dtype === "video" && (f.shape.length !== 3 || f.shape[2] !== 3 || f.shape[0]! % 2 || f.shape[1]! % 2))
+        throw new TypeError(
+          `LeRobotWriter ${dir}: video feature '${name}' shape ${JSON.stringify(f.shape)} must be [height, width, 3] with even height and width`,
         );
       if (!Array.isArray(f.shape) || f.shape.length === 0 || !f.shape.every((s) => Number.isInteger(s) && s > 0)) {
         throw new TypeError(
           `LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`,
         );
       }
-      if (f.names && f.names.length !== frameSize(f.shape)) {
+      if (f.names && f.dtype !== "video" && f.names.length !== frameSize(f.shape)) {
         throw new Error(
           `LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`,
         );
@@ -232,6 +282,7 @@ export class LeRobotWriter {
     try {
       if (this.episodesMeta.length === 0) throw new Error(`LeRobotWriter ${this.dir}: no episodes added`);
       await this.flushData();
+      for (const key of [...this.videos.keys()]) await this.closeVideo(key);
       await this.writeMeta();
       this.state = "finished";
       return {
@@ -240,6 +291,7 @@ export class LeRobotWriter {
         frames: this.frames,
         tasks: this.taskIndex.size,
         dataFiles: [...this.dataFiles],
+        videoFiles: [...this.videoFiles],
       };
     } finally {
       if (this.state === "busy") this.state = "open";
@@ -279,10 +331,24 @@ export class LeRobotWriter {
           `${where}: feature '${name}' has ${src.length} values, ${length} frames of shape [${f.shape.join(", ")}] need ${length * per}`,
         );
       }
+      if (f.dtype === "video") {
+        if (!(src instanceof Uint8Array))
+          throw new TypeError(`${where}: video feature '${name}' needs uint8 RGB frames (a Uint8Array)`);
+        epStats[name] = this.accumulateImages(name, src, where, later);
+        continue;
+      }
       const stored = toStored(src, f.dtype);
       frames[name] = stored;
       const asNumbers = stored instanceof BigInt64Array ? Float64Array.from(stored, Number) : stored;
       epStats[name] = this.accumulate(name, per, asNumbers, where, later);
+    }
+    const videoKeys = Object.keys(this.features).filter((k) => this.features[k]!.dtype === "video");
+    if (videoKeys.length > 0 && ep.timestamps) {
+      for (let i = 0; i < length; i++)
+        if (Math.abs(ep.timestamps[i]! - i / this.fps) > 1e-4)
+          throw new Error(
+            `${where}: timestamp ${ep.timestamps[i]} of frame ${i} is not frame_index / fps (${i / this.fps}); a dataset with videos needs evenly spaced frames`,
+          );
     }
 
     const timestamps = new Float32Array(length);
@@ -314,6 +380,8 @@ export class LeRobotWriter {
     epStats.task_index = this.accumulate("task_index", 1, Float64Array.from(taskIndex, Number), where, later);
 
     for (const update of later) update(); // only once the whole episode is valid
+    const videos: Record<string, VideoMeta> = {};
+    for (const key of videoKeys) videos[key] = await this.writeVideo(key, ep.frames[key] as Uint8Array, length);
     const bytes = length * this.bytesPerFrame;
     if (this.pending.length > 0 && this.pendingBytes + bytes >= this.limitBytes) {
       await this.flushData();
@@ -331,6 +399,7 @@ export class LeRobotWriter {
       from,
       to: from + length,
       stats: epStats,
+      videos,
     });
     return {
       index,
@@ -338,6 +407,77 @@ export class LeRobotWriter {
       to: from + length,
       dataFile: formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file }),
     };
+  }
+
+  /** Per-channel stats on [0, 1] of uint8 RGB frames (LeRobot's image statistics, shape [3, 1, 1]). */
+  private accumulateImages(name: string, rgb: Uint8Array, where: string, later: (() => void)[]): FeatureStats {
+    // every 4th pixel: exact enough for normalisation, a quarter of the work
+    const n = Math.floor(rgb.length / 12);
+    const values = new Float32Array(3 * n);
+    for (let i = 0; i < n; i++) {
+      values[3 * i] = rgb[12 * i]! / 255;
+      values[3 * i + 1] = rgb[12 * i + 1]! / 255;
+      values[3 * i + 2] = rgb[12 * i + 2]! / 255;
+    }
+    return this.accumulate(name, 3, values, where, later);
+  }
+
+  /** Streams one episode's frames of a camera into its open video file (starting one when needed). */
+  private async writeVideo(key: string, rgb: Uint8Array, length: number): Promise<VideoMeta> {
+    const f = this.features[key]!;
+    const [height, width] = f.shape as [number, number, number];
+    let v = this.videos.get(key);
+    if (!v) {
+      const last = this.videoFiles.filter((p) => p.startsWith(`videos/${key}/`)).length;
+      const chunk = Math.floor(last / this.chunksSize);
+      const file = last % this.chunksSize;
+      const rel = formatPath(V3_VIDEO_PATH, { video_key: key, chunk_index: chunk, file_index: file });
+      const tmp = join(this.dir, `${rel}.partial`);
+      await mkdir(join(tmp, ".."), { recursive: true });
+      const encoder = VideoEncoder.start(tmp, { width, height, fps: this.fps, codec: this.vcodec });
+      v = { chunk, file, frames: 0, encoder, tmp, rel };
+      this.videos.set(key, v);
+    }
+    await v.encoder.write(rgb);
+    const meta: VideoMeta = {
+      chunk: v.chunk,
+      file: v.file,
+      from: v.frames / this.fps,
+      to: (v.frames + length) / this.fps,
+    };
+    v.frames += length;
+    let size = 0;
+    try {
+      size = (await stat(v.tmp)).size;
+    } catch {
+      // ffmpeg may not have flushed anything yet
+    }
+    if (size >= this.videoLimitMb * 1024 * 1024) await this.closeVideo(key);
+    return meta;
+  }
+
+  /** Finishes a camera's open video file and moves it into place. */
+  private async closeVideo(key: string): Promise<void> {
+    const v = this.videos.get(key);
+    if (!v) return;
+    this.videos.delete(key);
+    await v.encoder.close();
+    await rename(v.tmp, join(this.dir, v.rel));
+    this.videoFiles.push(v.rel);
+    if (!this.videoProbe.has(key)) {
+      const p = await probeVideo(join(this.dir, v.rel));
+      this.videoProbe.set(key, { codec: p.codec, pixFmt: p.pixFmt });
+    }
+  }
+
+  /** Stops every encoder and removes partial video files (after a failed recording). */
+  async abort(): Promise<void> {
+    for (const [key, v] of [...this.videos]) {
+      this.videos.delete(key);
+      await v.encoder.abort();
+      await rm(v.tmp, { force: true });
+    }
+    this.state = "finished";
   }
 
   /** Per-episode stats of one feature (validating it); `later` collects the global update. */
@@ -372,6 +512,7 @@ export class LeRobotWriter {
     };
     const columns: OutColumn[] = [];
     for (const [name, f] of Object.entries(this.features)) {
+      if (f.dtype === "video") continue;
       const per = frameSize(f.shape);
       const make = (n: number): Stored =>
         f.dtype === "float32"
@@ -438,6 +579,7 @@ export class LeRobotWriter {
     const out: Record<string, unknown> = {};
     const all: Record<string, { dtype: string; shape: number[] }> = { ...this.features, ...DEFAULT_FEATURES };
     for (const [name, f] of Object.entries(all)) {
+      if (f.dtype === "video") continue; // in the mp4 files, not in the parquet data
       let t: Record<string, unknown> = { dtype: f.dtype, _type: "Value" };
       if (!(f.shape.length === 1 && f.shape[0] === 1)) {
         for (let d = f.shape.length - 1; d >= 0; d--) t = { feature: t, length: f.shape[d], _type: "Sequence" };
@@ -450,15 +592,46 @@ export class LeRobotWriter {
   private allFeatures(): Record<string, FeatureInfo> {
     const out: Record<string, FeatureInfo> = {};
     for (const [name, f] of Object.entries(this.features))
-      out[name] = { dtype: f.dtype, shape: [...f.shape], names: f.names ?? null };
+      out[name] =
+        f.dtype === "video"
+          ? { dtype: "video", shape: [...f.shape], names: ["height", "width", "channels"] }
+          : { dtype: f.dtype, shape: [...f.shape], names: f.names ?? null };
     for (const [name, f] of Object.entries(DEFAULT_FEATURES)) out[name] = { ...f, shape: [...f.shape] };
+    return out;
+  }
+
+  /** info.json's features: video features get LeRobot's `info` block (codec, pixel format, fps...). */
+  private infoFeatures(features: Record<string, FeatureInfo>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, f] of Object.entries(features)) {
+      if (f.dtype !== "video") {
+        out[name] = f;
+        continue;
+      }
+      const probe = this.videoProbe.get(name);
+      out[name] = {
+        ...f,
+        info: {
+          "video.height": f.shape[0],
+          "video.width": f.shape[1],
+          "video.codec": probe?.codec ?? this.vcodec,
+          "video.pix_fmt": probe?.pixFmt ?? "yuv420p",
+          "video.is_depth_map": false,
+          "video.fps": this.fps,
+          "video.channels": 3,
+          has_audio: false,
+        },
+      };
+    }
     return out;
   }
 
   private async writeMeta(): Promise<void> {
     const features = this.allFeatures();
     const statNames = Object.keys(features);
-    const shapeOf = (name: string): number[] => features[name]!.shape;
+    // statistics shapes: per channel [3, 1, 1] for cameras (LeRobot's), the feature shape otherwise
+    const shapeOf = (name: string): number[] => (features[name]!.dtype === "video" ? [3, 1, 1] : features[name]!.shape);
+    const videoKeys = statNames.filter((k) => features[k]!.dtype === "video");
     // meta/episodes/chunk-000/file-000.parquet
     const eps = this.episodesMeta;
     const n = eps.length;
@@ -477,6 +650,18 @@ export class LeRobotWriter {
       intCol("meta/episodes/chunk_index", () => 0),
       intCol("meta/episodes/file_index", () => 0),
     ];
+    const dblCol = (name: string, pick: (e: EpisodeMeta) => number): OutColumn => {
+      const data = Float64Array.from(eps, pick);
+      return { name, type: "DOUBLE", depth: 0, slice: (s, e) => data.subarray(s, e) };
+    };
+    for (const key of videoKeys) {
+      columns.push(
+        intCol(`videos/${key}/chunk_index`, (e) => e.videos[key]!.chunk),
+        intCol(`videos/${key}/file_index`, (e) => e.videos[key]!.file),
+        dblCol(`videos/${key}/from_timestamp`, (e) => e.videos[key]!.from),
+        dblCol(`videos/${key}/to_timestamp`, (e) => e.videos[key]!.to),
+      );
+    }
     for (const name of statNames) {
       const statShape = shapeOf(name);
       for (const stat of ["min", "max", "mean", "std", ...QUANTILE_KEYS] as const) {
@@ -556,15 +741,15 @@ export class LeRobotWriter {
       fps: this.fps,
       splits: { train: `0:${n}` },
       data_path: V3_DATA_PATH,
-      video_path: null,
-      features,
+      video_path: videoKeys.length > 0 ? V3_VIDEO_PATH : null,
+      features: this.infoFeatures(features),
     };
     await writeJsonAtomic(join(this.dir, "meta/info.json"), info);
   }
 }
 
-/** Copies `src` into the typed array of `dtype`. */
-function toStored(src: ArrayLike<number> | BigInt64Array, dtype: WriterDtype): Stored {
+/** Copies `src` into the typed array of `dtype` (a numeric dtype). */
+function toStored(src: ArrayLike<number> | BigInt64Array, dtype: Exclude<WriterDtype, "video">): Stored {
   if (dtype === "int64") {
     if (src instanceof BigInt64Array) return src.slice();
     const out = new BigInt64Array(src.length);

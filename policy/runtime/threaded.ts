@@ -252,8 +252,18 @@ export class ThreadedPolicy implements ChunkPolicy {
         );
       noise = req.noise.slice();
     } else noise = (req.seed !== undefined ? new Rng(req.seed) : this.rng).normalArray(n);
+    const vectors: Record<string, Float32Array> = {};
+    for (const [k, v] of Object.entries(obs)) {
+      if (!(v instanceof Float32Array))
+        return Promise.reject(
+          new TypeError(
+            `${this.source}: observation '${k}' is not a float32 vector (camera images are not supported here yet)`,
+          ),
+        );
+      vectors[k] = v;
+    }
     const item: WorkItem = {
-      observation: obs,
+      observation: vectors,
       noise,
       ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
       ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),

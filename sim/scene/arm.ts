@@ -68,6 +68,7 @@ export function armMjcf(opts: ArmMjcfOptions = {}): string {
   </default>
   <worldbody>
     <light pos="0 0 1.5" dir="0 0 -1" directional="true"/>
+    <camera name="front" pos="0.55 0 0.4" xyaxes="0 1 0 -0.67 0 0.742" fovy="45"/>
     <geom name="table" type="plane" size="0.6 0.6 0.01" rgba="0.76 0.66 0.55 1"/>
     <body name="base">
       <geom name="base" type="cylinder" size="0.045 0.03" pos="0 0 0.03" rgba="0.2 0.2 0.2 1"/>

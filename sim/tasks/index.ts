@@ -3,6 +3,7 @@
  */
 import { SimEnv } from "../env.ts";
 import { armScene } from "../scene/arm.ts";
+import type { CameraSpec } from "../camera.ts";
 import type { RobotScene } from "../scene/robot.ts";
 import { AVOID_INFO, AVOID_WORLDBODY, AvoidTask } from "./avoid.ts";
 import { FORK_INFO, FORK_WORLDBODY, ForkTask } from "./fork.ts";
@@ -10,7 +11,8 @@ import { PUSH_INFO, PUSH_WORLDBODY, PushTask } from "./push.ts";
 import { REACH_INFO, REACH_WORLDBODY, ReachTask } from "./reach.ts";
 import type { Task, TaskInfo, TaskName } from "./task.ts";
 
-export type { Task, TaskInfo, TaskName } from "./task.ts";
+export type { ObsPart, Observation, Task, TaskInfo, TaskName } from "./task.ts";
+export { OBS_PARTS, imageKey, parseObsParts, selectObservation } from "./task.ts";
 
 interface TaskEntry {
   info: TaskInfo;
@@ -45,6 +47,8 @@ export interface CreateTaskOptions {
   scene?: RobotScene;
   /** Control rate in Hz; default 30. */
   fps?: number;
+  /** Cameras rendered into every observation (`observation.images.<name>`, uint8 `[H, W, 3]`). */
+  camera?: CameraSpec | readonly CameraSpec[];
 }
 
 /** Compiles the robot with the task's objects and returns the task (call `reset(seed)` next; `dispose()` when done). */
@@ -52,7 +56,15 @@ export async function createTask(name: TaskName, opts: CreateTaskOptions = {}): 
   const entry = TASKS[name];
   const env = await SimEnv.create({ scene: opts.scene ?? armScene(), worldbodyExtras: entry.worldbody, fps: opts.fps });
   try {
-    return entry.make(env);
+    const task = entry.make(env);
+    const cams = opts.camera === undefined ? [] : Array.isArray(opts.camera) ? opts.camera : [opts.camera];
+    try {
+      task.attachCameras(cams as readonly CameraSpec[]);
+    } catch (err) {
+      task.dispose();
+      throw err;
+    }
+    return task;
   } catch (err) {
     env.dispose();
     throw err;

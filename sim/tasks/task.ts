@@ -3,14 +3,48 @@
  * a reward, a success test and a maximum episode length, over one {@link SimEnv}.
  */
 import { Rng } from "../../policy/random.ts";
+import { RayCamera } from "../camera.ts";
+import type { CameraFrame, CameraSpec } from "../camera.ts";
 import type { SimEnv, Vec3 } from "../env.ts";
 import { SiteIk } from "../experts/ik.ts";
 
 /** Names of the built-in tasks. */
 export type TaskName = "reach" | "push" | "avoid" | "fork";
 
-/** Observation dict in LeRobot feature names: `observation.state` [dim], `observation.environment_state` [envDim]. */
-export type Observation = Record<string, Float32Array>;
+/**
+ * Observation dict in LeRobot feature names: `observation.state` [dim] and
+ * `observation.environment_state` [envDim] (float32), and for each camera
+ * `observation.images.<name>`, uint8 RGB `[height, width, 3]`.
+ */
+export type Observation = Record<string, Float32Array | Uint8Array>;
+
+/**
+ * Parts of the observation a dataset records or a policy is given: the joint positions ("state"),
+ * the task's environment state ("env": e.g. the target's position) and the camera images
+ * ("camera"). `["state", "camera"]` is the vision-only variant: the target is only in the image.
+ */
+export type ObsPart = "state" | "env" | "camera";
+
+/** The observation parts accepted by {@link parseObsParts}. */
+export const OBS_PARTS: readonly ObsPart[] = ["state", "env", "camera"];
+
+/** Parses a comma-separated obs selection such as "state,camera"; throws naming the bad part. */
+export function parseObsParts(text: string, where = "--obs"): ObsPart[] {
+  const parts = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+  if (parts.length === 0) throw new Error(`${where}: empty selection (choose from ${OBS_PARTS.join(", ")})`);
+  for (const p of parts)
+    if (!OBS_PARTS.includes(p as ObsPart))
+      throw new Error(`${where}: unknown part '${p}' (choose from ${OBS_PARTS.join(", ")})`);
+  return [...new Set(parts)] as ObsPart[];
+}
+
+/** The dataset key of a camera's image. */
+export function imageKey(camera: string): string {
+  return `observation.images.${camera}`;
+}
 
 /** Objects a picture of the episode shows (top-down), in world metres. */
 export interface SceneMarkers {
@@ -51,6 +85,10 @@ export abstract class Task {
   /** The seed of the last reset. */
   seed = 0;
   private achieved = false;
+  private readonly cams: RayCamera[] = [];
+  private readonly lastFrames = new Map<string, CameraFrame>();
+  /** Camera frames rendered by {@link Task.observe} so far (all cameras) and the seconds it took. */
+  readonly cameraTime = { frames: 0, seconds: 0 };
 
   /** Static description. */
   abstract readonly info: TaskInfo;
@@ -70,12 +108,46 @@ export abstract class Task {
     this.afterStep();
   }
 
-  /** Current observation (float32 copies). */
+  /**
+   * Adds cameras (pose from the scene's camera of the same name, or the spec); each then renders
+   * into every {@link Task.observe}. Throws on a duplicate name.
+   */
+  attachCameras(specs: readonly CameraSpec[]): void {
+    for (const spec of specs) {
+      if (this.cams.some((c) => c.spec.name === spec.name))
+        throw new Error(`sim/${this.info.name}: two cameras named '${spec.name}'`);
+      this.cams.push(new RayCamera(this.env, spec));
+    }
+  }
+
+  /** The attached cameras' specs. */
+  get cameras(): readonly Readonly<CameraSpec>[] {
+    return this.cams.map((c) => c.spec);
+  }
+
+  /** The last frame (RGB and depth) a camera rendered in {@link Task.observe}, or undefined before the first. */
+  cameraFrame(name: string): CameraFrame | undefined {
+    return this.lastFrames.get(name);
+  }
+
+  /**
+   * Current observation (copies): the state, the environment state and one image per attached
+   * camera, rendered now. Use {@link selectObservation} for what a dataset or policy is given.
+   */
   observe(): Observation {
-    return {
+    const obs: Observation = {
       "observation.state": this.env.jointPositions(),
       "observation.environment_state": Float32Array.from(this.environmentState()),
     };
+    for (const cam of this.cams) {
+      const t0 = performance.now();
+      const frame = cam.render();
+      this.cameraTime.seconds += (performance.now() - t0) / 1000;
+      this.cameraTime.frames++;
+      this.lastFrames.set(cam.spec.name, frame);
+      obs[imageKey(cam.spec.name)] = frame.rgb;
+    }
+    return obs;
   }
 
   /** Applies one action (joint position targets, action order) for one control period. */
@@ -116,8 +188,10 @@ export abstract class Task {
   /** Objects to draw in pictures. */
   abstract markers(): SceneMarkers;
 
-  /** Frees the environment. */
+  /** Frees the cameras and the environment. */
   dispose(): void {
+    for (const c of this.cams) c.dispose();
+    this.cams.length = 0;
     this.env.dispose();
   }
 
@@ -183,4 +257,21 @@ export function shapedReward(d: number, scale = 0.05): number {
 /** A uniform draw in [lo, hi). */
 export function uniform(rng: Rng, lo: number, hi: number): number {
   return lo + (hi - lo) * rng.uniform();
+}
+
+/** The parts of `obs` a selection keeps (images: every `observation.images.*` key). */
+export function selectObservation(obs: Observation, parts: readonly ObsPart[]): Observation {
+  const out: Observation = {};
+  for (const [k, v] of Object.entries(obs)) {
+    const part: ObsPart | undefined =
+      k === "observation.state"
+        ? "state"
+        : k === "observation.environment_state"
+          ? "env"
+          : k.startsWith("observation.images.")
+            ? "camera"
+            : undefined;
+    if (part && parts.includes(part)) out[k] = v;
+  }
+  return out;
 }

@@ -48,6 +48,16 @@ describe("actionflow dataset", () => {
       robotType: "Unitree_G1_Inspire",
     });
     expect((r.features as Record<string, unknown>).action).toEqual({ dtype: "float32", shape: [26] });
+    expect(r.cameras).toEqual([
+      {
+        key: "observation.images.cam_high",
+        dtype: "video",
+        shape: [480, 640, 3],
+        codec: "av1",
+        episodesWithVideo: [1, 2, 4, 5, 7, 8],
+        missingEpisodes: [0, 3, 6, 9],
+      },
+    ]);
   });
 
   it("convert writes v3.0 and stats reads it; both also work on robomimic; bad flags are named", async () => {

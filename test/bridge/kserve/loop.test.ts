@@ -4,7 +4,8 @@
  * simulated reach task through `KServeChunkPolicy`, over HTTP and over gRPC, as `sim run --via
  * kserve` will (`runSim` with the policy passed in). Then the failures: a server that is down or a
  * model that is not ready stops the run at start, naming it; a server that dies mid-run makes the
- * arm hold, and after it comes back no command is computed from an observation older than its death.
+ * arm hold, and after it comes back the arm moves again and no command is computed from an observation
+ * older than its death.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -142,7 +143,7 @@ class RecordingLink implements RobotLink {
 
 describe("a server that dies mid-run", () => {
   for (const protocol of ["http", "grpc"] as const) {
-    it(`(${protocol}) makes the arm hold; after it returns the loop resumes from fresh observations and solves reach`, async () => {
+    it(`(${protocol}) makes the arm hold; after it returns the loop resumes from fresh observations`, async () => {
       const port = await freePortPair();
       let s = await startServerProcess(repo, { port });
       closers.push(() => s.stop());
@@ -177,7 +178,15 @@ describe("a server that dies mid-run", () => {
         const heldFrom = killedAt + (policy.horizon + 2) / profile.control_rate_hz; // the queued chunk ran out
         const restartAt = sched.now();
         s = await startServerProcess(repo, { port });
-        const solved = await waitFor(() => task.success, 20_000);
+        const qAtRestart = Array.from(task.env.jointPositions());
+        const chunksAtRestart = policy.stats().chunks;
+        // resumed: three chunks' worth of commands from after the return (or the task solved). Solving
+        // from wherever the outage left the arm is the shipped 90% policy's job, not this test's: the
+        // two tests above check that it solves through the server.
+        const resumed = await waitFor(
+          () => task.success || link.sent.filter((c) => c.atS >= restartAt).length >= 3 * policy.horizon,
+          20_000,
+        );
         const why = () =>
           JSON.stringify({
             policy: policy.stats(),
@@ -186,7 +195,11 @@ describe("a server that dies mid-run", () => {
             after: link.sent.filter((c) => c.atS >= restartAt).length,
             loop: loop.stats().inferCount,
           });
-        expect(solved, why()).toBe(true);
+        expect(resumed, why()).toBe(true);
+        expect(policy.stats().chunks - chunksAtRestart).toBeGreaterThanOrEqual(task.success ? 1 : 3);
+        // the arm moved again on those chunks
+        const moved = Math.max(...Array.from(task.env.jointPositions(), (q, i) => Math.abs(q - qAtRestart[i]!)));
+        expect(moved, why()).toBeGreaterThan(1e-3);
         const stats = loop.stop();
         plant.stop();
         // the arm held: nothing was commanded once the queue ran out until the server was back
