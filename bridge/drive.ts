@@ -5,10 +5,11 @@
  * closes the connection. The CLI's `serve --robot` is a thin wrapper around {@link driveRobot}.
  */
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
-import type { LoopStats } from "./loop.ts";
+import type { ControlLoopOptions, LoopStats } from "./loop.ts";
 import { ControlLoop } from "./loop.ts";
 import type { ChunkMerge } from "../policy/runtime/executor.ts";
 import type { RobotProfile } from "./profile.ts";
+import { InputRejections, type RejectedCounts } from "./robot-link.ts";
 import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -48,58 +49,33 @@ export interface DriveResult {
   stoppedBy: "seconds" | "stopWhen" | "SIGINT" | "SIGTERM";
   loop: LoopStats;
   link: RosLinkStats;
+  /** Refused inputs by topic and reason (wrong size, non-finite, missing joint, stale). */
+  rejectedMessages: RejectedCounts;
 }
 
-/** Runs the loop against a robot over rosbridge; resolves when stopped (see the module comment). */
-export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
-  const sched = opts.scheduler ?? realScheduler();
+/** Options of {@link runLoop}. */
+export interface RunLoopOptions {
+  loop: ControlLoop;
+  /** The link's control rate sets how long a signal's stop message is given to go out. */
+  profile: RobotProfile;
+  /** Stop after this many seconds; default: run until a signal or `stopWhen`. */
+  seconds?: number;
+  /** Polled every 50 ms: stop once it returns true (a solved task, an e-stop, say). */
+  stopWhen?: () => boolean;
+  /** Default: the process. */
+  signals?: SignalSource;
+  log?: (line: string) => void;
+}
+
+/**
+ * Starts `loop`, polls `stopWhen` every 50 ms, stops after `seconds` or on SIGINT/SIGTERM (e-stop
+ * first, then two control periods for the stop message to go out), stops the loop and returns its
+ * figures. Every way `sim run` and `serve --robot` drive a robot goes through here.
+ */
+export async function runLoop(opts: RunLoopOptions): Promise<{ stoppedBy: DriveResult["stoppedBy"]; loop: LoopStats }> {
+  const { loop } = opts;
   const log = opts.log ?? ((): void => {});
   const signals: SignalSource = opts.signals ?? process;
-  const link = RosLink.open({
-    url: opts.url,
-    profile: opts.profile,
-    now: () => sched.now(),
-    ...(opts.onPublish ? { onPublish: opts.onPublish } : {}),
-    onEvent: (e) => {
-      switch (e.kind) {
-        case "connected":
-          return log(`connected to ${e.url} (epoch ${e.epoch})`);
-        case "disconnected":
-          return log(`disconnected (epoch ${e.epoch}); retrying in ${e.retryInMs} ms; commands are dropped meanwhile`);
-        case "rejected":
-          return log(`rejected a message on ${e.topic}: ${e.error}`);
-        case "estop":
-          return log(`e-stop requested on ${e.topic}: holding`);
-      }
-    },
-  });
-  try {
-    await link.waitConnected(opts.connectTimeoutMs ?? 10_000);
-  } catch (err) {
-    link.close();
-    throw err;
-  }
-  const loop = new ControlLoop({
-    policy: opts.policy,
-    link,
-    profile: opts.profile,
-    scheduler: sched,
-    ...(opts.merge ? { merge: opts.merge } : {}),
-    ...(opts.publish ? { publish: opts.publish } : {}),
-    onEvent: (e) => {
-      if (e.kind === "hold") log(`holding at step ${e.step}: ${e.reason}`);
-      else if (e.kind === "resync")
-        log(`reconnected: waiting for a fresh joint state and a new chunk (epoch ${e.epoch})`);
-      else if (e.kind === "infer-error") log(`inference failed: ${e.error}`);
-      else if (e.kind === "loop-error") log(`error in a control tick (e-stop latched): ${e.error}`);
-      else if (e.kind === "rtc-overrun")
-        log(
-          `rtc overrun at step ${e.step}: inference delay ${e.delaySteps} steps > ${e.maxDelaySteps} (${e.consecutive} in a row); executing only what is queued, then holding`,
-        );
-      else if (e.kind === "rtc-recovered") log(`rtc: inference delay back within bounds at step ${e.step}; resuming`);
-      else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
-    },
-  });
   loop.start();
   const stoppedBy = await new Promise<DriveResult["stoppedBy"]>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
@@ -128,8 +104,81 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
     signals.on("SIGTERM", onTerm);
     if (opts.seconds !== undefined) timer = setTimeout(() => finish("seconds"), opts.seconds * 1000);
   });
-  const stats = loop.stop();
-  const linkStats = link.stats();
-  link.close();
-  return { stoppedBy, loop: stats, link: linkStats };
+  return { stoppedBy, loop: loop.stop() };
+}
+
+/** The loop's events as log lines (holds, resyncs, dropped chunks, inference failures, a starved loop). */
+export function loopEventLogger(log: (line: string) => void): NonNullable<ControlLoopOptions["onEvent"]> {
+  return (e) => {
+    if (e.kind === "hold") {
+      // an empty queue between two sync chunks is routine; a long one is reported as `starved`
+      if (e.reason !== "empty") log(`holding at step ${e.step}: ${e.reason}`);
+    } else if (e.kind === "resync")
+      log(`reconnected: waiting for a fresh joint state and a new chunk (epoch ${e.epoch})`);
+    else if (e.kind === "infer-error") log(`inference failed: ${e.error}`);
+    else if (e.kind === "loop-error") log(`error in a control tick (e-stop latched): ${e.error}`);
+    else if (e.kind === "starved") log(`no action to execute for ${e.forS.toFixed(1)} s: ${e.reason}`);
+    else if (e.kind === "rtc-overrun")
+      log(
+        `rtc overrun at step ${e.step}: inference delay ${e.delaySteps} steps > ${e.maxDelaySteps} (${e.consecutive} in a row); executing only what is queued, then holding`,
+      );
+    else if (e.kind === "rtc-recovered") log(`rtc: inference delay back within bounds at step ${e.step}; resuming`);
+    else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
+  };
+}
+
+/** Runs the loop against a robot over rosbridge; resolves when stopped (see the module comment). */
+export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
+  const sched = opts.scheduler ?? realScheduler();
+  const log = opts.log ?? ((): void => {});
+  const rejections = new InputRejections({ now: () => sched.now(), log });
+  const link = RosLink.open({
+    url: opts.url,
+    profile: opts.profile,
+    now: () => sched.now(),
+    rejections,
+    ...(opts.onPublish ? { onPublish: opts.onPublish } : {}),
+    onEvent: (e) => {
+      switch (e.kind) {
+        case "connected":
+          return log(`connected to ${e.url} (epoch ${e.epoch})`);
+        case "disconnected":
+          return log(`disconnected (epoch ${e.epoch}); retrying in ${e.retryInMs} ms; commands are dropped meanwhile`);
+        case "rejected":
+          // counted and reported once per run by `rejections`; a connection failure has no topic
+          return e.topic === "(connection)" ? log(e.error) : undefined;
+        case "estop":
+          return log(`e-stop requested on ${e.topic}: holding`);
+      }
+    },
+  });
+  try {
+    await link.waitConnected(opts.connectTimeoutMs ?? 10_000);
+  } catch (err) {
+    link.close();
+    throw err;
+  }
+  try {
+    const loop = new ControlLoop({
+      policy: opts.policy,
+      link,
+      profile: opts.profile,
+      scheduler: sched,
+      ...(opts.merge ? { merge: opts.merge } : {}),
+      ...(opts.publish ? { publish: opts.publish } : {}),
+      onEvent: loopEventLogger(log),
+    });
+    const res = await runLoop({
+      loop,
+      profile: opts.profile,
+      ...(opts.seconds !== undefined ? { seconds: opts.seconds } : {}),
+      ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
+      ...(opts.signals ? { signals: opts.signals } : {}),
+      log,
+    });
+    rejections.finish();
+    return { ...res, link: link.stats(), rejectedMessages: rejections.snapshot() };
+  } finally {
+    link.close();
+  }
 }

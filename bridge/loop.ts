@@ -77,6 +77,8 @@ export type LoopEvent =
       step: number;
     }
   | { kind: "rtc-recovered"; step: number }
+  /** No action to execute for `forS` seconds (once per such stretch): `reason` says why. */
+  | { kind: "starved"; reason: string; forS: number; step: number }
   | { kind: "hold"; reason: string; step: number };
 
 /** What the loop measured; every figure of `--json` output. */
@@ -151,6 +153,11 @@ export class ControlLoop {
   /** Receive time of the joint state the newest queued chunk was computed from. */
   private chunkSourceAtS = -Infinity;
   private lastDiagS = -Infinity;
+  /** When the loop last had an action to execute, and whether the stretch without one was reported. */
+  private lastActionS = 0;
+  private starvedReported = false;
+  /** Why the latest inference was skipped or failed (for the starved report). */
+  private blockedBy?: string;
   private counts = {
     missed: 0,
     queueEmpty: 0,
@@ -193,6 +200,7 @@ export class ControlLoop {
     if (this.running) throw new Error("ControlLoop.start: already running");
     this.running = true;
     this.startS = this.sched.now();
+    this.lastActionS = this.startS;
     this.step = 0;
     this.cancel = this.sched.at(this.startS, () => this.tick());
   }
@@ -307,6 +315,14 @@ export class ControlLoop {
       }
     }
     const action = this.merger.actionAt(k);
+    if (action) {
+      this.lastActionS = now;
+      this.starvedReported = false;
+    } else if (!this.starvedReported && now - this.lastActionS >= 1) {
+      this.starvedReported = true;
+      const reason = this.whyStarved(now, current);
+      this.opts.onEvent?.({ kind: "starved", reason, forS: now - this.lastActionS, step: k });
+    }
     if (action) this.hadAction = true;
     else if (this.hadAction) {
       this.hadAction = false;
@@ -356,8 +372,17 @@ export class ControlLoop {
       const s = this.opts.link.feature(f.feature);
       if (!s || s.epoch !== this.epoch || now - s.atS > f.stale_after_s) {
         this.counts.staleFeature++;
+        const why = !s
+          ? "no valid message yet"
+          : s.epoch !== this.epoch
+            ? "none since the reconnect"
+            : `last valid message ${(now - s.atS).toFixed(3)} s ago, stale_after_s ${f.stale_after_s}`;
+        const rejected = this.opts.link.rejections?.last(f.topic);
+        this.blockedBy = `feature ${f.feature} on ${f.topic} stale or rejected: ${why}${rejected ? ` (last rejected: ${rejected})` : ""}`;
+        this.opts.link.rejections?.reject(f.topic, "stale", `feature ${f.feature}: ${why}`);
         return;
       }
+      this.opts.link.rejections?.accepted(f.topic, ["stale"]);
       obs[f.feature] = s.values;
     }
     const fromRest = this.merger.upcoming(k, 1).length === 0;
@@ -381,6 +406,7 @@ export class ControlLoop {
         this.inflight = false;
         this.merger.cancel();
         this.counts.inferErrors++;
+        this.blockedBy = `inference failing: ${(err as Error).message ?? String(err)}`;
         this.opts.onEvent?.({ kind: "infer-error", error: (err as Error).message ?? String(err) });
       },
     );
@@ -388,6 +414,7 @@ export class ControlLoop {
 
   private onChunk(chunk: Float32Array, ticket: LoopTicket, epoch: number, t0: number, sourceAtS: number): void {
     this.inflight = false;
+    this.blockedBy = undefined;
     const now = this.sched.now();
     const latency = now - t0;
     this.latencies.push(latency * 1000);
@@ -437,6 +464,22 @@ export class ControlLoop {
     }
     this.chunkSourceAtS = sourceAtS;
     this.newChunk = true;
+  }
+
+  /** Why there has been no action to execute (see the `starved` event). */
+  private whyStarved(now: number, currentState: boolean): string {
+    const p = this.opts.profile;
+    if (this.safety.estopped) return `e-stop: ${this.safety.stats().estopReason ?? "latched"}`;
+    if (!this.opts.link.connected) return "not connected to the robot";
+    if (!currentState) {
+      const rejected = this.opts.link.rejections?.last(p.ros.joint_states);
+      return `no joint state yet on ${p.ros.joint_states}${rejected ? ` (last rejected: ${rejected})` : ""}`;
+    }
+    if (!this.safety.stateFresh(now))
+      return `joint state on ${p.ros.joint_states} stale (watchdog_timeout_s ${p.watchdog_timeout_s})`;
+    if (this.blockedBy) return this.blockedBy;
+    if (this.inflight) return `waiting for inference (in flight for ${(now - this.inflightT0).toFixed(3)} s)`;
+    return "no chunk received yet";
   }
 
   /** Control steps covering `seconds`: `ceil(seconds / dt)`. */
@@ -506,6 +549,7 @@ export class ControlLoop {
         watchdog_trips: sf.watchdogTrips,
         watchdog: sf.holding === "watchdog" ? "tripped" : "ok",
         estop: sf.estop,
+        ...this.opts.link.rejections?.diagnosticValues(),
       },
     });
   }

@@ -17,7 +17,7 @@ import type {
   RobotLink,
   SendResult,
 } from "./robot-link.ts";
-import { commandGate } from "./robot-link.ts";
+import { commandGate, InputRejections } from "./robot-link.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** Options of {@link PlantLink}. */
@@ -26,11 +26,14 @@ export interface PlantLinkOptions {
   profile: RobotProfile;
   /** The loop's scheduler (the plant runs on the same clock). */
   scheduler: Scheduler;
+  /** Counts and reports samples refused as a ROS link would refuse them; default: a silent one. */
+  rejections?: InputRejections;
 }
 
 /** The in-process link; {@link start} before the loop, {@link stop} after it. */
 export class PlantLink implements RobotLink {
   readonly estopRequest: string | undefined = undefined;
+  readonly rejections: InputRejections;
   /** The last diagnostics the loop published. */
   lastDiagnostics?: LoopDiagnostics;
   private readonly follower: TrajectoryFollower;
@@ -50,6 +53,7 @@ export class PlantLink implements RobotLink {
         `PlantLink: plant has ${q.length} joints, profile '${opts.profile.name}' ${opts.profile.joints.length}`,
       );
     this.follower = new TrajectoryFollower(q);
+    this.rejections = opts.rejections ?? new InputRejections({ now: () => opts.scheduler.now() });
   }
 
   get connected(): boolean {
@@ -125,10 +129,41 @@ export class PlantLink implements RobotLink {
     this.cancel = s.at(this.startS + (this.k + 1) * dt, () => this.tick());
   }
 
+  /** Samples the plant, refusing what a ROS link would refuse: a non-finite position, a feature of the wrong size or non-finite. */
   private sample(now: number): void {
-    this.state = { positions: Float64Array.from(this.opts.plant.positions()), atS: now, epoch: this.epochN };
+    const p = this.opts.profile;
+    const positions = Float64Array.from(this.opts.plant.positions());
+    const bad = positions.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      this.rejections.reject(
+        p.ros.joint_states,
+        "non-finite",
+        `JointState.position of joint '${p.joints[bad]}': expected a finite number, got ${positions[bad]}`,
+      );
+    else {
+      this.rejections.accepted(p.ros.joint_states);
+      this.state = { positions, atS: now, epoch: this.epochN };
+    }
     const f = this.opts.plant.features();
-    for (const [name, values] of Object.entries(f))
-      this.feats.set(name, { values: Float32Array.from(values), atS: now, epoch: this.epochN });
+    for (const spec of p.features) {
+      const values = f[spec.feature];
+      if (values === undefined) continue;
+      const what = `${spec.topic} (${spec.feature})`;
+      if (values.length !== spec.size) {
+        this.rejections.reject(spec.topic, "size", `${what}.data: expected ${spec.size} values, got ${values.length}`);
+        continue;
+      }
+      const i = Array.from(values).findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) {
+        this.rejections.reject(
+          spec.topic,
+          "non-finite",
+          `${what}.data[${i}]: expected a finite number, got ${values[i]}`,
+        );
+        continue;
+      }
+      this.rejections.accepted(spec.topic);
+      this.feats.set(spec.feature, { values: Float32Array.from(values), atS: now, epoch: this.epochN });
+    }
   }
 }

@@ -271,3 +271,38 @@ export function effectiveLimits(profile: RobotProfile): EffectiveJointLimits[] {
     };
   });
 }
+
+/** A feature as a policy (or a simulated task) declares it: its observation key and its shape. */
+export interface DeclaredFeature {
+  key: string;
+  /** Shape of one sample; its product is the message size. */
+  rawShape: readonly number[];
+}
+
+/**
+ * Refuses a profile whose feature sizes differ from what `declared` (a policy's metadata, a task's
+ * observation) expects: throws an `Error` naming the profile file, the feature, the profile's size
+ * and the declared one. Features the other side does not declare are not checked.
+ */
+export function checkFeatureSizes(
+  profile: RobotProfile,
+  source: string,
+  declared: readonly DeclaredFeature[],
+  what: string,
+): void {
+  const sizes = new Map(declared.map((f) => [f.key, f.rawShape.reduce((a, b) => a * b, 1)]));
+  const problems: string[] = [];
+  profile.features.forEach((f, i) => {
+    const n = sizes.get(f.feature);
+    if (n !== undefined && n !== f.size)
+      problems.push(
+        `${source}: features.${i}.size: feature ${f.feature} has size ${f.size} in the profile, ${n} in ${what}`,
+      );
+  });
+  const state = sizes.get(profile.state_feature);
+  if (state !== undefined && state !== profile.joints.length)
+    problems.push(
+      `${source}: state_feature: ${profile.state_feature} has ${profile.joints.length} joints in the profile, size ${state} in ${what}`,
+    );
+  if (problems.length > 0) throw new Error(problems.join("\n"));
+}

@@ -86,6 +86,112 @@ export interface RobotLink {
   readonly estopRequest: string | undefined;
   /** Sends a command or drops it (see {@link SendResult}); never queues. */
   send(cmd: RobotCommand): SendResult;
+  /** Refused inputs so far by topic and reason, when the link counts them. */
+  readonly rejections?: InputRejections;
   /** Publishes diagnostics (best effort; dropped while disconnected). */
   diagnostics(d: LoopDiagnostics): void;
+}
+
+/** Why an input was refused: a wrong length, a non-finite value, a joint missing, an unparsable message, or too old. */
+export type RejectReason = "size" | "non-finite" | "missing-joint" | "malformed" | "stale";
+
+/** The reason behind one of `bridge/ros/protocol.ts`'s parse errors (or a plant sample's check). */
+export function rejectReason(error: string): RejectReason {
+  if (/expected \d+ values, got \d+|\d+ values for \d+ names/.test(error)) return "size";
+  if (/expected a finite number/.test(error)) return "non-finite";
+  if (/missing joint/.test(error)) return "missing-joint";
+  return "malformed";
+}
+
+/** Rejected inputs by topic, then by reason (`rejectedMessages` in results and diagnostics). */
+export type RejectedCounts = Record<string, Partial<Record<RejectReason, number>>>;
+
+/** Options of {@link InputRejections}. */
+export interface InputRejectionsOptions {
+  /** Where the report lines go (stderr in the CLI); default: none. */
+  log?: (line: string) => void;
+  /** Monotonic clock, seconds. */
+  now: () => number;
+  /** While a run of rejections lasts, its count is logged this often, seconds; default 5. */
+  reportEveryS?: number;
+  /** A run ends at an accepted input this long after its last rejection, seconds; default 1. */
+  quietS?: number;
+}
+
+/**
+ * Counts and reports refused inputs (a feature message of the wrong size, a non-finite value, a joint
+ * state missing a joint, a stale feature). A run of rejections on one topic for one reason is logged
+ * once when it starts (with the error, which names the topic and the sizes or the joint), then as a
+ * count every `reportEveryS` while it lasts and once when it ends (an accepted input `quietS` after
+ * the last rejection, or {@link finish}): never one line per message.
+ */
+export class InputRejections {
+  private readonly counts: RejectedCounts = {};
+  private readonly runs = new Map<
+    string,
+    { topic: string; reason: RejectReason; n: number; lastLogS: number; lastRejectS: number }
+  >();
+  private readonly lastError = new Map<string, string>();
+
+  constructor(private readonly opts: InputRejectionsOptions) {}
+
+  /** Counts one refused input on `topic`; `error` says what was wrong. */
+  reject(topic: string, reason: RejectReason, error: string): void {
+    const byReason = (this.counts[topic] ??= {});
+    byReason[reason] = (byReason[reason] ?? 0) + 1;
+    if (reason !== "stale") this.lastError.set(topic, error);
+    const key = `${topic}\u0000${reason}`;
+    const now = this.opts.now();
+    const run = this.runs.get(key);
+    if (!run) {
+      this.runs.set(key, { topic, reason, n: 1, lastLogS: now, lastRejectS: now });
+      this.opts.log?.(`rejecting input on ${topic} (${reason}): ${error}`);
+      return;
+    }
+    run.n++;
+    run.lastRejectS = now;
+    if (now - run.lastLogS >= (this.opts.reportEveryS ?? 5)) {
+      run.lastLogS = now;
+      this.opts.log?.(`still rejecting input on ${topic} (${reason}): ${run.n} so far; last: ${error}`);
+    }
+  }
+
+  /**
+   * An input on `topic` was accepted: ends its runs of rejections (of `reasons`; default every reason
+   * but `stale`) that have seen no rejection for `quietS` (good and bad inputs interleaved are one run).
+   */
+  accepted(topic: string, reasons?: readonly RejectReason[]): void {
+    const now = this.opts.now();
+    for (const [key, run] of this.runs) {
+      if (run.topic !== topic || now - run.lastRejectS < (this.opts.quietS ?? 1)) continue;
+      if (reasons ? !reasons.includes(run.reason) : run.reason === "stale") continue;
+      this.runs.delete(key);
+      this.opts.log?.(`accepting input on ${topic} again after ${run.n} rejected (${run.reason})`);
+    }
+  }
+
+  /** The last rejection error on `topic` (a stale feature aside), or undefined. */
+  last(topic: string): string | undefined {
+    return this.lastError.get(topic);
+  }
+
+  /** The counts so far, by topic and reason. */
+  snapshot(): RejectedCounts {
+    return structuredClone(this.counts);
+  }
+
+  /** The counts as diagnostics values, `rejected <topic> <reason>`. */
+  diagnosticValues(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [topic, byReason] of Object.entries(this.counts))
+      for (const [reason, n] of Object.entries(byReason)) out[`rejected ${topic} ${reason}`] = n ?? 0;
+    return out;
+  }
+
+  /** Logs the runs still going (their counts) and ends them; call once when the loop stops. */
+  finish(): void {
+    for (const run of this.runs.values())
+      this.opts.log?.(`stopped with ${run.n} input(s) rejected on ${run.topic} (${run.reason}) in a row`);
+    this.runs.clear();
+  }
 }

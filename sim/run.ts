@@ -2,25 +2,22 @@
  * `sim run` as a library function: the real-time control loop drives a simulated task in real time,
  * directly (`direct`), through a rosbridge (`ros`, the loop and the simulated robot connecting as two
  * ROS clients would), or with the policy behind a policy server (`zmq` or `openpi`: a server started
- * in-process on 127.0.0.1, or an already running one). ONNX policies run in a worker thread
+ * in-process on 127.0.0.1, or an already running one; `kserve`: a KServe v2 / Triton server). The
+ * transports are entries of `sim/transports.ts`. ONNX policies run in a worker thread
  * ({@link startLocalPolicy}): inference never blocks the loop.
  */
-import { readFile } from "node:fs/promises";
-import { driveRobot } from "../bridge/drive.ts";
+import { driveRobot, loopEventLogger, runLoop } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
-import { loadRobotProfile } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile } from "../bridge/profile.ts";
+import { InputRejections, type RejectedCounts } from "../bridge/robot-link.ts";
 import { RosRobotNode } from "../bridge/ros/robot-node.ts";
 import { realScheduler } from "../bridge/scheduler.ts";
-import { OpenpiPolicyServer } from "../bridge/server/openpi-server.ts";
-import { OpenpiChunkPolicy, servedChunkPolicy, ZmqChunkPolicy } from "../bridge/server/remote-policy.ts";
-import type { ServedPolicy } from "../bridge/server/served-policy.ts";
-import { ZmqPolicyServer } from "../bridge/server/zmq-server.ts";
-import { isZ85Key, readCurveKeyPair, type CurveKeyPair } from "../bridge/server/zap.ts";
+import { servedChunkPolicy } from "../bridge/server/remote-policy.ts";
 import { StaleCommandMeter } from "../bridge/stale-commands.ts";
 import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runtime/executor.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
@@ -29,6 +26,15 @@ import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 import { createTask } from "./tasks/index.ts";
+import {
+  declaredFeatures,
+  simTransport,
+  type SimVia,
+  type TransportContext,
+  type TransportFlags,
+} from "./transports.ts";
+
+export { SIM_RUN_VIAS } from "./transports.ts";
 
 /** The task as a {@link Plant}: joint positions, its environment state, one control step per call. */
 export function taskPlant(task: Task, profile: RobotProfile): Plant {
@@ -59,23 +65,22 @@ export async function simTask(
     );
   }
   task.reset(seed);
+  try {
+    checkFeatureSizes(profile, profilePath, taskFeatures(task), `the ${taskName} task`);
+  } catch (err) {
+    task.dispose();
+    throw err;
+  }
   return task;
 }
 
-/** How `sim run` reaches the policy and the robot. */
-export const SIM_RUN_VIAS = ["direct", "ros", "zmq", "openpi"] as const;
-
 /** The options of {@link runSim} (the `sim run` flags). */
-export interface SimRunOptions {
+export interface SimRunOptions extends TransportFlags {
   task: TaskName;
   policy: string;
-  via: (typeof SIM_RUN_VIAS)[number];
-  ros?: string;
-  server?: string;
-  apiKeyFile?: string;
-  serverKey?: string;
-  clientKeys?: string;
-  robot: string;
+  via: SimVia;
+  /** Robot profile JSON; default {@link defaultSimProfile} of the task. */
+  robot?: string;
   merge: ChunkMerge["mode"];
   nActionSteps?: number;
   aggregate?: Aggregate;
@@ -86,24 +91,15 @@ export interface SimRunOptions {
   horizon: number;
   threads?: number;
   provider: ExecutionProvider;
-  /** Log lines (loop events, connection changes); default: none. */
+  /** Log lines (loop events, connection changes, rejected inputs); default: none. */
   log?: (line: string) => void;
   /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
 }
 
-/** CURVE settings of `--server-key` and `--client-keys` (both or neither; only with `--server`). */
-async function curveFrom(o: SimRunOptions): Promise<{ serverPublicKey: string; keys: CurveKeyPair } | undefined> {
-  if (o.serverKey === undefined && o.clientKeys === undefined) return undefined;
-  if (o.serverKey === undefined || o.clientKeys === undefined || o.server === undefined)
-    throw new Error("--server-key and --client-keys go together, with --via zmq --server <endpoint>");
-  const serverPublicKey = isZ85Key(o.serverKey)
-    ? o.serverKey
-    : (await readFile(o.serverKey, "utf8").catch(() => "")).trim();
-  if (!isZ85Key(serverPublicKey))
-    throw new Error(`--server-key ${o.serverKey}: neither a 40-character Z85 key nor a file holding one`);
-  const keys = await readCurveKeyPair(o.clientKeys);
-  return { serverPublicKey, keys };
+/** The shipped profile of the simulated arm for `task`: its environment state has the task's size. */
+export function defaultSimProfile(task: TaskName): string {
+  return task === "reach" ? "examples/robots/sim-arm.json" : `examples/robots/sim-arm-${task}.json`;
 }
 
 /** The features the expert announces when served: the task's observation, as the profile maps it. */
@@ -119,29 +115,26 @@ export type SimRunResult = Awaited<ReturnType<typeof runSim>>;
 
 /**
  * Runs `sim run`: the control loop drives the simulated robot in real time until the task is solved
- * or `seconds` pass, and returns the loop's figures (rate, jitter, inference latency, clamps).
+ * or `seconds` pass, and returns the loop's figures (rate, jitter, inference latency, clamps, refused
+ * inputs). A profile whose features differ in size from the task's or the policy's is refused at start.
  */
 export async function runSim(o: SimRunOptions) {
-  if (o.via === "ros" && !o.ros) throw new Error("--via ros needs --ros <url>");
-  if (o.server !== undefined && o.via !== "zmq" && o.via !== "openpi")
-    throw new Error(`--server applies to --via zmq or openpi, not ${o.via}`);
-  if (o.via === "openpi" && o.merge === "rtc")
-    throw new Error("--via openpi cannot run --merge rtc: the openpi protocol carries no prefix (use --via zmq)");
   const { seed, seconds, publish } = o;
   const merge = chunkMergeFrom(o);
-  const profile = await loadRobotProfile(o.robot);
-  const task = await simTask(o.task, profile, o.robot, seed);
+  const transport = simTransport(o.via, o, merge);
+  const log = o.log ?? ((): void => {});
+  const robot = o.robot ?? defaultSimProfile(o.task);
+  const profile = await loadRobotProfile(robot);
+  const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
   try {
-    // the policy as it exists in this process (absent with --server)
-    let local: ChunkPolicy | undefined;
-    let served: ServedPolicy | undefined;
-    if (o.server === undefined) {
+    const ctx: TransportContext = { flags: o, profile, seed, closers };
+    if (transport.localPolicy(o)) {
       if (o.policy === "expert") {
         const expert = new ExpertChunkPolicy(task, { horizon: o.horizon });
         closers.push(() => expert.dispose());
-        local = expert;
-        served = servedChunkPolicy(expert, { features: taskFeatures(task), solver: "expert" });
+        ctx.local = expert;
+        ctx.served = servedChunkPolicy(expert, { features: taskFeatures(task), solver: "expert" });
       } else {
         const lp: LocalPolicy = await startLocalPolicy(o.policy, {
           seed,
@@ -150,58 +143,26 @@ export async function runSim(o: SimRunOptions) {
         });
         closers.push(() => lp.close());
         lp.reset(seed);
-        local = served = lp;
+        ctx.local = ctx.served = lp;
       }
+      const declared = ctx.served ? declaredFeatures(ctx.served) : undefined;
+      if (declared) checkFeatureSizes(profile, robot, declared, `the policy ${o.policy}`);
     }
-    let policy: ChunkPolicy;
-    let server: string | null = null;
-    if (o.via === "zmq") {
-      let endpoint = o.server;
-      if (endpoint === undefined) {
-        const s = await ZmqPolicyServer.start({
-          policy: served as ServedPolicy,
-          endpoint: "tcp://127.0.0.1:0",
-          auth: { mode: "insecure" },
-        });
-        closers.push(() => s.close());
-        endpoint = s.endpoint;
-      }
-      const curve = await curveFrom(o);
-      const remote = await ZmqChunkPolicy.connect({ endpoint, ...(curve ? { curve } : {}) });
-      closers.push(() => remote.close());
-      server = endpoint;
-      policy = remote;
-    } else if (o.via === "openpi") {
-      let url = o.server;
-      if (url === undefined) {
-        const s = await OpenpiPolicyServer.start({
-          policy: served as ServedPolicy,
-          url: "ws://127.0.0.1:0",
-          auth: { mode: "insecure" },
-        });
-        closers.push(() => s.close());
-        url = s.url;
-      }
-      const apiKey =
-        o.server === undefined
-          ? undefined
-          : o.apiKeyFile !== undefined
-            ? (await readFile(o.apiKeyFile, "utf8")).trim()
-            : process.env["ACTIONFLOW_API_KEY"]?.trim() || undefined;
-      const remote = await OpenpiChunkPolicy.connect({ url, ...(apiKey !== undefined ? { apiKey } : {}) });
-      closers.push(() => remote.close());
-      server = url;
-      policy = remote;
-    } else policy = local as ChunkPolicy;
-    if (o.wrapPolicy) policy = o.wrapPolicy(policy);
+    const connected = await transport.connect(ctx);
+    const declared = declaredFeatures(connected.policy);
+    if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
+    const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;
 
     const plant = taskPlant(task, profile);
     const sched = realScheduler();
     let loopStats: LoopStats;
     let staleCommands = 0;
     let robotSide: Record<string, number> = {};
-    if (o.via !== "ros") {
-      const link = new PlantLink({ plant, profile, scheduler: sched });
+    let rejectedMessages: RejectedCounts;
+    const stopWhen = (): boolean => task.success;
+    if (transport.link === "plant") {
+      const rejections = new InputRejections({ now: () => sched.now(), log });
+      const link = new PlantLink({ plant, profile, scheduler: sched, rejections });
       link.start();
       const loop = new ControlLoop({
         policy,
@@ -210,14 +171,19 @@ export async function runSim(o: SimRunOptions) {
         scheduler: sched,
         merge,
         publish,
-        ...(o.log ? { onEvent: (e) => e.kind !== "hold" && o.log?.(`loop: ${JSON.stringify(e)}`) } : {}),
+        onEvent: loopEventLogger(log),
       });
-      loop.start();
-      const t0 = Date.now();
-      while (!task.success && Date.now() - t0 < seconds * 1000 && !loop.stats().safety.estop)
-        await new Promise((r) => setTimeout(r, 50));
-      loopStats = loop.stop();
+      const res = await runLoop({
+        loop,
+        profile,
+        seconds,
+        stopWhen: () => stopWhen() || loop.stats().safety.estop,
+        log,
+      });
+      loopStats = res.loop;
       robotSide = link.stop();
+      rejections.finish();
+      rejectedMessages = rejections.snapshot();
     } else {
       const meter = new StaleCommandMeter();
       const node = new RosRobotNode({
@@ -236,13 +202,17 @@ export async function runSim(o: SimRunOptions) {
         merge,
         publish,
         seconds,
-        stopWhen: () => task.success,
+        stopWhen,
         scheduler: sched,
-        ...(o.log ? { log: o.log } : {}),
+        log,
+      }).catch((err: unknown) => {
+        node.stop();
+        throw err;
       });
       const ns = node.stop();
       loopStats = res.loop;
       staleCommands = meter.stale;
+      rejectedMessages = res.rejectedMessages;
       robotSide = {
         steps: ns.steps,
         commands: ns.commands,
@@ -257,7 +227,8 @@ export async function runSim(o: SimRunOptions) {
       task: task.info.name,
       via: o.via,
       merge: merge.mode,
-      server,
+      server: connected.server,
+      robotProfile: robot,
       seed,
       success: task.success,
       loopHz: loopStats.loopHz,
@@ -271,6 +242,8 @@ export async function runSim(o: SimRunOptions) {
       sent: loopStats.sent,
       inferErrors: loopStats.inferErrors,
       rtcOverruns: loopStats.rtcOverruns,
+      staleFeatureTicks: loopStats.staleFeatureTicks,
+      rejectedMessages,
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
     };

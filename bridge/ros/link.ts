@@ -21,7 +21,7 @@ import type {
   RobotLink,
   SendResult,
 } from "../robot-link.ts";
-import { commandGate } from "../robot-link.ts";
+import { commandGate, InputRejections, rejectReason } from "../robot-link.ts";
 import type { RosVersion } from "./protocol.ts";
 import {
   MSG,
@@ -51,6 +51,11 @@ export interface RosLinkOptions {
   backoff?: { initialMs: number; maxMs: number; factor: number };
   /** roslib transport factory (default: roslib's, `ws` on Node 20). */
   transportFactory?: ITransportFactory;
+  /**
+   * Counts and reports refused messages (size, non-finite, missing joint; the loop adds stale
+   * features); default: a silent one on `now`.
+   */
+  rejections?: InputRejections;
   /** Receives connection changes and rejected messages. */
   onEvent?: (e: RosLinkEvent) => void;
   /** Called with every command message handed to roslib and the command it came from (measurements). */
@@ -71,6 +76,7 @@ export interface RosLinkStats {
 
 /** The rosbridge link; create with {@link RosLink.open}, release with {@link RosLink.close}. */
 export class RosLink implements RobotLink {
+  readonly rejections: InputRejections;
   private readonly ros: Ros;
   private readonly version: RosVersion;
   private readonly command: Topic<Record<string, unknown>>;
@@ -98,6 +104,7 @@ export class RosLink implements RobotLink {
     const p = opts.profile;
     this.version = p.ros.version;
     this.retryMs = opts.backoff?.initialMs ?? 100;
+    this.rejections = opts.rejections ?? new InputRejections({ now: opts.now });
     this.ros = new Ros(opts.transportFactory ? { transportFactory: opts.transportFactory } : {});
     this.ros.on("connection", () => {
       this.isUp = true;
@@ -130,6 +137,7 @@ export class RosLink implements RobotLink {
     js.subscribe((m) => {
       const r = parseJointState(m, p.joints);
       if (r.kind === "error") return this.reject(p.ros.joint_states, r.error);
+      this.rejections.accepted(p.ros.joint_states);
       this.state = { positions: r.value, atS: this.opts.now(), epoch: this.epochN };
     });
     this.subs.push(js);
@@ -141,8 +149,9 @@ export class RosLink implements RobotLink {
         queue_length: 1,
       });
       t.subscribe((m) => {
-        const r = parseFloat32MultiArray(m, f.size, f.topic);
+        const r = parseFloat32MultiArray(m, f.size, `${f.topic} (${f.feature})`);
         if (r.kind === "error") return this.reject(f.topic, r.error);
+        this.rejections.accepted(f.topic);
         this.features.set(f.feature, { values: r.value, atS: this.opts.now(), epoch: this.epochN });
       });
       this.subs.push(t);
@@ -265,6 +274,7 @@ export class RosLink implements RobotLink {
   private reject(topic: string, error: string): void {
     this.counters.rejected[topic] = (this.counters.rejected[topic] ?? 0) + 1;
     this.counters.lastError[topic] = error;
+    if (topic !== "(connection)") this.rejections.reject(topic, rejectReason(error), error);
     this.opts.onEvent?.({ kind: "rejected", topic, error });
   }
 }

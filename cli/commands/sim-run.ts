@@ -7,7 +7,8 @@
  * `actionflow sim run`: both sides in one process, in real time: the control loop drives the
  * simulated robot directly (`--via direct`), through a rosbridge (`--via ros`, the two sides
  * connecting as two ROS clients would), or with the policy behind a policy server (`--via zmq` or
- * `--via openpi`: a server started in-process on 127.0.0.1, or `--server <url>`). ONNX policies run
+ * `--via openpi`: a server started in-process on 127.0.0.1, or `--server <url>`; `--via kserve
+ * --server <url> [--model <name>]`: a KServe v2 / Triton server). ONNX policies run
  * in a worker thread: inference never blocks the loop. The pipeline is `sim/run.ts`'s {@link runSim}.
  */
 import type { Command } from "commander";
@@ -88,7 +89,7 @@ export function registerSimRobot(program: Command): void {
     .addOption(
       choiceOption(
         "--via <how>",
-        "direct (in process), ros (through the rosbridge at --ros), zmq or openpi (the policy behind a server: in-process on 127.0.0.1, or --server)",
+        "direct (in process), ros (through the rosbridge at --ros), zmq or openpi (the policy behind a server: in-process on 127.0.0.1, or --server), kserve (a KServe v2 / Triton server at --server)",
         SIM_RUN_VIAS,
         "direct",
       ),
@@ -96,7 +97,17 @@ export function registerSimRobot(program: Command): void {
     .option("--ros <url>", "rosbridge URL for --via ros, e.g. ws://127.0.0.1:9090")
     .option(
       "--server <url>",
-      "--via zmq|openpi: an already running policy server (tcp://host:port or ws://host:port) instead of an in-process one",
+      "--via zmq|openpi: an already running policy server (tcp://host:port or ws://host:port) instead of an in-process one; --via kserve: the server (http://host:8000 or grpc://host:8001)",
+    )
+    .option("--model <name>", "--via kserve: the model's name in the server's repository (default: policy)")
+    .addOption(
+      choiceOption("--kserve-protocol <p>", "--via kserve: http or grpc (default: from the URL's scheme)", [
+        "http",
+        "grpc",
+      ]),
+    )
+    .addOption(
+      option("--timeout-ms <ms>", "--via kserve: deadline of one chunk request, ms (default 1000)", positiveInt),
     )
     .option("--api-key-file <file>", "--via openpi --server: the API key to send (else $ACTIONFLOW_API_KEY)")
     .option("--server-key <key-or-file>", "--via zmq --server: the server's CURVE public key (Z85) or its .pub file")
@@ -104,7 +115,10 @@ export function registerSimRobot(program: Command): void {
       "--client-keys <file>",
       "--via zmq --server: this client's CURVE keypair (a .key file from `actionflow keys --out`)",
     )
-    .option("--robot <profile>", "robot profile JSON", "examples/robots/sim-arm.json");
+    .option(
+      "--robot <profile>",
+      "robot profile JSON (default: the shipped examples/robots/sim-arm.json for reach, sim-arm-<task>.json for the others)",
+    );
   addMergeOptions(run, "blend")
     .addOption(
       choiceOption(
@@ -126,5 +140,6 @@ export function registerSimRobot(program: Command): void {
 }
 
 async function simRun(o: SimRunOptions & { json?: boolean }): Promise<void> {
-  printResult(await runSim({ ...o, ...(o.json ? {} : { log }) }), { json: o.json ?? false });
+  // rejected inputs and a starved loop go to stderr with --json too: stdout keeps the one JSON line
+  printResult(await runSim({ ...o, log }), { json: o.json ?? false });
 }

@@ -168,6 +168,7 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
     const st = r.stop();
     expect(r.commands()).toHaveLength(0);
     expect(r.link.stats().lastError["/joint_states"]).toBe("JointState: missing joint 'b'");
+    expect(r.link.rejections.snapshot()["/joint_states"]?.["missing-joint"]).toBeGreaterThan(0);
     expect(r.events.some((e) => e.kind === "rejected" && e.error === "JointState: missing joint 'b'")).toBe(true);
     expect(st.safety.holding).toBe("no-state");
   });
@@ -182,7 +183,12 @@ describe("ROS bridge over the test rosbridge with real roslib", () => {
     r.server.publishFromRos("/env", "std_msgs/Float32MultiArray", { data: [1, 2] });
     await sleep(150);
     expect(r.link.stats().lastError["/joint_states"]).toBe("JointState.position: 1 values for 2 names");
-    expect(r.link.stats().lastError["/env"]).toBe("/env.data: expected 3 values, got 2");
+    expect(r.link.stats().lastError["/env"]).toBe(
+      "/env (observation.environment_state).data: expected 3 values, got 2",
+    );
+    const rejected = r.link.rejections.snapshot();
+    expect(rejected["/env"]?.size).toBe(1);
+    expect(rejected["/joint_states"]?.size).toBeGreaterThan(0);
     r.server.publishFromRos("/estop", "std_msgs/Bool", { data: false });
     expect(r.server.errors).toEqual([]);
     r.stop();
