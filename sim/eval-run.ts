@@ -4,6 +4,7 @@
  * its HTML report (`./eval-report.ts`) beside `eval_info.json`.
  */
 import { basename, dirname, join } from "node:path";
+import { KServeChunkPolicy } from "../bridge/kserve/chunk-policy.ts";
 import { writeReport } from "../eval/report.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import { mergeFlagsOf, type ChunkMerge } from "../policy/runtime/executor.ts";
@@ -43,6 +44,12 @@ export interface SimEvalRunOptions {
   provider: ExecutionProvider;
   /** Cameras rendered into every observation (an image policy's `observation.images.<name>`). */
   camera?: CameraSpec[];
+  /**
+   * Evaluate the policy a KServe v2 / Triton server serves instead (`sim eval --via kserve --server
+   * <url> [--model <name>]`); `policy` is then only its label. Default output folder
+   * `runs/eval-kserve-<model>-<task>`.
+   */
+  kserve?: { server: string; model?: string; timeoutMs?: number };
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -64,7 +71,18 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
   let policy: ChunkPolicy | ((t: Task) => ChunkPolicy);
   let outDir: string;
   let onnx: OnnxPolicy | undefined;
-  if (o.policy === "expert") {
+  let remote: KServeChunkPolicy | undefined;
+  if (o.kserve) {
+    const model = o.kserve.model ?? "policy";
+    remote = await KServeChunkPolicy.connect({
+      url: o.kserve.server,
+      model,
+      seed,
+      ...(o.kserve.timeoutMs !== undefined ? { timeoutMs: o.kserve.timeoutMs } : {}),
+    });
+    policy = remote;
+    outDir = o.out ?? join("runs", `eval-kserve-${model}-${task}`);
+  } else if (o.policy === "expert") {
     const horizon = o.horizon;
     policy = (t) => new ExpertChunkPolicy(t, { horizon });
     outDir = o.out ?? join("runs", `eval-expert-${task}`);
@@ -97,11 +115,16 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     });
   } finally {
     await onnx?.release();
+    remote?.close();
   }
   const report = join(outDir, "report.html");
   const command = [
     "actionflow sim eval",
-    ...["--task", task, "--policy", o.policy, "--episodes", episodes, "--seed", seed],
+    ...["--task", task],
+    ...(o.kserve
+      ? ["--via", "kserve", "--server", o.kserve.server, "--model", o.kserve.model ?? "policy"]
+      : ["--policy", o.policy]),
+    ...["--episodes", episodes, "--seed", seed],
     ...mergeFlagsOf(merge),
     ...["--delay-steps", delaySteps, "--fps", o.fps],
     ...(o.policy === "expert" ? ["--horizon", o.horizon] : []),

@@ -148,10 +148,20 @@ export function registerSim(program: Command): void {
   const evalCmd = sim
     .command("eval")
     .description("closed-loop evaluation of a policy; writes eval_info.json (LeRobot layout) and one SVG per episode")
-    .requiredOption(
+    .option(
       "--policy <run>",
       "a run/checkpoint folder or .onnx file (run by onnxruntime), or 'expert' for the scripted expert as a chunk policy",
     )
+    .addOption(
+      choiceOption(
+        "--via <where>",
+        "local (--policy) or kserve (the policy on --server)",
+        ["local", "kserve"],
+        "local",
+      ),
+    )
+    .option("--server <url>", "--via kserve: the KServe v2 / Triton server, http://host:8000 or grpc://host:8001")
+    .option("--model <name>", "--via kserve: the model's name in the server's repository (default: policy)")
     .addOption(choiceOption("--task <name>", `task: ${TASK_NAMES.join(", ")}`, TASK_NAMES).makeOptionMandatory())
     .addOption(option("--episodes <n>", "episodes", positiveInt, 10))
     .addOption(
@@ -189,7 +199,10 @@ export function registerSim(program: Command): void {
     .action(
       async (
         o: MergeFlags & {
-          policy: string;
+          policy?: string;
+          via: "local" | "kserve";
+          server?: string;
+          model?: string;
           task: string;
           camera?: string[];
           cameraSize?: string[];
@@ -206,6 +219,11 @@ export function registerSim(program: Command): void {
         },
       ) => {
         const task = parseTaskName(o.task);
+        if ((o.via === "kserve") !== (o.server !== undefined) || (o.via === "kserve") === (o.policy !== undefined))
+          throw new Error("sim eval: give --policy <run>, or --via kserve --server <url> [--model <name>]");
+        const kserve =
+          o.server !== undefined ? { server: o.server, ...(o.model ? { model: o.model } : {}) } : undefined;
+        const policy = o.policy ?? `kserve ${o.server} model ${o.model ?? "policy"}`;
         const merge = chunkMergeFrom(o, SIM_EVAL_MERGE_DEFAULTS);
         const scene = await userSceneFrom(o);
         const json = o.json ?? false;
@@ -214,7 +232,8 @@ export function registerSim(program: Command): void {
         try {
           r = await runSimEval({
             task,
-            policy: o.policy,
+            policy,
+            ...(kserve ? { kserve } : {}),
             merge,
             delaySteps: o.delaySteps,
             episodes: o.episodes,

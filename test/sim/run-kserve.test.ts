@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
+import { runSimEval } from "../../sim/eval-run.ts";
 import { runSim, type SimRunOptions } from "../../sim/run.ts";
 import { REACH_POLICY, reachRepository, startServerProcess, type ServerProcess } from "../bridge/kserve/helpers.ts";
 
@@ -65,6 +67,26 @@ describe("sim run --via kserve", () => {
       `examples/robots/sim-arm-avoid.json: features.0.size: feature observation.environment_state has size 8 in the profile, 6 in the policy ${REACH_POLICY}`,
     );
   }, 30_000);
+
+  it("sim eval --via kserve evaluates the served policy episode by episode and writes its report", async () => {
+    const r = await runSimEval({
+      task: "reach",
+      policy: `kserve ${server.http}`,
+      kserve: { server: server.http, timeoutMs: 5000 },
+      merge: { mode: "sync" },
+      delaySteps: 0,
+      episodes: 2,
+      seed: 1,
+      horizon: 16,
+      fps: 30,
+      provider: "cpu",
+      out: join(dir, "eval"),
+    });
+    expect(r.info.per_episode).toHaveLength(2);
+    // seed 1 is an episode the shipped policy solves (the real-time run above solves it too)
+    expect(r.info.per_episode[0]?.success, JSON.stringify(r.info.per_episode)).toBe(true);
+    expect(existsSync(r.report)).toBe(true);
+  }, 120_000);
 
   it("needs --server", async () => {
     await expect(runSim(opts({ server: undefined }))).rejects.toThrow("--via kserve needs --server <url>");
