@@ -26,7 +26,8 @@ const base = (task: TaskName, extra: Partial<SimRunOptions> = {}): SimRunOptions
   ros: server.url,
   merge: "blend", // the CLI default; sync holds one tick between chunks, which loses push's contact
   publish: "step",
-  seconds: 30,
+  // push takes about 22 s of simulated time; a missed plant step (a loaded machine) is skipped, not run late
+  seconds: 45,
   seed: 0,
   horizon: 16,
   provider: "cpu",
@@ -47,7 +48,7 @@ describe("sim run through a rosbridge with the shipped profiles", () => {
       });
       expect(r.sent).toBeGreaterThan(0);
       for (const byReason of Object.values(r.rejectedMessages)) expect(byReason.size ?? 0).toBe(0);
-    }, 60_000);
+    }, 90_000);
 
   it("refuses at start a profile whose environment state differs in size from the task's", async () => {
     await expect(runSim(base("avoid", { robot: "examples/robots/sim-arm.json" }))).rejects.toThrow(
