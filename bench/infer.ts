@@ -31,7 +31,7 @@ import { referenceGflops } from "./reference.ts";
 const STEPS = 10;
 /** Few-step graphs timed for the transformer (ReFlow students run 1 or 2 steps). */
 const FEW_STEPS = [1, 2] as const;
-/** Target p50 of a 1-step chunk of the default transformer on 2 cores (issue 13). */
+/** Target p50 of a 1-step chunk of the default transformer on 2 cores. */
 export const ONE_STEP_TARGET_MS = 1.5;
 
 /** Random feature statistics of `dim` dims (means ~N(0, 0.25), spreads 0.2..1.2). */

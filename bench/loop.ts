@@ -8,7 +8,7 @@
  * Per rate: `{rateHz, seconds, ticks, jitterP50Ms, jitterP99Ms, jitterMaxMs, missedDeadlines,
  * inferP50Ms, inferCount, queueEmptyEvents, rtcDelaySteps, rssMb}`; jitter is tick lateness against
  * the deadline `start + k * dt`, `inferP50Ms` the loop-side latency of a chunk (queue + run +
- * messaging), `rssMb` this process's resident memory after the run. Issue 10's targets: jitter p99
+ * messaging), `rssMb` this process's resident memory after the run. The targets: jitter p99
  * <= 1 ms and 0 missed deadlines at 50 Hz, no queue-empty event in `rtc` while inference is faster
  * than the execution horizon.
  */

@@ -7,7 +7,7 @@
  * configuration: `{clients, requests, errors, lost, p50Ms, p99Ms, chunksPerSec, rssMb}`, where
  * `lost` counts requests that got neither a chunk nor an error, latencies are client-side round
  * trips, and `rssMb` is this process's resident memory after the run. `speedup32` = chunks/s with
- * 32 clients / with 1 (batching; the issue's target is >= 3). `cpuMsPerChunk` is the CPU time of
+ * 32 clients / with 1 (batching; the target is >= 3). `cpuMsPerChunk` is the CPU time of
  * the whole process (server, inference workers and the clients, all threads) per chunk: on `cores`
  * cores no configuration serves more than `cores * 1000 / cpuMsPerChunk` chunks/s, however loaded
  * the machine is. The ZeroMQ figures also split a request's round trip (`split`, medians): `inferMs`

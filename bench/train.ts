@@ -176,7 +176,7 @@ export function summarizeOrtProfile(events: unknown): OrtStepProfile {
 /**
  * `bench train --backend ort`: the same measurement through the onnxruntime training graph and the
  * Float32Array AdamW (`OrtTrainer`, all cores unless `workers` gives the intra-op threads). Also
- * reports the session run alone (`gradMs`) so the optimizer and feed overhead shows, and with
+ * reports the onnxruntime training graph's run alone (`gradMs`) so the optimizer and feed overhead shows, and with
  * `profile` the per-op time of one step from onnxruntime's profiler.
  */
 export async function benchTrainOrt(o: BenchTrainOptions & { backend: "ort" }): Promise<Record<string, unknown>> {

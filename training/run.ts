@@ -106,7 +106,7 @@ export interface TrainRunOptions extends RunSettings {
 export interface TrainRunResult {
   /** Steps taken in total. */
   steps: number;
-  /** Mean training loss over the last (up to) 50 steps of this session (normalised units). */
+  /** Mean training loss over the last (up to) 50 steps of this invocation (normalised units). */
   trainLoss: number;
   /** Validation loss of the EMA weights at the end. */
   valLoss: number;
@@ -114,16 +114,16 @@ export interface TrainRunResult {
   valLossAtStart: number;
   /** The final checkpoint folder. */
   checkpoint: string;
-  /** Wall time of this session, seconds (setup included). */
+  /** Wall time of this invocation, seconds (setup included). */
   seconds: number;
-  /** Training samples (windows) per second of this session. */
+  /** Training samples (windows) per second of this invocation. */
   samplesPerSec: number;
   backend: string;
   /** Trainable scalars. */
   params: number;
   /** The run folder. */
   run: string;
-  /** The step this session started from (0 for a new run). */
+  /** The step this invocation started from (0 for a new run). */
   resumedFrom: number;
   /** Validation loss by step over the whole run. */
   valHistory: { step: number; valLoss: number }[];

@@ -2,7 +2,7 @@
  * CURVE security for the ZeroMQ server: a ZAP handler that admits only allow-listed client keys.
  *
  * libzmq asks the ZAP handler of the socket's context (a socket bound to `inproc://zeromq.zap.01`)
- * about every handshake. Without one, a CURVE server accepts ANY client keypair (FACTS.md), so
+ * about every handshake. Without one, a CURVE server accepts ANY client keypair (checked against libzmq), so
  * CURVE alone only encrypts. Request frames: `[routing id, "", "1.0", request id, domain, address,
  * identity, mechanism, ...credentials]` (a CURVE credential is the client's 32-byte public key);
  * reply `[routing id, "", "1.0", request id, "200" | "400", status text, user id, metadata]`.

@@ -33,7 +33,7 @@ async function run(args: string[]): Promise<Record<string, unknown>> {
 }
 
 describe("actionflow dataset", () => {
-  it("info prints the brief's JSON for the shared v2.1 dataset (through the real CLI)", async () => {
+  it("info prints its JSON summary of the in-repo v2.1 dataset (through the real CLI)", async () => {
     const { stdout } = await promisify(execFile)("npx", ["tsx", "cli/main.ts", "dataset", "info", G1, "--json"], {
       cwd: process.cwd(),
     });

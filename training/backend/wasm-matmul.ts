@@ -2,7 +2,7 @@
  * The tfjs-wasm `BatchMatMul` fixes.
  *
  * 1. Transposed operands. tfjs-wasm's `BatchMatMul` has a fast path only for plain operands: with
- *    `transposeA` or `transposeB` the same product runs 10-20x slower (FACTS.md: 1.7 ms vs
+ *    `transposeA` or `transposeB` the same product runs 10-20x slower (measured: 1.7 ms vs
  *    15-23 ms at 256^3), and every matMul gradient uses those flags. We materialise the transpose
  *    (a cheap memory pass) and call the original kernel without flags.
  * 2. Batched products. Only batch 1 reaches XNNPACK; any batch > 1 (attention:

@@ -132,7 +132,7 @@ export interface ReflowRunResult {
   valPairs: number;
   teacherSteps: number;
   teacherSolver: string;
-  /** Seconds spent making pairs in this session (0 when the cache was reused). */
+  /** Seconds spent making pairs in this invocation (0 when the cache was reused). */
   pairSeconds: number;
   /** Mean training loss over the last (up to) 50 steps (normalised units). */
   trainLoss: number;

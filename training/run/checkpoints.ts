@@ -31,7 +31,7 @@ export const TrainStateSchema = z.object({
   /** Runs saved before the training curve was kept have none. */
   trainHistory: z.array(z.object({ step: z.number().int().nonnegative(), trainLoss: LossSchema })).default([]),
   savedAt: z.string(),
-  /** What computed this session's steps (`ort`, or a tfjs backend); checkpoints saved before it was kept have none. */
+  /** What computed this invocation's steps (`ort`, or a tfjs backend); checkpoints saved before it was kept have none. */
   backend: z.string().optional(),
 });
 /** See {@link TrainStateSchema}. */

@@ -31,7 +31,7 @@ export interface ToyOptions {
   /** Training steps of each head. */
   steps: number;
   batchSize: number;
-  /** Euler steps used for sampling (the measure uses 10). */
+  /** Euler steps used for sampling (the toy's reported measure uses 10). */
   sampleSteps: number;
   onProgress?: ToyProgress;
 }

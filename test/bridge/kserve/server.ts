@@ -356,7 +356,7 @@ export class KServeTestServer {
     return Object.fromEntries([...this.models.values()].map((m) => [m.name, [...(m.batcher?.sizes ?? [])]]));
   }
 
-  /** Stops both endpoints (open connections are cut) and frees the sessions. */
+  /** Stops both endpoints (open connections are cut) and frees the onnxruntime inference sessions. */
   async close(): Promise<void> {
     this.grpcServer.forceShutdown();
     this.http.closeAllConnections();
