@@ -340,6 +340,8 @@ export class KServeChunkPolicy implements ChunkPolicy {
       // the server was unreachable or unavailable a moment ago: wait out the back-off, then hand
       // the call back unsent so that the caller retries with an observation taken now
       await sleep(this.retryAt - t0);
+      // waited out: the next call is sent (a timer may fire a fraction of a millisecond early)
+      this.retryAt = 0;
       this.counts.heldBack++;
       const down = this.downSinceMs !== undefined ? ((now() - this.downSinceMs) / 1000).toFixed(1) : "?";
       throw new KServeError(
