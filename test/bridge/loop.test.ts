@@ -607,7 +607,7 @@ describe("ControlLoop merge modes through the chunk executor", () => {
 });
 
 describe("ControlLoop in real time", () => {
-  it("ticks at 50 Hz on the real clock with loose bounds", async () => {
+  it("ticks on the real clock: its counts are consistent under any load", async () => {
     const sched = realScheduler();
     const link = new FakeLink();
     const timer = setInterval(() => link.setState([0, 0], sched.now()), 5);
@@ -623,11 +623,22 @@ describe("ControlLoop in real time", () => {
     await new Promise((r) => setTimeout(r, 1000));
     const st = loop.stop();
     clearInterval(timer);
-    // every deadline of the run is either ticked or counted as missed
-    expect(Math.abs(st.ticks + st.missedDeadlines - st.seconds * 50)).toBeLessThanOrEqual(2);
-    expect(st.ticks).toBeGreaterThanOrEqual(30);
-    expect(st.jitterP50Ms).toBeLessThan(5);
-    // with 20 ms inference and 10-step chunks the queue only runs dry if the machine stalled the loop
-    if (st.missedDeadlines === 0) expect(st.queueEmptyEvents).toBe(0);
+    // Facts that hold however loaded the machine is (rates and lateness do not): tick 0 runs before
+    // the stop timer; a deadline is either ticked or counted as missed, and none is counted before it
+    // is due (deadlines passed during a stall at the very end may not be counted yet).
+    expect(st.ticks).toBeGreaterThanOrEqual(1);
+    expect(st.ticks + st.missedDeadlines).toBeLessThanOrEqual(Math.floor(st.seconds * 50 + 1e-6) + 1);
+    expect(st.loopHz).toBeCloseTo(st.ticks / st.seconds, 9);
+    // every inference but one still in flight has been counted, none failed
+    expect(st.inferErrors).toBe(0);
+    expect(policy.calls.length - st.inferCount).toBeGreaterThanOrEqual(0);
+    expect(policy.calls.length - st.inferCount).toBeLessThanOrEqual(1);
+    expect(st.inferCount).toBeGreaterThanOrEqual(1);
+    // one command at most per tick; the figures are ordered
+    expect(st.sent).toBeLessThanOrEqual(st.ticks);
+    expect(link.sent.length).toBe(st.sent);
+    expect(0 <= st.jitterP50Ms && st.jitterP50Ms <= st.jitterP99Ms && st.jitterP99Ms <= st.jitterMaxMs).toBe(true);
+    expect(st.recent.ticks).toBe(Math.min(st.ticks, 500));
+    expect(st.recent.jitterMaxMs).toBeLessThanOrEqual(st.jitterMaxMs);
   });
 });
