@@ -85,19 +85,21 @@ export type LoopEvent =
 /** Relative accuracy of the whole-run jitter and inference-latency quantiles of {@link LoopStats}. */
 export const LOOP_QUANTILE_RELATIVE_ACCURACY = 0.005;
 
-/** Seconds of recent ticks and inferences behind the `recent` figures of {@link LoopStats}. */
+/** Seconds of ticks at the control rate held for the `recent` figures of {@link LoopStats}. */
 export const LOOP_RECENT_WINDOW_S = 10;
 
 /**
  * Figures of the latest ticks and inferences (exact nearest-rank quantiles over them; 0 when none).
+ * Each ring holds `ceil(LOOP_RECENT_WINDOW_S * control_rate_hz)` samples: the last 10 s of ticks
+ * when none was missed, and as many of the latest inferences.
  */
 export interface LoopRecentStats {
-  /** Ticks the jitter figures cover (at most {@link LOOP_RECENT_WINDOW_S} seconds of ticks). */
+  /** Ticks the jitter figures cover. */
   ticks: number;
   jitterP50Ms: number;
   jitterP99Ms: number;
   jitterMaxMs: number;
-  /** Inferences the latency figures cover (the latest ones, as many as ticks in the window at most). */
+  /** Inferences the latency figures cover. */
   inferCount: number;
   inferP50Ms: number;
   inferMaxMs: number;
