@@ -6,9 +6,12 @@
  * follow the commands; a forward controller).
  *
  * Per rate: `{rateHz, seconds, ticks, jitterP50Ms, jitterP99Ms, jitterMaxMs, missedDeadlines,
- * inferP50Ms, inferCount, queueEmptyEvents, rtcDelaySteps, rssMb}`; jitter is tick lateness against
- * the deadline `start + k * dt`, `inferP50Ms` the loop-side latency of a chunk (queue + run +
- * messaging), `rssMb` this process's resident memory after the run. The targets: jitter p99
+ * inferP50Ms, inferCount, queueEmptyEvents, rtcDelaySteps, rssMb, rssMbStart, rssMbEnd, heapUsedMbStart,
+ * heapUsedMbEnd}`; jitter is tick lateness against the deadline `start + k * dt`, `inferP50Ms` the
+ * loop-side latency of a chunk (queue + run + messaging), `rssMb` (= `rssMbEnd`) this process's
+ * resident memory after the run, `rssMbStart` just before the loop starts; `heapUsedMb*` the same for
+ * this thread's V8 heap (in use, not collected first). Over a long run (`--seconds 600`) a loop that
+ * keeps its figures in fixed memory shows no growth between start and end beyond the warm-up. The targets: jitter p99
  * <= 1 ms and 0 missed deadlines at 50 Hz, no queue-empty event in `rtc` while inference is faster
  * than the execution horizon.
  */
@@ -43,8 +46,17 @@ export interface LoopFigures {
   loopErrors: number;
   /** Why the loop latched its e-stop (a refused delay, a loop error), or null. */
   estop: string | null;
+  /** Resident memory (MiB) of the process after the run (= `rssMbEnd`). */
   rssMb: number;
+  /** Resident memory (MiB) just before the loop started, and after it stopped. */
+  rssMbStart: number;
+  rssMbEnd: number;
+  /** V8 heap in use (MiB) of this thread just before the loop started, and after it stopped. */
+  heapUsedMbStart: number;
+  heapUsedMbEnd: number;
 }
+
+const MIB = 2 ** 20;
 
 const STATE_DIM = 32;
 
@@ -104,10 +116,12 @@ export async function benchLoop(o: {
               log(`bench loop ${rateHz} Hz: ${e.kind}: ${e.error}`);
           },
         });
+        const memStart = process.memoryUsage();
         loop.start();
         await new Promise((r) => setTimeout(r, o.seconds * 1000));
         const st = loop.stop();
         link.stop();
+        const memEnd = process.memoryUsage();
         rates.push({
           rateHz,
           seconds: st.seconds,
@@ -123,7 +137,11 @@ export async function benchLoop(o: {
           inferErrors: st.inferErrors,
           loopErrors: st.loopErrors,
           estop: st.safety.estopReason ?? null,
-          rssMb: process.memoryUsage().rss / 2 ** 20,
+          rssMb: memEnd.rss / MIB,
+          rssMbStart: memStart.rss / MIB,
+          rssMbEnd: memEnd.rss / MIB,
+          heapUsedMbStart: memStart.heapUsed / MIB,
+          heapUsedMbEnd: memEnd.heapUsed / MIB,
         });
       }
     } finally {

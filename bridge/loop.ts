@@ -25,6 +25,7 @@
  * from it; the first command then ramps from the measured position.
  */
 import type { ChunkPolicy, Observation } from "../policy/chunk-policy.ts";
+import { RecentSamples, StreamingQuantiles } from "../policy/stats/quantiles.ts";
 import type { ChunkMerge } from "../policy/runtime/executor.ts";
 import type { LoopTicket } from "./merge.ts";
 import { LoopExecutor } from "./merge.ts";
@@ -81,18 +82,53 @@ export type LoopEvent =
   | { kind: "starved"; reason: string; forS: number; step: number }
   | { kind: "hold"; reason: string; step: number };
 
-/** What the loop measured; every figure of `--json` output. */
+/** Relative accuracy of the whole-run jitter and inference-latency quantiles of {@link LoopStats}. */
+export const LOOP_QUANTILE_RELATIVE_ACCURACY = 0.005;
+
+/** Seconds of ticks at the control rate held for the `recent` figures of {@link LoopStats}. */
+export const LOOP_RECENT_WINDOW_S = 10;
+
+/**
+ * Figures of the latest ticks and inferences (exact nearest-rank quantiles over them; 0 when none).
+ * Each ring holds `ceil(LOOP_RECENT_WINDOW_S * control_rate_hz)` samples: the last 10 s of ticks
+ * when none was missed, and as many of the latest inferences.
+ */
+export interface LoopRecentStats {
+  /** Ticks the jitter figures cover. */
+  ticks: number;
+  jitterP50Ms: number;
+  jitterP99Ms: number;
+  jitterMaxMs: number;
+  /** Inferences the latency figures cover. */
+  inferCount: number;
+  inferP50Ms: number;
+  inferMaxMs: number;
+}
+
+/**
+ * What the loop measured; every figure of `--json` output. Kept in fixed memory: counts, sums and
+ * maxima are exact; the whole-run quantiles (`jitterP50Ms`, `jitterP99Ms`, `inferP50Ms`) are
+ * nearest-rank quantiles read from a DDSketch, within {@link LOOP_QUANTILE_RELATIVE_ACCURACY}
+ * (0.5 %, relative) of the exact value and exact when every sample is equal; `recent` holds exact
+ * nearest-rank figures of the latest {@link LOOP_RECENT_WINDOW_S} seconds. No figure grows with the
+ * run's length, and neither does the cost of reading them.
+ */
 export interface LoopStats {
+  /** Ticks run (deadlines not missed). */
   ticks: number;
   seconds: number;
   loopHz: number;
+  /** Tick lateness against its deadline `start + k * dt`, whole run: p50, p99 (sketch), max (exact). */
   jitterP50Ms: number;
   jitterP99Ms: number;
   jitterMaxMs: number;
   missedDeadlines: number;
+  /** Inference latency (request to chunk arrival), whole run: count, p50 (sketch), max (exact). */
   inferCount: number;
   inferP50Ms: number;
   inferMaxMs: number;
+  /** The latest ticks and inferences. */
+  recent: LoopRecentStats;
   /** Times the queue ran dry while the loop was executing (a non-empty -> empty transition). */
   queueEmptyEvents: number;
   /** `rtc`: the inference delay d (control steps) committed by the latest request; 0 in other modes. */
@@ -117,11 +153,8 @@ export interface LoopStats {
   safety: SafetyStats;
 }
 
-const percentile = (xs: number[], p: number): number => {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
-};
+/** A figure for JSON: 0 for no samples (NaN) rather than null. */
+const orZero = (x: number): number => (Number.isNaN(x) ? 0 : x);
 
 /** The control loop; {@link start} it, {@link stop} it to get its {@link LoopStats}. */
 export class ControlLoop {
@@ -145,9 +178,12 @@ export class ControlLoop {
   /** `rtc`: the current run of overruns (absent when the latest inference was within bounds). */
   private overrunStreak: { count: number } | undefined;
   private lastStateAtS = -Infinity;
-  private latencies: number[] = [];
+  /** Jitter and inference latency (ms): the whole run in sketches, the latest in rings (fixed memory). */
+  private readonly jitterAll = new StreamingQuantiles({ relativeAccuracy: LOOP_QUANTILE_RELATIVE_ACCURACY });
+  private readonly inferAll = new StreamingQuantiles({ relativeAccuracy: LOOP_QUANTILE_RELATIVE_ACCURACY });
+  private readonly jitterRecent: RecentSamples;
+  private readonly inferRecent: RecentSamples;
   private recentLatencyS: number[] = [];
-  private jitters: number[] = [];
   private hadAction = false;
   private newChunk = false;
   /** Receive time of the joint state the newest queued chunk was computed from. */
@@ -193,6 +229,9 @@ export class ControlLoop {
       rampS: p.ramp_s,
     });
     this.chunkMode = p.command_interface === "trajectory" && opts.publish === "chunk";
+    const recent = Math.max(1, Math.ceil(LOOP_RECENT_WINDOW_S * p.control_rate_hz));
+    this.jitterRecent = new RecentSamples(recent);
+    this.inferRecent = new RecentSamples(recent);
   }
 
   /** Starts ticking; tick 0 is due now. */
@@ -221,17 +260,29 @@ export class ControlLoop {
   stats(): LoopStats {
     const seconds = Math.max(1e-9, this.sched.now() - this.startS);
     const safety = this.safety.stats();
+    const ticks = this.jitterAll.count;
+    const [rj50, rj99] = this.jitterRecent.quantiles([0.5, 0.99]) as [number, number];
+    const [ri50] = this.inferRecent.quantiles([0.5]) as [number];
     return {
-      ticks: this.jitters.length,
+      ticks,
       seconds,
-      loopHz: this.jitters.length / seconds,
-      jitterP50Ms: percentile(this.jitters, 50),
-      jitterP99Ms: percentile(this.jitters, 99),
-      jitterMaxMs: this.jitters.reduce((a, b) => Math.max(a, b), 0),
+      loopHz: ticks / seconds,
+      jitterP50Ms: orZero(this.jitterAll.quantile(0.5)),
+      jitterP99Ms: orZero(this.jitterAll.quantile(0.99)),
+      jitterMaxMs: orZero(this.jitterAll.max),
       missedDeadlines: this.counts.missed,
-      inferCount: this.latencies.length,
-      inferP50Ms: percentile(this.latencies, 50),
-      inferMaxMs: this.latencies.reduce((a, b) => Math.max(a, b), 0),
+      inferCount: this.inferAll.count,
+      inferP50Ms: orZero(this.inferAll.quantile(0.5)),
+      inferMaxMs: orZero(this.inferAll.max),
+      recent: {
+        ticks: this.jitterRecent.length,
+        jitterP50Ms: orZero(rj50),
+        jitterP99Ms: orZero(rj99),
+        jitterMaxMs: orZero(this.jitterRecent.max()),
+        inferCount: this.inferRecent.length,
+        inferP50Ms: orZero(ri50),
+        inferMaxMs: orZero(this.inferRecent.max()),
+      },
       queueEmptyEvents: this.counts.queueEmpty,
       rtcDelaySteps: this.merger.delaySteps,
       rtcOverruns: this.counts.rtcOverruns,
@@ -253,7 +304,9 @@ export class ControlLoop {
     if (!this.running) return;
     const now = this.sched.now();
     const due = this.startS + this.step * this.dt;
-    this.jitters.push(Math.max(0, (now - due) * 1000));
+    const jitterMs = Math.max(0, (now - due) * 1000);
+    this.jitterAll.add(jitterMs);
+    this.jitterRecent.push(jitterMs);
     try {
       this.control(now);
     } catch (err) {
@@ -417,7 +470,8 @@ export class ControlLoop {
     this.blockedBy = undefined;
     const now = this.sched.now();
     const latency = now - t0;
-    this.latencies.push(latency * 1000);
+    this.inferAll.add(latency * 1000);
+    this.inferRecent.push(latency * 1000);
     // between ticks `step` is the next tick's step, the first one this chunk can still act on
     const nowStep = this.step;
     const overran = this.merger.mode === "rtc" && this.stepsOf(latency) > this.merger.maxDelaySteps;

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { ControlLoop } from "../../bridge/loop.ts";
+import { ControlLoop, LOOP_QUANTILE_RELATIVE_ACCURACY } from "../../bridge/loop.ts";
 import { resampleChunk } from "../../bridge/merge.ts";
 import type { RobotCommand } from "../../bridge/robot-link.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
+import { quantile } from "../../policy/stats/quantiles.ts";
 import { FakeScheduler } from "./fake-scheduler.ts";
 import { FakeLink, FakePolicy, testProfile } from "./fakes.ts";
 
@@ -45,6 +46,40 @@ describe("ControlLoop on a fake clock", () => {
     expect(st.jitterP50Ms).toBeCloseTo(3, 6);
     expect(st.jitterMaxMs).toBeCloseTo(3, 6);
     expect(st.missedDeadlines).toBe(0);
+  });
+
+  it("whole-run jitter quantiles within the sketch's relative accuracy, recent ones exact", async () => {
+    const s = new FakeScheduler();
+    const loop = new ControlLoop({
+      policy: new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.001 }),
+      link: new FakeLink(),
+      profile: testProfile(),
+      scheduler: s,
+    });
+    // tick k runs ((k * 7919) mod 100) / 10 ms late (0 .. 9.9 ms, never past the next deadline)
+    const lateMs = (k: number): number => ((k * 7919) % 100) / 10;
+    loop.start();
+    await s.advance(20 - 1e-9, { lateS: (t) => lateMs(Math.round(t / 0.02)) / 1000 });
+    const st = loop.stop();
+    const all = Array.from({ length: 1000 }, (_, k) => lateMs(k));
+    expect(st.ticks).toBe(1000);
+    expect(st.missedDeadlines).toBe(0);
+    for (const [got, q] of [
+      [st.jitterP50Ms, 0.5],
+      [st.jitterP99Ms, 0.99],
+    ] as const) {
+      const exact = quantile(all, q);
+      expect(Math.abs(got - exact)).toBeLessThanOrEqual(LOOP_QUANTILE_RELATIVE_ACCURACY * exact + 1e-6);
+    }
+    expect(st.jitterMaxMs).toBeCloseTo(Math.max(...all), 6);
+    // the latest 10 s at 50 Hz: 500 ticks, exact nearest rank
+    const recent = all.slice(-500);
+    expect(st.recent.ticks).toBe(500);
+    expect(st.recent.jitterP50Ms).toBeCloseTo(quantile(recent, 0.5), 6);
+    expect(st.recent.jitterP99Ms).toBeCloseTo(quantile(recent, 0.99), 6);
+    expect(st.recent.jitterMaxMs).toBeCloseTo(Math.max(...recent), 6);
+    expect(st.inferCount).toBe(0);
+    expect(st.inferP50Ms).toBe(0);
   });
 
   it("counts missed deadlines and skips their steps", async () => {
@@ -607,7 +642,7 @@ describe("ControlLoop merge modes through the chunk executor", () => {
 });
 
 describe("ControlLoop in real time", () => {
-  it("ticks at 50 Hz on the real clock with loose bounds", async () => {
+  it("ticks on the real clock: its counts are consistent under any load", async () => {
     const sched = realScheduler();
     const link = new FakeLink();
     const timer = setInterval(() => link.setState([0, 0], sched.now()), 5);
@@ -623,11 +658,22 @@ describe("ControlLoop in real time", () => {
     await new Promise((r) => setTimeout(r, 1000));
     const st = loop.stop();
     clearInterval(timer);
-    // every deadline of the run is either ticked or counted as missed
-    expect(Math.abs(st.ticks + st.missedDeadlines - st.seconds * 50)).toBeLessThanOrEqual(2);
-    expect(st.ticks).toBeGreaterThanOrEqual(30);
-    expect(st.jitterP50Ms).toBeLessThan(5);
-    // with 20 ms inference and 10-step chunks the queue only runs dry if the machine stalled the loop
-    if (st.missedDeadlines === 0) expect(st.queueEmptyEvents).toBe(0);
+    // Facts that hold however loaded the machine is (rates and lateness do not): tick 0 runs before
+    // the stop timer; a deadline is either ticked or counted as missed, and none is counted before it
+    // is due (deadlines passed during a stall at the very end may not be counted yet).
+    expect(st.ticks).toBeGreaterThanOrEqual(1);
+    expect(st.ticks + st.missedDeadlines).toBeLessThanOrEqual(Math.floor(st.seconds * 50 + 1e-6) + 1);
+    expect(st.loopHz).toBeCloseTo(st.ticks / st.seconds, 9);
+    // every inference but one still in flight has been counted, none failed
+    expect(st.inferErrors).toBe(0);
+    expect(policy.calls.length - st.inferCount).toBeGreaterThanOrEqual(0);
+    expect(policy.calls.length - st.inferCount).toBeLessThanOrEqual(1);
+    expect(st.inferCount).toBeGreaterThanOrEqual(1);
+    // one command at most per tick; the figures are ordered
+    expect(st.sent).toBeLessThanOrEqual(st.ticks);
+    expect(link.sent.length).toBe(st.sent);
+    expect(0 <= st.jitterP50Ms && st.jitterP50Ms <= st.jitterP99Ms && st.jitterP99Ms <= st.jitterMaxMs).toBe(true);
+    expect(st.recent.ticks).toBe(Math.min(st.ticks, 500));
+    expect(st.recent.jitterMaxMs).toBeLessThanOrEqual(st.jitterMaxMs);
   });
 });
