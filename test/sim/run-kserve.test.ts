@@ -54,6 +54,11 @@ describe("sim run --via kserve", () => {
     expect(r.inferP50Ms).toBeGreaterThan(0);
   }, 60_000);
 
+  it("solves it over gRPC too", async () => {
+    const r = await runSim(opts({ server: server.grpc, seed: 2 }));
+    expect(r, JSON.stringify(r)).toMatchObject({ via: "kserve", server: server.grpc, success: true, inferErrors: 0 });
+  }, 60_000);
+
   it("refuses a profile whose environment state differs in size from the served policy's", async () => {
     await expect(runSim(opts({ task: "avoid" }))).rejects.toThrow(
       `examples/robots/sim-arm-avoid.json: features.0.size: feature observation.environment_state has size 8 in the profile, 6 in the policy behind ${server.http}`,
