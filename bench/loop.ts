@@ -18,6 +18,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { runLoop } from "../bridge/drive.ts";
 import { startLocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
@@ -117,9 +118,8 @@ export async function benchLoop(o: {
           },
         });
         const memStart = process.memoryUsage();
-        loop.start();
-        await new Promise((r) => setTimeout(r, o.seconds * 1000));
-        const st = loop.stop();
+        // the loop `sim run` and `serve --robot` run: started, stopped after the time (or on a signal)
+        const st = (await runLoop({ loop, profile, seconds: o.seconds, log })).loop;
         link.stop();
         const memEnd = process.memoryUsage();
         rates.push({

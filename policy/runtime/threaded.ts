@@ -285,11 +285,17 @@ export class ThreadedPolicy implements ChunkPolicy {
     return { ...this.counters, queued: this.queue.length };
   }
 
-  /** Stops the workers; queued and in-flight requests reject. Idempotent. */
+  /**
+   * Stops the workers; queued and in-flight requests reject at once. A worker is terminated only after
+   * its run in flight has ended (at most 10 s): terminating one inside an onnxruntime run aborts the
+   * whole process. Idempotent.
+   */
   async close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      const busy = this.slots.filter((s) => s.inFlight !== undefined);
       this.fail(new Error(`${this.source}: the threaded policy was closed`));
+      await Promise.all(busy.map((s) => runEnded(s.worker, 10_000)));
     }
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
@@ -403,6 +409,19 @@ interface Slot {
   index: number;
   worker: Worker;
   inFlight: { id: number; batch: Pending[] } | undefined;
+}
+
+/** Resolves when `worker` next posts a message or exits, or after `timeoutMs`. */
+function runEnded(worker: Worker, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      worker.off("message", done).off("exit", done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    worker.on("message", done).on("exit", done);
+  });
 }
 
 function settle(p: Pending, r: ItemResult, t: Omit<TimedChunk, "actions">): void {
