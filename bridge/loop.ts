@@ -55,6 +55,26 @@ export interface ControlLoopOptions {
   diagnosticsEveryS?: number;
   /** Things worth a log line. */
   onEvent?: (e: LoopEvent) => void;
+  /** Every chunk the policy returned, with its latency, prefix and what the loop did with it (run logs). */
+  onChunk?: (c: ChunkReport) => void;
+}
+
+/** A chunk the policy returned and what the loop did with it (see `onChunk`). */
+export interface ChunkReport {
+  /** The step of the observation it was computed from. */
+  s0: number;
+  /** The loop's next step when it arrived. */
+  step: number;
+  /** Request to arrival, seconds. */
+  latencyS: number;
+  /** Committed actions passed to the policy as the prefix, steps (0: none). */
+  prefixSteps: number;
+  /** Whether it was requested from rest (empty queue). */
+  fromRest: boolean;
+  /** `merged`, or why it was dropped (`stopped`: the loop had stopped). */
+  decision: "merged" | "stopped" | "non-finite" | "bad-length" | "stale-epoch" | "cleared" | "overrun";
+  /** The raw chunk, `[horizon * actionDim]`. */
+  actions: Float32Array;
 }
 
 /** Events of the loop. */
@@ -466,6 +486,22 @@ export class ControlLoop {
   }
 
   private onChunk(chunk: Float32Array, ticket: LoopTicket, epoch: number, t0: number, sourceAtS: number): void {
+    const fromRest = this.inflightFromRest;
+    const decision = this.takeChunk(chunk, ticket, epoch, t0, sourceAtS);
+    const report = this.opts.onChunk;
+    if (!report) return;
+    const latencyS = this.sched.now() - t0;
+    const prefixSteps = ticket.prefix ? ticket.prefix.length / this.opts.policy.actionDim : 0;
+    report({ s0: ticket.s0, step: this.step, latencyS, prefixSteps, fromRest, decision, actions: chunk });
+  }
+
+  private takeChunk(
+    chunk: Float32Array,
+    ticket: LoopTicket,
+    epoch: number,
+    t0: number,
+    sourceAtS: number,
+  ): ChunkReport["decision"] {
     this.inflight = false;
     this.blockedBy = undefined;
     const now = this.sched.now();
@@ -485,39 +521,43 @@ export class ControlLoop {
         this.opts.onEvent?.({ kind: "rtc-recovered", step: nowStep });
       }
     }
-    if (!this.running) return this.merger.cancel();
+    if (!this.running) {
+      this.merger.cancel();
+      return "stopped";
+    }
     const pol = this.opts.policy;
     if (epoch !== this.opts.link.epoch || epoch !== this.epoch) {
       this.counts.discarded++;
       this.merger.cancel();
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "stale-epoch", step: nowStep });
-      return;
+      return "stale-epoch";
     }
     if (chunk.length !== pol.horizon * pol.actionDim) {
       this.counts.inferErrors++;
       this.merger.cancel();
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "bad-length", step: nowStep });
-      return;
+      return "bad-length";
     }
     if (!this.safety.checkChunk(chunk)) {
       this.merger.clear(nowStep);
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "non-finite", step: nowStep });
-      return;
+      return "non-finite";
     }
     if (overran && !this.inflightFromRest) {
       // the robot kept executing the old queue past the committed prefix: this chunk does not continue it
       this.counts.discarded++;
       this.merger.cancel();
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "overrun", step: nowStep });
-      return;
+      return "overrun";
     }
     if (this.merger.merge(ticket, chunk, nowStep) === "stale") {
       this.counts.discarded++;
       this.opts.onEvent?.({ kind: "chunk-dropped", reason: "cleared", step: nowStep });
-      return;
+      return "cleared";
     }
     this.chunkSourceAtS = sourceAtS;
     this.newChunk = true;
+    return "merged";
   }
 
   /** Why there has been no action to execute (see the `starved` event). */

@@ -1,0 +1,103 @@
+/**
+ * A {@link RobotLink} decorator that writes what passes through it into a {@link RunLog}: each joint
+ * state when the loop reads it (once per sample, by its receive time), each command the inner link
+ * sent (a dropped one as a warning event), diagnostics, and the robot's e-stop request. With
+ * {@link attachRunLog}, loop events and chunk reports go to the same log.
+ */
+import type { ChunkReport, LoopEvent } from "../loop.ts";
+import type {
+  FeatureSample,
+  InputRejections,
+  JointStateSample,
+  LoopDiagnostics,
+  RobotCommand,
+  RobotLink,
+  SendResult,
+} from "../robot-link.ts";
+import type { RunLog } from "./run-log.ts";
+
+/** The logging decorator; see the module comment. */
+export class LoggingLink implements RobotLink {
+  private lastStateAtS?: number;
+  private estopLogged = false;
+
+  constructor(
+    private readonly inner: RobotLink,
+    private readonly log: RunLog,
+  ) {}
+
+  get connected(): boolean {
+    return this.inner.connected;
+  }
+
+  get epoch(): number {
+    return this.inner.epoch;
+  }
+
+  get rejections(): InputRejections | undefined {
+    return this.inner.rejections;
+  }
+
+  get estopRequest(): string | undefined {
+    const r = this.inner.estopRequest;
+    if (r !== undefined && !this.estopLogged) {
+      this.estopLogged = true;
+      this.log.event("error", "e-stop", `e-stop requested by the robot: ${r}`);
+    }
+    return r;
+  }
+
+  jointState(): JointStateSample | undefined {
+    const s = this.inner.jointState();
+    if (s && s.atS !== this.lastStateAtS) {
+      this.lastStateAtS = s.atS;
+      this.log.jointState(s);
+    }
+    return s;
+  }
+
+  feature(name: string): FeatureSample | undefined {
+    return this.inner.feature(name);
+  }
+
+  send(cmd: RobotCommand): SendResult {
+    const r = this.inner.send(cmd);
+    if (r === "sent") this.log.command(cmd);
+    else this.log.event("warning", "command dropped", `${r} (epoch ${cmd.epoch}, link epoch ${this.inner.epoch})`);
+    return r;
+  }
+
+  diagnostics(d: LoopDiagnostics): void {
+    this.inner.diagnostics(d);
+    this.log.diagnostics(d);
+  }
+}
+
+/** What {@link attachRunLog} returns: give all three to the ControlLoop. */
+export interface AttachedRunLog {
+  link: RobotLink;
+  onEvent: (e: LoopEvent) => void;
+  onChunk: (c: ChunkReport) => void;
+}
+
+/**
+ * Wraps `link` in a {@link LoggingLink} and tees `onEvent` (loop events also go to the log as
+ * `foxglove.Log` lines); `onChunk` logs every chunk the policy returned (`actionDim` values per step).
+ */
+export function attachRunLog(
+  log: RunLog,
+  link: RobotLink,
+  opts: { actionDim: number; onEvent?: (e: LoopEvent) => void; onChunk?: (c: ChunkReport) => void },
+): AttachedRunLog {
+  return {
+    link: new LoggingLink(link, log),
+    onEvent: (e) => {
+      log.loopEvent(e);
+      opts.onEvent?.(e);
+    },
+    onChunk: (c) => {
+      log.chunk(c, opts.actionDim);
+      opts.onChunk?.(c);
+    },
+  };
+}
