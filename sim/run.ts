@@ -8,6 +8,8 @@
  */
 import { driveRobot, loopEventLogger, runLoop } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
+import { attachRunLog } from "../bridge/log/logging-link.ts";
+import { RunLog, type RunLogResult } from "../bridge/log/run-log.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
@@ -95,6 +97,10 @@ export interface SimRunOptions extends TransportFlags {
   log?: (line: string) => void;
   /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
+  /** Writes an MCAP run log to this file (`--log`); not with `--via ros`. */
+  runLog?: string;
+  /** The command line recorded in the run log; default `process.argv`. */
+  argv?: readonly string[];
 }
 
 /** The shipped profile of the simulated arm for `task`: its environment state has the task's size. */
@@ -124,6 +130,8 @@ export async function runSim(o: SimRunOptions) {
   const transport = simTransport(o.via, o, merge);
   const log = o.log ?? ((): void => {});
   const robot = o.robot ?? defaultSimProfile(o.task);
+  if (o.runLog !== undefined && transport.link !== "plant")
+    throw new Error(`--log: run logs are written for the in-process transports, not --via ${o.via}`);
   const profile = await loadRobotProfile(robot);
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
@@ -159,27 +167,50 @@ export async function runSim(o: SimRunOptions) {
     let staleCommands = 0;
     let robotSide: Record<string, number> = {};
     let rejectedMessages: RejectedCounts;
+    let runLog: RunLogResult | undefined;
     const stopWhen = (): boolean => task.success;
     if (transport.link === "plant") {
       const rejections = new InputRejections({ now: () => sched.now(), log });
       const link = new PlantLink({ plant, profile, scheduler: sched, rejections });
+      const file =
+        o.runLog === undefined
+          ? undefined
+          : await RunLog.open(o.runLog, {
+              profile,
+              now: () => sched.now(),
+              argv: o.argv ?? process.argv,
+              policyMeta: {
+                policy: o.policy,
+                via: o.via,
+                server: connected.server ?? null,
+                horizon: policy.horizon,
+                actionDim: policy.actionDim,
+                fps: policy.fps ?? null,
+                merge: merge.mode,
+                seed,
+              },
+            });
+      const onEvent = loopEventLogger(log);
+      const hooks = file ? attachRunLog(file, link, { actionDim: policy.actionDim, onEvent }) : { link, onEvent };
       link.start();
-      const loop = new ControlLoop({
-        policy,
-        link,
-        profile,
-        scheduler: sched,
-        merge,
-        publish,
-        onEvent: loopEventLogger(log),
-      });
-      const res = await runLoop({
-        loop,
-        profile,
-        seconds,
-        stopWhen: () => stopWhen() || loop.stats().safety.estop,
-        log,
-      });
+      const loop = new ControlLoop({ policy, profile, scheduler: sched, merge, publish, ...hooks });
+      let res: Awaited<ReturnType<typeof runLoop>>;
+      try {
+        res = await runLoop({
+          loop,
+          profile,
+          seconds,
+          stopWhen: () => stopWhen() || loop.stats().safety.estop,
+          log,
+        });
+      } finally {
+        const written = await file?.close();
+        if (written) {
+          runLog = { ...written };
+          if (written.error !== undefined) log(`run log ${o.runLog}: ${written.error}`);
+          if (written.dropped > 0) log(`run log ${o.runLog}: ${written.dropped} record(s) dropped (queue full)`);
+        }
+      }
       loopStats = res.loop;
       robotSide = link.stop();
       rejections.finish();
@@ -246,6 +277,7 @@ export async function runSim(o: SimRunOptions) {
       rejectedMessages,
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
+      ...(runLog ? { runLog: { file: o.runLog as string, ...runLog } } : {}),
     };
     return result;
   } finally {

@@ -135,11 +135,15 @@ export function registerSimRobot(program: Command): void {
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
     .addOption(providerOption())
+    .option("--log <file.mcap>", "write an MCAP run log (joint states, commands, diagnostics, chunks, events)")
     .option("--json", "print one JSON object as the last stdout line")
-    .action(async (o: SimRunOptions & { json?: boolean }) => simRun(o));
+    .action(async (o: Omit<SimRunOptions, "log"> & { json?: boolean; log?: string }) => simRun(o));
 }
 
-async function simRun(o: SimRunOptions & { json?: boolean }): Promise<void> {
+async function simRun(o: Omit<SimRunOptions, "log"> & { json?: boolean; log?: string }): Promise<void> {
+  const { log: runLog, ...rest } = o;
   // rejected inputs and a starved loop go to stderr with --json too: stdout keeps the one JSON line
-  printResult(await runSim({ ...o, log }), { json: o.json ?? false });
+  printResult(await runSim({ ...rest, log, ...(runLog !== undefined ? { runLog } : {}) }), {
+    json: o.json ?? false,
+  });
 }
