@@ -200,4 +200,20 @@ describe("RunLog", () => {
       "event 3",
     ]);
   });
+  it("a forward-interface profile logs its commands as std_msgs/Float64MultiArray", async () => {
+    const profile = { ...(await loadRobotProfile(ROBOT)), command_interface: "forward" as const };
+    const path = join(dir, "forward.mcap");
+    const log = await RunLog.open(path, { profile, now: () => 1.5 });
+    const positions = Float64Array.from([0.1, -0.2, 0.3, -0.4, 0.5, 0.6]);
+    log.command({ kind: "positions", positions, dtS: 1 / 30, epoch: 1, sourceAtS: 1.4 });
+    positions.fill(9); // the log copied the values when it was called
+    expect(await log.close()).toMatchObject({ records: 4, dropped: 0 });
+    const records = streamRecords(new Uint8Array(readFileSync(path)));
+    const schema = records.find((r) => r.type === "Channel" && r.topic === profile.ros.command);
+    expect(schema).toBeDefined();
+    const msg = records.find((r) => r.type === "Message" && r.channelId === (schema as { id: number }).id);
+    const reader = new MessageReader(ros2Definitions("std_msgs/Float64MultiArray"));
+    const decoded = reader.readMessage((msg as { data: Uint8Array }).data) as { data: Float64Array };
+    expect(Array.from(decoded.data)).toEqual([0.1, -0.2, 0.3, -0.4, 0.5, 0.6]);
+  });
 });
