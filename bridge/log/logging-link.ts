@@ -1,7 +1,8 @@
 /**
  * A {@link RobotLink} decorator that writes what passes through it into a {@link RunLog}: each joint
  * state when the loop reads it (once per sample, by its receive time), each command the inner link
- * sent (a dropped one as a warning event), diagnostics, and the robot's e-stop request. With
+ * sent (a dropped one as a warning event), diagnostics (clamps and refused inputs counted in them since
+ * the previous ones also as warning events), and the robot's e-stop request. With
  * {@link attachRunLog}, loop events and chunk reports go to the same log.
  */
 import type { ChunkReport, LoopEvent } from "../loop.ts";
@@ -20,6 +21,7 @@ import type { RunLog } from "./run-log.ts";
 export class LoggingLink implements RobotLink {
   private lastStateAtS?: number;
   private estopLogged = false;
+  private readonly lastCounts = new Map<string, number>();
 
   constructor(
     private readonly inner: RobotLink,
@@ -70,6 +72,13 @@ export class LoggingLink implements RobotLink {
   diagnostics(d: LoopDiagnostics): void {
     this.inner.diagnostics(d);
     this.log.diagnostics(d);
+    // safety counters that grew since the last diagnostics become events: clamps, refused inputs
+    for (const [key, v] of Object.entries(d.values)) {
+      if (typeof v !== "number" || !(key === "clamps" || key.startsWith("rejected "))) continue;
+      const before = this.lastCounts.get(key) ?? 0;
+      if (v > before) this.log.event("warning", key, `${key}: ${v - before} since the last diagnostics (${v} in all)`);
+      this.lastCounts.set(key, v);
+    }
   }
 }
 
