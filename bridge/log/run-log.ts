@@ -36,7 +36,7 @@ export interface RunLogOptions {
   queueSize?: number;
   /** Seconds between drains of the queue into the file; default 0.2. */
   flushEveryS?: number;
-  /** Bytes after which a chunk is closed and written; default 64 KiB. */
+  /** Bytes after which a chunk is closed and written (what a crash can lose at most); default 16 KiB. */
   chunkSize?: number;
 }
 
@@ -170,7 +170,7 @@ export class RunLog {
     const fh = await openFile(path, "w");
     try {
       const out = new FileWritable(fh);
-      const writer = new McapWriter({ writable: out, chunkSize: opts.chunkSize ?? 64 * 1024 });
+      const writer = new McapWriter({ writable: out, chunkSize: opts.chunkSize ?? 16 * 1024 });
       await writer.start({ profile: "ros2", library: "actionflow" });
       const p = opts.profile;
       const rosChannel = async (topic: string, type: string): Promise<number> => {
