@@ -67,6 +67,45 @@ const FeatureTopicSchema = z.strictObject({
   stale_after_s: positive(),
 });
 
+/**
+ * Where a recorded frame's action comes from: a leader arm's `sensor_msgs/JointState` (`leader`), the
+ * commands on the profile's command topic (`command`: a JointTrajectory is read at the frame's time,
+ * a Float64MultiArray as sent), or the follower's own next joint state (`next_state`).
+ */
+const ActionSourceSchema = z.discriminatedUnion(
+  "source",
+  [
+    z.strictObject({ source: z.literal("leader"), topic: topic() }),
+    z.strictObject({ source: z.literal("command") }),
+    z.strictObject({ source: z.literal("next_state") }),
+  ],
+  { error: 'expected {"source": "leader", "topic": ...}, {"source": "command"} or {"source": "next_state"}' },
+);
+
+/** How `record` and `dataset convert` turn the robot's topics into LeRobot frames. */
+const RecordingSchema = z.strictObject({
+  /** Frame rate of the dataset, Hz: messages are aligned onto this grid by their header stamps. */
+  fps: positive().default(30),
+  action: ActionSourceSchema,
+  /** The dataset's action feature; default `action`. */
+  action_feature: z.string({ error: "expected a feature name" }).min(1).default("action"),
+  /**
+   * A frame takes each topic's latest message stamped at or before the frame's time, if it is at
+   * most this many seconds old; otherwise the topic is late and the frame is not written (reported,
+   * never filled). Default 1.5 frame periods.
+   */
+  max_age_s: positive().optional(),
+  /** `std_msgs/String` topic of episode commands (`start`, `stop`, `keep`, `discard`, `quit`). */
+  control_topic: topic().default("/actionflow/record"),
+  /** `std_msgs/Bool` topic: true while a person has taken over from the policy. */
+  intervention_topic: topic().optional(),
+  /** The task string of recorded episodes when none is given on the command line. */
+  task: z.string({ error: "expected a string" }).min(1).optional(),
+});
+
+/** The recording section of a profile, with defaults applied. */
+export type RecordingProfile = z.output<typeof RecordingSchema>;
+
 /** The profile schema (snake_case, as ros2_control's YAML). */
 export const RobotProfileSchema = z
   .strictObject({
@@ -130,6 +169,8 @@ export const RobotProfileSchema = z
     state_feature: z.string({ error: "expected a feature name" }).min(1).default("observation.state"),
     /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */
     features: z.array(FeatureTopicSchema, { error: "expected an array" }).default([]),
+    /** How to record demonstrations and convert bags and run logs into datasets; optional. */
+    recording: RecordingSchema.optional(),
   })
   .superRefine((p, ctx) => {
     const seen = new Set<string>();
