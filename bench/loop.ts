@@ -13,14 +13,15 @@
  * this thread's V8 heap (in use, not collected first). Over a long run (`--seconds 600`) a loop that
  * keeps its figures in fixed memory shows no growth between start and end beyond the warm-up. The targets: jitter p99
  * <= 1 ms and 0 missed deadlines at 50 Hz, no queue-empty event in `rtc` while inference is faster
- * than the execution horizon.
+ * than the execution horizon. With `log`, every rate runs a second time with an MCAP run log
+ * written (`logged`: the same figures, the log's counters and `jitterP99DeltaMs`, the target <= 0.2 ms).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runLoop } from "../bridge/drive.ts";
-import { startLocalPolicy } from "../bridge/local-policy.ts";
-import { ControlLoop } from "../bridge/loop.ts";
+import { runLoop, withRunLog, type WrittenRunLog } from "../bridge/drive.ts";
+import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
+import { ControlLoop, type LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import { parseRobotProfile } from "../bridge/profile.ts";
@@ -72,13 +73,104 @@ function followerPlant(joints: number, rateHz: number): Plant {
   };
 }
 
-/** Runs the loop benchmark. */
-export async function benchLoop(o: {
+/** One rate's figures with an MCAP run log written, and the p99 jitter's change from the run without. */
+export interface LoggedFigures extends LoopFigures {
+  runLog: WrittenRunLog;
+  /** `jitterP99Ms` with the log minus without it (same rate, the run just before), ms. */
+  jitterP99DeltaMs: number;
+}
+
+interface LoopBenchOptions {
   seconds: number;
   rates: number[];
   threads: number;
   executionHorizon?: number;
-}): Promise<Record<string, unknown>> {
+  /** Also run every rate with an MCAP run log (`--log`) and report the difference. */
+  log?: boolean;
+}
+
+/** Runs the loop at one rate for `o.seconds`, with a run log at `logPath` when given. */
+async function runRate(
+  policy: LocalPolicy,
+  rateHz: number,
+  o: LoopBenchOptions,
+  logPath?: string,
+): Promise<LoopFigures & { runLog?: WrittenRunLog }> {
+  const A = policy.actionDim;
+  const profile = parseRobotProfile(
+    {
+      name: `bench-${rateHz}hz`,
+      joints: Array.from({ length: A }, (_, i) => `j${i}`),
+      ros: { version: 2, joint_states: "/joint_states", command: "/commands" },
+      command_interface: "forward",
+      control_rate_hz: rateHz,
+      watchdog_timeout_s: 0.5,
+      ramp_s: 0,
+    },
+    "bench loop profile",
+  );
+  const sched = realScheduler();
+  const plantLink = new PlantLink({ plant: followerPlant(A, rateHz), profile, scheduler: sched });
+  const hooks = await withRunLog(
+    logPath === undefined ? undefined : { path: logPath, argv: ["bench", "loop", "--log"] },
+    {
+      profile,
+      link: plantLink,
+      actionDim: A,
+      now: () => sched.now(),
+      onEvent: (e) => {
+        if (e.kind === "loop-error" || e.kind === "infer-error") log(`bench loop ${rateHz} Hz: ${e.kind}: ${e.error}`);
+      },
+      log,
+    },
+  );
+  plantLink.start();
+  const loop = new ControlLoop({
+    policy,
+    link: hooks.link,
+    profile,
+    scheduler: sched,
+    merge: { mode: "rtc", ...(o.executionHorizon !== undefined ? { executionHorizon: o.executionHorizon } : {}) },
+    diagnosticsEveryS: 0.5,
+    onEvent: hooks.onEvent,
+    ...(hooks.onChunk ? { onChunk: hooks.onChunk } : {}),
+  });
+  const memStart = process.memoryUsage();
+  // the loop `sim run` and `serve --robot` run: started, stopped after the time (or on a signal)
+  let st: LoopStats;
+  try {
+    st = (await runLoop({ loop, profile, seconds: o.seconds, log })).loop;
+  } finally {
+    plantLink.stop();
+  }
+  const runLog = await hooks.close();
+  const memEnd = process.memoryUsage();
+  return {
+    rateHz,
+    seconds: st.seconds,
+    ticks: st.ticks,
+    jitterP50Ms: st.jitterP50Ms,
+    jitterP99Ms: st.jitterP99Ms,
+    jitterMaxMs: st.jitterMaxMs,
+    missedDeadlines: st.missedDeadlines,
+    inferP50Ms: st.inferP50Ms,
+    inferCount: st.inferCount,
+    queueEmptyEvents: st.queueEmptyEvents,
+    rtcDelaySteps: st.rtcDelaySteps,
+    inferErrors: st.inferErrors,
+    loopErrors: st.loopErrors,
+    estop: st.safety.estopReason ?? null,
+    rssMb: memEnd.rss / MIB,
+    rssMbStart: memStart.rss / MIB,
+    rssMbEnd: memEnd.rss / MIB,
+    heapUsedMbStart: memStart.heapUsed / MIB,
+    heapUsedMbEnd: memEnd.heapUsed / MIB,
+    ...(runLog ? { runLog } : {}),
+  };
+}
+
+/** Runs the loop benchmark. */
+export async function benchLoop(o: LoopBenchOptions): Promise<Record<string, unknown>> {
   await useBackend("wasm");
   const dir = await mkdtemp(join(tmpdir(), "actionflow-bench-loop-"));
   try {
@@ -88,61 +180,17 @@ export async function benchLoop(o: {
     const A = policy.actionDim;
     if (A !== STATE_DIM) throw new Error(`bench loop: expected the default head's action dim ${STATE_DIM}, got ${A}`);
     const rates: LoopFigures[] = [];
+    const logged: LoggedFigures[] = [];
     try {
       for (const rateHz of o.rates) {
-        const profile = parseRobotProfile(
-          {
-            name: `bench-${rateHz}hz`,
-            joints: Array.from({ length: A }, (_, i) => `j${i}`),
-            ros: { version: 2, joint_states: "/joint_states", command: "/commands" },
-            command_interface: "forward",
-            control_rate_hz: rateHz,
-            watchdog_timeout_s: 0.5,
-            ramp_s: 0,
-          },
-          "bench loop profile",
-        );
-        const sched = realScheduler();
-        const link = new PlantLink({ plant: followerPlant(A, rateHz), profile, scheduler: sched });
-        link.start();
-        const loop = new ControlLoop({
-          policy,
-          link,
-          profile,
-          scheduler: sched,
-          merge: { mode: "rtc", ...(o.executionHorizon !== undefined ? { executionHorizon: o.executionHorizon } : {}) },
-          diagnosticsEveryS: 0.5,
-          onEvent: (e) => {
-            if (e.kind === "loop-error" || e.kind === "infer-error")
-              log(`bench loop ${rateHz} Hz: ${e.kind}: ${e.error}`);
-          },
-        });
-        const memStart = process.memoryUsage();
-        // the loop `sim run` and `serve --robot` run: started, stopped after the time (or on a signal)
-        const st = (await runLoop({ loop, profile, seconds: o.seconds, log })).loop;
-        link.stop();
-        const memEnd = process.memoryUsage();
-        rates.push({
-          rateHz,
-          seconds: st.seconds,
-          ticks: st.ticks,
-          jitterP50Ms: st.jitterP50Ms,
-          jitterP99Ms: st.jitterP99Ms,
-          jitterMaxMs: st.jitterMaxMs,
-          missedDeadlines: st.missedDeadlines,
-          inferP50Ms: st.inferP50Ms,
-          inferCount: st.inferCount,
-          queueEmptyEvents: st.queueEmptyEvents,
-          rtcDelaySteps: st.rtcDelaySteps,
-          inferErrors: st.inferErrors,
-          loopErrors: st.loopErrors,
-          estop: st.safety.estopReason ?? null,
-          rssMb: memEnd.rss / MIB,
-          rssMbStart: memStart.rss / MIB,
-          rssMbEnd: memEnd.rss / MIB,
-          heapUsedMbStart: memStart.heapUsed / MIB,
-          heapUsedMbEnd: memEnd.heapUsed / MIB,
-        });
+        rates.push(await runRate(policy, rateHz, o));
+        if (o.log) {
+          const figures = await runRate(policy, rateHz, o, join(dir, `loop-${rateHz}hz.mcap`));
+          const plain = rates[rates.length - 1] as LoopFigures;
+          const { runLog, ...rest } = figures;
+          if (!runLog) throw new Error("bench loop --log: the run log was not written");
+          logged.push({ ...rest, runLog, jitterP99DeltaMs: figures.jitterP99Ms - plain.jitterP99Ms });
+        }
       }
     } finally {
       await policy.close();
@@ -153,6 +201,7 @@ export async function benchLoop(o: {
       head: { arch: "transformer", horizon: policy.horizon, actionDim: A, solver: "euler", steps: 10 },
       threads: o.threads,
       rates,
+      ...(o.log ? { logged } : {}),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });

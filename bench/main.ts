@@ -149,14 +149,23 @@ program
   .addOption(option("--rates <list>", "control rates, Hz, comma-separated", list(positiveFloat), [50, 200]))
   .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt, 1))
   .addOption(option("--execution-horizon <n>", "rtc execution horizon s (default H/2)", positiveInt))
+  .option("--log", "also run each rate with an MCAP run log and report the jitter difference")
   .option("--json", "JSON only")
   .action(
-    async (o: { seconds: number; rates: number[]; threads: number; executionHorizon?: number; json?: boolean }) => {
+    async (o: {
+      seconds: number;
+      rates: number[];
+      threads: number;
+      executionHorizon?: number;
+      log?: boolean;
+      json?: boolean;
+    }) => {
       printResult(
         await benchLoop({
           seconds: o.seconds,
           rates: o.rates,
           threads: o.threads,
+          log: o.log ?? false,
           ...(o.executionHorizon !== undefined ? { executionHorizon: o.executionHorizon } : {}),
         }),
         { json: true },

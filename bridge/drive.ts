@@ -9,7 +9,9 @@ import type { ControlLoopOptions, LoopStats } from "./loop.ts";
 import { ControlLoop } from "./loop.ts";
 import type { ChunkMerge } from "../policy/runtime/executor.ts";
 import type { RobotProfile } from "./profile.ts";
-import { InputRejections, type RejectedCounts } from "./robot-link.ts";
+import { InputRejections, type RejectedCounts, type RobotLink } from "./robot-link.ts";
+import { attachRunLog } from "./log/logging-link.ts";
+import { RunLog, type RunLogResult } from "./log/run-log.ts";
 import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -42,6 +44,63 @@ export interface DriveOptions {
   log?: (line: string) => void;
   /** Passed to {@link RosLink}: every command message handed to roslib (measurements). */
   onPublish?: RosLinkOptions["onPublish"];
+  /** Write an MCAP run log of the drive (`--log`). */
+  runLog?: RunLogRequest;
+}
+
+/** A run log to write: the file and what its metadata records say. */
+export interface RunLogRequest {
+  path: string;
+  /** The policy's metadata (source, horizon, merge, seed ...). */
+  policyMeta?: Record<string, unknown>;
+  /** The command line; default `process.argv`. */
+  argv?: readonly string[];
+}
+
+/** What a run log wrote, with its file. */
+export type WrittenRunLog = RunLogResult & { file: string };
+
+/**
+ * Opens the run log `req` asks for (none when undefined) and returns the loop's link and hooks
+ * (through the log when there is one) with a `close` that finishes the file and reports a write
+ * error or dropped records on `log`. Shared by every way a robot is driven.
+ */
+export async function withRunLog(
+  req: RunLogRequest | undefined,
+  opts: {
+    profile: RobotProfile;
+    link: RobotLink;
+    actionDim: number;
+    now: () => number;
+    onEvent: NonNullable<ControlLoopOptions["onEvent"]>;
+    log: (line: string) => void;
+  },
+): Promise<{
+  link: RobotLink;
+  onEvent: NonNullable<ControlLoopOptions["onEvent"]>;
+  onChunk?: ControlLoopOptions["onChunk"];
+  close: () => Promise<WrittenRunLog | undefined>;
+}> {
+  if (req === undefined) return { link: opts.link, onEvent: opts.onEvent, close: async () => undefined };
+  const file = await RunLog.open(req.path, {
+    profile: opts.profile,
+    now: opts.now,
+    argv: req.argv ?? process.argv,
+    ...(req.policyMeta ? { policyMeta: req.policyMeta } : {}),
+  });
+  const hooks = attachRunLog(file, opts.link, { actionDim: opts.actionDim, onEvent: opts.onEvent });
+  let closed: WrittenRunLog | undefined;
+  return {
+    ...hooks,
+    close: async () => {
+      if (closed) return closed;
+      const written = await file.close();
+      if (written.error !== undefined) opts.log(`run log ${req.path}: ${written.error}`);
+      if (written.dropped > 0) opts.log(`run log ${req.path}: ${written.dropped} record(s) dropped (queue full)`);
+      closed = { file: req.path, ...written };
+      return closed;
+    },
+  };
 }
 
 /** What {@link driveRobot} returns: the loop's figures, the link's counters and why it stopped. */
@@ -51,6 +110,8 @@ export interface DriveResult {
   link: RosLinkStats;
   /** Refused inputs by topic and reason (wrong size, non-finite, missing joint, stale). */
   rejectedMessages: RejectedCounts;
+  /** The run log written, when one was asked for. */
+  runLog?: WrittenRunLog;
 }
 
 /** Options of {@link runLoop}. */
@@ -158,15 +219,25 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
     link.close();
     throw err;
   }
+  let logged: Awaited<ReturnType<typeof withRunLog>> | undefined;
   try {
+    logged = await withRunLog(opts.runLog, {
+      profile: opts.profile,
+      link,
+      actionDim: opts.policy.actionDim,
+      now: () => sched.now(),
+      onEvent: loopEventLogger(log),
+      log,
+    });
     const loop = new ControlLoop({
       policy: opts.policy,
-      link,
       profile: opts.profile,
       scheduler: sched,
       ...(opts.merge ? { merge: opts.merge } : {}),
       ...(opts.publish ? { publish: opts.publish } : {}),
-      onEvent: loopEventLogger(log),
+      link: logged.link,
+      onEvent: logged.onEvent,
+      ...(logged.onChunk ? { onChunk: logged.onChunk } : {}),
     });
     const res = await runLoop({
       loop,
@@ -177,8 +248,15 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
       log,
     });
     rejections.finish();
-    return { ...res, link: link.stats(), rejectedMessages: rejections.snapshot() };
+    const runLog = await logged.close();
+    return {
+      ...res,
+      link: link.stats(),
+      rejectedMessages: rejections.snapshot(),
+      ...(runLog ? { runLog } : {}),
+    };
   } finally {
+    await logged?.close();
     link.close();
   }
 }

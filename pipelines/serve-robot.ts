@@ -42,6 +42,10 @@ export interface ServeRobotOptions {
   prefixSteps?: number;
   publish: "step" | "chunk";
   seconds?: number;
+  /** Write an MCAP run log of the drive to this file (`--log`). */
+  runLog?: string;
+  /** The command line recorded in the run log; default `process.argv`. */
+  argv?: readonly string[];
   log: (line: string) => void;
 }
 
@@ -105,6 +109,23 @@ export async function serveRobot(o: ServeRobotOptions) {
       publish: o.publish,
       ...(o.seconds !== undefined ? { seconds: o.seconds } : {}),
       log: o.log,
+      ...(o.runLog !== undefined
+        ? {
+            runLog: {
+              path: o.runLog,
+              argv: o.argv ?? process.argv,
+              policyMeta: {
+                policy: source,
+                via: o.via,
+                horizon: policy.horizon,
+                actionDim: policy.actionDim,
+                fps: policy.fps ?? null,
+                merge: merge.mode,
+                seed: o.seed,
+              },
+            },
+          }
+        : {}),
     });
     const { safety, ...loop } = res.loop;
     return {
@@ -118,6 +139,7 @@ export async function serveRobot(o: ServeRobotOptions) {
       watchdogTrips: safety.watchdogTrips,
       rejectedMessages: res.rejectedMessages,
       link: res.link,
+      ...(res.runLog ? { runLog: res.runLog } : {}),
     };
   } finally {
     for (const c of closers.reverse()) await c();

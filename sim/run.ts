@@ -6,10 +6,9 @@
  * transports are entries of `sim/transports.ts`. ONNX policies run in a worker thread
  * ({@link startLocalPolicy}): inference never blocks the loop.
  */
-import { driveRobot, loopEventLogger, runLoop } from "../bridge/drive.ts";
+import { driveRobot, loopEventLogger, runLoop, withRunLog } from "../bridge/drive.ts";
+import type { RunLogRequest, WrittenRunLog } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
-import { attachRunLog } from "../bridge/log/logging-link.ts";
-import { RunLog, type RunLogResult } from "../bridge/log/run-log.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
@@ -97,7 +96,7 @@ export interface SimRunOptions extends TransportFlags {
   log?: (line: string) => void;
   /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
-  /** Writes an MCAP run log to this file (`--log`); not with `--via ros`. */
+  /** Writes an MCAP run log to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
   argv?: readonly string[];
@@ -130,8 +129,6 @@ export async function runSim(o: SimRunOptions) {
   const transport = simTransport(o.via, o, merge);
   const log = o.log ?? ((): void => {});
   const robot = o.robot ?? defaultSimProfile(o.task);
-  if (o.runLog !== undefined && transport.link !== "plant")
-    throw new Error(`--log: run logs are written for the in-process transports, not --via ${o.via}`);
   const profile = await loadRobotProfile(robot);
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
@@ -167,33 +164,47 @@ export async function runSim(o: SimRunOptions) {
     let staleCommands = 0;
     let robotSide: Record<string, number> = {};
     let rejectedMessages: RejectedCounts;
-    let runLog: RunLogResult | undefined;
+    let runLog: WrittenRunLog | undefined;
     const stopWhen = (): boolean => task.success;
+    const logRequest: RunLogRequest | undefined =
+      o.runLog === undefined
+        ? undefined
+        : {
+            path: o.runLog,
+            argv: o.argv ?? process.argv,
+            policyMeta: {
+              policy: o.policy,
+              via: o.via,
+              server: connected.server ?? null,
+              horizon: policy.horizon,
+              actionDim: policy.actionDim,
+              fps: policy.fps ?? null,
+              merge: merge.mode,
+              seed,
+            },
+          };
     if (transport.link === "plant") {
       const rejections = new InputRejections({ now: () => sched.now(), log });
       const link = new PlantLink({ plant, profile, scheduler: sched, rejections });
-      const file =
-        o.runLog === undefined
-          ? undefined
-          : await RunLog.open(o.runLog, {
-              profile,
-              now: () => sched.now(),
-              argv: o.argv ?? process.argv,
-              policyMeta: {
-                policy: o.policy,
-                via: o.via,
-                server: connected.server ?? null,
-                horizon: policy.horizon,
-                actionDim: policy.actionDim,
-                fps: policy.fps ?? null,
-                merge: merge.mode,
-                seed,
-              },
-            });
-      const onEvent = loopEventLogger(log);
-      const hooks = file ? attachRunLog(file, link, { actionDim: policy.actionDim, onEvent }) : { link, onEvent };
+      const logged = await withRunLog(logRequest, {
+        profile,
+        link,
+        actionDim: policy.actionDim,
+        now: () => sched.now(),
+        onEvent: loopEventLogger(log),
+        log,
+      });
       link.start();
-      const loop = new ControlLoop({ policy, profile, scheduler: sched, merge, publish, ...hooks });
+      const loop = new ControlLoop({
+        policy,
+        profile,
+        scheduler: sched,
+        merge,
+        publish,
+        link: logged.link,
+        onEvent: logged.onEvent,
+        ...(logged.onChunk ? { onChunk: logged.onChunk } : {}),
+      });
       let res: Awaited<ReturnType<typeof runLoop>>;
       try {
         res = await runLoop({
@@ -204,12 +215,7 @@ export async function runSim(o: SimRunOptions) {
           log,
         });
       } finally {
-        const written = await file?.close();
-        if (written) {
-          runLog = { ...written };
-          if (written.error !== undefined) log(`run log ${o.runLog}: ${written.error}`);
-          if (written.dropped > 0) log(`run log ${o.runLog}: ${written.dropped} record(s) dropped (queue full)`);
-        }
+        runLog = await logged.close();
       }
       loopStats = res.loop;
       robotSide = link.stop();
@@ -236,6 +242,7 @@ export async function runSim(o: SimRunOptions) {
         stopWhen,
         scheduler: sched,
         log,
+        ...(logRequest ? { runLog: logRequest } : {}),
       }).catch((err: unknown) => {
         node.stop();
         throw err;
@@ -244,6 +251,7 @@ export async function runSim(o: SimRunOptions) {
       loopStats = res.loop;
       staleCommands = meter.stale;
       rejectedMessages = res.rejectedMessages;
+      runLog = res.runLog;
       robotSide = {
         steps: ns.steps,
         commands: ns.commands,
@@ -277,7 +285,7 @@ export async function runSim(o: SimRunOptions) {
       rejectedMessages,
       estop: loopStats.safety.estopReason ?? null,
       robot: robotSide,
-      ...(runLog ? { runLog: { file: o.runLog as string, ...runLog } } : {}),
+      ...(runLog ? { runLog } : {}),
     };
     return result;
   } finally {

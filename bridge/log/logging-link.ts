@@ -1,6 +1,6 @@
 /**
  * A {@link RobotLink} decorator that writes what passes through it into a {@link RunLog}: each joint
- * state when the loop reads it (once per sample, by its receive time), each command the inner link
+ * state and observation feature when the loop reads it (once per sample, by its receive time), each command the inner link
  * sent (a dropped one as a warning event), diagnostics (clamps and refused inputs counted in them since
  * the previous ones also as warning events), and the robot's e-stop request. With
  * {@link attachRunLog}, loop events and chunk reports go to the same log.
@@ -20,6 +20,7 @@ import type { RunLog } from "./run-log.ts";
 /** The logging decorator; see the module comment. */
 export class LoggingLink implements RobotLink {
   private lastStateAtS?: number;
+  private readonly lastFeatureAtS = new Map<string, number>();
   private estopLogged = false;
   private readonly lastCounts = new Map<string, number>();
 
@@ -55,11 +56,24 @@ export class LoggingLink implements RobotLink {
       this.lastStateAtS = s.atS;
       this.log.jointState(s);
     }
+    // the loop reads features only when it asks for a chunk; the log wants every sample
+    for (const name of this.log.featureNames) {
+      const f = this.inner.feature(name);
+      if (f) this.logFeature(name, f);
+    }
     return s;
   }
 
   feature(name: string): FeatureSample | undefined {
-    return this.inner.feature(name);
+    const f = this.inner.feature(name);
+    if (f) this.logFeature(name, f);
+    return f;
+  }
+
+  private logFeature(name: string, f: FeatureSample): void {
+    if (f.atS === this.lastFeatureAtS.get(name)) return;
+    this.lastFeatureAtS.set(name, f.atS);
+    this.log.feature(name, f.atS, f.values);
   }
 
   send(cmd: RobotCommand): SendResult {

@@ -1,6 +1,6 @@
 /**
- * A run log in MCAP that Foxglove opens: the joint states received and every command published as
- * the ROS 2 messages (`ros2msg` schemas, `cdr` encoding), `/diagnostics`, every chunk the policy
+ * A run log in MCAP that Foxglove opens: the joint states and observation features received and
+ * every command published as the ROS 2 messages (`ros2msg` schemas, `cdr` encoding), `/diagnostics`, every chunk the policy
  * returned (a `jsonschema` channel), safety and loop events as `foxglove.Log`, and metadata records
  * (the profile, the policy's metadata, the command line).
  *
@@ -21,7 +21,7 @@ type MessageDefinition = ConstructorParameters<typeof MessageWriter>[0][number];
 import type { ChunkReport, LoopEvent } from "../loop.ts";
 import type { RobotProfile } from "../profile.ts";
 import type { JointStateSample, LoopDiagnostics, RobotCommand } from "../robot-link.ts";
-import { MSG, diagnosticArray, float64MultiArray, jointTrajectory } from "../ros/protocol.ts";
+import { MSG, diagnosticArray, float32MultiArray, float64MultiArray, jointTrajectory } from "../ros/protocol.ts";
 
 /** Options of {@link RunLog.open}. */
 export interface RunLogOptions {
@@ -38,6 +38,8 @@ export interface RunLogOptions {
   flushEveryS?: number;
   /** Bytes after which a chunk is closed and written (what a crash can lose at most); default 16 KiB. */
   chunkSize?: number;
+  /** Longest stretch of serialization between two yields to the event loop, ms; default 0.1. */
+  sliceMs?: number;
 }
 
 /** What a {@link RunLog} wrote. */
@@ -60,6 +62,7 @@ export const LOG_LEVEL = { debug: 1, info: 2, warning: 3, error: 4, fatal: 5 } a
 
 type Item =
   | { k: "js"; atS: number; positions: number[] }
+  | { k: "feat"; atS: number; feature: string; values: number[] }
   | { k: "cmd"; atS: number; points: number[][]; dtS: number }
   | { k: "diag"; atS: number; d: LoopDiagnostics }
   | { k: "chunk"; atS: number; c: Omit<ChunkReport, "actions"> & { actions: number[][] } }
@@ -154,12 +157,19 @@ export class RunLog {
     private readonly fh: FileHandle,
     private readonly out: FileWritable,
     private readonly writer: McapWriter,
-    private readonly channels: Record<Item["k"], number>,
+    private readonly channels: Record<Exclude<Item["k"], "feat">, number>,
+    private readonly featureChannels: ReadonlyMap<string, number>,
     private readonly opts: RunLogOptions,
   ) {
     this.wallOffsetS = Date.now() / 1000 - opts.now();
     this.cap = opts.queueSize ?? 16384;
-    for (const t of [MSG.jointState, MSG.jointTrajectory, MSG.float64MultiArray, MSG.diagnosticArray])
+    for (const t of [
+      MSG.jointState,
+      MSG.jointTrajectory,
+      MSG.float64MultiArray,
+      MSG.float32MultiArray,
+      MSG.diagnosticArray,
+    ])
       this.cdr.set(t, new MessageWriter(ros2Definitions(t)));
     this.timer = setInterval(() => void this.drain(), (opts.flushEveryS ?? 0.2) * 1000);
     this.timer.unref();
@@ -197,6 +207,9 @@ export class RunLog {
         chunk: await jsonChannel(LOG_TOPICS.chunks, CHUNK_SCHEMA),
         log: await jsonChannel(LOG_TOPICS.events, FOXGLOVE_LOG_SCHEMA),
       };
+      // one channel per observation feature topic, named as in the profile
+      const featureChannels = new Map<string, number>();
+      for (const f of p.features) featureChannels.set(f.feature, await rosChannel(f.topic, MSG.float32MultiArray));
       const strings = (o: Record<string, unknown>): Map<string, string> =>
         new Map(Object.entries(o).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
       await writer.addMetadata({ name: "profile", metadata: strings(p as unknown as Record<string, unknown>) });
@@ -205,7 +218,7 @@ export class RunLog {
         name: "command line",
         metadata: new Map([["argv", JSON.stringify(opts.argv ?? process.argv)]]),
       });
-      const log = new RunLog(fh, out, writer, channels, opts);
+      const log = new RunLog(fh, out, writer, channels, featureChannels, opts);
       log.recordsN += 3;
       return log;
     } catch (err) {
@@ -217,6 +230,17 @@ export class RunLog {
   /** A joint state received (positions in the profile's joint order). */
   jointState(s: JointStateSample): void {
     this.push({ k: "js", atS: s.atS, positions: Array.from(s.positions) });
+  }
+
+  /** The profile's observation features, each logged on its own topic. */
+  get featureNames(): Iterable<string> {
+    return this.featureChannels.keys();
+  }
+
+  /** An observation feature sample received (`feature` is the profile's feature name). */
+  feature(feature: string, atS: number, values: ArrayLike<number>): void {
+    if (!this.featureChannels.has(feature)) return;
+    this.push({ k: "feat", atS, feature, values: Array.from(values) });
   }
 
   /** A command published (logged as the ROS message the link sent). */
@@ -288,25 +312,29 @@ export class RunLog {
     this.queue.push(item);
   }
 
-  /** Moves the queue into the file, 256 records per event-loop turn. */
+  /**
+   * Moves the queue into the file in slices of at most `sliceMs` of work (default 0.1 ms), yielding
+   * to the event loop between slices so that a tick's timer is never held up by more than one slice.
+   */
   private drain(): Promise<void> {
     if (this.draining) return this.draining;
+    const sliceMs = this.opts.sliceMs ?? 0.1;
     const run = async (): Promise<void> => {
+      let sliceStart = performance.now();
       while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, 256);
-        for (const item of batch) {
-          if (this.error?.startsWith("write")) return;
-          let data: Uint8Array;
-          try {
-            data = this.encode(item);
-          } catch (err) {
-            this.error ??= `serialize ${item.k}: ${(err as Error).message}`;
-            continue;
-          }
+        const item = this.queue.shift() as Item;
+        if (this.error?.startsWith("write")) return;
+        let data: Uint8Array | undefined;
+        try {
+          data = this.encode(item);
+        } catch (err) {
+          this.error ??= `serialize ${item.k}: ${(err as Error).message}`;
+        }
+        if (data !== undefined) {
           const t = BigInt(Math.round((this.wallOffsetS + item.atS) * 1e9));
           try {
             await this.writer.addMessage({
-              channelId: this.channels[item.k],
+              channelId: item.k === "feat" ? (this.featureChannels.get(item.feature) as number) : this.channels[item.k],
               sequence: this.recordsN,
               logTime: t,
               publishTime: t,
@@ -318,7 +346,10 @@ export class RunLog {
             return;
           }
         }
-        await yieldTurn();
+        if (performance.now() - sliceStart >= sliceMs) {
+          await yieldTurn();
+          sliceStart = performance.now();
+        }
       }
     };
     this.draining = run().finally(() => {
@@ -341,6 +372,8 @@ export class RunLog {
           velocity: [],
           effort: [],
         });
+      case "feat":
+        return cdr(MSG.float32MultiArray, float32MultiArray(item.values));
       case "cmd":
         // the conversion the ROS link publishes, in the ROS 2 layout
         return p.command_interface === "trajectory"

@@ -23,7 +23,10 @@ import { servePolicy, type ServePolicyOptions } from "../../pipelines/serve-poli
 import { SERVE_ROBOT_VIAS, serveRobot, type ServeRobotOptions } from "../../pipelines/serve-robot.ts";
 
 type ServeCliOptions = ServePolicyOptions &
-  Pick<ServeRobotOptions, "via" | "server" | "model" | "kserveProtocol" | "timeoutMs">;
+  Pick<ServeRobotOptions, "via" | "server" | "model" | "kserveProtocol" | "timeoutMs"> & {
+    /** `--log <file>`: the run log's path. */
+    log?: string;
+  };
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -80,6 +83,7 @@ export function registerServe(program: Command): void {
     .option("--json", "print JSON lines; the last stdout line is the final summary")
     .option("--robot <profile>", "drive this robot (a robot profile JSON) over the rosbridge at --ros")
     .option("--ros <url>", "rosbridge URL for --robot, e.g. ws://127.0.0.1:9090")
+    .option("--log <file>", "--robot: write an MCAP run log (joint states, features, commands, chunks, events)")
     .addOption(
       choiceOption(
         "--via <where>",
@@ -114,6 +118,7 @@ export function registerServe(program: Command): void {
   addMergeOptions(cmd, "blend").action(async (o: ServeCliOptions) => {
     if (o.robot !== undefined || o.ros !== undefined) return driveCli(o);
     if (o.via !== "local" || o.server !== undefined) throw new Error("--via kserve and --server go with --robot");
+    if (o.log !== undefined) throw new Error("--log goes with --robot (a run log of a robot drive)");
     const summary = await servePolicy(o, {
       log,
       onListening: (listening, line) => (o.json ? process.stdout.write(JSON.stringify(listening) + "\n") : log(line)),
@@ -127,6 +132,8 @@ async function driveCli(o: ServeCliOptions): Promise<void> {
   if (o.robot === undefined || o.ros === undefined) throw new Error("--robot <profile> and --ros <url> go together");
   if (o.zmq !== undefined || o.openpi !== undefined || o.pub !== undefined)
     throw new Error("--robot drives a robot; serve --zmq/--openpi/--pub in another process");
-  const { robot, ros } = o;
-  printResult(await serveRobot({ ...o, robot, ros, log }), { json: o.json ?? false });
+  const { robot, ros, log: runLog } = o;
+  printResult(await serveRobot({ ...o, robot, ros, log, ...(runLog !== undefined ? { runLog } : {}) }), {
+    json: o.json ?? false,
+  });
 }

@@ -3,8 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
+import { McapIndexedReader } from "@mcap/core";
+import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportOnnx } from "../../policy/onnx/export.ts";
+import { ros2Definitions } from "../../bridge/log/run-log.ts";
 import { TestRosbridge } from "../bridge/rosbridge-server.ts";
 import { RAW, tinyModel, writeTinyCheckpoint } from "../policy/onnx/fixture.ts";
 
@@ -56,7 +59,8 @@ describe("actionflow serve --robot --ros", () => {
       // blend, not rtc: with H = 4 at 50 Hz a loaded machine's 40 ms inference would be refused (d = 3 > H/2)
       const args = ["--import", "tsx", "--import", "./test/cli/module-recorder.mjs", "cli/main.ts", "serve"];
       args.push("--policy", run, "--robot", profilePath, "--ros", server.url, "--merge", "blend", "--seconds", "2");
-      args.push("--json");
+      const logPath = join(dir, "serve-robot.mcap");
+      args.push("--log", logPath, "--json");
       const child = spawn(process.execPath, args, {
         stdio: ["ignore", "pipe", "pipe"],
         env: { ...process.env, ACTIONFLOW_MODULE_LOG: modules },
@@ -84,6 +88,23 @@ describe("actionflow serve --robot --ros", () => {
         expect(data).toHaveLength(3);
         expect(data.every(Number.isFinite)).toBe(true);
       }
+      // the run log: one std_msgs/Float64MultiArray per command sent, decoding with the CDR reader
+      expect(res["runLog"]).toMatchObject({ file: logPath, dropped: 0 });
+      const bytes = new Uint8Array(readFileSync(logPath));
+      const reader = await McapIndexedReader.Initialize({
+        readable: {
+          size: async () => BigInt(bytes.length),
+          read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
+        },
+      });
+      const cdr = new MessageReader(ros2Definitions("std_msgs/Float64MultiArray"));
+      const logged: number[][] = [];
+      for await (const m of reader.readMessages({ topics: ["/arm/commands"] }))
+        logged.push(Array.from((cdr.readMessage(m.data) as { data: Float64Array }).data));
+      expect(logged.length).toBe(res["sent"]);
+      expect(logged.map((d) => d.map((v) => Math.fround(v)))).toEqual(
+        cmds.map((c) => (c.msg.data as number[]).map((v) => Math.fround(v))),
+      );
       const loaded = readFileSync(modules, "utf8").split("\n");
       // the recorder works (onnxruntime was loaded, in the inference worker) and tfjs never was
       expect(loaded.some((u) => u.includes("/onnxruntime-node/"))).toBe(true);

@@ -136,6 +136,7 @@ describe("RunLog", () => {
       "diagnostic_msgs/msg/DiagnosticArray ros2msg",
       "foxglove.Log jsonschema",
       "sensor_msgs/msg/JointState ros2msg",
+      "std_msgs/msg/Float32MultiArray ros2msg",
       "trajectory_msgs/msg/JointTrajectory ros2msg",
     ]);
 

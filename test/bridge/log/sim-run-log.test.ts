@@ -1,16 +1,27 @@
 /**
- * `sim run --log`: runSim writes the run log of the in-process transports (one command message per
- * command sent, the metadata records) and refuses it for `--via ros` before starting anything.
+ * `sim run --log`: runSim writes the run log for the in-process transport and through the test
+ * rosbridge (`--via ros`): one command message per command sent, the joint states and the
+ * environment-state feature as received, each decoding with the CDR reader, and the metadata records.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { McapIndexedReader } from "@mcap/core";
-import { afterAll, describe, expect, it } from "vitest";
+import { MessageReader } from "@foxglove/rosmsg2-serialization";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ros2Definitions } from "../../../bridge/log/run-log.ts";
 import { runSim, type SimRunOptions } from "../../../sim/run.ts";
+import { TestRosbridge } from "../rosbridge-server.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "actionflow-simlog-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let server: TestRosbridge;
+beforeAll(async () => {
+  server = await TestRosbridge.create({ dialect: 2 });
+});
+afterAll(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const base: SimRunOptions = {
   task: "reach",
@@ -24,36 +35,71 @@ const base: SimRunOptions = {
   provider: "cpu",
 };
 
-describe("runSim with a run log", () => {
-  it("writes one command message per command sent, and the profile, policy and command line", async () => {
-    const path = join(dir, "reach.mcap");
-    const r = await runSim({ ...base, runLog: path, argv: ["sim", "run", "--log", path] });
-    expect(r.success).toBe(true);
-    expect(r.runLog).toMatchObject({ file: path, dropped: 0 });
-    const bytes = new Uint8Array(readFileSync(path));
-    expect(r.runLog?.bytes).toBe(bytes.length);
-    const reader = await McapIndexedReader.Initialize({
-      readable: {
-        size: async () => BigInt(bytes.length),
-        read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
-      },
-    });
-    const counts: Record<string, number> = {};
-    let n = 0;
-    for await (const m of reader.readMessages()) {
-      const topic = reader.channelsById.get(m.channelId)?.topic ?? "?";
-      counts[topic] = (counts[topic] ?? 0) + 1;
-      n++;
-    }
-    expect(counts["/arm_controller/joint_trajectory"]).toBe(r.sent);
-    expect(counts["/joint_states"]).toBeGreaterThan(0);
-    expect(n + 3).toBe(r.runLog?.records);
-    expect(reader.metadataIndexes.map((m) => m.name)).toEqual(["profile", "policy", "command line"]);
-  }, 60_000);
-
-  it("is refused for --via ros, naming the flag", async () => {
-    await expect(runSim({ ...base, via: "ros", ros: "ws://127.0.0.1:1", runLog: join(dir, "x.mcap") })).rejects.toThrow(
-      /--log: run logs are written for the in-process transports, not --via ros/,
-    );
+/** Messages by topic, decoded with the CDR reader of each channel's ROS 2 type. */
+async function readLog(path: string): Promise<{ byTopic: Map<string, unknown[]>; metadata: string[]; total: number }> {
+  const bytes = new Uint8Array(readFileSync(path));
+  const reader = await McapIndexedReader.Initialize({
+    readable: {
+      size: async () => BigInt(bytes.length),
+      read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
+    },
   });
+  const readers = new Map<number, MessageReader | "json">();
+  for (const c of reader.channelsById.values()) {
+    const schema = reader.schemasById.get(c.schemaId);
+    readers.set(
+      c.id,
+      schema?.encoding === "ros2msg" ? new MessageReader(ros2Definitions(schema.name.replace("/msg/", "/"))) : "json",
+    );
+  }
+  const byTopic = new Map<string, unknown[]>();
+  let total = 0;
+  for await (const m of reader.readMessages()) {
+    const topic = reader.channelsById.get(m.channelId)?.topic ?? "?";
+    const r = readers.get(m.channelId);
+    const msg = r === "json" ? JSON.parse(new TextDecoder().decode(m.data)) : r?.readMessage(m.data);
+    byTopic.set(topic, [...(byTopic.get(topic) ?? []), msg]);
+    total++;
+  }
+  return { byTopic, metadata: reader.metadataIndexes.map((m) => m.name), total };
+}
+
+describe("sim run with a run log", () => {
+  for (const via of ["direct", "ros"] as const)
+    it(`--via ${via}: one command message per command sent, joint states and features decode`, async () => {
+      const path = join(dir, `reach-${via}.mcap`);
+      const r = await runSim({
+        ...base,
+        via,
+        ...(via === "ros" ? { ros: server.url, merge: "blend" as const, seconds: 30 } : {}),
+        runLog: path,
+        argv: ["sim", "run", "--log", path],
+      });
+      expect(r.success).toBe(true);
+      expect(r.runLog).toMatchObject({ file: path, dropped: 0 });
+      expect(r.runLog?.error).toBeUndefined();
+      expect(r.runLog?.bytes).toBe(readFileSync(path).length);
+      const { byTopic, metadata, total } = await readLog(path);
+      const cmds = (byTopic.get("/arm_controller/joint_trajectory") ?? []) as {
+        joint_names: string[];
+        points: { positions: Float64Array }[];
+      }[];
+      expect(cmds.length).toBe(r.sent);
+      expect(cmds[0]?.joint_names).toEqual([
+        "shoulder_pan",
+        "shoulder_lift",
+        "elbow_flex",
+        "wrist_flex",
+        "wrist_roll",
+        "gripper",
+      ]);
+      expect(cmds.every((c) => c.points.every((p) => p.positions.length === 6))).toBe(true);
+      const states = (byTopic.get("/joint_states") ?? []) as { position: Float64Array }[];
+      expect(states.length).toBeGreaterThan(10);
+      const env = (byTopic.get("/actionflow/environment_state") ?? []) as { data: Float32Array }[];
+      expect(env.length).toBeGreaterThan(10);
+      expect(env.every((e) => e.data.length === 6 && e.data.every(Number.isFinite))).toBe(true);
+      expect(total + 3).toBe(r.runLog?.records);
+      expect(metadata).toEqual(["profile", "policy", "command line"]);
+    }, 90_000);
 });
