@@ -184,6 +184,12 @@ export function loopEventLogger(log: (line: string) => void): NonNullable<Contro
         `rtc overrun at step ${e.step}: inference delay ${e.delaySteps} steps > ${e.maxDelaySteps} (${e.consecutive} in a row); executing only what is queued, then holding`,
       );
     else if (e.kind === "rtc-recovered") log(`rtc: inference delay back within bounds at step ${e.step}; resuming`);
+    else if (e.kind === "intervention")
+      log(
+        e.active
+          ? `intervention at step ${e.step}: a person has the robot; not commanding`
+          : `intervention over at step ${e.step}: ramping back in from the measured position`,
+      );
     else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
   };
 }

@@ -100,7 +100,9 @@ export type LoopEvent =
   | { kind: "rtc-recovered"; step: number }
   /** No action to execute for `forS` seconds (once per such stretch): `reason` says why. */
   | { kind: "starved"; reason: string; forS: number; step: number }
-  | { kind: "hold"; reason: string; step: number };
+  | { kind: "hold"; reason: string; step: number }
+  /** A person took the robot over (`active`) or handed it back (the loop ramps back in). */
+  | { kind: "intervention"; active: boolean; step: number };
 
 /** Relative accuracy of the whole-run jitter and inference-latency quantiles of {@link LoopStats}. */
 export const LOOP_QUANTILE_RELATIVE_ACCURACY = 0.005;
@@ -359,6 +361,11 @@ export class ControlLoop {
     const link = this.opts.link;
     const k = this.step;
     if (link.estopRequest !== undefined) this.safety.estop(link.estopRequest);
+    const person = link.intervention === true;
+    if (person !== this.safety.intervention) {
+      this.safety.setIntervention(person);
+      this.opts.onEvent?.({ kind: "intervention", active: person, step: k });
+    }
     if (link.epoch !== this.epoch) {
       if (this.epoch >= 0) {
         this.counts.resyncs++;
@@ -377,7 +384,15 @@ export class ControlLoop {
       this.safety.observe(st.positions, st.atS);
     }
     if (this.inflight && this.merger.mode === "rtc") this.watchInflight(now, k);
-    if (!this.inflight && link.connected && st && current && this.safety.stateFresh(now) && !this.safety.estopped) {
+    if (
+      !this.inflight &&
+      link.connected &&
+      st &&
+      current &&
+      this.safety.stateFresh(now) &&
+      !this.safety.estopped &&
+      !person
+    ) {
       if (this.overrunStreak) {
         // after an overrun: only from rest, once what was queued has run out
         if (this.merger.upcoming(k, 1).length === 0 && this.merger.wantsChunk(k))
@@ -425,7 +440,8 @@ export class ControlLoop {
       if (d.entered) this.opts.onEvent?.({ kind: "hold", reason: d.reason, step: k });
       // One stop message when a hold starts for a reason the robot must act on; only from a state of
       // this connection (never an old command after a reconnect).
-      const stop = d.reason === "estop" || d.reason === "watchdog" || d.reason === "non-finite";
+      const stop =
+        d.reason === "estop" || d.reason === "watchdog" || d.reason === "intervention" || d.reason === "non-finite";
       if (d.entered && stop && d.positions && current)
         this.count(
           link.send({ kind: "positions", positions: d.positions, dtS: this.dt, epoch: this.epoch, sourceAtS: st.atS }),
@@ -564,6 +580,7 @@ export class ControlLoop {
   private whyStarved(now: number, currentState: boolean): string {
     const p = this.opts.profile;
     if (this.safety.estopped) return `e-stop: ${this.safety.stats().estopReason ?? "latched"}`;
+    if (this.safety.intervention) return "a person has the robot (intervention)";
     if (!this.opts.link.connected) return "not connected to the robot";
     if (!currentState) {
       const rejected = this.opts.link.rejections?.last(p.ros.joint_states);

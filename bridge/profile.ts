@@ -97,8 +97,6 @@ const RecordingSchema = z.strictObject({
   max_age_s: positive().optional(),
   /** `std_msgs/String` topic of episode commands (`start`, `stop`, `keep`, `discard`, `quit`). */
   control_topic: topic().default("/actionflow/record"),
-  /** `std_msgs/Bool` topic: true while a person has taken over from the policy. */
-  intervention_topic: topic().optional(),
   /** The task string of recorded episodes when none is given on the command line. */
   task: z.string({ error: "expected a string" }).min(1).optional(),
 });
@@ -128,6 +126,12 @@ export const RobotProfileSchema = z
       diagnostics: topic().default("/diagnostics"),
       /** Optional `std_msgs/Bool` e-stop topic: `true` latches the e-stop. */
       estop: topic().optional(),
+      /**
+       * Optional `std_msgs/Bool` intervention topic: while `true` a person has the robot; the loop
+       * stops commanding (one hold message), logs the person's commands from the command topic, and
+       * ramps back in from the measured position when it turns `false`.
+       */
+      intervention: topic().optional(),
     }),
     /**
      * `trajectory`: joint_trajectory_controller, `trajectory_msgs/JointTrajectory`;
@@ -262,6 +266,14 @@ export function parseRobotProfile(value: unknown, source: string): RobotProfile 
     (iss) => `${source}: ${iss.path.length > 0 ? iss.path.join(".") : "(root)"}: ${iss.message}`,
   );
   throw new Error(lines.join("\n"));
+}
+
+/** `profile` with its intervention topic set to `topic` (the `--intervention-topic` flag), checked. */
+export function withInterventionTopic(profile: RobotProfile, topic: string | undefined): RobotProfile {
+  if (topic === undefined) return profile;
+  if (!/^\/?[A-Za-z_~][A-Za-z0-9_/~]*$/.test(topic))
+    throw new Error(`--intervention-topic: expected a ROS topic name like /teleop/active, got '${topic}'`);
+  return { ...profile, ros: { ...profile.ros, intervention: topic } };
 }
 
 /**

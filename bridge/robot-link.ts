@@ -47,6 +47,16 @@ export type RobotCommand =
       sourceAtS: number;
     };
 
+/** A command a person sent to the robot during an intervention, as received. */
+export interface HumanCommand {
+  /** Targets `[k][joints]` in action order; a forward command has one point. */
+  points: Float64Array[];
+  /** Seconds between points of a trajectory (its first point's time_from_start), else the control period. */
+  dtS: number;
+  /** Receive time on the loop's clock, seconds. */
+  atS: number;
+}
+
 /** What the link did with a command. */
 export type SendResult = "sent" | "dropped-disconnected" | "dropped-stale";
 
@@ -84,6 +94,13 @@ export interface RobotLink {
   feature(name: string): FeatureSample | undefined;
   /** The e-stop request received from the robot side (latched), or undefined. */
   readonly estopRequest: string | undefined;
+  /** True while a person has taken the robot over (the profile's intervention topic); absent: never. */
+  readonly intervention?: boolean;
+  /**
+   * The commands a person sent during an intervention since the last call (the link watches the
+   * command topic while one lasts), oldest first; absent when the link cannot see them.
+   */
+  takeHumanCommands?(): HumanCommand[];
   /** Sends a command or drops it (see {@link SendResult}); never queues. */
   send(cmd: RobotCommand): SendResult;
   /** Refused inputs so far by topic and reason, when the link counts them. */

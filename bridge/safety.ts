@@ -19,7 +19,8 @@
  * positions only and never sees a torque (`profileWarnings` says so at load).
  *
  * Holds (no command computed): no joint state yet, the watchdog (no fresh joint state within the
- * timeout), the e-stop (latched until {@link SafetyLayer.resetEstop}), a non-finite target, and an
+ * timeout), the e-stop (latched until {@link SafetyLayer.resetEstop}), a person's intervention (while
+ * {@link SafetyLayer.setIntervention} says a person has the robot), a non-finite target, and an
  * empty action queue. After any hold but `empty` the next command ramps again from the measured
  * position; after `empty` the velocity restarts from 0.
  */
@@ -31,7 +32,7 @@ export const CLAMP_KINDS = ["relative", "velocity", "acceleration", "jerk", "pos
 export type ClampKind = (typeof CLAMP_KINDS)[number];
 
 /** Why no command was produced this step. */
-export type HoldReason = "no-state" | "watchdog" | "estop" | "non-finite" | "empty";
+export type HoldReason = "no-state" | "watchdog" | "estop" | "intervention" | "non-finite" | "empty";
 
 /** What to do this control step. */
 export type SafetyDecision =
@@ -68,6 +69,8 @@ export interface SafetyStats {
   clamps: Record<ClampKind, Record<string, number>>;
   clampTotal: number;
   watchdogTrips: number;
+  /** Times a person took the robot over. */
+  interventions: number;
   nonFiniteTargets: number;
   nonFiniteChunks: number;
   rejectedStates: number;
@@ -96,6 +99,8 @@ export class SafetyLayer {
   private needRestart = true;
   private holdReason: HoldReason | undefined;
   private estopReason: string | undefined;
+  private intervening = false;
+  private interventions = 0;
   private readonly clampCounts: Record<ClampKind, number[]>;
   private watchdogTrips = 0;
   private nonFiniteTargets = 0;
@@ -131,6 +136,20 @@ export class SafetyLayer {
     this.measured = Float64Array.from(positions);
     this.measuredAtS = nowS;
     return true;
+  }
+
+  /**
+   * Whether a person has taken the robot over: while true every step holds (`intervention`); once
+   * false again the next command ramps from the measured position, as after any other hold.
+   */
+  setIntervention(active: boolean): void {
+    if (active && !this.intervening) this.interventions++;
+    this.intervening = active;
+  }
+
+  /** True while a person has the robot (see {@link setIntervention}). */
+  get intervention(): boolean {
+    return this.intervening;
   }
 
   /** The latest accepted measured state, or undefined. */
@@ -242,6 +261,7 @@ export class SafetyLayer {
       clamps,
       clampTotal,
       watchdogTrips: this.watchdogTrips,
+      interventions: this.interventions,
       nonFiniteTargets: this.nonFiniteTargets,
       nonFiniteChunks: this.nonFiniteChunks,
       rejectedStates: this.rejectedStates,
@@ -257,6 +277,7 @@ export class SafetyLayer {
     opts = { count: true },
   ): HoldReason | undefined {
     if (this.estopReason !== undefined) return "estop";
+    if (this.intervening) return "intervention";
     if (this.measured === undefined) return "no-state";
     if (!this.stateFresh(nowS)) {
       if (opts.count && this.holdReason !== "watchdog") this.watchdogTrips++;

@@ -8,7 +8,7 @@ import { driveRobot } from "../bridge/drive.ts";
 import { KServeChunkPolicy } from "../bridge/kserve/chunk-policy.ts";
 import type { KServeProtocol } from "../bridge/kserve/transport.ts";
 import { startLocalPolicy } from "../bridge/local-policy.ts";
-import { checkFeatureSizes, loadRobotProfile } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runtime/executor.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
@@ -42,6 +42,8 @@ export interface ServeRobotOptions {
   prefixSteps?: number;
   publish: "step" | "chunk";
   seconds?: number;
+  /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */
+  interventionTopic?: string;
   /** Write an MCAP run log of the drive to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
@@ -52,7 +54,7 @@ export interface ServeRobotOptions {
 /** Drives the robot until `seconds` or a signal; returns the loop's figures, the link's counters and the refused inputs. */
 export async function serveRobot(o: ServeRobotOptions) {
   const merge = chunkMergeFrom(o);
-  const profile = await loadRobotProfile(o.robot);
+  const profile = withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic);
   const closers: Array<() => Promise<void> | void> = [];
   try {
     let policy: ChunkPolicy;

@@ -14,7 +14,7 @@ import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
-import { checkFeatureSizes, loadRobotProfile } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
 import { InputRejections, type RejectedCounts } from "../bridge/robot-link.ts";
 import { RosRobotNode } from "../bridge/ros/robot-node.ts";
 import { realScheduler } from "../bridge/scheduler.ts";
@@ -96,6 +96,8 @@ export interface SimRunOptions extends TransportFlags {
   log?: (line: string) => void;
   /** Wraps the policy the loop calls (e.g. to time each chunk request); the demo uses it. */
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
+  /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */
+  interventionTopic?: string;
   /** Writes an MCAP run log to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
@@ -129,7 +131,9 @@ export async function runSim(o: SimRunOptions) {
   const transport = simTransport(o.via, o, merge);
   const log = o.log ?? ((): void => {});
   const robot = o.robot ?? defaultSimProfile(o.task);
-  const profile = await loadRobotProfile(robot);
+  if (o.interventionTopic !== undefined && transport.link === "plant")
+    throw new Error(`--intervention-topic: a person takes over through ROS; use --via ros (not --via ${o.via})`);
+  const profile = withInterventionTopic(await loadRobotProfile(robot), o.interventionTopic);
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
   try {

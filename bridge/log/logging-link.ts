@@ -20,6 +20,7 @@ import type { RunLog } from "./run-log.ts";
 /** The logging decorator; see the module comment. */
 export class LoggingLink implements RobotLink {
   private lastStateAtS?: number;
+  private person = false;
   private readonly lastFeatureAtS = new Map<string, number>();
   private estopLogged = false;
   private readonly lastCounts = new Map<string, number>();
@@ -41,6 +42,10 @@ export class LoggingLink implements RobotLink {
     return this.inner.rejections;
   }
 
+  get intervention(): boolean | undefined {
+    return this.inner.intervention;
+  }
+
   get estopRequest(): string | undefined {
     const r = this.inner.estopRequest;
     if (r !== undefined && !this.estopLogged) {
@@ -56,6 +61,17 @@ export class LoggingLink implements RobotLink {
       this.lastStateAtS = s.atS;
       this.log.jointState(s);
     }
+    const person = this.inner.intervention === true;
+    if (person !== this.person) {
+      this.person = person;
+      this.log.intervention(person);
+    }
+    // what a person sent during an intervention goes on the command channel, as they sent it
+    for (const c of this.inner.takeHumanCommands?.() ?? [])
+      this.log.command(
+        { kind: "trajectory", points: c.points, dtS: c.dtS, epoch: this.inner.epoch, sourceAtS: c.atS },
+        c.atS,
+      );
     // the loop reads features only when it asks for a chunk; the log wants every sample
     for (const name of this.log.featureNames) {
       const f = this.inner.feature(name);

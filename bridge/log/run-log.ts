@@ -63,6 +63,7 @@ export const LOG_LEVEL = { debug: 1, info: 2, warning: 3, error: 4, fatal: 5 } a
 type Item =
   | { k: "js"; atS: number; positions: number[] }
   | { k: "feat"; atS: number; feature: string; values: number[] }
+  | { k: "person"; atS: number; active: boolean }
   | { k: "cmd"; atS: number; points: number[][]; dtS: number }
   | { k: "diag"; atS: number; d: LoopDiagnostics }
   | { k: "chunk"; atS: number; c: Omit<ChunkReport, "actions"> & { actions: number[][] } }
@@ -157,7 +158,8 @@ export class RunLog {
     private readonly fh: FileHandle,
     private readonly out: FileWritable,
     private readonly writer: McapWriter,
-    private readonly channels: Record<Exclude<Item["k"], "feat">, number>,
+    private readonly channels: Record<Exclude<Item["k"], "feat" | "person">, number>,
+    private readonly personChannel: number | undefined,
     private readonly featureChannels: ReadonlyMap<string, number>,
     private readonly opts: RunLogOptions,
   ) {
@@ -168,6 +170,7 @@ export class RunLog {
       MSG.jointTrajectory,
       MSG.float64MultiArray,
       MSG.float32MultiArray,
+      MSG.bool,
       MSG.diagnosticArray,
     ])
       this.cdr.set(t, new MessageWriter(ros2Definitions(t)));
@@ -210,6 +213,8 @@ export class RunLog {
       // one channel per observation feature topic, named as in the profile
       const featureChannels = new Map<string, number>();
       for (const f of p.features) featureChannels.set(f.feature, await rosChannel(f.topic, MSG.float32MultiArray));
+      const personChannel =
+        p.ros.intervention === undefined ? undefined : await rosChannel(p.ros.intervention, MSG.bool);
       const strings = (o: Record<string, unknown>): Map<string, string> =>
         new Map(Object.entries(o).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
       await writer.addMetadata({ name: "profile", metadata: strings(p as unknown as Record<string, unknown>) });
@@ -218,7 +223,7 @@ export class RunLog {
         name: "command line",
         metadata: new Map([["argv", JSON.stringify(opts.argv ?? process.argv)]]),
       });
-      const log = new RunLog(fh, out, writer, channels, featureChannels, opts);
+      const log = new RunLog(fh, out, writer, channels, personChannel, featureChannels, opts);
       log.recordsN += 3;
       return log;
     } catch (err) {
@@ -241,6 +246,20 @@ export class RunLog {
   feature(feature: string, atS: number, values: ArrayLike<number>): void {
     if (!this.featureChannels.has(feature)) return;
     this.push({ k: "feat", atS, feature, values: Array.from(values) });
+  }
+
+  /**
+   * A person took the robot over (`active`) or handed it back: a `std_msgs/Bool` on the profile's
+   * intervention topic and an event line. Their commands are logged with {@link command}.
+   */
+  intervention(active: boolean, atS = this.opts.now()): void {
+    if (this.personChannel !== undefined) this.push({ k: "person", atS, active });
+    this.event(
+      active ? "warning" : "info",
+      active ? "intervention start" : "intervention end",
+      active ? "a person has the robot" : "the policy has the robot again",
+      atS,
+    );
   }
 
   /** A command published (logged as the ROS message the link sent). */
@@ -334,7 +353,12 @@ export class RunLog {
           const t = BigInt(Math.round((this.wallOffsetS + item.atS) * 1e9));
           try {
             await this.writer.addMessage({
-              channelId: item.k === "feat" ? (this.featureChannels.get(item.feature) as number) : this.channels[item.k],
+              channelId:
+                item.k === "feat"
+                  ? (this.featureChannels.get(item.feature) as number)
+                  : item.k === "person"
+                    ? (this.personChannel as number)
+                    : this.channels[item.k],
               sequence: this.recordsN,
               logTime: t,
               publishTime: t,
@@ -374,6 +398,8 @@ export class RunLog {
         });
       case "feat":
         return cdr(MSG.float32MultiArray, float32MultiArray(item.values));
+      case "person":
+        return cdr(MSG.bool, { data: item.active });
       case "cmd":
         // the conversion the ROS link publishes, in the ROS 2 layout
         return p.command_interface === "trajectory"

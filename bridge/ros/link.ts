@@ -15,6 +15,7 @@ import type { ITransportFactory } from "roslib";
 import type { RobotProfile } from "../profile.ts";
 import type {
   FeatureSample,
+  HumanCommand,
   JointStateSample,
   LoopDiagnostics,
   RobotCommand,
@@ -30,6 +31,7 @@ import {
   jointTrajectory,
   parseBool,
   parseFloat32MultiArray,
+  parseJointCommand,
   parseJointState,
 } from "./protocol.ts";
 
@@ -90,6 +92,10 @@ export class RosLink implements RobotLink {
   private retryMs: number;
   private retryTimer?: NodeJS.Timeout;
   private estop?: string;
+  private person = false;
+  private humanCommands: HumanCommand[] = [];
+  /** The points of the last command sent, to tell its echo on the command topic from a person's. */
+  private lastSent: readonly Float64Array[] = [];
   private readonly counters: RosLinkStats = {
     connects: 0,
     disconnects: 0,
@@ -169,6 +175,29 @@ export class RosLink implements RobotLink {
       });
       this.subs.push(t);
     }
+    const interventionTopic = p.ros.intervention;
+    if (interventionTopic !== undefined) {
+      const t = new Topic<unknown>({ ros: this.ros, name: interventionTopic, messageType: MSG.bool });
+      t.subscribe((m) => {
+        const r = parseBool(m, interventionTopic);
+        if (r.kind === "error") return this.reject(interventionTopic, r.error);
+        this.rejections.accepted(interventionTopic);
+        this.person = r.value;
+      });
+      this.subs.push(t);
+      // while a person has the robot, what arrives on the command topic is theirs (the loop is silent)
+      const cmdType = p.command_interface === "trajectory" ? MSG.jointTrajectory : MSG.float64MultiArray;
+      const watch = new Topic<unknown>({ ros: this.ros, name: p.ros.command, messageType: cmdType });
+      watch.subscribe((m) => {
+        if (!this.person) return;
+        const r = parseJointCommand(m, p.joints, p.command_interface, 1 / p.control_rate_hz);
+        if (r.kind === "error") return this.reject(p.ros.command, `person's command: ${r.error}`);
+        if (samePoints(r.value.points, this.lastSent)) return; // our own stop message, echoed
+        if (this.humanCommands.length >= 1024) this.humanCommands.shift();
+        this.humanCommands.push({ ...r.value, atS: this.opts.now() });
+      });
+      this.subs.push(watch);
+    }
     this.command = new Topic({
       ros: this.ros,
       name: p.ros.command,
@@ -213,6 +242,16 @@ export class RosLink implements RobotLink {
     return this.estop;
   }
 
+  get intervention(): boolean {
+    return this.person;
+  }
+
+  takeHumanCommands(): HumanCommand[] {
+    const out = this.humanCommands;
+    this.humanCommands = [];
+    return out;
+  }
+
   jointState(): JointStateSample | undefined {
     return this.state;
   }
@@ -233,6 +272,7 @@ export class RosLink implements RobotLink {
         ? jointTrajectory(this.version, p.joints, points, cmd.dtS)
         : float64MultiArray(points[0] as Float64Array);
     this.command.publish(msg);
+    if (p.ros.intervention !== undefined) this.lastSent = points.map((q) => Float64Array.from(q));
     this.counters.sent++;
     this.opts.onPublish?.(msg, cmd);
     return "sent";
@@ -277,4 +317,15 @@ export class RosLink implements RobotLink {
     if (topic !== "(connection)") this.rejections.reject(topic, rejectReason(error), error);
     this.opts.onEvent?.({ kind: "rejected", topic, error });
   }
+}
+
+/** Whether two commands have the same points (to 1e-9). */
+function samePoints(a: readonly Float64Array[], b: readonly Float64Array[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((p, k) => {
+      const q = b[k] as Float64Array;
+      return p.length === q.length && p.every((v, i) => Math.abs(v - (q[i] as number)) <= 1e-9);
+    })
+  );
 }

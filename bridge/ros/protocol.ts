@@ -179,6 +179,59 @@ export function parseFloat32MultiArray(msg: unknown, size: number, what: string)
   return { kind: "ok", value: out };
 }
 
+/**
+ * Parses a joint command as a controller receives it: a `trajectory_msgs/JointTrajectory` (joints
+ * picked by name into `joints` order; every joint needed) or a `std_msgs/Float64MultiArray` of one
+ * value per joint. Returns the points and the spacing of the trajectory's points (its first point's
+ * `time_from_start`, or `defaultDtS`).
+ */
+export function parseJointCommand(
+  msg: unknown,
+  joints: readonly string[],
+  iface: "trajectory" | "forward",
+  defaultDtS: number,
+): Parsed<{ points: Float64Array[]; dtS: number }> {
+  if (typeof msg !== "object" || msg === null) return { kind: "error", error: "command: not an object" };
+  const m = msg as Record<string, unknown>;
+  const finiteArray = (v: unknown, n: number, what: string): Float64Array | string => {
+    if (!Array.isArray(v) || v.length !== n)
+      return `${what}: expected ${n} values, got ${Array.isArray(v) ? v.length : typeof v}`;
+    const out = Float64Array.from(v as number[]);
+    return out.every(Number.isFinite) && (v as unknown[]).every((x) => typeof x === "number")
+      ? out
+      : `${what}: expected finite numbers`;
+  };
+  if (iface === "forward") {
+    const r = finiteArray(m.data, joints.length, "Float64MultiArray.data");
+    return typeof r === "string"
+      ? { kind: "error", error: r }
+      : { kind: "ok", value: { points: [r], dtS: defaultDtS } };
+  }
+  const names = m.joint_names;
+  const pts = m.points;
+  if (!Array.isArray(names) || !names.every((n) => typeof n === "string"))
+    return { kind: "error", error: "JointTrajectory.joint_names: expected an array of strings" };
+  if (!Array.isArray(pts) || pts.length === 0)
+    return { kind: "error", error: "JointTrajectory.points: expected at least one point" };
+  const index = joints.map((j) => (names as string[]).indexOf(j));
+  const missing = joints.filter((_, i) => index[i] === -1);
+  if (missing.length > 0) return { kind: "error", error: `JointTrajectory: missing joint(s) ${missing.join(", ")}` };
+  const points: Float64Array[] = [];
+  for (const [k, p] of (pts as unknown[]).entries()) {
+    const r = finiteArray(
+      (p as Record<string, unknown> | null)?.positions,
+      names.length,
+      `JointTrajectory.points[${k}].positions`,
+    );
+    if (typeof r === "string") return { kind: "error", error: r };
+    points.push(Float64Array.from(index, (i) => r[i] as number));
+  }
+  const first =
+    rosSeconds(2, (pts[0] as Record<string, unknown>).time_from_start) ??
+    rosSeconds(1, (pts[0] as Record<string, unknown>).time_from_start);
+  return { kind: "ok", value: { points, dtS: first !== undefined && first > 0 ? first : defaultDtS } };
+}
+
 /** Parses a `std_msgs/Bool`. */
 export function parseBool(msg: unknown, what: string): Parsed<boolean> {
   const d = typeof msg === "object" && msg !== null ? (msg as Record<string, unknown>).data : undefined;

@@ -23,7 +23,7 @@ import { servePolicy, type ServePolicyOptions } from "../../pipelines/serve-poli
 import { SERVE_ROBOT_VIAS, serveRobot, type ServeRobotOptions } from "../../pipelines/serve-robot.ts";
 
 type ServeCliOptions = ServePolicyOptions &
-  Pick<ServeRobotOptions, "via" | "server" | "model" | "kserveProtocol" | "timeoutMs"> & {
+  Pick<ServeRobotOptions, "via" | "server" | "model" | "kserveProtocol" | "timeoutMs" | "interventionTopic"> & {
     /** `--log <file>`: the run log's path. */
     log?: string;
   };
@@ -84,6 +84,10 @@ export function registerServe(program: Command): void {
     .option("--robot <profile>", "drive this robot (a robot profile JSON) over the rosbridge at --ros")
     .option("--ros <url>", "rosbridge URL for --robot, e.g. ws://127.0.0.1:9090")
     .option("--log <file>", "--robot: write an MCAP run log (joint states, features, commands, chunks, events)")
+    .option(
+      "--intervention-topic <topic>",
+      "--robot: std_msgs/Bool topic; while true a person has the robot (the loop holds, then ramps back in)",
+    )
     .addOption(
       choiceOption(
         "--via <where>",

@@ -136,6 +136,10 @@ export function registerSimRobot(program: Command): void {
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
     .addOption(providerOption())
     .option("--log <file.mcap>", "write an MCAP run log (joint states, commands, diagnostics, chunks, events)")
+    .option(
+      "--intervention-topic <topic>",
+      "std_msgs/Bool topic: while true a person has the robot (the loop holds, then ramps back in)",
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: Omit<SimRunOptions, "log"> & { json?: boolean; log?: string }) => simRun(o));
 }
