@@ -5,6 +5,8 @@
 import type { Command } from "commander";
 import { list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
+import { convertMcap, type ConvertMcapResult } from "../../bridge/record/convert-mcap.ts";
+import { loadRobotProfile, withInterventionTopic } from "../../bridge/profile.ts";
 import { openDataset } from "../../datasets/open.ts";
 import { describeDataset, summarizeStats } from "../../datasets/summary.ts";
 import type { DatasetInfo, DatasetStatsSummary } from "../../datasets/summary.ts";
@@ -110,8 +112,10 @@ export function registerDataset(program: Command): void {
 
   dataset
     .command("convert")
-    .description("convert a LeRobot v2.x/v3.0 folder or a robomimic .hdf5 file to a new LeRobot v3.0 dataset")
-    .argument("<in>", "LeRobot dataset folder or robomimic .hdf5 file")
+    .description(
+      "convert a LeRobot v2.x/v3.0 folder, a robomimic .hdf5 file, or a ROS 2 bag / run log (.mcap, with --robot) to a new LeRobot v3.0 dataset",
+    )
+    .argument("<in>", "LeRobot dataset folder, robomimic .hdf5 file, or .mcap (ROS 2 bag or run log)")
     .argument("<out>", "new dataset folder (must not exist or be empty)")
     .addOption(
       option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq", positiveFloat),
@@ -125,14 +129,32 @@ export function registerDataset(program: Command): void {
       ),
     )
     .addOption(option("--data-file-mb <mb>", "data file size limit in MB", positiveFloat, 100))
+    .option("--robot <profile>", ".mcap: the robot profile mapping topics to features (and its recording section)")
+    .addOption(
+      option("--split-gap <s>", ".mcap: a gap in the topics longer than this starts a new episode", positiveFloat, 0.5),
+    )
+    .option("--interventions-only", ".mcap: only the stretches where the intervention topic was true")
+    .option("--intervention-topic <topic>", ".mcap: the std_msgs/Bool intervention topic (overrides the profile's)")
     .option("--json", "print one JSON object as the last stdout line")
     .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
     .action(
       async (
         input: string,
         out: string,
-        o: CommonFlags & { fps?: number; task?: string; stateKeys?: string[]; dataFileMb: number },
+        o: CommonFlags & {
+          fps?: number;
+          task?: string;
+          stateKeys?: string[];
+          dataFileMb: number;
+          robot?: string;
+          splitGap: number;
+          interventionsOnly?: boolean;
+          interventionTopic?: string;
+        },
       ) => {
+        if (input.toLowerCase().endsWith(".mcap")) return convertBag(input, out, o);
+        if (o.robot !== undefined || o.interventionsOnly)
+          throw new Error("--robot and --interventions-only go with a .mcap input");
         const { fps, dataFileMb: mb } = o;
         let bar: ReturnType<typeof startProgress> | undefined;
         const r = await convertToV3(input, out, {
@@ -155,4 +177,38 @@ export function registerDataset(program: Command): void {
         );
       },
     );
+}
+
+/** `dataset convert <file.mcap> <out> --robot <profile>`: a ROS 2 bag or run log to LeRobot v3.0. */
+async function convertBag(
+  input: string,
+  out: string,
+  o: CommonFlags & {
+    fps?: number;
+    task?: string;
+    robot?: string;
+    splitGap: number;
+    interventionsOnly?: boolean;
+    interventionTopic?: string;
+  },
+): Promise<void> {
+  if (o.robot === undefined) throw new Error(`${input}: a .mcap input needs --robot <profile> to map its topics`);
+  const profile = withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic);
+  const r = await convertMcap(input, out, {
+    profile,
+    profileSource: o.robot,
+    splitGapS: o.splitGap,
+    ...(o.fps !== undefined ? { fps: o.fps } : {}),
+    ...(o.task !== undefined ? { task: o.task } : {}),
+    ...(o.interventionsOnly ? { interventionsOnly: true } : {}),
+  });
+  if (!o.json)
+    for (const g of r.gaps)
+      log(`gap ${g.fromS.toFixed(2)}-${g.toS.toFixed(2)} s (${g.frames} frames): late ${g.late.join(", ")}`);
+  printResult(
+    r,
+    { json: o.json ?? false },
+    (x: ConvertMcapResult) =>
+      `converted ${input} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames at ${x.fps} fps; features ${x.features.join(", ")}`,
+  );
 }

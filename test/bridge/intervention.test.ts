@@ -12,6 +12,8 @@ import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, describe, expect, it } from "vitest";
 import { driveRobot } from "../../bridge/drive.ts";
 import { ros2Definitions } from "../../bridge/log/run-log.ts";
+import { convertMcap } from "../../bridge/record/convert-mcap.ts";
+import { openLeRobot } from "../../datasets/lerobot/reader.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
 import { FakePolicy, testProfile } from "./fakes.ts";
 import { TestRosbridge } from "./rosbridge-server.ts";
@@ -106,6 +108,22 @@ describe("an intervention", () => {
       expect(logged.length).toBe(res.loop.sent + 5);
       const person = logged.filter((p) => Math.abs(p[1]! + 0.3) < 1e-9);
       expect(person.map((p) => p[0])).toEqual([0.5, 0.51, 0.52, 0.53, 0.54]);
+
+      // `dataset convert --interventions-only`: the person's stretch becomes one episode, their commands its actions
+      const out = join(dir, "corrections");
+      const conv = await convertMcap(path, out, { profile, profileSource: "test", interventionsOnly: true });
+      expect(conv.episodes).toBe(1);
+      // from the person's first command to the release: about 0.3 s at 50 Hz
+      expect(conv.frames).toBeGreaterThan(8);
+      expect(conv.frames).toBeLessThan(30);
+      const ds = await openLeRobot(out);
+      try {
+        const actions = (await ds.readEpisode(0, ["action"]))["action"] as Float32Array;
+        const firstJoint = Array.from({ length: conv.frames }, (_, i) => actions[i * 2] as number);
+        expect(firstJoint.every((v) => v >= 0.5 - 1e-6 && v <= 0.54 + 1e-6)).toBe(true);
+      } finally {
+        ds.close();
+      }
     } finally {
       clearInterval(js);
       await server.stop();
