@@ -48,7 +48,9 @@ export interface ConvertMcapResult {
   /** Messages read per topic the profile maps. */
   messages: Record<string, number>;
   /** Stretches without frames (a topic silent for longer than splitGapS: the episode breaks), seconds from the first message. */
-  gaps: { fromS: number; toS: number; frames: number; late: string[] }[];
+  gaps: { file: string; fromS: number; toS: number; frames: number; late: string[] }[];
+  /** MCAP files read. */
+  files: number;
   /** Frames where a topic's latest message was older than max_age_s (held over, at most splitGapS), by topic. */
   lateFrames: Record<string, number>;
   /** Messages that did not parse, by topic (the first error each). */
@@ -132,8 +134,10 @@ function stampOf(msg: Record<string, unknown>): number | undefined {
   return s > 0 ? s : undefined;
 }
 
-/** Converts the MCAP file `input` to a LeRobot v3.0 dataset at `out`. */
-export async function convertMcap(input: string, out: string, o: ConvertMcapOptions): Promise<ConvertMcapResult> {
+type Episode = { startS: number; length: number; frames: Record<string, Float32Array>; offset: number };
+
+/** Reads one MCAP file and cuts its aligned frames into episodes. */
+async function episodesOf(input: string, o: ConvertMcapOptions) {
   const p = o.profile;
   const rec = p.recording;
   const action = rec?.action ?? { source: "command" as const };
@@ -240,7 +244,6 @@ export async function convertMcap(input: string, out: string, o: ConvertMcapOpti
   const nominal = alignGrid(series, { startS: span.fromS, endS: span.toS, fps, maxAgeS });
 
   // episodes: the segments, cut to the intervention stretches when asked
-  type Episode = { startS: number; length: number; frames: Record<string, Float32Array>; offset: number };
   let episodes: Episode[] = grid.segments.map((s) => ({ ...s, offset: 0 }));
   if (person) {
     const cut: Episode[] = [];
@@ -265,6 +268,47 @@ export async function convertMcap(input: string, out: string, o: ConvertMcapOpti
     }
     episodes = cut;
   }
+  const rel = (t: number): number => t - (t0 ?? 0);
+  return {
+    episodes,
+    counts,
+    rejected,
+    lateFrames: nominal.lateFrames,
+    gaps: grid.gaps.map((g) => ({ file: input, fromS: rel(g.fromS), toS: rel(g.toS), frames: g.frames, late: g.late })),
+  };
+}
+
+/**
+ * Converts MCAP files (one, or every `.mcap` of a folder, in name order) to one LeRobot v3.0 dataset
+ * at `out`.
+ */
+export async function convertMcap(
+  input: string | readonly string[],
+  out: string,
+  o: ConvertMcapOptions,
+): Promise<ConvertMcapResult> {
+  const files = typeof input === "string" ? [input] : [...input];
+  if (files.length === 0) throw new Error("convert: no .mcap file given");
+  const p = o.profile;
+  const rec = p.recording;
+  const action = rec?.action ?? { source: "command" as const };
+  const fps = o.fps ?? rec?.fps ?? p.control_rate_hz;
+  const actionKey = rec?.action_feature ?? "action";
+  const parts = [];
+  for (const f of files) parts.push(await episodesOf(f, o));
+  const episodes = parts.flatMap((x) => x.episodes);
+  const counts: Record<string, number> = {};
+  const lateFrames: Record<string, number> = {};
+  const rejected: Record<string, { count: number; first: string }> = {};
+  for (const x of parts) {
+    for (const [k, v] of Object.entries(x.counts)) counts[k] = (counts[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(x.lateFrames)) lateFrames[k] = (lateFrames[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(x.rejected)) {
+      const r = (rejected[k] ??= { count: 0, first: v.first });
+      r.count += v.count;
+    }
+  }
+  const gaps = parts.flatMap((x) => x.gaps);
   const J = p.joints.length;
   const widths: Record<string, number> = { [p.state_feature]: J, [actionKey]: J };
   for (const f of p.features) widths[f.feature] = f.size;
@@ -274,7 +318,10 @@ export async function convertMcap(input: string, out: string, o: ConvertMcapOpti
   };
   for (const f of p.features) features[f.feature] = { dtype: "float32", shape: [f.size] };
   const writer = await LeRobotWriter.create(out, { fps, robotType: p.name, features });
-  const task = o.task ?? rec?.task ?? `converted from ${input.split("/").pop()}`;
+  const name = (files.length === 1 ? (files[0] as string) : (files[0] as string).replace(/\/[^/]*$/, ""))
+    .split("/")
+    .pop();
+  const task = o.task ?? rec?.task ?? `converted from ${name}`;
   let written = 0;
   let frames = 0;
   let droppedShort = 0;
@@ -299,14 +346,13 @@ export async function convertMcap(input: string, out: string, o: ConvertMcapOpti
     }
     if (written === 0)
       throw new Error(
-        `${input}: no episode of at least 2 frames (${grid.gaps.length} gap(s); late frames by topic: ${JSON.stringify(grid.lateFrames)})`,
+        `${files.join(", ")}: no episode of at least 2 frames (${gaps.length} gap(s); late frames by topic: ${JSON.stringify(lateFrames)})`,
       );
     await writer.finish();
   } catch (err) {
     await writer.abort();
     throw err;
   }
-  const rel = (t: number): number => t - (t0 ?? 0);
   return {
     source: "mcap",
     out,
@@ -314,9 +360,10 @@ export async function convertMcap(input: string, out: string, o: ConvertMcapOpti
     frames,
     fps,
     features: Object.keys(features),
+    files: files.length,
     messages: counts,
-    gaps: grid.gaps.map((g) => ({ fromS: rel(g.fromS), toS: rel(g.toS), frames: g.frames, late: g.late })),
-    lateFrames: nominal.lateFrames,
+    gaps,
+    lateFrames,
     rejected,
     droppedShort,
   };

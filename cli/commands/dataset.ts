@@ -2,6 +2,9 @@
  * `actionflow dataset info|stats|convert`: inspect LeRobot datasets (v2.x, v3.0) and robomimic
  * HDF5 files, compute their statistics, convert them to LeRobot v3.0.
  */
+import { existsSync } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
@@ -115,7 +118,7 @@ export function registerDataset(program: Command): void {
     .description(
       "convert a LeRobot v2.x/v3.0 folder, a robomimic .hdf5 file, or a ROS 2 bag / run log (.mcap, with --robot) to a new LeRobot v3.0 dataset",
     )
-    .argument("<in>", "LeRobot dataset folder, robomimic .hdf5 file, or .mcap (ROS 2 bag or run log)")
+    .argument("<in>", "LeRobot dataset folder, robomimic .hdf5 file, .mcap (ROS 2 bag or run log) or a folder of .mcap")
     .argument("<out>", "new dataset folder (must not exist or be empty)")
     .addOption(
       option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq", positiveFloat),
@@ -152,7 +155,8 @@ export function registerDataset(program: Command): void {
           interventionTopic?: string;
         },
       ) => {
-        if (input.toLowerCase().endsWith(".mcap")) return convertBag(input, out, o);
+        const bags = await mcapInputs(input);
+        if (bags) return convertBag(bags, out, o);
         if (o.robot !== undefined || o.interventionsOnly)
           throw new Error("--robot and --interventions-only go with a .mcap input");
         const { fps, dataFileMb: mb } = o;
@@ -179,9 +183,18 @@ export function registerDataset(program: Command): void {
     );
 }
 
-/** `dataset convert <file.mcap> <out> --robot <profile>`: a ROS 2 bag or run log to LeRobot v3.0. */
+/** The .mcap files `input` names: itself, or every .mcap in a folder that is not a LeRobot dataset; else undefined. */
+async function mcapInputs(input: string): Promise<string[] | undefined> {
+  if (input.toLowerCase().endsWith(".mcap")) return [input];
+  const st = await stat(input).catch(() => undefined);
+  if (!st?.isDirectory() || existsSync(join(input, "meta", "info.json"))) return undefined;
+  const files = (await readdir(input)).filter((f) => f.toLowerCase().endsWith(".mcap")).sort();
+  return files.length > 0 ? files.map((f) => join(input, f)) : undefined;
+}
+
+/** `dataset convert <file.mcap|folder> <out> --robot <profile>`: ROS 2 bags or run logs to LeRobot v3.0. */
 async function convertBag(
-  input: string,
+  input: string[],
   out: string,
   o: CommonFlags & {
     fps?: number;
@@ -192,7 +205,8 @@ async function convertBag(
     interventionTopic?: string;
   },
 ): Promise<void> {
-  if (o.robot === undefined) throw new Error(`${input}: a .mcap input needs --robot <profile> to map its topics`);
+  if (o.robot === undefined)
+    throw new Error(`${input.join(", ")}: a .mcap input needs --robot <profile> to map its topics`);
   const profile = withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic);
   const r = await convertMcap(input, out, {
     profile,
@@ -204,11 +218,11 @@ async function convertBag(
   });
   if (!o.json)
     for (const g of r.gaps)
-      log(`gap ${g.fromS.toFixed(2)}-${g.toS.toFixed(2)} s (${g.frames} frames): late ${g.late.join(", ")}`);
+      log(`${g.file}: gap ${g.fromS.toFixed(2)}-${g.toS.toFixed(2)} s (${g.frames} frames): late ${g.late.join(", ")}`);
   printResult(
     r,
     { json: o.json ?? false },
     (x: ConvertMcapResult) =>
-      `converted ${input} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames at ${x.fps} fps; features ${x.features.join(", ")}`,
+      `converted ${x.files} file(s) -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames at ${x.fps} fps; features ${x.features.join(", ")}`,
   );
 }

@@ -58,6 +58,14 @@ describe("convertMcap", () => {
     }
   });
 
+  it("puts several files into one dataset, one episode (or more) each", async () => {
+    const one = await convertMcap(log, join(dir, "one"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    const two = await convertMcap([log, log], join(dir, "two"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    expect(two.files).toBe(2);
+    expect(two.episodes).toBe(2 * one.episodes);
+    expect(two.frames).toBe(2 * one.frames);
+  });
+
   it("names a topic the profile maps but the file lacks, listing the file's topics", async () => {
     const p = { ...profile, features: [{ ...profile.features[0]!, topic: "/camera/missing" }] };
     await expect(convertMcap(log, join(dir, "X"), { profile: p, profileSource: "p.json" })).rejects.toThrow(
