@@ -237,7 +237,14 @@ async function episodesOf(input: string, o: ConvertMcapOptions) {
   const actionKey = rec?.action_feature ?? "action";
   if (leader) series[actionKey] = leader;
   // a command holds until the next one replaces it, however long (a chunk's trajectory, a slow teleop)
-  if (command) series[actionKey] = { name: command.name, at: (t) => command.at(t) && { ...command.at(t)!, ageS: 0 } };
+  if (command)
+    series[actionKey] = {
+      name: command.name,
+      at: (t) => {
+        const v = command.at(t);
+        return v && { values: v.values, ageS: 0 };
+      },
+    };
   // episodes break where a topic is silent for longer than splitGapS; a topic late by less holds its
   // last value there, and those frames are counted (lateFrames, from the nominal max_age_s)
   const grid = alignGrid(series, { startS: span.fromS, endS: span.toS, fps, maxAgeS: Math.max(maxAgeS, splitGapS) });

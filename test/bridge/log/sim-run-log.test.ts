@@ -10,6 +10,7 @@ import { McapIndexedReader } from "@mcap/core";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ros2Definitions } from "../../../bridge/log/run-log.ts";
+import { loadRobotProfile } from "../../../bridge/profile.ts";
 import { runSim, type SimRunOptions } from "../../../sim/run.ts";
 import { TestRosbridge } from "../rosbridge-server.ts";
 
@@ -85,14 +86,7 @@ describe("sim run with a run log", () => {
         points: { positions: Float64Array }[];
       }[];
       expect(cmds.length).toBe(r.sent);
-      expect(cmds[0]?.joint_names).toEqual([
-        "shoulder_pan",
-        "shoulder_lift",
-        "elbow_flex",
-        "wrist_flex",
-        "wrist_roll",
-        "gripper",
-      ]);
+      expect(cmds[0]?.joint_names).toEqual((await loadRobotProfile("examples/robots/sim-arm.json")).joints);
       expect(cmds.every((c) => c.points.every((p) => p.positions.length === 6))).toBe(true);
       const states = (byTopic.get("/joint_states") ?? []) as { position: Float64Array }[];
       expect(states.length).toBeGreaterThan(10);
