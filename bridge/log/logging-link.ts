@@ -1,8 +1,9 @@
 /**
  * A {@link RobotLink} decorator that writes what passes through it into a {@link RunLog}: each joint
- * state and observation feature when the loop reads it (once per sample, by its receive time), each command the inner link
- * sent (a dropped one as a warning event), diagnostics (clamps and refused inputs counted in them since
- * the previous ones also as warning events), and the robot's e-stop request. With
+ * state and observation feature when the loop reads it (once per sample, by its receive time), each
+ * command the inner link sent (a dropped one as a warning event), a person's interventions and their
+ * commands, diagnostics (clamps and refused inputs counted in them since the previous ones also as
+ * warning events), and the robot's e-stop request. With
  * {@link attachRunLog}, loop events and chunk reports go to the same log.
  */
 import type { ChunkReport, LoopEvent } from "../loop.ts";

@@ -61,6 +61,16 @@ export interface ConvertMcapResult {
 
 type McapMessage = TypedMcapRecords["Message"];
 
+/** An indexed reader over an MCAP file held in memory (throws when it has no summary or index). */
+export function openMcapBytes(bytes: Uint8Array): Promise<McapIndexedReader> {
+  return McapIndexedReader.Initialize({
+    readable: {
+      size: async () => BigInt(bytes.length),
+      read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
+    },
+  });
+}
+
 /** Reads every message of the file: through the index, or record by record for a file cut short. */
 async function readMessages(path: string): Promise<{
   channels: Map<number, { topic: string; schema: string; encoding: string; data: Uint8Array }>;
@@ -70,12 +80,7 @@ async function readMessages(path: string): Promise<{
   const channels = new Map<number, { topic: string; schema: string; encoding: string; data: Uint8Array }>();
   const messages: McapMessage[] = [];
   try {
-    const reader = await McapIndexedReader.Initialize({
-      readable: {
-        size: async () => BigInt(bytes.length),
-        read: async (o, n) => bytes.subarray(Number(o), Number(o + n)),
-      },
-    });
+    const reader = await openMcapBytes(bytes);
     for (const c of reader.channelsById.values()) {
       const s = reader.schemasById.get(c.schemaId);
       channels.set(c.id, {

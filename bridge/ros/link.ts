@@ -175,6 +175,7 @@ export class RosLink implements RobotLink {
       });
       this.subs.push(t);
     }
+    const commandType = p.command_interface === "trajectory" ? MSG.jointTrajectory : MSG.float64MultiArray;
     const interventionTopic = p.ros.intervention;
     if (interventionTopic !== undefined) {
       const t = new Topic<unknown>({ ros: this.ros, name: interventionTopic, messageType: MSG.bool });
@@ -186,8 +187,7 @@ export class RosLink implements RobotLink {
       });
       this.subs.push(t);
       // while a person has the robot, what arrives on the command topic is theirs (the loop is silent)
-      const cmdType = p.command_interface === "trajectory" ? MSG.jointTrajectory : MSG.float64MultiArray;
-      const watch = new Topic<unknown>({ ros: this.ros, name: p.ros.command, messageType: cmdType });
+      const watch = new Topic<unknown>({ ros: this.ros, name: p.ros.command, messageType: commandType });
       watch.subscribe((m) => {
         if (!this.person) return;
         const r = parseJointCommand(m, p.joints, p.command_interface, 1 / p.control_rate_hz);
@@ -201,7 +201,7 @@ export class RosLink implements RobotLink {
     this.command = new Topic({
       ros: this.ros,
       name: p.ros.command,
-      messageType: p.command_interface === "trajectory" ? MSG.jointTrajectory : MSG.float64MultiArray,
+      messageType: commandType,
       queue_size: 1,
     });
     this.diag = new Topic({ ros: this.ros, name: p.ros.diagnostics, messageType: MSG.diagnosticArray, queue_size: 1 });

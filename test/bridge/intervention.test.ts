@@ -7,12 +7,11 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { McapIndexedReader } from "@mcap/core";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, describe, expect, it } from "vitest";
 import { driveRobot } from "../../bridge/drive.ts";
 import { ros2Definitions } from "../../bridge/log/run-log.ts";
-import { convertMcap } from "../../bridge/record/convert-mcap.ts";
+import { convertMcap, openMcapBytes } from "../../bridge/record/convert-mcap.ts";
 import { openLeRobot } from "../../datasets/lerobot/reader.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
 import { FakePolicy, testProfile } from "./fakes.ts";
@@ -88,12 +87,7 @@ describe("an intervention", () => {
 
       // the log: the interval as Bools, the person's five commands beside the loop's own
       const bytes = new Uint8Array(readFileSync(path));
-      const reader = await McapIndexedReader.Initialize({
-        readable: {
-          size: async () => BigInt(bytes.length),
-          read: async (o, n) => bytes.subarray(Number(o), Number(o + n)),
-        },
-      });
+      const reader = await openMcapBytes(bytes);
       const bools = new MessageReader(ros2Definitions("std_msgs/Bool"));
       const marks: boolean[] = [];
       for await (const m of reader.readMessages({ topics: ["/teleop/active"] }))

@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { McapIndexedReader } from "@mcap/core";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openMcapBytes } from "../../bridge/record/convert-mcap.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
 import { ros2Definitions } from "../../bridge/log/run-log.ts";
 import { TestRosbridge } from "../bridge/rosbridge-server.ts";
@@ -91,12 +91,7 @@ describe("actionflow serve --robot --ros", () => {
       // the run log: one std_msgs/Float64MultiArray per command sent, decoding with the CDR reader
       expect(res["runLog"]).toMatchObject({ file: logPath, dropped: 0 });
       const bytes = new Uint8Array(readFileSync(logPath));
-      const reader = await McapIndexedReader.Initialize({
-        readable: {
-          size: async () => BigInt(bytes.length),
-          read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
-        },
-      });
+      const reader = await openMcapBytes(bytes);
       const cdr = new MessageReader(ros2Definitions("std_msgs/Float64MultiArray"));
       const logged: number[][] = [];
       for await (const m of reader.readMessages({ topics: ["/arm/commands"] }))

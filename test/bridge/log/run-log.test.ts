@@ -7,9 +7,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { McapIndexedReader, McapStreamReader, type TypedMcapRecord } from "@mcap/core";
+import { McapStreamReader, type TypedMcapRecord } from "@mcap/core";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, describe, expect, it } from "vitest";
+import { openMcapBytes } from "../../../bridge/record/convert-mcap.ts";
 import { attachRunLog } from "../../../bridge/log/logging-link.ts";
 import { LOG_TOPICS, RunLog, ros2Definitions } from "../../../bridge/log/run-log.ts";
 import { ControlLoop, type ChunkReport } from "../../../bridge/loop.ts";
@@ -118,12 +119,7 @@ describe("RunLog", () => {
 
     const bytes = new Uint8Array(readFileSync(path));
     expect(result.bytes).toBe(bytes.length);
-    const reader = await McapIndexedReader.Initialize({
-      readable: {
-        size: async () => BigInt(bytes.length),
-        read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
-      },
-    });
+    const reader = await openMcapBytes(bytes);
     const topics = new Map([...reader.channelsById.values()].map((c) => [c.id, c.topic]));
     const byTopic = new Map<string, Uint8Array[]>();
     for await (const m of reader.readMessages()) {

@@ -6,9 +6,9 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { McapIndexedReader } from "@mcap/core";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openMcapBytes } from "../../../bridge/record/convert-mcap.ts";
 import { ros2Definitions } from "../../../bridge/log/run-log.ts";
 import { loadRobotProfile } from "../../../bridge/profile.ts";
 import { runSim, type SimRunOptions } from "../../../sim/run.ts";
@@ -39,12 +39,7 @@ const base: SimRunOptions = {
 /** Messages by topic, decoded with the CDR reader of each channel's ROS 2 type. */
 async function readLog(path: string): Promise<{ byTopic: Map<string, unknown[]>; metadata: string[]; total: number }> {
   const bytes = new Uint8Array(readFileSync(path));
-  const reader = await McapIndexedReader.Initialize({
-    readable: {
-      size: async () => BigInt(bytes.length),
-      read: async (offset, length) => bytes.subarray(Number(offset), Number(offset + length)),
-    },
-  });
+  const reader = await openMcapBytes(bytes);
   const readers = new Map<number, MessageReader | "json">();
   for (const c of reader.channelsById.values()) {
     const schema = reader.schemasById.get(c.schemaId);
