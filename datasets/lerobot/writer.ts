@@ -26,6 +26,10 @@
  * `info` (`video.codec`, `video.pix_fmt`, ...), and the statistics are per channel on [0, 1]
  * (shape `[3, 1, 1]`), as LeRobot computes them.
  *
+ * For live recording, `durable: true` puts every episode on disk as `addEpisode` returns (its own
+ * data file, then the metadata), so a killed recorder keeps every finished episode, and
+ * {@link LeRobotWriter.resume} appends to an existing v3.0 dataset.
+ *
  * Callers must wait for each method's promise before calling another.
  */
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
@@ -49,6 +53,8 @@ import {
   frameSize,
 } from "./layout.ts";
 import type { LeafType, OutColumn } from "./parquet.ts";
+import { ParquetFile } from "./parquet.ts";
+import { openLeRobot } from "./reader.ts";
 import { encodeParquet, nestedRows } from "./parquet.ts";
 
 /** Dtypes the writer stores: numeric parquet columns, or "video" (a camera, uint8 RGB `[H, W, 3]` frames). */
@@ -80,6 +86,14 @@ export interface LeRobotWriterOptions {
   vcodec?: VideoCodec;
   /** Video file size limit in MB (default 500, LeRobot's). */
   videoFilesSizeInMb?: number;
+  /**
+   * Every episode is on disk when {@link LeRobotWriter.addEpisode} resolves (live recording): each
+   * episode gets its own data file (and video files), then the metadata is rewritten, every file
+   * atomically, the episode metadata last but for stats.json and info.json. A process killed at any
+   * moment leaves a dataset whose metadata lists exactly the episodes completed (a data file
+   * written just before the kill and not yet listed is removed by {@link LeRobotWriter.resume}).
+   */
+  durable?: boolean;
 }
 
 /** One episode to add: `frames[feature]` is flat `[length, ...shape]`. */
@@ -187,6 +201,8 @@ export class LeRobotWriter {
   private readonly videos = new Map<string, VideoState>();
   private readonly videoFiles: string[] = [];
   private readonly videoProbe = new Map<string, { codec: string; pixFmt: string }>();
+  private readonly durable: boolean;
+  private resumedInfo?: { episodes: number; frames: number; removedFiles: string[] };
 
   private constructor(dir: string, opts: LeRobotWriterOptions) {
     this.dir = dir;
@@ -200,6 +216,7 @@ export class LeRobotWriter {
     this.statsBins = opts.statsBins ?? 8192;
     this.vcodec = opts.vcodec ?? "av1";
     this.videoLimitMb = opts.videoFilesSizeInMb ?? DEFAULT_VIDEO_FILE_SIZE_IN_MB;
+    this.durable = opts.durable ?? false;
     let bytes = 4 + 4 * 8; // timestamp + four int64 columns
     for (const f of Object.values(opts.features))
       if (f.dtype !== "video") bytes += frameSize(f.shape) * (f.dtype === "float32" ? 4 : 8);
@@ -211,35 +228,7 @@ export class LeRobotWriter {
    * name with '/' or clashing with a default column, or a bad shape/dtype.
    */
   static async create(dir: string, opts: LeRobotWriterOptions): Promise<LeRobotWriter> {
-    if (!(opts.fps > 0)) throw new RangeError(`LeRobotWriter ${dir}: fps must be > 0, got ${opts.fps}`);
-    if (opts.dataFilesSizeInMb !== undefined && !(opts.dataFilesSizeInMb > 0)) {
-      throw new RangeError(`LeRobotWriter ${dir}: dataFilesSizeInMb must be > 0, got ${opts.dataFilesSizeInMb}`);
-    }
-    const names = Object.keys(opts.features);
-    if (names.length === 0) throw new Error(`LeRobotWriter ${dir}: no features`);
-    for (const [name, f] of Object.entries(opts.features)) {
-      if (name.includes("/")) throw new Error(`LeRobotWriter ${dir}: feature name '${name}' contains '/'`);
-      if (name in DEFAULT_FEATURES)
-        throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
-      if (!["float32", "float64", "int64", "video"].includes(f.dtype))
-        throw new TypeError(
-          `LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64, int64 or video`,
-        );
-      if (f.dtype === "video" && (f.shape.length !== 3 || f.shape[2] !== 3 || f.shape[0]! % 2 || f.shape[1]! % 2))
-        throw new TypeError(
-          `LeRobotWriter ${dir}: video feature '${name}' shape ${JSON.stringify(f.shape)} must be [height, width, 3] with even height and width`,
-        );
-      if (!Array.isArray(f.shape) || f.shape.length === 0 || !f.shape.every((s) => Number.isInteger(s) && s > 0)) {
-        throw new TypeError(
-          `LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`,
-        );
-      }
-      if (f.names && f.dtype !== "video" && f.names.length !== frameSize(f.shape)) {
-        throw new Error(
-          `LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`,
-        );
-      }
-    }
+    checkOptions(dir, opts);
     let entries: string[] = [];
     try {
       entries = await readdir(dir);
@@ -250,6 +239,128 @@ export class LeRobotWriter {
     if (entries.length > 0) throw new Error(`LeRobotWriter ${dir}: folder exists and is not empty`);
     await mkdir(dir, { recursive: true });
     return new LeRobotWriter(dir, opts);
+  }
+
+  /**
+   * Opens the LeRobot v3.0 dataset in `dir` to append episodes (a folder that does not exist, is
+   * empty, or holds only the data files of a durable recording killed before its first episode
+   * was listed, starts a new dataset). The dataset's fps and features (names, dtypes, shapes) must
+   * equal `opts`'; a mismatch is refused naming it. Existing data files are left as they are and
+   * new episodes go to new files; the statistics are recomputed from the existing frames, so they
+   * come out exactly as if every episode had been written in one go. Data files the metadata does
+   * not list (written by a durable writer killed before it listed them) are removed and named in
+   * {@link resumed}. Datasets with video features cannot be resumed yet.
+   */
+  static async resume(dir: string, opts: LeRobotWriterOptions): Promise<LeRobotWriter> {
+    checkOptions(dir, opts);
+    let entries: string[] = [];
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+        throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
+    }
+    const hasInfo = await stat(join(dir, "meta/info.json")).then(
+      () => true,
+      () => false,
+    );
+    if (!hasInfo) {
+      const foreign = entries.filter((e) => !["data", "meta", "videos"].includes(e));
+      if (foreign.length > 0)
+        throw new Error(
+          `LeRobotWriter ${dir}: cannot resume: no meta/info.json, and the folder holds ${foreign.join(", ")} (not a dataset being recorded)`,
+        );
+      // a durable recording killed before its first episode was listed: nothing to keep
+      const removed = await listFiles(dir, ["data", "videos"]);
+      for (const e of entries) await rm(join(dir, e), { recursive: true, force: true });
+      const w = await LeRobotWriter.create(dir, opts);
+      w.resumedInfo = { episodes: 0, frames: 0, removedFiles: removed };
+      return w;
+    }
+    const ds = await openLeRobot(dir);
+    try {
+      const where = `LeRobotWriter ${dir}: cannot resume`;
+      if (!ds.codebaseVersion.startsWith("v3."))
+        throw new Error(`${where}: it is LeRobot ${ds.codebaseVersion}; only v3.0 datasets can be appended to`);
+      if (Math.abs(ds.fps - opts.fps) > 1e-9)
+        throw new Error(`${where}: it is recorded at ${ds.fps} fps, not ${opts.fps}`);
+      const theirs = Object.keys(ds.features).filter((k) => !(k in DEFAULT_FEATURES));
+      const ours = Object.keys(opts.features);
+      const missing = ours.filter((k) => !theirs.includes(k));
+      const extra = theirs.filter((k) => !ours.includes(k));
+      if (missing.length > 0 || extra.length > 0)
+        throw new Error(
+          `${where}: its features differ${missing.length ? `; not in the dataset: ${missing.join(", ")}` : ""}${extra.length ? `; only in the dataset: ${extra.join(", ")}` : ""}`,
+        );
+      for (const k of ours) {
+        const a = opts.features[k]!;
+        const b = ds.features[k]!;
+        if (a.dtype === "video" || b.dtype === "video")
+          throw new Error(`${where}: feature '${k}' is a video; datasets with videos cannot be appended to yet`);
+        if (a.dtype !== b.dtype || a.shape.join(",") !== b.shape.join(","))
+          throw new Error(
+            `${where}: feature '${k}' is ${b.dtype} [${b.shape.join(", ")}] in the dataset, ${a.dtype} [${a.shape.join(", ")}] here`,
+          );
+        if (a.names && b.names && a.names.join(",") !== b.names.join(","))
+          throw new Error(
+            `${where}: feature '${k}' names ${b.names.join(", ")} in the dataset, ${a.names.join(", ")} here`,
+          );
+      }
+      const w = new LeRobotWriter(dir, opts);
+      ds.tasks.forEach((t, k) => w.taskIndex.set(t, k));
+      const fileOf = await episodeFiles(dir);
+      const numeric = ours.filter((k) => opts.features[k]!.dtype !== "video");
+      for (const [pos, ep] of ds.episodes.entries()) {
+        if (ep.index !== pos)
+          throw new Error(`${where}: episode ${pos} has index ${ep.index} (episodes must be numbered 0, 1, 2, ...)`);
+        const loc = fileOf.get(ep.index);
+        if (!loc) throw new Error(`${where}: episode ${ep.index} has no data/chunk_index or data/file_index`);
+        const cols = await ds.readEpisode(ep.index, [...numeric, "timestamp", "task_index"]);
+        const later: (() => void)[] = [];
+        const stats: Record<string, FeatureStats> = {};
+        const at = `LeRobotWriter ${dir}: episode ${ep.index}`;
+        for (const k of numeric) {
+          const c = cols[k]!;
+          stats[k] = w.accumulate(k, frameSize(opts.features[k]!.shape), asNumbers(c), at, later);
+        }
+        const taskIndex = cols.task_index as BigInt64Array;
+        w.defaultStats(stats, ep.index, ep.from, asNumbers(cols.timestamp!), taskIndex, at, later);
+        for (const update of later) update();
+        w.episodesMeta.push({
+          index: ep.index,
+          tasks: [...ep.tasks],
+          length: ep.length,
+          ...loc,
+          from: ep.from,
+          to: ep.to,
+          stats,
+          videos: {},
+        });
+        w.frames += ep.length;
+      }
+      const listed = [...new Set(w.episodesMeta.map((e) => `${e.chunk}/${e.file}`))].map(
+        (k) => k.split("/").map(Number) as [number, number],
+      );
+      listed.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      for (const [chunk, file] of listed)
+        w.dataFiles.push(formatPath(V3_DATA_PATH, { chunk_index: chunk, file_index: file }));
+      const last = listed[listed.length - 1];
+      if (last) {
+        [w.chunk, w.file] = last;
+        w.advanceFile();
+      }
+      const removed = (await listFiles(dir, ["data"])).filter((f) => !w.dataFiles.includes(f));
+      for (const f of removed) await rm(join(dir, f), { force: true });
+      w.resumedInfo = { episodes: ds.episodes.length, frames: w.frames, removedFiles: removed };
+      return w;
+    } finally {
+      ds.close();
+    }
+  }
+
+  /** After {@link resume}: the episodes and frames found, and the unlisted data files removed (relative paths). */
+  get resumed(): { episodes: number; frames: number; removedFiles: string[] } | undefined {
+    return this.resumedInfo;
   }
 
   /** Episodes added so far. */
@@ -353,7 +464,6 @@ export class LeRobotWriter {
 
     const timestamps = new Float32Array(length);
     for (let i = 0; i < length; i++) timestamps[i] = ep.timestamps ? ep.timestamps[i]! : i / this.fps;
-    epStats.timestamp = this.accumulate("timestamp", 1, timestamps, where, later);
     const taskIndex = new BigInt64Array(length);
     const epTasks: string[] = [];
     for (let i = 0; i < length; i++) {
@@ -367,17 +477,7 @@ export class LeRobotWriter {
       taskIndex[i] = BigInt(k);
     }
     const from = this.frames;
-    const frameIndex = Float64Array.from({ length }, (_, i) => i);
-    epStats.frame_index = this.accumulate("frame_index", 1, frameIndex, where, later);
-    epStats.episode_index = this.accumulate("episode_index", 1, new Float64Array(length).fill(index), where, later);
-    epStats.index = this.accumulate(
-      "index",
-      1,
-      Float64Array.from(frameIndex, (i) => from + i),
-      where,
-      later,
-    );
-    epStats.task_index = this.accumulate("task_index", 1, Float64Array.from(taskIndex, Number), where, later);
+    this.defaultStats(epStats, index, from, timestamps, taskIndex, where, later);
 
     for (const update of later) update(); // only once the whole episode is valid
     const videos: Record<string, VideoMeta> = {};
@@ -385,7 +485,7 @@ export class LeRobotWriter {
     const bytes = length * this.bytesPerFrame;
     if (this.pending.length > 0 && this.pendingBytes + bytes >= this.limitBytes) {
       await this.flushData();
-      [this.chunk, this.file] = this.file === this.chunksSize - 1 ? [this.chunk + 1, 0] : [this.chunk, this.file + 1];
+      this.advanceFile();
     }
     this.pending.push({ index, from, length, frames, timestamps, taskIndex });
     this.pendingBytes += bytes;
@@ -401,12 +501,50 @@ export class LeRobotWriter {
       stats: epStats,
       videos,
     });
+    const dataFile = formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file });
+    if (this.durable) {
+      // this episode's own files, then the metadata listing it
+      for (const key of [...this.videos.keys()]) await this.closeVideo(key);
+      await this.flushData();
+      this.advanceFile();
+      await this.writeMeta();
+    }
     return {
       index,
       from,
       to: from + length,
-      dataFile: formatPath(V3_DATA_PATH, { chunk_index: this.chunk, file_index: this.file }),
+      dataFile,
     };
+  }
+
+  /** The statistics of the default columns of one episode (into `epStats`). */
+  private defaultStats(
+    epStats: Record<string, FeatureStats>,
+    index: number,
+    from: number,
+    timestamps: ArrayLike<number>,
+    taskIndex: BigInt64Array,
+    where: string,
+    later: (() => void)[],
+  ): void {
+    const length = timestamps.length;
+    epStats.timestamp = this.accumulate("timestamp", 1, timestamps, where, later);
+    const frameIndex = Float64Array.from({ length }, (_, i) => i);
+    epStats.frame_index = this.accumulate("frame_index", 1, frameIndex, where, later);
+    epStats.episode_index = this.accumulate("episode_index", 1, new Float64Array(length).fill(index), where, later);
+    epStats.index = this.accumulate(
+      "index",
+      1,
+      Float64Array.from(frameIndex, (i) => from + i),
+      where,
+      later,
+    );
+    epStats.task_index = this.accumulate("task_index", 1, Float64Array.from(taskIndex, Number), where, later);
+  }
+
+  /** Moves to the next data file (the next chunk folder after `chunksSize` files). */
+  private advanceFile(): void {
+    [this.chunk, this.file] = this.file === this.chunksSize - 1 ? [this.chunk + 1, 0] : [this.chunk, this.file + 1];
   }
 
   /** Per-channel stats on [0, 1] of uint8 RGB frames (LeRobot's image statistics, shape [3, 1, 1]). */
@@ -679,11 +817,6 @@ export class LeRobotWriter {
         slice: (s, e) => eps.slice(s, e).map((m) => [BigInt(m.stats[name]!.count)]),
       });
     }
-    await writeFileAtomic(
-      join(this.dir, formatPath(V3_EPISODES_PATH, { chunk_index: 0, file_index: 0 })),
-      encodeParquet(columns, n),
-    );
-
     // meta/tasks.parquet: task_index plus the task string as the pandas index
     const tasks = [...this.taskIndex.entries()].sort((a, b) => a[1] - b[1]);
     const col = this.tasksIndexColumn;
@@ -713,6 +846,11 @@ export class LeRobotWriter {
     await writeFileAtomic(
       join(this.dir, "meta/tasks.parquet"),
       encodeParquet(taskColumns, tasks.length, { keyValue: { pandas: JSON.stringify(pandas) } }),
+    );
+
+    await writeFileAtomic(
+      join(this.dir, formatPath(V3_EPISODES_PATH, { chunk_index: 0, file_index: 0 })),
+      encodeParquet(columns, n),
     );
 
     // meta/stats.json
@@ -768,4 +906,76 @@ function toStored(src: ArrayLike<number> | BigInt64Array, dtype: Exclude<WriterD
 function reshape(flat: readonly number[], shape: readonly number[]): unknown {
   if (shape.length <= 1) return [...flat];
   return nestedRows(flat, shape, 0, 1)[0];
+}
+
+/** Throws on a bad fps, a feature name with '/' or clashing with a default column, or a bad shape/dtype. */
+function checkOptions(dir: string, opts: LeRobotWriterOptions): void {
+  if (!(opts.fps > 0)) throw new RangeError(`LeRobotWriter ${dir}: fps must be > 0, got ${opts.fps}`);
+  if (opts.dataFilesSizeInMb !== undefined && !(opts.dataFilesSizeInMb > 0)) {
+    throw new RangeError(`LeRobotWriter ${dir}: dataFilesSizeInMb must be > 0, got ${opts.dataFilesSizeInMb}`);
+  }
+  const names = Object.keys(opts.features);
+  if (names.length === 0) throw new Error(`LeRobotWriter ${dir}: no features`);
+  for (const [name, f] of Object.entries(opts.features)) {
+    if (name.includes("/")) throw new Error(`LeRobotWriter ${dir}: feature name '${name}' contains '/'`);
+    if (name in DEFAULT_FEATURES)
+      throw new Error(`LeRobotWriter ${dir}: feature '${name}' is a default column, written automatically`);
+    if (!["float32", "float64", "int64", "video"].includes(f.dtype))
+      throw new TypeError(
+        `LeRobotWriter ${dir}: feature '${name}' has dtype ${f.dtype}, need float32, float64, int64 or video`,
+      );
+    if (f.dtype === "video" && (f.shape.length !== 3 || f.shape[2] !== 3 || f.shape[0]! % 2 || f.shape[1]! % 2))
+      throw new TypeError(
+        `LeRobotWriter ${dir}: video feature '${name}' shape ${JSON.stringify(f.shape)} must be [height, width, 3] with even height and width`,
+      );
+    if (!Array.isArray(f.shape) || f.shape.length === 0 || !f.shape.every((s) => Number.isInteger(s) && s > 0)) {
+      throw new TypeError(
+        `LeRobotWriter ${dir}: feature '${name}' shape ${JSON.stringify(f.shape)} must be a list of positive integers`,
+      );
+    }
+    if (f.names && f.dtype !== "video" && f.names.length !== frameSize(f.shape)) {
+      throw new Error(
+        `LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`,
+      );
+    }
+  }
+}
+
+/** A numeric column as numbers (int64 through Number). */
+function asNumbers(c: Float32Array | Float64Array | BigInt64Array): Float32Array | Float64Array {
+  return c instanceof BigInt64Array ? Float64Array.from(c, Number) : c;
+}
+
+/** Data chunk and file of each episode, from `meta/episodes/chunk-* /file-*.parquet`. */
+async function episodeFiles(dir: string): Promise<Map<number, { chunk: number; file: number }>> {
+  const out = new Map<number, { chunk: number; file: number }>();
+  const root = join(dir, "meta/episodes");
+  for (const c of (await readdir(root)).filter((x) => x.startsWith("chunk-")).sort()) {
+    for (const f of (await readdir(join(root, c))).filter((x) => x.endsWith(".parquet") && !x.startsWith("."))) {
+      const pf = await ParquetFile.open(join(root, c, f));
+      for (const r of await pf.readRows(["episode_index", "data/chunk_index", "data/file_index"]))
+        out.set(Number(r.episode_index), { chunk: Number(r["data/chunk_index"]), file: Number(r["data/file_index"]) });
+    }
+  }
+  return out;
+}
+
+/** Files below `dir`'s `subdirs` (relative paths, sorted), skipping hidden temporaries. */
+async function listFiles(dir: string, subdirs: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(join(dir, rel), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const r = `${rel}/${e.name}`;
+      if (e.isDirectory()) await walk(r);
+      else if (!e.name.startsWith(".")) out.push(r);
+    }
+  };
+  for (const s of subdirs) await walk(s);
+  return out.sort();
 }
