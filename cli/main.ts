@@ -12,6 +12,7 @@ type Register = (program: Command) => void;
 const COMMANDS: Record<string, Array<() => Promise<Register>>> = {
   toy: [() => import("./commands/toy.ts").then((m) => m.registerToy)],
   dataset: [() => import("./commands/dataset.ts").then((m) => m.registerDataset)],
+  record: [() => import("./commands/record.ts").then((m) => m.registerRecord)],
   train: [() => import("./commands/train.ts").then((m) => m.registerTrain)],
   export: [() => import("./commands/export.ts").then((m) => m.registerExport)],
   sim: [

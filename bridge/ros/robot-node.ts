@@ -150,6 +150,15 @@ export class RosRobotNode {
     return { ...this.counters };
   }
 
+  /**
+   * Makes the controller hold `positions` `[joints]` (dropping the current trajectory), as a
+   * controller restarted at the robot's pose would: after the simulator resets the scene.
+   */
+  holdAt(positions: ArrayLike<number>): void {
+    this.follower.setPositions(positions);
+    this.reference = Float64Array.from(positions);
+  }
+
   /** The position target the plant tracked at the last step `[joints]`. */
   get target(): Float64Array {
     return Float64Array.from(this.reference);

@@ -1,13 +1,14 @@
 /**
  * `actionflow sim collect|replay|eval`: scripted demonstrations into a LeRobot v3.0 dataset,
  * open-loop replay of a recorded episode, and closed-loop evaluation of a chunk policy, all in
- * MuJoCo. Each subcommand lives in its own file (`sim-collect.ts`, `sim-replay.ts`, `sim-eval.ts`;
+ * MuJoCo. Each subcommand lives in its own file (`sim-collect.ts`, `sim-replay.ts`, `sim-eval.ts`, `sim-teleop.ts`;
  * `sim robot` and `sim run` are in `sim-run.ts`).
  */
 import type { Command } from "commander";
 import { registerSimCollect } from "./sim-collect.ts";
 import { registerSimEval } from "./sim-eval.ts";
 import { registerSimReplay } from "./sim-replay.ts";
+import { registerSimTeleop } from "./sim-teleop.ts";
 
 /** Registers the `sim` command with `sim collect`, `sim replay` and `sim eval`. */
 export function registerSim(program: Command): void {
@@ -17,4 +18,5 @@ export function registerSim(program: Command): void {
   registerSimCollect(sim);
   registerSimReplay(sim);
   registerSimEval(sim);
+  registerSimTeleop(sim);
 }
