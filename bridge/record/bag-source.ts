@@ -54,15 +54,20 @@ export function ros1Layout(defs: readonly MessageDefinition[]): (msg: unknown) =
 export async function openBagSource(path: string): Promise<MessageSource> {
   const file = new FileReader(path);
   const bag = new Bag(file, { parse: false });
+  const reindex = "a bag cut short by a crash has no index: `rosbag reindex` rebuilds it";
   try {
+    const header = await bag.reader.readHeader();
+    if (header.indexPosition === 0 || header.indexPosition >= file.size())
+      throw new Error(
+        `${path}: the ROS 1 bag's index (at byte ${header.indexPosition}) is not in the file (${file.size()} bytes); ${reindex}`,
+      );
     await bag.open();
   } catch (err) {
     await file.close().catch(() => undefined);
     const why = (err as Error).message;
+    if (why.startsWith(path)) throw err;
     throw new Error(
-      /ENOENT/.test(why)
-        ? `${path}: no such file`
-        : `${path}: not a readable ROS 1 bag (${why}); a bag cut short by a crash has no index: \`rosbag reindex\` rebuilds it`,
+      /ENOENT/.test(why) ? `${path}: no such file` : `${path}: not a readable ROS 1 bag (${why}); ${reindex}`,
       { cause: err },
     );
   }
