@@ -21,13 +21,14 @@ import { registerDataset } from "../../../cli/commands/dataset.ts";
 import { openLeRobot } from "../../../datasets/lerobot/reader.ts";
 import { findPython, runPython } from "../python.ts";
 
-// a fresh clone installs python3-rosbag itself (where apt is available)
+// a fresh clone installs python3-rosbag itself; the bag tests skip only where the script could not
+// try (no apt-get, not root and no sudo: it says so and exits 0), and fail when an install failed
 const setup = spawnSync("sh", ["test/setup/install-rosbag.sh"], { encoding: "utf8", timeout: 900_000 });
 const MODULES = ["rosbag", "std_msgs.msg", "sensor_msgs.msg", "trajectory_msgs.msg"];
 const python = findPython(MODULES);
 const why =
-  python === undefined
-    ? `skipped: no python3 with ${MODULES.join(", ")} (test/setup/install-rosbag.sh: ${setup.stderr.trim() || `exit ${setup.status}`})`
+  python === undefined && setup.status === 0
+    ? `skipped: no python3 with ${MODULES.join(", ")} (test/setup/install-rosbag.sh: ${setup.stderr.trim()})`
     : undefined;
 if (why) console.warn(`convert-bag: ${why}`);
 
@@ -60,8 +61,13 @@ const KEPT = [
   { n0: 51, length: 20 },
   { n0: 81, length: 30 },
 ];
-/** The sample a frame at grid index n takes by header stamp: the last one stamped at or before it. */
-const sampleAt = (n: number): number => (n === 0 ? -1 : 5 * n - 1);
+/** The sample a frame at grid index n takes by header stamp: the last one of `from` stamped at or before it. */
+const sampleAt = (n: number, from = samples): number => {
+  const t = T0 + BigInt(n) * 100_000_000n;
+  let k = from[0]!.k;
+  for (const s of from) if (s.ns <= t) k = s.k;
+  return k;
+};
 
 const WRITE_BAG = `
 import json, sys, rosbag, genpy
@@ -88,7 +94,7 @@ with rosbag.Bag(sys.argv[1], "w") as bag:
 `;
 
 /** The same recording as a ROS 2 MCAP file (ros2msg schemas, CDR), through @mcap/core's writer. */
-async function writeMcap(path: string): Promise<void> {
+async function writeMcap(path: string, recording = { samples, markers: MARKERS }): Promise<void> {
   const buf = new TempBuffer();
   const w = new McapWriter({ writable: buf });
   await w.start({ profile: "ros2", library: "test" });
@@ -117,7 +123,7 @@ async function writeMcap(path: string): Promise<void> {
     });
   const time = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) });
   const events: [bigint, () => Promise<void>][] = [];
-  for (const { k, ns } of samples) {
+  for (const { k, ns } of recording.samples) {
     const v = [0, 1, 2].map((j) => 0.01 * k + j);
     const header = { stamp: time(ns), frame_id: "" };
     const recv = ns + DELAY;
@@ -148,7 +154,7 @@ async function writeMcap(path: string): Promise<void> {
       },
     ]);
   }
-  for (const [word, s] of MARKERS) {
+  for (const [word, s] of recording.markers) {
     const ns = BigInt(Math.round(s * 1e9));
     events.push([ns, async () => void (await put(marks, ns, { data: word }))]);
   }
@@ -191,7 +197,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Every frame of every episode holds the values of the sample stamped at or before its grid time. */
-async function expectEpisodes(out: string, kept: { n0: number; length: number }[]): Promise<void> {
+async function expectEpisodes(out: string, kept: { n0: number; length: number }[], from = samples): Promise<void> {
   const ds = await openLeRobot(out);
   try {
     expect(ds.episodes.map((e) => e.length)).toEqual(kept.map((e) => e.length));
@@ -201,7 +207,7 @@ async function expectEpisodes(out: string, kept: { n0: number; length: number }[
       const extra = cols["observation.extra"] as Float32Array;
       const act = cols["action"] as Float32Array;
       for (let f = 0; f < e.length; f++) {
-        const k = sampleAt(e.n0 + f);
+        const k = sampleAt(e.n0 + f, from);
         for (let j = 0; j < 3; j++) {
           expect(state[f * 3 + j]).toBeCloseTo(0.01 * k + j, 5);
           expect(act[f * 3 + j]).toBeCloseTo(0.01 * k + j + 0.5, 5);
@@ -255,9 +261,38 @@ describe("convertBags: marker-topic episodes from an MCAP file", () => {
     expect(r.frames).toBe(120);
     await expectEpisodes(join(dir, "G"), [{ n0: 0, length: 120 }]);
   });
+
+  it("cuts a marked episode at a gap, and keeps one left open at the end of the file", async () => {
+    // no sample stamped in (105.3, 106.4) s: frames up to 105.7 s hold the 105.29 s sample (age
+    // <= 0.41 s, under the 0.5 s split gap; late against max_age_s 0.15 s from 105.5 s), frames
+    // 105.8 .. 106.4 s (n = 58..64) have none fresh enough: the episode 105.05 .. 107.05 s breaks in two
+    const cut = samples.filter((s) => s.ns <= 105_300_000_000n || s.ns >= 106_400_000_000n);
+    const path = join(dir, "gap.mcap");
+    await writeMcap(path, { samples: cut, markers: MARKERS.slice(0, -1) });
+    const out = join(dir, "GM");
+    const r = await convertBags(path, out, { profile, profileSource: PROFILE });
+    expect(r.splits).toEqual([{ file: path, by: "marker", kept: 3, discarded: 1, openAtEnd: true }]);
+    expect(r.gaps.map((g) => g.frames)).toEqual([7]);
+    expect(r.lateFrames).toEqual({ "/joint_states": 10, "/obs/extra": 10 });
+    const kept = [
+      { n0: 6, length: 20 },
+      { n0: 51, length: 7 },
+      { n0: 65, length: 6 },
+      { n0: 81, length: 39 },
+    ];
+    expect(r.episodes).toBe(4);
+    await expectEpisodes(out, kept, cut);
+  });
 });
 
 describe.skipIf(why !== undefined)("convertBags: ROS 1 bags written by python3-rosbag", () => {
+  beforeAll(() => {
+    if (python === undefined)
+      throw new Error(
+        `test/setup/install-rosbag.sh failed (exit ${setup.status ?? setup.signal}): ${setup.stderr || setup.error?.message}`,
+      );
+  });
+
   it("converts run.bag through the CLI: marker episodes, values by header stamp", async () => {
     const out = join(dir, "B");
     const r = await cli(["convert", bag, out, "--robot", PROFILE, "--json"]);
