@@ -5,13 +5,15 @@
  * (`message_definition`), into rosbridge's ROS 1 layout (time and duration `{secs, nsecs}`).
  *
  * A bag cut short (its index never written, or part of it missing) does not open: the error says so
- * and names `rosbag reindex`, which rebuilds the index. Compressed chunks (bz2, lz4) are not read:
- * `rosbag decompress` first.
+ * and names `rosbag reindex`, which rebuilds the index. Compressed chunks (`rosbag record --bz2`,
+ * `--lz4`) decompress with Foxglove's WebAssembly builds of bzip2 and lz4.
  */
 import { Bag } from "@foxglove/rosbag";
 import { FileReader } from "@foxglove/rosbag/node";
 import { parse as parseDefinition } from "@foxglove/rosmsg";
 import { MessageReader } from "@foxglove/rosmsg-serialization";
+import Bzip2 from "@foxglove/wasm-bz2";
+import decompressLz4 from "@foxglove/wasm-lz4";
 import type { MessageSource, RecordedMessage } from "./source.ts";
 
 type MessageDefinition = ReturnType<typeof parseDefinition>[number];
@@ -50,10 +52,22 @@ export function ros1Layout(defs: readonly MessageDefinition[]): (msg: unknown) =
   return (msg) => walk(root, msg);
 }
 
+let bzip2: Promise<Bzip2> | undefined;
+
+/** The chunk decompressors of ROS 1 bags (`bz2`, `lz4`: the frame format of roslz4), loaded once. */
+async function decompressors(): Promise<Record<string, (data: Uint8Array, size: number) => Uint8Array>> {
+  const bz2 = await (bzip2 ??= Bzip2.init());
+  await decompressLz4.isLoaded;
+  return {
+    bz2: (data, size) => bz2.decompress(data, size, { small: false }),
+    lz4: (data, size) => decompressLz4(data, size),
+  };
+}
+
 /** Opens a ROS 1 bag as a {@link MessageSource}; errors name the file. */
 export async function openBagSource(path: string): Promise<MessageSource> {
   const file = new FileReader(path);
-  const bag = new Bag(file, { parse: false });
+  const bag = new Bag(file, { parse: false, decompress: await decompressors() });
   const reindex = "a bag cut short by a crash has no index: `rosbag reindex` rebuilds it";
   try {
     const header = await bag.reader.readHeader();

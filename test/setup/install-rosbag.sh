@@ -1,12 +1,12 @@
 #!/bin/sh
-# Installs Debian's ROS 1 bag library for Python (python3-rosbag) with the message packages the bag
-# tests write (std_msgs, sensor_msgs, trajectory_msgs), for test/bridge/record/convert-bag.test.ts.
-# Does nothing when they import already; says so and exits 0 when apt is not available (those tests
-# then skip with a message). Needs root for apt-get.
+# Installs Debian's ROS 1 bag library for Python (python3-rosbag, python3-roslz4 for lz4 chunks) with
+# the message packages the bag tests write (std_msgs, sensor_msgs, trajectory_msgs), for
+# test/bridge/record/convert-bag.test.ts. Does nothing when they import already; says so and exits 0
+# when apt is not available (those tests then skip with a message). Needs root for apt-get.
 set -eu
 PY=/usr/bin/python3
 check() {
-  "$PY" -c "import rosbag; from std_msgs.msg import String; from sensor_msgs.msg import JointState; from trajectory_msgs.msg import JointTrajectory" 2>/dev/null
+  "$PY" -c "import rosbag, roslz4; from std_msgs.msg import String; from sensor_msgs.msg import JointState; from trajectory_msgs.msg import JointTrajectory" 2>/dev/null
 }
 if check; then
   exit 0
@@ -25,5 +25,5 @@ fi
 # Another apt run (or unattended upgrades) may hold the dpkg lock: wait for it up to 10 minutes.
 $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-  python3-rosbag python3-std-msgs python3-sensor-msgs python3-trajectory-msgs >/dev/null
+  python3-rosbag python3-roslz4 python3-std-msgs python3-sensor-msgs python3-trajectory-msgs >/dev/null
 check

@@ -77,7 +77,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 spec = json.load(sys.stdin)
 def at(ns):
     return genpy.Time(ns // 1000000000, ns % 1000000000)
-with rosbag.Bag(sys.argv[1], "w") as bag:
+with rosbag.Bag(sys.argv[1], "w", compression=sys.argv[2]) as bag:
     for s in spec["samples"]:
         k, stamp, recv = s["k"], at(s["ns"]), at(s["ns"] + spec["delay"])
         v = [0.01 * k + j for j in range(3)]
@@ -164,6 +164,16 @@ async function writeMcap(path: string, recording = { samples, markers: MARKERS }
   writeFileSync(path, buf.get());
 }
 
+/** The recording as a ROS 1 bag, chunks compressed with `compression` (none, bz2, lz4). */
+function writeBag(path: string, compression: "none" | "bz2" | "lz4"): void {
+  const spec = {
+    delay: Number(DELAY),
+    samples: samples.map((s) => ({ k: s.k, ns: Number(s.ns) })),
+    markers: MARKERS.map(([w, s]) => [w, Math.round(s * 1e9)]),
+  };
+  runPython(python as string, WRITE_BAG, new TextEncoder().encode(JSON.stringify(spec)), [path, compression]);
+}
+
 const dir = mkdtempSync(join(tmpdir(), "actionflow-convert-bag-"));
 const PROFILE = join(dir, "arm.json");
 const bag = join(dir, "run.bag");
@@ -185,14 +195,7 @@ beforeAll(async () => {
   );
   profile = await loadRobotProfile(PROFILE);
   await writeMcap(mcap);
-  if (python) {
-    const spec = {
-      delay: Number(DELAY),
-      samples: samples.map((s) => ({ k: s.k, ns: Number(s.ns) })),
-      markers: MARKERS.map(([w, s]) => [w, Math.round(s * 1e9)]),
-    };
-    runPython(python, WRITE_BAG, new TextEncoder().encode(JSON.stringify(spec)), [bag]);
-  }
+  if (python) writeBag(bag, "none");
 }, 60_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -319,6 +322,16 @@ describe.skipIf(why !== undefined)("convertBags: ROS 1 bags written by python3-r
     const r = await cli(["convert", both, join(dir, "AB"), "--robot", PROFILE, "--split", "marker", "--json"]);
     expect(r).toMatchObject({ source: "mcap+bag", files: 2, episodes: 6, frames: 140 });
     await expectEpisodes(join(dir, "AB"), [...KEPT, ...KEPT]);
+  });
+
+  it("reads bags whose chunks are compressed (rosbag record --bz2, --lz4)", async () => {
+    for (const c of ["bz2", "lz4"] as const) {
+      const path = join(dir, `${c}.bag`);
+      writeBag(path, c);
+      const r = await convertBags(path, join(dir, `Z${c}`), { profile, profileSource: PROFILE });
+      expect(r).toMatchObject({ source: "bag", episodes: 3, frames: 70 });
+      await expectEpisodes(join(dir, `Z${c}`), KEPT);
+    }
   });
 
   it("names a truncated bag, a missing topic (listing the bag's) and a wrong message type", async () => {
