@@ -139,9 +139,8 @@ export function registerDataset(program: Command): void {
     .addOption(
       option(
         "--split <how>",
-        "bags: episodes at the control topic's start/stop/discard markers (marker), at gaps (gap), or at markers where a file has them (auto)",
+        "bags: episodes at the control topic's start/stop/discard markers (marker), at gaps (gap), or at markers where a file has them (auto, the default)",
         choice(["auto", "marker", "gap"] as const),
-        "auto",
       ),
     )
     .addOption(
@@ -161,7 +160,7 @@ export function registerDataset(program: Command): void {
           stateKeys?: string[];
           dataFileMb: number;
           robot?: string;
-          split: SplitMode;
+          split?: SplitMode;
           splitGap: number;
           interventionsOnly?: boolean;
           interventionTopic?: string;
@@ -169,8 +168,8 @@ export function registerDataset(program: Command): void {
       ) => {
         const bags = await bagInputs(input);
         if (bags) return convertBag(bags, out, o);
-        if (o.robot !== undefined || o.interventionsOnly)
-          throw new Error("--robot and --interventions-only go with a .mcap or .bag input");
+        if (o.robot !== undefined || o.interventionsOnly || o.split !== undefined)
+          throw new Error("--robot, --split and --interventions-only go with a .mcap or .bag input");
         const { fps, dataFileMb: mb } = o;
         let bar: ReturnType<typeof startProgress> | undefined;
         const r = await convertToV3(input, out, {
@@ -217,7 +216,7 @@ async function convertBag(
     fps?: number;
     task?: string;
     robot?: string;
-    split: SplitMode;
+    split?: SplitMode;
     splitGap: number;
     interventionsOnly?: boolean;
     interventionTopic?: string;
@@ -229,7 +228,7 @@ async function convertBag(
   const r = await convertBags(input, out, {
     profile,
     profileSource: o.robot,
-    split: o.split,
+    ...(o.split !== undefined ? { split: o.split } : {}),
     splitGapS: o.splitGap,
     ...(o.fps !== undefined ? { fps: o.fps } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}),
