@@ -127,9 +127,8 @@ export async function openBagSource(path: string): Promise<MessageSource> {
         }
       } catch (err) {
         throw new Error(`${path}: reading the bag's chunks failed: ${(err as Error).message}`, { cause: err });
-      } finally {
-        await file.close().catch(() => undefined);
       }
     },
+    close: () => file.close(),
   };
 }

@@ -93,6 +93,7 @@ export async function openMcapSource(path: string): Promise<MessageSource> {
     file: path,
     format: "mcap",
     topics,
+    close: async () => undefined, // read whole at open
     async *messages(wanted: ReadonlySet<string>): AsyncIterable<RecordedMessage> {
       for (const m of messages) {
         const topic = channels.get(m.channelId)?.topic as string;

@@ -108,6 +108,17 @@ const MARKERS = ["start", "stop", "keep", "quit", "discard"] as const;
 
 /** Reads one file and cuts its aligned frames into episodes. */
 async function episodesOf(input: string, o: ConvertBagsOptions) {
+  const src = await openRecording(input);
+  try {
+    return await cutEpisodes(src, o);
+  } finally {
+    await src.close();
+  }
+}
+
+/** Aligns the messages of `src` on the frame grid and cuts the frames into episodes. */
+async function cutEpisodes(src: MessageSource, o: ConvertBagsOptions) {
+  const input = src.file;
   const p = o.profile;
   const rec = p.recording;
   const action = rec?.action ?? { source: "command" as const };
@@ -116,7 +127,6 @@ async function episodesOf(input: string, o: ConvertBagsOptions) {
   const splitGapS = o.splitGapS ?? 0.5;
   const split = o.split ?? "auto";
   const controlTopic = rec?.control_topic ?? "/actionflow/record";
-  const src = await openRecording(input);
   const listing = (): string => [...src.topics.keys()].sort().join(", ") || "no topics";
   const need = (topic: string, what: string, type: string): void => {
     const has = src.topics.get(topic);

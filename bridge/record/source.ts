@@ -23,8 +23,10 @@ export interface MessageSource {
   readonly format: "mcap" | "bag";
   /** Every topic of the file and its message type, `pkg/Type` (ROS 2's `pkg/msg/Type` shortened). */
   readonly topics: ReadonlyMap<string, string>;
-  /** The messages on `topics`, in log-time order. */
+  /** The messages on `topics`, in log-time order (read once). */
   messages(topics: ReadonlySet<string>): AsyncIterable<RecordedMessage>;
+  /** Releases the file; call once done, read or not. */
+  close(): Promise<void>;
 }
 
 /** `pkg/Type` of a ROS 1 or ROS 2 type name (`sensor_msgs/msg/JointState` -> `sensor_msgs/JointState`). */
