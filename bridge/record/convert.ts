@@ -233,6 +233,12 @@ async function cutEpisodes(src: MessageSource, o: ConvertBagsOptions) {
     );
   const openAtEnd = open !== undefined;
   if (open !== undefined) marked.push({ fromS: open, toS: Infinity, keep: true });
+  if (byMarker && marked.every((m) => m.toS < span.fromS || m.fromS > span.toS)) {
+    const f = (t: number): string => (Number.isFinite(t) ? t.toFixed(3) : "the end");
+    throw new Error(
+      `${input}: every marked episode on ${controlTopic} (${marked.map((m) => `${f(m.fromS)}..${f(m.toS)}`).join(", ")} s) lies outside the joint states (${f(span.fromS)}..${f(span.toS)} s): are the header stamps and the markers' log times on different clocks? (--split gap ignores the markers)`,
+    );
+  }
 
   const series: Record<string, Series> = { [p.state_feature]: state };
   for (const [k, s] of feats) series[k] = s;

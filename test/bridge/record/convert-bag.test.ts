@@ -286,6 +286,14 @@ describe("convertBags: marker-topic episodes from an MCAP file", () => {
     expect(r.episodes).toBe(4);
     await expectEpisodes(out, kept, cut);
   });
+
+  it("refuses markers that miss every frame (stamps and log times on different clocks)", async () => {
+    const path = join(dir, "clocks.mcap");
+    await writeMcap(path, { samples, markers: MARKERS.map(([w, t]) => [w, t + 1000] as [string, number]) });
+    await expect(convertBags(path, join(dir, "CL"), { profile, profileSource: PROFILE })).rejects.toThrow(
+      /clocks\.mcap: every marked episode on \/actionflow\/record \(1100\.550\.\.1102\.550, .*\) lies outside the joint states \(100\.000\.\.111\.990 s\)/,
+    );
+  });
 });
 
 describe.skipIf(why !== undefined)("convertBags: ROS 1 bags written by python3-rosbag", () => {
