@@ -6,9 +6,9 @@ import { existsSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
+import { choice, list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
-import { convertMcap, type ConvertMcapResult } from "../../bridge/record/convert-mcap.ts";
+import { convertBags, type ConvertBagsResult, type SplitMode } from "../../bridge/record/convert.ts";
 import { loadRobotProfile, withInterventionTopic } from "../../bridge/profile.ts";
 import { openDataset } from "../../datasets/open.ts";
 import { describeDataset, summarizeStats } from "../../datasets/summary.ts";
@@ -116,9 +116,12 @@ export function registerDataset(program: Command): void {
   dataset
     .command("convert")
     .description(
-      "convert a LeRobot v2.x/v3.0 folder, a robomimic .hdf5 file, or a ROS 2 bag / run log (.mcap, with --robot) to a new LeRobot v3.0 dataset",
+      "convert a LeRobot v2.x/v3.0 folder, a robomimic .hdf5 file, or a ROS 2 bag / run log (.mcap) or ROS 1 bag (.bag) with --robot, to a new LeRobot v3.0 dataset",
     )
-    .argument("<in>", "LeRobot dataset folder, robomimic .hdf5 file, .mcap (ROS 2 bag or run log) or a folder of .mcap")
+    .argument(
+      "<in>",
+      "LeRobot dataset folder, robomimic .hdf5 file, .mcap (ROS 2 bag or run log), .bag (ROS 1) or a folder of .mcap/.bag files",
+    )
     .argument("<out>", "new dataset folder (must not exist or be empty)")
     .addOption(
       option("--fps <hz>", "frames per second, for robomimic files without env_kwargs.control_freq", positiveFloat),
@@ -132,12 +135,19 @@ export function registerDataset(program: Command): void {
       ),
     )
     .addOption(option("--data-file-mb <mb>", "data file size limit in MB", positiveFloat, 100))
-    .option("--robot <profile>", ".mcap: the robot profile mapping topics to features (and its recording section)")
+    .option("--robot <profile>", "bags: the robot profile mapping topics to features (and its recording section)")
     .addOption(
-      option("--split-gap <s>", ".mcap: a gap in the topics longer than this starts a new episode", positiveFloat, 0.5),
+      option(
+        "--split <how>",
+        "bags: episodes at the control topic's start/stop/discard markers (marker), at gaps (gap), or at markers where a file has them (auto, the default)",
+        choice(["auto", "marker", "gap"] as const),
+      ),
     )
-    .option("--interventions-only", ".mcap: only the stretches where the intervention topic was true")
-    .option("--intervention-topic <topic>", ".mcap: the std_msgs/Bool intervention topic (overrides the profile's)")
+    .addOption(
+      option("--split-gap <s>", "bags: a gap in the topics longer than this starts a new episode", positiveFloat, 0.5),
+    )
+    .option("--interventions-only", "bags: only the stretches where the intervention topic was true")
+    .option("--intervention-topic <topic>", "bags: the std_msgs/Bool intervention topic (overrides the profile's)")
     .option("--json", "print one JSON object as the last stdout line")
     .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
     .action(
@@ -150,15 +160,16 @@ export function registerDataset(program: Command): void {
           stateKeys?: string[];
           dataFileMb: number;
           robot?: string;
+          split?: SplitMode;
           splitGap: number;
           interventionsOnly?: boolean;
           interventionTopic?: string;
         },
       ) => {
-        const bags = await mcapInputs(input);
+        const bags = await bagInputs(input);
         if (bags) return convertBag(bags, out, o);
-        if (o.robot !== undefined || o.interventionsOnly)
-          throw new Error("--robot and --interventions-only go with a .mcap input");
+        if (o.robot !== undefined || o.interventionsOnly || o.split !== undefined)
+          throw new Error("--robot, --split and --interventions-only go with a .mcap or .bag input");
         const { fps, dataFileMb: mb } = o;
         let bar: ReturnType<typeof startProgress> | undefined;
         const r = await convertToV3(input, out, {
@@ -183,16 +194,21 @@ export function registerDataset(program: Command): void {
     );
 }
 
-/** The .mcap files `input` names: itself, or every .mcap in a folder that is not a LeRobot dataset; else undefined. */
-async function mcapInputs(input: string): Promise<string[] | undefined> {
-  if (input.toLowerCase().endsWith(".mcap")) return [input];
+const BAG = /\.(mcap|bag)$/i;
+
+/**
+ * The recordings `input` names: itself (.mcap or .bag), or every .mcap and .bag file in a folder that
+ * is not a LeRobot dataset, in name order; else undefined.
+ */
+async function bagInputs(input: string): Promise<string[] | undefined> {
+  if (BAG.test(input)) return [input];
   const st = await stat(input).catch(() => undefined);
   if (!st?.isDirectory() || existsSync(join(input, "meta", "info.json"))) return undefined;
-  const files = (await readdir(input)).filter((f) => f.toLowerCase().endsWith(".mcap")).sort();
+  const files = (await readdir(input)).filter((f) => BAG.test(f)).sort();
   return files.length > 0 ? files.map((f) => join(input, f)) : undefined;
 }
 
-/** `dataset convert <file.mcap|folder> <out> --robot <profile>`: ROS 2 bags or run logs to LeRobot v3.0. */
+/** `dataset convert <file.mcap|file.bag|folder> <out> --robot <profile>`: bags or run logs to LeRobot v3.0. */
 async function convertBag(
   input: string[],
   out: string,
@@ -200,29 +216,38 @@ async function convertBag(
     fps?: number;
     task?: string;
     robot?: string;
+    split?: SplitMode;
     splitGap: number;
     interventionsOnly?: boolean;
     interventionTopic?: string;
   },
 ): Promise<void> {
   if (o.robot === undefined)
-    throw new Error(`${input.join(", ")}: a .mcap input needs --robot <profile> to map its topics`);
+    throw new Error(`${input.join(", ")}: a .mcap or .bag input needs --robot <profile> to map its topics`);
   const profile = withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic);
-  const r = await convertMcap(input, out, {
+  const r = await convertBags(input, out, {
     profile,
     profileSource: o.robot,
+    ...(o.split !== undefined ? { split: o.split } : {}),
     splitGapS: o.splitGap,
     ...(o.fps !== undefined ? { fps: o.fps } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}),
     ...(o.interventionsOnly ? { interventionsOnly: true } : {}),
   });
-  if (!o.json)
+  if (!o.json) {
     for (const g of r.gaps)
       log(`${g.file}: gap ${g.fromS.toFixed(2)}-${g.toS.toFixed(2)} s (${g.frames} frames): late ${g.late.join(", ")}`);
+    for (const d of r.discarded)
+      log(`${d.file}: discarded episode ${d.fromS.toFixed(2)}-${d.toS.toFixed(2)} s (${d.frames} frames)`);
+    for (const s of r.splits) if (s.openAtEnd) log(`${s.file}: the last episode has no stop marker; kept to the end`);
+    for (const [topic, x] of Object.entries(r.rejected))
+      log(`${topic}: ${x.count} message(s) not used, first: ${x.first}`);
+  }
   printResult(
     r,
     { json: o.json ?? false },
-    (x: ConvertMcapResult) =>
-      `converted ${x.files} file(s) -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames at ${x.fps} fps; features ${x.features.join(", ")}`,
+    (x: ConvertBagsResult) =>
+      `converted ${x.files} file(s) -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames at ${x.fps} fps` +
+      `${x.discarded.length > 0 ? ` (${x.discarded.length} discarded)` : ""}; features ${x.features.join(", ")}`,
   );
 }

@@ -11,7 +11,8 @@ import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import { afterAll, describe, expect, it } from "vitest";
 import { driveRobot } from "../../bridge/drive.ts";
 import { ros2Definitions } from "../../bridge/log/run-log.ts";
-import { convertMcap, openMcapBytes } from "../../bridge/record/convert-mcap.ts";
+import { convertBags } from "../../bridge/record/convert.ts";
+import { openMcapBytes } from "../../bridge/record/convert-mcap.ts";
 import { openLeRobot } from "../../datasets/lerobot/reader.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
 import { FakePolicy, testProfile } from "./fakes.ts";
@@ -105,7 +106,7 @@ describe("an intervention", () => {
 
       // `dataset convert --interventions-only`: the person's stretch becomes one episode, their commands its actions
       const out = join(dir, "corrections");
-      const conv = await convertMcap(path, out, { profile, profileSource: "test", interventionsOnly: true });
+      const conv = await convertBags(path, out, { profile, profileSource: "test", interventionsOnly: true });
       expect(conv.episodes).toBe(1);
       // from the person's first command to the release: about 0.3 s at 50 Hz
       expect(conv.frames).toBeGreaterThan(8);

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { convertMcap } from "../../../bridge/record/convert-mcap.ts";
+import { convertBags } from "../../../bridge/record/convert.ts";
 import { loadRobotProfile, type RobotProfile } from "../../../bridge/profile.ts";
 import { openLeRobot } from "../../../datasets/lerobot/reader.ts";
 import { runSim } from "../../../sim/run.ts";
@@ -36,10 +36,10 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("convertMcap", () => {
+describe("convertBags (MCAP)", () => {
   it("turns a run log into a dataset: state, environment state and the commands as actions", async () => {
     const out = join(dir, "D");
-    const r = await convertMcap(log, out, { profile, profileSource: ROBOT, splitGapS: 1 });
+    const r = await convertBags(log, out, { profile, profileSource: ROBOT, splitGapS: 1 });
     expect(r.messages["/arm_controller/joint_trajectory"]).toBe(sent);
     expect(r.episodes).toBeGreaterThanOrEqual(1);
     // every frame is on the 30 Hz grid between the first and last joint state
@@ -60,8 +60,8 @@ describe("convertMcap", () => {
   });
 
   it("puts several files into one dataset, one episode (or more) each", async () => {
-    const one = await convertMcap(log, join(dir, "one"), { profile, profileSource: ROBOT, splitGapS: 1 });
-    const two = await convertMcap([log, log], join(dir, "two"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    const one = await convertBags(log, join(dir, "one"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    const two = await convertBags([log, log], join(dir, "two"), { profile, profileSource: ROBOT, splitGapS: 1 });
     expect(two.files).toBe(2);
     expect(two.episodes).toBe(2 * one.episodes);
     expect(two.frames).toBe(2 * one.frames);
@@ -69,17 +69,17 @@ describe("convertMcap", () => {
 
   it("names a topic the profile maps but the file lacks, listing the file's topics", async () => {
     const p = { ...profile, features: [{ ...profile.features[0]!, topic: "/camera/missing" }] };
-    await expect(convertMcap(log, join(dir, "X"), { profile: p, profileSource: "p.json" })).rejects.toThrow(
+    await expect(convertBags(log, join(dir, "X"), { profile: p, profileSource: "p.json" })).rejects.toThrow(
       /no topic \/camera\/missing \(features\.0\.topic, from p\.json\); the file has .*\/joint_states/,
     );
   });
 
   it("converts a log whose summary and footer a crash cut off, from its data records", async () => {
     const bytes = readFileSync(log);
-    const full = await convertMcap(log, join(dir, "F"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    const full = await convertBags(log, join(dir, "F"), { profile, profileSource: ROBOT, splitGapS: 1 });
     const cut = join(dir, "cut.mcap");
     writeFileSync(cut, bytes.subarray(0, bytes.length - 100));
-    const r = await convertMcap(cut, join(dir, "C"), { profile, profileSource: ROBOT, splitGapS: 1 });
+    const r = await convertBags(cut, join(dir, "C"), { profile, profileSource: ROBOT, splitGapS: 1 });
     expect(r.messages).toEqual(full.messages);
     expect(r.frames).toBe(full.frames);
   });
