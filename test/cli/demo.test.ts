@@ -296,5 +296,5 @@ describe("actionflow demo", () => {
     expect(third.trainS).not.toBe(first.trainS);
     await expectSeededFigures(third);
     await expectLoopFacts(third);
-  });
+  }, 300_000); // several demo runs end to end: minutes on a busy 2-core machine
 });
