@@ -4,7 +4,12 @@
  * reference sampler), with the parity of the two on the same noise. For the transformer also the
  * ONNX latency of the few-step graphs a distilled (ReFlow) policy runs with: 1 and 2 Euler steps
  * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores, and the same for the
- * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps).
+ * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps). The transformer is
+ * also timed as its int8 export (`transformer.int8`: `export --quantize int8`, in blocks alternating
+ * with the fp32 graph), with the parity of the int8 chunk against the fp32 one on the same noise.
+ * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32 and int8, at batch 1 and
+ * 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run and
+ * the cost of dispatching one node, so the time per node can be told from the time in matrix products.
  */
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -22,6 +27,7 @@ import type { FeatureStats } from "../policy/normalize.ts";
 import { denormalize, normalize } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
 import type { ExportResult } from "../policy/onnx/export.ts";
+import { exportOnnxQuantized, type QuantizedExportResult } from "../policy/onnx/quantize.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
@@ -36,8 +42,12 @@ const STEPS = 10;
 const FEW_STEPS = [1, 2] as const;
 /** Batches the transformer's chunk is profiled at (`--profile`). */
 const PROFILE_BATCHES = [1, 32] as const;
+/** Runs of one graph before the other takes its turn when fp32 and int8 are timed together. */
+const INTERLEAVE = 10;
 /** Profiled runs per batch (after 3 warmup runs). */
 const PROFILE_RUNS = 10;
+/** Target speed-up of the int8 export over the fp32 one (p50, same run). */
+export const INT8_TARGET_SPEEDUP = 1.5;
 /** Target p50 of a 1-step chunk of the default transformer on 2 cores. */
 export const ONE_STEP_TARGET_MS = 1.5;
 
@@ -101,6 +111,8 @@ async function benchHead(
     fewSteps: readonly number[];
     /** Batches to profile the chunk at (`profileChunk`); none: no profile. */
     profileBatches: readonly number[];
+    /** Also time the int8 export (`export --quantize int8`) against the fp32 one, interleaved. */
+    int8: boolean;
   },
 ): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
@@ -115,19 +127,33 @@ async function benchHead(
     await saveCheckpoint(dir, 0, { config, weights, normalization });
     const exported = await exportOnnx(dir, { steps: STEPS, solver: "euler" });
     const policy = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
+    const quantized = o.int8
+      ? await exportOnnxQuantized(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
+      : undefined;
+    const int8 = quantized ? await OnnxPolicy.load(quantized.onnx, { threads: o.threads }) : undefined;
     const { horizon: H, actionDim: A } = config;
     const state = rng.normalArray(32);
     await policy.warmup({ runs: 5 });
+    await int8?.warmup({ runs: 5 });
     const ortMs: number[] = [];
-    for (let i = 0; i < o.runs; i++) {
-      const t0 = performance.now();
-      await policy.sampleChunk({ "observation.state": state }, { seed: i });
-      ortMs.push(performance.now() - t0);
+    const int8Ms: number[] = [];
+    // With int8, the two graphs alternate in blocks, so a change in the machine's load hits both.
+    const block = int8 ? INTERLEAVE : o.runs;
+    for (let start = 0; start < o.runs; start += block) {
+      for (const [p, ms] of [[policy, ortMs], ...(int8 ? [[int8, int8Ms] as const] : [])] as const) {
+        for (let i = start; i < Math.min(o.runs, start + block); i++) {
+          const t0 = performance.now();
+          await p.sampleChunk({ "observation.state": state }, { seed: i });
+          ms.push(performance.now() - t0);
+        }
+      }
     }
     // tfjs reference on the same noise.
     const noise = new Rng(7).normalArray(H * A);
     const ortOut = await policy.sampleChunk({ "observation.state": state }, { noise });
     await policy.release();
+    const int8Out = int8 ? await int8.sampleChunk({ "observation.state": state }, { noise }) : undefined;
+    await int8?.release();
     const head = buildHead(config);
     const ops = new TfjsOps({ seed: 0, weights, mode: "frozen" });
     const norms = normsFor(normalization, config);
@@ -157,15 +183,19 @@ async function benchHead(
       const few = await exportOnnx(dir, { steps, solver: "euler", out: join(dir, `policy-${steps}.onnx`) });
       fewStep[String(steps)] = { ...(await chunkLatency(few.onnx, state, o)), nfe: few.nfe };
     }
-    const profile: Record<string, ChunkProfile> = {};
+    const profile: Record<string, Record<string, ChunkProfile>> = {};
     const dispatchUsPerNode = o.profileBatches.length > 0 ? await nodeDispatchUs({ threads: o.threads }) : Number.NaN;
-    for (const batch of o.profileBatches)
-      profile[`batch${batch}`] = await profileChunk(exported.onnx, {
-        batch,
-        runs: PROFILE_RUNS,
-        threads: o.threads,
-        dispatchUsPerNode,
-      });
+    for (const [name, onnx] of [["fp32", exported.onnx], ...(quantized ? [["int8", quantized.onnx]] : [])]) {
+      const byBatch: Record<string, ChunkProfile> = {};
+      for (const batch of o.profileBatches)
+        byBatch[`batch${batch}`] = await profileChunk(onnx!, {
+          batch,
+          runs: PROFILE_RUNS,
+          threads: o.threads,
+          dispatchUsPerNode,
+        });
+      profile[name!] = byBatch;
+    }
     const flops = headFlops(head, 1, { time: "constant" });
     const chunkFlops = flops.encode + STEPS * flops.velocity;
     return {
@@ -178,11 +208,44 @@ async function benchHead(
       outputMaxAbs: scale,
       onnxBytes: exported.bytes,
       ...(o.fewSteps.length > 0 ? { fewStep } : {}),
+      ...(int8Out && quantized ? { int8: int8Record(int8Ms, ort, ortOut, int8Out, quantized) } : {}),
       ...(o.profileBatches.length > 0 ? { profile } : {}),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The int8 record of the transformer: its latency, its speed-up over the fp32 graph timed in the
+ * same blocks, and the parity of its chunk with the fp32 chunk on the same noise and observation.
+ */
+function int8Record(
+  int8Ms: readonly number[],
+  ort: ReturnType<typeof percentiles>,
+  fp32Out: Float32Array,
+  int8Out: Float32Array,
+  q: QuantizedExportResult,
+): Record<string, unknown> {
+  const p = percentiles(int8Ms);
+  let maxAbs = 0;
+  let se = 0;
+  for (let i = 0; i < fp32Out.length; i++) {
+    const d = fp32Out[i]! - int8Out[i]!;
+    maxAbs = Math.max(maxAbs, Math.abs(d));
+    se += d * d;
+  }
+  return {
+    ...p,
+    speedup: ort.p50Ms / p.p50Ms,
+    targetSpeedup: INT8_TARGET_SPEEDUP,
+    meetsTarget: ort.p50Ms / p.p50Ms >= INT8_TARGET_SPEEDUP,
+    parityMaxAbs: maxAbs,
+    parityMse: se / fp32Out.length,
+    onnxBytes: q.bytes,
+    matmuls: q.quantized.matmuls,
+    weights: q.quantized.weights,
+  };
 }
 
 /** Latency percentiles of `runs` seeded chunks of one exported policy (after 5 warmup runs), batch 1. */
@@ -240,8 +303,9 @@ async function benchMeanflow(o: {
 }
 
 /**
- * Runs the inference benchmark for both heads; with `profile`, also the onnxruntime profile of the
- * transformer's 10-step chunk at batch 1 and 32 (`transformer.profile`).
+ * Runs the inference benchmark for both heads, the transformer also as its int8 export
+ * (`transformer.int8`); with `profile`, also the onnxruntime profile of the transformer's 10-step
+ * chunk, fp32 and int8, at batch 1 and 32 (`transformer.profile.fp32|int8.batch1|batch32`).
  */
 export async function benchInfer(o: {
   runs: number;
@@ -254,8 +318,9 @@ export async function benchInfer(o: {
     ...o,
     fewSteps: FEW_STEPS,
     profileBatches: o.profile ? PROFILE_BATCHES : [],
+    int8: true,
   });
-  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [] });
+  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [], int8: false });
   const meanflow = await benchMeanflow({ ...o, steps: FEW_STEPS });
   const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
   const oneStepP50 = fewStep["1"]!.p50Ms;

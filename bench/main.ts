@@ -83,7 +83,9 @@ program
 
 program
   .command("infer")
-  .description("chunk latency (H=50, A=32, batch 1, 10 Euler steps; transformer also 1 and 2): ORT vs tfjs, both heads")
+  .description(
+    "chunk latency (H=50, A=32, batch 1, 10 Euler steps; transformer also 1 and 2, and int8): ORT vs tfjs, both heads",
+  )
   .addOption(option("--runs <n>", "timed ORT runs per head", positiveInt, 200))
   .addOption(option("--tfjs-runs <n>", "timed tfjs runs per head", positiveInt, 20))
   .addOption(option("--threads <n>", "ORT intra-op threads", positiveInt, 2))
