@@ -13,7 +13,11 @@
  * which onnxruntime's CPU provider fuses (at its default, full graph optimisation) into one
  * `MatMulIntegerToFloat` and then one `DynamicQuantizeMatMul` kernel per product: the Mul of the
  * two scales takes the activation scale first, every intermediate value has exactly one reader
- * and the bias Add reads a constant initializer, as those fusions require. Weights outside matrix
+ * and the bias Add reads a constant initializer, as those fusions require. Products that read the
+ * same input (the attention projections) end up sharing one DynamicQuantizeLinear once onnxruntime
+ * merges identical nodes, and run as `MatMulIntegerToFloat` after it. The QDQ form of the same
+ * scheme (DequantizeLinear of the activation and, per column, of the weight before a float MatMul)
+ * is not fused by onnxruntime 1.30's CPU provider: it runs DequantizeLinear and an fp32 Gemm. Weights outside matrix
  * products (layer norms, biases, normalisation maps, embeddings computed by Mul and Add) stay fp32,
  * and so does every product whose weight is not a 2-D float initializer.
  *
