@@ -365,7 +365,10 @@ export interface ChunkProfile {
   wallP50Ms: number;
   /** Mean `model_run` time under the profiler (which adds its own per-node cost), ms. */
   profiledRunMs: number;
-  /** Mean summed kernel time per run, ms. */
+  /**
+   * Mean summed kernel time per run under the profiler, ms. The profiler adds its own cost to every
+   * kernel it times, so on a busy machine this can exceed `wallP50Ms`: read the shares, not the sum.
+   */
   kernelMs: number;
   /**
    * onnxruntime's cost of dispatching one node that does (almost) nothing, us: measured on a chain
