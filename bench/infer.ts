@@ -4,12 +4,18 @@
  * reference sampler), with the parity of the two on the same noise. For the transformer also the
  * ONNX latency of the few-step graphs a distilled (ReFlow) policy runs with: 1 and 2 Euler steps
  * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores, and the same for the
- * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps).
+ * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps). The transformer is
+ * also timed as its int8 export (`transformer.int8`: `export --quantize int8`, in blocks alternating
+ * with the fp32 graph), with the parity of the int8 chunk against the fp32 one on the same noise.
+ * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32 and int8, at batch 1 and
+ * 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run and
+ * the cost of dispatching one node, so the time per node can be told from the time in matrix products.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
+import * as ort from "onnxruntime-node";
 import { parseHeadConfig } from "../policy/net/config.ts";
 import type { HeadConfig } from "../policy/net/config.ts";
 import { buildHead } from "../policy/net/network.ts";
@@ -21,16 +27,27 @@ import type { FeatureStats } from "../policy/normalize.ts";
 import { denormalize, normalize } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
 import type { ExportResult } from "../policy/onnx/export.ts";
+import { exportOnnxQuantized, type QuantizedExportResult } from "../policy/onnx/quantize.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
 import { useBackend } from "../training/backend/registry.ts";
-import { percentiles } from "../policy/stats/quantiles.ts";
+import { median, percentiles } from "../policy/stats/quantiles.ts";
+import { IR_VERSION, OPSET, decodeModel, encodeModel } from "../policy/onnx/proto.ts";
+import { OnnxOps } from "../policy/onnx/ops.ts";
 import { referenceGflops } from "./reference.ts";
 
 const STEPS = 10;
 /** Few-step graphs timed for the transformer (ReFlow students run 1 or 2 steps). */
 const FEW_STEPS = [1, 2] as const;
+/** Batches the transformer's chunk is profiled at (`--profile`). */
+const PROFILE_BATCHES = [1, 32] as const;
+/** Runs of one graph before the other takes its turn when fp32 and int8 are timed together. */
+const INTERLEAVE = 10;
+/** Profiled runs per batch (after 3 warmup runs). */
+const PROFILE_RUNS = 10;
+/** Target speed-up of the int8 export over the fp32 one (p50, same run). */
+export const INT8_TARGET_SPEEDUP = 1.5;
 /** Target p50 of a 1-step chunk of the default transformer on 2 cores. */
 export const ONE_STEP_TARGET_MS = 1.5;
 
@@ -87,7 +104,16 @@ export function benchWeights(config: HeadConfig, seed: number): Map<string, { sh
 /** Measures one head; returns its JSON record. */
 async function benchHead(
   arch: "transformer" | "mlp",
-  o: { runs: number; tfjsRuns: number; threads: number; fewSteps: readonly number[] },
+  o: {
+    runs: number;
+    tfjsRuns: number;
+    threads: number;
+    fewSteps: readonly number[];
+    /** Batches to profile the chunk at (`profileChunk`); none: no profile. */
+    profileBatches: readonly number[];
+    /** Also time the int8 export (`export --quantize int8`) against the fp32 one, interleaved. */
+    int8: boolean;
+  },
 ): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
   const rng = new Rng(42);
@@ -101,19 +127,33 @@ async function benchHead(
     await saveCheckpoint(dir, 0, { config, weights, normalization });
     const exported = await exportOnnx(dir, { steps: STEPS, solver: "euler" });
     const policy = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
+    const quantized = o.int8
+      ? await exportOnnxQuantized(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
+      : undefined;
+    const int8 = quantized ? await OnnxPolicy.load(quantized.onnx, { threads: o.threads }) : undefined;
     const { horizon: H, actionDim: A } = config;
     const state = rng.normalArray(32);
     await policy.warmup({ runs: 5 });
+    await int8?.warmup({ runs: 5 });
     const ortMs: number[] = [];
-    for (let i = 0; i < o.runs; i++) {
-      const t0 = performance.now();
-      await policy.sampleChunk({ "observation.state": state }, { seed: i });
-      ortMs.push(performance.now() - t0);
+    const int8Ms: number[] = [];
+    // With int8, the two graphs alternate in blocks, so a change in the machine's load hits both.
+    const block = int8 ? INTERLEAVE : o.runs;
+    for (let start = 0; start < o.runs; start += block) {
+      for (const [p, ms] of [[policy, ortMs], ...(int8 ? [[int8, int8Ms] as const] : [])] as const) {
+        for (let i = start; i < Math.min(o.runs, start + block); i++) {
+          const t0 = performance.now();
+          await p.sampleChunk({ "observation.state": state }, { seed: i });
+          ms.push(performance.now() - t0);
+        }
+      }
     }
     // tfjs reference on the same noise.
     const noise = new Rng(7).normalArray(H * A);
     const ortOut = await policy.sampleChunk({ "observation.state": state }, { noise });
     await policy.release();
+    const int8Out = int8 ? await int8.sampleChunk({ "observation.state": state }, { noise }) : undefined;
+    await int8?.release();
     const head = buildHead(config);
     const ops = new TfjsOps({ seed: 0, weights, mode: "frozen" });
     const norms = normsFor(normalization, config);
@@ -143,6 +183,19 @@ async function benchHead(
       const few = await exportOnnx(dir, { steps, solver: "euler", out: join(dir, `policy-${steps}.onnx`) });
       fewStep[String(steps)] = { ...(await chunkLatency(few.onnx, state, o)), nfe: few.nfe };
     }
+    const profile: Record<string, Record<string, ChunkProfile>> = {};
+    const dispatchUsPerNode = o.profileBatches.length > 0 ? await nodeDispatchUs({ threads: o.threads }) : Number.NaN;
+    for (const [name, onnx] of [["fp32", exported.onnx], ...(quantized ? [["int8", quantized.onnx]] : [])]) {
+      const byBatch: Record<string, ChunkProfile> = {};
+      for (const batch of o.profileBatches)
+        byBatch[`batch${batch}`] = await profileChunk(onnx!, {
+          batch,
+          runs: PROFILE_RUNS,
+          threads: o.threads,
+          dispatchUsPerNode,
+        });
+      profile[name!] = byBatch;
+    }
     const flops = headFlops(head, 1, { time: "constant" });
     const chunkFlops = flops.encode + STEPS * flops.velocity;
     return {
@@ -155,10 +208,44 @@ async function benchHead(
       outputMaxAbs: scale,
       onnxBytes: exported.bytes,
       ...(o.fewSteps.length > 0 ? { fewStep } : {}),
+      ...(int8Out && quantized ? { int8: int8Record(int8Ms, ort, ortOut, int8Out, quantized) } : {}),
+      ...(o.profileBatches.length > 0 ? { profile } : {}),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The int8 record of the transformer: its latency, its speed-up over the fp32 graph timed in the
+ * same blocks, and the parity of its chunk with the fp32 chunk on the same noise and observation.
+ */
+function int8Record(
+  int8Ms: readonly number[],
+  ort: ReturnType<typeof percentiles>,
+  fp32Out: Float32Array,
+  int8Out: Float32Array,
+  q: QuantizedExportResult,
+): Record<string, unknown> {
+  const p = percentiles(int8Ms);
+  let maxAbs = 0;
+  let se = 0;
+  for (let i = 0; i < fp32Out.length; i++) {
+    const d = fp32Out[i]! - int8Out[i]!;
+    maxAbs = Math.max(maxAbs, Math.abs(d));
+    se += d * d;
+  }
+  return {
+    ...p,
+    speedup: ort.p50Ms / p.p50Ms,
+    targetSpeedup: INT8_TARGET_SPEEDUP,
+    meetsTarget: ort.p50Ms / p.p50Ms >= INT8_TARGET_SPEEDUP,
+    parityMaxAbs: maxAbs,
+    parityMse: se / fp32Out.length,
+    onnxBytes: q.bytes,
+    matmuls: q.quantized.matmuls,
+    weights: q.quantized.weights,
+  };
 }
 
 /** Latency percentiles of `runs` seeded chunks of one exported policy (after 5 warmup runs), batch 1. */
@@ -215,15 +302,25 @@ async function benchMeanflow(o: {
   }
 }
 
-/** Runs the inference benchmark for both heads. */
+/**
+ * Runs the inference benchmark for both heads, the transformer also as its int8 export
+ * (`transformer.int8`); with `profile`, also the onnxruntime profile of the transformer's 10-step
+ * chunk, fp32 and int8, at batch 1 and 32 (`transformer.profile.fp32|int8.batch1|batch32`).
+ */
 export async function benchInfer(o: {
   runs: number;
   tfjsRuns: number;
   threads: number;
+  profile?: boolean;
 }): Promise<Record<string, unknown>> {
   const backend = await useBackend("wasm");
-  const transformer = await benchHead("transformer", { ...o, fewSteps: FEW_STEPS });
-  const mlp = await benchHead("mlp", { ...o, fewSteps: [] });
+  const transformer = await benchHead("transformer", {
+    ...o,
+    fewSteps: FEW_STEPS,
+    profileBatches: o.profile ? PROFILE_BATCHES : [],
+    int8: true,
+  });
+  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [], int8: false });
   const meanflow = await benchMeanflow({ ...o, steps: FEW_STEPS });
   const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
   const oneStepP50 = fewStep["1"]!.p50Ms;
@@ -242,4 +339,240 @@ export async function benchInfer(o: {
     threads: o.threads,
     tfjsBackend: backend,
   };
+}
+
+/** Time of one onnxruntime op type in a profiled chunk, per run. */
+export interface OpTime {
+  op: string;
+  /** Kernel time of all nodes of this type, ms per run. */
+  ms: number;
+  /** Nodes of this type run per chunk. */
+  kernels: number;
+  /** Share of the kernel time per run. */
+  share: number;
+}
+
+/** Where the time of one chunk goes, from onnxruntime's profiler (`profileChunk`). */
+export interface ChunkProfile {
+  batch: number;
+  /** Profiled runs averaged (after the warmup runs). */
+  runs: number;
+  /** Nodes in the ONNX file. */
+  graphNodes: number;
+  /** Kernels onnxruntime runs per chunk, after its own graph optimisations (fusions). */
+  kernelsPerRun: number;
+  /** p50 wall time of `session.run` without the profiler (same session options), ms. */
+  wallP50Ms: number;
+  /** Mean `model_run` time under the profiler (which adds its own per-node cost), ms. */
+  profiledRunMs: number;
+  /**
+   * Mean summed kernel time per run under the profiler, ms. The profiler adds its own cost to every
+   * kernel it times, so on a busy machine this can exceed `wallP50Ms`: read the shares, not the sum.
+   */
+  kernelMs: number;
+  /**
+   * onnxruntime's cost of dispatching one node that does (almost) nothing, us: measured on a chain
+   * of 1000 Add nodes on `[1, 64]` (`nodeDispatchUs`), unprofiled.
+   */
+  dispatchUsPerNode: number;
+  /** `kernelsPerRun * dispatchUsPerNode`: the part of a chunk that is pure per-node dispatch, ms. */
+  dispatchMs: number;
+  /** Share of the kernel time spent in matrix products (MatMul, Gemm, FusedMatMul and the int8 forms). */
+  matmulShare: number;
+  /** Median kernel time, us. */
+  medianKernelUs: number;
+  /** Kernels of at most 5 us (the time of a node that does almost nothing) and their ms per run. */
+  tinyKernels: { kernels: number; ms: number };
+  /** Op types by kernel time per run, slowest first (the first `top`). */
+  topOps: OpTime[];
+}
+
+/** onnxruntime op types (after its fusions) that are matrix products, fp32 or int8. */
+const MATMUL_OPS = new Set([
+  "MatMul",
+  "Gemm",
+  "FusedMatMul",
+  "FusedGemm",
+  "MatMulInteger",
+  "MatMulIntegerToFloat",
+  "DynamicQuantizeMatMul",
+  "QGemm",
+]);
+
+type TraceEvent = { cat?: unknown; name?: unknown; ts?: unknown; dur?: unknown; args?: { op_name?: unknown } };
+
+/**
+ * Sums an onnxruntime profile (its Chrome-trace JSON array) over the `model_run` events after the
+ * first `skipRuns`: kernel time per op type and per run. `source` names the file in errors.
+ */
+export function summarizeChunkProfile(
+  events: unknown,
+  o: { skipRuns: number; top: number; source: string },
+): Omit<ChunkProfile, "batch" | "graphNodes" | "wallP50Ms" | "dispatchUsPerNode" | "dispatchMs"> {
+  if (!Array.isArray(events)) throw new TypeError(`${o.source}: expected a JSON array of trace events`);
+  const evs = events as TraceEvent[];
+  const num = (x: unknown): number => (typeof x === "number" && Number.isFinite(x) ? x : Number.NaN);
+  const runs = evs
+    .filter((e) => e.cat === "Session" && e.name === "model_run")
+    .map((e) => ({ from: num(e.ts), to: num(e.ts) + num(e.dur), dur: num(e.dur) }))
+    .filter((r) => Number.isFinite(r.to))
+    .sort((a, b) => a.from - b.from)
+    .slice(o.skipRuns);
+  if (runs.length === 0)
+    throw new Error(`${o.source}: no model_run event after the first ${o.skipRuns} (the profile has no timed run)`);
+  const byOp = new Map<string, { us: number; kernels: number }>();
+  const durs: number[] = [];
+  for (const e of evs) {
+    if (e.cat !== "Node" || typeof e.name !== "string" || !e.name.endsWith("_kernel_time")) continue;
+    const ts = num(e.ts);
+    const dur = num(e.dur);
+    if (!Number.isFinite(dur) || !runs.some((r) => ts >= r.from && ts <= r.to)) continue;
+    const op = typeof e.args?.op_name === "string" ? e.args.op_name : "?";
+    const k = byOp.get(op) ?? { us: 0, kernels: 0 };
+    k.us += dur;
+    k.kernels++;
+    byOp.set(op, k);
+    durs.push(dur);
+  }
+  const n = runs.length;
+  const kernelUs = durs.reduce((a, b) => a + b, 0) / n;
+  const tiny = durs.filter((d) => d <= 5);
+  const matmulUs = [...byOp].filter(([op]) => MATMUL_OPS.has(op)).reduce((a, [, k]) => a + k.us, 0) / n;
+  return {
+    runs: n,
+    kernelsPerRun: durs.length / n,
+    profiledRunMs: runs.reduce((a, r) => a + r.dur, 0) / n / 1000,
+    kernelMs: kernelUs / 1000,
+    medianKernelUs: durs.length > 0 ? median(durs) : Number.NaN,
+    tinyKernels: { kernels: tiny.length / n, ms: tiny.reduce((a, b) => a + b, 0) / n / 1000 },
+    matmulShare: kernelUs > 0 ? matmulUs / kernelUs : Number.NaN,
+    topOps: [...byOp]
+      .sort((a, b) => b[1].us - a[1].us)
+      .slice(0, o.top)
+      .map(([op, k]) => ({ op, ms: k.us / n / 1000, kernels: k.kernels / n, share: k.us / n / kernelUs })),
+  };
+}
+
+/** Seeded feeds for every input of a session at `batch` (float inputs normal, int64 inputs 0). */
+function feedsFor(session: ort.InferenceSession, batch: number, rng: Rng): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const m of session.inputMetadata) {
+    if (!m.isTensor) throw new Error(`input '${m.name}' is not a tensor`);
+    const dims = m.shape.map((d) => (typeof d === "number" ? d : batch));
+    const n = dims.reduce((a, b) => a * b, 1);
+    if (m.type === "float32") feeds[m.name] = new ort.Tensor("float32", rng.normalArray(n), dims);
+    else if (m.type === "int64") feeds[m.name] = new ort.Tensor("int64", new BigInt64Array(n), dims);
+    else throw new Error(`input '${m.name}' has type ${m.type}; the profile feeds float32 and int64 only`);
+  }
+  return feeds;
+}
+
+/**
+ * Profiles one exported sample graph at `batch` with onnxruntime's profiler (`enableProfiling`):
+ * kernel time per op type and per run against the unprofiled wall time of the same graph and
+ * session options (intra-op `threads`, all graph optimisations), so the per-node overhead shows.
+ */
+export async function profileChunk(
+  onnx: string,
+  o: { batch: number; runs: number; threads: number; dispatchUsPerNode: number; top?: number },
+): Promise<ChunkProfile> {
+  const bytes = new Uint8Array(await readFile(onnx));
+  const graphNodes = decodeModel(bytes, onnx).graph.node.length;
+  const options: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 3,
+    intraOpNumThreads: o.threads,
+    interOpNumThreads: 1,
+  };
+  const warm = 3;
+  const plain = await ort.InferenceSession.create(bytes, options);
+  const wall: number[] = [];
+  try {
+    const feeds = feedsFor(plain, o.batch, new Rng(11));
+    for (let i = 0; i < warm; i++) await plain.run(feeds);
+    for (let i = 0; i < o.runs; i++) {
+      const t0 = performance.now();
+      await plain.run(feeds);
+      wall.push(performance.now() - t0);
+    }
+  } finally {
+    await plain.release();
+  }
+  const dir = await mkdtemp(join(tmpdir(), "actionflow-infer-profile-"));
+  try {
+    const profiled = await ort.InferenceSession.create(bytes, {
+      ...options,
+      enableProfiling: true,
+      profileFilePrefix: join(dir, "chunk"),
+    });
+    try {
+      const feeds = feedsFor(profiled, o.batch, new Rng(11));
+      for (let i = 0; i < warm + o.runs; i++) await profiled.run(feeds);
+      profiled.endProfiling();
+    } finally {
+      await profiled.release();
+    }
+    const file = (await readdir(dir)).find((f) => f.endsWith(".json"));
+    if (!file) throw new Error(`onnxruntime wrote no profile into ${dir}`);
+    const path = join(dir, file);
+    const summary = summarizeChunkProfile(JSON.parse(await readFile(path, "utf8")), {
+      skipRuns: warm,
+      top: o.top ?? 8,
+      source: path,
+    });
+    return {
+      batch: o.batch,
+      graphNodes,
+      wallP50Ms: median(wall),
+      dispatchUsPerNode: o.dispatchUsPerNode,
+      dispatchMs: (summary.kernelsPerRun * o.dispatchUsPerNode) / 1000,
+      ...summary,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * onnxruntime's cost per node of a node that does almost nothing, us: the p50 time of a chain of
+ * `nodes` Add nodes on `[1, 64]` minus that of one Add, over `nodes - 1` (same session options as
+ * the policy: all graph optimisations, intra-op `threads`).
+ */
+export async function nodeDispatchUs(o: { threads: number; nodes?: number; runs?: number }): Promise<number> {
+  const chainP50 = async (n: number): Promise<number> => {
+    const ops = new OnnxOps({});
+    let x = ops.input("x", [1, 64]);
+    const c = ops.constant(new Float32Array(64).fill(0.5), [64]);
+    for (let i = 0; i < n; i++) x = ops.add(x, c);
+    ops.output(x, "y");
+    const bytes = encodeModel({
+      irVersion: IR_VERSION,
+      opsetImport: [{ domain: "", version: OPSET }],
+      producerName: "actionflow-bench",
+      graph: ops.graph("chain"),
+    });
+    const session = await ort.InferenceSession.create(bytes, {
+      graphOptimizationLevel: "all",
+      logSeverityLevel: 3,
+      intraOpNumThreads: o.threads,
+      interOpNumThreads: 1,
+    });
+    try {
+      const feeds = { x: new ort.Tensor("float32", new Float32Array(64), [1, 64]) };
+      for (let i = 0; i < 10; i++) await session.run(feeds);
+      const ms: number[] = [];
+      for (let i = 0; i < (o.runs ?? 50); i++) {
+        const t0 = performance.now();
+        await session.run(feeds);
+        ms.push(performance.now() - t0);
+      }
+      return median(ms);
+    } finally {
+      await session.release();
+    }
+  };
+  const nodes = o.nodes ?? 1001;
+  const one = await chainP50(1);
+  const many = await chainP50(nodes);
+  return ((many - one) * 1000) / (nodes - 1);
 }

@@ -2,6 +2,7 @@
  * `actionflow export <run>`: writes the ONNX sample graph (`policy.onnx`) and velocity graph
  * (`policy.velocity.onnx`) of a run's latest checkpoint (or of one checkpoint folder); with
  * `--triton <repo>`, a Triton Inference Server model repository instead (`policy/onnx/triton.ts`).
+ * With `--quantize int8`, both graphs with int8 weight matrix products (`policy/onnx/quantize.ts`).
  */
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
@@ -9,6 +10,7 @@ import type { SolverName } from "../../policy/flow/solvers.ts";
 import { choiceOption, list, nonNegativeInt, option, positiveInt } from "../args.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
 import { exportTriton } from "../../policy/onnx/triton.ts";
+import { QUANTIZATIONS, exportOnnxQuantized, type Quantization } from "../../policy/onnx/quantize.ts";
 import { log, printResult } from "../output.ts";
 
 interface ExportFlags {
@@ -20,6 +22,7 @@ interface ExportFlags {
   maxBatch?: number;
   queueDelayUs?: number;
   gpus?: number[];
+  quantize?: Quantization;
   json?: boolean;
 }
 
@@ -60,6 +63,13 @@ export function registerExport(program: Command): void {
         list(nonNegativeInt),
       ),
     )
+    .addOption(
+      choiceOption(
+        "--quantize <kind>",
+        "int8: dynamic quantisation of the weight matrix products (default --out <run>/policy.int8.onnx; policy.onnx stays fp32)",
+        QUANTIZATIONS,
+      ),
+    )
     .addOption(option("--seed <n>", "accepted for uniformity; the export is deterministic", nonNegativeInt, 0))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (run: string, o: ExportFlags) => {
@@ -71,6 +81,8 @@ export function registerExport(program: Command): void {
           );
         return exportPlain(run, o);
       }
+      if (o.quantize !== undefined)
+        throw new Error("--quantize and --triton exclude each other (Triton gets the fp32 graph)");
       if (o.out !== undefined)
         throw new Error("--out and --triton exclude each other (--triton writes <repo>/<name>/1/model.onnx)");
       const r = await exportTriton(run, {
@@ -97,8 +109,14 @@ export function registerExport(program: Command): void {
 }
 
 async function exportPlain(run: string, o: ExportFlags): Promise<void> {
-  const r = await exportOnnx(run, { steps: o.steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) });
-  if (!o.json) log(`exported ${r.checkpoint} (${r.arch}, ${r.objective}) -> ${r.onnx}`);
+  const opts = { steps: o.steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) };
+  const r = o.quantize
+    ? await exportOnnxQuantized(run, { ...opts, quantization: o.quantize })
+    : await exportOnnx(run, opts);
+  if (!o.json)
+    log(
+      `exported ${r.checkpoint} (${r.arch}, ${r.objective}${"quantization" in r ? `, ${r.quantization}` : ""}) -> ${r.onnx}`,
+    );
   printResult(r, { json: o.json ?? false }, (x: typeof r) =>
     [
       `sample graph   ${x.onnx} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset})`,
