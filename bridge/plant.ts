@@ -13,6 +13,8 @@ export interface Plant {
   positions(): ArrayLike<number>;
   /** Observation features by policy key (those the profile maps to topics). */
   features(): Record<string, ArrayLike<number>>;
+  /** Camera images by feature (`observation.images.<name>`), uint8 RGB `[height, width, 3]`; absent: none. */
+  images?(): Record<string, { width: number; height: number; rgb: Uint8Array }>;
   /** Applies position targets `[joints]` for one control period. */
   step(targets: ArrayLike<number>): void;
 }

@@ -67,6 +67,23 @@ const FeatureTopicSchema = z.strictObject({
   stale_after_s: positive(),
 });
 
+const evenPixels = (what: string) =>
+  z
+    .number({ error: `expected an even positive integer (${what})` })
+    .int({ error: `expected an even positive integer (${what})` })
+    .positive({ error: `expected an even positive integer (${what})` })
+    .refine((n) => n % 2 === 0, { error: `expected an even positive integer (${what}; video needs even sizes)` });
+
+/** A camera topic: `sensor_msgs/Image`, recorded as a video feature. */
+const CameraTopicSchema = z.strictObject({
+  topic: topic(),
+  feature: z
+    .string({ error: "expected a feature name like observation.images.front" })
+    .regex(/^observation\.images\.[A-Za-z0-9_]+$/, { error: "expected a feature name like observation.images.front" }),
+  width: evenPixels("pixels"),
+  height: evenPixels("pixels"),
+});
+
 /**
  * Where a recorded frame's action comes from: a leader arm's `sensor_msgs/JointState` (`leader`), the
  * commands on the profile's command topic (`command`: a JointTrajectory is read at the frame's time,
@@ -173,6 +190,12 @@ export const RobotProfileSchema = z
     state_feature: z.string({ error: "expected a feature name" }).min(1).default("observation.state"),
     /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */
     features: z.array(FeatureTopicSchema, { error: "expected an array" }).default([]),
+    /**
+     * Cameras, each a `sensor_msgs/Image` topic (rgb8, bgr8, rgba8, bgra8 or mono8) recorded as the
+     * video feature `feature` (`observation.images.<name>`) at `width` x `height` (images of another
+     * size are resized); `sim robot` renders and publishes them.
+     */
+    cameras: z.array(CameraTopicSchema, { error: "expected an array" }).default([]),
     /** How to record demonstrations and convert bags and run logs into datasets; optional. */
     recording: RecordingSchema.optional(),
   })

@@ -26,7 +26,7 @@ import type { FeatureIO } from "../policy/onnx/graphs.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
-import { createTask } from "./tasks/index.ts";
+import { createTask, imageKey } from "./tasks/index.ts";
 import {
   declaredFeatures,
   simTransport,
@@ -49,6 +49,15 @@ export function taskPlant(task: Task, profile: RobotProfile): Plant {
       return out;
     },
     step: (targets) => task.step(targets),
+    // the frames the cameras rendered in the last observe() (features() above)
+    images: () => {
+      const out: Record<string, { width: number; height: number; rgb: Uint8Array }> = {};
+      for (const c of task.cameras) {
+        const f = task.cameraFrame(c.name);
+        if (f) out[imageKey(c.name)] = { width: f.width, height: f.height, rgb: f.rgb };
+      }
+      return out;
+    },
   };
 }
 
@@ -65,6 +74,15 @@ export async function simTask(
       `${profilePath}: joints (${profile.joints.join(", ")}) differ from the simulator's (${task.env.scene.joints.join(", ")})`,
     );
   }
+  // the profile's cameras, rendered by the simulator (pose from the scene's camera of that name)
+  if (profile.cameras.length > 0)
+    task.attachCameras(
+      profile.cameras.map((c) => ({
+        name: c.feature.slice("observation.images.".length),
+        width: c.width,
+        height: c.height,
+      })),
+    );
   task.reset(seed);
   try {
     checkFeatureSizes(profile, profilePath, taskFeatures(task), `the ${taskName} task`);

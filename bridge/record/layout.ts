@@ -2,7 +2,7 @@
  * The dataset a robot profile records to (live with `record`, or from bags with `dataset convert`):
  * the joint states become the profile's state feature, each feature topic its feature, and the
  * recording section's action source the action feature, all float32, joint features named by the
- * profile's joints.
+ * profile's joints; each camera a video feature.
  */
 import type { WriterFeature } from "../../datasets/lerobot/writer.ts";
 import type { RecordingProfile, RobotProfile } from "../profile.ts";
@@ -14,7 +14,7 @@ export interface RecordingLayout {
   actionFeature: string;
   action: RecordingProfile["action"];
   controlTopic: string;
-  /** Dataset features, in column order: state, feature topics, action. */
+  /** Dataset features, in column order: state, feature topics, cameras, action. */
   features: Record<string, WriterFeature>;
 }
 
@@ -27,6 +27,7 @@ export function recordingLayout(profile: RobotProfile): RecordingLayout {
     [profile.state_feature]: { dtype: "float32", shape: [J], names: [...profile.joints] },
   };
   for (const f of profile.features) features[f.feature] = { dtype: "float32", shape: [f.size] };
+  for (const c of profile.cameras) features[c.feature] = { dtype: "video", shape: [c.height, c.width, 3] };
   features[actionFeature] = { dtype: "float32", shape: [J], names: [...profile.joints] };
   return {
     stateTopic: profile.ros.joint_states,

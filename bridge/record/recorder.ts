@@ -3,7 +3,8 @@
  *
  * The recorder subscribes (roslib) to the profile's joint states, its feature topics, the action
  * source of its `recording` section (a leader arm's `sensor_msgs/JointState`, the command topic, or
- * the follower's next state) and the `std_msgs/String` control topic. Every message is stamped with
+ * the follower's next state), its cameras (`sensor_msgs/Image`, resized to the profile's size and
+ * stored as LeRobot video) and the `std_msgs/String` control topic. Every message is stamped with
  * its header stamp, or, for a message without one (or a zero stamp), its receive time mapped onto the
  * stamps' clock (the smallest receive-minus-stamp offset of the stamped messages seen lately; with
  * no stamped message, the receive clock itself). An episode runs from a `start` to a `stop`/`keep`
@@ -11,14 +12,24 @@
  * has passed its time by `max_age_s` (so late messages still count), with each topic's latest
  * message at or before it, if that message is at most `max_age_s` old. A frame where a topic has
  * nothing that fresh is not written: it is counted per topic and reported as a gap, never filled.
+ * A video needs evenly spaced frames, so with cameras the frames after a gap start a new episode.
  * A kept episode is written durably (see {@link LeRobotWriter}'s `durable`), so a killed recording
  * keeps every finished episode, and `resume` appends to the dataset.
  */
 import { Ros, Topic } from "roslib";
 import type { ITransportFactory } from "roslib";
 import { LeRobotWriter } from "../../datasets/lerobot/writer.ts";
+import type { VideoCodec } from "../../datasets/video/ffmpeg.ts";
 import type { RobotProfile } from "../profile.ts";
-import { MSG, parseFloat32MultiArray, parseJointCommand, parseJointState, rosSeconds } from "../ros/protocol.ts";
+import {
+  MSG,
+  parseFloat32MultiArray,
+  parseImage,
+  parseJointCommand,
+  parseJointState,
+  resizeRgb,
+  rosSeconds,
+} from "../ros/protocol.ts";
 import { HoldSeries, alignFrame, type Series } from "./align.ts";
 import { recordingLayout, type RecordingLayout } from "./layout.ts";
 
@@ -45,6 +56,8 @@ export interface RecorderOptions {
   resume?: boolean;
   /** Keep and end an episode after this many seconds. */
   maxEpisodeS?: number;
+  /** Video codec of the cameras: "av1" (default, libsvtav1 as LeRobot) or "h264". */
+  vcodec?: VideoCodec;
   /** Receive clock, seconds (default: the wall clock). */
   now?: () => number;
   transportFactory?: ITransportFactory;
@@ -112,9 +125,36 @@ interface Episode {
   end?: number;
   /** Next grid frame to take. */
   next: number;
-  rows: Record<string, Float32Array>[];
+  rows: Record<string, Float32Array | Uint8Array>[];
   times: number[];
   gap?: { fromS: number; toS: number; frames: number; late: string[] };
+}
+
+/** A camera topic's frames (resized to the dataset's size) by stamp: the latest at or before a time. */
+class ImageSeries {
+  private readonly stamps: number[] = [];
+  private readonly frames: Uint8Array[] = [];
+
+  constructor(readonly name: string) {}
+
+  push(stampS: number, rgb: Uint8Array): void {
+    if (this.stamps.length > 0 && stampS < this.stamps[this.stamps.length - 1]!) return; // out of order
+    this.stamps.push(stampS);
+    this.frames.push(rgb);
+  }
+
+  at(tS: number): { rgb: Uint8Array; ageS: number } | undefined {
+    for (let i = this.stamps.length - 1; i >= 0; i--)
+      if (this.stamps[i]! <= tS) return { rgb: this.frames[i]!, ageS: tS - this.stamps[i]! };
+    return undefined;
+  }
+
+  dropBefore(tS: number): void {
+    let n = 0;
+    while (n + 1 < this.stamps.length && this.stamps[n + 1]! <= tS) n++;
+    this.stamps.splice(0, n);
+    this.frames.splice(0, n);
+  }
 }
 
 /**
@@ -150,6 +190,8 @@ export class Recorder {
   private readonly subs: Topic<unknown>[] = [];
   private readonly clock = new StampClock();
   private readonly series: Record<string, HoldSeries> = {};
+  private readonly images = new Map<string, ImageSeries>();
+  private readonly hasCameras: boolean;
   private readonly layout: RecordingLayout;
   private readonly fps: number;
   private readonly maxAgeS: number;
@@ -221,6 +263,8 @@ export class Recorder {
         (m) => parseFloat32MultiArray(m, f.size, `${f.topic} (${f.feature})`),
         f.feature,
       );
+    this.hasCameras = p.cameras.length > 0;
+    for (const c of p.cameras) this.subscribeCamera(c);
     const a = L.action;
     if (a.source === "leader")
       this.subscribe(a.topic, MSG.jointState, (m) => parseJointState(m, p.joints), L.actionFeature);
@@ -254,7 +298,13 @@ export class Recorder {
   static async open(opts: RecorderOptions): Promise<Recorder> {
     const layout = recordingLayout(opts.profile);
     const fps = opts.fps ?? opts.profile.recording?.fps ?? 30;
-    const wopts = { fps, robotType: opts.profile.name, features: layout.features, durable: true };
+    const wopts = {
+      fps,
+      robotType: opts.profile.name,
+      features: layout.features,
+      durable: true,
+      ...(opts.vcodec ? { vcodec: opts.vcodec } : {}),
+    };
     let writer: LeRobotWriter;
     try {
       writer = opts.resume ? await LeRobotWriter.resume(opts.out, wopts) : await LeRobotWriter.create(opts.out, wopts);
@@ -338,6 +388,29 @@ export class Recorder {
     this.subs.push(t);
   }
 
+  private subscribeCamera(c: RobotProfile["cameras"][number]): void {
+    const s = new ImageSeries(c.topic);
+    this.images.set(c.feature, s);
+    const t = new Topic<unknown>({ ros: this.ros, name: c.topic, messageType: MSG.image });
+    const version = this.opts.profile.ros.version;
+    t.subscribe((m) => {
+      const recv = this.now();
+      this.count(c.topic, recv);
+      const r = parseImage(m, `${c.topic} (${c.feature})`);
+      if (r.kind === "error") return this.reject(c.topic, r.error);
+      const header = (m as { header?: { stamp?: unknown } }).header;
+      const stamp = header ? rosSeconds(version, header.stamp) : undefined;
+      let at = this.clock.toStamp(recv);
+      if (stamp !== undefined && stamp > 0) {
+        this.clock.observe(stamp, recv);
+        at = stamp;
+      }
+      s.push(at, resizeRgb(r.value, c.width, c.height));
+      s.dropBefore(this.clock.toStamp(recv) - 10 * this.maxAgeS - 1);
+    });
+    this.subs.push(t);
+  }
+
   private count(topic: string, recv: number): void {
     this.messages[topic] = (this.messages[topic] ?? 0) + 1;
     let r = this.recent.get(topic);
@@ -408,7 +481,7 @@ export class Recorder {
       const t = ep.t0 + ep.next / this.fps;
       if (t > live || t > last + 1e-9) break;
       ep.next++;
-      const f = alignFrame(this.series as Record<string, Series>, t, this.maxAgeS);
+      const f = this.frameAt(t);
       if (f.kind === "late") {
         for (const n of f.late) this.lateFrames[n] = (this.lateFrames[n] ?? 0) + 1;
         const g = (ep.gap ??= { fromS: t - ep.t0, toS: t - ep.t0, frames: 0, late: [] });
@@ -428,6 +501,21 @@ export class Recorder {
     }
   }
 
+  /** Every topic's value at `t`, cameras included, or the late topics. */
+  private frameAt(
+    t: number,
+  ): { kind: "frame"; values: Record<string, Float32Array | Uint8Array> } | { kind: "late"; late: string[] } {
+    const f = alignFrame(this.series as Record<string, Series>, t, this.maxAgeS);
+    const late = f.kind === "late" ? [...f.late] : [];
+    const values: Record<string, Float32Array | Uint8Array> = f.kind === "frame" ? { ...f.values } : {};
+    for (const [feature, s] of this.images) {
+      const v = s.at(t);
+      if (v === undefined || v.ageS > this.maxAgeS) late.push(s.name);
+      else values[feature] = v.rgb;
+    }
+    return late.length > 0 ? { kind: "late", late } : { kind: "frame", values };
+  }
+
   private closeGap(ep: Episode): void {
     if (!ep.gap) return;
     const g = { episode: ep.index, ...ep.gap };
@@ -440,29 +528,44 @@ export class Recorder {
   private commit(ep: Episode): void {
     const L = this.layout;
     const nextState = L.action.source === "next_state";
-    const length = nextState ? ep.rows.length - 1 : ep.rows.length;
-    if (length < 2) {
-      this.discarded++;
-      this.opts.onEvent?.({ kind: "discarded", reason: "fewer than 2 frames", frames: ep.rows.length });
-    } else {
-      const frames: Record<string, Float32Array> = {};
+    // a video needs evenly spaced frames: with cameras, frames after a gap go to a new episode
+    const parts: number[][] = [[]];
+    for (let i = 0; i < ep.rows.length; i++) {
+      const cur = parts[parts.length - 1]!;
+      const prev = cur[cur.length - 1];
+      if (this.hasCameras && prev !== undefined && Math.round((ep.times[i]! - ep.times[prev]!) * this.fps) !== 1)
+        parts.push([i]);
+      else cur.push(i);
+    }
+    for (const part of parts) {
+      const length = nextState ? part.length - 1 : part.length;
+      if (length < 2) {
+        if (part.length > 0 || parts.length === 1) {
+          this.discarded++;
+          this.opts.onEvent?.({ kind: "discarded", reason: "fewer than 2 frames", frames: part.length });
+        }
+        continue;
+      }
+      const frames: Record<string, Float32Array | Uint8Array> = {};
       for (const [key, f] of Object.entries(L.features)) {
-        const w = f.shape[0] as number;
-        const out = new Float32Array(length * w);
+        const w = f.shape.reduce((a, b) => a * b, 1);
+        const out = f.dtype === "video" ? new Uint8Array(length * w) : new Float32Array(length * w);
         for (let i = 0; i < length; i++) {
-          const row = nextState && key === L.actionFeature ? ep.rows[i + 1]![L.stateFeature] : ep.rows[i]![key];
-          out.set(row as Float32Array, i * w);
+          const r = part[i]!;
+          const row = nextState && key === L.actionFeature ? ep.rows[r + 1]![L.stateFeature] : ep.rows[r]![key];
+          out.set(row as Float32Array & Uint8Array, i * w);
         }
         frames[key] = out;
       }
-      const timestamps = ep.times.slice(0, length);
-      this.nextIndex++;
+      const t0 = ep.times[part[0]!]!;
+      const timestamps = part.slice(0, length).map((r) => ep.times[r]! - t0);
+      const index = this.nextIndex++;
       this.commits = this.commits.then(async () => {
         try {
           await this.writer.addEpisode({ task: this.task, frames, length, timestamps });
           this.kept++;
           this.framesRecorded += length;
-          this.opts.onEvent?.({ kind: "kept", episode: ep.index, frames: length, seconds: length / this.fps });
+          this.opts.onEvent?.({ kind: "kept", episode: index, frames: length, seconds: length / this.fps });
         } catch (err) {
           this.opts.onEvent?.({ kind: "error", error: (err as Error).message });
           this.fail(err as Error);

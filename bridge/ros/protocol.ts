@@ -15,6 +15,7 @@ export const MSG = {
   float64MultiArray: "std_msgs/Float64MultiArray",
   float32MultiArray: "std_msgs/Float32MultiArray",
   bool: "std_msgs/Bool",
+  image: "sensor_msgs/Image",
   diagnosticArray: "diagnostic_msgs/DiagnosticArray",
 } as const;
 
@@ -237,4 +238,106 @@ export function parseBool(msg: unknown, what: string): Parsed<boolean> {
   const d = typeof msg === "object" && msg !== null ? (msg as Record<string, unknown>).data : undefined;
   if (typeof d !== "boolean") return { kind: "error", error: `${what}.data: expected true or false` };
   return { kind: "ok", value: d };
+}
+
+/** An RGB image, uint8 `[height, width, 3]`. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+}
+
+/**
+ * A `sensor_msgs/Image` (`rgb8`) of uint8 RGB `[height, width, 3]`, its `data` base64-encoded as
+ * rosbridge's JSON encoding carries `uint8[]`.
+ */
+export function sensorImage(version: RosVersion, img: RgbImage): Record<string, unknown> {
+  if (img.rgb.length !== img.width * img.height * 3)
+    throw new RangeError(`sensorImage: ${img.rgb.length} bytes for ${img.width}x${img.height} RGB`);
+  return {
+    header: zeroHeader(version),
+    height: img.height,
+    width: img.width,
+    encoding: "rgb8",
+    is_bigendian: 0,
+    step: img.width * 3,
+    data: Buffer.from(img.rgb.buffer, img.rgb.byteOffset, img.rgb.byteLength).toString("base64"),
+  };
+}
+
+const IMAGE_CHANNELS: Record<string, { n: number; order: [number, number, number] }> = {
+  rgb8: { n: 3, order: [0, 1, 2] },
+  bgr8: { n: 3, order: [2, 1, 0] },
+  rgba8: { n: 4, order: [0, 1, 2] },
+  bgra8: { n: 4, order: [2, 1, 0] },
+  mono8: { n: 1, order: [0, 0, 0] },
+};
+
+/**
+ * Parses a `sensor_msgs/Image` (`data` as rosbridge's base64 string or a list of bytes) into RGB.
+ * Errors name the field: an encoding other than rgb8, bgr8, rgba8, bgra8 or mono8, a step shorter
+ * than a row, or too few bytes.
+ */
+export function parseImage(msg: unknown, what: string): Parsed<RgbImage> {
+  if (typeof msg !== "object" || msg === null) return { kind: "error", error: `${what}: Image: not an object` };
+  const m = msg as Record<string, unknown>;
+  const width = m.width;
+  const height = m.height;
+  const step = m.step;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || (width as number) <= 0 || (height as number) <= 0)
+    return { kind: "error", error: `${what}: Image: width and height must be positive integers` };
+  const enc = IMAGE_CHANNELS[String(m.encoding)];
+  if (!enc)
+    return {
+      kind: "error",
+      error: `${what}: Image: encoding '${String(m.encoding)}' is not one of ${Object.keys(IMAGE_CHANNELS).join(", ")}`,
+    };
+  const w = width as number;
+  const h = height as number;
+  if (!Number.isInteger(step) || (step as number) < w * enc.n)
+    return { kind: "error", error: `${what}: Image: step ${String(step)} is shorter than a row (${w * enc.n} bytes)` };
+  let data: Uint8Array;
+  if (typeof m.data === "string") data = new Uint8Array(Buffer.from(m.data, "base64"));
+  else if (Array.isArray(m.data)) data = Uint8Array.from(m.data as number[]);
+  else return { kind: "error", error: `${what}: Image: 'data' is neither a base64 string nor a byte list` };
+  const s = step as number;
+  if (data.length < s * (h - 1) + w * enc.n)
+    return {
+      kind: "error",
+      error: `${what}: Image: ${data.length} bytes of data, ${h} rows of step ${s} need ${s * h}`,
+    };
+  const rgb = new Uint8Array(w * h * 3);
+  const [r, g, b] = enc.order;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const i = y * s + x * enc.n;
+      const o = (y * w + x) * 3;
+      rgb[o] = data[i + r]!;
+      rgb[o + 1] = data[i + g]!;
+      rgb[o + 2] = data[i + b]!;
+    }
+  return { kind: "ok", value: { width: w, height: h, rgb } };
+}
+
+/** `img` resized to `width` x `height` (box average when shrinking, nearest pixel when growing). */
+export function resizeRgb(img: RgbImage, width: number, height: number): Uint8Array {
+  if (img.width === width && img.height === height) return img.rgb;
+  const out = new Uint8Array(width * height * 3);
+  const sx = img.width / width;
+  const sy = img.height / height;
+  for (let y = 0; y < height; y++) {
+    const y0 = Math.floor(y * sy);
+    const y1 = Math.max(y0 + 1, Math.floor((y + 1) * sy));
+    for (let x = 0; x < width; x++) {
+      const x0 = Math.floor(x * sx);
+      const x1 = Math.max(x0 + 1, Math.floor((x + 1) * sx));
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let yy = y0; yy < y1; yy++)
+          for (let xx = x0; xx < x1; xx++) sum += img.rgb[(yy * img.width + xx) * 3 + c]!;
+        out[(y * width + x) * 3 + c] = Math.round(sum / ((y1 - y0) * (x1 - x0)));
+      }
+    }
+  }
+  return out;
 }

@@ -12,7 +12,7 @@
 import type { Command } from "commander";
 import { loadRobotProfile } from "../../bridge/profile.ts";
 import { Recorder, type RecorderEvent, type RecordResult } from "../../bridge/record/recorder.ts";
-import { option, positiveFloat, positiveInt } from "../args.ts";
+import { choiceOption, option, positiveFloat, positiveInt } from "../args.ts";
 import { log, printResult, startProgress } from "../output.ts";
 
 interface RecordFlags {
@@ -24,6 +24,7 @@ interface RecordFlags {
   task?: string;
   resume?: boolean;
   maxEpisodeS?: number;
+  vcodec: "av1" | "h264";
   json?: boolean;
 }
 
@@ -40,6 +41,7 @@ export function registerRecord(program: Command): void {
     .option("--task <text>", "the episodes' task (default: the profile's recording.task)")
     .option("--resume", "append to the dataset in --out")
     .addOption(option("--max-episode-s <s>", "end and keep an episode after this long", positiveFloat))
+    .addOption(choiceOption("--vcodec <codec>", "video codec of the cameras", ["av1", "h264"] as const, "av1"))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: RecordFlags) => {
       const profile = await loadRobotProfile(o.robot, { warn: log });
@@ -60,6 +62,7 @@ export function registerRecord(program: Command): void {
         ...(o.task !== undefined ? { task: o.task } : {}),
         ...(o.resume ? { resume: true } : {}),
         ...(o.maxEpisodeS !== undefined ? { maxEpisodeS: o.maxEpisodeS } : {}),
+        vcodec: o.vcodec,
         onEvent: (e) => say(`record: ${describe(e)}`),
       });
       if (o.resume) say(`record: appending to ${o.out} (${recorder.resumedEpisodes} episodes there)`);

@@ -64,6 +64,15 @@ const MSGS: Record<string, Record<string, Field>> = {
     joint_names: "string[]",
     points: "trajectory_msgs/JointTrajectoryPoint[]",
   },
+  "sensor_msgs/Image": {
+    header: "std_msgs/Header",
+    height: "uint32",
+    width: "uint32",
+    encoding: "string",
+    is_bigendian: "uint8",
+    step: "uint32",
+    data: "uint8[]",
+  },
   "diagnostic_msgs/KeyValue": { key: "string", value: "string" },
   "diagnostic_msgs/DiagnosticStatus": {
     level: "byte",
@@ -322,6 +331,18 @@ export class TestRosbridge {
   }
 
   private convert(value: unknown, field: Field, path: string): unknown {
+    if (field === "uint8[]") {
+      // rosbridge's JSON encoding: uint8[] arrives as base64 or a list of bytes, leaves as base64
+      if (value === undefined) return "";
+      if (typeof value === "string") {
+        if (!/^[A-Za-z0-9+/]*={0,2}$/.test(value) || value.length % 4 !== 0)
+          throw new ConversionError(`${path}: FieldTypeMismatchException: expected base64 for uint8[]`);
+        return value;
+      }
+      if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v) && v >= 0 && v <= 255))
+        throw new ConversionError(`${path}: FieldTypeMismatchException: expected uint8[] (base64 or bytes)`);
+      return Buffer.from(value as number[]).toString("base64");
+    }
     if (field.endsWith("[]")) {
       const inner = field.slice(0, -2);
       if (value === undefined) return [];
@@ -337,6 +358,13 @@ export class TestRosbridge {
             `${path}: FieldTypeMismatchException: expected ${field}, got ${JSON.stringify(value)}`,
           );
         return field === "float32" ? Math.fround(value) : value;
+      case "uint8":
+        if (value === undefined) return 0;
+        if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > 255)
+          throw new ConversionError(
+            `${path}: FieldTypeMismatchException: expected uint8, got ${JSON.stringify(value)}`,
+          );
+        return value;
       case "uint32":
       case "byte":
         if (value === undefined) return 0;
