@@ -50,6 +50,8 @@ export interface SimEvalRunOptions {
    * `runs/eval-kserve-<model>-<task>`.
    */
   kserve?: { server: string; model?: string; timeoutMs?: number };
+  /** The task prompt of every episode (see {@link EvaluateOptions.prompt}). */
+  prompt?: string;
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -111,6 +113,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
       fps: o.fps,
       ...(o.scene ? { scene: o.scene } : {}),
       ...(o.camera && o.camera.length > 0 ? { camera: o.camera } : {}),
+      ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
       ...(o.onEpisode ? { onEpisode: o.onEpisode } : {}),
     });
   } finally {
@@ -128,6 +131,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     ...mergeFlagsOf(merge),
     ...["--delay-steps", delaySteps, "--fps", o.fps],
     ...(o.policy === "expert" ? ["--horizon", o.horizon] : []),
+    ...(o.prompt !== undefined ? ["--prompt", JSON.stringify(o.prompt)] : []),
     ...(o.camera && o.camera.length > 0
       ? ["--camera", ...o.camera.map((c) => c.name), "--camera-size", ...o.camera.map((c) => `${c.width}x${c.height}`)]
       : []),

@@ -34,6 +34,9 @@ export interface EvalEpisode {
   length: number;
   /** Multimodal tasks only (avoid, fork): the way the end effector went ("left", "right", or "none"). */
   mode?: string;
+  /** Instructed tasks only (fork-instructed): the mode the episode was told to take, and its prompt. */
+  instructed?: string;
+  prompt?: string;
 }
 
 /** The content of `eval_info.json`. */
@@ -50,6 +53,8 @@ export interface EvalInfo {
     eval_ep_s: number;
     /** Multimodal tasks only (avoid, fork): share of [left, right] among episodes that took either way. */
     mode_share?: [number, number];
+    /** Instructed tasks only: share (0-1) of all episodes that went the instructed way. */
+    instructed_share?: number;
   };
 }
 
@@ -106,6 +111,13 @@ export interface EvaluateOptions {
    * first one's image at each chunk request is drawn under the episode's picture.
    */
   camera?: CameraSpec[];
+  /**
+   * The task prompt of every episode. An instructed task (fork-instructed) is told the mode this
+   * prompt names (default: the instruction each episode draws from its seed); a policy conditioned
+   * on prompts gets it with every chunk (default: the episode's instruction, else the task's
+   * description). A policy without prompts ignores it, but the instructed way is still scored.
+   */
+  prompt?: string;
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -125,6 +137,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   const perEpisode: EvalEpisode[] = [];
   try {
     const inner = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
+    if (opts.prompt !== undefined && task.info.instructions) task.modeOfPrompt(opts.prompt); // refuse early
     // the images the policy was given at each chunk request, for the picture
     const policy: ChunkPolicy = firstCam
       ? {
@@ -169,6 +182,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
+      if (opts.prompt !== undefined && task.info.instructions) task.instruct(task.modeOfPrompt(opts.prompt));
+      if (inner.prompts !== undefined) inner.setPrompt?.(opts.prompt ?? task.prompt);
       policy.reset(seed);
       executor.reset();
       seen.length = 0;
@@ -183,8 +198,13 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       };
       const way = task.modeOf(result.eeTrace);
       if (way !== undefined) ep.mode = way;
+      if (task.instructedMode !== undefined) {
+        ep.instructed = task.instructedMode;
+        ep.prompt = task.prompt;
+      }
       perEpisode.push(ep);
-      const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode})` : ""}, ${result.length} steps`;
+      const told = ep.instructed ? `, told ${ep.instructed}` : "";
+      const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode}${told})` : ""}, ${result.length} steps`;
       const svg = episodeSvg({
         title,
         trace: result.eeTrace,
@@ -219,6 +239,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     const total = left + right;
     info.aggregated.mode_share = total > 0 ? [left / total, right / total] : [0, 0];
   }
+  if (taskInfo(opts.task).instructions)
+    info.aggregated.instructed_share = perEpisode.filter((e) => e.mode === e.instructed).length / m;
   await writeJsonAtomic(join(opts.outDir, "eval_info.json"), info);
   return info;
 }
