@@ -102,11 +102,19 @@ export interface SimRunOptions extends TransportFlags {
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
   argv?: readonly string[];
+  /**
+   * The task prompt (`--prompt`): an instructed task (fork-instructed) is told the way it names
+   * (default: the episode's own instruction), and a prompt-conditioned policy is given it (default:
+   * the episode's instruction, else the task's description).
+   */
+  prompt?: string;
 }
 
 /** The shipped profile of the simulated arm for `task`: its environment state has the task's size. */
 export function defaultSimProfile(task: TaskName): string {
-  return task === "reach" ? "examples/robots/sim-arm.json" : `examples/robots/sim-arm-${task}.json`;
+  if (task === "reach") return "examples/robots/sim-arm.json";
+  // The instructed fork is the fork's scene: the same robot and environment state.
+  return `examples/robots/sim-arm-${task === "fork-instructed" ? "fork" : task}.json`;
 }
 
 /** The features the expert announces when served: the task's observation, as the profile maps it. */
@@ -137,6 +145,7 @@ export async function runSim(o: SimRunOptions) {
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
   try {
+    if (o.prompt !== undefined && task.info.instructions) task.instruct(task.modeOfPrompt(o.prompt));
     const ctx: TransportContext = { flags: o, profile, seed, closers };
     if (transport.localPolicy(o)) {
       if (o.policy === "expert") {
@@ -151,6 +160,7 @@ export async function runSim(o: SimRunOptions) {
           ...(o.threads !== undefined ? { threads: o.threads } : {}),
         });
         closers.push(() => lp.close());
+        if (lp.prompts !== undefined) lp.setPrompt?.(o.prompt ?? task.prompt);
         lp.reset(seed);
         ctx.local = ctx.served = lp;
       }
@@ -273,6 +283,8 @@ export async function runSim(o: SimRunOptions) {
       server: connected.server,
       robotProfile: robot,
       seed,
+      prompt: task.instructedMode !== undefined || o.prompt !== undefined ? (o.prompt ?? task.prompt) : null,
+      instructed: task.instructedMode ?? null,
       success: task.success,
       loopHz: loopStats.loopHz,
       jitterP99Ms: loopStats.jitterP99Ms,

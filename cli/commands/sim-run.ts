@@ -140,6 +140,10 @@ export function registerSimRobot(program: Command): void {
       "--intervention-topic <topic>",
       "std_msgs/Bool topic: while true a person has the robot (the loop holds, then ramps back in)",
     )
+    .option(
+      "--prompt <text>",
+      "the task prompt: an instructed task (fork-instructed) is told the way it names, a prompt-conditioned policy is given it",
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: Omit<SimRunOptions, "log"> & { json?: boolean; log?: string }) => simRun(o));
 }
