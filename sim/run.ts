@@ -7,14 +7,14 @@
  * ({@link startLocalPolicy}): inference never blocks the loop.
  */
 import { driveRobot, loopEventLogger, runLoop, withRunLog } from "../bridge/drive.ts";
-import type { RunLogRequest, WrittenRunLog } from "../bridge/drive.ts";
+import type { DriveOptions, RunLogRequest, WrittenRunLog } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
-import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile, withInterventionTopic, withPromptTopic } from "../bridge/profile.ts";
 import { InputRejections, type RejectedCounts } from "../bridge/robot-link.ts";
 import { RosRobotNode } from "../bridge/ros/robot-node.ts";
 import { realScheduler } from "../bridge/scheduler.ts";
@@ -24,6 +24,7 @@ import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runti
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import type { FeatureIO } from "../policy/onnx/graphs.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
+import type { Vec3 } from "./env.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 import { createTask } from "./tasks/index.ts";
@@ -98,6 +99,11 @@ export interface SimRunOptions extends TransportFlags {
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
   /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */
   interventionTopic?: string;
+  /**
+   * `std_msgs/String` topic of task prompts (overrides the profile's `ros.prompt`; `--via ros`): a
+   * prompt the policy accepts takes effect at its next chunk, and re-instructs an instructed task.
+   */
+  promptTopic?: string;
   /** Writes an MCAP run log to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
@@ -141,7 +147,12 @@ export async function runSim(o: SimRunOptions) {
   const robot = o.robot ?? defaultSimProfile(o.task);
   if (o.interventionTopic !== undefined && transport.link === "plant")
     throw new Error(`--intervention-topic: a person takes over through ROS; use --via ros (not --via ${o.via})`);
-  const profile = withInterventionTopic(await loadRobotProfile(robot), o.interventionTopic);
+  if (o.promptTopic !== undefined && transport.link === "plant")
+    throw new Error(`--prompt-topic: prompts arrive through ROS; use --via ros (not --via ${o.via})`);
+  const profile = withPromptTopic(
+    withInterventionTopic(await loadRobotProfile(robot), o.interventionTopic),
+    o.promptTopic,
+  );
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
   try {
@@ -172,7 +183,22 @@ export async function runSim(o: SimRunOptions) {
     if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
     const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;
 
-    const plant = taskPlant(task, profile);
+    const base = taskPlant(task, profile);
+    // the end effector's path, for the way a two-mode task was solved
+    const trace: Vec3[] = [task.env.eePos()];
+    const plant: typeof base = {
+      ...base,
+      step: (targets) => {
+        base.step(targets);
+        trace.push(task.env.eePos());
+      },
+    };
+    const prompted: string[] = [];
+    const onLoopEvent = (e: Parameters<NonNullable<DriveOptions["onLoopEvent"]>>[0]): void => {
+      if (e.kind !== "prompt" || !e.accepted) return;
+      prompted.push(e.prompt);
+      if (task.info.instructions) task.instruct(task.modeOfPrompt(e.prompt));
+    };
     const sched = realScheduler();
     let loopStats: LoopStats;
     let staleCommands = 0;
@@ -256,6 +282,7 @@ export async function runSim(o: SimRunOptions) {
         stopWhen,
         scheduler: sched,
         log,
+        onLoopEvent,
         ...(logRequest ? { runLog: logRequest } : {}),
       }).catch((err: unknown) => {
         node.stop();
@@ -285,6 +312,10 @@ export async function runSim(o: SimRunOptions) {
       seed,
       prompt: task.instructedMode !== undefined || o.prompt !== undefined ? (o.prompt ?? task.prompt) : null,
       instructed: task.instructedMode ?? null,
+      /** The way a two-mode task was solved (from the end effector's path), null when neither. */
+      mode: task.info.modes ? (task.modeOf(trace) ?? null) : null,
+      /** Prompts accepted from the prompt topic, in order. */
+      promptsReceived: prompted,
       success: task.success,
       loopHz: loopStats.loopHz,
       jitterP99Ms: loopStats.jitterP99Ms,

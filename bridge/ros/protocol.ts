@@ -15,6 +15,7 @@ export const MSG = {
   float64MultiArray: "std_msgs/Float64MultiArray",
   float32MultiArray: "std_msgs/Float32MultiArray",
   bool: "std_msgs/Bool",
+  string: "std_msgs/String",
   diagnosticArray: "diagnostic_msgs/DiagnosticArray",
 } as const;
 
