@@ -168,6 +168,8 @@ export async function runSim(o: SimRunOptions) {
       if (declared) checkFeatureSizes(profile, robot, declared, `the policy ${o.policy}`);
     }
     const connected = await transport.connect(ctx);
+    // A remote prompt-conditioned policy gets the prompt with every request.
+    if (connected.policy.prompts !== undefined) connected.policy.setPrompt?.(o.prompt ?? task.prompt);
     const declared = declaredFeatures(connected.policy);
     if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
     const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;

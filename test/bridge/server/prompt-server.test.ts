@@ -6,6 +6,7 @@ import * as tf from "@tensorflow/tfjs";
 import { OpenpiPolicyServer } from "../../../bridge/server/openpi-server.ts";
 import { ZmqPolicyServer } from "../../../bridge/server/zmq-server.ts";
 import { policyMetadata } from "../../../bridge/server/served-policy.ts";
+import { ZmqChunkPolicy } from "../../../bridge/server/remote-policy.ts";
 import { Rng } from "../../../policy/random.ts";
 import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
 import { ThreadedPolicy } from "../../../policy/runtime/threaded.ts";
@@ -92,6 +93,35 @@ asyncio.run(main())`;
   );
   it.skipIf(pyWs !== undefined)(pythonMissing(["websockets", "msgpack", "numpy"]), () => {
     expect(pyWs).toBeUndefined();
+  });
+});
+
+describe("the remote chunk policies", () => {
+  it("list the served prompts and send the call's or the set prompt", async () => {
+    const server = await ZmqPolicyServer.start({
+      policy: served,
+      endpoint: "tcp://127.0.0.1:0",
+      auth: { mode: "insecure" },
+      log: () => undefined,
+    });
+    const remote = await ZmqChunkPolicy.connect({ endpoint: server.endpoint });
+    try {
+      expect(remote.prompts).toEqual(PROMPTS);
+      const state = Float32Array.from(STATE);
+      const noise = new Rng(11).normalArray(N);
+      const a = await remote.sampleChunk(
+        { "observation.state": state },
+        { seed: 11, prompt: "Pass through the right gap" },
+      );
+      expect(maxAbsDiff(a, await want(PROMPTS[1]!, noise))).toBeLessThan(1e-5);
+      expect(() => remote.setPrompt("sing")).toThrow(/unknown prompt "sing"/);
+      remote.setPrompt("stay");
+      const b = await remote.sampleChunk({ "observation.state": state }, { seed: 11 });
+      expect(maxAbsDiff(b, await want(PROMPTS[2]!, noise))).toBeLessThan(1e-5);
+    } finally {
+      await remote.close();
+      await server.close();
+    }
   });
 });
 
