@@ -12,6 +12,7 @@ import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
+import type { Vec3 } from "./env.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
 import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
@@ -174,7 +175,18 @@ export async function runSim(o: SimRunOptions) {
     if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
     const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;
 
-    const plant = taskPlant(task, profile);
+    // A two-mode task records the end effector's path, so the result can say which way it went.
+    const trace: Vec3[] = [];
+    const base = taskPlant(task, profile);
+    const plant: Plant = task.info.modes
+      ? {
+          ...base,
+          step: (targets) => {
+            base.step(targets);
+            trace.push(task.env.eePos());
+          },
+        }
+      : base;
     const sched = realScheduler();
     let loopStats: LoopStats;
     let staleCommands = 0;
@@ -287,6 +299,7 @@ export async function runSim(o: SimRunOptions) {
       seed,
       prompt: task.instructedMode !== undefined || o.prompt !== undefined ? (o.prompt ?? task.prompt) : null,
       instructed: task.instructedMode ?? null,
+      mode: task.info.modes ? (task.modeOf(trace) ?? null) : null,
       success: task.success,
       loopHz: loopStats.loopHz,
       jitterP99Ms: loopStats.jitterP99Ms,
