@@ -118,6 +118,13 @@ export interface EvaluateOptions {
    * description). A policy without prompts ignores it, but the instructed way is still scored.
    */
   prompt?: string;
+  /**
+   * Changes the prompt mid-episode: at control step `atStep` of every episode the instructed task is
+   * told the mode `prompt` names and the policy is given `prompt` (`setPrompt`: it takes effect at
+   * the next chunk the executor asks for). The episode's `instructed` (what `instructed_share`
+   * scores) is then the new mode.
+   */
+  promptSwitch?: { prompt: string; atStep: number };
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -138,6 +145,20 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   try {
     const inner = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
     if (opts.prompt !== undefined && task.info.instructions) task.modeOfPrompt(opts.prompt); // refuse early
+    const sw = opts.promptSwitch;
+    if (sw !== undefined) {
+      if (!Number.isInteger(sw.atStep) || sw.atStep < 0)
+        throw new RangeError(`sim eval: the prompt switch step must be an integer >= 0, got ${sw.atStep}`);
+      if (task.info.instructions) task.modeOfPrompt(sw.prompt);
+    }
+    const onStep =
+      sw === undefined
+        ? undefined
+        : (step: number): void => {
+            if (step !== sw.atStep) return;
+            if (task.info.instructions) task.instruct(task.modeOfPrompt(sw.prompt));
+            if (inner.prompts !== undefined) inner.setPrompt?.(sw.prompt);
+          };
     // the images the policy was given at each chunk request, for the picture
     const policy: ChunkPolicy = firstCam
       ? {
@@ -187,7 +208,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       policy.reset(seed);
       executor.reset();
       seen.length = 0;
-      const result = await runChunked(task, policy, executor, delay);
+      const result = await runChunked(task, policy, executor, delay, onStep);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -276,6 +297,7 @@ async function runChunked(
   policy: ChunkPolicy,
   executor: ChunkExecutor,
   delay: number,
+  onStep?: (step: number) => void,
 ): Promise<EpisodeResult> {
   const mode = executor.settings;
   let pending: { s0: number; arrive: number; chunk: Float32Array } | undefined;
@@ -285,6 +307,7 @@ async function runChunked(
       cause: err,
     });
   return continueEpisode(task, async (obs, step) => {
+    onStep?.(step);
     if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
     if (pending && step >= pending.arrive) {
       const { s0, chunk } = pending;

@@ -12,6 +12,7 @@ import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
+import type { Vec3 } from "./env.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
 import { checkFeatureSizes, loadRobotProfile, withInterventionTopic, withPromptTopic } from "../bridge/profile.ts";
@@ -24,7 +25,6 @@ import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runti
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import type { FeatureIO } from "../policy/onnx/graphs.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
-import type { Vec3 } from "./env.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 import { createTask } from "./tasks/index.ts";
@@ -179,20 +179,25 @@ export async function runSim(o: SimRunOptions) {
       if (declared) checkFeatureSizes(profile, robot, declared, `the policy ${o.policy}`);
     }
     const connected = await transport.connect(ctx);
+    // A remote prompt-conditioned policy gets the prompt with every request.
+    if (connected.policy.prompts !== undefined) connected.policy.setPrompt?.(o.prompt ?? task.prompt);
     const declared = declaredFeatures(connected.policy);
     if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
     const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;
 
+    // A two-mode task records the end effector's path, so the result can say which way it went.
+    const trace: Vec3[] = [];
     const base = taskPlant(task, profile);
-    // the end effector's path, for the way a two-mode task was solved
-    const trace: Vec3[] = [task.env.eePos()];
-    const plant: typeof base = {
-      ...base,
-      step: (targets) => {
-        base.step(targets);
-        trace.push(task.env.eePos());
-      },
-    };
+    const plant: Plant = task.info.modes
+      ? {
+          ...base,
+          step: (targets) => {
+            base.step(targets);
+            trace.push(task.env.eePos());
+          },
+        }
+      : base;
+    // a prompt accepted from the prompt topic re-instructs an instructed task
     const prompted: string[] = [];
     const onLoopEvent = (e: Parameters<NonNullable<DriveOptions["onLoopEvent"]>>[0]): void => {
       if (e.kind !== "prompt" || !e.accepted) return;
@@ -312,7 +317,6 @@ export async function runSim(o: SimRunOptions) {
       seed,
       prompt: task.instructedMode !== undefined || o.prompt !== undefined ? (o.prompt ?? task.prompt) : null,
       instructed: task.instructedMode ?? null,
-      /** The way a two-mode task was solved (from the end effector's path), null when neither. */
       mode: task.info.modes ? (task.modeOf(trace) ?? null) : null,
       /** Prompts accepted from the prompt topic, in order. */
       promptsReceived: prompted,

@@ -73,6 +73,13 @@ export function registerSimEval(sim: Command): void {
       "--prompt <text>",
       "the task prompt of every episode: an instructed task (fork-instructed) is told the way it names (default: each episode's own instruction), a prompt-conditioned policy is given it",
     )
+    .option(
+      "--switch-prompt <text>",
+      "change the prompt mid-episode (with --switch-at): the instructed task is told the new way, the policy gets it at its next chunk",
+    )
+    .addOption(
+      option("--switch-at <step>", "control step of every episode at which --switch-prompt applies", nonNegativeInt),
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (
@@ -94,10 +101,14 @@ export function registerSimEval(sim: Command): void {
           mjcf?: string;
           mapping?: string;
           prompt?: string;
+          switchPrompt?: string;
+          switchAt?: number;
           json?: boolean;
         },
       ) => {
         const task = parseTaskName(o.task);
+        if ((o.switchPrompt === undefined) !== (o.switchAt === undefined))
+          throw new Error("sim eval: --switch-prompt and --switch-at go together");
         if ((o.via === "kserve") !== (o.server !== undefined) || (o.via === "kserve") === (o.policy !== undefined))
           throw new Error("sim eval: give --policy <run>, or --via kserve --server <url> [--model <name>]");
         const kserve =
@@ -124,6 +135,9 @@ export function registerSimEval(sim: Command): void {
             provider: o.provider,
             camera: cameraSpecs(o.camera ?? [], o.cameraSize ?? []),
             ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+            ...(o.switchPrompt !== undefined && o.switchAt !== undefined
+              ? { promptSwitch: { prompt: o.switchPrompt, atStep: o.switchAt } }
+              : {}),
             onEpisode: (done, ep) => bar.update(done, { success: ep.success ? 1 : 0 }),
           });
         } finally {

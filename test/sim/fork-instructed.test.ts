@@ -121,4 +121,39 @@ describe("fork-instructed", () => {
       }),
     ).rejects.toThrow(/unknown instruction "fly"/);
   });
+
+  it("switches the prompt mid-episode: the task is told the new way, the policy gets it from its next chunk", async () => {
+    const seen: string[] = [];
+    let current = "";
+    const recorder = (t: Task): ChunkPolicy => ({
+      horizon: 4,
+      actionDim: t.env.dim,
+      prompts: [LEFT, RIGHT],
+      setPrompt: (text: string) => {
+        current = text;
+      },
+      reset: () => undefined,
+      sampleChunk: () => {
+        seen.push(current);
+        const hold = t.env.jointPositions();
+        const out = new Float32Array(4 * t.env.dim);
+        for (let i = 0; i < 4; i++) out.set(hold, i * t.env.dim);
+        return Promise.resolve(out);
+      },
+    });
+    const info = await evaluate({
+      task: "fork-instructed",
+      policy: recorder,
+      episodes: 1,
+      seed: 5,
+      outDir: join(dir, "eval-switch"),
+      prompt: LEFT,
+      promptSwitch: { prompt: "Pass through the right gap.", atStep: 6 },
+      merge: "sync",
+      nActionSteps: 4,
+    });
+    // chunks at steps 0, 4 (left), 8, 12, ... (right)
+    expect(seen.slice(0, 4)).toEqual([LEFT, LEFT, "Pass through the right gap.", "Pass through the right gap."]);
+    expect(info.per_episode[0]).toMatchObject({ instructed: "right", prompt: RIGHT });
+  });
 });

@@ -16,47 +16,11 @@ import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
 import { ThreadedPolicy } from "../../../policy/runtime/threaded.ts";
 import { sampleChunkTfjs } from "../../../policy/sampling/tfjs.ts";
 import { checkOnnxFile, maxAbsDiff, onnxCheckerUnavailable } from "../onnx/helpers.ts";
-import { randomStats, randomWeights } from "../onnx/fixture.ts";
+import { PROMPTS, writePromptRun } from "./prompt-fixture.ts";
 
-const PROMPTS = ["pass through the left gap", "pass through the right gap", "stay"];
 const root = mkdtempSync(join(tmpdir(), "actionflow-prompt-"));
 const why = onnxCheckerUnavailable();
-
-function promptConfig(arch: "transformer" | "mlp") {
-  return parseHeadConfig({
-    arch,
-    horizon: 4,
-    actionDim: 3,
-    obs: [
-      { name: "state", key: "observation.state", shape: [2] },
-      { name: "prompt", key: "task_index", shape: [PROMPTS.length], prompts: PROMPTS },
-    ],
-    transformer: { width: 16, depth: 2, heads: 2, mlpRatio: 2, timeEmbedDim: 8 },
-    mlp: { width: 24, depth: 2, timeEmbedDim: 4 },
-  });
-}
-
-/** Writes a prompt-conditioned tiny checkpoint and exports it; returns the run folder. */
-async function promptRun(arch: "transformer" | "mlp"): Promise<string> {
-  const config = promptConfig(arch);
-  const head = buildHead(config);
-  const rng = new Rng(5);
-  const run = join(root, arch);
-  const k = PROMPTS.length;
-  await saveCheckpoint(run, 1, {
-    config,
-    weights: randomWeights(head, 11),
-    normalization: {
-      obs: {
-        state: { key: "observation.state", mode: "mean_std", stats: randomStats(2, rng) },
-        prompt: promptNorm(k),
-      },
-      action: { key: "action", mode: "mean_std", stats: randomStats(3, rng) },
-    },
-  });
-  await exportOnnx(run, { steps: 3 });
-  return run;
-}
+const promptRun = (arch: "transformer" | "mlp"): Promise<string> => writePromptRun(join(root, arch), arch);
 
 beforeAll(async () => {
   await tf.setBackend("cpu");
