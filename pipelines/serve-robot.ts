@@ -113,7 +113,12 @@ export async function serveRobot(o: ServeRobotOptions) {
       if (policy.prompts === undefined || !policy.setPrompt)
         throw new Error(`--prompt: the policy ${source} takes no prompt (it was trained without one)`);
       policy.setPrompt(o.prompt);
-    } else if (profile.ros.prompt !== undefined && policy.prompts === undefined)
+    } else if (policy.prompts !== undefined)
+      // every chunk would be refused until a prompt arrived
+      throw new Error(
+        `the policy ${source} is conditioned on a task prompt: pass --prompt with one of ${policy.prompts.map((p) => JSON.stringify(p)).join(", ")} (the prompt topic can change it later)`,
+      );
+    else if (profile.ros.prompt !== undefined && policy.prompts === undefined)
       o.log(`serve: the policy takes no prompt; messages on ${profile.ros.prompt} will be refused`);
     o.log(
       `serve: driving '${profile.name}' at ${profile.control_rate_hz} Hz over ${o.ros} with ${source} (merge ${merge.mode}); SIGINT/SIGTERM holds and exits`,
