@@ -46,6 +46,8 @@ export interface DriveOptions {
   onPublish?: RosLinkOptions["onPublish"];
   /** Write an MCAP run log of the drive (`--log`). */
   runLog?: RunLogRequest;
+  /** Also receives every loop event (after the log line), e.g. a prompt the loop accepted. */
+  onLoopEvent?: ControlLoopOptions["onEvent"];
 }
 
 /** A run log to write: the file and what its metadata records say. */
@@ -190,8 +192,19 @@ export function loopEventLogger(log: (line: string) => void): NonNullable<Contro
           ? `intervention at step ${e.step}: a person has the robot; not commanding`
           : `intervention over at step ${e.step}: ramping back in from the measured position`,
       );
+    else if (e.kind === "prompt")
+      log(
+        e.accepted
+          ? `prompt at step ${e.step}: ${JSON.stringify(e.prompt)} from the next chunk on`
+          : `prompt ${JSON.stringify(e.prompt)} refused at step ${e.step}: ${e.error}`,
+      );
     else log(`dropped a chunk at step ${e.step}: ${e.reason}`);
   };
+}
+
+/** `first`, then `then` when given, on every event. */
+function withHook<E>(first: (e: E) => void, then: ((e: E) => void) | undefined): (e: E) => void {
+  return then ? (e) => (first(e), then(e)) : first;
 }
 
 /** Runs the loop against a robot over rosbridge; resolves when stopped (see the module comment). */
@@ -232,7 +245,7 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
       link,
       actionDim: opts.policy.actionDim,
       now: () => sched.now(),
-      onEvent: loopEventLogger(log),
+      onEvent: withHook(loopEventLogger(log), opts.onLoopEvent),
       log,
     });
     const loop = new ControlLoop({

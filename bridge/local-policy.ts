@@ -3,7 +3,8 @@
  * ({@link ThreadedPolicy}: `session.run` blocks its thread, so never the loop's), with the chunk's
  * rate (`actionflow.fps`) and the trained prefix length (`actionflow.rtc_max_delay`) as the threaded
  * policy read them from the export's metadata, so that the loop can resample and refuse a delay the
- * policy was not trained for.
+ * policy was not trained for. A prompt-conditioned policy lists its `prompts`; `setPrompt(text)`
+ * changes the prompt of the next chunk (a request's own `prompt` wins).
  */
 import type { ChunkRequest, Observation } from "../policy/chunk-policy.ts";
 import { ThreadedPolicy, type ThreadedPolicyOptions, type TimedChunk } from "../policy/runtime/threaded.ts";
@@ -34,14 +35,18 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
   try {
     const zeros: Observation = {};
     for (const f of tp.features) zeros[f.key] = new Float32Array(f.rawShape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < (opts.warmupRuns ?? 2); i++) await tp.sampleChunk(zeros, { seed: i });
-    const { fps, rtcMaxDelay } = tp;
+    const warmPrompt = tp.prompts?.[0];
+    for (let i = 0; i < (opts.warmupRuns ?? 2); i++)
+      await tp.sampleChunk(zeros, { seed: i, ...(warmPrompt !== undefined ? { prompt: warmPrompt } : {}) });
+    const { fps, rtcMaxDelay, prompts } = tp;
     return {
       horizon: tp.horizon,
       actionDim: tp.actionDim,
       modelActionDim: tp.modelActionDim,
       ...(fps !== undefined ? { fps } : {}),
       rtcMaxDelay,
+      ...(prompts !== undefined ? { prompts } : {}),
+      setPrompt: (text: string): void => tp.setPrompt(text),
       features: tp.features,
       solver: tp.solver,
       steps: tp.steps,

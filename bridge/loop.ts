@@ -102,7 +102,12 @@ export type LoopEvent =
   | { kind: "starved"; reason: string; forS: number; step: number }
   | { kind: "hold"; reason: string; step: number }
   /** A person took the robot over (`active`) or handed it back (the loop ramps back in). */
-  | { kind: "intervention"; active: boolean; step: number };
+  | { kind: "intervention"; active: boolean; step: number }
+  /**
+   * A task prompt arrived on the prompt topic: accepted (the policy's next chunk is conditioned on
+   * it), or refused (`error` names the prompts the policy knows; the current one stays).
+   */
+  | { kind: "prompt"; prompt: string; accepted: boolean; error?: string; step: number };
 
 /** Relative accuracy of the whole-run jitter and inference-latency quantiles of {@link LoopStats}. */
 export const LOOP_QUANTILE_RELATIVE_ACCURACY = 0.005;
@@ -136,6 +141,11 @@ export interface LoopRecentStats {
  * run's length, and neither does the cost of reading them.
  */
 export interface LoopStats {
+  /**
+   * Prompts from the prompt topic accepted and refused, and the prompt of the next chunk (null:
+   * the policy's own, or none).
+   */
+  prompts: { accepted: number; rejected: number; current: string | null };
   /** Ticks run (deadlines not missed). */
   ticks: number;
   seconds: number;
@@ -216,6 +226,8 @@ export class ControlLoop {
   private starvedReported = false;
   /** Why the latest inference was skipped or failed (for the starved report). */
   private blockedBy?: string;
+  /** The last prompt accepted from the prompt topic. */
+  private prompt: string | null = null;
   private counts = {
     missed: 0,
     queueEmpty: 0,
@@ -225,6 +237,8 @@ export class ControlLoop {
     discarded: 0,
     staleFeature: 0,
     inferErrors: 0,
+    promptsAccepted: 0,
+    promptsRejected: 0,
     resyncs: 0,
     loopErrors: 0,
     rtcOverruns: 0,
@@ -318,6 +332,7 @@ export class ControlLoop {
       inferErrors: this.counts.inferErrors,
       resyncs: this.counts.resyncs,
       loopErrors: this.counts.loopErrors,
+      prompts: { accepted: this.counts.promptsAccepted, rejected: this.counts.promptsRejected, current: this.prompt },
       safety,
     };
   }
@@ -366,6 +381,8 @@ export class ControlLoop {
       this.safety.setIntervention(person);
       this.opts.onEvent?.({ kind: "intervention", active: person, step: k });
     }
+    const prompt = link.takePrompt?.();
+    if (prompt !== undefined) this.applyPrompt(prompt, k);
     if (link.epoch !== this.epoch) {
       if (this.epoch >= 0) {
         this.counts.resyncs++;
@@ -451,6 +468,27 @@ export class ControlLoop {
     if (now - this.lastDiagS >= (this.opts.diagnosticsEveryS ?? 1)) {
       this.lastDiagS = now;
       this.publishDiagnostics();
+    }
+  }
+
+  /** Gives the policy a prompt from the prompt topic (from its next chunk on), or refuses it. */
+  private applyPrompt(text: string, k: number): void {
+    const policy = this.opts.policy;
+    let error: string | undefined;
+    if (policy.prompts === undefined || !policy.setPrompt) error = "the policy takes no prompt";
+    else
+      try {
+        policy.setPrompt(text);
+      } catch (err) {
+        error = (err as Error).message;
+      }
+    if (error === undefined) {
+      this.counts.promptsAccepted++;
+      this.prompt = text;
+      this.opts.onEvent?.({ kind: "prompt", prompt: text, accepted: true, step: k });
+    } else {
+      this.counts.promptsRejected++;
+      this.opts.onEvent?.({ kind: "prompt", prompt: text, accepted: false, error, step: k });
     }
   }
 

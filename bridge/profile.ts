@@ -149,6 +149,12 @@ export const RobotProfileSchema = z
        * ramps back in from the measured position when it turns `false`.
        */
       intervention: topic().optional(),
+      /**
+       * Optional `std_msgs/String` prompt topic: each message sets the task prompt of a
+       * prompt-conditioned policy from its next chunk on (an unknown prompt is refused, naming the
+       * known ones, and the current one stays).
+       */
+      prompt: topic().optional(),
     }),
     /**
      * `trajectory`: joint_trajectory_controller, `trajectory_msgs/JointTrajectory`;
@@ -294,9 +300,20 @@ export function parseRobotProfile(value: unknown, source: string): RobotProfile 
 /** `profile` with its intervention topic set to `topic` (the `--intervention-topic` flag), checked. */
 export function withInterventionTopic(profile: RobotProfile, topic: string | undefined): RobotProfile {
   if (topic === undefined) return profile;
-  if (!/^\/?[A-Za-z_~][A-Za-z0-9_/~]*$/.test(topic))
-    throw new Error(`--intervention-topic: expected a ROS topic name like /teleop/active, got '${topic}'`);
+  checkTopic("--intervention-topic", topic, "/teleop/active");
   return { ...profile, ros: { ...profile.ros, intervention: topic } };
+}
+
+/** `profile` with its prompt topic set to `topic` (the `--prompt-topic` flag), checked. */
+export function withPromptTopic(profile: RobotProfile, topic: string | undefined): RobotProfile {
+  if (topic === undefined) return profile;
+  checkTopic("--prompt-topic", topic, "/task/prompt");
+  return { ...profile, ros: { ...profile.ros, prompt: topic } };
+}
+
+function checkTopic(flag: string, topic: string, example: string): void {
+  if (!/^\/?[A-Za-z_~][A-Za-z0-9_/~]*$/.test(topic))
+    throw new Error(`${flag}: expected a ROS topic name like ${example}, got '${topic}'`);
 }
 
 /**

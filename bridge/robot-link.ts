@@ -101,6 +101,8 @@ export interface RobotLink {
    * command topic while one lasts), oldest first; absent when the link cannot see them.
    */
   takeHumanCommands?(): HumanCommand[];
+  /** The newest task prompt received (the profile's prompt topic) since the last call, or undefined. */
+  takePrompt?(): string | undefined;
   /** Sends a command or drops it (see {@link SendResult}); never queues. */
   send(cmd: RobotCommand): SendResult;
   /** Refused inputs so far by topic and reason, when the link counts them. */

@@ -8,7 +8,7 @@ import { driveRobot } from "../bridge/drive.ts";
 import { KServeChunkPolicy } from "../bridge/kserve/chunk-policy.ts";
 import type { KServeProtocol } from "../bridge/kserve/transport.ts";
 import { startLocalPolicy } from "../bridge/local-policy.ts";
-import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile, withInterventionTopic, withPromptTopic } from "../bridge/profile.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
 import { chunkMergeFrom, type Aggregate, type ChunkMerge } from "../policy/runtime/executor.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
@@ -44,6 +44,10 @@ export interface ServeRobotOptions {
   seconds?: number;
   /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */
   interventionTopic?: string;
+  /** The task prompt of a prompt-conditioned policy from the first chunk on (`--prompt`). */
+  prompt?: string;
+  /** `std_msgs/String` topic of task prompts (overrides the profile's `ros.prompt`). */
+  promptTopic?: string;
   /** Write an MCAP run log of the drive to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
@@ -54,7 +58,10 @@ export interface ServeRobotOptions {
 /** Drives the robot until `seconds` or a signal; returns the loop's figures, the link's counters and the refused inputs. */
 export async function serveRobot(o: ServeRobotOptions) {
   const merge = chunkMergeFrom(o);
-  const profile = withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic);
+  const profile = withPromptTopic(
+    withInterventionTopic(await loadRobotProfile(o.robot), o.interventionTopic),
+    o.promptTopic,
+  );
   const closers: Array<() => Promise<void> | void> = [];
   try {
     let policy: ChunkPolicy;
@@ -100,6 +107,19 @@ export async function serveRobot(o: ServeRobotOptions) {
       policy = lp;
       source = lp.threaded.source;
     }
+    if (policy.prompts !== undefined)
+      o.log(`serve: the policy takes a prompt: ${policy.prompts.map((p) => JSON.stringify(p)).join(", ")}`);
+    if (o.prompt !== undefined) {
+      if (policy.prompts === undefined || !policy.setPrompt)
+        throw new Error(`--prompt: the policy ${source} takes no prompt (it was trained without one)`);
+      policy.setPrompt(o.prompt);
+    } else if (policy.prompts !== undefined)
+      // every chunk would be refused until a prompt arrived
+      throw new Error(
+        `the policy ${source} is conditioned on a task prompt: pass --prompt with one of ${policy.prompts.map((p) => JSON.stringify(p)).join(", ")} (the prompt topic can change it later)`,
+      );
+    else if (profile.ros.prompt !== undefined && policy.prompts === undefined)
+      o.log(`serve: the policy takes no prompt; messages on ${profile.ros.prompt} will be refused`);
     o.log(
       `serve: driving '${profile.name}' at ${profile.control_rate_hz} Hz over ${o.ros} with ${source} (merge ${merge.mode}); SIGINT/SIGTERM holds and exits`,
     );

@@ -25,6 +25,11 @@ export interface ChunkRequest {
   noise?: Float32Array;
   /** Seed of this call's noise (ignored when `noise` is given); default: the policy's own stream. */
   seed?: number;
+  /**
+   * The task prompt of this call, for a policy conditioned on one (see {@link ChunkPolicy.prompts});
+   * default: the one set with {@link ChunkPolicy.setPrompt}. A policy without prompts ignores it.
+   */
+  prompt?: string;
 }
 
 /** A policy that predicts a chunk of future actions from one observation. */
@@ -46,6 +51,16 @@ export interface ChunkPolicy {
    * Rejects (never returns NaN/Inf) on a missing or malformed observation feature.
    */
   sampleChunk(obs: Observation, req?: ChunkRequest): Promise<Float32Array>;
+  /**
+   * The task prompts a prompt-conditioned policy knows (matched ignoring case, spacing and final
+   * punctuation); absent for a policy that takes no prompt.
+   */
+  readonly prompts?: readonly string[];
+  /**
+   * Sets the prompt of later chunks that name none (takes effect at the next `sampleChunk`); throws
+   * naming the known prompts when `text` is not one of them. A policy without prompts ignores it.
+   */
+  setPrompt?(text: string): void;
   /** Starts a new episode: restarts the noise stream (or the scripted plan) from `seed`. */
   reset(seed: number): void;
 }

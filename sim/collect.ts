@@ -13,6 +13,10 @@
  * ways round and no observation hints at a side. By default only successful episodes are kept, and
  * attempts continue until `episodes` are recorded (at most 2 * episodes + 20 attempts);
  * `failures: "keep"` records every attempt. `expertSuccess` is over all attempts.
+ *
+ * Each episode's task string is the task's prompt: for an instructed task (fork-instructed) the
+ * instruction the expert followed ("pass through the left gap"), drawn from the seed or, paired,
+ * the one of the mode demonstrated; for the others the task's description.
  */
 import { join } from "node:path";
 import { writeJsonAtomic } from "../policy/io/atomic.ts";
@@ -49,6 +53,8 @@ export interface RecordedEpisode {
   success: boolean;
   /** Multimodal tasks only (avoid, fork): the expert's mode ("left" or "right"). */
   mode?: string;
+  /** Instructed tasks only: the instruction the episode was told (its task string). */
+  prompt?: string;
 }
 
 /** Content of `meta/actionflow.json`. */
@@ -168,7 +174,9 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
       while (recorded.length < opts.episodes && attempts < maxAttempts) {
         const seed = (opts.seed + (paired ? attempts >> 1 : attempts)) >>> 0;
         task.reset(seed);
-        const expert = createExpert(task, paired && modes ? modes[attempts % 2] : undefined);
+        const forced = paired && modes ? modes[attempts % 2] : undefined;
+        if (forced !== undefined && task.info.instructions) task.instruct(forced);
+        const expert = createExpert(task, forced);
         const images: Record<string, Uint8Array[]> = Object.fromEntries(recordCams.map((c) => [imageKey(c.name), []]));
         let ep;
         try {
@@ -186,13 +194,14 @@ export async function collect(opts: CollectOptions): Promise<CollectResult> {
           const columns: Record<string, ArrayLike<number>> = { "observation.state": ep.state, action: ep.action };
           if (parts.includes("env")) columns["observation.environment_state"] = ep.envState;
           for (const [key, list] of Object.entries(images)) columns[key] = concatFrames(list);
-          await writer.addEpisode({ task: task.info.description, length: ep.length, frames: columns });
+          await writer.addEpisode({ task: task.prompt, length: ep.length, frames: columns });
           recorded.push({
             episode_index: recorded.length,
             seed,
             attempt: attempts - 1,
             success: ep.success,
             ...(expert.mode ? { mode: expert.mode } : {}),
+            ...(task.instructedMode !== undefined ? { prompt: task.prompt } : {}),
           });
           frames += ep.length;
         }

@@ -31,6 +31,7 @@ export function simEvalReport(info: EvalInfo, o: SimEvalReportOptions): ReportDo
   ];
   if (a.mode_share)
     rows.push(["mode share left / right", `${a.mode_share[0].toFixed(2)} / ${a.mode_share[1].toFixed(2)}`]);
+  if (a.instructed_share !== undefined) rows.push(["went the instructed way (share)", a.instructed_share]);
   const bars = (label: string, values: number[]) => ({
     type: "bar",
     data: {

@@ -50,6 +50,10 @@ export interface SimEvalRunOptions {
    * `runs/eval-kserve-<model>-<task>`.
    */
   kserve?: { server: string; model?: string; timeoutMs?: number };
+  /** The task prompt of every episode (see {@link EvaluateOptions.prompt}). */
+  prompt?: string;
+  /** A prompt given mid-episode (see {@link EvaluateOptions.promptSwitch}). */
+  promptSwitch?: { prompt: string; atStep: number };
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -111,6 +115,8 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
       fps: o.fps,
       ...(o.scene ? { scene: o.scene } : {}),
       ...(o.camera && o.camera.length > 0 ? { camera: o.camera } : {}),
+      ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+      ...(o.promptSwitch !== undefined ? { promptSwitch: o.promptSwitch } : {}),
       ...(o.onEpisode ? { onEpisode: o.onEpisode } : {}),
     });
   } finally {
@@ -128,6 +134,10 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     ...mergeFlagsOf(merge),
     ...["--delay-steps", delaySteps, "--fps", o.fps],
     ...(o.policy === "expert" ? ["--horizon", o.horizon] : []),
+    ...(o.prompt !== undefined ? ["--prompt", JSON.stringify(o.prompt)] : []),
+    ...(o.promptSwitch !== undefined
+      ? ["--switch-prompt", JSON.stringify(o.promptSwitch.prompt), "--switch-at", o.promptSwitch.atStep]
+      : []),
     ...(o.camera && o.camera.length > 0
       ? ["--camera", ...o.camera.map((c) => c.name), "--camera-size", ...o.camera.map((c) => `${c.width}x${c.height}`)]
       : []),

@@ -34,6 +34,9 @@ export interface EvalEpisode {
   length: number;
   /** Multimodal tasks only (avoid, fork): the way the end effector went ("left", "right", or "none"). */
   mode?: string;
+  /** Instructed tasks only (fork-instructed): the mode the episode was told to take, and its prompt. */
+  instructed?: string;
+  prompt?: string;
 }
 
 /** The content of `eval_info.json`. */
@@ -50,6 +53,8 @@ export interface EvalInfo {
     eval_ep_s: number;
     /** Multimodal tasks only (avoid, fork): share of [left, right] among episodes that took either way. */
     mode_share?: [number, number];
+    /** Instructed tasks only: share (0-1) of all episodes that went the instructed way. */
+    instructed_share?: number;
   };
 }
 
@@ -106,6 +111,20 @@ export interface EvaluateOptions {
    * first one's image at each chunk request is drawn under the episode's picture.
    */
   camera?: CameraSpec[];
+  /**
+   * The task prompt of every episode. An instructed task (fork-instructed) is told the mode this
+   * prompt names (default: the instruction each episode draws from its seed); a policy conditioned
+   * on prompts gets it with every chunk (default: the episode's instruction, else the task's
+   * description). A policy without prompts ignores it, but the instructed way is still scored.
+   */
+  prompt?: string;
+  /**
+   * Changes the prompt mid-episode: at control step `atStep` of every episode the instructed task is
+   * told the mode `prompt` names and the policy is given `prompt` (`setPrompt`: it takes effect at
+   * the next chunk the executor asks for). The episode's `instructed` (what `instructed_share`
+   * scores) is then the new mode.
+   */
+  promptSwitch?: { prompt: string; atStep: number };
   /** Called after each episode (progress). */
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
@@ -125,6 +144,21 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   const perEpisode: EvalEpisode[] = [];
   try {
     const inner = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
+    if (opts.prompt !== undefined && task.info.instructions) task.modeOfPrompt(opts.prompt); // refuse early
+    const sw = opts.promptSwitch;
+    if (sw !== undefined) {
+      if (!Number.isInteger(sw.atStep) || sw.atStep < 0)
+        throw new RangeError(`sim eval: the prompt switch step must be an integer >= 0, got ${sw.atStep}`);
+      if (task.info.instructions) task.modeOfPrompt(sw.prompt);
+    }
+    const onStep =
+      sw === undefined
+        ? undefined
+        : (step: number): void => {
+            if (step !== sw.atStep) return;
+            if (task.info.instructions) task.instruct(task.modeOfPrompt(sw.prompt));
+            if (inner.prompts !== undefined) inner.setPrompt?.(sw.prompt);
+          };
     // the images the policy was given at each chunk request, for the picture
     const policy: ChunkPolicy = firstCam
       ? {
@@ -169,10 +203,12 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
+      if (opts.prompt !== undefined && task.info.instructions) task.instruct(task.modeOfPrompt(opts.prompt));
+      if (inner.prompts !== undefined) inner.setPrompt?.(opts.prompt ?? task.prompt);
       policy.reset(seed);
       executor.reset();
       seen.length = 0;
-      const result = await runChunked(task, policy, executor, delay);
+      const result = await runChunked(task, policy, executor, delay, onStep);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -183,8 +219,13 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       };
       const way = task.modeOf(result.eeTrace);
       if (way !== undefined) ep.mode = way;
+      if (task.instructedMode !== undefined) {
+        ep.instructed = task.instructedMode;
+        ep.prompt = task.prompt;
+      }
       perEpisode.push(ep);
-      const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode})` : ""}, ${result.length} steps`;
+      const told = ep.instructed ? `, told ${ep.instructed}` : "";
+      const title = `${opts.task} seed ${seed}: ${result.success ? "success" : "failure"}${ep.mode ? ` (${ep.mode}${told})` : ""}, ${result.length} steps`;
       const svg = episodeSvg({
         title,
         trace: result.eeTrace,
@@ -219,6 +260,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     const total = left + right;
     info.aggregated.mode_share = total > 0 ? [left / total, right / total] : [0, 0];
   }
+  if (taskInfo(opts.task).instructions)
+    info.aggregated.instructed_share = perEpisode.filter((e) => e.mode === e.instructed).length / m;
   await writeJsonAtomic(join(opts.outDir, "eval_info.json"), info);
   return info;
 }
@@ -254,6 +297,7 @@ async function runChunked(
   policy: ChunkPolicy,
   executor: ChunkExecutor,
   delay: number,
+  onStep?: (step: number) => void,
 ): Promise<EpisodeResult> {
   const mode = executor.settings;
   let pending: { s0: number; arrive: number; chunk: Float32Array } | undefined;
@@ -263,6 +307,7 @@ async function runChunked(
       cause: err,
     });
   return continueEpisode(task, async (obs, step) => {
+    onStep?.(step);
     if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
     if (pending && step >= pending.arrive) {
       const { s0, chunk } = pending;

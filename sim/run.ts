@@ -7,14 +7,15 @@
  * ({@link startLocalPolicy}): inference never blocks the loop.
  */
 import { driveRobot, loopEventLogger, runLoop, withRunLog } from "../bridge/drive.ts";
-import type { RunLogRequest, WrittenRunLog } from "../bridge/drive.ts";
+import type { DriveOptions, RunLogRequest, WrittenRunLog } from "../bridge/drive.ts";
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
 import type { Plant } from "../bridge/plant.ts";
+import type { Vec3 } from "./env.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
 import type { RobotProfile } from "../bridge/profile.ts";
-import { checkFeatureSizes, loadRobotProfile, withInterventionTopic } from "../bridge/profile.ts";
+import { checkFeatureSizes, loadRobotProfile, withInterventionTopic, withPromptTopic } from "../bridge/profile.ts";
 import { InputRejections, type RejectedCounts } from "../bridge/robot-link.ts";
 import { RosRobotNode } from "../bridge/ros/robot-node.ts";
 import { realScheduler } from "../bridge/scheduler.ts";
@@ -116,15 +117,28 @@ export interface SimRunOptions extends TransportFlags {
   wrapPolicy?: (policy: ChunkPolicy) => ChunkPolicy;
   /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */
   interventionTopic?: string;
+  /**
+   * `std_msgs/String` topic of task prompts (overrides the profile's `ros.prompt`; `--via ros`): a
+   * prompt the policy accepts takes effect at its next chunk, and re-instructs an instructed task.
+   */
+  promptTopic?: string;
   /** Writes an MCAP run log to this file (`--log`). */
   runLog?: string;
   /** The command line recorded in the run log; default `process.argv`. */
   argv?: readonly string[];
+  /**
+   * The task prompt (`--prompt`): an instructed task (fork-instructed) is told the way it names
+   * (default: the episode's own instruction), and a prompt-conditioned policy is given it (default:
+   * the episode's instruction, else the task's description).
+   */
+  prompt?: string;
 }
 
 /** The shipped profile of the simulated arm for `task`: its environment state has the task's size. */
 export function defaultSimProfile(task: TaskName): string {
-  return task === "reach" ? "examples/robots/sim-arm.json" : `examples/robots/sim-arm-${task}.json`;
+  if (task === "reach") return "examples/robots/sim-arm.json";
+  // The instructed fork is the fork's scene: the same robot and environment state.
+  return `examples/robots/sim-arm-${task === "fork-instructed" ? "fork" : task}.json`;
 }
 
 /** The features the expert announces when served: the task's observation, as the profile maps it. */
@@ -151,10 +165,16 @@ export async function runSim(o: SimRunOptions) {
   const robot = o.robot ?? defaultSimProfile(o.task);
   if (o.interventionTopic !== undefined && transport.link === "plant")
     throw new Error(`--intervention-topic: a person takes over through ROS; use --via ros (not --via ${o.via})`);
-  const profile = withInterventionTopic(await loadRobotProfile(robot), o.interventionTopic);
+  if (o.promptTopic !== undefined && transport.link === "plant")
+    throw new Error(`--prompt-topic: prompts arrive through ROS; use --via ros (not --via ${o.via})`);
+  const profile = withPromptTopic(
+    withInterventionTopic(await loadRobotProfile(robot), o.interventionTopic),
+    o.promptTopic,
+  );
   const task = await simTask(o.task, profile, robot, seed);
   const closers: Array<() => Promise<void> | void> = [];
   try {
+    if (o.prompt !== undefined && task.info.instructions) task.instruct(task.modeOfPrompt(o.prompt));
     const ctx: TransportContext = { flags: o, profile, seed, closers };
     if (transport.localPolicy(o)) {
       if (o.policy === "expert") {
@@ -169,6 +189,7 @@ export async function runSim(o: SimRunOptions) {
           ...(o.threads !== undefined ? { threads: o.threads } : {}),
         });
         closers.push(() => lp.close());
+        if (lp.prompts !== undefined) lp.setPrompt?.(o.prompt ?? task.prompt);
         lp.reset(seed);
         ctx.local = ctx.served = lp;
       }
@@ -176,11 +197,31 @@ export async function runSim(o: SimRunOptions) {
       if (declared) checkFeatureSizes(profile, robot, declared, `the policy ${o.policy}`);
     }
     const connected = await transport.connect(ctx);
+    // A remote prompt-conditioned policy gets the prompt with every request.
+    if (connected.policy.prompts !== undefined) connected.policy.setPrompt?.(o.prompt ?? task.prompt);
     const declared = declaredFeatures(connected.policy);
     if (declared) checkFeatureSizes(profile, robot, declared, `the policy behind ${connected.server ?? o.via}`);
     const policy = o.wrapPolicy ? o.wrapPolicy(connected.policy) : connected.policy;
 
-    const plant = taskPlant(task, profile);
+    // A two-mode task records the end effector's path, so the result can say which way it went.
+    const trace: Vec3[] = [];
+    const base = taskPlant(task, profile);
+    const plant: Plant = task.info.modes
+      ? {
+          ...base,
+          step: (targets) => {
+            base.step(targets);
+            trace.push(task.env.eePos());
+          },
+        }
+      : base;
+    // a prompt accepted from the prompt topic re-instructs an instructed task
+    const prompted: string[] = [];
+    const onLoopEvent = (e: Parameters<NonNullable<DriveOptions["onLoopEvent"]>>[0]): void => {
+      if (e.kind !== "prompt" || !e.accepted) return;
+      prompted.push(e.prompt);
+      if (task.info.instructions) task.instruct(task.modeOfPrompt(e.prompt));
+    };
     const sched = realScheduler();
     let loopStats: LoopStats;
     let staleCommands = 0;
@@ -264,6 +305,7 @@ export async function runSim(o: SimRunOptions) {
         stopWhen,
         scheduler: sched,
         log,
+        onLoopEvent,
         ...(logRequest ? { runLog: logRequest } : {}),
       }).catch((err: unknown) => {
         node.stop();
@@ -291,6 +333,11 @@ export async function runSim(o: SimRunOptions) {
       server: connected.server,
       robotProfile: robot,
       seed,
+      prompt: task.instructedMode !== undefined || o.prompt !== undefined ? (o.prompt ?? task.prompt) : null,
+      instructed: task.instructedMode ?? null,
+      mode: task.info.modes ? (task.modeOf(trace) ?? null) : null,
+      /** Prompts accepted from the prompt topic, in order. */
+      promptsReceived: prompted,
       success: task.success,
       loopHz: loopStats.loopHz,
       jitterP99Ms: loopStats.jitterP99Ms,

@@ -136,6 +136,8 @@ interface RunDataset {
   codebaseVersion: string | null;
   metaStats?: Record<string, FeatureStats>;
   valMask?: number[];
+  /** Task strings by task index (LeRobot `meta/tasks`); empty when the format has none. */
+  tasks: string[];
 }
 
 async function openRunDataset(path: string): Promise<RunDataset> {
@@ -143,13 +145,14 @@ async function openRunDataset(path: string): Promise<RunDataset> {
   const ds: EpisodeDataset = opened.dataset;
   if (opened.format === "robomimic") {
     const valMask = opened.dataset.masks["valid"];
-    return { ds, format: opened.format, codebaseVersion: null, ...(valMask ? { valMask } : {}) };
+    return { ds, format: opened.format, codebaseVersion: null, tasks: [], ...(valMask ? { valMask } : {}) };
   }
   return {
     ds,
     format: opened.format,
     codebaseVersion: opened.dataset.codebaseVersion,
     metaStats: opened.dataset.stats(),
+    tasks: [...opened.dataset.tasks],
   };
 }
 
@@ -187,7 +190,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         `${runFile}: ${datasetPath} changed since the run started (${stored.dataset.episodes} episodes / ${stored.dataset.frames} frames then, ${ds.episodes.length} / ${frames} now)`,
       );
     }
-    const input = resolveInput(opts, stored?.input, ds.features);
+    const input = resolveInput(opts, stored?.input, ds.features, opened.tasks);
     if (stored) checkResumable(stored.input, input, runFile);
     // A resumed run keeps the rate it recorded (runs from before fps was recorded have none).
     const fps = stored ? stored.head.fps : ds.fps;
@@ -253,6 +256,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       obsDims: Object.fromEntries(input.obs.map((o) => [o.name, obsShapes[o.name]!.at(-1)!])),
       norms,
       padding: input.padding,
+      tasks: opened.tasks,
     };
     const train = await createWindowSource({ ...windowOpts, episodes: split.train });
     const val = await createWindowSource({ ...windowOpts, episodes: split.val });

@@ -17,14 +17,23 @@ import type { AffineNorm } from "../policy/normalize.ts";
 import type { Rng } from "../policy/random.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
+import { normalizePrompt } from "../policy/net/prompt.ts";
 
 /** Loss on chunk steps past an episode's end: `mask` or `hold` (see {@link WindowSourceOptions.padding}). */
 export const PaddingSchema = z.enum(["mask", "hold"]);
 /** See {@link PaddingSchema}. */
 export type PaddingMode = z.infer<typeof PaddingSchema>;
 
-/** One conditioning feature: the model's feature name and the dataset column it comes from. */
-export const ObsSpecSchema = z.object({ name: z.string(), key: z.string() });
+/**
+ * One conditioning feature: the model's feature name and the dataset column it comes from. A prompt
+ * feature also lists its vocabulary (`prompts`): its column is the per-frame `task_index`, each
+ * frame's task string is matched to the vocabulary and fed as its one-hot `[K]` (not normalised).
+ */
+export const ObsSpecSchema = z.object({
+  name: z.string(),
+  key: z.string(),
+  prompts: z.array(z.string()).min(1).optional(),
+});
 /** See {@link ObsSpecSchema}. */
 export type ObsSpec = z.infer<typeof ObsSpecSchema>;
 
@@ -54,6 +63,8 @@ export interface WindowSourceOptions {
    * done (LeRobot diffusion's `do_mask_loss_for_padding=False`).
    */
   padding?: PaddingMode;
+  /** The dataset's task strings by task index (LeRobot `meta/tasks`): needed by a prompt feature. */
+  tasks?: readonly string[];
   /** Called after each episode is loaded (for progress bars). */
   onLoad?: (loaded: number, total: number) => void;
 }
@@ -130,7 +141,24 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       `windows: action column '${opts.action}' has ${act.dim} dims, more than the model's actionDim ${actionDim}`,
     );
   const plans: Record<string, Plan> = {};
+  // Prompt features: dataset task index -> vocabulary index, per feature.
+  const promptMaps = new Map<string, Int32Array>();
   for (const o of opts.obs) {
+    if (o.prompts === undefined) continue;
+    const tasks = opts.tasks;
+    if (!tasks)
+      throw new Error(`windows: prompt feature '${o.name}' needs the dataset's task strings (a LeRobot dataset)`);
+    const map = new Int32Array(tasks.length).fill(-1);
+    const vocab = o.prompts.map(normalizePrompt);
+    tasks.forEach((t, i) => {
+      if (typeof t === "string") map[i] = vocab.indexOf(normalizePrompt(t));
+    });
+    promptMaps.set(o.name, map);
+    const k = o.prompts.length;
+    plans[o.name] = { key: o.key, rows: 1, dim: k, padded: k, shape: history > 1 ? [history, k] : [k] };
+  }
+  for (const o of opts.obs) {
+    if (o.prompts !== undefined) continue;
     const c = columnShape(o.key, `obs '${o.name}'`);
     const padded = opts.obsDims?.[o.name] ?? c.dim;
     if (padded < c.dim)
@@ -138,7 +166,8 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     const base = c.shape.length === 2 ? [c.rows, padded] : [padded];
     plans[o.name] = { key: o.key, rows: c.rows, dim: c.dim, padded, shape: history > 1 ? [history, ...base] : base };
   }
-  const columns = [...new Set([opts.action, ...opts.obs.map((o) => o.key)])];
+  const columns = [...new Set([opts.action, ...opts.obs.filter((o) => o.prompts === undefined).map((o) => o.key)])];
+  const promptSpecs = opts.obs.filter((o) => o.prompts !== undefined);
   const normFor = (key: string, dim: number): AffineNorm => {
     const n = opts.norms[key];
     if (!n) throw new Error(`windows: no normalisation for column '${key}' (pass an identity map if none is wanted)`);
@@ -148,17 +177,26 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     return n;
   };
   const dims: Record<string, { rows: number; dim: number }> = { [opts.action]: act };
-  for (const p of Object.values(plans)) dims[p.key] = { rows: p.rows, dim: p.dim };
+  for (const o of opts.obs)
+    if (o.prompts === undefined) dims[o.key] = { rows: plans[o.name]!.rows, dim: plans[o.name]!.dim };
   const norms: Record<string, AffineNorm> = {};
   for (const key of columns) norms[key] = normFor(key, dims[key]!.dim);
 
   const byIndex = new Map(dataset.episodes.map((e) => [e.index, e]));
-  const loaded: { index: number; length: number; cols: Record<string, LoadedColumn> }[] = [];
+  const loaded: {
+    index: number;
+    length: number;
+    cols: Record<string, LoadedColumn>;
+    prompts: Record<string, LoadedColumn>;
+  }[] = [];
   for (const index of opts.episodes) {
     const ep = byIndex.get(index);
     if (!ep) throw new Error(`windows: episode ${index} not in the dataset (${dataset.episodes.length} episodes)`);
     if (ep.length === 0) continue;
-    const raw = await dataset.readEpisode(index, columns);
+    const raw = await dataset.readEpisode(
+      index,
+      promptSpecs.length > 0 ? [...new Set([...columns, ...promptSpecs.map((o) => o.key)])] : columns,
+    );
     const cols: Record<string, LoadedColumn> = {};
     for (const key of columns) {
       const src = raw[key];
@@ -176,7 +214,28 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       }
       cols[key] = { data, rows, dim };
     }
-    loaded.push({ index, length: ep.length, cols });
+    const prompts: Record<string, LoadedColumn> = {};
+    for (const o of promptSpecs) {
+      const src = raw[o.key];
+      const k = o.prompts!.length;
+      if (!src || src.length !== ep.length)
+        throw new Error(
+          `windows: episode ${index} column '${o.key}' has ${src?.length ?? 0} values, expected one task index per frame (${ep.length})`,
+        );
+      const map = promptMaps.get(o.name)!;
+      const data = new Float32Array(ep.length * k);
+      for (let i = 0; i < ep.length; i++) {
+        const t = Number(src[i]!);
+        const v = Number.isInteger(t) && t >= 0 && t < map.length ? map[t]! : -1;
+        if (v < 0)
+          throw new Error(
+            `windows: episode ${index} frame ${i}: task ${t} (${JSON.stringify(opts.tasks?.[t] ?? null)}) is not among the prompts of feature '${o.name}' (${o.prompts!.map((p) => JSON.stringify(p)).join(", ")})`,
+          );
+        data[i * k + v] = 1;
+      }
+      prompts[o.name] = { data, rows: 1, dim: k };
+    }
+    loaded.push({ index, length: ep.length, cols, prompts });
     opts.onLoad?.(loaded.length, opts.episodes.length);
   }
   const starts: number[] = [];
@@ -210,7 +269,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       const { frame, k } = locate(positions[b]!);
       const ep = loaded[k]!;
       for (const [name, p] of Object.entries(plans)) {
-        const col = ep.cols[p.key]!;
+        const col = ep.prompts[name] ?? ep.cols[p.key]!;
         const out = obs[name]!;
         const per = p.rows * p.padded;
         for (let h = 0; h < history; h++) {

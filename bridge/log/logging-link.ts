@@ -47,6 +47,12 @@ export class LoggingLink implements RobotLink {
     return this.inner.intervention;
   }
 
+  takePrompt(): string | undefined {
+    const p = this.inner.takePrompt?.();
+    if (p !== undefined) this.log.event("info", "prompt", `prompt received: ${JSON.stringify(p)}`);
+    return p;
+  }
+
   get estopRequest(): string | undefined {
     const r = this.inner.estopRequest;
     if (r !== undefined && !this.estopLogged) {

@@ -1,6 +1,7 @@
 /**
  * A {@link RobotLink} over rosbridge with roslib: subscribes the profile's `sensor_msgs/JointState`,
- * feature (`std_msgs/Float32MultiArray`) and e-stop (`std_msgs/Bool`) topics, publishes commands
+ * feature (`std_msgs/Float32MultiArray`), e-stop and intervention (`std_msgs/Bool`) and prompt
+ * (`std_msgs/String`) topics, publishes commands
  * (`trajectory_msgs/JointTrajectory` or `std_msgs/Float64MultiArray`) and diagnostics
  * (`diagnostic_msgs/DiagnosticArray`).
  *
@@ -93,6 +94,8 @@ export class RosLink implements RobotLink {
   private retryTimer?: NodeJS.Timeout;
   private estop?: string;
   private person = false;
+  /** The newest prompt received on the prompt topic and not yet taken. */
+  private newPrompt?: string;
   private humanCommands: HumanCommand[] = [];
   /** The points of the last command sent, to tell its echo on the command topic from a person's. */
   private lastSent: readonly Float64Array[] = [];
@@ -198,6 +201,18 @@ export class RosLink implements RobotLink {
       });
       this.subs.push(watch);
     }
+    const promptTopic = p.ros.prompt;
+    if (promptTopic !== undefined) {
+      const t = new Topic<unknown>({ ros: this.ros, name: promptTopic, messageType: MSG.string });
+      t.subscribe((m) => {
+        const data = typeof m === "object" && m !== null ? (m as { data?: unknown }).data : undefined;
+        if (typeof data !== "string" || data.trim() === "")
+          return this.reject(promptTopic, `String: 'data' must be a non-empty string, got ${JSON.stringify(data)}`);
+        this.rejections.accepted(promptTopic);
+        this.newPrompt = data;
+      });
+      this.subs.push(t);
+    }
     this.command = new Topic({
       ros: this.ros,
       name: p.ros.command,
@@ -244,6 +259,12 @@ export class RosLink implements RobotLink {
 
   get intervention(): boolean {
     return this.person;
+  }
+
+  takePrompt(): string | undefined {
+    const p = this.newPrompt;
+    this.newPrompt = undefined;
+    return p;
   }
 
   takeHumanCommands(): HumanCommand[] {

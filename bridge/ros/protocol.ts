@@ -16,6 +16,7 @@ export const MSG = {
   float32MultiArray: "std_msgs/Float32MultiArray",
   bool: "std_msgs/Bool",
   image: "sensor_msgs/Image",
+  string: "std_msgs/String",
   diagnosticArray: "diagnostic_msgs/DiagnosticArray",
 } as const;
 

@@ -106,8 +106,11 @@ export class OpenpiPolicyClient {
     return new OpenpiPolicyClient(ws, parseMetadata(meta, opts.url), timeoutMs);
   }
 
-  /** Samples a chunk for one raw observation (keys as the metadata names them; shapes from it when the size fits). */
-  async infer(obs: Record<string, Float32Array>): Promise<OpenpiChunk> {
+  /**
+   * Samples a chunk for one raw observation (keys as the metadata names them; shapes from it when
+   * the size fits); `prompt` goes in the dict as openpi's clients send it.
+   */
+  async infer(obs: Record<string, Float32Array>, opts: { prompt?: string } = {}): Promise<OpenpiChunk> {
     if (this.failure) throw this.failure;
     const shapes: Record<string, number[]> = {};
     for (const f of this.metadata.features) shapes[f.key] = shapes[f.name] = f.shape;
@@ -117,6 +120,7 @@ export class OpenpiPolicyClient {
       const shape = shapes[k];
       dict[k] = NdArray.float32(v, shape && shape.reduce((a, b) => a * b, 1) === v.length ? shape : [v.length]);
     }
+    if (opts.prompt !== undefined) dict["prompt"] = opts.prompt;
     const reply = new Promise<MsgValue>((resolve, reject) => {
       const timer = setTimeout(() => {
         const i = this.waiting.indexOf(w);

@@ -16,7 +16,7 @@ import type { Duplex } from "node:stream";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { decodeMsgpackNumpy, encodeMsgpackNumpy } from "../codec/msgpack-numpy.ts";
-import { chunkArray, observationFrom, policyMetadata, type ServedPolicy } from "./served-policy.ts";
+import { chunkArray, observationFrom, policyMetadata, promptFrom, type ServedPolicy } from "./served-policy.ts";
 import { ERROR_CLOSE, parseOpenpiRequest, type OpenpiReply } from "./openpi-protocol.ts";
 
 /** Who may connect: holders of an API key, or explicitly anyone. */
@@ -145,9 +145,11 @@ export class OpenpiPolicyServer {
         try {
           if (!isBinary) throw new Error("expected a binary msgpack frame, got a text frame");
           const bytes = toBytes(data);
-          const obs = observationFrom(parseOpenpiRequest(decodeMsgpackNumpy(bytes)), policy.features, this.opts.keyMap);
+          const dict = parseOpenpiRequest(decodeMsgpackNumpy(bytes));
+          const obs = observationFrom(dict, policy.features, this.opts.keyMap);
+          const prompt = promptFrom(dict, policy);
           const t0 = performance.now();
-          const t = await policy.sampleChunkTimed(obs);
+          const t = await policy.sampleChunkTimed(obs, prompt !== undefined ? { prompt } : {});
           const reply: OpenpiReply = {
             actions: chunkArray(t.actions, policy.horizon, policy.actionDim),
             policy_timing: { infer_ms: t.inferMs },

@@ -8,6 +8,7 @@
 import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
 import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
+import { promptIndex } from "../../policy/net/prompt.ts";
 import { NdArray } from "../codec/msgpack-numpy.ts";
 import { OpenpiPolicyClient, type OpenpiClientOptions } from "./openpi-client.ts";
 import type { PolicyMetadata, ServedPolicy } from "./served-policy.ts";
@@ -37,6 +38,18 @@ export function remoteRates(meta: PolicyMetadata, where: string): { fps?: number
   return { ...(typeof fps === "number" ? { fps } : {}), rtcMaxDelay: rtc };
 }
 
+/**
+ * The prompts a remote policy announces (`prompts`: a list of strings, absent for a policy that
+ * takes none). Throws naming the field when it is malformed.
+ */
+export function remotePrompts(meta: PolicyMetadata, where: string): string[] | undefined {
+  const p: unknown = meta["prompts"];
+  if (p === undefined || p === null) return undefined;
+  if (!Array.isArray(p) || p.length === 0 || !p.every((x) => typeof x === "string"))
+    throw new Error(`${where}: metadata 'prompts' must be a non-empty list of strings, got ${JSON.stringify(p)}`);
+  return p as string[];
+}
+
 /** A policy served over ZeroMQ; `sampleChunk` may overlap (replies matched by id). `close()` when done. */
 export class ZmqChunkPolicy implements ChunkPolicy {
   readonly horizon: number;
@@ -44,6 +57,9 @@ export class ZmqChunkPolicy implements ChunkPolicy {
   readonly fps?: number;
   /** From the server's metadata: a real-time loop in `rtc` refuses a larger delay (see `bridge/merge.ts`). */
   readonly rtcMaxDelay: number;
+  /** The prompts the served policy knows (from its metadata); absent when it takes none. */
+  readonly prompts?: readonly string[];
+  private prompt: string | undefined;
 
   private constructor(
     private readonly client: ZmqPolicyClient,
@@ -57,6 +73,16 @@ export class ZmqChunkPolicy implements ChunkPolicy {
     const rates = remoteRates(metadata, `zmq policy ${source}`);
     if (rates.fps !== undefined) this.fps = rates.fps;
     this.rtcMaxDelay = rates.rtcMaxDelay;
+    const prompts = remotePrompts(metadata, `zmq policy ${source}`);
+    if (prompts) this.prompts = prompts;
+  }
+
+  /**
+   * Sets the prompt sent with later requests that name none (takes effect at the next chunk); throws
+   * naming the known prompts when the served policy does not know `text`. Ignored when it takes none.
+   */
+  setPrompt(text: string): void {
+    if (this.prompts) this.prompt = this.prompts[promptIndex(this.prompts, text)]!;
   }
 
   /** Connects and fetches the metadata (rejects when the server does not answer within the timeout). */
@@ -90,7 +116,9 @@ export class ZmqChunkPolicy implements ChunkPolicy {
       const fits = f !== undefined && f.shape.reduce((a, b) => a * b, 1) === v.length;
       shaped[k] = NdArray.float32(v, fits ? f.shape : [v.length]);
     }
+    const prompt = req.prompt ?? this.prompt;
     const c = await this.client.infer(shaped, {
+      ...(prompt !== undefined ? { prompt } : {}),
       ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
       ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
       ...(req.noise !== undefined ? { noise: req.noise } : {}),
@@ -123,6 +151,9 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
    * the value is kept so that a caller can report what the policy was trained for.
    */
   readonly rtcMaxDelay: number;
+  /** The prompts the served policy knows (from its metadata); absent when it takes none. */
+  readonly prompts?: readonly string[];
+  private prompt: string | undefined;
 
   private constructor(
     private readonly client: OpenpiPolicyClient,
@@ -134,6 +165,13 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
     const rates = remoteRates(m, `openpi policy ${source}`);
     if (rates.fps !== undefined) this.fps = rates.fps;
     this.rtcMaxDelay = rates.rtcMaxDelay;
+    const prompts = remotePrompts(m, `openpi policy ${source}`);
+    if (prompts) this.prompts = prompts;
+  }
+
+  /** As {@link ZmqChunkPolicy.setPrompt}. */
+  setPrompt(text: string): void {
+    if (this.prompts) this.prompt = this.prompts[promptIndex(this.prompts, text)]!;
   }
 
   /** Connects and reads the metadata frame (rejects on malformed `fps` or `rtc_max_delay`). */
@@ -166,7 +204,8 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
         );
       vectors[k] = v;
     }
-    const c = await this.client.infer(vectors);
+    const prompt = req.prompt ?? this.prompt;
+    const c = await this.client.infer(vectors, prompt !== undefined ? { prompt } : {});
     checkShape(this.metadata, c.shape, `openpi policy ${this.source}`);
     return c.actions;
   }

@@ -7,6 +7,7 @@ import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-
 import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
 import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
+import { promptIndex } from "../../policy/net/prompt.ts";
 
 /**
  * A policy a server can serve: a `ChunkPolicy` that names its features and reports timings.
@@ -42,9 +43,11 @@ export interface PolicyMetadata {
   steps: number;
   /** Client key -> dataset key renames the server applies (`observation/state` -> `observation.state`). */
   key_map: Record<string, string>;
+  // A prompt-conditioned policy adds `prompts`: the task prompts it knows (a request's `prompt` must
+  // be one of them, matched ignoring case, spacing and final punctuation). Absent otherwise.
 }
 
-/** The metadata of `policy` served with `keyMap`. */
+/** The metadata of `policy` served with `keyMap` (with `prompts` for a prompt-conditioned policy). */
 export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<string, string>> = {}): PolicyMetadata {
   return {
     features: policy.features.map((f) => ({ name: f.name, key: f.key, shape: [...f.rawShape] })),
@@ -55,7 +58,31 @@ export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<str
     solver: policy.solver,
     steps: policy.steps,
     key_map: { ...keyMap },
+    ...(policy.prompts !== undefined ? { prompts: [...policy.prompts] } : {}),
   };
+}
+
+/**
+ * The task prompt of a decoded observation dict (`prompt`, a string, as openpi's clients send it),
+ * checked against the policy's prompts: undefined for a policy without prompts (the key is then
+ * ignored) or a dict without one (the policy's own prompt, if it has one set, applies). Throws
+ * {@link BadRequestError} naming the known prompts for an unknown one, or naming the type of a
+ * prompt that is not a string.
+ */
+export function promptFrom(dict: MsgMap, policy: Pick<ServedPolicy, "prompts">): string | undefined {
+  const prompts = policy.prompts;
+  if (prompts === undefined) return undefined;
+  const v = dict["prompt"];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string")
+    throw new BadRequestError(
+      `'prompt' must be a string, got ${v instanceof NdArray ? `an array of ${v.dtype}` : Array.isArray(v) ? "a list" : typeof v}`,
+    );
+  try {
+    return prompts[promptIndex(prompts, v)]!;
+  } catch (err) {
+    throw new BadRequestError((err as Error).message);
+  }
 }
 
 /** A request the server refuses; `message` names the key and the value. */

@@ -39,6 +39,8 @@ export interface InferOptions {
   /** Raw committed actions `[d * A]` (real-time chunking) and how many steps of it to keep. */
   prefix?: Float32Array;
   prefixLen?: number;
+  /** The task prompt, sent as the observation dict's `prompt` (a prompt-conditioned server policy reads it). */
+  prompt?: string;
 }
 
 /** A chunk as the client receives it. */
@@ -101,6 +103,7 @@ export class ZmqPolicyClient {
     const shapes = Object.values(obs).some((v) => !(v instanceof NdArray)) ? await this.featureShapes() : {};
     for (const [k, v] of Object.entries(obs))
       o[k] = v instanceof NdArray ? v : NdArray.float32(v, shapes[k] ?? [v.length]);
+    if (opts.prompt !== undefined) o["prompt"] = opts.prompt;
     const r = await this.request({
       type: "infer",
       obs: o,

@@ -12,7 +12,14 @@ import * as zmq from "zeromq";
 import { Rng } from "../../policy/random.ts";
 import { PolicyBusyError } from "../../policy/runtime/threaded.ts";
 import { decodeMsgpackNumpy, encodeMsgpackNumpy, type MsgValue } from "../codec/msgpack-numpy.ts";
-import { BadRequestError, chunkArray, observationFrom, policyMetadata, type ServedPolicy } from "./served-policy.ts";
+import {
+  BadRequestError,
+  chunkArray,
+  observationFrom,
+  policyMetadata,
+  promptFrom,
+  type ServedPolicy,
+} from "./served-policy.ts";
 import {
   parseZmqRequest,
   ZmqRequestError,
@@ -198,6 +205,7 @@ export class ZmqPolicyServer {
       case "infer": {
         try {
           const obs = observationFrom(req.obs, policy.features, this.opts.keyMap);
+          const prompt = promptFrom(req.obs, policy);
           const own =
             req.noise === undefined && req.seed === undefined ? this.streams.get(client.toString("hex")) : undefined;
           const noise = req.noise ?? own?.normalArray(policy.horizon * policy.modelActionDim);
@@ -206,6 +214,7 @@ export class ZmqPolicyServer {
             ...(req.seed !== undefined ? { seed: req.seed } : {}),
             ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
             ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
+            ...(prompt !== undefined ? { prompt } : {}),
           });
           const timing = { infer_ms: t.inferMs, total_ms: t.totalMs, batch: t.batch };
           const actions = chunkArray(t.actions, policy.horizon, policy.actionDim);

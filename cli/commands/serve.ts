@@ -23,7 +23,10 @@ import { servePolicy, type ServePolicyOptions } from "../../pipelines/serve-poli
 import { SERVE_ROBOT_VIAS, serveRobot, type ServeRobotOptions } from "../../pipelines/serve-robot.ts";
 
 type ServeCliOptions = ServePolicyOptions &
-  Pick<ServeRobotOptions, "via" | "server" | "model" | "kserveProtocol" | "timeoutMs" | "interventionTopic"> & {
+  Pick<
+    ServeRobotOptions,
+    "via" | "server" | "model" | "kserveProtocol" | "timeoutMs" | "interventionTopic" | "prompt" | "promptTopic"
+  > & {
     /** `--log <file>`: the run log's path. */
     log?: string;
   };
@@ -87,6 +90,11 @@ export function registerServe(program: Command): void {
     .option(
       "--intervention-topic <topic>",
       "--robot: std_msgs/Bool topic; while true a person has the robot (the loop holds, then ramps back in)",
+    )
+    .option("--prompt <text>", "--robot: the task prompt of a prompt-conditioned policy (one it was trained on)")
+    .option(
+      "--prompt-topic <topic>",
+      "--robot: std_msgs/String topic of task prompts; a new one takes effect at the next chunk",
     )
     .addOption(
       choiceOption(

@@ -21,7 +21,10 @@ export function registerSimCollect(sim: Command): void {
     .addOption(option("--seed <n>", "base seed (attempt j is reset with seed + j)", nonNegativeInt, 0))
     .requiredOption("--out <dir>", "new or empty dataset folder")
     .option("--keep-failures", "also record episodes the expert failed (default: successes only)")
-    .option("--paired", "avoid, fork: demonstrate every scene both ways round (attempts 2k, 2k+1 share seed + k)")
+    .option(
+      "--paired",
+      "avoid, fork, fork-instructed: demonstrate every scene both ways round (attempts 2k, 2k+1 share seed + k; fork-instructed: each told its way)",
+    )
     .addOption(option("--fps <hz>", "control rate", positiveFloat, 30))
     .option("--mjcf <file>", "a user robot MJCF instead of the built-in arm (needs --mapping)")
     .option("--mapping <file>", "JSON mapping of the user MJCF's joints/actuators/site to state and action dims")

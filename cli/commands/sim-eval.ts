@@ -69,6 +69,17 @@ export function registerSimEval(sim: Command): void {
       "render this camera into the observation (an image policy's observation.images.<name>)",
     )
     .option("--camera-size <WxH...>", "camera image size, one for all or one per --camera (default 96x96)")
+    .option(
+      "--prompt <text>",
+      "the task prompt of every episode: an instructed task (fork-instructed) is told the way it names (default: each episode's own instruction), a prompt-conditioned policy is given it",
+    )
+    .option(
+      "--switch-prompt <text>",
+      "change the prompt mid-episode (with --switch-at): the instructed task is told the new way, the policy gets it at its next chunk",
+    )
+    .addOption(
+      option("--switch-at <step>", "control step of every episode at which --switch-prompt applies", nonNegativeInt),
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(
       async (
@@ -89,10 +100,15 @@ export function registerSimEval(sim: Command): void {
           fps: number;
           mjcf?: string;
           mapping?: string;
+          prompt?: string;
+          switchPrompt?: string;
+          switchAt?: number;
           json?: boolean;
         },
       ) => {
         const task = parseTaskName(o.task);
+        if ((o.switchPrompt === undefined) !== (o.switchAt === undefined))
+          throw new Error("sim eval: --switch-prompt and --switch-at go together");
         if ((o.via === "kserve") !== (o.server !== undefined) || (o.via === "kserve") === (o.policy !== undefined))
           throw new Error("sim eval: give --policy <run>, or --via kserve --server <url> [--model <name>]");
         const kserve =
@@ -118,6 +134,10 @@ export function registerSimEval(sim: Command): void {
             ...(scene ? { scene } : {}),
             provider: o.provider,
             camera: cameraSpecs(o.camera ?? [], o.cameraSize ?? []),
+            ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+            ...(o.switchPrompt !== undefined && o.switchAt !== undefined
+              ? { promptSwitch: { prompt: o.switchPrompt, atStep: o.switchAt } }
+              : {}),
             onEpisode: (done, ep) => bar.update(done, { success: ep.success ? 1 : 0 }),
           });
         } finally {
@@ -133,6 +153,9 @@ export function registerSimEval(sim: Command): void {
           [
             `success ${x.pc_success.toFixed(1)}% over ${x.episodes} episodes, avg max reward ${x.avg_max_reward.toFixed(3)}, avg sum reward ${x.avg_sum_reward.toFixed(2)}`,
             ...(x.mode_share ? [`mode share left/right ${x.mode_share.map((v) => v.toFixed(2)).join(" / ")}`] : []),
+            ...(x.instructed_share !== undefined
+              ? [`went the instructed way in ${(100 * x.instructed_share).toFixed(1)}% of the episodes`]
+              : []),
             `${x.eval_s.toFixed(1)} s (${x.eval_ep_s.toFixed(2)} s per episode)`,
           ].join("\n"),
         );

@@ -140,6 +140,14 @@ export function registerSimRobot(program: Command): void {
       "--intervention-topic <topic>",
       "std_msgs/Bool topic: while true a person has the robot (the loop holds, then ramps back in)",
     )
+    .option(
+      "--prompt <text>",
+      "the task prompt: an instructed task (fork-instructed) is told the way it names, a prompt-conditioned policy is given it",
+    )
+    .option(
+      "--prompt-topic <topic>",
+      "--via ros: std_msgs/String topic of task prompts; a new one takes effect at the policy's next chunk",
+    )
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (o: Omit<SimRunOptions, "log"> & { json?: boolean; log?: string }) => simRun(o));
 }

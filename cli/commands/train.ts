@@ -43,6 +43,9 @@ interface TrainFlags {
   valEvery?: number;
   keep?: number;
   resume?: boolean;
+  promptFeature?: boolean;
+  /** false with --no-prompt (commander's negatable option). */
+  prompt?: boolean;
   json?: boolean;
 }
 
@@ -130,6 +133,14 @@ export function registerTrain(program: Command): void {
         positiveInt,
       ),
     )
+    .option(
+      "--prompt-feature",
+      "condition the head on each frame's task prompt (a vocabulary of the dataset's task strings) even when the dataset has a single task (default: when it has several)",
+    )
+    .option(
+      "--no-prompt",
+      "train without the task prompt even when the dataset has several tasks (the control experiment)",
+    )
     .option("--resume", "continue the run in --out from its latest checkpoint")
     .addOption(option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)", nonNegativeInt))
     .option("--json", "print one JSON object as the last stdout line")
@@ -138,6 +149,9 @@ export function registerTrain(program: Command): void {
       let config: RunConfig | undefined;
       if (o.config) config = await readRunConfig(o.config);
       const { lr, seed, normObs, normAction } = o;
+      if (o.promptFeature && o.prompt === false)
+        throw new Error("--prompt-feature and --no-prompt contradict each other");
+      const prompt = o.promptFeature ? ("on" as const) : o.prompt === false ? ("off" as const) : undefined;
       const progress = trainingProgress({ json, label: "train" });
       const result = await trainRun({
         out: o.out,
@@ -161,6 +175,7 @@ export function registerTrain(program: Command): void {
           valEvery: o.valEvery,
           keep: o.keep,
           workers: o.workers,
+          prompt,
         }),
         ...(normObs || normAction
           ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } }

@@ -225,6 +225,23 @@ export class LeRobotDataset {
   }
 
   /**
+   * Each frame's task string of episode `index` (its `task_index` looked up in `meta/tasks`), in
+   * frame order. Throws naming the episode and frame when a task index has no task string.
+   */
+  async readTasks(index: number): Promise<string[]> {
+    const { task_index: col } = await this.readEpisode(index, ["task_index"]);
+    return Array.from({ length: col!.length }, (_, i) => {
+      const v = col![i]!;
+      const t = this.tasks[Number(v)];
+      if (typeof t !== "string")
+        throw new Error(
+          `${this.dir}: episode ${index} frame ${i}: task_index ${Number(v)} is not in meta/tasks (${this.tasks.length} tasks)`,
+        );
+      return t;
+    });
+  }
+
+  /**
    * The encoded images (PNG/JPEG bytes) of `image` feature `key` for every frame of episode `index`,
    * as LeRobot stores them (a struct `{bytes, path}` per row). Throws naming file, episode, key and
    * frame on a row without bytes.

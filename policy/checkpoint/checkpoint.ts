@@ -230,6 +230,24 @@ export function normsFor(
   return { obs, action: padAffine(affineFor(spec.action.stats, spec.action.mode, "action"), config.actionDim) };
 }
 
+/**
+ * The normalisation entry of a prompt feature of K prompts: `identity` (the one-hot is fed as is),
+ * stats of the one-hot's range, so `stats.json` has an entry for every feature of the head.
+ */
+export function promptNorm(k: number, key = "task_index"): FeatureNorm {
+  return {
+    key,
+    mode: "identity",
+    stats: {
+      mean: Array<number>(k).fill(1 / k),
+      std: Array<number>(k).fill(Math.sqrt((1 / k) * (1 - 1 / k))),
+      min: Array<number>(k).fill(0),
+      max: Array<number>(k).fill(1),
+      count: k,
+    },
+  };
+}
+
 /** The raw (dataset) action dimension, before padding to `config.actionDim`. */
 export function rawActionDim(spec: NormalizationSpec): number {
   return spec.action.stats.mean.length;

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseValue } from "../io/json.ts";
+import { normalizePrompt } from "./prompt.ts";
 
 /** One observation feature that conditions the head: a vector `[d]` is one token, `[n, d]` is n tokens. */
 export const ObsFeatureSchema = z.object({
@@ -13,6 +14,11 @@ export const ObsFeatureSchema = z.object({
   key: z.string(),
   /** `[d]` or `[n, d]` after padding. */
   shape: z.array(z.number().int().positive()).min(1).max(2),
+  /**
+   * A prompt feature only: the K task strings the head knows, in vocabulary order; the feature is
+   * then the one-hot `[K]` of the prompt (see `policy/net/prompt.ts`). Absent on every other feature.
+   */
+  prompts: z.array(z.string().min(1)).min(1).optional(),
 });
 export type ObsFeature = z.infer<typeof ObsFeatureSchema>;
 
@@ -107,7 +113,29 @@ export const HeadConfigSchema = z
           message: `observation feature '${f.name}' appears twice`,
         });
       names.add(f.name);
+      if (f.prompts !== undefined) {
+        if (f.shape.length !== 1 || f.shape[0] !== f.prompts.length)
+          ctx.addIssue({
+            code: "custom",
+            path: ["obs", i, "shape"],
+            message: `a prompt feature has shape [${f.prompts.length}] (one per prompt), got [${f.shape.join(", ")}]`,
+          });
+        const seen = new Map<string, string>();
+        for (const p of f.prompts) {
+          const key = normalizePrompt(p);
+          const prev = seen.get(key);
+          if (prev !== undefined)
+            ctx.addIssue({
+              code: "custom",
+              path: ["obs", i, "prompts"],
+              message: `prompts ${JSON.stringify(prev)} and ${JSON.stringify(p)} are the same after normalisation`,
+            });
+          seen.set(key, p);
+        }
+      }
     }
+    if (cfg.obs.filter((f) => f.prompts !== undefined).length > 1)
+      ctx.addIssue({ code: "custom", path: ["obs"], message: "at most one observation feature is a prompt" });
   });
 /** A validated head configuration, defaults filled in. */
 export type HeadConfig = z.infer<typeof HeadConfigSchema>;

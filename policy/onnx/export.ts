@@ -72,17 +72,25 @@ export interface ExportedBytes {
   inputs: string[];
 }
 
-/** The features of a checkpoint's head with their raw (dataset) shapes from the normalisation stats. */
+/**
+ * The float observation features of a checkpoint's head with their raw (dataset) shapes from the
+ * normalisation stats; a prompt feature is left out (the sample graph takes its index).
+ */
 export function featuresOf(ckpt: Pick<Checkpoint, "config" | "normalization">): FeatureIO[] {
-  return ckpt.config.obs.map((f) => {
-    const n = ckpt.normalization.obs[f.name];
-    if (!n) throw new Error(`stats.json has no normalisation for observation feature '${f.name}'`);
-    const d = f.shape[f.shape.length - 1]!;
-    const rawD = n.stats.mean.length;
-    if (rawD < 1 || rawD > d)
-      throw new Error(`observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`);
-    return { name: f.name, key: f.key, shape: [...f.shape], rawShape: [...f.shape.slice(0, -1), rawD] };
-  });
+  // A prompt feature is not a float input of the sample graph (see graphs.ts).
+  return ckpt.config.obs
+    .filter((f) => f.prompts === undefined)
+    .map((f) => {
+      const n = ckpt.normalization.obs[f.name];
+      if (!n) throw new Error(`stats.json has no normalisation for observation feature '${f.name}'`);
+      const d = f.shape[f.shape.length - 1]!;
+      const rawD = n.stats.mean.length;
+      if (rawD < 1 || rawD > d)
+        throw new Error(
+          `observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`,
+        );
+      return { name: f.name, key: f.key, shape: [...f.shape], rawShape: [...f.shape.slice(0, -1), rawD] };
+    });
 }
 
 /** SHA-256 (hex) of a checkpoint's `model.safetensors`: the identity of the exported weights. */

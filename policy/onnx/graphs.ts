@@ -9,6 +9,9 @@
  * Sample-graph inputs (batch is the `batch` dim_param):
  * - `obs.<name>` `[batch, ...rawShape]` float32, raw (dataset units), one per observation feature;
  *   `rawShape` is the model shape with its last dim set to the dataset's (unpadded) dim.
+ * - A head conditioned on a task prompt (`policy/net/prompt.ts`): `obs.<name>` `[batch]` int64, the
+ *   prompt's index in the vocabulary listed by the metadata key `actionflow.prompts`; a Gather over
+ *   an identity constant turns it into the one-hot the head was trained on.
  * - `noise` `[batch, H, A]` float32, N(0, I) in the model's normalised action space (A = model
  *   action dim, padded dims included). Required for flow heads: the caller draws it (the
  *   actionflow runtime with a seeded `Rng`), so a chunk is reproducible. Absent for regression heads.
@@ -35,6 +38,7 @@ import { objectiveOf, type NetworkJvp, type SampleSpec } from "../flow/objective
 import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
 import { VERSION } from "../version.ts";
 import type { FeatureIO } from "./schema.ts";
+import { promptFeatureOf } from "../net/prompt.ts";
 
 export { IR_VERSION, OPSET } from "./proto.ts";
 
@@ -100,6 +104,21 @@ export function buildSampleModel(
     checkAffine(`observation feature '${f.name}'`, norm, d);
     const x = ops.input(obsInputName(f.name), [-1, ...f.rawShape]);
     obs[f.name] = padLast(ops, normalizeRaw(ops, x, norm, rawD), rawD, d);
+  }
+  const pf = promptFeatureOf(cfg);
+  if (pf) {
+    // The prompt index -> its one-hot row of the identity [K, K] (an out-of-range index fails the run).
+    const k = pf.prompts.length;
+    const eye = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+    const index = ops.input(obsInputName(pf.name), [-1], DataType.INT64);
+    obs[pf.name] = ops.node(
+      "Gather",
+      [ops.constant(eye, [k, k]), index],
+      [-1, k],
+      { axis: { int: 0 } },
+      DataType.FLOAT,
+    );
   }
   const ctx = head.encode(ops, obs);
 
@@ -206,6 +225,8 @@ export function buildVelocityModel(
   const ops = new OnnxOps({ weights });
   const obs: Record<string, Sym> = {};
   for (const f of features) obs[f.name] = ops.input(obsInputName(f.name), [-1, ...f.shape]);
+  const pf = promptFeatureOf(cfg);
+  if (pf && !(pf.name in obs)) obs[pf.name] = ops.input(obsInputName(pf.name), [-1, pf.prompts.length]);
   const xt = ops.input("xt", [-1, H, A]);
   const t = ops.input("t", [-1, H]);
   const v = head.velocity(ops, head.encode(ops, obs), xt, t);
@@ -327,6 +348,7 @@ function headMetadata(
   graph: "sample" | "velocity" | "train",
 ): Record<string, string> {
   const cfg = head.config;
+  const pf = promptFeatureOf(cfg);
   return {
     "actionflow.version": VERSION,
     "actionflow.graph": graph,
@@ -336,6 +358,7 @@ function headMetadata(
     "actionflow.horizon": String(cfg.horizon),
     "actionflow.model_action_dim": String(cfg.actionDim),
     "actionflow.time_convention": "t=0 noise, t=1 data",
+    ...(pf ? { "actionflow.prompts": JSON.stringify({ feature: pf.name, prompts: pf.prompts }) } : {}),
   };
 }
 

@@ -25,6 +25,17 @@ export type FeatureIO = z.infer<typeof FeatureIOSchema>;
 export const FeaturesMetadataSchema = z.array(FeatureIOSchema);
 
 /**
+ * The `actionflow.prompts` metadata value of a head conditioned on a task prompt: the prompt
+ * feature's model name (graph input `obs.<feature>`, int64 `[batch]`) and its vocabulary in index order.
+ */
+export const PromptsMetadataSchema = z.object({
+  feature: z.string().min(1),
+  prompts: z.array(z.string().min(1)).min(1),
+});
+/** See {@link PromptsMetadataSchema}. */
+export type PromptsMetadata = z.infer<typeof PromptsMetadataSchema>;
+
+/**
  * The subset of the official ONNX schema (`onnx/onnx.proto3`, package `onnx`) that actionflow
  * writes and reads. Field numbers and types are copied from the official file and must never be
  * changed: a model written with them is read by every ONNX tool. Messages and fields the exporter

@@ -37,6 +37,7 @@ async function handle(raw: unknown): Promise<void> {
           steps: policy.steps,
           ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
           rtcMaxDelay: policy.rtcMaxDelay,
+          ...(policy.prompts !== undefined ? { prompts: [...policy.prompts] } : {}),
           source: policy.source,
           metadata: { ...policy.metadata },
         },
@@ -52,6 +53,7 @@ async function handle(raw: unknown): Promise<void> {
           noise: it.noise,
           ...(it.prefix !== undefined ? { prefix: it.prefix } : {}),
           ...(it.prefixLen !== undefined ? { prefixLen: it.prefixLen } : {}),
+          ...(it.prompt !== undefined ? { prompt: it.prompt } : {}),
         },
       }));
       let out: Array<Float32Array | Error>;

@@ -14,6 +14,11 @@
  * seed from `new Rng(seed).fork()` and samples its noise from `new Rng(thatSeed)` (so an episode
  * reset with seed S replays alone); before any reset the noise comes from one stream seeded by
  * `OnnxPolicyOptions.seed`.
+ *
+ * Prompts: a policy whose export lists `actionflow.prompts` takes a task prompt with every chunk
+ * (`ChunkRequest.prompt`, else the one `setPrompt` set); the text is matched to the vocabulary
+ * (case, spacing and final punctuation ignored) and fed as its index. A missing or unknown prompt
+ * is refused naming the known ones. A policy without prompts ignores both.
  */
 import { readFile, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -21,7 +26,8 @@ import * as ort from "onnxruntime-node";
 import { loadCheckpoint, resolveCheckpointDir } from "../checkpoint/checkpoint.ts";
 import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
 import { obsInputName } from "../onnx/graphs.ts";
-import { FeaturesMetadataSchema, type FeatureIO } from "../onnx/schema.ts";
+import { FeaturesMetadataSchema, PromptsMetadataSchema, type FeatureIO } from "../onnx/schema.ts";
+import { promptIndex } from "../net/prompt.ts";
 import { parseJson } from "../io/json.ts";
 import { decodeModel, metadataOf } from "../onnx/proto.ts";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
@@ -71,6 +77,11 @@ export class OnnxPolicy implements ChunkPolicy {
   readonly metadata: Readonly<Record<string, string>>;
   /** Where the model came from (file path, or `checkpoint <dir> (exported in memory)`). */
   readonly source: string;
+  /** The task prompts the head knows, in vocabulary order (`actionflow.prompts`); absent: it takes no prompt. */
+  readonly prompts?: readonly string[];
+  /** The prompt feature's model name (graph input `obs.<name>`, int64), with `prompts`. */
+  readonly promptFeature?: string;
+  private currentPrompt: number | undefined;
 
   private readonly session: ort.InferenceSession;
   private readonly rng: Rng;
@@ -118,9 +129,16 @@ export class OnnxPolicy implements ChunkPolicy {
       FeaturesMetadataSchema,
       `${source}: metadata 'actionflow.features'`,
     );
+    const promptsMeta = meta["actionflow.prompts"];
+    if (promptsMeta !== undefined) {
+      const p = parseJson(promptsMeta, PromptsMetadataSchema, `${source}: metadata 'actionflow.prompts'`);
+      this.prompts = p.prompts;
+      this.promptFeature = p.feature;
+    }
     this.needsNoise = session.inputNames.includes("noise");
     const expected = [
       ...this.features.map((f) => obsInputName(f.name)),
+      ...(this.promptFeature !== undefined ? [obsInputName(this.promptFeature)] : []),
       "prefix",
       "prefix_len",
       ...(this.needsNoise ? ["noise"] : []),
@@ -198,7 +216,19 @@ export class OnnxPolicy implements ChunkPolicy {
   async warmup(opts: { runs?: number } = {}): Promise<void> {
     const obs: Record<string, Float32Array> = {};
     for (const f of this.features) obs[f.name] = new Float32Array(size(f.rawShape));
-    for (let i = 0; i < (opts.runs ?? 3); i++) await this.sampleChunk(obs, { seed: i });
+    const prompt = this.prompts?.[0];
+    for (let i = 0; i < (opts.runs ?? 3); i++)
+      await this.sampleChunk(obs, { seed: i, ...(prompt !== undefined ? { prompt } : {}) });
+  }
+
+  /**
+   * Sets the prompt of later chunks that name none; takes effect at the next `sampleChunk`. Throws
+   * naming the known prompts when `text` is not one of them (the previous prompt then stays). A
+   * policy without prompts ignores it.
+   */
+  setPrompt(text: string): void {
+    if (this.prompts === undefined) return;
+    this.currentPrompt = promptIndex(this.prompts, text);
   }
 
   /**
@@ -266,6 +296,14 @@ export class OnnxPolicy implements ChunkPolicy {
         );
       checkFinite(x, `observation feature '${f.key}'`);
       feeds[obsInputName(f.name)] = new ort.Tensor("float32", x, [1, ...f.rawShape]);
+    }
+    if (this.prompts !== undefined && this.promptFeature !== undefined) {
+      const index = opts.prompt !== undefined ? promptIndex(this.prompts, opts.prompt) : this.currentPrompt;
+      if (index === undefined)
+        throw new Error(
+          `${this.source}: the policy is conditioned on a task prompt and none was given; give one of ${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
+        );
+      feeds[obsInputName(this.promptFeature)] = new ort.Tensor("int64", BigInt64Array.of(BigInt(index)), [1]);
     }
     const H = this.horizon;
     if (this.needsNoise) {

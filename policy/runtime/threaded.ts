@@ -18,6 +18,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
 import type { FeatureIO } from "../onnx/graphs.ts";
+import { promptIndex } from "../net/prompt.ts";
 import { Rng } from "../random.ts";
 import {
   parseFromInferenceWorker,
@@ -123,7 +124,10 @@ export class ThreadedPolicy implements ChunkPolicy {
    * once, into {@link ThreadedPolicy.fps} and {@link ThreadedPolicy.rtcMaxDelay}: read those.
    */
   readonly metadata: Readonly<Record<string, string>>;
+  /** The task prompts the head knows, in vocabulary order; absent: it takes no prompt (see `OnnxPolicy.prompts`). */
+  readonly prompts?: readonly string[];
 
+  private currentPrompt: string | undefined;
   private rng: Rng;
   private readonly queue: Pending[] = [];
   private readonly slots: Slot[];
@@ -150,6 +154,7 @@ export class ThreadedPolicy implements ChunkPolicy {
     this.steps = info.steps;
     this.source = info.source;
     this.metadata = info.metadata;
+    if (info.prompts !== undefined) this.prompts = info.prompts;
     this.rng = new Rng(opts.seed ?? 0);
     this.slots = workers.map((worker, index) => {
       const slot: Slot = { index, worker, inFlight: undefined };
@@ -262,9 +267,24 @@ export class ThreadedPolicy implements ChunkPolicy {
         );
       vectors[k] = v;
     }
+    let prompt: string | undefined;
+    if (this.prompts !== undefined) {
+      try {
+        prompt = req.prompt !== undefined ? this.prompts[promptIndex(this.prompts, req.prompt)]! : this.currentPrompt;
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      if (prompt === undefined)
+        return Promise.reject(
+          new Error(
+            `${this.source}: the policy is conditioned on a task prompt and none was given; give one of ${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
+          ),
+        );
+    }
     const item: WorkItem = {
       observation: vectors,
       noise,
+      ...(prompt !== undefined ? { prompt } : {}),
       ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
       ...(req.prefixLen !== undefined ? { prefixLen: req.prefixLen } : {}),
     };
@@ -273,6 +293,15 @@ export class ThreadedPolicy implements ChunkPolicy {
       this.queue.push({ item, t0: performance.now(), resolve, reject });
       this.schedule();
     });
+  }
+
+  /**
+   * Sets the prompt of later requests that name none (requests already queued keep theirs); throws
+   * naming the known prompts when `text` is not one of them. A policy without prompts ignores it.
+   */
+  setPrompt(text: string): void {
+    if (this.prompts === undefined) return;
+    this.currentPrompt = this.prompts[promptIndex(this.prompts, text)]!;
   }
 
   /** Restarts the policy's own noise stream from `seed` (requests already queued keep their noise). */

@@ -21,6 +21,8 @@ export interface WorkItem {
   noise: Float32Array;
   prefix?: Float32Array;
   prefixLen?: number;
+  /** The task prompt (prompt-conditioned policies), already matched to the vocabulary by the main thread. */
+  prompt?: string;
 }
 
 /** Main -> worker. */
@@ -39,6 +41,8 @@ export interface PolicyInfo {
   fps?: number;
   /** The largest prefix the head was trained to continue (`actionflow.rtc_max_delay`; 0: not prefix-trained). */
   rtcMaxDelay: number;
+  /** The task prompts the head knows (`actionflow.prompts`); absent: it takes no prompt. */
+  prompts?: string[];
   source: string;
   metadata: Record<string, string>;
 }

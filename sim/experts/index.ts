@@ -24,9 +24,11 @@ export function expertSeed(episodeSeed: number): number {
 
 /**
  * Creates the scripted expert for `task`'s current episode (call right after `task.reset(seed)`).
- * `mode` forces the solution mode of a multimodal task (avoid, fork: "left" or "right").
+ * `mode` forces the solution mode of a multimodal task (avoid, fork: "left" or "right"); an
+ * instructed task's expert follows the episode's instruction (`task.instructedMode`) unless forced.
  */
-export function createExpert(task: Task, mode?: string): Expert {
+export function createExpert(task: Task, forced?: string): Expert {
+  const mode = forced ?? task.instructedMode;
   const rng = new Rng(expertSeed(task.seed));
   const modes = task.info.modes;
   if (mode !== undefined && !modes)

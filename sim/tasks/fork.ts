@@ -42,6 +42,18 @@ export const FORK_INFO: TaskInfo = {
   modes: ["left", "right"],
 };
 
+/**
+ * The instructed fork (`fork-instructed`): the same scene, the episode's instruction names the gap
+ * ("pass through the left gap" / "pass through the right gap"), the expert follows it, and
+ * evaluation reports how often a policy went the instructed way.
+ */
+export const FORK_INSTRUCTED_INFO: TaskInfo = {
+  ...FORK_INFO,
+  name: "fork-instructed",
+  description: "Reach the green target behind the red wall through the gap the instruction names.",
+  instructions: { left: "pass through the left gap", right: "pass through the right gap" },
+};
+
 const W = FORK_WALL;
 /** Half length (y) of the solid middle between the gaps. */
 const MIDDLE_HALF = W.gapOffset - W.gapWidth / 2;
@@ -69,7 +81,7 @@ ${PIECES.map(
 
 /** The fork task. */
 export class ForkTask extends Task {
-  readonly info = FORK_INFO;
+  readonly info: TaskInfo;
   /** Target position (metres). */
   target: Vec3 = [0.24, 0, 0.045];
   /** The wall's centre at mid height (metres); the gaps are at wall y ± {@link FORK_WALL}.gapOffset. */
@@ -81,9 +93,10 @@ export class ForkTask extends Task {
   private readonly wallGeoms: number[];
   private inside = 0;
 
-  /** Wraps an environment compiled with {@link FORK_WORLDBODY}. */
-  constructor(env: SimEnv) {
+  /** Wraps an environment compiled with {@link FORK_WORLDBODY}; `info` {@link FORK_INSTRUCTED_INFO} makes it the instructed fork. */
+  constructor(env: SimEnv, info: TaskInfo = FORK_INFO) {
     super(env);
+    this.info = info;
     this.targetBody = env.id("body", "af_target");
     this.wallBody = env.id("body", "af_wall");
     this.wallGeoms = PIECES.map((_, i) => env.id("geom", `af_wall_${i}`));

@@ -6,7 +6,7 @@ import { armScene } from "../scene/arm.ts";
 import type { CameraSpec } from "../camera.ts";
 import type { RobotScene } from "../scene/robot.ts";
 import { AVOID_INFO, AVOID_WORLDBODY, AvoidTask } from "./avoid.ts";
-import { FORK_INFO, FORK_WORLDBODY, ForkTask } from "./fork.ts";
+import { FORK_INFO, FORK_INSTRUCTED_INFO, FORK_WORLDBODY, ForkTask } from "./fork.ts";
 import { PUSH_INFO, PUSH_WORLDBODY, PushTask } from "./push.ts";
 import { REACH_INFO, REACH_WORLDBODY, ReachTask } from "./reach.ts";
 import type { Task, TaskInfo, TaskName } from "./task.ts";
@@ -25,6 +25,11 @@ const TASKS: Record<TaskName, TaskEntry> = {
   push: { info: PUSH_INFO, worldbody: PUSH_WORLDBODY, make: (env) => new PushTask(env) },
   avoid: { info: AVOID_INFO, worldbody: AVOID_WORLDBODY, make: (env) => new AvoidTask(env) },
   fork: { info: FORK_INFO, worldbody: FORK_WORLDBODY, make: (env) => new ForkTask(env) },
+  "fork-instructed": {
+    info: FORK_INSTRUCTED_INFO,
+    worldbody: FORK_WORLDBODY,
+    make: (env) => new ForkTask(env, FORK_INSTRUCTED_INFO),
+  },
 };
 
 /** Names of all tasks. */

@@ -7,9 +7,10 @@ import { RayCamera } from "../camera.ts";
 import type { CameraFrame, CameraSpec } from "../camera.ts";
 import type { SimEnv, Vec3 } from "../env.ts";
 import { SiteIk } from "../experts/ik.ts";
+import { normalizePrompt } from "../../policy/net/prompt.ts";
 
 /** Names of the built-in tasks. */
-export type TaskName = "reach" | "push" | "avoid" | "fork";
+export type TaskName = "reach" | "push" | "avoid" | "fork" | "fork-instructed";
 
 /**
  * Observation dict in LeRobot feature names: `observation.state` [dim] and
@@ -74,6 +75,12 @@ export interface TaskInfo {
    * can be forced into and {@link Task.modeOf} tells apart; absent for single-mode tasks.
    */
   modes?: readonly [string, string];
+  /**
+   * Instructed tasks only (fork-instructed): the instruction (task prompt) of each mode, e.g.
+   * `{ left: "pass through the left gap" }`. Each episode is told one of them and succeeds only
+   * the instructed way round as far as `instructed_share` goes; absent for other tasks.
+   */
+  instructions?: Readonly<Record<string, string>>;
 }
 
 /** A task over a live environment. Call `reset(seed)` before anything else. */
@@ -92,6 +99,54 @@ export abstract class Task {
 
   /** Static description. */
   abstract readonly info: TaskInfo;
+  /**
+   * Instructed tasks only: the mode this episode is told to take (drawn from the seed at reset, or
+   * set by {@link Task.instruct}); undefined for other tasks.
+   */
+  instructedMode: string | undefined = undefined;
+
+  /**
+   * The task prompt of the current episode: the instruction of the instructed mode, else the task's
+   * description (what `sim collect` stores as the episode's task).
+   */
+  get prompt(): string {
+    const m = this.instructedMode;
+    return (m !== undefined ? this.info.instructions?.[m] : undefined) ?? this.info.description;
+  }
+
+  /**
+   * Instructed tasks: tells the current episode to take `mode` (call after `reset`, before the
+   * expert is created). Throws naming the task's modes for another mode or a task without instructions.
+   */
+  instruct(mode: string): void {
+    const ins = this.info.instructions;
+    if (!ins) throw new Error(`sim/${this.info.name}: the task takes no instruction (got '${mode}')`);
+    if (!(mode in ins))
+      throw new Error(
+        `sim/${this.info.name}: mode must be ${Object.keys(ins)
+          .map((m) => `'${m}'`)
+          .join(" or ")}, got '${mode}'`,
+      );
+    this.instructedMode = mode;
+  }
+
+  /**
+   * Instructed tasks: the mode a prompt instructs (its text matched ignoring case, spacing and final
+   * punctuation). Throws naming the task's instructions for any other text.
+   */
+  modeOfPrompt(text: string): string {
+    const ins = this.info.instructions;
+    if (!ins) throw new Error(`sim/${this.info.name}: the task takes no instruction (got ${JSON.stringify(text)})`);
+    const key = normalizePrompt(text);
+    const hit = Object.entries(ins).find(([, t]) => normalizePrompt(t) === key);
+    if (!hit)
+      throw new Error(
+        `sim/${this.info.name}: unknown instruction ${JSON.stringify(text)} (known: ${Object.values(ins)
+          .map((t) => JSON.stringify(t))
+          .join(", ")})`,
+      );
+    return hit[0];
+  }
 
   protected constructor(env: SimEnv) {
     this.env = env;
@@ -104,6 +159,11 @@ export abstract class Task {
     this.achieved = false;
     const rng = new Rng(seed);
     this.resetScene(rng);
+    // An instructed task draws the episode's instruction from a stream of its own, so the scene of a
+    // seed is the same whatever it is told.
+    const modes = this.info.modes;
+    this.instructedMode =
+      this.info.instructions && modes ? modes[new Rng((seed ^ 0x2545f491) >>> 0).int(2)] : undefined;
     this.env.forward();
     this.afterStep();
   }

@@ -108,7 +108,7 @@ describe("sim collect + replay", () => {
     expect(rep.success).toBe(true);
     await expect(
       collect({ task: "reach", episodes: 2, seed: 0, out: join(dir, "reach-paired"), paired: true }),
-    ).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid, fork\), not reach/);
+    ).rejects.toThrow(/paired demonstrations need a task with two modes \(avoid, fork, fork-instructed\), not reach/);
   });
 
   it("paired fork demonstrations go through both gaps from the same first frame, replay, and evaluate with modes", async () => {
@@ -186,7 +186,7 @@ describe("sim collect + replay", () => {
     const metaFile = join(out, "meta", "actionflow.json");
     await writeJsonAtomic(metaFile, { ...meta, task: "juggle", episodes: [{ ...meta.episodes[0], seed: null }] });
     await expect(replay({ dataset: out, episode: 0 })).rejects.toThrow(
-      `${metaFile}: task: expected one of "reach", "push", "avoid", "fork", got "juggle"; episodes[0].seed: expected number, got null; not an actionflow-sim/1 file`,
+      `${metaFile}: task: expected one of "reach", "push", "avoid", "fork", "fork-instructed", got "juggle"; episodes[0].seed: expected number, got null; not an actionflow-sim/1 file`,
     );
   });
 });

@@ -7,7 +7,7 @@ import { z } from "zod";
 import type { EpisodeDataset } from "../../datasets/episodes.ts";
 import { datasetStats } from "../../datasets/stats/dataset.ts";
 import type { FeatureNorm, NormalizationSpec } from "../../policy/checkpoint/checkpoint.ts";
-import { normsFor } from "../../policy/checkpoint/checkpoint.ts";
+import { normsFor, promptNorm } from "../../policy/checkpoint/checkpoint.ts";
 import type { HeadConfig } from "../../policy/net/config.ts";
 import type { AffineNorm, FeatureStats, NormMode } from "../../policy/normalize.ts";
 import { affineFor } from "../../policy/normalize.ts";
@@ -56,7 +56,8 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
     columns.set(key, m);
   };
   claim(input.action, input.normalization.action, "action");
-  for (const o of input.obs) claim(o.key, input.normalization.obs[o.name]!, `obs '${o.name}'`);
+  for (const o of input.obs)
+    if (o.prompts === undefined) claim(o.key, input.normalization.obs[o.name]!, `obs '${o.name}'`);
   const rawStats: Record<string, FeatureStats> = {};
   const missing: string[] = [];
   for (const [key, m] of columns) {
@@ -77,7 +78,7 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
   const guardedDims: Record<string, number[]> = {};
   const saved: Record<string, FeatureStats> = {};
   const norms: Record<string, AffineNorm> = {};
-  const obsKeys = new Set(input.obs.map((o) => o.key));
+  const obsKeys = new Set(input.obs.filter((o) => o.prompts === undefined).map((o) => o.key));
   for (const [key, m] of columns) {
     const g = guardStats(rawStats[key]!, m, { constantAction: key === input.action && !obsKeys.has(key) });
     saved[key] = g.stats;
@@ -88,7 +89,9 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
     obs: Object.fromEntries(
       input.obs.map((o) => [
         o.name,
-        { key: o.key, mode: input.normalization.obs[o.name]!, stats: saved[o.key]! } satisfies FeatureNorm,
+        o.prompts !== undefined
+          ? promptNorm(o.prompts.length, o.key)
+          : ({ key: o.key, mode: input.normalization.obs[o.name]!, stats: saved[o.key]! } satisfies FeatureNorm),
       ]),
     ),
     action: { key: input.action, mode: input.normalization.action, stats: saved[input.action]! },

@@ -19,6 +19,7 @@ import type { OptimConfig } from "../optim.ts";
 import { DEFAULT_OPTIM, OptimSchema } from "../optim.ts";
 import type { ObsSpec, PaddingMode } from "../windows.ts";
 import { ObsSpecSchema, PaddingSchema } from "../windows.ts";
+import { normalizePrompt } from "../../policy/net/prompt.ts";
 
 /**
  * The `--config` JSON file: head settings (as in `HeadConfig`, without `obs`) and training settings,
@@ -60,6 +61,8 @@ export const RunConfigSchema = z.strictObject({
   keep: z.number().int().positive().optional(),
   /** Validation windows evaluated (evenly spaced over the validation episodes). */
   valWindows: z.number().int().positive().optional(),
+  /** Condition on the task prompt: `auto` (default: when the dataset has several tasks), `on` or `off`. */
+  prompt: z.enum(["auto", "on", "off"]).optional(),
 });
 /** The content of a `--config` file. */
 export type RunConfig = z.infer<typeof RunConfigSchema>;
@@ -131,6 +134,35 @@ export interface RunSettings {
   valEvery?: number;
   keep?: number;
   valWindows?: number;
+  /**
+   * Condition the head on each frame's task prompt (a closed vocabulary of the dataset's task
+   * strings, see `policy/net/prompt.ts`): `auto` (default) when the dataset has more than one
+   * distinct task, `on` whenever it has tasks, `off` never (the control without the prompt).
+   */
+  prompt?: PromptMode;
+}
+
+/** When a run conditions on the task prompt (see {@link RunSettings.prompt}). */
+export type PromptMode = "auto" | "on" | "off";
+
+/** The model name of the prompt feature a run adds. */
+export const PROMPT_FEATURE = "prompt";
+
+/**
+ * The vocabulary of a dataset's task strings (by task index): each distinct prompt once (matched
+ * normalised, the first spelling kept), in task-index order.
+ */
+export function promptVocabulary(tasks: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const t of tasks) {
+    if (typeof t !== "string" || t.trim() === "") continue;
+    const k = normalizePrompt(t);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(t);
+  }
+  return out;
 }
 
 /**
@@ -207,6 +239,7 @@ export function resolveInput(
   opts: RunSettings,
   stored: RunInput | undefined,
   features: EpisodeDataset["features"],
+  tasks: readonly string[] = [],
 ): RunInput {
   const c = opts.config ?? {};
   const pick = <T>(...vals: (T | undefined)[]): T | undefined => {
@@ -219,11 +252,28 @@ export function resolveInput(
     return o;
   };
   const obsGiven = pick<string | Record<string, string>>(c.obs, opts.obs);
-  const obs = obsGiven !== undefined ? parseObsSpec(obsGiven) : (stored?.obs ?? defaultObs());
+  let obs = obsGiven !== undefined ? parseObsSpec(obsGiven) : (stored?.obs ?? defaultObs());
+  const promptMode = pick<PromptMode>(c.prompt, opts.prompt);
+  if (!stored || promptMode !== undefined) {
+    obs = obs.filter((o) => o.prompts === undefined);
+    const vocab = promptVocabulary(tasks);
+    const mode = promptMode ?? "auto";
+    if (mode === "on" && vocab.length === 0)
+      throw new Error("prompt 'on' (--prompt-feature): the dataset has no task strings to condition on");
+    if (mode === "on" || (mode === "auto" && vocab.length > 1)) {
+      if (obs.some((o) => o.name === PROMPT_FEATURE))
+        throw new Error(`--obs: the name '${PROMPT_FEATURE}' is taken by the task prompt feature; rename the column's`);
+      obs.push({ name: PROMPT_FEATURE, key: "task_index", prompts: vocab });
+    }
+  }
   const steps = pick(stored?.steps, c.steps, opts.steps) ?? DEFAULT_STEPS;
   const normObsGiven = pick<NormMode | Record<string, NormMode>>(c.normalization?.obs, opts.normalization?.obs);
   const normObs: Record<string, NormMode> = {};
   for (const o of obs) {
+    if (o.prompts !== undefined) {
+      normObs[o.name] = "identity";
+      continue;
+    }
     const m =
       typeof normObsGiven === "string"
         ? normObsGiven
@@ -318,6 +368,10 @@ export function resolveHead(
   }
   const obsShapes: Record<string, number[]> = {};
   for (const o of input.obs) {
+    if (o.prompts !== undefined) {
+      obsShapes[o.name] = [o.prompts.length];
+      continue;
+    }
     const c = columnDim(o.key, `obs '${o.name}'`);
     const padded = input.obsDims[o.name] ?? c.dim;
     if (padded < c.dim)
@@ -332,7 +386,12 @@ export function resolveHead(
       objective: input.objective,
       horizon: input.horizon,
       actionDim: input.actionDim,
-      obs: input.obs.map((o) => ({ name: o.name, key: o.key, shape: obsShapes[o.name] })),
+      obs: input.obs.map((o) => ({
+        name: o.name,
+        key: o.key,
+        shape: obsShapes[o.name],
+        ...(o.prompts !== undefined ? { prompts: o.prompts } : {}),
+      })),
       transformer: input.transformer,
       mlp: input.mlp,
       rtcMaxDelay: input.rtcMaxDelay,
