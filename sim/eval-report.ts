@@ -32,6 +32,11 @@ export function simEvalReport(info: EvalInfo, o: SimEvalReportOptions): ReportDo
   if (a.mode_share)
     rows.push(["mode share left / right", `${a.mode_share[0].toFixed(2)} / ${a.mode_share[1].toFixed(2)}`]);
   if (a.instructed_share !== undefined) rows.push(["went the instructed way (share)", a.instructed_share]);
+  rows.push(
+    ["mean end-effector path length (m)", a.smoothness.path_length_m],
+    ["mean squared jerk of the joint commands (rad²/s⁶)", a.smoothness.mean_sq_jerk],
+    ["mean direction reversals of the end effector", a.smoothness.reversals],
+  );
   const bars = (label: string, values: number[]) => ({
     type: "bar",
     data: {
@@ -61,6 +66,13 @@ export function simEvalReport(info: EvalInfo, o: SimEvalReportOptions): ReportDo
             chart: bars(
               "steps",
               eps.map((e) => e.length),
+            ),
+          },
+          {
+            title: "End-effector direction reversals of each episode",
+            chart: bars(
+              "reversals",
+              eps.map((e) => e.smoothness.reversals),
             ),
           },
         ],

@@ -18,6 +18,7 @@ import type { Aggregate, ChunkMerge } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
 import type { RobotScene } from "./scene/robot.ts";
+import { meanSmoothness, smoothness, type Smoothness } from "./smoothness.ts";
 import { episodeSvg } from "./svg.ts";
 import type { CameraSpec } from "./camera.ts";
 import { createTask, imageKey, taskInfo } from "./tasks/index.ts";
@@ -37,6 +38,8 @@ export interface EvalEpisode {
   /** Instructed tasks only (fork-instructed): the mode the episode was told to take, and its prompt. */
   instructed?: string;
   prompt?: string;
+  /** How smoothly it moved (see `smoothness.ts`): end-effector path length, joint-command jerk, reversals. */
+  smoothness: Smoothness;
 }
 
 /** The content of `eval_info.json`. */
@@ -55,6 +58,8 @@ export interface EvalInfo {
     mode_share?: [number, number];
     /** Instructed tasks only: share (0-1) of all episodes that went the instructed way. */
     instructed_share?: number;
+    /** The episodes' mean smoothness figures. */
+    smoothness: Smoothness;
   };
 }
 
@@ -216,6 +221,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         success: result.success,
         seed,
         length: result.length,
+        smoothness: smoothness(result.eeTrace, result.action, task.env.dim, 1 / task.env.fps),
       };
       const way = task.modeOf(result.eeTrace);
       if (way !== undefined) ep.mode = way;
@@ -251,6 +257,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       pc_success: (100 * perEpisode.filter((e) => e.success).length) / m,
       eval_s: evalS,
       eval_ep_s: evalS / m,
+      smoothness: meanSmoothness(perEpisode.map((e) => e.smoothness)),
     },
   };
   const modes = taskInfo(opts.task).modes;

@@ -86,7 +86,8 @@ describe("collect -> train -> export -> sim eval", () => {
     const html = await readFile(res.report, "utf8");
     expect(res.report).toBe(join(runDir, "eval", "reach", "report.html"));
     expect(html).toContain("sim eval: reach");
-    expect(html.match(/<canvas data-chart=/g)).toHaveLength(2);
+    expect(html.match(/<canvas data-chart=/g)).toHaveLength(3);
+    expect(html).toContain("mean squared jerk of the joint commands");
 
     const info = JSON.parse(await readFile(join(runDir, "eval", "reach", "eval_info.json"), "utf8")) as EvalInfo;
     // The figures of this seeded run (collect seed 0, the trainer's default seed, eval seeds
@@ -113,12 +114,19 @@ describe("collect -> train -> export -> sim eval", () => {
       expect(p.max_reward).toBeGreaterThanOrEqual(0);
       expect(p.max_reward).toBeLessThanOrEqual(1);
       expect(p.sum_reward).toBeGreaterThanOrEqual(p.max_reward);
+      expect(p.smoothness.path_length_m).toBeGreaterThan(0);
+      expect(p.smoothness.mean_sq_jerk).toBeGreaterThan(0);
+      expect(Number.isInteger(p.smoothness.reversals)).toBe(true);
     }
     const a = info.aggregated;
     expect(a.pc_success).toBe((100 * info.per_episode.filter((p) => p.success).length) / 3);
     expect(a.avg_max_reward).toBeCloseTo(info.per_episode.reduce((s, p) => s + p.max_reward, 0) / 3, 12);
     expect(a.eval_s).toBeGreaterThan(0);
     expect(a.eval_ep_s).toBeCloseTo(a.eval_s / 3, 12);
+    expect(a.smoothness.reversals).toBeCloseTo(
+      info.per_episode.reduce((s, p) => s + p.smoothness.reversals, 0) / 3,
+      12,
+    );
     expect(res.pc_success).toBe(a.pc_success);
     expect((await readdir(join(runDir, "eval", "reach", "pictures"))).sort()).toEqual([
       "eval_episode_0.svg",
