@@ -229,13 +229,7 @@ export class LeRobotWriter {
    */
   static async create(dir: string, opts: LeRobotWriterOptions): Promise<LeRobotWriter> {
     checkOptions(dir, opts);
-    let entries: string[] = [];
-    try {
-      entries = await readdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
-        throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
-    }
+    const entries = await folderEntries(dir);
     if (entries.length > 0) throw new Error(`LeRobotWriter ${dir}: folder exists and is not empty`);
     await mkdir(dir, { recursive: true });
     return new LeRobotWriter(dir, opts);
@@ -253,13 +247,7 @@ export class LeRobotWriter {
    */
   static async resume(dir: string, opts: LeRobotWriterOptions): Promise<LeRobotWriter> {
     checkOptions(dir, opts);
-    let entries: string[] = [];
-    try {
-      entries = await readdir(dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
-        throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
-    }
+    const entries = await folderEntries(dir);
     const hasInfo = await stat(join(dir, "meta/info.json")).then(
       () => true,
       () => false,
@@ -938,6 +926,16 @@ function checkOptions(dir: string, opts: LeRobotWriterOptions): void {
         `LeRobotWriter ${dir}: feature '${name}' has ${f.names.length} names for shape [${f.shape.join(", ")}]`,
       );
     }
+  }
+}
+
+/** The entries of folder `dir` (none when it does not exist). */
+async function folderEntries(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw new Error(`LeRobotWriter ${dir}: cannot list the folder`, { cause: err });
   }
 }
 
