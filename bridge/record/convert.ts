@@ -22,6 +22,7 @@
  * frame of an episode is dropped).
  */
 import { LeRobotWriter } from "../../datasets/lerobot/writer.ts";
+import { recordingLayout } from "./layout.ts";
 import type { RobotProfile } from "../profile.ts";
 import {
   MSG,
@@ -351,14 +352,11 @@ export async function convertBags(
     }
   }
   const gaps = parts.flatMap((x) => x.gaps);
-  const J = p.joints.length;
-  const widths: Record<string, number> = { [p.state_feature]: J, [actionKey]: J };
-  for (const f of p.features) widths[f.feature] = f.size;
-  const features: Record<string, { dtype: "float32"; shape: number[]; names?: string[] }> = {
-    [p.state_feature]: { dtype: "float32", shape: [J], names: [...p.joints] },
-    [actionKey]: { dtype: "float32", shape: [J], names: [...p.joints] },
-  };
-  for (const f of p.features) features[f.feature] = { dtype: "float32", shape: [f.size] };
+  // the layout `record` writes, less the cameras (not read from bags yet)
+  const features = Object.fromEntries(
+    Object.entries(recordingLayout(p).features).filter(([, f]) => f.dtype !== "video"),
+  );
+  const widths = Object.fromEntries(Object.entries(features).map(([k, f]) => [k, f.shape[0] as number]));
   const writer = await LeRobotWriter.create(out, { fps, robotType: p.name, features });
   const name = (files.length === 1 ? (files[0] as string) : (files[0] as string).replace(/\/[^/]*$/, ""))
     .split("/")
