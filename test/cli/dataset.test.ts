@@ -1,9 +1,8 @@
-import { describe, expect, it, afterAll, vi } from "vitest";
+import { describe, expect, it, afterAll } from "vitest";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { join } from "node:path";
-import { Command } from "commander";
-import { registerDataset } from "../../cli/commands/dataset.ts";
+import { runDatasetCli } from "./dataset-cli.ts";
 import { G1, removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
 import { writeRobomimic } from "../datasets/robomimic/fixture.ts";
 
@@ -11,26 +10,6 @@ const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await removeDir(d);
 });
-
-/** Runs `actionflow dataset ...` in-process and returns the parsed last stdout line. */
-async function run(args: string[]): Promise<Record<string, unknown>> {
-  const program = new Command().exitOverride();
-  registerDataset(program);
-  const lines: string[] = [];
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  try {
-    await program.parseAsync(["dataset", ...args], { from: "user" });
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-  const text = lines.join("").trimEnd().split("\n");
-  return JSON.parse(text[text.length - 1]!) as Record<string, unknown>;
-}
 
 describe("actionflow dataset", () => {
   it("info prints its JSON summary of the in-repo v2.1 dataset (through the real CLI)", async () => {
@@ -64,41 +43,43 @@ describe("actionflow dataset", () => {
     const tmp = await tempDir("cli-dataset");
     dirs.push(tmp);
     const out = join(tmp, "g1-v3");
-    const conv = await run(["convert", G1, out, "--json"]);
+    const conv = await runDatasetCli(["convert", G1, out, "--json"]);
     expect(conv).toMatchObject({ episodes: 10, frames: 4236, out });
-    const info = await run(["info", out, "--json"]);
+    const info = await runDatasetCli(["info", out, "--json"]);
     expect(info).toMatchObject({ codebaseVersion: "v3.0", episodes: 10, frames: 4236 });
-    const stats = await run(["stats", out, "--json", "--features", "action"]);
+    const stats = await runDatasetCli(["stats", out, "--json", "--features", "action"]);
     const a = (stats.features as Record<string, { count: number; mean: number[]; q99: number[] }>).action!;
     expect(stats.source).toBe("data");
     expect(a.count).toBe(4236);
     expect(a.mean).toHaveLength(26);
     expect(a.q99).toHaveLength(26);
-    const meta = await run(["stats", G1, "--json", "--from-meta"]);
+    const meta = await runDatasetCli(["stats", G1, "--json", "--from-meta"]);
     const m = (meta.features as Record<string, { count: number; mean: number[] }>).action!;
     expect(meta.source).toBe("meta");
     for (let d = 0; d < 26; d++) expect(m.mean[d]).toBeCloseTo(a.mean[d]!, 6);
 
     const h5 = join(tmp, "lift.hdf5");
     await writeRobomimic(h5);
-    expect(await run(["info", h5, "--json"])).toMatchObject({
+    expect(await runDatasetCli(["info", h5, "--json"])).toMatchObject({
       format: "robomimic",
       episodes: 3,
       frames: 15,
       fps: 20,
       masks: { train: 2, valid: 1 },
     });
-    expect(await run(["convert", h5, join(tmp, "lift-v3"), "--json", "--task", "lift the cube"])).toMatchObject({
+    expect(
+      await runDatasetCli(["convert", h5, join(tmp, "lift-v3"), "--json", "--task", "lift the cube"]),
+    ).toMatchObject({
       episodes: 3,
       frames: 15,
     });
-    expect(await run(["info", join(tmp, "lift-v3"), "--json"])).toMatchObject({ tasks: ["lift the cube"] });
-    await expect(run(["stats", h5, "--from-meta", "--json"])).rejects.toThrow(
+    expect(await runDatasetCli(["info", join(tmp, "lift-v3"), "--json"])).toMatchObject({ tasks: ["lift the cube"] });
+    await expect(runDatasetCli(["stats", h5, "--from-meta", "--json"])).rejects.toThrow(
       `${h5}: --from-meta needs a LeRobot dataset (robomimic files store no statistics)`,
     );
-    await expect(run(["stats", G1, "--features", "action,episode_index", "--json"])).rejects.toThrow(
+    await expect(runDatasetCli(["stats", G1, "--features", "action,episode_index", "--json"])).rejects.toThrow(
       /^--features: 'episode_index' is not a float feature \(have: [^)]*\baction\b/,
     );
-    await expect(run(["convert", G1, out, "--json"])).rejects.toThrow(/not empty/);
+    await expect(runDatasetCli(["convert", G1, out, "--json"])).rejects.toThrow(/not empty/);
   });
 });

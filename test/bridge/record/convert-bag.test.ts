@@ -12,13 +12,12 @@ import { join } from "node:path";
 import { McapWriter, TempBuffer } from "@mcap/core";
 import { stringify } from "@foxglove/rosmsg";
 import { MessageWriter } from "@foxglove/rosmsg2-serialization";
-import { Command } from "commander";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ros2Definitions } from "../../../bridge/log/run-log.ts";
 import { loadRobotProfile, type RobotProfile } from "../../../bridge/profile.ts";
 import { convertBags } from "../../../bridge/record/convert.ts";
-import { registerDataset } from "../../../cli/commands/dataset.ts";
 import { openLeRobot } from "../../../datasets/lerobot/reader.ts";
+import { runDatasetCli } from "../../cli/dataset-cli.ts";
 import { findPython, runPython } from "../python.ts";
 
 // a fresh clone installs python3-rosbag itself; the bag tests skip only where the script could not
@@ -223,25 +222,6 @@ async function expectEpisodes(out: string, kept: { n0: number; length: number }[
   }
 }
 
-/** Runs `actionflow dataset ...` in-process; returns the JSON object of the last stdout line. */
-async function cli(args: string[]): Promise<Record<string, unknown>> {
-  const program = new Command().exitOverride();
-  registerDataset(program);
-  const lines: string[] = [];
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-  try {
-    await program.parseAsync(["dataset", ...args], { from: "user" });
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-  return JSON.parse(lines.join("").trimEnd().split("\n").pop()!) as Record<string, unknown>;
-}
-
 describe("convertBags: marker-topic episodes from an MCAP file", () => {
   it("keeps the start..stop stretches, drops the discarded one and reports it", async () => {
     const out = join(dir, "M");
@@ -306,7 +286,7 @@ describe.skipIf(why !== undefined)("convertBags: ROS 1 bags written by python3-r
 
   it("converts run.bag through the CLI: marker episodes, values by header stamp", async () => {
     const out = join(dir, "B");
-    const r = await cli(["convert", bag, out, "--robot", PROFILE, "--json"]);
+    const r = await runDatasetCli(["convert", bag, out, "--robot", PROFILE, "--json"]);
     expect(r).toMatchObject({ source: "bag", episodes: 3, frames: 70, fps: 10, files: 1 });
     expect(r.messages).toEqual({
       "/joint_states": 601,
@@ -327,7 +307,16 @@ describe.skipIf(why !== undefined)("convertBags: ROS 1 bags written by python3-r
     mkdirSync(both);
     writeFileSync(join(both, "a.bag"), readFileSync(bag));
     writeFileSync(join(both, "b.mcap"), readFileSync(mcap));
-    const r = await cli(["convert", both, join(dir, "AB"), "--robot", PROFILE, "--split", "marker", "--json"]);
+    const r = await runDatasetCli([
+      "convert",
+      both,
+      join(dir, "AB"),
+      "--robot",
+      PROFILE,
+      "--split",
+      "marker",
+      "--json",
+    ]);
     expect(r).toMatchObject({ source: "mcap+bag", files: 2, episodes: 6, frames: 140 });
     await expectEpisodes(join(dir, "AB"), [...KEPT, ...KEPT]);
   });
