@@ -7,16 +7,20 @@ import { z } from "zod";
 /**
  * One observation feature as the graphs see it (`actionflow.features` holds an array of them, as JSON).
  * `shape` is the model (padded) shape `[d]` or `[n, d]`; `rawShape` the same with the last dim unpadded.
+ * A camera (`kind: "image"`) has `shape` = `rawShape` = `[height, width, 3]`: its graph input
+ * `obs.<name>` is uint8 RGB `[batch, height, width, 3]` and its observation value a Uint8Array.
  */
 export const FeatureIOSchema = z.object({
   /** Model name (`state`); the graph input is `obs.<name>`. */
   name: z.string().min(1),
   /** Dataset column (`observation.state`). */
   key: z.string(),
-  /** Model (padded) shape `[d]` or `[n, d]`. */
-  shape: z.array(z.number().int().positive()).min(1).max(2),
+  /** Model (padded) shape `[d]` or `[n, d]`; `[height, width, 3]` for a camera. */
+  shape: z.array(z.number().int().positive()).min(1).max(3),
   /** Raw (dataset) shape: `shape` with the last dim unpadded. */
-  rawShape: z.array(z.number().int().positive()).min(1).max(2),
+  rawShape: z.array(z.number().int().positive()).min(1).max(3),
+  /** `image`: a camera, uint8 RGB `[height, width, 3]`; absent: a float32 vector or token set. */
+  kind: z.literal("image").optional(),
 });
 /** One observation feature as the graphs see it (see {@link FeatureIOSchema}). */
 export type FeatureIO = z.infer<typeof FeatureIOSchema>;
