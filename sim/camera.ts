@@ -410,3 +410,24 @@ export function cameraSpecs(names: readonly string[], sizes: readonly string[] =
   if (sizes.length > 0 && names.length === 0) throw new Error("--camera-size needs a --camera <name>");
   return names.map((name, i) => ({ name, ...parseCameraSize(sizes[sizes.length === 1 ? 0 : i] ?? "96x96") }));
 }
+
+/**
+ * The simulator cameras an image policy reads: one per camera feature keyed
+ * `observation.images.<name>`, at the feature's `[height, width, 3]`. Throws naming a camera
+ * feature of another key (the simulator names its images `observation.images.<camera>`).
+ */
+export function policyCameras(
+  features: readonly { key: string; rawShape: readonly number[]; kind?: "image" | undefined }[],
+): CameraSpec[] {
+  const out: CameraSpec[] = [];
+  for (const f of features) {
+    if (f.kind !== "image") continue;
+    const m = /^observation\.images\.(.+)$/.exec(f.key);
+    if (!m)
+      throw new Error(
+        `camera feature '${f.key}' is not named observation.images.<camera>; the simulator cannot render it`,
+      );
+    out.push({ name: m[1]!, width: f.rawShape[1]!, height: f.rawShape[0]! });
+  }
+  return out;
+}

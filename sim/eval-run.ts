@@ -14,6 +14,7 @@ import { evaluate, type EvalEpisode, type EvalInfo, type EvaluateOptions } from 
 import { simEvalReport } from "./eval-report.ts";
 import { ExpertChunkPolicy } from "./policy.ts";
 import type { CameraSpec } from "./camera.ts";
+import { policyCameras } from "./camera.ts";
 import type { RobotScene } from "./scene/robot.ts";
 import type { Task, TaskName } from "./tasks/index.ts";
 
@@ -95,6 +96,11 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     // so episode i of `--episodes N --seed S` replays alone with `--episodes 1 --seed S+i`.
     onnx = await OnnxPolicy.load(o.policy, { seed, executionProviders: [o.provider] });
     policy = onnx;
+    // An image policy sees its cameras at the size it was trained on, unless --camera says otherwise.
+    if (!o.camera || o.camera.length === 0) {
+      const cams = policyCameras(onnx.features);
+      if (cams.length > 0) o = { ...o, camera: cams };
+    }
     // a run folder gets <run>/eval/<task>; an .onnx file <its folder>/eval/<file name>/<task>
     outDir =
       o.out ??

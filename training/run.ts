@@ -32,7 +32,8 @@ import { buildHead } from "../policy/net/network.ts";
 import type { FeatureStats } from "../policy/normalize.ts";
 import { VERSION } from "../policy/version.ts";
 import { openDataset } from "../datasets/open.ts";
-import type { DatasetFormat } from "../datasets/open.ts";
+import type { DatasetFormat, OpenedDataset } from "../datasets/open.ts";
+import { CameraFrames, type MissingVideo } from "./images.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { TrainBackendName } from "./backend/registry.ts";
 import { refuseOrtWorkers, resolveTrainBackend } from "./backend/registry.ts";
@@ -94,6 +95,11 @@ export interface TrainRunOptions extends RunSettings {
    * refused.
    */
   workers?: number;
+  /**
+   * An episode without the video of a camera feature: `refuse` (default) fails naming it, `skip`
+   * leaves it out of a new run's split after a message. Not stored (the split is).
+   */
+  missingVideo?: MissingVideo;
   /** Called once the run is set up. */
   onStart?: (s: RunStart) => void;
   /** Called after every step. */
@@ -131,6 +137,7 @@ export interface TrainRunResult {
 
 /** The dataset and what a run records of it; robomimic files may carry a validation mask, LeRobot folders stats. */
 interface RunDataset {
+  opened: OpenedDataset;
   ds: EpisodeDataset;
   format: DatasetFormat;
   codebaseVersion: string | null;
@@ -145,9 +152,10 @@ async function openRunDataset(path: string): Promise<RunDataset> {
   const ds: EpisodeDataset = opened.dataset;
   if (opened.format === "robomimic") {
     const valMask = opened.dataset.masks["valid"];
-    return { ds, format: opened.format, codebaseVersion: null, tasks: [], ...(valMask ? { valMask } : {}) };
+    return { opened, ds, format: opened.format, codebaseVersion: null, tasks: [], ...(valMask ? { valMask } : {}) };
   }
   return {
+    opened,
     ds,
     format: opened.format,
     codebaseVersion: opened.dataset.codebaseVersion,
@@ -201,12 +209,20 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       opts.config ? "config" : "settings",
     );
 
-    // Split.
-    const indices = ds.episodes.map((e) => e.index);
+    // Split (a new run leaves out, or refuses, episodes without a camera's video).
+    const cameraFrames = new CameraFrames(opened.opened);
+    const cameras = input.obs.flatMap((o) => (o.image ? [{ key: o.key, ...o.image }] : []));
+    const indices = stored
+      ? ds.episodes.map((e) => e.index)
+      : await cameraFrames.usable(
+          ds.episodes.map((e) => e.index),
+          cameras,
+          opts.missingVideo ?? "refuse",
+        );
     let split: { train: number[]; val: number[] };
     if (stored) split = stored.split;
     else if (opened.valMask && opts.valEpisodes === undefined && opts.config?.valEpisodes === undefined) {
-      const val = new Set(opened.valMask);
+      const val = new Set(opened.valMask.filter((i) => indices.includes(i)));
       split = { train: indices.filter((i) => !val.has(i)), val: [...val].sort((a, b) => a - b) };
       input.valEpisodes = "mask/valid";
     } else split = splitEpisodes(indices, input.valEpisodes);
@@ -220,6 +236,11 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       head,
       metaStats: opened.metaStats,
       trainEpisodes: split.train,
+      cameraStats: async (key) =>
+        cameraFrames.stats(
+          cameras.find((c) => c.key === key)!,
+          split.train,
+        ),
     });
 
     if (!stored) {
@@ -257,8 +278,10 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       norms,
       padding: input.padding,
       tasks: opened.tasks,
+      images: (episode: number, key: string, size: { width: number; height: number }) =>
+        cameraFrames.load(episode, key, size),
     };
-    const train = await createWindowSource({ ...windowOpts, episodes: split.train });
+    const train = await createWindowSource({ ...windowOpts, episodes: split.train, imageShift: input.imageShift });
     const val = await createWindowSource({ ...windowOpts, episodes: split.val });
     const valBatches = validationBatches(val, input.valWindows, 64);
 

@@ -33,6 +33,11 @@ export const ObsSpecSchema = z.object({
   name: z.string(),
   key: z.string(),
   prompts: z.array(z.string()).min(1).optional(),
+  /**
+   * A camera: the column is a LeRobot video or image feature, decoded to `width` x `height` (see
+   * {@link WindowSourceOptions.images}); its window value is the normalised RGB `[height, width, 3]`.
+   */
+  image: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).optional(),
 });
 /** See {@link ObsSpecSchema}. */
 export type ObsSpec = z.infer<typeof ObsSpecSchema>;
@@ -65,6 +70,17 @@ export interface WindowSourceOptions {
   padding?: PaddingMode;
   /** The dataset's task strings by task index (LeRobot `meta/tasks`): needed by a prompt feature. */
   tasks?: readonly string[];
+  /**
+   * The camera frames of camera features: uint8 RGB `[length, height, width, 3]` of one episode's
+   * camera `key` at `size`. Their normalisation (`norms[key]`, 3 dims) is of pixel / 255.
+   */
+  images?: (episode: number, key: string, size: { width: number; height: number }) => Promise<Uint8Array>;
+  /**
+   * Random-shift augmentation of camera features in `next` (training draws only; `epoch` and
+   * `batchAt` are not augmented): each window's image moves by up to this many pixels in x and y,
+   * the border repeated (DrQ's shift). Default 0.
+   */
+  imageShift?: number;
   /** Called after each episode is loaded (for progress bars). */
   onLoad?: (loaded: number, total: number) => void;
 }
@@ -157,8 +173,16 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     const k = o.prompts.length;
     plans[o.name] = { key: o.key, rows: 1, dim: k, padded: k, shape: history > 1 ? [history, k] : [k] };
   }
+  const imageSpecs = opts.obs.filter((o) => o.image !== undefined);
+  if (imageSpecs.length > 0) {
+    if (!opts.images) throw new Error(`windows: camera feature '${imageSpecs[0]!.name}' needs a frame loader (images)`);
+    if (history > 1) throw new Error(`windows: camera features take one observation frame (historyFrames ${history})`);
+  }
+  const shift = opts.imageShift ?? 0;
+  if (!Number.isInteger(shift) || shift < 0)
+    throw new RangeError(`windows: imageShift must be a non-negative integer, got ${shift}`);
   for (const o of opts.obs) {
-    if (o.prompts !== undefined) continue;
+    if (o.prompts !== undefined || o.image !== undefined) continue;
     const c = columnShape(o.key, `obs '${o.name}'`);
     const padded = opts.obsDims?.[o.name] ?? c.dim;
     if (padded < c.dim)
@@ -166,7 +190,8 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     const base = c.shape.length === 2 ? [c.rows, padded] : [padded];
     plans[o.name] = { key: o.key, rows: c.rows, dim: c.dim, padded, shape: history > 1 ? [history, ...base] : base };
   }
-  const columns = [...new Set([opts.action, ...opts.obs.filter((o) => o.prompts === undefined).map((o) => o.key)])];
+  const vectorObs = opts.obs.filter((o) => o.prompts === undefined && o.image === undefined);
+  const columns = [...new Set([opts.action, ...vectorObs.map((o) => o.key)])];
   const promptSpecs = opts.obs.filter((o) => o.prompts !== undefined);
   const normFor = (key: string, dim: number): AffineNorm => {
     const n = opts.norms[key];
@@ -177,10 +202,18 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     return n;
   };
   const dims: Record<string, { rows: number; dim: number }> = { [opts.action]: act };
-  for (const o of opts.obs)
-    if (o.prompts === undefined) dims[o.key] = { rows: plans[o.name]!.rows, dim: plans[o.name]!.dim };
+  for (const o of vectorObs) dims[o.key] = { rows: plans[o.name]!.rows, dim: plans[o.name]!.dim };
   const norms: Record<string, AffineNorm> = {};
   for (const key of columns) norms[key] = normFor(key, dims[key]!.dim);
+  // Cameras: pixel value v -> v * scale[c] / 255 + offset[c], by channel c.
+  const pixelNorms: Record<string, { scale: Float32Array; offset: Float32Array }> = {};
+  for (const o of imageSpecs) {
+    const n = normFor(o.key, 3);
+    pixelNorms[o.name] = {
+      scale: Float32Array.from(n.scale.slice(0, 3), (v) => v / 255),
+      offset: Float32Array.from(n.offset.slice(0, 3)),
+    };
+  }
 
   const byIndex = new Map(dataset.episodes.map((e) => [e.index, e]));
   const loaded: {
@@ -188,6 +221,8 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     length: number;
     cols: Record<string, LoadedColumn>;
     prompts: Record<string, LoadedColumn>;
+    /** uint8 RGB `[length, height, width, 3]` per camera feature name. */
+    images: Record<string, Uint8Array>;
   }[] = [];
   for (const index of opts.episodes) {
     const ep = byIndex.get(index);
@@ -235,7 +270,17 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       }
       prompts[o.name] = { data, rows: 1, dim: k };
     }
-    loaded.push({ index, length: ep.length, cols, prompts });
+    const images: Record<string, Uint8Array> = {};
+    for (const o of imageSpecs) {
+      const { width, height } = o.image!;
+      const rgb = await opts.images!(index, o.key, { width, height });
+      if (rgb.length !== ep.length * height * width * 3)
+        throw new Error(
+          `windows: episode ${index} camera '${o.key}' has ${rgb.length} bytes, expected ${ep.length} frames x ${height}x${width}x3`,
+        );
+      images[o.name] = rgb;
+    }
+    loaded.push({ index, length: ep.length, cols, prompts, images });
     opts.onLoad?.(loaded.length, opts.episodes.length);
   }
   const starts: number[] = [];
@@ -259,10 +304,11 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     return { episode: loaded[lo]!.index, frame: position - starts[lo]!, k: lo };
   };
 
-  const batchAt = (positions: readonly number[]): Batch => {
+  const batchAt = (positions: readonly number[], shifts?: Int32Array): Batch => {
     const size = positions.length;
     const obs: Record<string, Float32Array> = {};
     for (const [name, p] of Object.entries(plans)) obs[name] = new Float32Array(size * history * p.rows * p.padded);
+    for (const o of imageSpecs) obs[o.name] = new Float32Array(size * o.image!.height * o.image!.width * 3);
     const actions = new Float32Array(size * horizon * actionDim);
     const isPad = new Uint8Array(size * horizon);
     for (let b = 0; b < size; b++) {
@@ -280,6 +326,12 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
           }
         }
       }
+      for (const o of imageSpecs) {
+        const { width, height } = o.image!;
+        const dx = shifts ? shifts[2 * b]! : 0;
+        const dy = shifts ? shifts[2 * b + 1]! : 0;
+        writeImage(ep.images[o.name]!, frame, { width, height }, dx, dy, pixelNorms[o.name]!, obs[o.name]!, b);
+      }
       const a = ep.cols[opts.action]!;
       for (let s = 0; s < horizon; s++) {
         const t = frame + s;
@@ -293,6 +345,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
 
   const obsShapes: Record<string, number[]> = {};
   for (const [name, p] of Object.entries(plans)) obsShapes[name] = p.shape;
+  for (const o of imageSpecs) obsShapes[o.name] = [o.image!.height, o.image!.width, 3];
   return {
     frames,
     episodes: loaded.map((e) => e.index),
@@ -304,7 +357,10 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
         throw new RangeError(`windows: batch size must be a positive integer, got ${size}`);
       const positions = new Array<number>(size);
       for (let b = 0; b < size; b++) positions[b] = rng.int(frames);
-      return batchAt(positions);
+      if (imageSpecs.length === 0 || shift === 0) return batchAt(positions);
+      const shifts = new Int32Array(2 * size);
+      for (let i = 0; i < shifts.length; i++) shifts[i] = rng.int(2 * shift + 1) - shift;
+      return batchAt(positions, shifts);
     },
     *epoch(size: number): Iterable<Batch> {
       if (!Number.isInteger(size) || size < 1)
@@ -314,12 +370,44 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
         yield batchAt(Array.from({ length: end - start }, (_, i) => start + i));
       }
     },
-    batchAt,
+    batchAt: (positions: readonly number[]) => batchAt(positions),
     locate(position: number) {
       const { episode, frame } = locate(position);
       return { episode, frame };
     },
   };
+}
+
+/**
+ * Writes frame `frame` of `rgb` (`[frames, height, width, 3]`), moved by (dx, dy) pixels with the
+ * border repeated, normalised by channel, into window `b` of `out` (`[batch, height, width, 3]`).
+ */
+function writeImage(
+  rgb: Uint8Array,
+  frame: number,
+  size: { width: number; height: number },
+  dx: number,
+  dy: number,
+  norm: { scale: Float32Array; offset: Float32Array },
+  out: Float32Array,
+  b: number,
+): void {
+  const { width: w, height: h } = size;
+  const src = frame * h * w * 3;
+  const dst = b * h * w * 3;
+  const [s0, s1, s2] = [norm.scale[0]!, norm.scale[1]!, norm.scale[2]!];
+  const [o0, o1, o2] = [norm.offset[0]!, norm.offset[1]!, norm.offset[2]!];
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(h - 1, Math.max(0, y + dy));
+    for (let x = 0; x < w; x++) {
+      const sx = Math.min(w - 1, Math.max(0, x + dx));
+      const i = src + (sy * w + sx) * 3;
+      const j = dst + (y * w + x) * 3;
+      out[j] = rgb[i]! * s0 + o0;
+      out[j + 1] = rgb[i + 1]! * s1 + o1;
+      out[j + 2] = rgb[i + 2]! * s2 + o2;
+    }
+  }
 }
 
 /** A train/validation split of episode indices. */

@@ -43,6 +43,9 @@ interface TrainFlags {
   valEvery?: number;
   keep?: number;
   resume?: boolean;
+  imageSize?: string;
+  imageShift?: number;
+  missingVideo?: "refuse" | "skip";
   promptFeature?: boolean;
   /** false with --no-prompt (commander's negatable option). */
   prompt?: boolean;
@@ -96,6 +99,19 @@ export function registerTrain(program: Command): void {
       "conditioning features name=column,... (default state=observation.state[,env=observation.environment_state])",
     )
     .option("--action <column>", "action column (default action)")
+    .option(
+      "--image-size <WxH>",
+      "decode camera features (video or image columns named in --obs) to this size (default: each camera's own)",
+    )
+    .addOption(
+      option("--image-shift <px>", "random-shift augmentation of camera images, pixels (default 4)", nonNegativeInt),
+    )
+    .addOption(
+      choiceOption("--missing-video <what>", "an episode without a camera's video: refuse (default) or skip it", [
+        "refuse",
+        "skip",
+      ]),
+    )
     .addOption(choiceOption("--arch <arch>", "transformer | mlp (default transformer)", ArchSchema.options))
     .addOption(
       choiceOption(
@@ -176,6 +192,9 @@ export function registerTrain(program: Command): void {
           keep: o.keep,
           workers: o.workers,
           prompt,
+          imageSize: o.imageSize,
+          imageShift: o.imageShift,
+          missingVideo: o.missingVideo,
         }),
         ...(normObs || normAction
           ? { normalization: { ...(normObs ? { obs: normObs } : {}), ...(normAction ? { action: normAction } : {}) } }

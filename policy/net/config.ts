@@ -6,14 +6,20 @@ import { z } from "zod";
 import { parseValue } from "../io/json.ts";
 import { normalizePrompt } from "./prompt.ts";
 
-/** One observation feature that conditions the head: a vector `[d]` is one token, `[n, d]` is n tokens. */
+/**
+ * One observation feature that conditions the head: a vector `[d]` is one token, `[n, d]` is n
+ * tokens, a camera (`kind: "image"`, shape `[height, width, 3]`) is the tokens of the head's image
+ * encoder (`vision`, see `policy/net/vision.ts`).
+ */
 export const ObsFeatureSchema = z.object({
   /** Name inside the model (`state`, `env`, `emb`). */
   name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "feature names are identifiers"),
   /** Source column in the dataset (`observation.state`); informational for the network. */
   key: z.string(),
-  /** `[d]` or `[n, d]` after padding. */
-  shape: z.array(z.number().int().positive()).min(1).max(2),
+  /** `[d]` or `[n, d]` after padding; `[height, width, 3]` for a camera. */
+  shape: z.array(z.number().int().positive()).min(1).max(3),
+  /** `image`: a camera, RGB `[height, width, 3]` (normalised per channel), encoded by `vision`. */
+  kind: z.literal("image").optional(),
   /**
    * A prompt feature only: the K task strings the head knows, in vocabulary order; the feature is
    * then the one-hot `[K]` of the prompt (see `policy/net/prompt.ts`). Absent on every other feature.
@@ -37,6 +43,31 @@ export const MlpSchema = z.object({
   depth: z.number().int().positive().default(3),
   timeEmbedDim: z.number().int().positive().default(16),
 });
+
+/**
+ * The image encoder trained with the head (one per camera, weights not shared): a patchify stem (a
+ * `stem` x `stem` convolution of stride `stem`), then per stage a 3x3 convolution and a 2x2
+ * stride-2 convolution, each followed by GroupNorm and SiLU, a last 3x3 convolution, and a spatial
+ * softmax turning each of the `channels` feature maps into an expected image position (x, y): its
+ * keypoint (Diffusion Policy's and robomimic's spatial softmax). Convolutions are unpadded; a
+ * stride-2 convolution drops an odd last row or column. The `2 * channels` keypoint coordinates are grouped into `tokens` observation tokens.
+ */
+export const VisionSchema = z.object({
+  /** Patch size of the stem convolution (its kernel and stride). */
+  stem: z.number().int().positive().default(4),
+  /** Channels of the stem and of each stage. */
+  width: z.number().int().positive().default(32),
+  /** Down-sampling stages after the stem. */
+  stages: z.number().int().min(0).default(1),
+  /** Feature maps of the last convolution: the keypoints. */
+  channels: z.number().int().positive().default(32),
+  /** GroupNorm groups (divides `width` and `channels`). */
+  groups: z.number().int().positive().default(8),
+  /** Observation tokens per camera (divides `channels`). */
+  tokens: z.number().int().positive().default(4),
+});
+/** Image encoder sizes (see {@link VisionSchema}). */
+export type VisionConfig = z.infer<typeof VisionSchema>;
 
 /** The network architectures: `transformer` (default) or `mlp`. */
 export const ArchSchema = z.enum(["transformer", "mlp"]);
@@ -68,6 +99,7 @@ export const HeadConfigSchema = z
     obs: z.array(ObsFeatureSchema).min(1),
     transformer: TransformerSchema.prefault({}),
     mlp: MlpSchema.prefault({}),
+    vision: VisionSchema.prefault({}),
     /**
      * Training-time real-time chunking: the largest committed action prefix (in chunk steps) the head
      * was trained to continue. Each training example draws a prefix length d in [0, rtcMaxDelay]; its
@@ -113,6 +145,25 @@ export const HeadConfigSchema = z
           message: `observation feature '${f.name}' appears twice`,
         });
       names.add(f.name);
+      if (f.kind === "image") {
+        if (f.shape.length !== 3 || f.shape[2] !== 3)
+          ctx.addIssue({
+            code: "custom",
+            path: ["obs", i, "shape"],
+            message: `a camera feature has shape [height, width, 3], got [${f.shape.join(", ")}]`,
+          });
+        else {
+          const issue = visionShapeIssue(cfg.vision, f.shape[0]!, f.shape[1]!);
+          if (issue) ctx.addIssue({ code: "custom", path: ["obs", i, "shape"], message: issue });
+        }
+        if (f.prompts !== undefined)
+          ctx.addIssue({ code: "custom", path: ["obs", i, "prompts"], message: "a camera feature takes no prompts" });
+      } else if (f.shape.length > 2)
+        ctx.addIssue({
+          code: "custom",
+          path: ["obs", i, "shape"],
+          message: `a feature of shape [${f.shape.join(", ")}] must be [d] or [n, d] (or a camera: kind "image")`,
+        });
       if (f.prompts !== undefined) {
         if (f.shape.length !== 1 || f.shape[0] !== f.prompts.length)
           ctx.addIssue({
@@ -137,6 +188,30 @@ export const HeadConfigSchema = z
     if (cfg.obs.filter((f) => f.prompts !== undefined).length > 1)
       ctx.addIssue({ code: "custom", path: ["obs"], message: "at most one observation feature is a prompt" });
   });
+/**
+ * Why an image of `height` x `width` does not fit the encoder `v` (undefined when it does): the stem
+ * must divide both sides, every stage needs a map of at least 4x4, the last convolution at least a
+ * 3x3 map, and the groups and tokens must divide the channels.
+ */
+export function visionShapeIssue(v: VisionConfig, height: number, width: number): string | undefined {
+  if (v.width % v.groups !== 0 || v.channels % v.groups !== 0)
+    return `vision.groups ${v.groups} must divide vision.width ${v.width} and vision.channels ${v.channels}`;
+  if (v.channels % v.tokens !== 0) return `vision.tokens ${v.tokens} must divide vision.channels ${v.channels}`;
+  if (height % v.stem !== 0 || width % v.stem !== 0)
+    return `the image ${width}x${height} is not a multiple of the stem patch ${v.stem}`;
+  let h = height / v.stem;
+  let w = width / v.stem;
+  for (let s = 0; s < v.stages; s++) {
+    if (h < 4 || w < 4)
+      return `the image ${width}x${height} is too small for ${v.stages} vision stages (a ${w}x${h} map before stage ${s})`;
+    h = Math.floor((h - 2) / 2);
+    w = Math.floor((w - 2) / 2);
+  }
+  if (h < 3 || w < 3)
+    return `the image ${width}x${height} leaves a ${w}x${h} map, too small for the last 3x3 convolution`;
+  return undefined;
+}
+
 /** A validated head configuration, defaults filled in. */
 export type HeadConfig = z.infer<typeof HeadConfigSchema>;
 /** What {@link parseHeadConfig} accepts: a head configuration whose defaulted fields may be left out. */

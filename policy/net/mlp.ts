@@ -5,7 +5,8 @@
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
 import type { ActionHead, Context, VelocityOptions } from "./head.ts";
-import { featureSize, intervalConditioning, timeTokensOf } from "./head.ts";
+import { intervalConditioning, timeTokensOf } from "./head.ts";
+import { featureTokens } from "./vision.ts";
 import { chunks, dense, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -22,8 +23,9 @@ export function mlpHead(config: HeadConfig): ActionHead {
       for (const f of config.obs) {
         const x = obs[f.name];
         if (x === undefined) throw new Error(`observation feature '${f.name}' is missing`);
-        const size = featureSize(f.shape);
-        const e = dense(ops, `obs.${f.name}.proj`, ops.reshape(x, [-1, size]), size, W);
+        const t = featureTokens(ops, f, x, config.vision);
+        const size = t.tokens * t.dim;
+        const e = dense(ops, `obs.${f.name}.proj`, ops.reshape(t.x, [-1, size]), size, W);
         sum = sum === undefined ? e : ops.add(sum, e);
       }
       return { obs: dense(ops, "obs.mix", ops.silu(sum!), W, W) };

@@ -3,13 +3,14 @@
  * cross-attention to observation tokens, and per-token time driving adaLN-zero (pi0.5 style).
  *
  * Each observation feature is projected by its own layer: a vector `[d]` is one token, an
- * embedding `[n, d]` is n tokens. Cross-attention keys and values are computed in `encode`, once
+ * embedding `[n, d]` is n tokens, a camera the tokens of its own image encoder (`vision.ts`). Cross-attention keys and values are computed in `encode`, once
  * per chunk.
  */
 import type { HeadConfig } from "./config.ts";
 import type { Ops } from "./ops.ts";
 import type { ActionHead, Context, VelocityOptions } from "./head.ts";
 import { intervalConditioning, timeTokensOf } from "./head.ts";
+import { featureTokenCount, featureTokens } from "./vision.ts";
 import { attend, chunks, dense, headsKeys, headsValues, modulate, timeEmbedding } from "./layers.ts";
 
 const LN_EPS = 1e-6;
@@ -19,7 +20,7 @@ export function transformerHead(config: HeadConfig): ActionHead {
   const { horizon: H, actionDim: A } = config;
   const { width: D, depth, heads, mlpRatio, timeEmbedDim } = config.transformer;
   const att = { width: D, heads };
-  const obsTokens = config.obs.reduce((n, f) => n + (f.shape.length === 2 ? f.shape[0]! : 1), 0);
+  const obsTokens = config.obs.reduce((n, f) => n + featureTokenCount(f, config.vision), 0);
 
   return {
     config,
@@ -28,9 +29,8 @@ export function transformerHead(config: HeadConfig): ActionHead {
       for (const f of config.obs) {
         const x = obs[f.name];
         if (x === undefined) throw new Error(`observation feature '${f.name}' is missing`);
-        const n = f.shape.length === 2 ? f.shape[0]! : 1;
-        const d = f.shape[f.shape.length - 1]!;
-        let tok = ops.reshape(dense(ops, `obs.${f.name}.proj`, x, d, D), [-1, n, D]);
+        const { x: input, tokens: n, dim: d } = featureTokens(ops, f, x, config.vision);
+        let tok = ops.reshape(dense(ops, `obs.${f.name}.proj`, input, d, D), [-1, n, D]);
         const typeEmb = ops.param({ name: `obs.${f.name}.embed`, shape: [n, D], init: { kind: "normal", std: 0.02 } });
         tok = ops.add(tok, typeEmb);
         tokens.push(tok);

@@ -89,7 +89,13 @@ export function featuresOf(ckpt: Pick<Checkpoint, "config" | "normalization">): 
         throw new Error(
           `observation feature '${f.name}': raw dim ${rawD} (from stats) must be in 1..${d} (the model's)`,
         );
-      return { name: f.name, key: f.key, shape: [...f.shape], rawShape: [...f.shape.slice(0, -1), rawD] };
+      return {
+        name: f.name,
+        key: f.key,
+        shape: [...f.shape],
+        rawShape: [...f.shape.slice(0, -1), rawD],
+        ...(f.kind === "image" ? { kind: "image" as const } : {}),
+      };
     });
 }
 

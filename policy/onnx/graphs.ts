@@ -9,6 +9,8 @@
  * Sample-graph inputs (batch is the `batch` dim_param):
  * - `obs.<name>` `[batch, ...rawShape]` float32, raw (dataset units), one per observation feature;
  *   `rawShape` is the model shape with its last dim set to the dataset's (unpadded) dim.
+ * - A camera (`kind: "image"`): `obs.<name>` uint8 RGB `[batch, height, width, 3]`; the graph casts
+ *   it, applies the per-channel normalisation of pixel / 255 and runs the head's image encoder.
  * - A head conditioned on a task prompt (`policy/net/prompt.ts`): `obs.<name>` `[batch]` int64, the
  *   prompt's index in the vocabulary listed by the metadata key `actionflow.prompts`; a Gather over
  *   an identity constant turns it into the one-hot the head was trained on.
@@ -102,6 +104,13 @@ export function buildSampleModel(
     const d = f.shape[f.shape.length - 1]!;
     const rawD = f.rawShape[f.rawShape.length - 1]!;
     checkAffine(`observation feature '${f.name}'`, norm, d);
+    if (f.kind === "image") {
+      // uint8 RGB -> float pixel / 255 (the units its per-channel normalisation is in) -> normalised.
+      const pixels = ops.input(obsInputName(f.name), [-1, ...f.rawShape], DataType.UINT8);
+      const x = ops.node("Cast", [pixels], [-1, ...f.rawShape], { to: { int: DataType.FLOAT } }, DataType.FLOAT);
+      obs[f.name] = normalizeRaw(ops, x, imageNorm(norm), 3);
+      continue;
+    }
     const x = ops.input(obsInputName(f.name), [-1, ...f.rawShape]);
     obs[f.name] = padLast(ops, normalizeRaw(ops, x, norm, rawD), rawD, d);
   }
@@ -375,6 +384,14 @@ function wrapModel(ops: OnnxOps, name: string, doc: string, meta: Record<string,
 }
 
 /** x * scale + offset over the first `rawD` dims of the map (raw values, unpadded). */
+/**
+ * A camera's normalisation in pixel units: its stats are of pixel / 255 (LeRobot's convention for
+ * image features), so the scale takes the 1/255 in.
+ */
+export function imageNorm(norm: AffineNorm): AffineNorm {
+  return { scale: norm.scale.map((s) => s / 255), offset: norm.offset.slice() };
+}
+
 function normalizeRaw(ops: OnnxOps, x: Sym, norm: AffineNorm, rawD: number): Sym {
   return ops.add(
     ops.mul(x, ops.constant(norm.scale.slice(0, rawD), [rawD])),

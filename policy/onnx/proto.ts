@@ -16,7 +16,7 @@ export const OPSET = 17;
 export const IR_VERSION = 8;
 
 /** `TensorProto.DataType` values used here. */
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, BOOL: 9, DOUBLE: 11 } as const;
 
 /** `AttributeProto.AttributeType` values. */
 export const AttributeType = {

@@ -214,8 +214,9 @@ export class OnnxPolicy implements ChunkPolicy {
 
   /** Runs `runs` chunks (default 3) on zero observations so the first real call is not slow. */
   async warmup(opts: { runs?: number } = {}): Promise<void> {
-    const obs: Record<string, Float32Array> = {};
-    for (const f of this.features) obs[f.name] = new Float32Array(size(f.rawShape));
+    const obs: Record<string, Float32Array | Uint8Array> = {};
+    for (const f of this.features)
+      obs[f.name] = f.kind === "image" ? new Uint8Array(size(f.rawShape)) : new Float32Array(size(f.rawShape));
     const prompt = this.prompts?.[0];
     for (let i = 0; i < (opts.runs ?? 3); i++)
       await this.sampleChunk(obs, { seed: i, ...(prompt !== undefined ? { prompt } : {}) });
@@ -289,6 +290,19 @@ export class OnnxPolicy implements ChunkPolicy {
         );
       }
       const n = size(f.rawShape);
+      if (f.kind === "image") {
+        const [h, w] = f.rawShape as [number, number, number];
+        if (!(x instanceof Uint8Array))
+          throw new TypeError(
+            `camera '${f.key}' must be uint8 RGB [${h}, ${w}, 3] (a Uint8Array), got a ${x.constructor.name}`,
+          );
+        if (x.length !== n)
+          throw new Error(
+            `camera '${f.key}' has ${x.length} bytes, expected ${n} (RGB [${h}, ${w}, 3]; resize it to ${w}x${h})`,
+          );
+        feeds[obsInputName(f.name)] = new ort.Tensor("uint8", x, [1, ...f.rawShape]);
+        continue;
+      }
       if (!(x instanceof Float32Array)) throw new TypeError(`observation feature '${f.key}' must be a Float32Array`);
       if (x.length !== n)
         throw new Error(

@@ -29,6 +29,8 @@ export interface RunNormalizationOptions {
   metaStats?: Record<string, FeatureStats> | undefined;
   /** Episodes whose frames give the stats the metadata lacks. */
   trainEpisodes: number[];
+  /** Per-channel stats of pixel / 255 of a camera column over the training episodes (see `training/images.ts`). */
+  cameraStats?: (key: string) => Promise<FeatureStats>;
 }
 
 /** The normalisation of a run: saved with every checkpoint, applied by the windows, reported in run.json. */
@@ -60,10 +62,16 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
     if (o.prompts === undefined) claim(o.key, input.normalization.obs[o.name]!, `obs '${o.name}'`);
   const rawStats: Record<string, FeatureStats> = {};
   const missing: string[] = [];
+  const cameras = new Set(input.obs.filter((o) => o.image !== undefined).map((o) => o.key));
   for (const [key, m] of columns) {
     const s = opts.metaStats?.[key];
-    if (hasAll(s, m, ds.features[key]!.shape.at(-1)!)) rawStats[key] = s;
-    else missing.push(key);
+    const dim = cameras.has(key) ? 3 : ds.features[key]!.shape.at(-1)!;
+    if (hasAll(s, m, dim)) rawStats[key] = s;
+    else if (cameras.has(key)) {
+      if (!opts.cameraStats)
+        throw new Error(`${datasetPath}: no statistics of camera '${key}' and no frames to compute them`);
+      rawStats[key] = await opts.cameraStats(key);
+    } else missing.push(key);
   }
   let statsSource: StatsSource = "meta";
   if (missing.length) {

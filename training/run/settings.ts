@@ -12,7 +12,14 @@ import type { TimeSamplerConfig } from "../../policy/flow/time.ts";
 import { TimeSamplerSchema } from "../../policy/flow/time.ts";
 import { parseValue, readJsonFile } from "../../policy/io/json.ts";
 import type { Arch, HeadConfig, Objective } from "../../policy/net/config.ts";
-import { ArchSchema, MlpSchema, ObjectiveSchema, TransformerSchema, parseHeadConfig } from "../../policy/net/config.ts";
+import {
+  ArchSchema,
+  MlpSchema,
+  ObjectiveSchema,
+  TransformerSchema,
+  VisionSchema,
+  parseHeadConfig,
+} from "../../policy/net/config.ts";
 import type { NormMode } from "../../policy/normalize.ts";
 import { NormModeSchema } from "../../policy/normalize.ts";
 import type { OptimConfig } from "../optim.ts";
@@ -32,6 +39,12 @@ export const RunConfigSchema = z.strictObject({
   actionDim: z.number().int().positive().optional(),
   transformer: TransformerSchema.partial().strict().optional(),
   mlp: MlpSchema.partial().strict().optional(),
+  /** The image encoder of camera features (see `VisionSchema`). */
+  vision: VisionSchema.partial().strict().optional(),
+  /** The size camera features are decoded to, `WxH` (default: the dataset's). */
+  imageSize: z.string().optional(),
+  /** Random-shift augmentation of camera images in pixels (default 4 with cameras). */
+  imageShift: z.number().int().min(0).optional(),
   /** `"state=observation.state,env=observation.environment_state"` or `{ state: "observation.state" }`. */
   obs: z.union([z.string(), z.record(z.string(), z.string())]).optional(),
   /** The model's last-axis size per obs feature name (zero-padded up from the dataset's). */
@@ -85,6 +98,10 @@ export const RunInputSchema = z.object({
   actionDim: z.number().int().positive(),
   transformer: TransformerSchema,
   mlp: MlpSchema,
+  /** Runs stored before cameras existed have the default encoder (and no camera). */
+  vision: VisionSchema.prefault({}),
+  /** Random-shift augmentation of camera images, pixels (0 without cameras). */
+  imageShift: z.number().int().min(0).default(0),
   obs: z.array(ObsSpecSchema),
   obsDims: z.record(z.string(), z.number().int().positive()),
   action: z.string(),
@@ -126,6 +143,10 @@ export interface RunSettings {
   obs?: string | Record<string, string>;
   /** The action column (default `action`). */
   action?: string;
+  /** The size camera features are decoded to, `WxH` (default: each camera's own size in the dataset). */
+  imageSize?: string;
+  /** Random-shift augmentation of camera images in pixels (default {@link DEFAULT_IMAGE_SHIFT} with cameras). */
+  imageShift?: number;
   arch?: Arch;
   objective?: Objective;
   lr?: number;
@@ -206,6 +227,11 @@ export const DEFAULT_BATCH = 16;
  * `mask`, see README).
  */
 export const DEFAULT_PADDING: PaddingMode = "hold";
+/**
+ * Default random shift of camera images: 4 pixels, DrQ's shift on 84 px images (Diffusion Policy crops
+ * 84 of 96 instead). Training draws only.
+ */
+export const DEFAULT_IMAGE_SHIFT = 4;
 /** Default run length. */
 export const DEFAULT_STEPS = 2000;
 
@@ -266,6 +292,10 @@ export function resolveInput(
       obs.push({ name: PROMPT_FEATURE, key: "task_index", prompts: vocab });
     }
   }
+  const imageSize = pick<string>(c.imageSize, opts.imageSize);
+  if (!stored || obsGiven !== undefined || imageSize !== undefined)
+    obs = obs.map((o) => withCamera(o, features[o.key], imageSize));
+  const hasCamera = obs.some((o) => o.image !== undefined);
   const steps = pick(stored?.steps, c.steps, opts.steps) ?? DEFAULT_STEPS;
   const normObsGiven = pick<NormMode | Record<string, NormMode>>(c.normalization?.obs, opts.normalization?.obs);
   const normObs: Record<string, NormMode> = {};
@@ -309,6 +339,8 @@ export function resolveInput(
     actionDim: pick(stored?.actionDim, c.actionDim) ?? 32,
     transformer: TransformerSchema.parse({ ...stored?.transformer, ...c.transformer }),
     mlp: MlpSchema.parse({ ...stored?.mlp, ...c.mlp }),
+    vision: VisionSchema.parse({ ...stored?.vision, ...c.vision }),
+    imageShift: hasCamera ? (pick(stored?.imageShift, c.imageShift, opts.imageShift) ?? DEFAULT_IMAGE_SHIFT) : 0,
     obs,
     obsDims,
     action: pick(stored?.action, c.action, opts.action) ?? "action",
@@ -330,6 +362,33 @@ export function resolveInput(
     keep: pick(stored?.keep, c.keep, opts.keep) ?? 2,
     valWindows: pick(stored?.valWindows, c.valWindows, opts.valWindows) ?? 256,
   };
+}
+
+/**
+ * `o` as a camera when its column is a video or image feature: decoded to `size` (`WxH`) or the
+ * feature's own `[height, width, 3]`; other columns pass through.
+ */
+function withCamera(
+  o: ObsSpec,
+  f: { dtype: string; shape: readonly number[] } | undefined,
+  size: string | undefined,
+): ObsSpec {
+  if (o.prompts !== undefined || !f || (f.dtype !== "video" && f.dtype !== "image")) {
+    const { image: _drop, ...rest } = o;
+    return rest;
+  }
+  if (size === undefined) {
+    if (f.shape.length !== 3 || f.shape[2] !== 3)
+      throw new Error(
+        `camera '${o.key}' has shape [${f.shape.join(", ")}], not [height, width, 3]; give --image-size WxH`,
+      );
+    return { ...o, image: { width: f.shape[1]!, height: f.shape[0]! } };
+  }
+  const m = /^(\d+)x(\d+)$/.exec(size.trim());
+  const width = Number(m?.[1]);
+  const height = Number(m?.[2]);
+  if (!m || !(width > 0) || !(height > 0)) throw new Error(`--image-size: '${size}' is not WxH (e.g. 96x72)`);
+  return { ...o, image: { width, height } };
 }
 
 /**
@@ -372,6 +431,11 @@ export function resolveHead(
       obsShapes[o.name] = [o.prompts.length];
       continue;
     }
+    if (o.image !== undefined) {
+      if (!features[o.key]) columnDim(o.key, `obs '${o.name}'`);
+      obsShapes[o.name] = [o.image.height, o.image.width, 3];
+      continue;
+    }
     const c = columnDim(o.key, `obs '${o.name}'`);
     const padded = input.obsDims[o.name] ?? c.dim;
     if (padded < c.dim)
@@ -391,9 +455,11 @@ export function resolveHead(
         key: o.key,
         shape: obsShapes[o.name],
         ...(o.prompts !== undefined ? { prompts: o.prompts } : {}),
+        ...(o.image !== undefined ? { kind: "image" as const } : {}),
       })),
       transformer: input.transformer,
       mlp: input.mlp,
+      vision: input.vision,
       rtcMaxDelay: input.rtcMaxDelay,
       ...(dataset.fps ? { fps: dataset.fps } : {}),
     },
