@@ -14,6 +14,8 @@ export interface FrameFeature {
   key: string;
   /** Values per frame (product of the raw shape). */
   size: number;
+  /** A camera: its frames come from {@link EvalFramesOptions.images} at this size, uint8 RGB. */
+  image?: { width: number; height: number };
 }
 
 /** Options of {@link readEvalFrames}. */
@@ -28,14 +30,16 @@ export interface EvalFramesOptions {
   /** The action column (a vector `[A]` per frame). */
   action: string;
   obs: readonly FrameFeature[];
+  /** The frames of a camera feature: uint8 RGB `[length, height, width, 3]` of one episode. */
+  images?: (episode: number, key: string, size: { width: number; height: number }) => Promise<Uint8Array>;
 }
 
 /** One evaluation frame. */
 export interface EvalFrame {
   episode: number;
   frame: number;
-  /** Raw observation values by dataset column, `[size]` each. */
-  obs: Record<string, Float32Array>;
+  /** Raw observation values by dataset column, `[size]` each (a camera: uint8 RGB `[height, width, 3]`). */
+  obs: Record<string, Float32Array | Uint8Array>;
   /** The demonstrated chunk, raw, `[H * A]` row-major over `[H, A]`. */
   chunk: Float32Array;
   /** Steps of the chunk past the episode's end (repeats of its last action). */
@@ -62,7 +66,9 @@ export async function readEvalFrames(opts: EvalFramesOptions): Promise<EvalFrame
   if (af.shape.length !== 1) throw new Error(`eval frames: action column '${opts.action}' must be a vector per frame`);
   const A = af.shape[0]!;
   const known = new Map(dataset.episodes.map((e) => [e.index, e.length]));
-  const columns = [...new Set([opts.action, ...opts.obs.map((o) => o.key)])];
+  const cams = opts.obs.filter((o) => o.image !== undefined);
+  if (cams.length > 0 && !opts.images) throw new Error(`eval frames: camera '${cams[0]!.key}' needs a frame loader`);
+  const columns = [...new Set([opts.action, ...opts.obs.filter((o) => o.image === undefined).map((o) => o.key)])];
   const frames: EvalFrame[] = [];
   for (const ep of opts.episodes) {
     const length = known.get(ep);
@@ -80,14 +86,26 @@ export async function readEvalFrames(opts: EvalFramesOptions): Promise<EvalFrame
       return c instanceof Float32Array ? c : Float32Array.from(c);
     };
     const actions = col(opts.action, A);
-    const obsCols = opts.obs.map((o) => ({ key: o.key, size: o.size, data: col(o.key, o.size) }));
+    const obsCols: { key: string; size: number; data: Float32Array | Uint8Array }[] = [];
+    for (const o of opts.obs) {
+      if (o.image === undefined) {
+        obsCols.push({ key: o.key, size: o.size, data: col(o.key, o.size) });
+        continue;
+      }
+      const data = await opts.images!(ep, o.key, o.image);
+      if (data.length !== length * o.size)
+        throw new Error(
+          `eval frames: camera '${o.key}' of episode ${ep} has ${data.length} bytes, expected ${length} x ${o.size}`,
+        );
+      obsCols.push({ key: o.key, size: o.size, data });
+    }
     for (let i = 0; i < length; i += stride) {
       const chunk = new Float32Array(H * A);
       for (let h = 0; h < H; h++) {
         const src = Math.min(i + h, length - 1);
         chunk.set(actions.subarray(src * A, (src + 1) * A), h * A);
       }
-      const obs: Record<string, Float32Array> = {};
+      const obs: Record<string, Float32Array | Uint8Array> = {};
       for (const o of obsCols) obs[o.key] = o.data.slice(i * o.size, (i + 1) * o.size);
       frames.push({ episode: ep, frame: i, obs, chunk, padded: Math.max(0, i + H - length) });
     }

@@ -30,10 +30,12 @@ import { median } from "../policy/stats/quantiles.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
 import type { AffineNorm } from "../policy/normalize.ts";
 import { exportOnnxBytes, featuresOf } from "../policy/onnx/export.ts";
+import { imageNorm } from "../policy/onnx/graphs.ts";
+import { CameraFrames } from "../datasets/video/cameras.ts";
 import { Rng } from "../policy/random.ts";
 import { OnnxPolicy, type OnnxPolicyOptions } from "../policy/runtime/onnx-policy.ts";
 import { readEvalFrames } from "./frames.ts";
-import type { EvalFrame } from "./frames.ts";
+import type { EvalFrame, FrameFeature } from "./frames.ts";
 import { flowLogLikelihood } from "./likelihood.ts";
 import { ChunkErrorAccumulator } from "./metrics.ts";
 import type { ChunkErrors } from "./metrics.ts";
@@ -72,6 +74,11 @@ export interface OfflineEvalOptions {
   executionProviders?: readonly string[];
   /** A baseline run (e.g. the regression head) evaluated on the same frames. */
   baseline?: string;
+  /**
+   * A camera policy on an episode without that camera's video: `error` (default) fails naming it,
+   * `skip` leaves the episode out after a message.
+   */
+  missingVideo?: "error" | "skip";
   /** Frames kept with their sampled chunks for the report's plots (default 3). */
   exampleFrames?: number;
   /** Progress: `phase` and how far it is. */
@@ -235,21 +242,31 @@ async function evaluateOpened(
   let frames: EvalFrame[];
   let A: number;
   let jointNames: string[];
+  let episodes = [...opts.episodes];
   try {
-    const obs = new Map<string, number>();
+    const obs = new Map<string, FrameFeature>();
     for (const p of [main, ...(base ? [base] : [])])
-      for (const f of featuresOf(p.ckpt))
-        obs.set(
-          f.key,
-          f.rawShape.reduce((a, b) => a * b, 1),
-        );
+      for (const f of featuresOf(p.ckpt)) {
+        const size = f.rawShape.reduce((a, b) => a * b, 1);
+        const image = f.kind === "image" ? { width: f.rawShape[1]!, height: f.rawShape[0]! } : undefined;
+        const prev = obs.get(f.key);
+        if (prev && (prev.size !== size || prev.image?.width !== image?.width))
+          throw new Error(
+            `--baseline ${opts.baseline}: feature '${f.key}' has another shape than the policy's ([${f.rawShape.join(", ")}])`,
+          );
+        obs.set(f.key, { key: f.key, size, ...(image ? { image } : {}) });
+      }
+    const cameras = new CameraFrames(opened);
+    const camList = [...obs.values()].flatMap((f) => (f.image ? [{ key: f.key, ...f.image }] : []));
+    episodes = await cameras.usable(episodes, camList, opts.missingVideo ?? "error");
     const read = await readEvalFrames({
       dataset: opened.dataset,
-      episodes: opts.episodes,
+      episodes,
       stride,
       horizon: H,
       action: actionKey,
-      obs: [...obs].map(([key, size]) => ({ key, size })),
+      obs: [...obs.values()],
+      images: (episode, key, size) => cameras.load(episode, key, size),
     });
     frames = read.frames;
     A = read.actionDim;
@@ -257,7 +274,7 @@ async function evaluateOpened(
   } finally {
     opened.dataset.close();
   }
-  if (frames.length === 0) throw new Error(`eval: episodes ${opts.episodes.join(", ")} have no frames`);
+  if (frames.length === 0) throw new Error(`eval: episodes ${episodes.join(", ")} have no frames`);
   if (rawActionDim(main.ckpt.normalization) !== A)
     throw new Error(
       `eval: the policy acts in ${rawActionDim(main.ckpt.normalization)} dims, column '${actionKey}' has ${A}`,
@@ -286,7 +303,7 @@ async function evaluateOpened(
     metrics,
     ...(baseline ? { baseline } : {}),
     dataset: opts.dataset,
-    episodes: [...opts.episodes],
+    episodes,
     stride,
     frames: frames.length,
     horizon: H,
@@ -549,7 +566,9 @@ function obsBatch(
     part.forEach((fr, b) => {
       const raw = fr.obs[f.key];
       if (!raw) throw new Error(`eval: frame ${fr.frame} of episode ${fr.episode} has no '${f.key}'`);
-      data.set(normalizePadded(raw, norms[f.name]!, rawD), b * size);
+      // A camera's normalisation is of pixel / 255 (see policy/onnx/graphs.ts).
+      const n = f.kind === "image" ? imageNorm(norms[f.name]!) : norms[f.name]!;
+      data.set(normalizePadded(raw, n, rawD), b * size);
     });
     out[f.name] = data;
   }

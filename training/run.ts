@@ -33,7 +33,7 @@ import type { FeatureStats } from "../policy/normalize.ts";
 import { VERSION } from "../policy/version.ts";
 import { openDataset } from "../datasets/open.ts";
 import type { DatasetFormat, OpenedDataset } from "../datasets/open.ts";
-import { CameraFrames, type MissingVideo } from "./images.ts";
+import { CameraFrames, type MissingVideo } from "../datasets/video/cameras.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { TrainBackendName } from "./backend/registry.ts";
 import { refuseOrtWorkers, resolveTrainBackend } from "./backend/registry.ts";
@@ -96,7 +96,7 @@ export interface TrainRunOptions extends RunSettings {
    */
   workers?: number;
   /**
-   * An episode without the video of a camera feature: `refuse` (default) fails naming it, `skip`
+   * An episode without the video of a camera feature: `error` (default) fails naming it, `skip`
    * leaves it out of a new run's split after a message. Not stored (the split is).
    */
   missingVideo?: MissingVideo;
@@ -217,7 +217,7 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
       : await cameraFrames.usable(
           ds.episodes.map((e) => e.index),
           cameras,
-          opts.missingVideo ?? "refuse",
+          opts.missingVideo ?? "error",
         );
     let split: { train: number[]; val: number[] };
     if (stored) split = stored.split;

@@ -136,6 +136,7 @@ export function registerEval(program: Command): void {
         executionProviders: [o.provider],
         likelihood: { frames: o.llFrames, probes: o.probes, odeSteps: o.odeSteps },
         ...(o.baseline !== undefined ? { baseline: o.baseline } : {}),
+        missingVideo: o.missingVideo,
         onProgress: (p, done, total) => {
           if (p !== phase) {
             bar?.stop();

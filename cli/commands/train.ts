@@ -45,7 +45,7 @@ interface TrainFlags {
   resume?: boolean;
   imageSize?: string;
   imageShift?: number;
-  missingVideo?: "refuse" | "skip";
+  missingVideo?: "error" | "skip";
   promptFeature?: boolean;
   /** false with --no-prompt (commander's negatable option). */
   prompt?: boolean;
@@ -107,8 +107,8 @@ export function registerTrain(program: Command): void {
       option("--image-shift <px>", "random-shift augmentation of camera images, pixels (default 4)", nonNegativeInt),
     )
     .addOption(
-      choiceOption("--missing-video <what>", "an episode without a camera's video: refuse (default) or skip it", [
-        "refuse",
+      choiceOption("--missing-video <what>", "an episode without a camera's video: error (default) or skip it", [
+        "error",
         "skip",
       ]),
     )

@@ -190,8 +190,8 @@ export const HeadConfigSchema = z
   });
 /**
  * Why an image of `height` x `width` does not fit the encoder `v` (undefined when it does): the stem
- * must divide both sides, every stage needs a map of at least 4x4, the last convolution at least a
- * 3x3 map, and the groups and tokens must divide the channels.
+ * must divide both sides, every stage and the last 3x3 convolution need a map of at least 4x4 (so the
+ * spatial softmax sees at least 2x2 positions), and the groups and tokens must divide the channels.
  */
 export function visionShapeIssue(v: VisionConfig, height: number, width: number): string | undefined {
   if (v.width % v.groups !== 0 || v.channels % v.groups !== 0)
@@ -207,8 +207,8 @@ export function visionShapeIssue(v: VisionConfig, height: number, width: number)
     h = Math.floor((h - 2) / 2);
     w = Math.floor((w - 2) / 2);
   }
-  if (h < 3 || w < 3)
-    return `the image ${width}x${height} leaves a ${w}x${h} map, too small for the last 3x3 convolution`;
+  if (h < 4 || w < 4)
+    return `the image ${width}x${height} leaves a ${w}x${h} map, too small for the last 3x3 convolution and a spatial softmax over at least 2x2 positions`;
   return undefined;
 }
 

@@ -1,15 +1,15 @@
 /**
- * Camera frames for training: each episode's camera decoded once to the run's size (through the
- * per-dataset frame cache of `datasets/video/`), kept in memory as uint8 RGB for the windows, and
+ * Camera frames for training and evaluation: each episode's camera decoded once to a size (through the
+ * per-dataset frame cache of `datasets/video/`), kept in memory as uint8 RGB, and
  * the per-channel statistics of pixel / 255 (LeRobot's image statistics) when the dataset's metadata
  * has none.
  */
-import type { OpenedDataset } from "../datasets/open.ts";
-import { episodesWithVideo, loadEpisodeFrames } from "../datasets/video/frames.ts";
-import type { FeatureStats } from "../policy/normalize.ts";
+import type { OpenedDataset } from "../open.ts";
+import { episodesWithVideo, loadEpisodeFrames } from "./frames.ts";
+import type { FeatureStats } from "../../policy/normalize.ts";
 
 /** What a run does with an episode whose camera video is missing. */
-export type MissingVideo = "refuse" | "skip";
+export type MissingVideo = "error" | "skip";
 
 /** A camera of a run: its dataset key and the size it is decoded to. */
 export interface CameraColumn {
@@ -47,7 +47,7 @@ export class CameraFrames {
     const bad = episodes.filter((e) => without.has(e));
     if (bad.length === 0) return [...episodes];
     const list = bad.map((e) => `${e} (${without.get(e)!.join(", ")})`).join(", ");
-    if (missing === "refuse")
+    if (missing === "error")
       throw new Error(
         `${this.opened.dataset.dir}: episodes ${list} have no video; train without them with --missing-video skip`,
       );
