@@ -87,8 +87,9 @@ export interface EmbedResult {
   episodes: number;
   /** Episodes left out for a missing video (`missingVideo: "skip"`). */
   skipped: SkippedEpisode[];
-  /** Wall-clock seconds of the whole run, and of the encoder calls alone. */
+  /** Wall-clock seconds of the whole run, of decoding frames (ffmpeg or the cache), and of the encoder calls. */
   seconds: number;
+  decodeSeconds: number;
   encodeSeconds: number;
   /** Frames embedded per second, over the whole run (decoding and writing included). */
   framesPerSecond: number;
@@ -180,6 +181,7 @@ export async function embedDataset(opts: EmbedOptions): Promise<EmbedResult> {
       const hasTimestamp = "timestamp" in src.features;
       let done = 0;
       let encodeSeconds = 0;
+      let decodeSeconds = 0;
       const finished = await writeDirAtomic(out, async (tmp) => {
         const w = await LeRobotWriter.create(tmp, {
           fps: src.fps,
@@ -195,12 +197,14 @@ export async function embedDataset(opts: EmbedOptions): Promise<EmbedResult> {
             ...(hasTaskIndex ? ["task_index"] : []),
           ]);
           const frameTasks = hasTaskIndex ? tasksOf(src, index, cols.task_index as BigInt64Array) : undefined;
+          const td = performance.now();
           const frames = await loadEpisodeFrames(opened, index, opts.camera, desc.size, {
             ...(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {}),
             ...(opts.cache === false ? { cache: false } : {}),
           });
           if (!frames) throw new Error(`${src.dir}: episode ${index}: no frames for '${opts.camera}'`);
           const te = performance.now();
+          decodeSeconds += (te - td) / 1000;
           const embedded = await encoder.encode(frames.data, frames.count, opts.batch ? { batch: opts.batch } : {});
           encodeSeconds += (performance.now() - te) / 1000;
           const data: Record<string, ColumnArray> = { [feature]: embedded };
@@ -246,6 +250,7 @@ export async function embedDataset(opts: EmbedOptions): Promise<EmbedResult> {
         episodes: finished.episodes,
         skipped,
         seconds,
+        decodeSeconds,
         encodeSeconds,
         framesPerSecond: finished.frames / seconds,
         copied,

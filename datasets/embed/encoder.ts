@@ -90,6 +90,9 @@ export class ImageEncoder {
     readonly fixedBatch: number | undefined,
   ) {}
 
+  /** The NCHW input of one batch, reused from call to call (see {@link normalizeFrames}). */
+  private scratch = new Float32Array(0);
+
   /**
    * Loads `file` (errors name it, and the input or output at fault), settles the size, mean and std,
    * and runs one zero frame to learn the per-frame output shape.
@@ -176,7 +179,11 @@ export class ImageEncoder {
     const out = new Float32Array(count * per);
     for (let at = 0; at < count; at += batch) {
       const n = Math.min(batch, count - at);
-      const x = normalizeFrames(rgb.subarray(at * px * 3, (at + n) * px * 3), n, this.info.size, this.info);
+      const rows = this.fixedBatch ?? n;
+      if (this.scratch.length < rows * 3 * px) this.scratch = new Float32Array(rows * 3 * px);
+      const x = this.scratch.subarray(0, rows * 3 * px);
+      normalizeFrames(rgb.subarray(at * px * 3, (at + n) * px * 3), n, this.info.size, this.info, x);
+      x.fill(0, n * 3 * px); // a static batch's padding frames
       const y = await this.run(x, n);
       out.set(y.data.subarray(0, n * per), at * per);
     }
@@ -193,11 +200,15 @@ export class ImageEncoder {
     await this.session.release();
   }
 
-  /** Runs `n` NCHW frames (padded with zero frames to a static batch) -> the output, `shape` per frame. */
+  /**
+   * Runs `n` NCHW frames -> the output, `shape` per frame. With a static batch, `x` holds the batch's
+   * rows (`n` frames, then padding) or just the `n` frames (then padded with zero frames here).
+   */
   private async run(x: Float32Array, n: number): Promise<{ data: Float32Array; shape: number[] }> {
     const { width, height } = this.info.size;
     const rows = this.fixedBatch ?? n;
-    const feed = rows === n ? x : padded(x, rows * 3 * width * height);
+    const size = rows * 3 * width * height;
+    const feed = x.length === size ? x : padded(x, size);
     const where = `${this.info.file}: output '${this.info.output}'`;
     let result: ort.InferenceSession.ReturnType;
     try {
@@ -222,25 +233,34 @@ export class ImageEncoder {
 
 /**
  * uint8 RGB frames `[n, height, width, 3]` -> float32 NCHW `[n, 3, height, width]`, each value
- * `(x / 255 - mean[c]) / std[c]`.
+ * `(x / 255 - mean[c]) / std[c]`, into `into` when given (its first `n` frames; the rest is left as
+ * it is). Reusing one buffer matters: writing a fresh 40 MB array costs its page faults, several
+ * times the work itself.
  */
 export function normalizeFrames(
   rgb: Uint8Array,
   n: number,
   size: ImageSize,
   norm: { mean: readonly number[]; std: readonly number[] },
+  into?: Float32Array,
 ): Float32Array {
   const px = size.width * size.height;
   if (rgb.length !== n * px * 3) throw new RangeError(`${rgb.length} bytes are not ${n} frames of ${px} RGB pixels`);
-  const out = new Float32Array(n * 3 * px);
-  for (let c = 0; c < 3; c++) {
-    // (x / 255 - m) / s = x * a + b
-    const a = 1 / (255 * norm.std[c]!);
-    const b = -norm.mean[c]! / norm.std[c]!;
-    for (let f = 0; f < n; f++) {
-      const src = f * px * 3 + c;
-      const dst = (f * 3 + c) * px;
-      for (let p = 0; p < px; p++) out[dst + p] = rgb[src + 3 * p]! * a + b;
+  if (into && into.length < n * 3 * px)
+    throw new RangeError(`normalizeFrames: ${into.length} values cannot hold ${n} frames of ${px} RGB pixels`);
+  // (x / 255 - m) / s for the 256 byte values of each channel, computed once
+  const lut = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) for (let x = 0; x < 256; x++) lut[c * 256 + x] = (x / 255 - norm.mean[c]!) / norm.std[c]!;
+  const out = into ?? new Float32Array(n * 3 * px);
+  for (let f = 0; f < n; f++) {
+    const src = f * px * 3;
+    const r = f * 3 * px;
+    const g = r + px;
+    const b = g + px;
+    for (let p = 0, q = src; p < px; p++, q += 3) {
+      out[r + p] = lut[rgb[q]!]!;
+      out[g + p] = lut[256 + rgb[q + 1]!]!;
+      out[b + p] = lut[512 + rgb[q + 2]!]!;
     }
   }
   return out;
