@@ -42,6 +42,7 @@ beforeAll(async () => {
   dir = await tempDir("embed");
 });
 afterAll(async () => {
+  delete process.env.ACTIONFLOW_CACHE_DIR;
   await removeDir(dir);
 });
 
