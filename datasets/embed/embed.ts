@@ -61,7 +61,7 @@ export interface EmbedOptions {
   cache?: boolean;
   /** onnxruntime intra-op threads. */
   threads?: number;
-  /** Called after each episode with the frames embedded so far and the total to embed. */
+  /** Called before the first episode (0) and after each one with the frames embedded so far and the total to embed. */
   onProgress?: (frames: number, total: number) => void;
   /** Messages (skipped episodes, the ImageNet default, the output chosen); default stderr. */
   log?: (message: string) => void;
@@ -189,6 +189,7 @@ export async function embedDataset(opts: EmbedOptions): Promise<EmbedResult> {
           features,
           statsBins: statsBins(encoder.frameSize),
         });
+        opts.onProgress?.(0, total);
         for (const index of present) {
           const ep = src.episode(index);
           const cols = await src.readEpisode(index, [
