@@ -1,13 +1,26 @@
 /**
- * `actionflow dataset info|stats|convert`: inspect LeRobot datasets (v2.x, v3.0) and robomimic
- * HDF5 files, compute their statistics, convert them to LeRobot v3.0.
+ * `actionflow dataset info|stats|convert|embed`: inspect LeRobot datasets (v2.x, v3.0) and robomimic
+ * HDF5 files, compute their statistics, convert them to LeRobot v3.0, embed a camera with a frozen
+ * ONNX image encoder (the pipeline is `datasets/embed/embed.ts`).
  */
 import { existsSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { choice, list, nonNegativeInt, option, positiveFloat, positiveInt, text } from "../args.ts";
+import {
+  choice,
+  choiceOption,
+  defined,
+  list,
+  nonNegativeInt,
+  option,
+  positiveFloat,
+  positiveInt,
+  text,
+} from "../args.ts";
 import { convertToV3 } from "../../datasets/lerobot/convert.ts";
+import { embedDataset, type EmbedResult } from "../../datasets/embed/embed.ts";
+import { parseImageSize, parseTriple } from "../../datasets/embed/encoder.ts";
 import { convertBags, type ConvertBagsResult, type SplitMode } from "../../bridge/record/convert.ts";
 import { loadRobotProfile, withInterventionTopic } from "../../bridge/profile.ts";
 import { openDataset } from "../../datasets/open.ts";
@@ -62,7 +75,7 @@ function humanStats(r: DatasetStatsSummary): string {
   return lines.join("\n");
 }
 
-/** Registers `dataset info`, `dataset stats` and `dataset convert`. */
+/** Registers `dataset info`, `dataset stats`, `dataset convert` and `dataset embed`. */
 export function registerDataset(program: Command): void {
   const dataset = program
     .command("dataset")
@@ -189,6 +202,86 @@ export function registerDataset(program: Command): void {
           { json: o.json ?? false },
           (x: typeof r) =>
             `converted ${x.source} ${x.sourceVersion} -> LeRobot v3.0 at ${x.out}: ${x.episodes} episodes, ${x.frames} frames, ${x.dataFiles} data file(s); features ${x.features.join(", ")}`,
+        );
+      },
+    );
+
+  dataset
+    .command("embed")
+    .description(
+      "run a camera of a LeRobot dataset through a frozen ONNX image encoder ([N, 3, H, W] -> [N, D] or [N, T, D]) into a new LeRobot v3.0 dataset with the embeddings as a float32 feature",
+    )
+    .argument("<dataset>", "LeRobot dataset folder (v2.x or v3.0)")
+    .requiredOption("--encoder <file>", "the ONNX image encoder (SigLIP, DINOv2, ... vision tower)")
+    .requiredOption("--camera <key>", "the camera feature, e.g. observation.images.front")
+    .requiredOption("--out <dir>", "new dataset folder (must not exist or be empty)")
+    .option("--feature <key>", "the new feature's key (default observation.embeddings.<camera short name>)")
+    .addOption(
+      option(
+        "--size <WxH>",
+        "encoder input size (default: the graph's, metadata_props or preprocessor_config.json)",
+        (t, f) => parseImageSize(t, f),
+      ),
+    )
+    .addOption(
+      option("--mean <r,g,b>", "per-channel mean of [0, 1] pixels (default: the model's, else ImageNet's)", (t, f) =>
+        parseTriple(t, f),
+      ),
+    )
+    .addOption(
+      option("--std <r,g,b>", "per-channel std of [0, 1] pixels (default: the model's, else ImageNet's)", (t, f) =>
+        parseTriple(t, f),
+      ),
+    )
+    .option("--output <name>", "the encoder output to read (default: its first [N, D] output, else [N, T, D])")
+    .addOption(option("--batch <n>", "frames per encoder call", positiveInt, 64))
+    .addOption(
+      choiceOption(
+        "--missing-video <how>",
+        "an episode without its video: refuse (error) or skip it",
+        ["refuse", "skip"] as const,
+        "refuse",
+      ),
+    )
+    .option("--json", "print one JSON object as the last stdout line")
+    .addOption(option("--seed <n>", "accepted for uniformity; the command is deterministic", nonNegativeInt, 0))
+    .action(
+      async (
+        path: string,
+        o: CommonFlags & {
+          encoder: string;
+          camera: string;
+          out: string;
+          feature?: string;
+          size?: { width: number; height: number };
+          mean?: number[];
+          std?: number[];
+          output?: string;
+          batch: number;
+          missingVideo: "refuse" | "skip";
+        },
+      ) => {
+        const json = o.json ?? false;
+        let bar: ReturnType<typeof startProgress> | undefined;
+        const r = await embedDataset({
+          dataset: path,
+          encoder: o.encoder,
+          camera: o.camera,
+          out: o.out,
+          ...defined({ feature: o.feature, size: o.size, mean: o.mean, std: o.std, output: o.output }),
+          batch: o.batch,
+          missingVideo: o.missingVideo,
+          onProgress: (done, total) => {
+            bar ??= startProgress(total, { json, label: "embed" });
+            bar.update(done);
+          },
+        }).finally(() => bar?.stop());
+        printResult(
+          r,
+          { json },
+          (x: EmbedResult) =>
+            `embedded ${x.frames} frames of ${x.episodes} episodes into ${x.feature} [${x.shape.join(", ")}] at ${x.out} in ${x.seconds.toFixed(1)} s (${x.framesPerSecond.toFixed(1)} frames/s)` +
+            `${x.skipped.length > 0 ? `; skipped episodes ${x.skipped.map((s) => s.episode).join(", ")} (no video)` : ""}; cameras not copied: ${x.notCopied.join(", ")}`,
         );
       },
     );
