@@ -238,9 +238,9 @@ export function registerDataset(program: Command): void {
     .addOption(
       choiceOption(
         "--missing-video <how>",
-        "an episode without its video: refuse (error) or skip it",
-        ["refuse", "skip"] as const,
-        "refuse",
+        "an episode without its video: error (default) or skip it",
+        ["error", "skip"] as const,
+        "error",
       ),
     )
     .option("--json", "print one JSON object as the last stdout line")
@@ -258,7 +258,7 @@ export function registerDataset(program: Command): void {
           std?: number[];
           output?: string;
           batch: number;
-          missingVideo: "refuse" | "skip";
+          missingVideo: "error" | "skip";
         },
       ) => {
         const json = o.json ?? false;

@@ -13,7 +13,7 @@
  * timestamps and the tasks. Camera videos are not copied: the writer only re-encodes frames (lossy),
  * so they are left out, and `meta/embedding.json` says so, with the encoder (file, SHA-256,
  * input, output, size, mean, std and where each came from) and which source episode each output
- * episode is. Episodes without their video are refused (`missing: "refuse"`, naming the episode
+ * episode is. Episodes without their video are refused (`missingVideo: "error"`, naming the episode
  * and the file) or skipped (`"skip"`, named in the log and the result). The output folder is built
  * aside and moved into place, so a failure leaves nothing.
  */
@@ -54,8 +54,8 @@ export interface EmbedOptions {
   output?: string;
   /** Frames per encoder call (default 64; a graph with a static batch takes its own). */
   batch?: number;
-  /** An episode without its video: "refuse" (default) throws naming it and the file; "skip" leaves it out. */
-  missingVideo?: "refuse" | "skip";
+  /** An episode without its video: "error" (default) throws naming it and the file; "skip" leaves it out. */
+  missingVideo?: "error" | "skip";
   /** Decoded-frame cache root (see `datasets/video/cache.ts`); `cache: false` stores nothing. */
   cacheDir?: string;
   cache?: boolean;
@@ -146,7 +146,7 @@ export async function embedDataset(opts: EmbedOptions): Promise<EmbedResult> {
 
     const { present, missing } = await episodesWithVideo(src, opts.camera);
     const skipped = missing.map((episode) => ({ episode, file: videoPath(src, episode, opts.camera) }));
-    if (skipped.length > 0 && (opts.missingVideo ?? "refuse") === "refuse") {
+    if (skipped.length > 0 && (opts.missingVideo ?? "error") === "error") {
       const s = skipped[0]!;
       throw new Error(
         `${src.dir}: episode ${s.episode} has no video for '${opts.camera}' (${s.file} is missing)${
