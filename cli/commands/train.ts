@@ -104,7 +104,11 @@ export function registerTrain(program: Command): void {
       "decode camera features (video or image columns named in --obs) to this size (default: each camera's own)",
     )
     .addOption(
-      option("--image-shift <px>", "random-shift augmentation of camera images, pixels (default 4)", nonNegativeInt),
+      option(
+        "--image-shift <px>",
+        "random-shift augmentation of camera images in training draws, pixels (default 0)",
+        nonNegativeInt,
+      ),
     )
     .addOption(
       choiceOption("--missing-video <what>", "an episode without a camera's video: error (default) or skip it", [

@@ -56,15 +56,15 @@ export const VisionSchema = z.object({
   /** Patch size of the stem convolution (its kernel and stride). */
   stem: z.number().int().positive().default(4),
   /** Channels of the stem and of each stage. */
-  width: z.number().int().positive().default(32),
-  /** Down-sampling stages after the stem. */
-  stages: z.number().int().min(0).default(1),
+  width: z.number().int().positive().default(64),
+  /** Down-sampling stages after the stem (default 0: a 96 px image keeps a 22x22 keypoint map). */
+  stages: z.number().int().min(0).default(0),
   /** Feature maps of the last convolution: the keypoints. */
-  channels: z.number().int().positive().default(32),
+  channels: z.number().int().positive().default(64),
   /** GroupNorm groups (divides `width` and `channels`). */
   groups: z.number().int().positive().default(8),
   /** Observation tokens per camera (divides `channels`). */
-  tokens: z.number().int().positive().default(4),
+  tokens: z.number().int().positive().default(8),
 });
 /** Image encoder sizes (see {@link VisionSchema}). */
 export type VisionConfig = z.infer<typeof VisionSchema>;
