@@ -31,8 +31,7 @@ import type { NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
 import type { FeatureStats } from "../policy/normalize.ts";
 import { denormalize, normalize } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
-import type { ExportResult } from "../policy/onnx/export.ts";
-import { exportOnnxQuantized, type QuantizedExportResult } from "../policy/onnx/quantize.ts";
+import type { ExportResult, QuantizedExportResult } from "../policy/onnx/export.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
@@ -141,7 +140,7 @@ async function benchHead(
     const exported = await exportOnnx(dir, { steps: STEPS, solver: "euler" });
     const policy = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
     const quantized = o.int8
-      ? await exportOnnxQuantized(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
+      ? await exportOnnx(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
       : undefined;
     const int8 = quantized ? await OnnxPolicy.load(quantized.onnx, { threads: o.threads }) : undefined;
     // The same network and weights trained with a prefix: its own checkpoint, exported alike.
