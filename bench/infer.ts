@@ -7,9 +7,14 @@
  * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps). The transformer is
  * also timed as its int8 export (`transformer.int8`: `export --quantize int8`, in blocks alternating
  * with the fp32 graph), with the parity of the int8 chunk against the fp32 one on the same noise.
- * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32 and int8, at batch 1 and
- * 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run and
- * the cost of dispatching one node, so the time per node can be told from the time in matrix products.
+ * The same transformer network is also exported as a prefix-trained head (`train --rtc-max-delay`,
+ * `transformer.prefix`: a clean committed prefix in every evaluation) and timed in the same blocks as
+ * the plain export, with its p50 against the plain one (`transformer.prefixRatio`) and the two
+ * compared at 1 and 10 steps, batch 1 and 32 (`transformer.prefix.cases`).
+ * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32, int8 and prefix, at batch
+ * 1 and 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run
+ * and the cost of dispatching one node, so the time per node can be told from the time in matrix
+ * products.
  */
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -26,8 +31,7 @@ import type { NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
 import type { FeatureStats } from "../policy/normalize.ts";
 import { denormalize, normalize } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
-import type { ExportResult } from "../policy/onnx/export.ts";
-import { exportOnnxQuantized, type QuantizedExportResult } from "../policy/onnx/quantize.ts";
+import type { ExportResult, QuantizedExportResult } from "../policy/onnx/export.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
@@ -50,6 +54,12 @@ const PROFILE_RUNS = 10;
 export const INT8_TARGET_SPEEDUP = 1.5;
 /** Target p50 of a 1-step chunk of the default transformer on 2 cores. */
 export const ONE_STEP_TARGET_MS = 1.5;
+/** Largest prefix of the prefix-trained transformer export (`rtcMaxDelay`); chunks are timed with half of it committed. */
+export const PREFIX_DELAY = 10;
+/** Target p50 of the prefix-trained export over the plain export of the same network (same run). */
+export const PREFIX_TARGET_RATIO = 1.1;
+/** Steps and batches the prefix-trained export is compared to the plain one at (`transformer.prefix.cases`). */
+const PREFIX_CASES = { steps: [1, STEPS], batches: [1, 32] } as const;
 
 /** Random feature statistics of `dim` dims (means ~N(0, 0.25), spreads 0.2..1.2). */
 export function stats(dim: number, rng: Rng): FeatureStats {
@@ -113,6 +123,8 @@ async function benchHead(
     profileBatches: readonly number[];
     /** Also time the int8 export (`export --quantize int8`) against the fp32 one, interleaved. */
     int8: boolean;
+    /** Also time the network exported as a prefix-trained head (`rtcMaxDelay` > 0), interleaved. */
+    prefix: boolean;
   },
 ): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
@@ -128,22 +140,40 @@ async function benchHead(
     const exported = await exportOnnx(dir, { steps: STEPS, solver: "euler" });
     const policy = await OnnxPolicy.load(exported.onnx, { threads: o.threads });
     const quantized = o.int8
-      ? await exportOnnxQuantized(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
+      ? await exportOnnx(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
       : undefined;
     const int8 = quantized ? await OnnxPolicy.load(quantized.onnx, { threads: o.threads }) : undefined;
+    // The same network and weights trained with a prefix: its own checkpoint, exported alike.
+    const prefixDir = join(dir, "prefix");
+    if (o.prefix)
+      await saveCheckpoint(prefixDir, 0, { config: { ...config, rtcMaxDelay: PREFIX_DELAY }, weights, normalization });
+    const prefixExport = o.prefix ? await exportOnnx(prefixDir, { steps: STEPS, solver: "euler" }) : undefined;
+    const prefixPolicy = prefixExport ? await OnnxPolicy.load(prefixExport.onnx, { threads: o.threads }) : undefined;
     const { horizon: H, actionDim: A } = config;
     const state = rng.normalArray(32);
     await policy.warmup({ runs: 5 });
     await int8?.warmup({ runs: 5 });
+    await prefixPolicy?.warmup({ runs: 5 });
+    // The prefix export's chunks continue a committed prefix: the first steps of a plain chunk.
+    const committed = (await policy.sampleChunk({ "observation.state": state }, { seed: o.runs })).slice(
+      0,
+      (PREFIX_DELAY / 2) * policy.actionDim,
+    );
     const ortMs: number[] = [];
     const int8Ms: number[] = [];
-    // With int8, the two graphs alternate in blocks, so a change in the machine's load hits both.
-    const block = int8 ? INTERLEAVE : o.runs;
+    const prefixMs: number[] = [];
+    const timed = [
+      { p: policy, ms: ortMs, req: {} },
+      ...(int8 ? [{ p: int8, ms: int8Ms, req: {} }] : []),
+      ...(prefixPolicy ? [{ p: prefixPolicy, ms: prefixMs, req: { prefix: committed } }] : []),
+    ];
+    // With several graphs, they alternate in blocks, so a change in the machine's load hits all.
+    const block = timed.length > 1 ? INTERLEAVE : o.runs;
     for (let start = 0; start < o.runs; start += block) {
-      for (const [p, ms] of [[policy, ortMs], ...(int8 ? [[int8, int8Ms] as const] : [])] as const) {
+      for (const { p, ms, req } of timed) {
         for (let i = start; i < Math.min(o.runs, start + block); i++) {
           const t0 = performance.now();
-          await p.sampleChunk({ "observation.state": state }, { seed: i });
+          await p.sampleChunk({ "observation.state": state }, { ...req, seed: i });
           ms.push(performance.now() - t0);
         }
       }
@@ -154,6 +184,11 @@ async function benchHead(
     await policy.release();
     const int8Out = int8 ? await int8.sampleChunk({ "observation.state": state }, { noise }) : undefined;
     await int8?.release();
+    // Without a committed prefix, the prefix export computes what the plain one does.
+    const prefixOut = prefixPolicy
+      ? await prefixPolicy.sampleChunk({ "observation.state": state }, { noise })
+      : undefined;
+    await prefixPolicy?.release();
     const head = buildHead(config);
     const ops = new TfjsOps({ seed: 0, weights, mode: "frozen" });
     const norms = normsFor(normalization, config);
@@ -185,7 +220,12 @@ async function benchHead(
     }
     const profile: Record<string, Record<string, ChunkProfile>> = {};
     const dispatchUsPerNode = o.profileBatches.length > 0 ? await nodeDispatchUs({ threads: o.threads }) : Number.NaN;
-    for (const [name, onnx] of [["fp32", exported.onnx], ...(quantized ? [["int8", quantized.onnx]] : [])]) {
+    const profiled = [
+      ["fp32", exported.onnx],
+      ...(quantized ? [["int8", quantized.onnx]] : []),
+      ...(prefixExport ? [["prefix", prefixExport.onnx]] : []),
+    ];
+    for (const [name, onnx] of profiled) {
       const byBatch: Record<string, ChunkProfile> = {};
       for (const batch of o.profileBatches)
         byBatch[`batch${batch}`] = await profileChunk(onnx!, {
@@ -209,11 +249,103 @@ async function benchHead(
       onnxBytes: exported.bytes,
       ...(o.fewSteps.length > 0 ? { fewStep } : {}),
       ...(int8Out && quantized ? { int8: int8Record(int8Ms, ort, ortOut, int8Out, quantized) } : {}),
+      ...(prefixOut && prefixExport
+        ? {
+            prefix: {
+              ...percentiles(prefixMs),
+              ratio: percentiles(prefixMs).p50Ms / ort.p50Ms,
+              targetRatio: PREFIX_TARGET_RATIO,
+              meetsTarget: percentiles(prefixMs).p50Ms / ort.p50Ms <= PREFIX_TARGET_RATIO,
+              rtcMaxDelay: PREFIX_DELAY,
+              committedSteps: PREFIX_DELAY / 2,
+              // Both exports on the same noise, no committed prefix: the same chunk.
+              parityMaxAbs: maxAbs(ortOut, prefixOut),
+              onnxBytes: prefixExport.bytes,
+              cases: await prefixCases(dir, prefixDir, o),
+            },
+            prefixRatio: percentiles(prefixMs).p50Ms / ort.p50Ms,
+          }
+        : {}),
       ...(o.profileBatches.length > 0 ? { profile } : {}),
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Max |a - b| over two equally long arrays. */
+function maxAbs(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** One case of `prefixCases`: both exports' p50 and their ratio. */
+export interface PrefixCase {
+  steps: number;
+  batch: number;
+  runs: number;
+  plainP50Ms: number;
+  prefixP50Ms: number;
+  /** `prefixP50Ms / plainP50Ms`, the two timed in alternating blocks. */
+  ratio: number;
+}
+
+/**
+ * The prefix-trained export (checkpoint `prefixDir`) against the plain one (`plainDir`) of the same
+ * network at each of `PREFIX_CASES`' steps and batches: one session each (intra-op `threads`), the
+ * same seeded feeds (a committed prefix of `PREFIX_DELAY / 2` steps), runs alternating in blocks
+ * of `INTERLEAVE`; `runs` chunks at batch 1, a tenth (at least 10) at larger batches.
+ */
+async function prefixCases(
+  plainDir: string,
+  prefixDir: string,
+  o: { runs: number; threads: number },
+): Promise<Record<string, PrefixCase>> {
+  const out: Record<string, PrefixCase> = {};
+  for (const steps of PREFIX_CASES.steps) {
+    const sessions: ort.InferenceSession[] = [];
+    try {
+      for (const d of [plainDir, prefixDir]) {
+        const e = await exportOnnx(d, { steps, solver: "euler", out: join(d, `policy-case-${steps}.onnx`) });
+        sessions.push(
+          await ort.InferenceSession.create(e.onnx, {
+            graphOptimizationLevel: "all",
+            logSeverityLevel: 3,
+            intraOpNumThreads: o.threads,
+            interOpNumThreads: 1,
+          }),
+        );
+      }
+      for (const batch of PREFIX_CASES.batches) {
+        const feeds = feedsFor(sessions[0]!, batch, new Rng(13));
+        feeds["prefix_len"] = new ort.Tensor("int64", new BigInt64Array(batch).fill(BigInt(PREFIX_DELAY / 2)), [batch]);
+        const runs = batch === 1 ? o.runs : Math.max(10, Math.round(o.runs / 10));
+        const ms: number[][] = [[], []];
+        for (const s of sessions) for (let i = 0; i < 3; i++) await s.run(feeds);
+        for (let start = 0; start < runs; start += INTERLEAVE)
+          for (const [k, s] of sessions.entries())
+            for (let i = start; i < Math.min(runs, start + INTERLEAVE); i++) {
+              const t0 = performance.now();
+              await s.run(feeds);
+              ms[k]!.push(performance.now() - t0);
+            }
+        const plainP50Ms = median(ms[0]!);
+        const prefixP50Ms = median(ms[1]!);
+        out[`steps${steps}.batch${batch}`] = {
+          steps,
+          batch,
+          runs,
+          plainP50Ms,
+          prefixP50Ms,
+          ratio: prefixP50Ms / plainP50Ms,
+        };
+      }
+    } finally {
+      for (const s of sessions) await s.release();
+    }
+  }
+  return out;
 }
 
 /**
@@ -304,8 +436,9 @@ async function benchMeanflow(o: {
 
 /**
  * Runs the inference benchmark for both heads, the transformer also as its int8 export
- * (`transformer.int8`); with `profile`, also the onnxruntime profile of the transformer's 10-step
- * chunk, fp32 and int8, at batch 1 and 32 (`transformer.profile.fp32|int8.batch1|batch32`).
+ * (`transformer.int8`) and as a prefix-trained export (`transformer.prefix`, `transformer.prefixRatio`);
+ * with `profile`, also the onnxruntime profile of the transformer's 10-step chunk, fp32, int8 and
+ * prefix, at batch 1 and 32 (`transformer.profile.fp32|int8|prefix.batch1|batch32`).
  */
 export async function benchInfer(o: {
   runs: number;
@@ -319,8 +452,9 @@ export async function benchInfer(o: {
     fewSteps: FEW_STEPS,
     profileBatches: o.profile ? PROFILE_BATCHES : [],
     int8: true,
+    prefix: true,
   });
-  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [], int8: false });
+  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [], int8: false, prefix: false });
   const meanflow = await benchMeanflow({ ...o, steps: FEW_STEPS });
   const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
   const oneStepP50 = fewStep["1"]!.p50Ms;

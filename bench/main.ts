@@ -84,14 +84,14 @@ program
 program
   .command("infer")
   .description(
-    "chunk latency (H=50, A=32, batch 1, 10 Euler steps; transformer also 1 and 2, and int8): ORT vs tfjs, both heads",
+    "chunk latency (H=50, A=32, batch 1, 10 Euler steps; transformer also 1 and 2, int8, and prefix-trained against plain): ORT vs tfjs, both heads",
   )
   .addOption(option("--runs <n>", "timed ORT runs per head", positiveInt, 200))
   .addOption(option("--tfjs-runs <n>", "timed tfjs runs per head", positiveInt, 20))
   .addOption(option("--threads <n>", "ORT intra-op threads", positiveInt, 2))
   .option(
     "--profile",
-    "also profile the transformer's chunk at batch 1 and 32 with onnxruntime's profiler (time per op type, per-node overhead)",
+    "also profile the transformer's chunk (fp32, int8, prefix-trained) at batch 1 and 32 with onnxruntime's profiler (time per op type, per-node overhead)",
   )
   .option("--json", "JSON only")
   .action(async (o: { runs: number; tfjsRuns: number; threads: number; profile?: boolean; json?: boolean }) => {

@@ -10,7 +10,7 @@ import type { SolverName } from "../../policy/flow/solvers.ts";
 import { choiceOption, list, nonNegativeInt, option, positiveInt } from "../args.ts";
 import { exportOnnx } from "../../policy/onnx/export.ts";
 import { exportTriton } from "../../policy/onnx/triton.ts";
-import { QUANTIZATIONS, exportOnnxQuantized, type Quantization } from "../../policy/onnx/quantize.ts";
+import { QUANTIZATIONS, type Quantization } from "../../policy/onnx/quantize.ts";
 import { log, printResult } from "../output.ts";
 
 interface ExportFlags {
@@ -110,9 +110,7 @@ export function registerExport(program: Command): void {
 
 async function exportPlain(run: string, o: ExportFlags): Promise<void> {
   const opts = { steps: o.steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) };
-  const r = o.quantize
-    ? await exportOnnxQuantized(run, { ...opts, quantization: o.quantize })
-    : await exportOnnx(run, opts);
+  const r = o.quantize ? await exportOnnx(run, { ...opts, quantization: o.quantize }) : await exportOnnx(run, opts);
   if (!o.json)
     log(
       `exported ${r.checkpoint} (${r.arch}, ${r.objective}${"quantization" in r ? `, ${r.quantization}` : ""}) -> ${r.onnx}`,

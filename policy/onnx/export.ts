@@ -6,6 +6,8 @@
  * Both files carry `metadata_props` (`actionflow.*`): the head config, the feature names and raw
  * shapes, the normalisation statistics, the actionflow version, solver and steps, and the SHA-256
  * of the checkpoint's `model.safetensors`, so a runtime can tell a stale export from a fresh one.
+ * With `quantization` (`export --quantize int8`), both graphs are quantised (`quantize.ts`) before
+ * they are written.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -23,6 +25,7 @@ import { objectiveOf } from "../flow/objective.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
 import { OPSET, encodeModel } from "./proto.ts";
+import { quantizeBytes, quantizedPathFor, type Quantization, type QuantizeReport } from "./quantize.ts";
 
 /** Options of `exportOnnx`. */
 export interface ExportOptions {
@@ -30,8 +33,13 @@ export interface ExportOptions {
   steps?: number;
   /** ODE solver: euler (default), midpoint, heun or rk4. */
   solver?: string;
-  /** Path of the sample graph (default `<run>/policy.onnx`); the velocity graph goes beside it as `*.velocity.onnx`. */
+  /**
+   * Path of the sample graph (default `<run>/policy.onnx`, quantised `<run>/policy.<quantization>.onnx`);
+   * the velocity graph goes beside it as `*.velocity.onnx`.
+   */
   out?: string;
+  /** Quantise both graphs' weight matrix products (`quantizeModel`); the fp32 `policy.onnx` is then left as it is. */
+  quantization?: Quantization;
 }
 
 /** What `exportOnnx` wrote. */
@@ -60,6 +68,15 @@ export interface ExportResult {
   modelActionDim: number;
   /** Graph inputs of the sample graph. */
   inputs: string[];
+}
+
+/** What `exportOnnx` wrote with a `quantization`: the export's facts plus the quantisation of each graph. */
+export interface QuantizedExportResult extends ExportResult {
+  quantization: Quantization;
+  /** The sample graph's quantisation. */
+  quantized: QuantizeReport;
+  /** The velocity graph's quantisation. */
+  velocityQuantized: QuantizeReport;
 }
 
 /** The two graphs of a checkpoint, serialised, and the facts `ExportResult` reports. */
@@ -145,27 +162,45 @@ export function velocityPathFor(samplePath: string): string {
 
 /**
  * Exports the checkpoint at `path` (a run folder, its `checkpoints/` folder or one checkpoint
- * folder) to ONNX. Files are written atomically. Throws naming the file when the checkpoint is
- * missing or inconsistent.
+ * folder) to ONNX, with `opts.quantization` both graphs quantised. Files are written atomically.
+ * Throws naming the file when the checkpoint is missing or inconsistent.
  */
-export async function exportOnnx(path: string, opts: ExportOptions = {}): Promise<ExportResult> {
+export async function exportOnnx(
+  path: string,
+  opts: ExportOptions & { quantization: Quantization },
+): Promise<QuantizedExportResult>;
+export async function exportOnnx(path: string, opts?: ExportOptions): Promise<ExportResult>;
+export async function exportOnnx(
+  path: string,
+  opts: ExportOptions = {},
+): Promise<ExportResult | QuantizedExportResult> {
   const dir = await resolveCheckpointDir(path);
   if (!dir)
     throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
   const ckpt = await loadCheckpoint(dir);
-  const built = await exportOnnxBytes(ckpt, opts);
-  const onnx = resolve(opts.out ?? join(path, "policy.onnx"));
+  const built = await exportOnnxBytes(ckpt, {
+    ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+    ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
+  });
+  const q = opts.quantization;
+  const sample = q ? quantizeBytes(built.sample, { quantization: q, source: `sample graph of ${dir}` }) : undefined;
+  const velocity = q
+    ? quantizeBytes(built.velocity, { quantization: q, source: `velocity graph of ${dir}` })
+    : undefined;
+  const onnx = resolve(opts.out ?? (q ? quantizedPathFor(path, q) : join(path, "policy.onnx")));
   const velocityOnnx = velocityPathFor(onnx);
-  await writeFileAtomic(onnx, built.sample);
-  await writeFileAtomic(velocityOnnx, built.velocity);
-  return {
+  const sampleBytes = sample?.bytes ?? built.sample;
+  const velocityBytes = velocity?.bytes ?? built.velocity;
+  await writeFileAtomic(onnx, sampleBytes);
+  await writeFileAtomic(velocityOnnx, velocityBytes);
+  const result: ExportResult = {
     onnx,
     opset: OPSET,
     steps: built.steps,
     solver: built.solver,
     velocityOnnx,
-    bytes: built.sample.byteLength,
-    velocityBytes: built.velocity.byteLength,
+    bytes: sampleBytes.byteLength,
+    velocityBytes: velocityBytes.byteLength,
     nfe: built.nfe,
     checkpoint: dir,
     arch: ckpt.config.arch,
@@ -175,4 +210,7 @@ export async function exportOnnx(path: string, opts: ExportOptions = {}): Promis
     modelActionDim: ckpt.config.actionDim,
     inputs: built.inputs,
   };
+  return q && sample && velocity
+    ? { ...result, quantization: q, quantized: sample.report, velocityQuantized: velocity.report }
+    : result;
 }

@@ -30,7 +30,7 @@
  *
  * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
  */
-import type { ActionHead } from "../net/head.ts";
+import type { ActionHead, VelocityOptions } from "../net/head.ts";
 import type { AffineNorm } from "../normalize.ts";
 import { solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
@@ -151,31 +151,45 @@ export function buildSampleModel(
     if (!noise) throw new Error(`sample graph: a ${cfg.objective} head samples without noise`);
     return noise;
   };
-  const timeOf = (t: number): Sym => ops.constant(new Float32Array(H).fill(t), [1, H]);
+  // The solver's times are constants of the graph, one time token for the whole batch: the time
+  // path of every step (time MLP, every adaLN modulation) is a constant subgraph that onnxruntime
+  // folds at load time, so a chunk runs only what depends on the observation and the noise.
+  const timeOf = (t: number): Sym => ops.constant(Float32Array.of(t), [1, 1]);
   const space: VectorSpace<Sym> = { axpy: (y, alpha, v) => (alpha === 0 ? y : ops.add(y, ops.scale(v, alpha))) };
-  const intervalOf = (h: number | undefined): { interval?: Sym } => (h === undefined ? {} : { interval: timeOf(h) });
+  const timeOpts = (h: number | undefined): VelocityOptions<Sym> => ({
+    timeTokens: 1,
+    ...(h === undefined ? {} : { interval: timeOf(h) }),
+  });
   let spec: SampleSpec<Sym>;
   if (cleanPrefix) {
     // Training-time RTC: the prefix is fed clean at per-token time 1 (the data end) in every
-    // evaluation, exactly as the head was trained; the other tokens follow the solver's time.
-    const mask2 = ops.reshape(mask, [-1, H]);
-    const rest = ops.sub(ops.constant(new Float32Array(H).fill(1), [1, H]), mask2);
+    // evaluation, exactly as the head was trained; the other tokens follow the solver's time. The
+    // time path runs at t = 1 and at the step's time (both constants) and each token picks its own
+    // by the mask, instead of running on per-token times that depend on `prefix_len`.
+    const prefixMask = ops.reshape(mask, [-1, H]);
+    // A state already carrying the prefix (the noise, every step's result) is not inpainted again.
+    const clean = new Set<Sym>();
+    const withPrefix = (x: Sym): Sym => {
+      if (clean.has(x)) return x;
+      const y = inpaint(x, prefix);
+      clean.add(y);
+      return y;
+    };
     spec = {
       ops,
       space,
-      net: (xt, t, h) =>
-        head.velocity(ops, ctx, inpaint(xt, prefix), ops.add(ops.scale(rest, t), mask2), intervalOf(h)),
-      noise: () => inpaint(needNoise(), prefix),
+      net: (xt, t, h) => head.velocity(ops, ctx, withPrefix(xt), timeOf(t), { ...timeOpts(h), prefixMask }),
+      noise: () => withPrefix(needNoise()),
       zeros: () => ops.constant(new Float32Array(H * A), [1, H, A]),
       grid: uniformGrid(opts.steps),
       solver,
-      afterStep: (xt) => inpaint(xt, prefix),
+      afterStep: withPrefix,
     };
   } else {
     spec = {
       ops,
       space,
-      net: (xt, t, h) => head.velocity(ops, ctx, xt, timeOf(t), intervalOf(h)),
+      net: (xt, t, h) => head.velocity(ops, ctx, xt, timeOf(t), timeOpts(h)),
       noise: needNoise,
       zeros: () => ops.constant(new Float32Array(H * A), [1, H, A]),
       grid: uniformGrid(opts.steps),

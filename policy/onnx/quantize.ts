@@ -30,10 +30,7 @@
  * int8 with an instruction whose 16-bit intermediate sums can saturate; the parity figure of
  * `bench infer` measures the result on the machine it runs on.
  */
-import { join, resolve } from "node:path";
-import { loadCheckpoint, rawActionDim, resolveCheckpointDir } from "../checkpoint/checkpoint.ts";
-import { writeFileAtomic } from "../io/atomic.ts";
-import { exportOnnxBytes, velocityPathFor, type ExportOptions, type ExportResult } from "./export.ts";
+import { join } from "node:path";
 import {
   AttributeType,
   DataType,
@@ -227,64 +224,6 @@ export function quantizeBytes(
 /** The default path of a quantised sample graph beside a run's fp32 one: `<run>/policy.int8.onnx`. */
 export function quantizedPathFor(run: string, quantization: Quantization): string {
   return join(run, `policy.${quantization}.onnx`);
-}
-
-/** What `exportOnnxQuantized` wrote: the export's facts plus the quantisation of each graph. */
-export interface QuantizedExportResult extends ExportResult {
-  quantization: Quantization;
-  /** The sample graph's quantisation. */
-  quantized: QuantizeReport;
-  /** The velocity graph's quantisation. */
-  velocityQuantized: QuantizeReport;
-}
-
-/**
- * Exports the checkpoint at `path` (a run folder, its `checkpoints/` folder or one checkpoint
- * folder) and quantises both graphs before writing them (atomically): the sample graph to `out`
- * (default `<run>/policy.<quantization>.onnx`), the velocity graph beside it. The fp32
- * `policy.onnx` is left as it is.
- */
-export async function exportOnnxQuantized(
-  path: string,
-  opts: ExportOptions & { quantization: Quantization },
-): Promise<QuantizedExportResult> {
-  const dir = await resolveCheckpointDir(path);
-  if (!dir)
-    throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
-  const ckpt = await loadCheckpoint(dir);
-  const built = await exportOnnxBytes(ckpt, {
-    ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
-    ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
-  });
-  const onnx = resolve(opts.out ?? quantizedPathFor(path, opts.quantization));
-  const velocityOnnx = velocityPathFor(onnx);
-  const sample = quantizeBytes(built.sample, { quantization: opts.quantization, source: `sample graph of ${dir}` });
-  const velocity = quantizeBytes(built.velocity, {
-    quantization: opts.quantization,
-    source: `velocity graph of ${dir}`,
-  });
-  await writeFileAtomic(onnx, sample.bytes);
-  await writeFileAtomic(velocityOnnx, velocity.bytes);
-  return {
-    onnx,
-    opset: OPSET,
-    steps: built.steps,
-    solver: built.solver,
-    velocityOnnx,
-    bytes: sample.bytes.byteLength,
-    velocityBytes: velocity.bytes.byteLength,
-    nfe: built.nfe,
-    checkpoint: dir,
-    arch: ckpt.config.arch,
-    objective: ckpt.config.objective,
-    horizon: ckpt.config.horizon,
-    actionDim: rawActionDim(ckpt.normalization),
-    modelActionDim: ckpt.config.actionDim,
-    inputs: built.inputs,
-    quantization: opts.quantization,
-    quantized: sample.report,
-    velocityQuantized: velocity.report,
-  };
 }
 
 /**
