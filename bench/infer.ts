@@ -40,6 +40,10 @@ import { median, percentiles } from "../policy/stats/quantiles.ts";
 import { IR_VERSION, OPSET, decodeModel, encodeModel } from "../policy/onnx/proto.ts";
 import { OnnxOps } from "../policy/onnx/ops.ts";
 import { referenceGflops } from "./reference.ts";
+import { benchWeights, stats } from "./weights.ts";
+import { benchImagePolicy } from "./image-policy.ts";
+
+export { benchWeights, stats } from "./weights.ts";
 
 const STEPS = 10;
 /** Few-step graphs timed for the transformer (ReFlow students run 1 or 2 steps). */
@@ -61,17 +65,6 @@ export const PREFIX_TARGET_RATIO = 1.1;
 /** Steps and batches the prefix-trained export is compared to the plain one at (`transformer.prefix.cases`). */
 const PREFIX_CASES = { steps: [1, STEPS], batches: [1, 32] } as const;
 
-/** Random feature statistics of `dim` dims (means ~N(0, 0.25), spreads 0.2..1.2). */
-export function stats(dim: number, rng: Rng): FeatureStats {
-  const mean = Array.from({ length: dim }, () => rng.normal() * 0.5);
-  const std = Array.from({ length: dim }, () => 0.2 + rng.uniform());
-  return { mean, std, min: mean.map((m, i) => m - 3 * std[i]!), max: mean.map((m, i) => m + 3 * std[i]!), count: 1000 };
-}
-
-/**
- * Initial weights of `config` with the zero-initialised layers (adaLN gates, output) perturbed, so
- * every layer contributes as in a trained model and parity is measured on a non-trivial output.
- */
 /**
  * Writes the default transformer head, untrained (seeded weights and stats), with one `[stateDim]`
  * state feature as a checkpoint in `dir` and exports it (euler, 10 steps): the policy the serve and
@@ -89,26 +82,6 @@ export async function exportDefaultHead(dir: string, stateDim: number): Promise<
   };
   await saveCheckpoint(dir, 0, { config, weights: benchWeights(config, 3), normalization });
   return exportOnnx(dir, { steps: 10, solver: "euler" });
-}
-
-export function benchWeights(config: HeadConfig, seed: number): Map<string, { shape: number[]; data: Float32Array }> {
-  const head = buildHead(config);
-  const ops = new TfjsOps({ seed, mode: "frozen" });
-  tf.tidy(() => {
-    const obs = Object.fromEntries(config.obs.map((f) => [f.name, tf.zeros([1, ...f.shape])]));
-    head.velocity(
-      ops,
-      head.encode(ops, obs),
-      tf.zeros([1, config.horizon, config.actionDim]),
-      tf.zeros([1, config.horizon]),
-    );
-  });
-  const w = ops.snapshot();
-  ops.dispose();
-  const rng = new Rng(seed + 1);
-  for (const a of w.values())
-    if (a.data.every((x) => x === 0)) for (let i = 0; i < a.data.length; i++) a.data[i] = 0.02 * rng.normal();
-  return w;
 }
 
 /** Measures one head; returns its JSON record. */
@@ -464,6 +437,8 @@ export async function benchInfer(o: {
     mlp: { ...mlp, referenceGflops: reference },
     // The default transformer as a MeanFlow head (`--objective meanflow`), by steps (1 and 2 jumps).
     meanflow,
+    // The default transformer with one 96x96 camera and its image encoder (bench/image-policy.ts).
+    image: await benchImagePolicy(o),
     referenceGflops: reference,
     horizon: 50,
     actionDim: 32,
