@@ -29,6 +29,11 @@ export class ImageDecoder {
   private readonly inFlight = new Map<number, { lane: string; done: (r: Parsed<RgbImage>) => void }>();
   private counters = { decoded: 0, failed: 0, superseded: 0 };
 
+  /** Starts the worker thread at once (it takes a moment to load), so the first image is not late. */
+  constructor() {
+    this.ensureWorker();
+  }
+
   /** Decodes `job` for camera `lane` (see the module comment); `done` gets the image or the error. */
   submit(lane: string, job: DecodeJob, done: (r: Parsed<RgbImage>) => void): void {
     if (this.failure !== undefined) {

@@ -7,37 +7,14 @@ import { describe, expect, it } from "vitest";
 import { ControlLoop } from "../../bridge/loop.ts";
 import type { ImageSample } from "../../bridge/robot-link.ts";
 import { resizeRgb } from "../../bridge/ros/protocol.ts";
-import type { Observation, ChunkRequest } from "../../policy/chunk-policy.ts";
-import type { FeatureIO } from "../../policy/onnx/schema.ts";
 import { FakeScheduler } from "./fake-scheduler.ts";
-import { FakeLink, FakePolicy, testProfile, type FakePolicyOptions } from "./fakes.ts";
+import { CameraPolicy, FakeLink, testProfile } from "./fakes.ts";
 
 /** A FakeLink that also carries camera images. */
 class CameraLink extends FakeLink {
   readonly images = new Map<string, ImageSample>();
   image(feature: string): ImageSample | undefined {
     return this.images.get(feature);
-  }
-}
-
-/** A FakePolicy that declares `observation.state` and one camera. */
-class CameraPolicy extends FakePolicy {
-  readonly features: FeatureIO[];
-  constructor(opts: FakePolicyOptions, camera: { height: number; width: number }) {
-    super(opts);
-    this.features = [
-      { name: "state", key: "observation.state", shape: [2], rawShape: [2] },
-      {
-        name: "front",
-        key: "observation.images.front",
-        shape: [camera.height, camera.width, 3],
-        rawShape: [camera.height, camera.width, 3],
-        kind: "image",
-      },
-    ];
-  }
-  override sampleChunk(obs: Observation, req?: ChunkRequest): Promise<Float32Array> {
-    return super.sampleChunk(obs, req);
   }
 }
 
