@@ -45,7 +45,8 @@ export class PlantLink implements RobotLink {
   private readonly feats = new Map<string, FeatureSample>();
   /** Images of the latest sampled step, by feature (taken from the plant on first use). */
   private readonly imgs = new Map<string, ImageSample>();
-  private sampledAtS = 0;
+  /** Time of the latest sample (undefined before the first). */
+  private sampledAtS?: number;
   private up = false;
   private epochN = 0;
   private cancel?: () => void;
@@ -98,6 +99,7 @@ export class PlantLink implements RobotLink {
 
   image(feature: string): ImageSample | undefined {
     const cached = this.imgs.get(feature);
+    if (this.sampledAtS === undefined) return undefined;
     if (cached && cached.atS === this.sampledAtS && cached.epoch === this.epochN) return cached;
     const cam = this.opts.profile.cameras.find((c) => c.feature === feature);
     const img = cam ? this.opts.plant.images?.()[feature] : undefined;

@@ -5,6 +5,8 @@ import { OpenpiPolicyServer } from "../../../bridge/server/openpi-server.ts";
 import { ZmqPolicyServer } from "../../../bridge/server/zmq-server.ts";
 import { ZmqPolicyClient, ZmqServerError } from "../../../bridge/server/zmq-client.ts";
 import { resizeWithPad } from "../../../bridge/server/resize-with-pad.ts";
+import { OpenpiChunkPolicy, ZmqChunkPolicy } from "../../../bridge/server/remote-policy.ts";
+import { policyCameras } from "../../../bridge/cameras.ts";
 import { BadRequestError, observationFrom, policyMetadata } from "../../../bridge/server/served-policy.ts";
 import { OPENPI_MSGPACK_NUMPY, findPython, pythonMissing, runPythonAsync } from "../python.ts";
 import { RecordingImagePolicy, cameraFeature, testImage } from "./camera-fixture.ts";
@@ -248,6 +250,40 @@ describe("the ZeroMQ server with a camera policy", () => {
       expect(again.actions[2]).toBe(3);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe("remote policies with cameras (what serve --robot --via zmq|openpi sends)", () => {
+  it("send a Uint8Array camera as uint8 in the metadata's shape, and name the cameras for the loop", async () => {
+    const policy = new RecordingImagePolicy([FRONT]);
+    const zmqServer = await ZmqPolicyServer.start({
+      policy,
+      endpoint: "tcp://127.0.0.1:0",
+      auth: { mode: "insecure" },
+      log: () => undefined,
+    });
+    const wsServer = await OpenpiPolicyServer.start({
+      policy,
+      url: "ws://127.0.0.1:0",
+      auth: { mode: "insecure" },
+      log: () => undefined,
+    });
+    const zmq = await ZmqChunkPolicy.connect({ endpoint: zmqServer.endpoint });
+    const openpi = await OpenpiChunkPolicy.connect({ url: wsServer.url });
+    try {
+      for (const remote of [zmq, openpi]) {
+        expect(policyCameras(remote)).toEqual([{ key: "observation.images.front", height: 4, width: 6 }]);
+        const obs = { "observation.state": Float32Array.of(1.5, 0), "observation.images.front": testImage(4, 6, 8) };
+        const chunk = await remote.sampleChunk(obs);
+        expect(Array.from(chunk.subarray(0, 2))).toEqual([testImage(4, 6, 8).reduce((s, v) => s + v, 0), 1.5]);
+        expect(policy.seen.at(-1)!["observation.images.front"]).toEqual(testImage(4, 6, 8));
+      }
+    } finally {
+      await zmq.close();
+      openpi.close();
+      await zmqServer.close();
+      await wsServer.close();
     }
   });
 });
