@@ -34,7 +34,10 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
   const tp = await ThreadedPolicy.start(path, opts);
   try {
     const zeros: Observation = {};
-    for (const f of tp.features) zeros[f.key] = new Float32Array(f.rawShape.reduce((a, b) => a * b, 1));
+    for (const f of tp.features) {
+      const n = f.rawShape.reduce((a, b) => a * b, 1);
+      zeros[f.key] = f.kind === "image" ? new Uint8Array(n) : new Float32Array(n);
+    }
     const warmPrompt = tp.prompts?.[0];
     for (let i = 0; i < (opts.warmupRuns ?? 2); i++)
       await tp.sampleChunk(zeros, { seed: i, ...(warmPrompt !== undefined ? { prompt: warmPrompt } : {}) });

@@ -1,7 +1,7 @@
 /**
  * The real-time control loop: at the profile's rate on a monotonic clock, with deadlines that do not
  * drift (tick k is due at `start + k * dt`, never `now + dt`), it reads the newest joint state and
- * features from a {@link RobotLink}, keeps the action queue by absolute control step (through the
+ * features (and the camera images the policy takes, {@link CameraInputs}) from a {@link RobotLink}, keeps the action queue by absolute control step (through the
  * chunk executor, {@link LoopExecutor}: `sync`, `ensemble`, `blend`, `rtc`), requests the next chunk before the queue runs dry, passes every action
  * through the {@link SafetyLayer} and sends the result. Inference never blocks the loop: the
  * {@link ChunkPolicy} call is awaited off-tick (with a threaded policy it runs in its own thread).
@@ -27,6 +27,7 @@
 import type { ChunkPolicy, Observation } from "../policy/chunk-policy.ts";
 import { RecentSamples, StreamingQuantiles } from "../policy/stats/quantiles.ts";
 import type { ChunkMerge } from "../policy/runtime/executor.ts";
+import { CameraInputs, policyCameras } from "./cameras.ts";
 import type { LoopTicket } from "./merge.ts";
 import { LoopExecutor } from "./merge.ts";
 import type { RobotProfile } from "./profile.ts";
@@ -39,6 +40,10 @@ import { realScheduler } from "./scheduler.ts";
 
 /** Options of {@link ControlLoop}. */
 export interface ControlLoopOptions {
+  /**
+   * The policy; the cameras among the features it declares (`features`, or a remote policy's
+   * `metadata.features`) are read from the profile's cameras, each of which needs a `max_age_s`.
+   */
   policy: ChunkPolicy;
   link: RobotLink;
   profile: RobotProfile;
@@ -176,7 +181,7 @@ export interface LoopStats {
   droppedStale: number;
   /** Chunks discarded because the connection epoch changed while they were computed. */
   discardedChunks: number;
-  /** Ticks without inference because a feature was missing or stale. */
+  /** Ticks without inference because a feature or a camera image was missing or stale. */
   staleFeatureTicks: number;
   inferErrors: number;
   resyncs: number;
@@ -226,6 +231,7 @@ export class ControlLoop {
   private starvedReported = false;
   /** Why the latest inference was skipped or failed (for the starved report). */
   private blockedBy?: string;
+  private readonly cameras: CameraInputs;
   /** The last prompt accepted from the prompt topic. */
   private prompt: string | null = null;
   private counts = {
@@ -253,6 +259,11 @@ export class ControlLoop {
         `ControlLoop: policy actionDim ${opts.policy.actionDim} != ${this.joints} joints of profile '${p.name}'`,
       );
     this.sched = opts.scheduler ?? realScheduler();
+    try {
+      this.cameras = new CameraInputs(p, policyCameras(opts.policy));
+    } catch (err) {
+      throw new Error(`ControlLoop: ${(err as Error).message}`, { cause: err });
+    }
     try {
       this.merger = new LoopExecutor(opts.merge ?? { mode: "sync" }, opts.policy, p.control_rate_hz);
     } catch (err) {
@@ -512,6 +523,15 @@ export class ControlLoop {
       this.opts.link.rejections?.accepted(f.topic, ["stale"]);
       obs[f.feature] = s.values;
     }
+    const blocked = this.cameras.fill(obs, this.opts.link, now, this.epoch);
+    if (blocked) {
+      this.counts.staleFeature++;
+      const rejected = this.opts.link.rejections?.last(blocked.topic);
+      this.blockedBy = `camera ${blocked.feature} on ${blocked.topic} stale or rejected: ${blocked.why}${rejected ? ` (last rejected: ${rejected})` : ""}`;
+      this.opts.link.rejections?.reject(blocked.topic, "stale", `camera ${blocked.feature}: ${blocked.why}`);
+      return;
+    }
+    for (const topic of this.cameras.topics) this.opts.link.rejections?.accepted(topic, ["stale"]);
     const fromRest = this.merger.upcoming(k, 1).length === 0;
     const ticket = this.merger.request(k, delaySteps);
     const prefix = ticket.prefix;

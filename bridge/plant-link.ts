@@ -4,13 +4,16 @@
  * are sampled after every step, and commands are executed as the profile's controller would
  * (`trajectory`: a {@link TrajectoryFollower} trajectory, a single target reached in one control
  * period; `forward`: the target at once). Same contract as the ROS link: a command is dropped,
- * never queued, while "disconnected" or when computed from another epoch's state.
+ * never queued, while "disconnected" or when computed from another epoch's state. Camera images
+ * (the plant's `images`, for the profile's cameras) are taken from the latest step when asked for,
+ * resized to the profile's size as the ROS link resizes them.
  */
 import type { Plant } from "./plant.ts";
 import { TrajectoryFollower } from "./plant.ts";
 import type { RobotProfile } from "./profile.ts";
 import type {
   FeatureSample,
+  ImageSample,
   JointStateSample,
   LoopDiagnostics,
   RobotCommand,
@@ -19,6 +22,7 @@ import type {
 } from "./robot-link.ts";
 import { commandGate, InputRejections } from "./robot-link.ts";
 import type { Scheduler } from "./scheduler.ts";
+import { resizeRgb } from "./ros/protocol.ts";
 
 /** Options of {@link PlantLink}. */
 export interface PlantLinkOptions {
@@ -39,6 +43,10 @@ export class PlantLink implements RobotLink {
   private readonly follower: TrajectoryFollower;
   private state?: JointStateSample;
   private readonly feats = new Map<string, FeatureSample>();
+  /** Images of the latest sampled step, by feature (taken from the plant on first use). */
+  private readonly imgs = new Map<string, ImageSample>();
+  /** Time of the latest sample (undefined before the first). */
+  private sampledAtS?: number;
   private up = false;
   private epochN = 0;
   private cancel?: () => void;
@@ -89,6 +97,33 @@ export class PlantLink implements RobotLink {
     return this.feats.get(name);
   }
 
+  image(feature: string): ImageSample | undefined {
+    const cached = this.imgs.get(feature);
+    if (this.sampledAtS === undefined) return undefined;
+    if (cached && cached.atS === this.sampledAtS && cached.epoch === this.epochN) return cached;
+    const cam = this.opts.profile.cameras.find((c) => c.feature === feature);
+    const img = cam ? this.opts.plant.images?.()[feature] : undefined;
+    if (!cam || !img) return cached;
+    if (img.rgb.length !== img.width * img.height * 3) {
+      this.rejections.reject(
+        cam.topic,
+        "size",
+        `${cam.topic} (${feature}): ${img.rgb.length} bytes for a ${img.width}x${img.height} RGB image`,
+      );
+      return cached;
+    }
+    this.rejections.accepted(cam.topic);
+    const s: ImageSample = {
+      width: cam.width,
+      height: cam.height,
+      rgb: resizeRgb(img, cam.width, cam.height),
+      atS: this.sampledAtS,
+      epoch: this.epochN,
+    };
+    this.imgs.set(feature, s);
+    return s;
+  }
+
   send(cmd: RobotCommand): SendResult {
     const drop = commandGate(cmd, { connected: this.up, epoch: this.epochN });
     if (drop) {
@@ -132,6 +167,7 @@ export class PlantLink implements RobotLink {
   /** Samples the plant, refusing what a ROS link would refuse: a non-finite position, a feature of the wrong size or non-finite. */
   private sample(now: number): void {
     const p = this.opts.profile;
+    this.sampledAtS = now;
     const positions = Float64Array.from(this.opts.plant.positions());
     const bad = positions.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0)

@@ -74,7 +74,12 @@ const evenPixels = (what: string) =>
     .positive({ error: `expected an even positive integer (${what})` })
     .refine((n) => n % 2 === 0, { error: `expected an even positive integer (${what}; video needs even sizes)` });
 
-/** A camera topic: `sensor_msgs/Image`, recorded as a video feature. */
+/**
+ * A camera topic: `sensor_msgs/Image` (`transport: "raw"`, the default) or
+ * `sensor_msgs/CompressedImage` (`"compressed"`: JPEG or PNG, as image_transport's `compressed`
+ * plugin publishes on `<camera>/compressed`), recorded as a video feature and, at run time, fed
+ * to a policy that takes the feature.
+ */
 const CameraTopicSchema = z.strictObject({
   topic: topic(),
   feature: z
@@ -82,6 +87,12 @@ const CameraTopicSchema = z.strictObject({
     .regex(/^observation\.images\.[A-Za-z0-9_]+$/, { error: "expected a feature name like observation.images.front" }),
   width: evenPixels("pixels"),
   height: evenPixels("pixels"),
+  transport: z.enum(["raw", "compressed"], { error: 'expected "raw" or "compressed"' }).default("raw"),
+  /**
+   * At run time, an image older than this (seconds) is stale: no inference is run on it (as a
+   * feature past `stale_after_s`). Required for a camera a policy takes.
+   */
+  max_age_s: positive().optional(),
 });
 
 /**
@@ -197,9 +208,11 @@ export const RobotProfileSchema = z
     /** Other observation features, each from its own `std_msgs/Float32MultiArray` topic. */
     features: z.array(FeatureTopicSchema, { error: "expected an array" }).default([]),
     /**
-     * Cameras, each a `sensor_msgs/Image` topic (rgb8, bgr8, rgba8, bgra8 or mono8) recorded as the
-     * video feature `feature` (`observation.images.<name>`) at `width` x `height` (images of another
-     * size are resized); `sim robot` renders and publishes them.
+     * Cameras, each a `sensor_msgs/Image` topic (rgb8, bgr8, rgba8, bgra8 or mono8) or a
+     * `sensor_msgs/CompressedImage` topic (jpeg, png) recorded as the video feature `feature`
+     * (`observation.images.<name>`) at `width` x `height` (images of another size are resized);
+     * `sim robot` renders and publishes them. At run time a policy that takes the feature gets the
+     * newest image, resized the same way to the policy's size, if it is at most `max_age_s` old.
      */
     cameras: z.array(CameraTopicSchema, { error: "expected an array" }).default([]),
     /** How to record demonstrations and convert bags and run logs into datasets; optional. */
@@ -260,6 +273,11 @@ export const RobotProfileSchema = z
       if (keys.has(f.feature))
         ctx.addIssue({ code: "custom", path: ["features", i, "feature"], message: `duplicate feature '${f.feature}'` });
       keys.add(f.feature);
+    });
+    p.cameras.forEach((c, i) => {
+      if (keys.has(c.feature))
+        ctx.addIssue({ code: "custom", path: ["cameras", i, "feature"], message: `duplicate feature '${c.feature}'` });
+      keys.add(c.feature);
     });
   });
 

@@ -25,6 +25,19 @@ export interface FeatureSample {
   epoch: number;
 }
 
+/**
+ * One camera image (the profile's `cameras`), uint8 RGB `[height, width, 3]` row-major, at the
+ * camera's profile size.
+ */
+export interface ImageSample {
+  width: number;
+  height: number;
+  rgb: Uint8Array;
+  /** Receive time of its message on the loop's monotonic clock, seconds (before decoding). */
+  atS: number;
+  epoch: number;
+}
+
 /** A command for the robot, already through the safety layer. */
 export type RobotCommand =
   | {
@@ -92,6 +105,11 @@ export interface RobotLink {
   jointState(): JointStateSample | undefined;
   /** Newest sample of an observation feature by its policy key, or undefined. */
   feature(name: string): FeatureSample | undefined;
+  /**
+   * Newest decoded image of a profile camera by its feature (`observation.images.front`), or
+   * undefined; absent when the link carries no cameras.
+   */
+  image?(feature: string): ImageSample | undefined;
   /** The e-stop request received from the robot side (latched), or undefined. */
   readonly estopRequest: string | undefined;
   /** True while a person has taken the robot over (the profile's intervention topic); absent: never. */

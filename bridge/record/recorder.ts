@@ -24,7 +24,7 @@ import type { RobotProfile } from "../profile.ts";
 import {
   MSG,
   parseFloat32MultiArray,
-  parseImage,
+  parseCameraMessage,
   parseJointCommand,
   parseJointState,
   resizeRgb,
@@ -391,12 +391,16 @@ export class Recorder {
   private subscribeCamera(c: RobotProfile["cameras"][number]): void {
     const s = new ImageSeries(c.topic);
     this.images.set(c.feature, s);
-    const t = new Topic<unknown>({ ros: this.ros, name: c.topic, messageType: MSG.image });
+    const t = new Topic<unknown>({
+      ros: this.ros,
+      name: c.topic,
+      messageType: c.transport === "compressed" ? MSG.compressedImage : MSG.image,
+    });
     const version = this.opts.profile.ros.version;
     t.subscribe((m) => {
       const recv = this.now();
       this.count(c.topic, recv);
-      const r = parseImage(m, `${c.topic} (${c.feature})`);
+      const r = parseCameraMessage(m, c.transport, `${c.topic} (${c.feature})`);
       if (r.kind === "error") return this.reject(c.topic, r.error);
       const header = (m as { header?: { stamp?: unknown } }).header;
       const stamp = header ? rosSeconds(version, header.stamp) : undefined;

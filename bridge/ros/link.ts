@@ -1,7 +1,8 @@
 /**
  * A {@link RobotLink} over rosbridge with roslib: subscribes the profile's `sensor_msgs/JointState`,
- * feature (`std_msgs/Float32MultiArray`), e-stop and intervention (`std_msgs/Bool`) and prompt
- * (`std_msgs/String`) topics, publishes commands
+ * feature (`std_msgs/Float32MultiArray`), camera (`sensor_msgs/Image` or `CompressedImage`, decoded
+ * and resized to the profile's size in a worker thread, {@link ImageDecoder}), e-stop and
+ * intervention (`std_msgs/Bool`) and prompt (`std_msgs/String`) topics, publishes commands
  * (`trajectory_msgs/JointTrajectory` or `std_msgs/Float64MultiArray`) and diagnostics
  * (`diagnostic_msgs/DiagnosticArray`).
  *
@@ -17,6 +18,7 @@ import type { RobotProfile } from "../profile.ts";
 import type {
   FeatureSample,
   HumanCommand,
+  ImageSample,
   JointStateSample,
   LoopDiagnostics,
   RobotCommand,
@@ -25,6 +27,7 @@ import type {
 } from "../robot-link.ts";
 import { commandGate, InputRejections, rejectReason } from "../robot-link.ts";
 import type { RosVersion } from "./protocol.ts";
+import { ImageDecoder } from "./image-decoder.ts";
 import {
   MSG,
   diagnosticArray,
@@ -87,6 +90,8 @@ export class RosLink implements RobotLink {
   private readonly subs: Topic<unknown>[] = [];
   private state?: JointStateSample;
   private readonly features = new Map<string, FeatureSample>();
+  private readonly images = new Map<string, ImageSample>();
+  private readonly decoder?: ImageDecoder;
   private isUp = false;
   private epochN = 0;
   private closed = false;
@@ -162,6 +167,32 @@ export class RosLink implements RobotLink {
         if (r.kind === "error") return this.reject(f.topic, r.error);
         this.rejections.accepted(f.topic);
         this.features.set(f.feature, { values: r.value, atS: this.opts.now(), epoch: this.epochN });
+      });
+      this.subs.push(t);
+    }
+    if (p.cameras.length > 0) this.decoder = new ImageDecoder();
+    for (const c of p.cameras) {
+      const t = new Topic<unknown>({
+        ros: this.ros,
+        name: c.topic,
+        messageType: c.transport === "compressed" ? MSG.compressedImage : MSG.image,
+        queue_length: 1,
+      });
+      t.subscribe((m) => {
+        // the age of an image counts from its arrival, decoding time included
+        const atS = this.opts.now();
+        const epoch = this.epochN;
+        this.decoder?.submit(
+          c.feature,
+          { msg: m, transport: c.transport, what: `${c.topic} (${c.feature})`, width: c.width, height: c.height },
+          (r) => {
+            if (r.kind === "error") return this.reject(c.topic, r.error);
+            const seen = this.images.get(c.feature);
+            if (seen && seen.atS > atS) return;
+            this.rejections.accepted(c.topic);
+            this.images.set(c.feature, { ...r.value, atS, epoch });
+          },
+        );
       });
       this.subs.push(t);
     }
@@ -281,6 +312,10 @@ export class RosLink implements RobotLink {
     return this.features.get(name);
   }
 
+  image(feature: string): ImageSample | undefined {
+    return this.images.get(feature);
+  }
+
   send(cmd: RobotCommand): SendResult {
     const drop = commandGate(cmd, { connected: this.connected, epoch: this.epochN });
     if (drop === "dropped-disconnected") this.counters.droppedDisconnected++;
@@ -323,6 +358,7 @@ export class RosLink implements RobotLink {
     clearTimeout(this.retryTimer);
     for (const t of this.subs) t.unsubscribe();
     this.ros.close();
+    void this.decoder?.close();
   }
 
   private connect(): void {

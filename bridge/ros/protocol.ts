@@ -4,6 +4,8 @@
  * `pkg/Type` form both ROS versions accept; time is `{secs, nsecs}` on ROS 1 and `{sec, nanosec}`
  * on ROS 2, and a ROS 1 Header carries `seq`.
  */
+import jpeg from "jpeg-js";
+import { PNG } from "pngjs";
 
 /** ROS 1 or ROS 2. */
 export type RosVersion = 1 | 2;
@@ -16,6 +18,7 @@ export const MSG = {
   float32MultiArray: "std_msgs/Float32MultiArray",
   bool: "std_msgs/Bool",
   image: "sensor_msgs/Image",
+  compressedImage: "sensor_msgs/CompressedImage",
   string: "std_msgs/String",
   diagnosticArray: "diagnostic_msgs/DiagnosticArray",
 } as const;
@@ -318,6 +321,116 @@ export function parseImage(msg: unknown, what: string): Parsed<RgbImage> {
       rgb[o + 2] = data[i + b]!;
     }
   return { kind: "ok", value: { width: w, height: h, rgb } };
+}
+
+/** The compressed formats of a `sensor_msgs/CompressedImage` read and written here. */
+export type CompressedFormat = "jpeg" | "png";
+
+/**
+ * A `sensor_msgs/CompressedImage` of `img` (uint8 RGB) as `format`, its `data` base64-encoded as
+ * rosbridge's JSON encoding carries `uint8[]` (JPEG at `quality` 1..100, default 90).
+ */
+export function compressedImage(
+  version: RosVersion,
+  img: RgbImage,
+  format: CompressedFormat,
+  quality = 90,
+): Record<string, unknown> {
+  if (img.rgb.length !== img.width * img.height * 3)
+    throw new RangeError(`compressedImage: ${img.rgb.length} bytes for ${img.width}x${img.height} RGB`);
+  const rgba = new Uint8Array(img.width * img.height * 4);
+  for (let i = 0, j = 0; i < img.rgb.length; i += 3, j += 4) {
+    rgba[j] = img.rgb[i]!;
+    rgba[j + 1] = img.rgb[i + 1]!;
+    rgba[j + 2] = img.rgb[i + 2]!;
+    rgba[j + 3] = 255;
+  }
+  let bytes: Buffer;
+  if (format === "jpeg") bytes = jpeg.encode({ width: img.width, height: img.height, data: rgba }, quality).data;
+  else {
+    const png = new PNG({ width: img.width, height: img.height, colorType: 2, inputColorType: 6 });
+    png.data = Buffer.from(rgba.buffer, rgba.byteOffset, rgba.byteLength);
+    bytes = PNG.sync.write(png, { colorType: 2, inputColorType: 6 });
+  }
+  return { header: zeroHeader(version), format, data: bytes.toString("base64") };
+}
+
+/** Largest compressed image decoded, megapixels (a 4K frame is 8.3). */
+const MAX_COMPRESSED_MP = 16;
+
+/**
+ * Parses a `sensor_msgs/CompressedImage` (`data` as rosbridge's base64 string or a list of bytes)
+ * into RGB. `format` is `jpeg` or `png`, or image_transport's `<encoding>; <jpeg|png> compressed
+ * <encoding>` form; the bytes must be what it says (checked by their signature). A grey image
+ * becomes three equal channels; PNG alpha is dropped. Errors name the field.
+ */
+export function parseCompressedImage(msg: unknown, what: string): Parsed<RgbImage> {
+  if (typeof msg !== "object" || msg === null)
+    return { kind: "error", error: `${what}: CompressedImage: not an object` };
+  const m = msg as Record<string, unknown>;
+  const format = typeof m.format === "string" ? m.format.toLowerCase() : "";
+  const kind: CompressedFormat | undefined = /\bpng\b/.test(format)
+    ? "png"
+    : /\b(jpeg|jpg)\b/.test(format)
+      ? "jpeg"
+      : undefined;
+  if (!kind)
+    return {
+      kind: "error",
+      error: `${what}: CompressedImage: format ${JSON.stringify(m.format)} is neither jpeg nor png`,
+    };
+  let data: Uint8Array;
+  if (typeof m.data === "string") data = new Uint8Array(Buffer.from(m.data, "base64"));
+  else if (Array.isArray(m.data)) data = Uint8Array.from(m.data as number[]);
+  else return { kind: "error", error: `${what}: CompressedImage: 'data' is neither a base64 string nor a byte list` };
+  const isJpeg = data.length > 3 && data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff;
+  const isPng = data.length > 8 && data[0] === 0x89 && data[1] === 0x50 && data[2] === 0x4e && data[3] === 0x47;
+  if ((kind === "jpeg" && !isJpeg) || (kind === "png" && !isPng))
+    return {
+      kind: "error",
+      error: `${what}: CompressedImage: format '${String(m.format)}' but the ${data.length} data bytes are ${isJpeg ? "a JPEG" : isPng ? "a PNG" : "neither a JPEG nor a PNG"}`,
+    };
+  try {
+    if (kind === "jpeg") {
+      const d = jpeg.decode(data, {
+        useTArray: true,
+        formatAsRGBA: false,
+        maxResolutionInMP: MAX_COMPRESSED_MP,
+        maxMemoryUsageInMB: 256,
+      });
+      const n = d.width * d.height;
+      // jpeg-js gives RGB for colour and grey JPEGs alike when formatAsRGBA is false
+      if (d.data.length !== n * 3)
+        return {
+          kind: "error",
+          error: `${what}: CompressedImage: JPEG decoded to ${d.data.length} bytes for ${d.width}x${d.height}`,
+        };
+      return { kind: "ok", value: { width: d.width, height: d.height, rgb: d.data } };
+    }
+    const png = PNG.sync.read(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    if (png.width * png.height > MAX_COMPRESSED_MP * 1e6)
+      return {
+        kind: "error",
+        error: `${what}: CompressedImage: PNG of ${png.width}x${png.height} is over ${MAX_COMPRESSED_MP} MP`,
+      };
+    const rgb = new Uint8Array(png.width * png.height * 3);
+    for (let i = 0, j = 0; j < rgb.length; i += 4, j += 3) {
+      rgb[j] = png.data[i]!;
+      rgb[j + 1] = png.data[i + 1]!;
+      rgb[j + 2] = png.data[i + 2]!;
+    }
+    return { kind: "ok", value: { width: png.width, height: png.height, rgb } };
+  } catch (err) {
+    return {
+      kind: "error",
+      error: `${what}: CompressedImage: cannot decode the ${kind.toUpperCase()}: ${(err as Error).message}`,
+    };
+  }
+}
+
+/** Parses a camera message as the profile's `transport` says: `sensor_msgs/Image` (raw) or `CompressedImage`. */
+export function parseCameraMessage(msg: unknown, transport: "raw" | "compressed", what: string): Parsed<RgbImage> {
+  return transport === "compressed" ? parseCompressedImage(msg, what) : parseImage(msg, what);
 }
 
 /** `img` resized to `width` x `height` (box average when shrinking, nearest pixel when growing). */

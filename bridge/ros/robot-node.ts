@@ -1,8 +1,8 @@
 /**
  * The robot side of the ROS bridge, for a simulated robot: a rosbridge client that steps a
  * {@link Plant} in real time at its control period, publishes its `sensor_msgs/JointState`,
- * feature topics (`std_msgs/Float32MultiArray`) and camera images (`sensor_msgs/Image`) every
- * step, and executes the commands it receives as the ros2_control controllers would:
+ * feature topics (`std_msgs/Float32MultiArray`) and camera images (`sensor_msgs/Image`, or a
+ * lossless PNG `sensor_msgs/CompressedImage` for a camera of transport `compressed`) every step, and executes the commands it receives as the ros2_control controllers would:
  *
  * - `trajectory` (joint_trajectory_controller): a message breaking the controller's rules
  *   ({@link trajectoryViolations}) is rejected; an accepted one replaces the current trajectory and
@@ -23,7 +23,7 @@ import { TrajectoryFollower } from "../plant.ts";
 import type { RobotProfile } from "../profile.ts";
 import type { Scheduler } from "../scheduler.ts";
 import { realScheduler } from "../scheduler.ts";
-import { MSG, float32MultiArray, rosSeconds, sensorImage, zeroHeader } from "./protocol.ts";
+import { MSG, compressedImage, float32MultiArray, rosSeconds, sensorImage, zeroHeader } from "./protocol.ts";
 import { trajectoryViolations } from "./trajectory-rules.ts";
 import type { StaleCommandMeter } from "../stale-commands.ts";
 
@@ -64,7 +64,11 @@ export class RosRobotNode {
   private readonly n: number;
   private readonly jsTopic: Topic<Record<string, unknown>>;
   private readonly featureTopics: { feature: string; topic: Topic<Record<string, unknown>> }[] = [];
-  private readonly cameraTopics: { feature: string; topic: Topic<Record<string, unknown>> }[] = [];
+  private readonly cameraTopics: {
+    feature: string;
+    transport: "raw" | "compressed";
+    topic: Topic<Record<string, unknown>>;
+  }[] = [];
   private readonly cmdTopic: Topic<unknown>;
   private readonly follower: TrajectoryFollower;
   private reference: Float64Array;
@@ -122,7 +126,13 @@ export class RosRobotNode {
     for (const c of p.cameras)
       this.cameraTopics.push({
         feature: c.feature,
-        topic: new Topic({ ros: this.ros, name: c.topic, messageType: MSG.image, queue_size: 1 }),
+        transport: c.transport,
+        topic: new Topic({
+          ros: this.ros,
+          name: c.topic,
+          messageType: c.transport === "compressed" ? MSG.compressedImage : MSG.image,
+          queue_size: 1,
+        }),
       });
     this.cmdTopic = new Topic<unknown>({
       ros: this.ros,
@@ -216,7 +226,10 @@ export class RosRobotNode {
       const imgs = this.opts.plant.images?.() ?? {};
       for (const c of this.cameraTopics) {
         const img = imgs[c.feature];
-        if (img) c.topic.publish(sensorImage(p.ros.version, img));
+        if (img)
+          c.topic.publish(
+            c.transport === "compressed" ? compressedImage(p.ros.version, img, "png") : sensorImage(p.ros.version, img),
+          );
       }
     }
     this.publishedThisConnection = true;

@@ -108,9 +108,10 @@ export class OpenpiPolicyClient {
 
   /**
    * Samples a chunk for one raw observation (keys as the metadata names them; shapes from it when
-   * the size fits); `prompt` goes in the dict as openpi's clients send it.
+   * the size fits; a `Uint8Array` goes as uint8, a camera image); `prompt` goes in the dict as
+   * openpi's clients send it.
    */
-  async infer(obs: Record<string, Float32Array>, opts: { prompt?: string } = {}): Promise<OpenpiChunk> {
+  async infer(obs: Record<string, Float32Array | Uint8Array>, opts: { prompt?: string } = {}): Promise<OpenpiChunk> {
     if (this.failure) throw this.failure;
     const shapes: Record<string, number[]> = {};
     for (const f of this.metadata.features) shapes[f.key] = shapes[f.name] = f.shape;
@@ -118,7 +119,8 @@ export class OpenpiPolicyClient {
     for (const [k, v] of Object.entries(obs)) {
       // in the metadata's shape when the size fits, else as given (the server refuses it, naming the key)
       const shape = shapes[k];
-      dict[k] = NdArray.float32(v, shape && shape.reduce((a, b) => a * b, 1) === v.length ? shape : [v.length]);
+      const fits = shape && shape.reduce((a, b) => a * b, 1) === v.length ? shape : [v.length];
+      dict[k] = v instanceof Uint8Array ? new NdArray("|u1", fits, v) : NdArray.float32(v, fits);
     }
     if (opts.prompt !== undefined) dict["prompt"] = opts.prompt;
     const reply = new Promise<MsgValue>((resolve, reject) => {

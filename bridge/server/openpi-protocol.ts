@@ -6,6 +6,7 @@
  * |-----------|-------------------------------------------------------------------------------------|
  * | on connect, server -> client | binary: the metadata `{features, horizon, action_dim, fps, rtc_max_delay, solver, steps, key_map}` |
  * | client -> server | binary: one observation dict of ONE sample (no batch dim): `{<feature key>: array, ...}`; other keys (`prompt`, unused images) are ignored |
+ * | | a camera: uint8 `(h, w, 3)` under its key, its slash form (`observation/images/front`), its model name or, for a one-camera policy, `observation/image`; resized with padding to the policy's size |
  * | server -> client | binary: `{actions: (H, A) float32, policy_timing: {infer_ms}, server_timing: {infer_ms, prev_total_ms}}` (`prev_total_ms` from the second reply on) |
  * | on error, server -> client | text: the error, then close 1011 (that client only) |
  *

@@ -106,15 +106,13 @@ export class ZmqChunkPolicy implements ChunkPolicy {
   /** Raw actions `[horizon * actionDim]`; the prefix, noise and seed are sent along. */
   async sampleChunk(obs: Observation, req: ChunkRequest = {}): Promise<Float32Array> {
     // in the metadata's shape when the size fits, else as sent (the server refuses it, naming the key)
+    // a Uint8Array (a camera image) goes as uint8
     const shaped: Record<string, NdArray> = {};
     for (const [k, v] of Object.entries(obs)) {
-      if (!(v instanceof Float32Array))
-        throw new TypeError(
-          `zmq policy ${this.source}: observation '${k}' is not a float32 vector (camera images are not sent yet)`,
-        );
       const f = this.metadata.features.find((x) => x.key === k || x.name === k);
       const fits = f !== undefined && f.shape.reduce((a, b) => a * b, 1) === v.length;
-      shaped[k] = NdArray.float32(v, fits ? f.shape : [v.length]);
+      const shape = fits ? f.shape : [v.length];
+      shaped[k] = v instanceof Uint8Array ? new NdArray("|u1", shape, v) : NdArray.float32(v, shape);
     }
     const prompt = req.prompt ?? this.prompt;
     const c = await this.client.infer(shaped, {
@@ -196,16 +194,8 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
       throw new Error(
         `openpi policy ${this.source}: the openpi protocol carries no prefix, noise or seed (use --via zmq for real-time chunking)`,
       );
-    const vectors: Record<string, Float32Array> = {};
-    for (const [k, v] of Object.entries(obs)) {
-      if (!(v instanceof Float32Array))
-        throw new TypeError(
-          `openpi policy ${this.source}: observation '${k}' is not a float32 vector (camera images are not sent yet)`,
-        );
-      vectors[k] = v;
-    }
     const prompt = req.prompt ?? this.prompt;
-    const c = await this.client.infer(vectors, prompt !== undefined ? { prompt } : {});
+    const c = await this.client.infer(obs, prompt !== undefined ? { prompt } : {});
     checkShape(this.metadata, c.shape, `openpi policy ${this.source}`);
     return c.actions;
   }

@@ -8,6 +8,7 @@ import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
 import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
 import { promptIndex } from "../../policy/net/prompt.ts";
+import { resizeWithPad } from "./resize-with-pad.ts";
 
 /**
  * A policy a server can serve: a `ChunkPolicy` that names its features and reports timings.
@@ -23,11 +24,25 @@ export interface ServedPolicy extends ChunkPolicy {
   sampleChunkTimed(obs: Observation, req?: ChunkRequest): Promise<TimedChunk>;
 }
 
+/** One observation feature in {@link PolicyMetadata}. */
+export interface MetadataFeature {
+  [key: string]: MsgValue;
+  name: string;
+  key: string;
+  shape: number[];
+  kind: "vector" | "image";
+  dtype: "float32" | "uint8";
+}
+
 /** The metadata both servers announce (openpi: the first frame; ZeroMQ: the `metadata` reply). */
 export interface PolicyMetadata {
   [key: string]: MsgValue;
-  /** `{name, key, shape}` per observation feature; `shape` is what a request must send. */
-  features: Array<{ name: string; key: string; shape: number[] }>;
+  /**
+   * Per observation feature: `shape` is what the policy takes; `kind` `vector` (float32, sent in
+   * exactly that shape) or `image` (a camera: uint8 `[height, width, 3]`; any `(h, w, 3)` uint8
+   * array is accepted and resized with padding to it, as openpi's `resize_with_pad`).
+   */
+  features: MetadataFeature[];
   /** Actions per chunk H. */
   horizon: number;
   /** Values per action A. */
@@ -50,7 +65,13 @@ export interface PolicyMetadata {
 /** The metadata of `policy` served with `keyMap` (with `prompts` for a prompt-conditioned policy). */
 export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<string, string>> = {}): PolicyMetadata {
   return {
-    features: policy.features.map((f) => ({ name: f.name, key: f.key, shape: [...f.rawShape] })),
+    features: policy.features.map((f) => ({
+      name: f.name,
+      key: f.key,
+      shape: [...f.rawShape],
+      kind: f.kind === "image" ? "image" : "vector",
+      dtype: f.kind === "image" ? "uint8" : "float32",
+    })),
     horizon: policy.horizon,
     action_dim: policy.actionDim,
     fps: policy.fps ?? null,
@@ -90,12 +111,36 @@ export class BadRequestError extends Error {
   override readonly name = "BadRequestError";
 }
 
+/** openpi's key for the one camera of a LIBERO-style client (`examples/libero/main.py`). */
+export const OPENPI_IMAGE_KEY = "observation/image";
+
 /**
- * The policy's raw observation from a decoded dict: each feature is looked up by its dataset key,
- * its model name, or a client key that `keyMap` renames to either; other keys (a prompt, images
- * the policy does not use) are ignored. A feature must be a numeric array of exactly its raw shape
- * (a numpy scalar or a plain list of numbers counts as shape `[n]`; a 1-D feature may carry unit
- * dims, `(1, n)`), all values finite.
+ * The client keys a feature is looked up under: its dataset key and its model name; a camera also
+ * under the slash form of its key (`observation/images/front`), and the one camera of a policy
+ * with a single camera also under openpi's {@link OPENPI_IMAGE_KEY}.
+ */
+export function featureAliases(f: FeatureIO, features: readonly FeatureIO[]): string[] {
+  const out = [f.key];
+  if (f.name !== f.key) out.push(f.name);
+  if (f.kind === "image") {
+    const slash = f.key.replaceAll(".", "/");
+    if (!out.includes(slash)) out.push(slash);
+    if (features.filter((x) => x.kind === "image").length === 1 && !out.includes(OPENPI_IMAGE_KEY))
+      out.push(OPENPI_IMAGE_KEY);
+  }
+  return out;
+}
+
+/**
+ * The policy's raw observation from a decoded dict: each feature is looked up under its
+ * {@link featureAliases} or a client key that `keyMap` renames to one of them; other keys (a
+ * prompt, images the policy does not use, such as LIBERO's `observation/wrist_image` for a
+ * one-camera policy) are ignored. A vector feature must be a numeric array of exactly its raw
+ * shape (a numpy scalar or a plain list of numbers counts as shape `[n]`; a 1-D feature may carry
+ * unit dims, `(1, n)`), all values finite. A camera must be a uint8 array `(h, w, 3)`; one of
+ * another size than the policy's is resized with padding ({@link resizeWithPad}, openpi's
+ * `resize_with_pad`). `observation/image` sent to a policy with several cameras is ambiguous: an
+ * error, unless `keyMap` maps it to one of them.
  * Throws {@link BadRequestError} naming the key.
  */
 export function observationFrom(
@@ -112,23 +157,74 @@ export function observationFrom(
     renamed[target] = { client: k, value: v };
   }
   const obs: Observation = {};
+  const cameras = features.filter((f) => f.kind === "image");
   for (const f of features) {
-    const byKey = renamed[f.key];
-    const byName = f.name !== f.key ? renamed[f.name] : undefined;
-    if (byKey && byName)
+    const hits = featureAliases(f, features).flatMap((a) => {
+      const hit = renamed[a];
+      return hit ? [hit] : [];
+    });
+    if (hits.length > 1)
       throw new BadRequestError(
-        `observation feature '${f.key}' is given twice (as '${byKey.client}' and '${byName.client}')`,
+        `observation feature '${f.key}' is given ${hits.length === 2 ? "twice" : `${hits.length} times`} (as ${hits.map((h) => `'${h.client}'`).join(" and ")})`,
       );
-    const hit = byKey ?? byName;
+    const hit = hits[0];
     if (!hit) {
       const got = Object.keys(dict).join(", ") || "nothing";
+      if (f.kind === "image" && cameras.length > 1 && renamed[OPENPI_IMAGE_KEY] !== undefined)
+        throw new BadRequestError(
+          `observation '${OPENPI_IMAGE_KEY}' is ambiguous: the policy has ${cameras.length} cameras (${cameras.map((c) => c.key).join(", ")}); send each under its key (e.g. '${f.key.replaceAll(".", "/")}') or map it with a key map entry ${OPENPI_IMAGE_KEY}=${f.key}`,
+        );
+      const what = f.kind === "image" ? "camera" : "observation feature";
       throw new BadRequestError(
-        `observation feature '${f.key}' (model name '${f.name}', shape [${f.rawShape.join(", ")}]) is missing; got ${got}`,
+        `${what} '${f.key}' (model name '${f.name}', shape [${f.rawShape.join(", ")}]${f.kind === "image" ? ", uint8" : ""}) is missing; got ${got}`,
       );
     }
-    obs[f.key] = featureValues(hit.value, hit.client, f.rawShape);
+    obs[f.key] =
+      f.kind === "image" ? imageValues(hit.value, hit.client, f) : featureValues(hit.value, hit.client, f.rawShape);
   }
   return obs;
+}
+
+const DTYPE_NAMES: Record<string, string> = {
+  "|b1": "bool",
+  "|u1": "uint8",
+  "|i1": "int8",
+  "<u2": "uint16",
+  "<i2": "int16",
+  "<u4": "uint32",
+  "<i4": "int32",
+  "<u8": "uint64",
+  "<i8": "int64",
+  "<f4": "float32",
+  "<f8": "float64",
+};
+
+/** A camera's value: uint8 `(h, w, 3)`, resized with padding to the feature's `[height, width, 3]`. */
+function imageValues(v: MsgValue, key: string, f: FeatureIO): Uint8Array {
+  const [height, width] = f.rawShape as [number, number, number];
+  const expected = `a uint8 array of shape (height, width, 3) (the policy takes (${height}, ${width}, 3); other sizes are resized with padding)`;
+  if (!(v instanceof NdArray)) {
+    const kind =
+      v === null
+        ? "null"
+        : v instanceof NpScalar
+          ? `a numpy scalar of ${v.dtype}`
+          : v instanceof Uint8Array
+            ? "raw bytes without a shape"
+            : Array.isArray(v)
+              ? "a list"
+              : typeof v;
+    throw new BadRequestError(`camera '${key}' (${f.key}) must be ${expected}, got ${kind}`);
+  }
+  if (v.dtype !== "|u1" || !(v.data instanceof Uint8Array))
+    throw new BadRequestError(
+      `camera '${key}' (${f.key}) must be ${expected}, got dtype ${DTYPE_NAMES[v.dtype] ?? v.dtype} ('${v.dtype}') of shape (${v.shape.join(", ")}); convert it with image_tools.convert_to_uint8`,
+    );
+  if (v.shape.length !== 3 || v.shape[2] !== 3 || v.shape[0] === 0 || v.shape[1] === 0)
+    throw new BadRequestError(
+      `camera '${key}' (${f.key}) must be ${expected}, got shape (${v.shape.join(", ")})${v.shape.length === 4 ? ": send one sample, without a batch dim" : v.shape.length === 3 && v.shape[0] === 3 ? ": channels last, not first" : ""}`,
+    );
+  return resizeWithPad(v.data, v.shape[0]!, v.shape[1]!, height, width);
 }
 
 function featureValues(v: MsgValue, key: string, shape: readonly number[]): Float32Array {

@@ -96,13 +96,19 @@ export class ZmqPolicyClient {
 
   /**
    * Samples a chunk for one raw observation (keys: dataset keys, model names or mapped client keys).
-   * A plain `Float32Array` is sent in the feature's shape from the server's metadata (fetched once).
+   * A plain `Float32Array` (a `Uint8Array`: a camera image, as uint8) is sent in the feature's shape
+   * from the server's metadata (fetched once).
    */
-  async infer(obs: Record<string, Float32Array | NdArray>, opts: InferOptions = {}): Promise<ClientChunk> {
+  async infer(obs: Record<string, Float32Array | Uint8Array | NdArray>, opts: InferOptions = {}): Promise<ClientChunk> {
     const o: MsgMap = {};
     const shapes = Object.values(obs).some((v) => !(v instanceof NdArray)) ? await this.featureShapes() : {};
-    for (const [k, v] of Object.entries(obs))
-      o[k] = v instanceof NdArray ? v : NdArray.float32(v, shapes[k] ?? [v.length]);
+    for (const [k, v] of Object.entries(obs)) {
+      if (v instanceof NdArray) o[k] = v;
+      else {
+        const shape = shapes[k] ?? [v.length];
+        o[k] = v instanceof Uint8Array ? new NdArray("|u1", shape, v) : NdArray.float32(v, shape);
+      }
+    }
     if (opts.prompt !== undefined) o["prompt"] = opts.prompt;
     const r = await this.request({
       type: "infer",

@@ -15,6 +15,8 @@
  * | `{type:"ping", id?}`                                                | `{type:"pong", id, time_ms}`                              |
  * | anything wrong                                                      | `{type:"error", id, code, message}`                       |
  *
+ * `obs` carries the features as the openpi protocol does (`openpi-protocol.ts`): vectors as float
+ * arrays, cameras as uint8 `(h, w, 3)`, resized with padding to the policy's size.
  * `reset` restarts the noise stream of this client only (seeded `infer` calls are unaffected).
  * The PUB stream (optional) publishes `["chunk", {client, id, actions, timing, time_ms}]` for every
  * served chunk.

@@ -3,7 +3,7 @@
  * with one batched `session.run` (`OnnxPolicy.sampleBatch`). It blocks only its own thread.
  */
 import { parentPort } from "node:worker_threads";
-import { OnnxPolicy } from "./onnx-policy.ts";
+import { OnnxPolicy, type BatchItem } from "./onnx-policy.ts";
 import { parseToInferenceWorker, type FromInferenceWorker, type ItemResult } from "./worker-protocol.ts";
 
 const port = parentPort;
@@ -48,7 +48,8 @@ async function handle(raw: unknown): Promise<void> {
       if (!policy) throw new Error("inference worker got a batch before init");
       const t0 = performance.now();
       const items = m.items.map((it) => ({
-        observation: it.observation,
+        // camera values are uint8 RGB Uint8Arrays (validated by ThreadedPolicy); OnnxPolicy feeds them as uint8 tensors
+        observation: it.observation as BatchItem["observation"],
         options: {
           noise: it.noise,
           ...(it.prefix !== undefined ? { prefix: it.prefix } : {}),

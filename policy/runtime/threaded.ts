@@ -98,6 +98,8 @@ export interface ThreadedPolicyStats {
 
 interface Pending {
   item: WorkItem;
+  /** The buffers of the item's camera copies, moved (not copied again) to the worker. */
+  transfer: ArrayBuffer[];
   t0: number;
   resolve: (c: TimedChunk) => void;
   reject: (err: Error) => void;
@@ -257,15 +259,12 @@ export class ThreadedPolicy implements ChunkPolicy {
         );
       noise = req.noise.slice();
     } else noise = (req.seed !== undefined ? new Rng(req.seed) : this.rng).normalArray(n);
-    const vectors: Record<string, Float32Array> = {};
-    for (const [k, v] of Object.entries(obs)) {
-      if (!(v instanceof Float32Array))
-        return Promise.reject(
-          new TypeError(
-            `${this.source}: observation '${k}' is not a float32 vector (camera images are not supported here yet)`,
-          ),
-        );
-      vectors[k] = v;
+    let observation: WorkItem["observation"];
+    let transfer: ArrayBuffer[];
+    try {
+      ({ observation, transfer } = this.workObservation(obs));
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
     let prompt: string | undefined;
     if (this.prompts !== undefined) {
@@ -282,7 +281,7 @@ export class ThreadedPolicy implements ChunkPolicy {
         );
     }
     const item: WorkItem = {
-      observation: vectors,
+      observation,
       noise,
       ...(prompt !== undefined ? { prompt } : {}),
       ...(req.prefix !== undefined ? { prefix: req.prefix } : {}),
@@ -290,9 +289,46 @@ export class ThreadedPolicy implements ChunkPolicy {
     };
     this.counters.requests++;
     return new Promise<TimedChunk>((resolve, reject) => {
-      this.queue.push({ item, t0: performance.now(), resolve, reject });
+      this.queue.push({ item, transfer, t0: performance.now(), resolve, reject });
       this.schedule();
     });
+  }
+
+  /**
+   * The observation as a work item carries it: a camera feature (`kind: "image"`) must be a
+   * Uint8Array of exactly `height * width * 3` bytes, any other feature a Float32Array; throws
+   * naming the feature otherwise. Each camera is copied once into a buffer of its own, which the
+   * batch then transfers to the worker (the caller keeps its array; no second copy on the way).
+   */
+  private workObservation(obs: Observation): { observation: WorkItem["observation"]; transfer: ArrayBuffer[] } {
+    const cameras = new Map(this.features.filter((f) => f.kind === "image").map((f) => [f.key, f]));
+    for (const f of cameras.values()) cameras.set(f.name, f);
+    const observation: WorkItem["observation"] = {};
+    const transfer: ArrayBuffer[] = [];
+    for (const [k, v] of Object.entries(obs)) {
+      const camera = cameras.get(k);
+      if (camera !== undefined) {
+        const [h, w, c] = camera.rawShape as [number, number, number];
+        if (!(v instanceof Uint8Array))
+          throw new TypeError(
+            `${this.source}: camera '${camera.key}' must be a Uint8Array of ${h * w * c} RGB bytes ([${h}, ${w}, ${c}]), got a ${v.constructor.name}`,
+          );
+        if (v.length !== h * w * c)
+          throw new RangeError(
+            `${this.source}: camera '${camera.key}' has ${v.length} bytes, expected ${h * w * c} ([${h}, ${w}, ${c}] uint8 RGB)`,
+          );
+        const copy = v.slice();
+        transfer.push(copy.buffer);
+        observation[k] = copy;
+      } else {
+        if (!(v instanceof Float32Array))
+          throw new TypeError(
+            `${this.source}: observation '${k}' must be a Float32Array (only camera features take uint8), got a ${v.constructor.name}`,
+          );
+        observation[k] = v;
+      }
+    }
+    return { observation, transfer };
   }
 
   /**
@@ -364,7 +400,10 @@ export class ThreadedPolicy implements ChunkPolicy {
       const message: ToInferenceWorker = { type: "batch", id, items: batch.map((p) => p.item) };
       slot.worker.ref();
       try {
-        slot.worker.postMessage(message);
+        slot.worker.postMessage(
+          message,
+          batch.flatMap((p) => p.transfer),
+        );
       } catch (err) {
         this.fail(
           new Error(`could not send a batch to inference worker ${slot.index}: ${(err as Error).message}`, {

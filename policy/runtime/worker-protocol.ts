@@ -3,6 +3,7 @@
  * `type`. The main thread sends one `batch` at a time and waits for its answer before the next; the
  * worker answers every item of a batch, in order, each with its chunk or its error.
  */
+import type { Observation } from "../chunk-policy.ts";
 import type { FeatureIO } from "../onnx/graphs.ts";
 
 /** What the worker loads: `OnnxPolicy.load(path, options)`. */
@@ -14,9 +15,12 @@ export interface LoadSpec {
   solver?: string;
 }
 
-/** One request of a batch: raw observation, the noise the main thread drew, an optional prefix. */
+/**
+ * One request of a batch: raw observation (vectors as Float32Array, cameras as uint8 RGB
+ * `[height, width, 3]` Uint8Array), the noise the main thread drew, an optional prefix.
+ */
 export interface WorkItem {
-  observation: Record<string, Float32Array>;
+  observation: Observation;
   /** `[H * modelActionDim]`, always drawn by the main thread so the stream follows arrival order. */
   noise: Float32Array;
   prefix?: Float32Array;

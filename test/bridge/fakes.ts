@@ -3,6 +3,7 @@
  * {@link ChunkPolicy} whose latency runs on the (fake or real) scheduler.
  */
 import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
+import type { FeatureIO } from "../../policy/onnx/schema.ts";
 import type { RobotProfile } from "../../bridge/profile.ts";
 import { parseRobotProfile } from "../../bridge/profile.ts";
 import type {
@@ -89,6 +90,19 @@ export class FakePolicy implements ChunkPolicy {
     for (let i = 0; i < this.horizon; i++)
       for (let a = 0; a < this.actionDim; a++) out[i * this.actionDim + a] = (s[a] ?? 0) + (i + 1) * 0.01;
     return out;
+  }
+}
+
+/** A FakePolicy that declares `observation.state` [2] and the camera `observation.images.front` of `[height, width, 3]`. */
+export class CameraPolicy extends FakePolicy {
+  readonly features: FeatureIO[];
+  constructor(opts: FakePolicyOptions, camera: { height: number; width: number }) {
+    super(opts);
+    const shape = [camera.height, camera.width, 3];
+    this.features = [
+      { name: "state", key: "observation.state", shape: [2], rawShape: [2] },
+      { name: "front", key: "observation.images.front", shape, rawShape: shape, kind: "image" },
+    ];
   }
 }
 

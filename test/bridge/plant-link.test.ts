@@ -5,6 +5,7 @@ import { TrajectoryFollower } from "../../bridge/plant.ts";
 import { PlantLink } from "../../bridge/plant-link.ts";
 import { loadRobotProfile } from "../../bridge/profile.ts";
 import { realScheduler } from "../../bridge/scheduler.ts";
+import { resizeRgb } from "../../bridge/ros/protocol.ts";
 import { ExpertChunkPolicy } from "../../sim/policy.ts";
 import { createTask } from "../../sim/tasks/index.ts";
 import { FakeScheduler } from "./fake-scheduler.ts";
@@ -78,6 +79,41 @@ describe("PlantLink (--via direct)", () => {
     expect(ls.steps).toBe(5);
     expect(ls.dropped).toBe(0);
     expect(st.sent).toBe(ls.commands);
+  });
+
+  it("gives the loop the plant's camera image of the latest step, resized to the profile's size", async () => {
+    const s = new FakeScheduler();
+    let frames = 0;
+    const plant = {
+      dtS: 0.01,
+      positions: () => [0, 0],
+      features: () => ({}),
+      images: () => {
+        frames++;
+        const rgb = new Uint8Array(8 * 4 * 3).map((_, i) => (i + Math.round(s.now() * 100)) % 256);
+        return { "observation.images.front": { width: 8, height: 4, rgb } };
+      },
+      step: () => undefined,
+    };
+    const profile = testProfile({
+      cameras: [{ topic: "/cam", feature: "observation.images.front", width: 4, height: 2, max_age_s: 0.05 }],
+    });
+    const link = new PlantLink({ plant, profile, scheduler: s });
+    expect(link.image("observation.images.front")).toBeUndefined();
+    link.start();
+    await s.advance(0.025);
+    const a = link.image("observation.images.front")!;
+    expect([a.width, a.height, a.rgb.length, a.epoch]).toEqual([4, 2, 24, 1]);
+    expect(a.atS).toBeCloseTo(0.02, 9);
+    const src = plant.images()["observation.images.front"];
+    expect(a.rgb).toEqual(resizeRgb(src, 4, 2));
+    // the same step's image is rendered and resized once
+    const n = frames;
+    expect(link.image("observation.images.front")).toBe(a);
+    expect(frames).toBe(n);
+    await s.advance(0.01);
+    expect(link.image("observation.images.front")!.atS).toBeCloseTo(0.03, 9);
+    link.stop();
   });
 
   it("solves reach with the loop driving the simulator directly", async () => {

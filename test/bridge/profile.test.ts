@@ -63,6 +63,26 @@ describe("robot profile", () => {
     );
   });
 
+  it("reads cameras: transport raw by default or compressed, max_age_s, and names a bad field", () => {
+    const cam = { topic: "/cam/front/compressed", feature: "observation.images.front", width: 64, height: 48 };
+    const raw = parseRobotProfile({ ...base(), cameras: [cam] }, "robot.json");
+    expect(raw.cameras).toEqual([{ ...cam, transport: "raw" }]);
+    const c = parseRobotProfile(
+      { ...base(), cameras: [{ ...cam, transport: "compressed", max_age_s: 0.1 }] },
+      "robot.json",
+    );
+    expect([c.cameras[0]!.transport, c.cameras[0]!.max_age_s]).toEqual(["compressed", 0.1]);
+    expect(() => parseRobotProfile({ ...base(), cameras: [{ ...cam, transport: "theora" }] }, "robot.json")).toThrow(
+      'robot.json: cameras.0.transport: expected "raw" or "compressed"',
+    );
+    expect(() => parseRobotProfile({ ...base(), cameras: [{ ...cam, max_age_s: 0 }] }, "robot.json")).toThrow(
+      "robot.json: cameras.0.max_age_s: expected a positive number",
+    );
+    expect(() => parseRobotProfile({ ...base(), cameras: [cam, { ...cam, topic: "/other" }] }, "robot.json")).toThrow(
+      "robot.json: cameras.1.feature: duplicate feature 'observation.images.front'",
+    );
+  });
+
   it("checks cross-field rules", () => {
     const unknownJoint = { ...base(), joint_limits: { z: {} } };
     expect(() => parseRobotProfile(unknownJoint, "r.json")).toThrow(

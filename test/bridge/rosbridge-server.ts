@@ -73,6 +73,7 @@ const MSGS: Record<string, Record<string, Field>> = {
     step: "uint32",
     data: "uint8[]",
   },
+  "sensor_msgs/CompressedImage": { header: "std_msgs/Header", format: "string", data: "uint8[]" },
   "diagnostic_msgs/KeyValue": { key: "string", value: "string" },
   "diagnostic_msgs/DiagnosticStatus": {
     level: "byte",

@@ -87,8 +87,8 @@ describe("openpi-compatible WebSocket server", () => {
       expect(meta["rtc_max_delay"]).toBe(0);
       expect([meta["solver"], meta["steps"]]).toEqual(["euler", 4]);
       expect(meta["features"]).toEqual([
-        { name: "state", key: "observation.state", shape: [4] },
-        { name: "emb", key: "observation.embedding", shape: [2, 3] },
+        { name: "state", key: "observation.state", shape: [4], kind: "vector", dtype: "float32" },
+        { name: "emb", key: "observation.embedding", shape: [2, 3], kind: "vector", dtype: "float32" },
       ]);
       // The policy's stream restarted from 21: the first chunk uses Rng(21)'s first draw.
       fx.served.reset(21);

@@ -44,8 +44,8 @@ describe("ZeroMQ policy server", () => {
       const meta = await c.metadata();
       expect(meta).toEqual({
         features: [
-          { name: "state", key: "observation.state", shape: [4] },
-          { name: "emb", key: "observation.embedding", shape: [2, 3] },
+          { name: "state", key: "observation.state", shape: [4], kind: "vector", dtype: "float32" },
+          { name: "emb", key: "observation.embedding", shape: [2, 3], kind: "vector", dtype: "float32" },
         ],
         horizon: 4,
         action_dim: 3,
