@@ -231,3 +231,38 @@ export class F64Ops implements DiffOps<F64> {
     return this.zip(x, { shape: like.shape, data: new Float64Array(like.data.length) }, (v) => v);
   }
 }
+
+/**
+ * Central finite differences (h = 1e-6) of `loss` at 3 random coordinates of every parameter
+ * `keep` accepts, against the tape's `grads`: the worst relative error and how many were checked.
+ * Throws when a checked parameter has no gradient.
+ */
+export function finiteDifferenceCheck(
+  weights: Map<string, F64>,
+  grads: ReadonlyMap<string, F64 | undefined>,
+  loss: () => number,
+  rng: { int(n: number): number },
+  keep: (name: string) => boolean = () => true,
+): { worst: number; checked: number } {
+  const h = 1e-6;
+  let worst = 0;
+  let checked = 0;
+  for (const [name, w] of weights) {
+    if (!keep(name)) continue;
+    const g = grads.get(name);
+    if (!g) throw new Error(`no gradient for parameter '${name}'`);
+    for (let j = 0; j < 3; j++) {
+      const i = rng.int(w.data.length);
+      const x0 = w.data[i]!;
+      w.data[i] = x0 + h;
+      const up = loss();
+      w.data[i] = x0 - h;
+      const down = loss();
+      w.data[i] = x0;
+      const fd = (up - down) / (2 * h);
+      worst = Math.max(worst, Math.abs(fd - g.data[i]!) / Math.max(1e-3, Math.abs(fd)));
+      checked++;
+    }
+  }
+  return { worst, checked };
+}

@@ -5,7 +5,7 @@ import { featureSize } from "../../../policy/net/head.ts";
 import type { DiffOps } from "../../../policy/autodiff/ops.ts";
 import { Rng } from "../../../policy/random.ts";
 import { tinyModel } from "../onnx/fixture.ts";
-import { F64Ops, type F64 } from "./f64.ts";
+import { F64Ops, finiteDifferenceCheck, type F64 } from "./f64.ts";
 
 const BATCH = 2;
 
@@ -51,25 +51,7 @@ for (const arch of ["transformer", "mlp"] as const) {
     const grads = tape.gradients(lossOf(m, tape, (x) => tape.input(x, x.shape), batch) as Traced<F64>);
     const evalLoss = (): number => lossOf(m, new F64Ops(weights), (x) => x, batch).data[0]!;
 
-    const h = 1e-6;
-    let worst = 0;
-    let checked = 0;
-    for (const [name, w] of weights) {
-      const g = grads.get(name);
-      expect(g, name).toBeDefined();
-      for (let j = 0; j < 3; j++) {
-        const i = rng.int(w.data.length);
-        const x0 = w.data[i]!;
-        w.data[i] = x0 + h;
-        const up = evalLoss();
-        w.data[i] = x0 - h;
-        const down = evalLoss();
-        w.data[i] = x0;
-        const fd = (up - down) / (2 * h);
-        worst = Math.max(worst, Math.abs(fd - g!.data[i]!) / Math.max(1e-3, Math.abs(fd)));
-        checked++;
-      }
-    }
+    const { worst, checked } = finiteDifferenceCheck(weights, grads, evalLoss, rng);
     expect(checked).toBeGreaterThan(60);
     expect(worst).toBeLessThan(1e-6);
   });

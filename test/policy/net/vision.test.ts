@@ -14,7 +14,7 @@ import { maskedSquaredError } from "../../../policy/autodiff/loss.ts";
 import { sampleChunkTfjs } from "../../../policy/sampling/tfjs.ts";
 import { affineFor, denormalize, normalize, padAffine } from "../../../policy/normalize.ts";
 import { Rng } from "../../../policy/random.ts";
-import { F64Ops, type F64 } from "../autodiff/f64.ts";
+import { F64Ops, finiteDifferenceCheck, type F64 } from "../autodiff/f64.ts";
 import { randomStats, randomWeights } from "../onnx/fixture.ts";
 import { maxAbsDiff, modelOf } from "../onnx/helpers.ts";
 
@@ -221,26 +221,7 @@ describe("image encoder", () => {
     const tape = new Tape(new F64Ops(weights));
     const grads = tape.gradients(lossOf(tape, (x) => tape.input(x, x.shape)) as Traced<F64>);
     const evalLoss = (): number => lossOf(new F64Ops(weights), (x) => x).data[0]!;
-    const h = 1e-6;
-    let worst = 0;
-    let checked = 0;
-    for (const [name, w] of weights) {
-      if (!name.includes(".vision.")) continue;
-      const g = grads.get(name);
-      expect(g, name).toBeDefined();
-      for (let j = 0; j < 3; j++) {
-        const i = rng.int(w.data.length);
-        const x0 = w.data[i]!;
-        w.data[i] = x0 + h;
-        const up = evalLoss();
-        w.data[i] = x0 - h;
-        const down = evalLoss();
-        w.data[i] = x0;
-        const fd = (up - down) / (2 * h);
-        worst = Math.max(worst, Math.abs(fd - g!.data[i]!) / Math.max(1e-3, Math.abs(fd)));
-        checked++;
-      }
-    }
+    const { worst, checked } = finiteDifferenceCheck(weights, grads, evalLoss, rng, (n) => n.includes(".vision."));
     // stem (weight, bias, gn weight, gn bias), stage conv and down (4 each), out (2): 14 parameters.
     expect(checked).toBe(14 * 3);
     // relative error of central differences at h = 1e-6 in float64 (the heads' own check uses 1e-6;
