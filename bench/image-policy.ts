@@ -18,12 +18,12 @@ import { saveCheckpoint } from "../policy/checkpoint/checkpoint.ts";
 import type { NormalizationSpec } from "../policy/checkpoint/checkpoint.ts";
 import { affineFor } from "../policy/normalize.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
-import { imageNorm } from "../policy/onnx/graphs.ts";
+import { cameraInput } from "../policy/onnx/graphs.ts";
 import { OnnxOps } from "../policy/onnx/ops.ts";
-import { DataType, IR_VERSION, OPSET, encodeModel } from "../policy/onnx/proto.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import { Rng } from "../policy/random.ts";
 import { percentiles } from "../policy/stats/quantiles.ts";
+import { benchModel } from "./reference.ts";
 import { benchWeights, stats } from "./weights.ts";
 
 /** Target p50 of the image policy's 10-step chunk at batch 1, 96 px, one camera (ms). */
@@ -75,17 +75,9 @@ export async function benchImagePolicy(o: { runs: number; threads: number }): Pr
 
     // The encoder alone: uint8 -> float -> per-channel normalisation -> encoder tokens.
     const ops = new OnnxOps({ weights });
-    const pixels = ops.input("pixels", [-1, SIZE, SIZE, 3], DataType.UINT8);
-    const x = ops.node("Cast", [pixels], [-1, SIZE, SIZE, 3], { to: { int: DataType.FLOAT } }, DataType.FLOAT);
-    const n = imageNorm(affineFor(camStats, "mean_std", "front"));
-    const normed = ops.add(ops.mul(x, ops.constant(n.scale, [3])), ops.constant(n.offset, [3]));
+    const normed = cameraInput(ops, "pixels", [SIZE, SIZE, 3], affineFor(camStats, "mean_std", "front"));
     ops.output(encodeImage(ops, "obs.front.vision", normed, { height: SIZE, width: SIZE }, config.vision), "tokens");
-    const encoderModel = encodeModel({
-      irVersion: IR_VERSION,
-      opsetImport: [{ domain: "", version: OPSET }],
-      producerName: "actionflow-bench",
-      graph: ops.graph("image_encoder"),
-    });
+    const encoderModel = benchModel(ops, "image_encoder");
     const session = await ort.InferenceSession.create(encoderModel, {
       graphOptimizationLevel: "all",
       intraOpNumThreads: o.threads,

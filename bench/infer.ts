@@ -37,9 +37,9 @@ import { sampleChunkTfjs, tidyRead } from "../policy/sampling/tfjs.ts";
 import { Rng } from "../policy/random.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { median, percentiles } from "../policy/stats/quantiles.ts";
-import { IR_VERSION, OPSET, decodeModel, encodeModel } from "../policy/onnx/proto.ts";
+import { decodeModel } from "../policy/onnx/proto.ts";
 import { OnnxOps } from "../policy/onnx/ops.ts";
-import { referenceGflops } from "./reference.ts";
+import { benchModel, referenceGflops } from "./reference.ts";
 import { benchWeights, stats } from "./weights.ts";
 import { benchImagePolicy } from "./image-policy.ts";
 
@@ -654,12 +654,7 @@ export async function nodeDispatchUs(o: { threads: number; nodes?: number; runs?
     const c = ops.constant(new Float32Array(64).fill(0.5), [64]);
     for (let i = 0; i < n; i++) x = ops.add(x, c);
     ops.output(x, "y");
-    const bytes = encodeModel({
-      irVersion: IR_VERSION,
-      opsetImport: [{ domain: "", version: OPSET }],
-      producerName: "actionflow-bench",
-      graph: ops.graph("chain"),
-    });
+    const bytes = benchModel(ops, "chain");
     const session = await ort.InferenceSession.create(bytes, {
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,

@@ -13,12 +13,7 @@ export async function referenceGflops(n = 512, seconds = 2): Promise<number> {
   const ops = new OnnxOps({ weights: new Map([["b", { shape: [n, n], data: rng.normalArray(n * n) }]]) });
   const a = ops.input("a", [n, n]);
   ops.output(ops.matMul(a, ops.param({ name: "b", shape: [n, n], init: { kind: "zeros" } })), "y");
-  const bytes = encodeModel({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: "", version: OPSET }],
-    producerName: "actionflow-bench",
-    graph: ops.graph("matmul"),
-  });
+  const bytes = benchModel(ops, "matmul");
   const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: "all" });
   const feeds = { a: new ort.Tensor("float32", rng.normalArray(n * n), [n, n]) };
   for (let i = 0; i < 5; i++) await session.run(feeds);
@@ -34,4 +29,14 @@ export async function referenceGflops(n = 512, seconds = 2): Promise<number> {
   }
   await session.release();
   return best;
+}
+
+/** The graph of `ops` as a plain-opset model's bytes, for timing a bench graph in onnxruntime. */
+export function benchModel(ops: OnnxOps, name: string): Uint8Array {
+  return encodeModel({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: "", version: OPSET }],
+    producerName: "actionflow-bench",
+    graph: ops.graph(name),
+  });
 }

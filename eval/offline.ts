@@ -30,7 +30,7 @@ import { median } from "../policy/stats/quantiles.ts";
 import type { SolverName } from "../policy/flow/solvers.ts";
 import type { AffineNorm } from "../policy/normalize.ts";
 import { exportOnnxBytes, featuresOf } from "../policy/onnx/export.ts";
-import { imageNorm } from "../policy/onnx/graphs.ts";
+import { imageNorm } from "../policy/normalize.ts";
 import { CameraFrames } from "../datasets/video/cameras.ts";
 import { Rng } from "../policy/random.ts";
 import { OnnxPolicy, type OnnxPolicyOptions } from "../policy/runtime/onnx-policy.ts";

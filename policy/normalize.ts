@@ -134,3 +134,11 @@ export function denormalize(y: ArrayLike<number>, norm: AffineNorm): Float32Arra
   }
   return out;
 }
+
+/**
+ * A camera's normalisation in pixel units: its stats are of pixel / 255 (LeRobot's convention for
+ * image features), so the scale takes the 1/255 in.
+ */
+export function imageNorm(norm: AffineNorm): AffineNorm {
+  return { scale: norm.scale.map((s) => s / 255), offset: norm.offset.slice() };
+}

@@ -13,7 +13,7 @@
  * Only the columns named in `obs` and `action` are loaded, once, into per-episode Float32Arrays.
  */
 import { z } from "zod";
-import type { AffineNorm } from "../policy/normalize.ts";
+import { imageNorm, type AffineNorm } from "../policy/normalize.ts";
 import type { Rng } from "../policy/random.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
@@ -206,14 +206,8 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
   const norms: Record<string, AffineNorm> = {};
   for (const key of columns) norms[key] = normFor(key, dims[key]!.dim);
   // Cameras: pixel value v -> v * scale[c] / 255 + offset[c], by channel c.
-  const pixelNorms: Record<string, { scale: Float32Array; offset: Float32Array }> = {};
-  for (const o of imageSpecs) {
-    const n = normFor(o.key, 3);
-    pixelNorms[o.name] = {
-      scale: Float32Array.from(n.scale.slice(0, 3), (v) => v / 255),
-      offset: Float32Array.from(n.offset.slice(0, 3)),
-    };
-  }
+  const pixelNorms: Record<string, AffineNorm> = {};
+  for (const o of imageSpecs) pixelNorms[o.name] = imageNorm(normFor(o.key, 3));
 
   const byIndex = new Map(dataset.episodes.map((e) => [e.index, e]));
   const loaded: {
@@ -388,7 +382,7 @@ function writeImage(
   size: { width: number; height: number },
   dx: number,
   dy: number,
-  norm: { scale: Float32Array; offset: Float32Array },
+  norm: AffineNorm,
   out: Float32Array,
   b: number,
 ): void {

@@ -31,7 +31,7 @@
  * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
  */
 import type { ActionHead, VelocityOptions } from "../net/head.ts";
-import type { AffineNorm } from "../normalize.ts";
+import { imageNorm, type AffineNorm } from "../normalize.ts";
 import { solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
 import { Tape, type Traced } from "../autodiff/tape.ts";
@@ -105,10 +105,7 @@ export function buildSampleModel(
     const rawD = f.rawShape[f.rawShape.length - 1]!;
     checkAffine(`observation feature '${f.name}'`, norm, d);
     if (f.kind === "image") {
-      // uint8 RGB -> float pixel / 255 (the units its per-channel normalisation is in) -> normalised.
-      const pixels = ops.input(obsInputName(f.name), [-1, ...f.rawShape], DataType.UINT8);
-      const x = ops.node("Cast", [pixels], [-1, ...f.rawShape], { to: { int: DataType.FLOAT } }, DataType.FLOAT);
-      obs[f.name] = normalizeRaw(ops, x, imageNorm(norm), 3);
+      obs[f.name] = cameraInput(ops, obsInputName(f.name), f.rawShape, norm);
       continue;
     }
     const x = ops.input(obsInputName(f.name), [-1, ...f.rawShape]);
@@ -397,15 +394,17 @@ function wrapModel(ops: OnnxOps, name: string, doc: string, meta: Record<string,
   };
 }
 
-/** x * scale + offset over the first `rawD` dims of the map (raw values, unpadded). */
 /**
- * A camera's normalisation in pixel units: its stats are of pixel / 255 (LeRobot's convention for
- * image features), so the scale takes the 1/255 in.
+ * A camera's graph input `name`: uint8 RGB `[batch, ...rawShape]`, cast to float and normalised per
+ * channel in pixel units ({@link imageNorm}).
  */
-export function imageNorm(norm: AffineNorm): AffineNorm {
-  return { scale: norm.scale.map((s) => s / 255), offset: norm.offset.slice() };
+export function cameraInput(ops: OnnxOps, name: string, rawShape: readonly number[], norm: AffineNorm): Sym {
+  const pixels = ops.input(name, [-1, ...rawShape], DataType.UINT8);
+  const x = ops.node("Cast", [pixels], [-1, ...rawShape], { to: { int: DataType.FLOAT } }, DataType.FLOAT);
+  return normalizeRaw(ops, x, imageNorm(norm), 3);
 }
 
+/** x * scale + offset over the first `rawD` dims of the map (raw values, unpadded). */
 function normalizeRaw(ops: OnnxOps, x: Sym, norm: AffineNorm, rawD: number): Sym {
   return ops.add(
     ops.mul(x, ops.constant(norm.scale.slice(0, rawD), [rawD])),
