@@ -1,7 +1,8 @@
 /**
  * safetensors encoding (huggingface/safetensors): 8-byte little-endian header length, a JSON header
  * `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}`, then the raw bytes.
- * Only F32 is written; F32 is read.
+ * Only F32 is written; F32, F16, BF16 and F64 are read (converted to float32), other dtypes refused
+ * naming the tensor.
  */
 import type { NamedArray } from "../net/ops.ts";
 import { z } from "zod";
@@ -70,17 +71,55 @@ export function decodeSafetensors(
       continue;
     }
     const e = parseValue(entry, TensorEntrySchema, `${source}: tensor '${name}'`);
-    if (e.dtype !== "F32") throw new Error(`${source}: tensor '${name}' has dtype ${e.dtype}; only F32 is supported`);
+    const width = FLOAT_WIDTHS[e.dtype];
+    if (width === undefined)
+      throw new Error(
+        `${source}: tensor '${name}' has dtype ${e.dtype}; only ${Object.keys(FLOAT_WIDTHS).join(", ")} are supported`,
+      );
     const [begin, end] = e.data_offsets;
     const n = e.shape.reduce((a, b) => a * b, 1);
-    if (end - begin !== 4 * n || base + end > bytes.length) {
+    if (end - begin !== width * n || base + end > bytes.length) {
       throw new Error(
-        `${source}: tensor '${name}' offsets [${begin}, ${end}] do not fit shape [${e.shape.join(", ")}] or the file (${bytes.length} bytes)`,
+        `${source}: tensor '${name}' offsets [${begin}, ${end}] do not fit shape [${e.shape.join(", ")}] of ${e.dtype} or the file (${bytes.length} bytes)`,
       );
     }
-    const data = new Float32Array(n);
-    new Uint8Array(data.buffer).set(bytes.subarray(base + begin, base + end));
-    tensors.set(name, { shape: e.shape, data });
+    tensors.set(name, { shape: e.shape, data: toFloat32(bytes.subarray(base + begin, base + end), e.dtype, n) });
   }
   return { tensors, metadata };
+}
+
+/** Bytes per element of the float dtypes the reader converts to float32. */
+const FLOAT_WIDTHS: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
+
+/** `n` little-endian values of `dtype` (a key of {@link FLOAT_WIDTHS}) as float32. */
+function toFloat32(raw: Uint8Array, dtype: string, n: number): Float32Array {
+  const out = new Float32Array(n);
+  if (dtype === "F32") {
+    new Uint8Array(out.buffer).set(raw);
+    return out;
+  }
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  for (let i = 0; i < n; i++) {
+    if (dtype === "F64") out[i] = view.getFloat64(8 * i, true);
+    else if (dtype === "BF16") out[i] = bf16ToFloat(view.getUint16(2 * i, true));
+    else out[i] = halfToFloat(view.getUint16(2 * i, true));
+  }
+  return out;
+}
+
+/** IEEE 754 binary16 bits -> its value (subnormals, infinities and NaN included). */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac === 0 ? sign * Infinity : NaN;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** bfloat16 bits -> its value (the upper half of a float32). */
+function bf16ToFloat(b: number): number {
+  const f = new Float32Array(1);
+  new Uint32Array(f.buffer)[0] = b << 16;
+  return f[0]!;
 }

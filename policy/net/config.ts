@@ -25,6 +25,19 @@ export const ObsFeatureSchema = z.object({
    * then the one-hot `[K]` of the prompt (see `policy/net/prompt.ts`). Absent on every other feature.
    */
   prompts: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * A prompt feature only: the prompt is an embedding `[D]` (the feature's shape) instead of the
+   * one-hot, `vectors` holding one per prompt of `prompts`; `table` (a `--task-embeddings` file: other
+   * prompts refused) or `encoder` (the run's text encoder embeds any prompt; `normalize`: its output
+   * is L2-normalised). See `policy/net/prompt.ts`.
+   */
+  promptEmbedding: z
+    .object({
+      source: z.enum(["table", "encoder"]),
+      vectors: z.array(z.array(z.number()).min(1)).min(1),
+      normalize: z.boolean().optional(),
+    })
+    .optional(),
 });
 export type ObsFeature = z.infer<typeof ObsFeatureSchema>;
 
@@ -164,8 +177,36 @@ export const HeadConfigSchema = z
           path: ["obs", i, "shape"],
           message: `a feature of shape [${f.shape.join(", ")}] must be [d] or [n, d] (or a camera: kind "image")`,
         });
+      if (f.promptEmbedding !== undefined && f.prompts === undefined)
+        ctx.addIssue({
+          code: "custom",
+          path: ["obs", i, "promptEmbedding"],
+          message: "promptEmbedding needs the feature's prompts",
+        });
       if (f.prompts !== undefined) {
-        if (f.shape.length !== 1 || f.shape[0] !== f.prompts.length)
+        const e = f.promptEmbedding;
+        if (e !== undefined) {
+          const d = e.vectors[0]!.length;
+          if (e.vectors.length !== f.prompts.length)
+            ctx.addIssue({
+              code: "custom",
+              path: ["obs", i, "promptEmbedding", "vectors"],
+              message: `a prompt embedding has one vector per prompt (${f.prompts.length}), got ${e.vectors.length}`,
+            });
+          const bad = e.vectors.findIndex((v) => v.length !== d || v.some((x) => !Number.isFinite(x)));
+          if (bad >= 0)
+            ctx.addIssue({
+              code: "custom",
+              path: ["obs", i, "promptEmbedding", "vectors", bad],
+              message: `prompt vector ${bad} must have ${d} finite values (as vector 0)`,
+            });
+          if (f.shape.length !== 1 || f.shape[0] !== d)
+            ctx.addIssue({
+              code: "custom",
+              path: ["obs", i, "shape"],
+              message: `a prompt embedding feature has shape [${d}] (the embedding's size), got [${f.shape.join(", ")}]`,
+            });
+        } else if (f.shape.length !== 1 || f.shape[0] !== f.prompts.length)
           ctx.addIssue({
             code: "custom",
             path: ["obs", i, "shape"],

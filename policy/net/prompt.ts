@@ -8,12 +8,29 @@
  *
  * Prompts match after {@link normalizePrompt}: case, runs of white space and final punctuation do
  * not matter. A prompt outside the vocabulary is refused naming the known ones.
+ *
+ * Or the prompt is an embedding `[D]` from a text encoder the user brings (`promptEmbedding` of the
+ * feature): the network sees the vector, projected by the feature's own dense layer like any vector
+ * feature, and the exported graph takes it as `obs.<name>` float32 `[batch, D]`, filled by the
+ * runtime. `table`: the vectors of a `--task-embeddings` file, one per prompt of `prompts` (other
+ * prompts refused); `encoder`: an ONNX text encoder kept in the run folder embeds any prompt (the
+ * `vectors` are those of the training prompts, what training fed).
  */
+
+/** Where a prompt feature's embedding comes from (absent: the one-hot of the vocabulary). */
+export interface PromptEmbeddingLike {
+  source: "table" | "encoder";
+  /** One vector `[D]` per prompt of the feature's `prompts`, in that order. */
+  vectors: number[][];
+  /** `encoder` only: the encoder's output is L2-normalised. */
+  normalize?: boolean | undefined;
+}
 
 /** A head observation feature as far as prompts go (`ObsFeature` of `config.ts`). */
 interface FeatureLike {
   name: string;
   prompts?: string[] | undefined;
+  promptEmbedding?: PromptEmbeddingLike | undefined;
 }
 
 /** The matching form of a prompt: trimmed, lower case, white space collapsed, final punctuation dropped. */
@@ -45,6 +62,44 @@ export function promptIndex(prompts: readonly string[], text: string): number {
       `unknown prompt ${JSON.stringify(text)}: the policy knows ${prompts.map((p) => JSON.stringify(p)).join(", ")}`,
     );
   return i;
+}
+
+/** The size of a prompt feature's vector: D of its embedding, else K (the one-hot over its prompts). */
+export function promptDim(f: {
+  prompts: readonly string[];
+  promptEmbedding?: PromptEmbeddingLike | undefined;
+}): number {
+  return f.promptEmbedding !== undefined ? f.promptEmbedding.vectors[0]!.length : f.prompts.length;
+}
+
+/**
+ * The vector `[promptDim]` a prompt feature feeds for vocabulary entry `index`: the stored embedding
+ * of that prompt, or the one-hot.
+ */
+export function promptFeatureVector(
+  f: { prompts: readonly string[]; promptEmbedding?: PromptEmbeddingLike | undefined },
+  index: number,
+): Float32Array {
+  if (f.promptEmbedding === undefined) return promptOneHot(f.prompts.length, index);
+  const v = f.promptEmbedding.vectors[index];
+  if (v === undefined) throw new RangeError(`prompt index ${index} outside the table 0..${f.prompts.length - 1}`);
+  return Float32Array.from(v);
+}
+
+/**
+ * The prompt a policy is given, as it will use it: the known spelling of `text` when it matches one
+ * of `prompts` (normalised match), else `text` itself when the policy embeds any text
+ * (`anyPrompt`: a text encoder), else an error naming the prompt and the known ones.
+ */
+export function matchPrompt(
+  policy: { prompts: readonly string[]; anyPrompt?: boolean | undefined },
+  text: string,
+): string {
+  if (typeof text !== "string") throw new TypeError(`a prompt must be a string, got ${typeof text}`);
+  if (policy.anyPrompt !== true) return policy.prompts[promptIndex(policy.prompts, text)]!;
+  if (text.trim() === "") throw new Error("a prompt must not be empty");
+  const key = normalizePrompt(text);
+  return policy.prompts.find((p) => normalizePrompt(p) === key) ?? text;
 }
 
 /** The one-hot vector `[K]` of vocabulary index `index` (what the network's prompt feature sees). */
