@@ -49,6 +49,7 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
       ...(fps !== undefined ? { fps } : {}),
       rtcMaxDelay,
       ...(prompts !== undefined ? { prompts } : {}),
+      ...(tp.anyPrompt === true ? { anyPrompt: true } : {}),
       setPrompt: (text: string): void => tp.setPrompt(text),
       features: tp.features,
       solver: tp.solver,

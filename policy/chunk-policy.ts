@@ -57,8 +57,14 @@ export interface ChunkPolicy {
    */
   readonly prompts?: readonly string[];
   /**
+   * True for a policy that embeds any prompt text (a text encoder): `prompts` then lists the ones it
+   * was trained on, and other prompts are taken too. Absent: only `prompts` are taken.
+   */
+  readonly anyPrompt?: boolean;
+  /**
    * Sets the prompt of later chunks that name none (takes effect at the next `sampleChunk`); throws
-   * naming the known prompts when `text` is not one of them. A policy without prompts ignores it.
+   * naming the known prompts when `text` is not one of them (unless `anyPrompt`). A policy without
+   * prompts ignores it.
    */
   setPrompt?(text: string): void;
   /** Starts a new episode: restarts the noise stream (or the scripted plan) from `seed`. */

@@ -53,6 +53,8 @@ export interface SimEvalRunOptions {
   kserve?: { server: string; model?: string; timeoutMs?: number };
   /** The task prompt of every episode (see {@link EvaluateOptions.prompt}). */
   prompt?: string;
+  /** The mode an instructed task is told with a prompt it does not know (see {@link EvaluateOptions.instruct}). */
+  instruct?: string;
   /** A prompt given mid-episode (see {@link EvaluateOptions.promptSwitch}). */
   promptSwitch?: { prompt: string; atStep: number };
   /** Called after each episode (progress). */
@@ -122,6 +124,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
       ...(o.scene ? { scene: o.scene } : {}),
       ...(o.camera && o.camera.length > 0 ? { camera: o.camera } : {}),
       ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+      ...(o.instruct !== undefined ? { instruct: o.instruct } : {}),
       ...(o.promptSwitch !== undefined ? { promptSwitch: o.promptSwitch } : {}),
       ...(o.onEpisode ? { onEpisode: o.onEpisode } : {}),
     });
@@ -141,6 +144,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     ...["--delay-steps", delaySteps, "--fps", o.fps],
     ...(o.policy === "expert" ? ["--horizon", o.horizon] : []),
     ...(o.prompt !== undefined ? ["--prompt", JSON.stringify(o.prompt)] : []),
+    ...(o.instruct !== undefined ? ["--instruct", o.instruct] : []),
     ...(o.promptSwitch !== undefined
       ? ["--switch-prompt", JSON.stringify(o.promptSwitch.prompt), "--switch-at", o.promptSwitch.atStep]
       : []),

@@ -124,6 +124,12 @@ export interface EvaluateOptions {
    */
   prompt?: string;
   /**
+   * The mode an instructed task is told with `prompt` when the prompt is not one of the task's own
+   * instructions (a paraphrase, for a policy that takes any prompt through a text encoder); default:
+   * the mode `prompt` names (an unknown prompt is then refused).
+   */
+  instruct?: string;
+  /**
    * Changes the prompt mid-episode: at control step `atStep` of every episode the instructed task is
    * told the mode `prompt` names and the policy is given `prompt` (`setPrompt`: it takes effect at
    * the next chunk the executor asks for). The episode's `instructed` (what `instructed_share`
@@ -149,7 +155,17 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   const perEpisode: EvalEpisode[] = [];
   try {
     const inner = typeof opts.policy === "function" ? opts.policy(task) : opts.policy;
-    if (opts.prompt !== undefined && task.info.instructions) task.modeOfPrompt(opts.prompt); // refuse early
+    if (opts.instruct !== undefined && opts.prompt === undefined)
+      throw new Error("sim eval: instruct (--instruct) tells the mode of a prompt: give the prompt (--prompt)");
+    // the mode every episode is told (an unknown prompt or mode is refused here, before any episode)
+    const promptMode =
+      opts.prompt === undefined || !task.info.instructions
+        ? undefined
+        : (opts.instruct ?? task.modeOfPrompt(opts.prompt));
+    if (promptMode !== undefined && !(promptMode in task.info.instructions!))
+      throw new Error(
+        `sim eval: instruct must be one of the task's modes ${Object.keys(task.info.instructions!).join(", ")}, got '${promptMode}'`,
+      );
     const sw = opts.promptSwitch;
     if (sw !== undefined) {
       if (!Number.isInteger(sw.atStep) || sw.atStep < 0)
@@ -208,7 +224,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     for (let i = 0; i < opts.episodes; i++) {
       const seed = (opts.seed + i) >>> 0;
       task.reset(seed);
-      if (opts.prompt !== undefined && task.info.instructions) task.instruct(task.modeOfPrompt(opts.prompt));
+      if (promptMode !== undefined) task.instruct(promptMode);
       if (inner.prompts !== undefined) inner.setPrompt?.(opts.prompt ?? task.prompt);
       policy.reset(seed);
       executor.reset();
@@ -227,7 +243,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       if (way !== undefined) ep.mode = way;
       if (task.instructedMode !== undefined) {
         ep.instructed = task.instructedMode;
-        ep.prompt = task.prompt;
+        ep.prompt = opts.prompt !== undefined && sw === undefined ? opts.prompt : task.prompt;
       }
       perEpisode.push(ep);
       const told = ep.instructed ? `, told ${ep.instructed}` : "";

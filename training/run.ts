@@ -46,7 +46,8 @@ import { runNormalization } from "./run/normalization.ts";
 import type { RunFile } from "./run/run-file.ts";
 import { readRunFile, runFilePath, writeRunFile } from "./run/run-file.ts";
 import type { RunSettings } from "./run/settings.ts";
-import { checkResumable, resolveHead, resolveInput, stable } from "./run/settings.ts";
+import { copyTextEncoder } from "../policy/text/encoder.ts";
+import { checkResumable, promptEmbeddingFor, resolveHead, resolveInput, stable } from "./run/settings.ts";
 import type { RunTrainer } from "./trainer-interface.ts";
 import { Trainer, defaultWorkers } from "./trainer.ts";
 import type { WindowSource } from "./windows.ts";
@@ -198,7 +199,8 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
         `${runFile}: ${datasetPath} changed since the run started (${stored.dataset.episodes} episodes / ${stored.dataset.frames} frames then, ${ds.episodes.length} / ${frames} now)`,
       );
     }
-    const input = resolveInput(opts, stored?.input, ds.features, opened.tasks);
+    const embedding = await promptEmbeddingFor(opts, opened.tasks);
+    const input = resolveInput(opts, stored?.input, ds.features, opened.tasks, embedding);
     if (stored) checkResumable(stored.input, input, runFile);
     // A resumed run keeps the rate it recorded (runs from before fps was recorded have none).
     const fps = stored ? stored.head.fps : ds.fps;
@@ -266,6 +268,8 @@ export async function trainRun(opts: TrainRunOptions): Promise<TrainRunResult> {
     } else if (stable(stored.head) !== stable(head)) {
       throw new Error(`${runFile}: the stored head config differs from the one the settings give (edited run.json?)`);
     }
+    // The run keeps the text encoder its prompts come from (export copies it beside policy.onnx).
+    if (opts.textEncoder) await copyTextEncoder(opts.textEncoder, out);
 
     // Data.
     const windowOpts = {

@@ -17,7 +17,8 @@ import { imageNorm, type AffineNorm } from "../policy/normalize.ts";
 import type { Rng } from "../policy/random.ts";
 import type { EpisodeDataset } from "../datasets/episodes.ts";
 import type { Batch, BatchSource } from "./batch.ts";
-import { normalizePrompt } from "../policy/net/prompt.ts";
+import { normalizePrompt, promptDim, promptFeatureVector } from "../policy/net/prompt.ts";
+import { ObsFeatureSchema } from "../policy/net/config.ts";
 
 /** Loss on chunk steps past an episode's end: `mask` or `hold` (see {@link WindowSourceOptions.padding}). */
 export const PaddingSchema = z.enum(["mask", "hold"]);
@@ -27,12 +28,18 @@ export type PaddingMode = z.infer<typeof PaddingSchema>;
 /**
  * One conditioning feature: the model's feature name and the dataset column it comes from. A prompt
  * feature also lists its vocabulary (`prompts`): its column is the per-frame `task_index`, each
- * frame's task string is matched to the vocabulary and fed as its one-hot `[K]` (not normalised).
+ * frame's task string is matched to the vocabulary and fed as its one-hot `[K]`, or its embedding
+ * `[D]` with `promptEmbedding` (not normalised).
  */
 export const ObsSpecSchema = z.object({
   name: z.string(),
   key: z.string(),
   prompts: z.array(z.string()).min(1).optional(),
+  /**
+   * A prompt feature fed as an embedding instead of the one-hot: one vector `[D]` per prompt (see
+   * `promptEmbedding` of the head's `ObsFeature`); the frame's window value is its prompt's vector.
+   */
+  promptEmbedding: ObsFeatureSchema.shape.promptEmbedding,
   /**
    * A camera: the column is a LeRobot video or image feature, decoded to `width` x `height` (see
    * {@link WindowSourceOptions.images}); its window value is the normalised RGB `[height, width, 3]`.
@@ -170,7 +177,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
       if (typeof t === "string") map[i] = vocab.indexOf(normalizePrompt(t));
     });
     promptMaps.set(o.name, map);
-    const k = o.prompts.length;
+    const k = promptDim({ prompts: o.prompts, promptEmbedding: o.promptEmbedding });
     plans[o.name] = { key: o.key, rows: 1, dim: k, padded: k, shape: history > 1 ? [history, k] : [k] };
   }
   const imageSpecs = opts.obs.filter((o) => o.image !== undefined);
@@ -246,12 +253,14 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
     const prompts: Record<string, LoadedColumn> = {};
     for (const o of promptSpecs) {
       const src = raw[o.key];
-      const k = o.prompts!.length;
       if (!src || src.length !== ep.length)
         throw new Error(
           `windows: episode ${index} column '${o.key}' has ${src?.length ?? 0} values, expected one task index per frame (${ep.length})`,
         );
       const map = promptMaps.get(o.name)!;
+      const spec = { prompts: o.prompts!, promptEmbedding: o.promptEmbedding };
+      const k = promptDim(spec);
+      const vectors = o.prompts!.map((_, j) => promptFeatureVector(spec, j));
       const data = new Float32Array(ep.length * k);
       for (let i = 0; i < ep.length; i++) {
         const t = Number(src[i]!);
@@ -260,7 +269,7 @@ export async function createWindowSource(opts: WindowSourceOptions): Promise<Win
           throw new Error(
             `windows: episode ${index} frame ${i}: task ${t} (${JSON.stringify(opts.tasks?.[t] ?? null)}) is not among the prompts of feature '${o.name}' (${o.prompts!.map((p) => JSON.stringify(p)).join(", ")})`,
           );
-        data[i * k + v] = 1;
+        data.set(vectors[v]!, i * k);
       }
       prompts[o.name] = { data, rows: 1, dim: k };
     }

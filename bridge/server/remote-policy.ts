@@ -8,7 +8,7 @@
 import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-policy.ts";
 import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
-import { promptIndex } from "../../policy/net/prompt.ts";
+import { matchPrompt } from "../../policy/net/prompt.ts";
 import { NdArray } from "../codec/msgpack-numpy.ts";
 import { OpenpiPolicyClient, type OpenpiClientOptions } from "./openpi-client.ts";
 import type { PolicyMetadata, ServedPolicy } from "./served-policy.ts";
@@ -59,6 +59,8 @@ export class ZmqChunkPolicy implements ChunkPolicy {
   readonly rtcMaxDelay: number;
   /** The prompts the served policy knows (from its metadata); absent when it takes none. */
   readonly prompts?: readonly string[];
+  /** The served policy takes any prompt text (metadata `any_prompt`: a text encoder). */
+  readonly anyPrompt?: boolean;
   private prompt: string | undefined;
 
   private constructor(
@@ -75,6 +77,7 @@ export class ZmqChunkPolicy implements ChunkPolicy {
     this.rtcMaxDelay = rates.rtcMaxDelay;
     const prompts = remotePrompts(metadata, `zmq policy ${source}`);
     if (prompts) this.prompts = prompts;
+    if (prompts && metadata["any_prompt"] === true) this.anyPrompt = true;
   }
 
   /**
@@ -82,7 +85,7 @@ export class ZmqChunkPolicy implements ChunkPolicy {
    * naming the known prompts when the served policy does not know `text`. Ignored when it takes none.
    */
   setPrompt(text: string): void {
-    if (this.prompts) this.prompt = this.prompts[promptIndex(this.prompts, text)]!;
+    if (this.prompts) this.prompt = matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text);
   }
 
   /** Connects and fetches the metadata (rejects when the server does not answer within the timeout). */
@@ -151,6 +154,8 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
   readonly rtcMaxDelay: number;
   /** The prompts the served policy knows (from its metadata); absent when it takes none. */
   readonly prompts?: readonly string[];
+  /** The served policy takes any prompt text (metadata `any_prompt`: a text encoder). */
+  readonly anyPrompt?: boolean;
   private prompt: string | undefined;
 
   private constructor(
@@ -165,11 +170,12 @@ export class OpenpiChunkPolicy implements ChunkPolicy {
     this.rtcMaxDelay = rates.rtcMaxDelay;
     const prompts = remotePrompts(m, `openpi policy ${source}`);
     if (prompts) this.prompts = prompts;
+    if (prompts && m["any_prompt"] === true) this.anyPrompt = true;
   }
 
   /** As {@link ZmqChunkPolicy.setPrompt}. */
   setPrompt(text: string): void {
-    if (this.prompts) this.prompt = this.prompts[promptIndex(this.prompts, text)]!;
+    if (this.prompts) this.prompt = matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text);
   }
 
   /** Connects and reads the metadata frame (rejects on malformed `fps` or `rtc_max_delay`). */

@@ -7,7 +7,7 @@ import type { ChunkPolicy, ChunkRequest, Observation } from "../../policy/chunk-
 import type { FeatureIO } from "../../policy/onnx/graphs.ts";
 import type { TimedChunk } from "../../policy/runtime/threaded.ts";
 import { NdArray, NpScalar, type MsgMap, type MsgValue } from "../codec/msgpack-numpy.ts";
-import { promptIndex } from "../../policy/net/prompt.ts";
+import { matchPrompt } from "../../policy/net/prompt.ts";
 import { resizeWithPad } from "./resize-with-pad.ts";
 
 /**
@@ -59,7 +59,9 @@ export interface PolicyMetadata {
   /** Client key -> dataset key renames the server applies (`observation/state` -> `observation.state`). */
   key_map: Record<string, string>;
   // A prompt-conditioned policy adds `prompts`: the task prompts it knows (a request's `prompt` must
-  // be one of them, matched ignoring case, spacing and final punctuation). Absent otherwise.
+  // be one of them, matched ignoring case, spacing and final punctuation). Absent otherwise. A policy
+  // whose prompt comes from a text encoder also has `any_prompt: true`: it takes any prompt text
+  // (`prompts` are then those it was trained on).
 }
 
 /** The metadata of `policy` served with `keyMap` (with `prompts` for a prompt-conditioned policy). */
@@ -80,6 +82,7 @@ export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<str
     steps: policy.steps,
     key_map: { ...keyMap },
     ...(policy.prompts !== undefined ? { prompts: [...policy.prompts] } : {}),
+    ...(policy.prompts !== undefined && policy.anyPrompt === true ? { any_prompt: true } : {}),
   };
 }
 
@@ -87,10 +90,10 @@ export function policyMetadata(policy: ServedPolicy, keyMap: Readonly<Record<str
  * The task prompt of a decoded observation dict (`prompt`, a string, as openpi's clients send it),
  * checked against the policy's prompts: undefined for a policy without prompts (the key is then
  * ignored) or a dict without one (the policy's own prompt, if it has one set, applies). Throws
- * {@link BadRequestError} naming the known prompts for an unknown one, or naming the type of a
- * prompt that is not a string.
+ * {@link BadRequestError} naming the known prompts for an unknown one (a policy with `anyPrompt`
+ * takes any non-empty text), or naming the type of a prompt that is not a string.
  */
-export function promptFrom(dict: MsgMap, policy: Pick<ServedPolicy, "prompts">): string | undefined {
+export function promptFrom(dict: MsgMap, policy: Pick<ServedPolicy, "prompts" | "anyPrompt">): string | undefined {
   const prompts = policy.prompts;
   if (prompts === undefined) return undefined;
   const v = dict["prompt"];
@@ -100,7 +103,7 @@ export function promptFrom(dict: MsgMap, policy: Pick<ServedPolicy, "prompts">):
       `'prompt' must be a string, got ${v instanceof NdArray ? `an array of ${v.dtype}` : Array.isArray(v) ? "a list" : typeof v}`,
     );
   try {
-    return prompts[promptIndex(prompts, v)]!;
+    return matchPrompt({ prompts, anyPrompt: policy.anyPrompt }, v);
   } catch (err) {
     throw new BadRequestError((err as Error).message);
   }

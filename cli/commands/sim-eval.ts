@@ -74,6 +74,10 @@ export function registerSimEval(sim: Command): void {
       "the task prompt of every episode: an instructed task (fork-instructed) is told the way it names (default: each episode's own instruction), a prompt-conditioned policy is given it",
     )
     .option(
+      "--instruct <mode>",
+      "with --prompt: the way an instructed task is told when the prompt is not one of its instructions (a paraphrase, for a policy with a text encoder), e.g. left",
+    )
+    .option(
       "--switch-prompt <text>",
       "change the prompt mid-episode (with --switch-at): the instructed task is told the new way, the policy gets it at its next chunk",
     )
@@ -101,6 +105,7 @@ export function registerSimEval(sim: Command): void {
           mjcf?: string;
           mapping?: string;
           prompt?: string;
+          instruct?: string;
           switchPrompt?: string;
           switchAt?: number;
           json?: boolean;
@@ -135,6 +140,7 @@ export function registerSimEval(sim: Command): void {
             provider: o.provider,
             camera: cameraSpecs(o.camera ?? [], o.cameraSize ?? []),
             ...(o.prompt !== undefined ? { prompt: o.prompt } : {}),
+            ...(o.instruct !== undefined ? { instruct: o.instruct } : {}),
             ...(o.switchPrompt !== undefined && o.switchAt !== undefined
               ? { promptSwitch: { prompt: o.switchPrompt, atStep: o.switchAt } }
               : {}),

@@ -49,6 +49,11 @@ interface TrainFlags {
   promptFeature?: boolean;
   /** false with --no-prompt (commander's negatable option). */
   prompt?: boolean;
+  taskEmbeddings?: string;
+  textEncoder?: string;
+  tokenizer?: string;
+  /** false with --no-normalize-embeddings. */
+  normalizeEmbeddings?: boolean;
   json?: boolean;
 }
 
@@ -161,6 +166,19 @@ export function registerTrain(program: Command): void {
       "--no-prompt",
       "train without the task prompt even when the dataset has several tasks (the control experiment)",
     )
+    .option(
+      "--task-embeddings <file>",
+      "the task prompt as an embedding from a safetensors file: one 1-D float tensor [D] per prompt, named by the prompt; every task string of the dataset must be there (the policy then knows those prompts)",
+    )
+    .option(
+      "--text-encoder <model.onnx>",
+      "the task prompt as an embedding from an ONNX text encoder (input_ids [N, T], optional attention_mask/token_type_ids -> [N, D] or [N, T, D] mean-pooled), with --tokenizer; the run keeps a copy and the policy then takes any prompt",
+    )
+    .option("--tokenizer <tokenizer.json>", "the text encoder's HuggingFace tokenizer.json (with --text-encoder)")
+    .option(
+      "--no-normalize-embeddings",
+      "--text-encoder: feed the encoder's embedding as it is (default: L2-normalised, as CLIP and sentence-transformers)",
+    )
     .option("--resume", "continue the run in --out from its latest checkpoint")
     .addOption(option("--seed <n>", "seed of initialisation, batches, noise and times (default 0)", nonNegativeInt))
     .option("--json", "print one JSON object as the last stdout line")
@@ -172,6 +190,14 @@ export function registerTrain(program: Command): void {
       if (o.promptFeature && o.prompt === false)
         throw new Error("--prompt-feature and --no-prompt contradict each other");
       const prompt = o.promptFeature ? ("on" as const) : o.prompt === false ? ("off" as const) : undefined;
+      if ((o.textEncoder === undefined) !== (o.tokenizer === undefined))
+        throw new Error("--text-encoder and --tokenizer go together: give both");
+      if (o.normalizeEmbeddings === false && o.textEncoder === undefined)
+        throw new Error("--no-normalize-embeddings only applies with --text-encoder");
+      const textEncoder =
+        o.textEncoder !== undefined && o.tokenizer !== undefined
+          ? { model: o.textEncoder, tokenizer: o.tokenizer, normalize: o.normalizeEmbeddings !== false }
+          : undefined;
       const progress = trainingProgress({ json, label: "train" });
       const result = await trainRun({
         out: o.out,
@@ -196,6 +222,8 @@ export function registerTrain(program: Command): void {
           keep: o.keep,
           workers: o.workers,
           prompt,
+          taskEmbeddings: o.taskEmbeddings,
+          textEncoder,
           imageSize: o.imageSize,
           imageShift: o.imageShift,
           missingVideo: o.missingVideo,

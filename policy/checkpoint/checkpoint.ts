@@ -30,6 +30,7 @@ import { readJsonFile } from "../io/json.ts";
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
 import { VERSION } from "../version.ts";
 import { pathExists } from "../io/files.ts";
+import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL } from "../text/encoder.ts";
 
 /** How one feature is normalised: its dataset column, mode and statistics. */
 export const FeatureNormSchema = z.object({ key: z.string(), mode: NormModeSchema, stats: FeatureStatsSchema });
@@ -171,6 +172,18 @@ export async function resolveCheckpointDir(path: string): Promise<string | undef
   return undefined;
 }
 
+/**
+ * The folder holding the text encoder (`text-encoder/`) of a checkpoint whose prompt comes from one:
+ * the checkpoint folder itself when it has one, else its run folder (`<run>/checkpoints/<name>` ->
+ * `<run>`, where training copies the encoder), else undefined.
+ */
+export async function textEncoderBase(checkpointDir: string): Promise<string | undefined> {
+  const root = dirname(checkpointDir);
+  for (const base of [checkpointDir, ...(basename(root) === "checkpoints" ? [dirname(root)] : [])])
+    if (await pathExists(join(base, TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL))) return base;
+  return undefined;
+}
+
 /** Loads a checkpoint (config, weights, normalisation; optimizer state with `withOptimizer`). */
 export async function loadCheckpoint(path: string, opts: { withOptimizer?: "yes" | "no" } = {}): Promise<Checkpoint> {
   const dir = await resolveCheckpointDir(path);
@@ -232,9 +245,20 @@ export function normsFor(
 
 /**
  * The normalisation entry of a prompt feature of K prompts: `identity` (the one-hot is fed as is),
- * stats of the one-hot's range, so `stats.json` has an entry for every feature of the head.
+ * stats of the one-hot's range, so `stats.json` has an entry for every feature of the head. With
+ * `vectors` (a prompt embedding, one `[D]` per prompt) the stats are those of the vectors, still
+ * `identity`: the embedding is fed as the encoder gave it.
  */
-export function promptNorm(k: number, key = "task_index"): FeatureNorm {
+export function promptNorm(k: number, key = "task_index", vectors?: readonly (readonly number[])[]): FeatureNorm {
+  if (vectors !== undefined && vectors.length > 0) {
+    const d = vectors[0]!.length;
+    const n = vectors.length;
+    const mean = Array.from({ length: d }, (_, j) => vectors.reduce((s, v) => s + v[j]!, 0) / n);
+    const std = mean.map((m, j) => Math.sqrt(vectors.reduce((s, v) => s + (v[j]! - m) ** 2, 0) / n));
+    const min = mean.map((_, j) => Math.min(...vectors.map((v) => v[j]!)));
+    const max = mean.map((_, j) => Math.max(...vectors.map((v) => v[j]!)));
+    return { key, mode: "identity", stats: { mean, std, min, max, count: n } };
+  }
   return {
     key,
     mode: "identity",

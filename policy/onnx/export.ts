@@ -7,12 +7,14 @@
  * shapes, the normalisation statistics, the actionflow version, solver and steps, and the SHA-256
  * of the checkpoint's `model.safetensors`, so a runtime can tell a stale export from a fresh one.
  * With `quantization` (`export --quantize int8`), both graphs are quantised (`quantize.ts`) before
- * they are written.
+ * they are written. A head whose prompt comes from a text encoder gets the encoder's folder
+ * (`text-encoder/`) beside the sample graph.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import {
+  textEncoderBase,
   loadCheckpoint,
   normsFor,
   rawActionDim,
@@ -23,6 +25,8 @@ import { solverByName, type SolverName } from "../flow/solvers.ts";
 import { buildHead } from "../net/network.ts";
 import { objectiveOf } from "../flow/objective.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { promptFeatureOf } from "../net/prompt.ts";
+import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL, copyTextEncoder, textEncoderFilesIn } from "../text/encoder.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
 import { OPSET, encodeModel } from "./proto.ts";
 import { quantizeBytes, quantizedPathFor, type Quantization, type QuantizeReport } from "./quantize.ts";
@@ -94,7 +98,7 @@ export interface ExportedBytes {
  * normalisation stats; a prompt feature is left out (the sample graph takes its index).
  */
 export function featuresOf(ckpt: Pick<Checkpoint, "config" | "normalization">): FeatureIO[] {
-  // A prompt feature is not a float input of the sample graph (see graphs.ts).
+  // A prompt feature is not an observation input of the sample graph: the runtime fills it (see graphs.ts).
   return ckpt.config.obs
     .filter((f) => f.prompts === undefined)
     .map((f) => {
@@ -155,6 +159,22 @@ export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions
   };
 }
 
+/**
+ * A head whose prompt comes from a text encoder: copies the encoder's folder (`text-encoder/`) from
+ * the checkpoint's run to `outDir`, beside the exported graph (nothing when it is already there).
+ * Throws naming the checkpoint when the encoder cannot be found.
+ */
+async function exportTextEncoder(ckpt: Checkpoint, outDir: string): Promise<void> {
+  const pf = promptFeatureOf(ckpt.config);
+  if (pf?.promptEmbedding?.source !== "encoder") return;
+  const base = await textEncoderBase(ckpt.dir);
+  if (base === undefined)
+    throw new Error(
+      `${ckpt.dir}: the head's prompt comes from a text encoder, but neither the checkpoint nor its run folder holds ${TEXT_ENCODER_DIR}/${TEXT_ENCODER_MODEL}`,
+    );
+  await copyTextEncoder(textEncoderFilesIn(base), outDir);
+}
+
 /** The velocity graph's path beside a sample graph path: `x.onnx` -> `x.velocity.onnx`. */
 export function velocityPathFor(samplePath: string): string {
   return samplePath.replace(/\.onnx$/i, "") + ".velocity.onnx";
@@ -193,6 +213,7 @@ export async function exportOnnx(
   const velocityBytes = velocity?.bytes ?? built.velocity;
   await writeFileAtomic(onnx, sampleBytes);
   await writeFileAtomic(velocityOnnx, velocityBytes);
+  await exportTextEncoder(ckpt, dirname(onnx));
   const result: ExportResult = {
     onnx,
     opset: OPSET,

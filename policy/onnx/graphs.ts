@@ -13,7 +13,10 @@
  *   it, applies the per-channel normalisation of pixel / 255 and runs the head's image encoder.
  * - A head conditioned on a task prompt (`policy/net/prompt.ts`): `obs.<name>` `[batch]` int64, the
  *   prompt's index in the vocabulary listed by the metadata key `actionflow.prompts`; a Gather over
- *   an identity constant turns it into the one-hot the head was trained on.
+ *   an identity constant turns it into the one-hot the head was trained on. A head whose prompt is
+ *   an embedding (a `--task-embeddings` table or a text encoder) takes `obs.<name>` float32
+ *   `[batch, D]` instead, the embedding the runtime fills (as it is: not normalised); the metadata
+ *   says where it comes from (`embedding`: the table's vectors, or the encoder's folder).
  * - `noise` `[batch, H, A]` float32, N(0, I) in the model's normalised action space (A = model
  *   action dim, padded dims included). Required for flow heads: the caller draws it (the
  *   actionflow runtime with a seeded `Rng`), so a chunk is reproducible. Absent for regression heads.
@@ -31,6 +34,7 @@
  * Output `actions` `[batch, H, rawA]` float32, in dataset units: the padded action dims are cut off.
  */
 import type { ActionHead, VelocityOptions } from "../net/head.ts";
+import type { ObsFeature } from "../net/config.ts";
 import { imageNorm, type AffineNorm } from "../normalize.ts";
 import { solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
 import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
@@ -39,8 +43,9 @@ import { maskedSquaredError } from "../autodiff/loss.ts";
 import { objectiveOf, type NetworkJvp, type SampleSpec } from "../flow/objective.ts";
 import { DataType, IR_VERSION, OPSET, type ModelProto } from "./proto.ts";
 import { VERSION } from "../version.ts";
-import type { FeatureIO } from "./schema.ts";
-import { promptFeatureOf } from "../net/prompt.ts";
+import type { FeatureIO, PromptsMetadata } from "./schema.ts";
+import { TEXT_ENCODER_DIR } from "../text/encoder.ts";
+import { promptDim, promptFeatureOf } from "../net/prompt.ts";
 
 export { IR_VERSION, OPSET } from "./proto.ts";
 
@@ -112,7 +117,8 @@ export function buildSampleModel(
     obs[f.name] = padLast(ops, normalizeRaw(ops, x, norm, rawD), rawD, d);
   }
   const pf = promptFeatureOf(cfg);
-  if (pf) {
+  if (pf?.promptEmbedding) obs[pf.name] = ops.input(obsInputName(pf.name), [-1, promptDim(pf)]);
+  else if (pf) {
     // The prompt index -> its one-hot row of the identity [K, K] (an out-of-range index fails the run).
     const k = pf.prompts.length;
     const eye = new Float32Array(k * k);
@@ -246,7 +252,7 @@ export function buildVelocityModel(
   const obs: Record<string, Sym> = {};
   for (const f of features) obs[f.name] = ops.input(obsInputName(f.name), [-1, ...f.shape]);
   const pf = promptFeatureOf(cfg);
-  if (pf && !(pf.name in obs)) obs[pf.name] = ops.input(obsInputName(pf.name), [-1, pf.prompts.length]);
+  if (pf && !(pf.name in obs)) obs[pf.name] = ops.input(obsInputName(pf.name), [-1, promptDim(pf)]);
   const xt = ops.input("xt", [-1, H, A]);
   const t = ops.input("t", [-1, H]);
   const v = head.velocity(ops, head.encode(ops, obs), xt, t);
@@ -378,7 +384,22 @@ function headMetadata(
     "actionflow.horizon": String(cfg.horizon),
     "actionflow.model_action_dim": String(cfg.actionDim),
     "actionflow.time_convention": "t=0 noise, t=1 data",
-    ...(pf ? { "actionflow.prompts": JSON.stringify({ feature: pf.name, prompts: pf.prompts }) } : {}),
+    ...(pf ? { "actionflow.prompts": JSON.stringify(promptsMetadata(pf)) } : {}),
+  };
+}
+
+/** The `actionflow.prompts` metadata of a head's prompt feature (see `PromptsMetadataSchema`). */
+function promptsMetadata(pf: ObsFeature & { prompts: string[] }): PromptsMetadata {
+  const e = pf.promptEmbedding;
+  if (e === undefined) return { feature: pf.name, prompts: pf.prompts };
+  const dim = promptDim(pf);
+  return {
+    feature: pf.name,
+    prompts: pf.prompts,
+    embedding:
+      e.source === "table"
+        ? { source: "table", dim, vectors: e.vectors }
+        : { source: "encoder", dim, normalize: e.normalize ?? true, folder: TEXT_ENCODER_DIR, vectors: e.vectors },
   };
 }
 

@@ -30,11 +30,31 @@ export const FeaturesMetadataSchema = z.array(FeatureIOSchema);
 
 /**
  * The `actionflow.prompts` metadata value of a head conditioned on a task prompt: the prompt
- * feature's model name (graph input `obs.<feature>`, int64 `[batch]`) and its vocabulary in index order.
+ * feature's model name (graph input `obs.<feature>`) and its vocabulary in index order. Without
+ * `embedding` the input is the prompt's index, int64 `[batch]`. With it, the input is the prompt's
+ * embedding, float32 `[batch, dim]`: `table` gives one vector per prompt (other prompts are
+ * refused); `encoder` names the folder beside the model holding the text encoder (`model.onnx`,
+ * `tokenizer.json`) that embeds any prompt (`normalize`: L2), `vectors` being those of `prompts`.
  */
 export const PromptsMetadataSchema = z.object({
   feature: z.string().min(1),
   prompts: z.array(z.string().min(1)).min(1),
+  embedding: z
+    .discriminatedUnion("source", [
+      z.object({
+        source: z.literal("table"),
+        dim: z.number().int().positive(),
+        vectors: z.array(z.array(z.number())),
+      }),
+      z.object({
+        source: z.literal("encoder"),
+        dim: z.number().int().positive(),
+        normalize: z.boolean(),
+        folder: z.string().min(1),
+        vectors: z.array(z.array(z.number())),
+      }),
+    ])
+    .optional(),
 });
 /** See {@link PromptsMetadataSchema}. */
 export type PromptsMetadata = z.infer<typeof PromptsMetadataSchema>;

@@ -38,6 +38,7 @@ async function handle(raw: unknown): Promise<void> {
           ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
           rtcMaxDelay: policy.rtcMaxDelay,
           ...(policy.prompts !== undefined ? { prompts: [...policy.prompts] } : {}),
+          ...(policy.anyPrompt === true ? { anyPrompt: true } : {}),
           source: policy.source,
           metadata: { ...policy.metadata },
         },

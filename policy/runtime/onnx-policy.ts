@@ -17,17 +17,22 @@
  *
  * Prompts: a policy whose export lists `actionflow.prompts` takes a task prompt with every chunk
  * (`ChunkRequest.prompt`, else the one `setPrompt` set); the text is matched to the vocabulary
- * (case, spacing and final punctuation ignored) and fed as its index. A missing or unknown prompt
- * is refused naming the known ones. A policy without prompts ignores both.
+ * (case, spacing and final punctuation ignored) and fed as its index, or as its vector when the
+ * prompt is an embedding from a `--task-embeddings` table. A missing or unknown prompt is refused
+ * naming the known ones. A policy whose prompt comes from a text encoder (`anyPrompt`) takes any
+ * text: a known prompt is fed its stored vector, any other is embedded by the encoder kept beside
+ * the model (`text-encoder/`) once, when first used, and cached (the last
+ * {@link PROMPT_CACHE_SIZE} texts), never per chunk. A policy without prompts ignores both.
  */
 import { readFile, stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
-import { loadCheckpoint, resolveCheckpointDir } from "../checkpoint/checkpoint.ts";
+import { loadCheckpoint, resolveCheckpointDir, textEncoderBase } from "../checkpoint/checkpoint.ts";
 import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
 import { obsInputName } from "../onnx/graphs.ts";
 import { FeaturesMetadataSchema, PromptsMetadataSchema, type FeatureIO } from "../onnx/schema.ts";
-import { promptIndex } from "../net/prompt.ts";
+import { matchPrompt } from "../net/prompt.ts";
+import { PromptEncoder, TEXT_ENCODER_MODEL, TEXT_ENCODER_TOKENIZER } from "../text/encoder.ts";
 import { parseJson } from "../io/json.ts";
 import { decodeModel, metadataOf } from "../onnx/proto.ts";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
@@ -79,9 +84,22 @@ export class OnnxPolicy implements ChunkPolicy {
   readonly source: string;
   /** The task prompts the head knows, in vocabulary order (`actionflow.prompts`); absent: it takes no prompt. */
   readonly prompts?: readonly string[];
-  /** The prompt feature's model name (graph input `obs.<name>`, int64), with `prompts`. */
+  /** The prompt feature's model name (graph input `obs.<name>`: int64 index, or float32 embedding), with `prompts`. */
   readonly promptFeature?: string;
-  private currentPrompt: number | undefined;
+  /**
+   * True when the policy embeds any prompt text with its text encoder (`prompts` then lists those it
+   * was trained on); absent for a closed vocabulary.
+   */
+  readonly anyPrompt?: boolean;
+  /** The prompt as the policy will use it (a known spelling, or free text with `anyPrompt`). */
+  private currentPrompt: string | undefined;
+  /** The prompt's embedding source: the stored vectors, the encoder, and the cache of its outputs. */
+  private readonly embedding?: {
+    dim: number;
+    vectors: Float32Array[];
+    encoder?: PromptEncoder;
+    cache: Map<string, Float32Array>;
+  };
 
   private readonly session: ort.InferenceSession;
   private readonly rng: Rng;
@@ -91,7 +109,13 @@ export class OnnxPolicy implements ChunkPolicy {
   private queue: Promise<unknown> = Promise.resolve();
   private released = false;
 
-  private constructor(session: ort.InferenceSession, meta: Record<string, string>, source: string, seed: number) {
+  private constructor(
+    session: ort.InferenceSession,
+    meta: Record<string, string>,
+    source: string,
+    seed: number,
+    encoder: PromptEncoder | undefined,
+  ) {
     this.session = session;
     this.metadata = meta;
     this.source = source;
@@ -134,6 +158,27 @@ export class OnnxPolicy implements ChunkPolicy {
       const p = parseJson(promptsMeta, PromptsMetadataSchema, `${source}: metadata 'actionflow.prompts'`);
       this.prompts = p.prompts;
       this.promptFeature = p.feature;
+      const e = p.embedding;
+      if (e !== undefined) {
+        if (e.vectors.length !== p.prompts.length || e.vectors.some((v) => v.length !== e.dim))
+          throw new Error(
+            `${source}: metadata 'actionflow.prompts' has ${e.vectors.length} vectors for ${p.prompts.length} prompts (each must have ${e.dim} values)`,
+          );
+        if (e.source === "encoder") {
+          if (encoder === undefined) throw new Error(`${source}: the prompt's text encoder was not loaded`);
+          if (encoder.dim !== e.dim)
+            throw new Error(
+              `${source}: the text encoder ${encoder.source} gives ${encoder.dim} values, the policy takes ${e.dim}`,
+            );
+          this.anyPrompt = true;
+        }
+        this.embedding = {
+          dim: e.dim,
+          vectors: e.vectors.map((v) => Float32Array.from(v)),
+          ...(e.source === "encoder" ? { encoder: encoder! } : {}),
+          cache: new Map(),
+        };
+      }
     }
     this.needsNoise = session.inputNames.includes("noise");
     const expected = [
@@ -163,9 +208,12 @@ export class OnnxPolicy implements ChunkPolicy {
     let bytes: Uint8Array;
     let source: string;
     let meta: Record<string, string>;
+    /** The folder a text encoder's folder is looked up in: the model's, or the checkpoint's run. */
+    let base: string | undefined;
     if (info.isFile()) {
       bytes = new Uint8Array(await readFile(p));
       source = p;
+      base = dirname(p);
       meta = metadataOf(decodeModel(bytes, source));
     } else {
       const file = join(p, "policy.onnx");
@@ -173,6 +221,7 @@ export class OnnxPolicy implements ChunkPolicy {
       if (await isFile(file)) {
         bytes = new Uint8Array(await readFile(file));
         source = file;
+        base = p;
         meta = metadataOf(decodeModel(bytes, file));
         if (ckptDir) {
           const digest = await weightsDigest(ckptDir);
@@ -190,6 +239,7 @@ export class OnnxPolicy implements ChunkPolicy {
         });
         bytes = built.sample;
         source = `checkpoint ${ckptDir} (exported in memory)`;
+        base = await textEncoderBase(ckptDir);
         meta = metadataOf(decodeModel(bytes, source));
       } else {
         throw new Error(`${path}: holds neither policy.onnx nor a checkpoint`);
@@ -209,7 +259,15 @@ export class OnnxPolicy implements ChunkPolicy {
     } catch (err) {
       throw sessionError(source, providers, err);
     }
-    return new OnnxPolicy(session, meta, source, opts.seed ?? 0);
+    let encoder: PromptEncoder | undefined;
+    try {
+      encoder = await promptEncoderFor(meta, source, base);
+      return new OnnxPolicy(session, meta, source, opts.seed ?? 0, encoder);
+    } catch (err) {
+      await encoder?.release();
+      await session.release();
+      throw err;
+    }
   }
 
   /** Runs `runs` chunks (default 3) on zero observations so the first real call is not slow. */
@@ -229,7 +287,32 @@ export class OnnxPolicy implements ChunkPolicy {
    */
   setPrompt(text: string): void {
     if (this.prompts === undefined) return;
-    this.currentPrompt = promptIndex(this.prompts, text);
+    this.currentPrompt = matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text);
+  }
+
+  /**
+   * The feed of the prompt input for a chunk's prompt (`text`, else the one set; refused when there
+   * is none or the policy does not know it): its index, its stored vector, or its embedding by the
+   * text encoder (cached). Undefined for a policy without prompts.
+   */
+  private async promptFeed(text: string | undefined): Promise<ort.Tensor | undefined> {
+    if (this.prompts === undefined || this.promptFeature === undefined) return undefined;
+    const prompt =
+      text !== undefined ? matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text) : this.currentPrompt;
+    if (prompt === undefined)
+      throw new Error(
+        `${this.source}: the policy is conditioned on a task prompt and none was given; give ${this.anyPrompt ? "any prompt, e.g. " : "one of "}${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
+      );
+    const e = this.embedding;
+    const known = this.prompts.indexOf(prompt);
+    if (e === undefined) return new ort.Tensor("int64", BigInt64Array.of(BigInt(known)), [1]);
+    let v = known >= 0 ? e.vectors[known] : e.cache.get(prompt);
+    if (v === undefined) {
+      [v] = await e.encoder!.embed([prompt]);
+      if (e.cache.size >= PROMPT_CACHE_SIZE) e.cache.delete(e.cache.keys().next().value!);
+      e.cache.set(prompt, v!);
+    }
+    return new ort.Tensor("float32", v!, [1, e.dim]);
   }
 
   /**
@@ -239,7 +322,7 @@ export class OnnxPolicy implements ChunkPolicy {
    */
   async sampleChunk(observation: Observation, opts: ChunkRequest = {}): Promise<Float32Array> {
     if (this.released) throw new Error(`${this.source}: the policy was released`);
-    const feeds = this.feeds(observation, opts);
+    const feeds = this.feeds(observation, opts, await this.promptFeed(opts.prompt));
     const run = async (): Promise<Float32Array> => {
       const out = await this.session.run(feeds);
       const y = out["actions"];
@@ -273,9 +356,14 @@ export class OnnxPolicy implements ChunkPolicy {
     this.released = true;
     await this.queue;
     await this.session.release();
+    await this.embedding?.encoder?.release();
   }
 
-  private feeds(observation: Observation, opts: ChunkRequest): Record<string, ort.Tensor> {
+  private feeds(
+    observation: Observation,
+    opts: ChunkRequest,
+    prompt: ort.Tensor | undefined,
+  ): Record<string, ort.Tensor> {
     const feeds: Record<string, ort.Tensor> = {};
     for (const f of this.features) {
       const byName = observation[f.name];
@@ -311,14 +399,7 @@ export class OnnxPolicy implements ChunkPolicy {
       checkFinite(x, `observation feature '${f.key}'`);
       feeds[obsInputName(f.name)] = new ort.Tensor("float32", x, [1, ...f.rawShape]);
     }
-    if (this.prompts !== undefined && this.promptFeature !== undefined) {
-      const index = opts.prompt !== undefined ? promptIndex(this.prompts, opts.prompt) : this.currentPrompt;
-      if (index === undefined)
-        throw new Error(
-          `${this.source}: the policy is conditioned on a task prompt and none was given; give one of ${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
-        );
-      feeds[obsInputName(this.promptFeature)] = new ort.Tensor("int64", BigInt64Array.of(BigInt(index)), [1]);
-    }
+    if (prompt !== undefined && this.promptFeature !== undefined) feeds[obsInputName(this.promptFeature)] = prompt;
     const H = this.horizon;
     if (this.needsNoise) {
       const n = H * this.modelActionDim;
@@ -367,14 +448,15 @@ export class OnnxPolicy implements ChunkPolicy {
     const results: Array<Float32Array | Error | undefined> = new Array<Float32Array | Error | undefined>(items.length);
     const valid: number[] = [];
     const feeds: Array<Record<string, ort.Tensor>> = [];
-    items.forEach((item, i) => {
+    for (const [i, item] of items.entries()) {
       try {
-        feeds.push(this.feeds(item.observation, item.options ?? {}));
+        const opts = item.options ?? {};
+        feeds.push(this.feeds(item.observation, opts, await this.promptFeed(opts.prompt)));
         valid.push(i);
       } catch (err) {
         results[i] = err instanceof Error ? err : new Error(String(err));
       }
-    });
+    }
     if (valid.length > 0) {
       const batched = stackFeeds(feeds);
       const run = async (): Promise<void> => {
@@ -399,6 +481,39 @@ export class OnnxPolicy implements ChunkPolicy {
       await done;
     }
     return results as Array<Float32Array | Error>;
+  }
+}
+
+/** How many free-text prompt embeddings an encoder policy keeps (the oldest is dropped first). */
+export const PROMPT_CACHE_SIZE = 64;
+
+/**
+ * The text encoder of a model whose `actionflow.prompts` says its prompt comes from one: loaded from
+ * the named folder in `base`; undefined for any other model. Throws naming the folder when it is
+ * missing.
+ */
+async function promptEncoderFor(
+  meta: Record<string, string>,
+  source: string,
+  base: string | undefined,
+): Promise<PromptEncoder | undefined> {
+  const raw = meta["actionflow.prompts"];
+  if (raw === undefined) return undefined;
+  const e = parseJson(raw, PromptsMetadataSchema, `${source}: metadata 'actionflow.prompts'`).embedding;
+  if (e?.source !== "encoder") return undefined;
+  if (base === undefined)
+    throw new Error(`${source}: the prompt comes from a text encoder, but no folder holds its ${e.folder}/ folder`);
+  const dir = join(base, e.folder);
+  try {
+    return await PromptEncoder.load(
+      { model: join(dir, TEXT_ENCODER_MODEL), tokenizer: join(dir, TEXT_ENCODER_TOKENIZER) },
+      { normalize: e.normalize },
+    );
+  } catch (err) {
+    throw new Error(
+      `${source}: the prompt comes from the text encoder in ${dir}, which cannot be loaded: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 

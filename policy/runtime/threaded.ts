@@ -18,7 +18,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../chunk-policy.ts";
 import type { FeatureIO } from "../onnx/graphs.ts";
-import { promptIndex } from "../net/prompt.ts";
+import { matchPrompt } from "../net/prompt.ts";
 import { Rng } from "../random.ts";
 import {
   parseFromInferenceWorker,
@@ -128,6 +128,8 @@ export class ThreadedPolicy implements ChunkPolicy {
   readonly metadata: Readonly<Record<string, string>>;
   /** The task prompts the head knows, in vocabulary order; absent: it takes no prompt (see `OnnxPolicy.prompts`). */
   readonly prompts?: readonly string[];
+  /** True when the policy embeds any prompt text (see `OnnxPolicy.anyPrompt`). */
+  readonly anyPrompt?: boolean;
 
   private currentPrompt: string | undefined;
   private rng: Rng;
@@ -157,6 +159,7 @@ export class ThreadedPolicy implements ChunkPolicy {
     this.source = info.source;
     this.metadata = info.metadata;
     if (info.prompts !== undefined) this.prompts = info.prompts;
+    if (info.anyPrompt === true) this.anyPrompt = true;
     this.rng = new Rng(opts.seed ?? 0);
     this.slots = workers.map((worker, index) => {
       const slot: Slot = { index, worker, inFlight: undefined };
@@ -269,14 +272,17 @@ export class ThreadedPolicy implements ChunkPolicy {
     let prompt: string | undefined;
     if (this.prompts !== undefined) {
       try {
-        prompt = req.prompt !== undefined ? this.prompts[promptIndex(this.prompts, req.prompt)]! : this.currentPrompt;
+        prompt =
+          req.prompt !== undefined
+            ? matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, req.prompt)
+            : this.currentPrompt;
       } catch (err) {
         return Promise.reject(err as Error);
       }
       if (prompt === undefined)
         return Promise.reject(
           new Error(
-            `${this.source}: the policy is conditioned on a task prompt and none was given; give one of ${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
+            `${this.source}: the policy is conditioned on a task prompt and none was given; give ${this.anyPrompt ? "any prompt, e.g. " : "one of "}${this.prompts.map((p) => JSON.stringify(p)).join(", ")}`,
           ),
         );
     }
@@ -337,7 +343,7 @@ export class ThreadedPolicy implements ChunkPolicy {
    */
   setPrompt(text: string): void {
     if (this.prompts === undefined) return;
-    this.currentPrompt = this.prompts[promptIndex(this.prompts, text)]!;
+    this.currentPrompt = matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text);
   }
 
   /** Restarts the policy's own noise stream from `seed` (requests already queued keep their noise). */

@@ -25,7 +25,7 @@ export interface WorkItem {
   noise: Float32Array;
   prefix?: Float32Array;
   prefixLen?: number;
-  /** The task prompt (prompt-conditioned policies), already matched to the vocabulary by the main thread. */
+  /** The task prompt (prompt-conditioned policies), already matched to the vocabulary by the main thread (or free text for an `anyPrompt` policy). */
   prompt?: string;
 }
 
@@ -47,6 +47,8 @@ export interface PolicyInfo {
   rtcMaxDelay: number;
   /** The task prompts the head knows (`actionflow.prompts`); absent: it takes no prompt. */
   prompts?: string[];
+  /** True when the policy embeds any prompt (a text encoder; see `OnnxPolicy.anyPrompt`). */
+  anyPrompt?: boolean;
   source: string;
   metadata: Record<string, string>;
 }

@@ -11,8 +11,8 @@
  * In a run folder the encoder lives in `text-encoder/` ({@link TEXT_ENCODER_DIR}) as `model.onnx`
  * and `tokenizer.json`, beside `policy.onnx` after an export.
  */
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, readFile, rename } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import * as ort from "onnxruntime-node";
 
@@ -37,6 +37,29 @@ export function textEncoderFilesIn(dir: string): TextEncoderFiles {
     model: join(dir, TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL),
     tokenizer: join(dir, TEXT_ENCODER_DIR, TEXT_ENCODER_TOKENIZER),
   };
+}
+
+/**
+ * Copies a text encoder's two files into `dir`'s {@link TEXT_ENCODER_DIR} folder (each written to a
+ * temporary sibling and renamed into place); nothing when they are already those files.
+ */
+export async function copyTextEncoder(files: TextEncoderFiles, dir: string): Promise<TextEncoderFiles> {
+  const to = textEncoderFilesIn(dir);
+  if (resolve(files.model) === resolve(to.model) && resolve(files.tokenizer) === resolve(to.tokenizer)) return to;
+  await mkdir(dirname(to.model), { recursive: true });
+  for (const [from, dest] of [
+    [files.model, to.model],
+    [files.tokenizer, to.tokenizer],
+  ] as const) {
+    const tmp = `${dest}.tmp-${process.pid}`;
+    try {
+      await copyFile(from, tmp);
+    } catch (err) {
+      throw new Error(`${from}: cannot copy the text encoder's file (${(err as Error).message})`, { cause: err });
+    }
+    await rename(tmp, dest);
+  }
+  return to;
 }
 
 /** Options of {@link PromptEncoder.load}. */

@@ -98,7 +98,7 @@ export async function runNormalization(opts: RunNormalizationOptions): Promise<R
       input.obs.map((o) => [
         o.name,
         o.prompts !== undefined
-          ? promptNorm(o.prompts.length, o.key)
+          ? promptNorm(o.prompts.length, o.key, o.promptEmbedding?.vectors)
           : ({ key: o.key, mode: input.normalization.obs[o.name]!, stats: saved[o.key]! } satisfies FeatureNorm),
       ]),
     ),

@@ -26,7 +26,9 @@ import type { OptimConfig } from "../optim.ts";
 import { DEFAULT_OPTIM, OptimSchema } from "../optim.ts";
 import type { ObsSpec, PaddingMode } from "../windows.ts";
 import { ObsSpecSchema, PaddingSchema } from "../windows.ts";
-import { normalizePrompt } from "../../policy/net/prompt.ts";
+import { normalizePrompt, promptDim } from "../../policy/net/prompt.ts";
+import { readPromptTable, tableVectors } from "../../policy/text/embeddings.ts";
+import { PromptEncoder } from "../../policy/text/encoder.ts";
 
 /**
  * The `--config` JSON file: head settings (as in `HeadConfig`, without `obs`) and training settings,
@@ -161,6 +163,52 @@ export interface RunSettings {
    * distinct task, `on` whenever it has tasks, `off` never (the control without the prompt).
    */
   prompt?: PromptMode;
+  /**
+   * The prompt as an embedding from a file (`--task-embeddings`): a safetensors file with one `[D]`
+   * vector per prompt, named by the prompt (see `policy/text/embeddings.ts`); every task string of
+   * the dataset must be there. Implies `prompt` `on`.
+   */
+  taskEmbeddings?: string;
+  /**
+   * The prompt as an embedding from an ONNX text encoder and its `tokenizer.json` (`--text-encoder`,
+   * `--tokenizer`; see `policy/text/encoder.ts`), L2-normalised unless `normalize` is false; the run
+   * folder keeps a copy of both, and the policy then takes any prompt. Implies `prompt` `on`.
+   */
+  textEncoder?: { model: string; tokenizer: string; normalize?: boolean };
+}
+
+/** A prompt feature's embedding as a run resolves it (see {@link promptEmbeddingFor}). */
+export type PromptEmbedding = NonNullable<ObsSpec["promptEmbedding"]>;
+
+/**
+ * The embedding of the dataset's prompt vocabulary (`promptVocabulary(tasks)`, in that order) the
+ * settings ask for: the `taskEmbeddings` file's vectors (a task the file lacks is an error naming it
+ * and the file) or the `textEncoder`'s; undefined when they ask for neither (the one-hot). Throws
+ * when both are given, with `prompt` `off`, or when the dataset has no task strings.
+ */
+export async function promptEmbeddingFor(
+  opts: Pick<RunSettings, "taskEmbeddings" | "textEncoder" | "prompt" | "config">,
+  tasks: readonly string[],
+): Promise<PromptEmbedding | undefined> {
+  const { taskEmbeddings: file, textEncoder: enc } = opts;
+  if (file === undefined && enc === undefined) return undefined;
+  if (file !== undefined && enc !== undefined)
+    throw new Error("--task-embeddings and --text-encoder are two sources of the prompt embedding: give one");
+  const flag = file !== undefined ? "--task-embeddings" : "--text-encoder";
+  if ((opts.config?.prompt ?? opts.prompt) === "off")
+    throw new Error(`${flag} embeds the task prompt, which --no-prompt (prompt 'off') drops: give one or the other`);
+  const vocab = promptVocabulary(tasks);
+  if (vocab.length === 0) throw new Error(`${flag}: the dataset has no task strings to embed`);
+  const toNumbers = (vs: readonly Float32Array[]): number[][] => vs.map((v) => Array.from(v));
+  if (file !== undefined)
+    return { source: "table", vectors: toNumbers(tableVectors(await readPromptTable(file), vocab)) };
+  const normalize = enc!.normalize ?? true;
+  const encoder = await PromptEncoder.load(enc!, { normalize });
+  try {
+    return { source: "encoder", normalize, vectors: toNumbers(await encoder.embed(vocab)) };
+  } finally {
+    await encoder.release();
+  }
 }
 
 /** When a run conditions on the task prompt (see {@link RunSettings.prompt}). */
@@ -267,6 +315,7 @@ export function resolveInput(
   stored: RunInput | undefined,
   features: EpisodeDataset["features"],
   tasks: readonly string[] = [],
+  embedding?: PromptEmbedding,
 ): RunInput {
   const c = opts.config ?? {};
   const pick = <T>(...vals: (T | undefined)[]): T | undefined => {
@@ -281,16 +330,21 @@ export function resolveInput(
   const obsGiven = pick<string | Record<string, string>>(c.obs, opts.obs);
   let obs = obsGiven !== undefined ? parseObsSpec(obsGiven) : (stored?.obs ?? defaultObs());
   const promptMode = pick<PromptMode>(c.prompt, opts.prompt);
-  if (!stored || promptMode !== undefined) {
+  if (!stored || promptMode !== undefined || embedding !== undefined) {
     obs = obs.filter((o) => o.prompts === undefined);
     const vocab = promptVocabulary(tasks);
-    const mode = promptMode ?? "auto";
+    const mode = embedding !== undefined ? "on" : (promptMode ?? "auto");
     if (mode === "on" && vocab.length === 0)
       throw new Error("prompt 'on' (--prompt-feature): the dataset has no task strings to condition on");
     if (mode === "on" || (mode === "auto" && vocab.length > 1)) {
       if (obs.some((o) => o.name === PROMPT_FEATURE))
         throw new Error(`--obs: the name '${PROMPT_FEATURE}' is taken by the task prompt feature; rename the column's`);
-      obs.push({ name: PROMPT_FEATURE, key: "task_index", prompts: vocab });
+      obs.push({
+        name: PROMPT_FEATURE,
+        key: "task_index",
+        prompts: vocab,
+        ...(embedding !== undefined ? { promptEmbedding: embedding } : {}),
+      });
     }
   }
   const imageSize = pick<string>(c.imageSize, opts.imageSize);
@@ -429,7 +483,7 @@ export function resolveHead(
   const obsShapes: Record<string, number[]> = {};
   for (const o of input.obs) {
     if (o.prompts !== undefined) {
-      obsShapes[o.name] = [o.prompts.length];
+      obsShapes[o.name] = [promptDim({ prompts: o.prompts, promptEmbedding: o.promptEmbedding })];
       continue;
     }
     if (o.image !== undefined) {
@@ -456,6 +510,7 @@ export function resolveHead(
         key: o.key,
         shape: obsShapes[o.name],
         ...(o.prompts !== undefined ? { prompts: o.prompts } : {}),
+        ...(o.promptEmbedding !== undefined ? { promptEmbedding: o.promptEmbedding } : {}),
         ...(o.image !== undefined ? { kind: "image" as const } : {}),
       })),
       transformer: input.transformer,
