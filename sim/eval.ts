@@ -140,6 +140,18 @@ export interface EvaluateOptions {
   onEpisode?: (done: number, episode: EvalEpisode) => void;
 }
 
+/** The mode an instructed task's prompt names; an unknown prompt's error says how to evaluate a paraphrase. */
+function modeOfPrompt(task: { modeOfPrompt(text: string): string }, prompt: string): string {
+  try {
+    return task.modeOfPrompt(prompt);
+  } catch (err) {
+    throw new Error(
+      `${(err as Error).message}; to evaluate a paraphrase (a policy with a text encoder), give the way it instructs (instruct, --instruct)`,
+      { cause: err },
+    );
+  }
+}
+
 /** Runs closed-loop episodes and writes `eval_info.json` and one SVG per episode; returns the info. */
 export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
   if (!Number.isInteger(opts.episodes) || opts.episodes < 1)
@@ -161,7 +173,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
     const promptMode =
       opts.prompt === undefined || !task.info.instructions
         ? undefined
-        : (opts.instruct ?? task.modeOfPrompt(opts.prompt));
+        : (opts.instruct ?? modeOfPrompt(task, opts.prompt));
     if (promptMode !== undefined && !(promptMode in task.info.instructions!))
       throw new Error(
         `sim eval: instruct must be one of the task's modes ${Object.keys(task.info.instructions!).join(", ")}, got '${promptMode}'`,
