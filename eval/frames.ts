@@ -32,6 +32,8 @@ export interface EvalFramesOptions {
   obs: readonly FrameFeature[];
   /** The frames of a camera feature: uint8 RGB `[length, height, width, 3]` of one episode. */
   images?: (episode: number, key: string, size: { width: number; height: number }) => Promise<Uint8Array>;
+  /** Each frame's task string of one episode (for a prompt-conditioned policy); absent: frames carry none. */
+  tasks?: (episode: number) => Promise<readonly string[]>;
 }
 
 /** One evaluation frame. */
@@ -44,6 +46,8 @@ export interface EvalFrame {
   chunk: Float32Array;
   /** Steps of the chunk past the episode's end (repeats of its last action). */
   padded: number;
+  /** The frame's task string (its prompt), when the frames were read with `tasks`. */
+  task?: string;
 }
 
 /** The frames and the action dim A they were read with. */
@@ -99,6 +103,9 @@ export async function readEvalFrames(opts: EvalFramesOptions): Promise<EvalFrame
         );
       obsCols.push({ key: o.key, size: o.size, data });
     }
+    const tasks = opts.tasks ? await opts.tasks(ep) : undefined;
+    if (tasks !== undefined && tasks.length !== length)
+      throw new Error(`eval frames: episode ${ep} has ${tasks.length} task strings for ${length} frames`);
     for (let i = 0; i < length; i += stride) {
       const chunk = new Float32Array(H * A);
       for (let h = 0; h < H; h++) {
@@ -107,7 +114,14 @@ export async function readEvalFrames(opts: EvalFramesOptions): Promise<EvalFrame
       }
       const obs: Record<string, Float32Array | Uint8Array> = {};
       for (const o of obsCols) obs[o.key] = o.data.slice(i * o.size, (i + 1) * o.size);
-      frames.push({ episode: ep, frame: i, obs, chunk, padded: Math.max(0, i + H - length) });
+      frames.push({
+        episode: ep,
+        frame: i,
+        obs,
+        chunk,
+        padded: Math.max(0, i + H - length),
+        ...(tasks !== undefined ? { task: tasks[i]! } : {}),
+      });
     }
   }
   return { frames, actionDim: A };

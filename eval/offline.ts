@@ -21,8 +21,16 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { openDataset } from "../datasets/open.ts";
-import { loadCheckpoint, normsFor, rawActionDim, resolveCheckpointDir } from "../policy/checkpoint/checkpoint.ts";
+import { openDataset, type OpenedDataset } from "../datasets/open.ts";
+import {
+  loadCheckpoint,
+  normsFor,
+  rawActionDim,
+  resolveCheckpointDir,
+  textEncoderBase,
+} from "../policy/checkpoint/checkpoint.ts";
+import { promptDim, promptFeatureOf } from "../policy/net/prompt.ts";
+import { copyTextEncoder, textEncoderFilesIn } from "../policy/text/encoder.ts";
 import type { Checkpoint } from "../policy/checkpoint/checkpoint.ts";
 import { objectiveOf, prepareContext, type Objective } from "../policy/flow/objective.ts";
 import { SOLVER_NAMES } from "../policy/flow/solvers.ts";
@@ -256,6 +264,8 @@ async function evaluateOpened(
           );
         obs.set(f.key, { key: f.key, size, ...(image ? { image } : {}) });
       }
+    // a prompt-conditioned policy is given each frame's task
+    const prompted = [main, ...(base ? [base] : [])].some((p) => p.policy.prompts !== undefined);
     const cameras = new CameraFrames(opened);
     const camList = [...obs.values()].flatMap((f) => (f.image ? [{ key: f.key, ...f.image }] : []));
     episodes = await cameras.usable(episodes, camList, opts.missingVideo ?? "error");
@@ -267,6 +277,7 @@ async function evaluateOpened(
       action: actionKey,
       obs: [...obs.values()],
       images: (episode, key, size) => cameras.load(episode, key, size),
+      ...(prompted ? { tasks: taskReader(opened, opts.dataset) } : {}),
     });
     frames = read.frames;
     A = read.actionDim;
@@ -368,7 +379,9 @@ async function evaluatePolicy(
     const chunks: Float32Array[] = [];
     for (let k = 0; k < K; k++) {
       const s = performance.now();
-      chunks.push(await p.policy.sampleChunk(frames[f]!.obs, { seed: noiseSeed(seed, f, k) }));
+      chunks.push(
+        await p.policy.sampleChunk(frames[f]!.obs, { seed: noiseSeed(seed, f, k), ...promptOf(p, frames[f]!) }),
+      );
       times.push(performance.now() - s);
     }
     acc.add(chunks, frames[f]!.chunk);
@@ -377,13 +390,15 @@ async function evaluatePolicy(
   }
   const errors = acc.result();
 
+  const prompts = await promptVectors(p, frames);
   const graph = await loadVelocityGraph(p.ckpt, p.exportsDir);
   let valLoss: number;
   let likelihood: LikelihoodResult | null = null;
   try {
-    valLoss = await velocityLoss(graph, p, frames, seed, (d) => progress(`${label}: loss`, d, frames.length));
+    valLoss = await velocityLoss(graph, p, frames, prompts, seed, (d) => progress(`${label}: loss`, d, frames.length));
     const llFrames = opts.likelihood?.frames ?? 8;
-    if (stochastic && llFrames > 0) likelihood = await chunkLikelihood(graph, p, frames, llFrames, seed, opts, label);
+    if (stochastic && llFrames > 0)
+      likelihood = await chunkLikelihood(graph, p, frames, prompts, llFrames, seed, opts, label);
   } finally {
     await graph.release();
   }
@@ -395,6 +410,9 @@ async function evaluatePolicy(
     const at = spaced(frames.length, opts.sweepFrames ?? 64);
     const dir = await mkdtemp(join(tmpdir(), "actionflow-sweep-"));
     try {
+      // a text encoder policy's sweep graphs need the encoder beside them
+      const encoderBase = p.policy.anyPrompt ? await textEncoderBase(p.ckpt.dir) : undefined;
+      if (encoderBase !== undefined) await copyTextEncoder(textEncoderFilesIn(encoderBase), dir);
       let done = 0;
       for (const solver of solvers) {
         for (const n of steps) {
@@ -438,6 +456,7 @@ async function velocityLoss(
   graph: VelocityGraph,
   p: OpenedPolicy,
   frames: EvalFrame[],
+  prompts: PromptVectors | undefined,
   seed: number,
   progress: (done: number) => void,
 ): Promise<number> {
@@ -453,7 +472,7 @@ async function velocityLoss(
   for (let start = 0; start < frames.length; start += batch) {
     const part = frames.slice(start, start + batch);
     const n = part.length;
-    const obs = obsBatch(part, features, norms.obs);
+    const obs = obsBatch(part, features, norms.obs, prompts);
     const xt = new Float32Array(n * H * Am);
     const t = new Float32Array(n * H);
     const target = new Float32Array(n * H * Am);
@@ -476,6 +495,7 @@ async function chunkLikelihood(
   graph: VelocityGraph,
   p: OpenedPolicy,
   frames: EvalFrame[],
+  prompts: PromptVectors | undefined,
   count: number,
   seed: number,
   opts: OfflineEvalOptions,
@@ -496,7 +516,7 @@ async function chunkLikelihood(
   let method: "exact" | "hutchinson" = "exact";
   for (const [i, f] of at.entries()) {
     const fr = frames[f]!;
-    const obs = obsBatch([fr], features, norms.obs);
+    const obs = obsBatch([fr], features, norms.obs, prompts);
     const y = normalizePadded(fr.chunk, norms.action, rawA);
     const x1 = new Float64Array(D);
     for (let h = 0; h < cfg.horizon; h++) for (let j = 0; j < rawA; j++) x1[h * rawA + j] = y[h * cfg.actionDim + j]!;
@@ -542,7 +562,10 @@ async function sweepPoint(
     const times: number[] = [];
     for (const f of at) {
       const s = performance.now();
-      const c = await policy.sampleChunk(frames[f]!.obs, { seed: noiseSeed(seed, f, 0) });
+      const c = await policy.sampleChunk(frames[f]!.obs, {
+        seed: noiseSeed(seed, f, 0),
+        ...promptOf({ policy }, frames[f]!),
+      });
       times.push(performance.now() - s);
       acc.add([c], frames[f]!.chunk);
     }
@@ -557,8 +580,14 @@ function obsBatch(
   part: readonly EvalFrame[],
   features: ReturnType<typeof featuresOf>,
   norms: Record<string, AffineNorm>,
+  prompts?: PromptVectors,
 ): Record<string, Float32Array> {
   const out: Record<string, Float32Array> = {};
+  if (prompts !== undefined) {
+    const data = new Float32Array(part.length * prompts.dim);
+    part.forEach((fr, b) => data.set(prompts.byTask.get(fr.task!)!, b * prompts.dim));
+    out[prompts.feature] = data;
+  }
   for (const f of features) {
     const rawD = f.rawShape[f.rawShape.length - 1]!;
     const size = f.shape.reduce((a, b) => a * b, 1);
@@ -573,6 +602,49 @@ function obsBatch(
     out[f.name] = data;
   }
   return out;
+}
+
+/** The prompt vectors of a prompt-conditioned head for the frames' tasks (the velocity graph's input). */
+interface PromptVectors {
+  /** The head's prompt feature (its model name). */
+  feature: string;
+  dim: number;
+  /** The vector `[dim]` by task string. */
+  byTask: Map<string, Float32Array>;
+}
+
+/** The frame's task as the request's prompt, for a policy conditioned on one (nothing otherwise). */
+function promptOf(p: { policy: Pick<OnnxPolicy, "prompts"> }, frame: EvalFrame): { prompt?: string } {
+  if (p.policy.prompts === undefined) return {};
+  if (frame.task === undefined)
+    throw new Error(
+      `eval: frame ${frame.frame} of episode ${frame.episode} has no task for the prompt-conditioned policy`,
+    );
+  return { prompt: frame.task };
+}
+
+/** The vector the head sees for each distinct task of the frames; undefined for a head without a prompt. */
+async function promptVectors(p: OpenedPolicy, frames: readonly EvalFrame[]): Promise<PromptVectors | undefined> {
+  const pf = promptFeatureOf(p.ckpt.config);
+  if (pf === undefined) return undefined;
+  const byTask = new Map<string, Float32Array>();
+  for (const fr of frames) {
+    const { prompt } = promptOf(p, fr);
+    if (prompt !== undefined && !byTask.has(prompt)) byTask.set(prompt, await p.policy.promptVector(prompt));
+  }
+  return { feature: pf.name, dim: promptDim(pf), byTask };
+}
+
+/**
+ * Each frame's task strings of a dataset's episode: a LeRobot dataset's `meta/tasks`; a format
+ * without tasks (robomimic) fails naming the file.
+ */
+function taskReader(opened: OpenedDataset, path: string): (episode: number) => Promise<readonly string[]> {
+  if (opened.format !== "lerobot")
+    throw new Error(
+      `eval: the policy is conditioned on a task prompt but ${path} (${opened.format}) has no task strings to give it`,
+    );
+  return (episode) => opened.dataset.readTasks(episode);
 }
 
 /** `count` indices spread evenly over 0..n-1 (all of them when n <= count). */

@@ -255,7 +255,9 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       if (way !== undefined) ep.mode = way;
       if (task.instructedMode !== undefined) {
         ep.instructed = task.instructedMode;
-        ep.prompt = opts.prompt !== undefined && sw === undefined ? opts.prompt : task.prompt;
+        // a paraphrase told with instruct is reported as given
+        ep.prompt =
+          opts.instruct !== undefined && opts.prompt !== undefined && sw === undefined ? opts.prompt : task.prompt;
       }
       perEpisode.push(ep);
       const told = ep.instructed ? `, told ${ep.instructed}` : "";

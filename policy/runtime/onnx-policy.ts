@@ -31,7 +31,7 @@ import { loadCheckpoint, resolveCheckpointDir, textEncoderBase } from "../checkp
 import { exportOnnxBytes, weightsDigest } from "../onnx/export.ts";
 import { obsInputName } from "../onnx/graphs.ts";
 import { FeaturesMetadataSchema, PromptsMetadataSchema, type FeatureIO } from "../onnx/schema.ts";
-import { matchPrompt } from "../net/prompt.ts";
+import { matchPrompt, promptOneHot } from "../net/prompt.ts";
 import { PromptEncoder, TEXT_ENCODER_MODEL, TEXT_ENCODER_TOKENIZER } from "../text/encoder.ts";
 import { parseJson } from "../io/json.ts";
 import { decodeModel, metadataOf } from "../onnx/proto.ts";
@@ -288,6 +288,18 @@ export class OnnxPolicy implements ChunkPolicy {
   setPrompt(text: string): void {
     if (this.prompts === undefined) return;
     this.currentPrompt = matchPrompt({ prompts: this.prompts, anyPrompt: this.anyPrompt }, text);
+  }
+
+  /**
+   * The vector `[promptDim]` the head sees for prompt `text`: the one-hot of its index (a closed
+   * vocabulary), its stored embedding, or its text encoder's (cached). Throws as `sampleChunk` does
+   * for an unknown prompt, and for a policy without prompts.
+   */
+  async promptVector(text: string): Promise<Float32Array> {
+    if (this.prompts === undefined) throw new Error(`${this.source}: the policy takes no prompt`);
+    const feed = await this.promptFeed(text);
+    if (this.embedding !== undefined) return (feed!.data as Float32Array).slice();
+    return promptOneHot(this.prompts.length, Number((feed!.data as BigInt64Array)[0]!));
   }
 
   /**
