@@ -6,7 +6,7 @@ import { SPECIAL_TOKENS, bagOfWordsEncoder, type BagOfWordsEncoder } from "../..
 import type { TextEncoderFiles } from "../../../policy/text/encoder.ts";
 
 /** The committed tokenizer (BERT-style WordPiece over a few instruction words). */
-export const TOKENIZER_FIXTURE = fileURLToPath(new URL("../../fixtures/text-encoder/tokenizer.json", import.meta.url));
+export const TOKENIZER_FIXTURE = fileURLToPath(new URL("./data/tokenizer.json", import.meta.url));
 
 /** The fixture tokenizer's words (its vocabulary without the special tokens), in id order. */
 export function fixtureWords(): string[] {
