@@ -41,12 +41,13 @@ export async function startLocalPolicy(path: string, opts: LocalPolicyOptions = 
     const warmPrompt = tp.prompts?.[0];
     for (let i = 0; i < (opts.warmupRuns ?? 2); i++)
       await tp.sampleChunk(zeros, { seed: i, ...(warmPrompt !== undefined ? { prompt: warmPrompt } : {}) });
-    const { fps, rtcMaxDelay, prompts } = tp;
+    const { fps, nActionSteps, rtcMaxDelay, prompts } = tp;
     return {
       horizon: tp.horizon,
       actionDim: tp.actionDim,
       modelActionDim: tp.modelActionDim,
       ...(fps !== undefined ? { fps } : {}),
+      ...(nActionSteps !== undefined ? { nActionSteps } : {}),
       rtcMaxDelay,
       ...(prompts !== undefined ? { prompts } : {}),
       ...(tp.anyPrompt === true ? { anyPrompt: true } : {}),

@@ -12,8 +12,9 @@ import { choiceOption, nonNegativeInt, option, positiveInt } from "./args.ts";
 /**
  * Adds `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` to a command, `--merge`
  * defaulting to `defaultMode`. `defaults.nActionSteps` is the command's `--n-action-steps` when the
- * mode takes it and it is not given (shown in the help; the command passes it to `chunkMergeFrom`);
- * absent, the executor's defaults apply (sync: the whole chunk; rtc: half of it).
+ * mode takes it and it is not given (shown in the help), after the policy's own recommendation for
+ * sync; absent, the executor's defaults apply (sync: the policy's recommendation, else the whole
+ * chunk; rtc: half of it).
  */
 export function addMergeOptions(
   cmd: Command,
@@ -34,8 +35,8 @@ export function addMergeOptions(
       option(
         "--n-action-steps <n>",
         n === undefined
-          ? "sync: actions executed per chunk (default: all); rtc: execution horizon s (default H/2, kept within d <= s <= H - d)"
-          : `sync: actions executed per chunk; rtc: execution horizon s (d <= s <= H - d); default ${n}`,
+          ? "sync: actions executed per chunk (default: the policy's recommendation, else all); rtc: execution horizon s (default H/2, kept within d <= s <= H - d)"
+          : `sync: actions executed per chunk (default: the policy's recommendation, else ${n}); rtc: execution horizon s (d <= s <= H - d; default ${n})`,
         positiveInt,
       ),
     )

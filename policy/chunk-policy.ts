@@ -41,6 +41,11 @@ export interface ChunkPolicy {
   /** The rate the chunk's actions are spaced at (the dataset's fps), Hz, when the policy knows it. */
   readonly fps?: number;
   /**
+   * The actions to execute from each chunk before asking for the next (LeRobot's `n_action_steps`)
+   * when the runtime is not told otherwise: the policy's own recommendation, absent when it has none.
+   */
+  readonly nActionSteps?: number;
+  /**
    * The largest committed prefix (steps) the policy was trained to continue (training-time real-time
    * chunking); 0 or absent when it was not (a prefix is then inpainted at sampling time). A real-time
    * loop refuses an inference delay larger than this for a prefix-trained policy.

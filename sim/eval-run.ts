@@ -7,7 +7,7 @@ import { basename, dirname, join } from "node:path";
 import { KServeChunkPolicy } from "../bridge/kserve/chunk-policy.ts";
 import { writeReport } from "../eval/report.ts";
 import type { ChunkPolicy } from "../policy/chunk-policy.ts";
-import { mergeFlagsOf, type ChunkMerge } from "../policy/runtime/executor.ts";
+import { mergeFlagsOf, withPolicySteps, type ChunkMerge } from "../policy/runtime/executor.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { evaluate, type EvalEpisode, type EvalInfo, type EvaluateOptions } from "./eval.ts";
@@ -23,8 +23,14 @@ export interface SimEvalRunOptions {
   task: TaskName;
   /** A run/checkpoint folder or `.onnx` file (run by onnxruntime), or `expert` for the task's scripted expert. */
   policy: string;
-  /** How chunks are executed (`chunkMergeFrom` gives it for the flags). */
+  /**
+   * How chunks are executed (`chunkMergeFrom` gives it for the flags). A `sync` merge without
+   * `nActionSteps` takes the policy's own recommendation (`actionflow.n_action_steps` of an export),
+   * else `defaultNActionSteps`, else the whole chunk.
+   */
   merge: ChunkMerge;
+  /** `sync`'s actions per chunk when neither `merge` nor the policy gives them (`sim eval`: 8). */
+  defaultNActionSteps?: number;
   /** Simulated inference delay in control steps (see {@link EvaluateOptions.delaySteps}). */
   delaySteps: number;
   episodes: number;
@@ -74,7 +80,7 @@ export interface SimEvalRunResult {
  * the output folder, writes `report.html` beside `eval_info.json` and releases the policy.
  */
 export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult> {
-  const { task, episodes, seed, merge, delaySteps } = o;
+  const { task, episodes, seed, delaySteps } = o;
   let policy: ChunkPolicy | ((t: Task) => ChunkPolicy);
   let outDir: string;
   let onnx: OnnxPolicy | undefined;
@@ -110,6 +116,7 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
         ? join(dirname(o.policy), "eval", basename(o.policy, ".onnx"), task)
         : join(o.policy, "eval", task));
   }
+  const merge = executionOf(o.merge, onnx ?? remote, o.defaultNActionSteps);
   let info: EvalInfo;
   try {
     info = await evaluate({
@@ -162,6 +169,21 @@ export async function runSimEval(o: SimEvalRunOptions): Promise<SimEvalRunResult
     }),
   );
   return { info, outDir, report };
+}
+
+/**
+ * `merge` with sync's actions per chunk filled in when it leaves them open: the policy's
+ * recommendation, else `fallback`.
+ */
+function executionOf(
+  merge: ChunkMerge,
+  policy: Pick<ChunkPolicy, "horizon" | "nActionSteps"> | undefined,
+  fallback: number | undefined,
+): ChunkMerge {
+  const m = policy ? withPolicySteps(policy, merge) : merge;
+  return m.mode === "sync" && m.nActionSteps === undefined && fallback !== undefined
+    ? { ...m, nActionSteps: fallback }
+    : m;
 }
 
 /** How chunks were executed, for the report: e.g. `sync, 8 action steps, prefix 2`. */

@@ -119,7 +119,8 @@ export function registerSimEval(sim: Command): void {
         const kserve =
           o.server !== undefined ? { server: o.server, ...(o.model ? { model: o.model } : {}) } : undefined;
         const policy = o.policy ?? `kserve ${o.server} model ${o.model ?? "policy"}`;
-        const merge = chunkMergeFrom(o, SIM_EVAL_MERGE_DEFAULTS);
+        // sync's actions per chunk: the flag, else the policy's recommendation, else 8 (runSimEval)
+        const merge = chunkMergeFrom(o, o.merge === "sync" ? {} : SIM_EVAL_MERGE_DEFAULTS);
         const scene = await userSceneFrom(o);
         const json = o.json ?? false;
         const bar = startProgress(o.episodes, { json, label: `eval ${task}` });
@@ -130,6 +131,7 @@ export function registerSimEval(sim: Command): void {
             policy,
             ...(kserve ? { kserve } : {}),
             merge,
+            defaultNActionSteps: SIM_EVAL_MERGE_DEFAULTS.nActionSteps,
             delaySteps: o.delaySteps,
             episodes: o.episodes,
             seed: o.seed,

@@ -28,6 +28,7 @@ interface TrainFlags {
   horizon?: number;
   padding?: PaddingMode;
   rtcMaxDelay?: number;
+  nActionSteps?: number;
   valEpisodes?: string;
   obs?: string;
   action?: string;
@@ -86,6 +87,13 @@ export function registerTrain(program: Command): void {
         "--padding <mode>",
         "chunk steps past an episode's end (its last action repeated): hold = train on them, mask = leave them out of the loss (default hold)",
         ["hold", "mask"],
+      ),
+    )
+    .addOption(
+      option(
+        "--n-action-steps <n>",
+        "the actions per chunk the export recommends to runtimes not told otherwise (sim eval, sync merges; default 16 for a policy with cameras, else none: the command's own)",
+        positiveInt,
       ),
     )
     .addOption(
@@ -210,6 +218,7 @@ export function registerTrain(program: Command): void {
           horizon: o.horizon,
           padding: o.padding,
           rtcMaxDelay: o.rtcMaxDelay,
+          nActionSteps: o.nActionSteps,
           seed,
           valEpisodes: o.valEpisodes,
           obs: o.obs,

@@ -122,8 +122,19 @@ export const HeadConfigSchema = z
     rtcMaxDelay: z.number().int().min(0).default(0),
     /** The rate the chunk's steps are spaced at (the dataset's fps), Hz, when known. */
     fps: z.number().positive().optional(),
+    /**
+     * The actions a runtime executes from each chunk before the next request when it is not told
+     * (`sync`'s `--n-action-steps`; LeRobot's `n_action_steps`), when the run recommends one.
+     */
+    nActionSteps: z.number().int().positive().optional(),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.nActionSteps !== undefined && cfg.nActionSteps > cfg.horizon)
+      ctx.addIssue({
+        code: "custom",
+        path: ["nActionSteps"],
+        message: `${cfg.nActionSteps} must be at most the horizon ${cfg.horizon}`,
+      });
     if (cfg.rtcMaxDelay >= cfg.horizon)
       ctx.addIssue({
         code: "custom",

@@ -228,6 +228,7 @@ export function buildSampleModel(
     "actionflow.prefix": cleanPrefix ? "clean" : "replace",
     "actionflow.rtc_max_delay": String(cfg.rtcMaxDelay),
     ...(cfg.fps ? { "actionflow.fps": String(cfg.fps) } : {}),
+    ...(cfg.nActionSteps ? { "actionflow.n_action_steps": String(cfg.nActionSteps) } : {}),
     ...opts.metadata,
   };
   const doc =

@@ -234,11 +234,16 @@ export class ChunkExecutor {
 
   /** The chunk executor of a policy's shape; `delaySteps` as in {@link ChunkExecutorOptions}. */
   static forPolicy(
-    policy: Pick<ChunkPolicy, "horizon" | "actionDim">,
+    policy: Pick<ChunkPolicy, "horizon" | "actionDim" | "nActionSteps">,
     merge: ChunkMerge,
     opts: { delaySteps?: number } = {},
   ): ChunkExecutor {
-    return new ChunkExecutor({ horizon: policy.horizon, actionDim: policy.actionDim, ...opts, ...merge });
+    return new ChunkExecutor({
+      horizon: policy.horizon,
+      actionDim: policy.actionDim,
+      ...opts,
+      ...withPolicySteps(policy, merge),
+    });
   }
 
   /** The absolute step whose action {@link ChunkExecutor.next} returns next. */
@@ -421,6 +426,16 @@ function aggregate(kind: Aggregate, old: Float32Array, fresh: Float32Array): Flo
   const out = new Float32Array(old.length);
   for (let j = 0; j < old.length; j++) out[j] = (1 - w) * old[j]! + w * fresh[j]!;
   return out;
+}
+
+/**
+ * `merge` with sync's `nActionSteps` filled in from the policy's own recommendation
+ * (`ChunkPolicy.nActionSteps`) when the merge leaves it open (kept within the horizon less the prefix).
+ */
+export function withPolicySteps(policy: Pick<ChunkPolicy, "horizon" | "nActionSteps">, merge: ChunkMerge): ChunkMerge {
+  if (merge.mode !== "sync" || merge.nActionSteps !== undefined || policy.nActionSteps === undefined) return merge;
+  const room = Math.max(1, policy.horizon - (merge.prefixSteps ?? 0));
+  return { ...merge, nActionSteps: Math.min(policy.nActionSteps, room) };
 }
 
 function validate(opts: ChunkExecutorOptions): { settings: ResolvedMerge; committed: number } {

@@ -36,6 +36,7 @@ async function handle(raw: unknown): Promise<void> {
           solver: policy.solver,
           steps: policy.steps,
           ...(policy.fps !== undefined ? { fps: policy.fps } : {}),
+          ...(policy.nActionSteps !== undefined ? { nActionSteps: policy.nActionSteps } : {}),
           rtcMaxDelay: policy.rtcMaxDelay,
           ...(policy.prompts !== undefined ? { prompts: [...policy.prompts] } : {}),
           ...(policy.anyPrompt === true ? { anyPrompt: true } : {}),

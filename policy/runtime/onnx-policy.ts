@@ -64,6 +64,8 @@ export class OnnxPolicy implements ChunkPolicy {
   readonly actionDim: number;
   /** The rate of the chunk's actions in Hz, from the metadata key `actionflow.fps` when the export has it. */
   readonly fps?: number;
+  /** The actions to execute per chunk the export recommends (`actionflow.n_action_steps`), when it has one. */
+  readonly nActionSteps?: number;
   /** The model's padded action dim (the noise's last dim). */
   readonly modelActionDim: number;
   /**
@@ -147,6 +149,15 @@ export class OnnxPolicy implements ChunkPolicy {
       if (!(hz > 0) || !Number.isFinite(hz))
         throw new Error(`${source}: metadata 'actionflow.fps' is invalid (${fps})`);
       this.fps = hz;
+    }
+    const nSteps = meta["actionflow.n_action_steps"];
+    if (nSteps !== undefined) {
+      const n = Number(nSteps);
+      if (!Number.isInteger(n) || n < 1 || n > this.horizon)
+        throw new Error(
+          `${source}: metadata 'actionflow.n_action_steps' is invalid (${nSteps}; an integer in [1, ${this.horizon}])`,
+        );
+      this.nActionSteps = n;
     }
     this.features = parseJson(
       meta["actionflow.features"] ?? "",

@@ -111,6 +111,8 @@ export class ThreadedPolicy implements ChunkPolicy {
   readonly actionDim: number;
   /** The chunk's action rate, Hz: `ThreadedPolicyOptions.fps`, else the export's `actionflow.fps`, else absent. */
   readonly fps?: number;
+  /** The actions per chunk the export recommends (`actionflow.n_action_steps`), when it has one. */
+  readonly nActionSteps?: number;
   /** The largest prefix the head was trained to continue (`actionflow.rtc_max_delay`; 0: not prefix-trained). */
   readonly rtcMaxDelay: number;
   /** The model's padded action dim (the noise's last dim). */
@@ -150,6 +152,7 @@ export class ThreadedPolicy implements ChunkPolicy {
     this.actionDim = info.actionDim;
     const fps = opts.fps ?? info.fps;
     if (fps !== undefined) this.fps = fps;
+    if (info.nActionSteps !== undefined) this.nActionSteps = info.nActionSteps;
     this.rtcMaxDelay = info.rtcMaxDelay;
     this.modelActionDim = info.modelActionDim;
     this.features = info.features;

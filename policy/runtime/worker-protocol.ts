@@ -43,6 +43,8 @@ export interface PolicyInfo {
   steps: number;
   /** The chunk's action rate, Hz, from the export's `actionflow.fps` (absent when it has none). */
   fps?: number;
+  /** The export's `actionflow.n_action_steps` (absent when it has none). */
+  nActionSteps?: number;
   /** The largest prefix the head was trained to continue (`actionflow.rtc_max_delay`; 0: not prefix-trained). */
   rtcMaxDelay: number;
   /** The task prompts the head knows (`actionflow.prompts`); absent: it takes no prompt. */

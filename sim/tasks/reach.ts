@@ -20,10 +20,13 @@ export const REACH_INFO: TaskInfo = {
   envStateNames: ["target_x", "target_y", "target_z", "ee_x", "ee_y", "ee_z"],
 };
 
-/** MJCF for the target marker (a mocap body without collisions). */
+/**
+ * MJCF for the target marker (a mocap body without collisions): a sphere of the success radius, so
+ * a camera shows the region the tip must stay in, and a gripper at the target does not hide it.
+ */
 export const REACH_WORLDBODY = `
     <body name="af_target" mocap="true" pos="0.2 0 0.05">
-      <geom name="af_target" type="sphere" size="0.012" contype="0" conaffinity="0" rgba="0.1 0.8 0.2 0.6"/>
+      <geom name="af_target" type="sphere" size="${REACH_RADIUS}" contype="0" conaffinity="0" rgba="0.1 0.8 0.2 0.6"/>
     </body>`;
 
 /** The reach task. */

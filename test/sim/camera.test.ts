@@ -13,7 +13,7 @@ import type { Vec3 } from "../../sim/env.ts";
 import { readActionflowMeta, replay } from "../../sim/replay.ts";
 import { createTask, parseObsParts, selectObservation } from "../../sim/tasks/index.ts";
 import type { Task } from "../../sim/tasks/index.ts";
-import type { ReachTask } from "../../sim/tasks/reach.ts";
+import { REACH_RADIUS, type ReachTask } from "../../sim/tasks/reach.ts";
 import { removeDir, tempDir } from "../datasets/lerobot/helpers.ts";
 
 /** Pixel (column, row) of a world point seen by a camera at `pos` with rotation `rot` (columns = axes). */
@@ -60,11 +60,11 @@ describe("ray-cast camera", () => {
         const [R, G, B] = [frame.rgb[3 * i]!, frame.rgb[3 * i + 1]!, frame.rgb[3 * i + 2]!];
         expect(G).toBeGreaterThan(R + 30);
         expect(G).toBeGreaterThan(B + 30);
-        // depth along the viewing axis of the sphere's centre, less at most its radius (1.2 cm)
+        // depth along the viewing axis of the sphere's centre, less at most its radius (the success radius)
         const d = [target[0] - pos[0], target[1] - pos[1], target[2] - pos[2]];
         const axial = -(rot[2]! * d[0]! + rot[5]! * d[1]! + rot[8]! * d[2]!);
         expect(frame.depth[i]).toBeLessThan(axial + 1e-3);
-        expect(frame.depth[i]).toBeGreaterThan(axial - 0.013);
+        expect(frame.depth[i]).toBeGreaterThan(axial - REACH_RADIUS - 1e-3);
       }
     } finally {
       cam.dispose();

@@ -52,6 +52,8 @@ describe("an image policy", () => {
     const ckpt = await loadCheckpoint(r.checkpoint);
     const cam = ckpt.config.obs.find((f) => f.name === "front")!;
     expect(cam).toMatchObject({ kind: "image", shape: [48, 48, 3] });
+    // an image policy recommends 16 actions per chunk to runtimes, within its horizon of 8
+    expect(ckpt.config.nActionSteps).toBe(8);
     // per-channel stats of pixel / 255 computed from the decoded frames
     const st = ckpt.normalization.obs["front"]!.stats;
     expect(st.mean).toHaveLength(3);
@@ -69,6 +71,7 @@ describe("an image policy", () => {
       const f = policy.features.find((x) => x.name === "front")!;
       expect(f).toMatchObject({ kind: "image", rawShape: [48, 48, 3], key: "observation.images.front" });
       expect(policyCameras(policy.features)).toEqual([{ name: "front", width: 48, height: 48 }]);
+      expect(policy.nActionSteps).toBe(8);
       // the simulator's own observation (vision only: no environment state) drives it
       const task = await createTask("reach", { camera: { name: "front", width: 48, height: 48 } });
       task.reset(5);

@@ -65,6 +65,8 @@ export const RunConfigSchema = z.strictObject({
   padding: PaddingSchema.optional(),
   /** Training-time real-time chunking: the largest clean action prefix (steps) to train on (see `HeadConfig`). */
   rtcMaxDelay: z.number().int().min(0).optional(),
+  /** The actions per chunk the export recommends to runtimes (see `HeadConfig.nActionSteps`). */
+  nActionSteps: z.number().int().positive().optional(),
   seed: z.number().int().optional(),
   valEpisodes: z.union([z.string(), z.number()]).optional(),
   lr: z.number().positive().optional(),
@@ -114,6 +116,8 @@ export const RunInputSchema = z.object({
   padding: PaddingSchema.default("mask"),
   /** Runs stored before this setting existed trained without a prefix. */
   rtcMaxDelay: z.number().int().min(0).default(0),
+  /** The actions per chunk the export recommends (absent: none; runtimes use their own default). */
+  nActionSteps: z.number().int().positive().optional(),
   seed: z.number().int(),
   valEpisodes: z.union([z.string(), z.number()]),
   optim: OptimSchema,
@@ -138,6 +142,11 @@ export interface RunSettings {
   padding?: PaddingMode;
   /** Training-time real-time chunking: the largest clean action prefix to train on (default 0: none). */
   rtcMaxDelay?: number;
+  /**
+   * The actions per chunk the export recommends to runtimes that are not told (`HeadConfig.nActionSteps`);
+   * default {@link DEFAULT_IMAGE_N_ACTION_STEPS} for a policy with cameras, else none.
+   */
+  nActionSteps?: number;
   seed?: number;
   /** Validation episodes: `"8:10"`, `"3,7"`, a fraction or a count (see `splitEpisodes`). */
   valEpisodes?: string | number;
@@ -281,6 +290,13 @@ export const DEFAULT_PADDING: PaddingMode = "hold";
  * a real camera that moves between sessions may want `--image-shift 4` (not measured here).
  */
 export const DEFAULT_IMAGE_SHIFT = 0;
+/**
+ * The actions per chunk an image policy recommends to runtimes (`sim eval`'s own default is 8). An
+ * image policy re-perceives the scene at every request, and each request redraws where it thinks the
+ * target is: on reach (vision only, 50 seeded episodes) executing 16 actions per chunk instead of 8
+ * took three trainings from 88 / 92 / 90 to 94 / 96 / 96 (see docs/cameras.md).
+ */
+export const DEFAULT_IMAGE_N_ACTION_STEPS = 16;
 /** Default run length. */
 export const DEFAULT_STEPS = 2000;
 
@@ -385,12 +401,13 @@ export function resolveInput(
   for (const n of Object.keys(obsDims))
     if (!obs.some((o) => o.name === n))
       throw new Error(`obsDims: '${n}' is not an observation feature (have: ${obs.map((o) => o.name).join(", ")})`);
+  const horizon = pick(stored?.horizon, c.horizon, opts.horizon) ?? 50;
   const valEvery =
     pick(stored?.valEvery, c.valEvery, opts.valEvery) ?? Math.min(250, Math.max(1, Math.ceil(steps / 8)));
   return {
     arch: pick(stored?.arch, c.arch, opts.arch) ?? "transformer",
     objective: pick(stored?.objective, c.objective, opts.objective) ?? "flow",
-    horizon: pick(stored?.horizon, c.horizon, opts.horizon) ?? 50,
+    horizon,
     actionDim: pick(stored?.actionDim, c.actionDim) ?? 32,
     transformer: TransformerSchema.parse({ ...stored?.transformer, ...c.transformer }),
     mlp: MlpSchema.parse({ ...stored?.mlp, ...c.mlp }),
@@ -407,6 +424,7 @@ export function resolveInput(
     batch: pick(stored?.batch, c.batch, opts.batch) ?? DEFAULT_BATCH,
     padding: pick<PaddingMode>(stored?.padding, c.padding, opts.padding) ?? DEFAULT_PADDING,
     rtcMaxDelay: pick(stored?.rtcMaxDelay, c.rtcMaxDelay, opts.rtcMaxDelay) ?? 0,
+    ...nActionStepsOf(pick(stored?.nActionSteps, c.nActionSteps, opts.nActionSteps), hasCamera, horizon),
     seed: pick(stored?.seed, c.seed, opts.seed) ?? 0,
     valEpisodes: pick<string | number>(stored?.valEpisodes, c.valEpisodes, opts.valEpisodes) ?? "0.1",
     optim,
@@ -417,6 +435,18 @@ export function resolveInput(
     keep: pick(stored?.keep, c.keep, opts.keep) ?? 2,
     valWindows: pick(stored?.valWindows, c.valWindows, opts.valWindows) ?? 256,
   };
+}
+
+/**
+ * The run's recommended actions per chunk: the one given (at most the horizon), else for a policy
+ * with cameras {@link DEFAULT_IMAGE_N_ACTION_STEPS} (within the horizon), else none.
+ */
+function nActionStepsOf(given: number | undefined, hasCamera: boolean, horizon: number): { nActionSteps?: number } {
+  if (given !== undefined) {
+    if (given > horizon) throw new Error(`nActionSteps ${given} must be at most the horizon ${horizon}`);
+    return { nActionSteps: given };
+  }
+  return hasCamera ? { nActionSteps: Math.min(DEFAULT_IMAGE_N_ACTION_STEPS, horizon) } : {};
 }
 
 /**
@@ -518,6 +548,7 @@ export function resolveHead(
       vision: input.vision,
       rtcMaxDelay: input.rtcMaxDelay,
       ...(dataset.fps ? { fps: dataset.fps } : {}),
+      ...(input.nActionSteps !== undefined ? { nActionSteps: input.nActionSteps } : {}),
     },
     source,
   );

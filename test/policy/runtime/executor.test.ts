@@ -3,7 +3,7 @@
  * said otherwise, so every queued value can be read off).
  */
 import { describe, expect, it } from "vitest";
-import { ChunkExecutor } from "../../../policy/runtime/executor.ts";
+import { ChunkExecutor, withPolicySteps } from "../../../policy/runtime/executor.ts";
 import type { ChunkTicket } from "../../../policy/runtime/executor.ts";
 import { Rng } from "../../../policy/random.ts";
 
@@ -70,6 +70,28 @@ describe("ChunkExecutor sync", () => {
     ex.merge(tk.s0, f32([0, 1, 2, 3]));
     expect([one(ex.next()), one(ex.next())]).toEqual([1, 2]);
     expect(ex.wantsChunk()).toBe(true);
+  });
+});
+
+describe("the policy's recommended actions per chunk (ChunkPolicy.nActionSteps)", () => {
+  const policy = { horizon: 12, actionDim: 1, nActionSteps: 6 };
+  it("fills sync's nActionSteps when the merge leaves it open, and only then", () => {
+    expect(withPolicySteps(policy, { mode: "sync" })).toEqual({ mode: "sync", nActionSteps: 6 });
+    expect(withPolicySteps(policy, { mode: "sync", nActionSteps: 3 })).toEqual({ mode: "sync", nActionSteps: 3 });
+    // within the room the prefix leaves
+    expect(withPolicySteps(policy, { mode: "sync", prefixSteps: 8 })).toEqual({
+      mode: "sync",
+      prefixSteps: 8,
+      nActionSteps: 4,
+    });
+    expect(withPolicySteps(policy, { mode: "ensemble" })).toEqual({ mode: "ensemble" });
+    expect(withPolicySteps({ horizon: 12 }, { mode: "sync" })).toEqual({ mode: "sync" });
+  });
+
+  it("makes the executor request every nActionSteps steps; without one, every whole chunk", () => {
+    const requestsAt = (ex: ChunkExecutor): number[] => driveZeroLatency(ex, 24, bySteps(12)).tickets.map((t) => t.s0);
+    expect(requestsAt(ChunkExecutor.forPolicy(policy, { mode: "sync" }))).toEqual([0, 6, 12, 18]);
+    expect(requestsAt(ChunkExecutor.forPolicy({ horizon: 12, actionDim: 1 }, { mode: "sync" }))).toEqual([0, 12]);
   });
 });
 
