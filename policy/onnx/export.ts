@@ -28,7 +28,8 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import { promptFeatureOf } from "../net/prompt.ts";
 import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL, copyTextEncoder, textEncoderFilesIn } from "../text/encoder.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
-import { OPSET, encodeModel } from "./proto.ts";
+import { OPSET, decodeModel, encodeModel } from "./proto.ts";
+import { composeEncoders, type ComposedEncoderRecord, type FrozenEncoder } from "./compose.ts";
 import { quantizeBytes, quantizedPathFor, type Quantization, type QuantizeReport } from "./quantize.ts";
 
 /** Options of `exportOnnx`. */
@@ -44,6 +45,12 @@ export interface ExportOptions {
   out?: string;
   /** Quantise both graphs' weight matrix products (`quantizeModel`); the fp32 `policy.onnx` is then left as it is. */
   quantization?: Quantization;
+  /**
+   * Frozen image encoders to compose in front of these head features (by model name): the sample
+   * graph then takes each as a camera, uint8 `[batch, H, W, 3]` (`compose.ts`); the velocity graph
+   * keeps the embedding input.
+   */
+  encoders?: Readonly<Record<string, FrozenEncoder>>;
 }
 
 /** What `exportOnnx` wrote. */
@@ -72,6 +79,8 @@ export interface ExportResult {
   modelActionDim: number;
   /** Graph inputs of the sample graph. */
   inputs: string[];
+  /** The frozen encoders composed into the sample graph, per feature (only when there are some). */
+  encoders?: Record<string, ComposedEncoderRecord>;
 }
 
 /** What `exportOnnx` wrote with a `quantization`: the export's facts plus the quantisation of each graph. */
@@ -198,10 +207,17 @@ export async function exportOnnx(
   if (!dir)
     throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
   const ckpt = await loadCheckpoint(dir);
-  const built = await exportOnnxBytes(ckpt, {
+  const built: ExportedBytes & { encoders?: Record<string, ComposedEncoderRecord> } = await exportOnnxBytes(ckpt, {
     ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
     ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
   });
+  const composed = opts.encoders && Object.keys(opts.encoders).length > 0 ? opts.encoders : undefined;
+  if (composed) {
+    const { model, encoders } = composeEncoders(decodeModel(built.sample, `sample graph of ${dir}`), composed);
+    built.sample = encodeModel(model);
+    built.inputs = model.graph.input.map((i) => i.name);
+    built.encoders = encoders;
+  }
   const q = opts.quantization;
   const sample = q ? quantizeBytes(built.sample, { quantization: q, source: `sample graph of ${dir}` }) : undefined;
   const velocity = q
@@ -230,6 +246,7 @@ export async function exportOnnx(
     actionDim: rawActionDim(ckpt.normalization),
     modelActionDim: ckpt.config.actionDim,
     inputs: built.inputs,
+    ...(built.encoders ? { encoders: built.encoders } : {}),
   };
   return q && sample && velocity
     ? { ...result, quantization: q, quantized: sample.report, velocityQuantized: velocity.report }
