@@ -14,6 +14,8 @@ import { QUANTIZATIONS, type Quantization } from "../../policy/onnx/quantize.ts"
 import { log, printResult } from "../output.ts";
 import { loadCheckpoint, resolveCheckpointDir } from "../../policy/checkpoint/checkpoint.ts";
 import { frozenEncodersFor } from "../../datasets/embed/frozen.ts";
+import { parseImageSize } from "../../datasets/embed/encoder.ts";
+import type { PixelSize } from "../../policy/onnx/resize.ts";
 
 interface ExportFlags {
   steps: number;
@@ -28,6 +30,7 @@ interface ExportFlags {
   /** A file, false for --no-encoder, undefined: the one meta/embedding.json records (if any). */
   encoder?: string | false;
   force?: boolean;
+  cameraInput?: Record<string, { width: number; height: number }>[];
   json?: boolean;
 }
 
@@ -81,6 +84,13 @@ export function registerExport(program: Command): void {
     )
     .option("--no-encoder", "export the embedding feature as a vector input even when the dataset records its encoder")
     .option("--force", "--encoder: compose a file whose SHA-256 differs from the recorded encoder's")
+    .addOption(
+      option(
+        "--camera-input <name=WxH,...>",
+        "take camera <name> at its native size WxH and resize it inside policy.onnx to the trained size with ffmpeg's area filter",
+        list(cameraInput),
+      ),
+    )
     .addOption(option("--seed <n>", "accepted for uniformity; the export is deterministic", nonNegativeInt, 0))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (run: string, o: ExportFlags) => {
@@ -92,6 +102,7 @@ export function registerExport(program: Command): void {
           );
         return exportPlain(run, o);
       }
+      if (o.cameraInput !== undefined) throw new Error("--camera-input and --triton exclude each other");
       if (typeof o.encoder === "string")
         throw new Error("--encoder and --triton exclude each other (Triton gets the embedding input)");
       if (o.quantize !== undefined)
@@ -131,6 +142,7 @@ async function exportPlain(run: string, o: ExportFlags): Promise<void> {
     solver: o.solver,
     ...(o.out !== undefined ? { out: o.out } : {}),
     ...(Object.keys(encoders).length > 0 ? { encoders } : {}),
+    ...(o.cameraInput ? { cameraInputs: Object.assign({}, ...o.cameraInput) as Record<string, PixelSize> } : {}),
   };
   const r = o.quantize ? await exportOnnx(run, { ...opts, quantization: o.quantize }) : await exportOnnx(run, opts);
   if (!o.json)
@@ -147,8 +159,18 @@ async function exportPlain(run: string, o: ExportFlags): Promise<void> {
         ([name, e]) =>
           `encoder ${e.file} (SHA-256 ${e.sha256.slice(0, 12)}...) composed: obs.${name} uint8 [batch, ${e.size.height}, ${e.size.width}, 3] from ${e.camera}`,
       ),
+      ...Object.entries(x.cameraInputs ?? {}).map(
+        ([name, s]) => `camera obs.${name} takes ${s.width}x${s.height}, resized inside (area filter)`,
+      ),
     ].join("\n"),
   );
+}
+
+/** `name=WxH` of `--camera-input`. */
+function cameraInput(text: string, flag: string): Record<string, PixelSize> {
+  const m = /^([^=\s]+)=(.+)$/.exec(text.trim());
+  if (!m) throw new Error(`${flag}: expected <camera>=WxH (e.g. front=640x480), got '${text}'`);
+  return { [m[1]!]: parseImageSize(m[2]!, `${flag} ${m[1]}`) };
 }
 
 /** The frozen encoders of a run's embedding features (`datasets/embed/frozen.ts`). */

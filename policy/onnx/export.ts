@@ -29,6 +29,7 @@ import { promptFeatureOf } from "../net/prompt.ts";
 import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL, copyTextEncoder, textEncoderFilesIn } from "../text/encoder.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
 import { OPSET, decodeModel, encodeModel } from "./proto.ts";
+import { resizeCameraInputs, type PixelSize } from "./resize.ts";
 import { composeEncoders, type ComposedEncoderRecord, type FrozenEncoder } from "./compose.ts";
 import { quantizeBytes, quantizedPathFor, type Quantization, type QuantizeReport } from "./quantize.ts";
 
@@ -51,6 +52,11 @@ export interface ExportOptions {
    * keeps the embedding input.
    */
   encoders?: Readonly<Record<string, FrozenEncoder>>;
+  /**
+   * Native sizes of cameras (by model name, trained or composed): the sample graph's `obs.<name>`
+   * takes that size and resizes it inside to the head's with ffmpeg's area filter (`resize.ts`).
+   */
+  cameraInputs?: Readonly<Record<string, PixelSize>>;
 }
 
 /** What `exportOnnx` wrote. */
@@ -81,6 +87,8 @@ export interface ExportResult {
   inputs: string[];
   /** The frozen encoders composed into the sample graph, per feature (only when there are some). */
   encoders?: Record<string, ComposedEncoderRecord>;
+  /** The cameras resized inside the sample graph: their input size (only when there are some). */
+  cameraInputs?: Record<string, PixelSize>;
 }
 
 /** What `exportOnnx` wrote with a `quantization`: the export's facts plus the quantisation of each graph. */
@@ -218,6 +226,12 @@ export async function exportOnnx(
     built.inputs = model.graph.input.map((i) => i.name);
     built.encoders = encoders;
   }
+  const resized = opts.cameraInputs && Object.keys(opts.cameraInputs).length > 0 ? opts.cameraInputs : undefined;
+  if (resized) {
+    const model = resizeCameraInputs(decodeModel(built.sample, `sample graph of ${dir}`), resized);
+    built.sample = encodeModel(model);
+    built.inputs = model.graph.input.map((i) => i.name);
+  }
   const q = opts.quantization;
   const sample = q ? quantizeBytes(built.sample, { quantization: q, source: `sample graph of ${dir}` }) : undefined;
   const velocity = q
@@ -247,6 +261,7 @@ export async function exportOnnx(
     modelActionDim: ckpt.config.actionDim,
     inputs: built.inputs,
     ...(built.encoders ? { encoders: built.encoders } : {}),
+    ...(resized ? { cameraInputs: { ...resized } } : {}),
   };
   return q && sample && velocity
     ? { ...result, quantization: q, quantized: sample.report, velocityQuantized: velocity.report }

@@ -200,6 +200,25 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
       await vector.release();
     }
 
+    // the composed camera at a native size, resized inside the graph
+    const native = await exportCli([run, "--camera-input", "front=80x56", "--out", join(dir, "native.onnx"), "--json"]);
+    expect(native.result.cameraInputs).toEqual({ front: { width: 80, height: 56 } });
+    const big = await OnnxPolicy.load(join(dir, "native.onnx"), { threads: 1 });
+    try {
+      expect(big.features.find((f) => f.name === "front")).toMatchObject({ key: CAM, rawShape: [56, 80, 3] });
+      const chunk = await big.sampleChunk(
+        {
+          "observation.state": new Float32Array(big.features.find((f) => f.name === "state")!.rawShape[0]!),
+          [CAM]: new Uint8Array(56 * 80 * 3),
+        },
+        { seed: 2 },
+      );
+      expect(chunk.every(Number.isFinite)).toBe(true);
+    } finally {
+      await big.release();
+    }
+    if (unavailable === undefined) expect(checkOnnxFile(join(dir, "native.onnx"))).toBe("");
+
     // --no-encoder: the vector export, byte for byte
     const plain = await exportCli([run, "--no-encoder", "--out", join(dir, "plain.onnx"), "--json"]);
     expect(plain.result.encoders).toBeUndefined();
