@@ -3,6 +3,9 @@
  * (`policy.velocity.onnx`) of a run's latest checkpoint (or of one checkpoint folder); with
  * `--triton <repo>`, a Triton Inference Server model repository instead (`policy/onnx/triton.ts`).
  * With `--quantize int8`, both graphs with int8 weight matrix products (`policy/onnx/quantize.ts`).
+ * A run trained on a `dataset embed` feature gets the frozen encoder composed into `policy.onnx`
+ * (`--encoder`, or the file `meta/embedding.json` records; `--no-encoder` keeps the vector input);
+ * `--camera-input front=640x480` takes a camera at its native size (`policy/onnx/resize.ts`).
  */
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";

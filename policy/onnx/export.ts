@@ -8,7 +8,9 @@
  * of the checkpoint's `model.safetensors`, so a runtime can tell a stale export from a fresh one.
  * With `quantization` (`export --quantize int8`), both graphs are quantised (`quantize.ts`) before
  * they are written. A head whose prompt comes from a text encoder gets the encoder's folder
- * (`text-encoder/`) beside the sample graph.
+ * (`text-encoder/`) beside the sample graph. With `encoders`, the sample graph takes each embedding
+ * feature's camera as uint8 pixels through the user's frozen encoder (`compose.ts`); with
+ * `cameraInputs`, cameras take their native size and are area-resized inside (`resize.ts`).
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";

@@ -1,4 +1,4 @@
-import { copyFile, readFile, rename } from "node:fs/promises";
+import { copyFile, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -9,9 +9,9 @@ import { openDataset } from "../../../datasets/open.ts";
 import { ffmpegAvailable } from "../../../datasets/video/ffmpeg.ts";
 import { loadEpisodeFrames } from "../../../datasets/video/frames.ts";
 import { loadCheckpoint } from "../../../policy/checkpoint/checkpoint.ts";
-import { composeEncoders, type FrozenEncoder } from "../../../policy/onnx/compose.ts";
+import { composeEncoders, loadEncoderModel, type FrozenEncoder } from "../../../policy/onnx/compose.ts";
 import { exportOnnx } from "../../../policy/onnx/export.ts";
-import { decodeModel, metadataOf } from "../../../policy/onnx/proto.ts";
+import { decodeModel, encodeModel, metadataOf } from "../../../policy/onnx/proto.ts";
 import { Rng } from "../../../policy/random.ts";
 import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
 import { policyCameras } from "../../../sim/camera.ts";
@@ -19,7 +19,7 @@ import { collect } from "../../../sim/collect.ts";
 import { createTask } from "../../../sim/tasks/index.ts";
 import { trainRun } from "../../../training/run.ts";
 import { removeDir, tempDir } from "../../datasets/lerobot/helpers.ts";
-import { writeConvEncoder } from "../../datasets/embed/encoders.ts";
+import { convEncoder, writeConvEncoder } from "../../datasets/embed/encoders.ts";
 import type { ConvEncoderSpec } from "../../datasets/embed/encoders.ts";
 import { checkOnnxFile, maxAbsDiff, onnxCheckerUnavailable } from "./helpers.ts";
 
@@ -303,6 +303,43 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
     // a graph whose output does not match the embedding shape
     expect(() => composeEncoders(sample, { front: { ...enc, shape: [9] } })).toThrow(
       `${encoder}: embedding '${EMB}' is [9] per frame, the head's feature 'front' takes [8]`,
+    );
+  });
+
+  it("inlines weights stored as external data beside the encoder, and refuses data outside its folder", async () => {
+    const model = convEncoder(ENC);
+    const big = model.graph.initializer.reduce((a, b) =>
+      (a.rawData?.length ?? 0) >= (b.rawData?.length ?? 0) ? a : b,
+    );
+    const raw = big.rawData!;
+    await writeFile(join(dir, "ext.bin"), Buffer.concat([Buffer.alloc(16), Buffer.from(raw)]));
+    const external = (location: string) => ({
+      ...model,
+      graph: {
+        ...model.graph,
+        initializer: model.graph.initializer.map((t) =>
+          t === big
+            ? {
+                ...t,
+                rawData: new Uint8Array(0),
+                externalData: [
+                  { key: "location", value: location },
+                  { key: "offset", value: "16" },
+                  { key: "length", value: String(raw.length) },
+                ],
+              }
+            : t,
+        ),
+      },
+    });
+    await writeFile(join(dir, "ext.onnx"), encodeModel(external("ext.bin")));
+    const loaded = await loadEncoderModel(join(dir, "ext.onnx"));
+    const t = loaded.model.graph.initializer.find((x) => x.name === big.name)!;
+    expect(Buffer.from(t.rawData!).equals(Buffer.from(raw))).toBe(true);
+    expect((t as { externalData?: unknown[] }).externalData ?? []).toEqual([]);
+    await writeFile(join(dir, "ext-up.onnx"), encodeModel(external("../ext.bin")));
+    await expect(loadEncoderModel(join(dir, "ext-up.onnx"))).rejects.toThrow(
+      `initializer '${big.name}' names its external data at '../ext.bin'; it must be a file beside the model`,
     );
   });
 });
