@@ -342,4 +342,63 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
       `initializer '${big.name}' names its external data at '../ext.bin'; it must be a file beside the model`,
     );
   });
+
+  it("composes a [T, D] token encoder as dataset embed used it, without pooling", async () => {
+    const tokens: ConvEncoderSpec = { ...ENC, dim: 6, kernel: 8, output: "tokens", seed: 4 };
+    const file = join(dir, "tokens.onnx");
+    await writeConvEncoder(file, tokens);
+    await embedDataset({
+      dataset: join(dir, "D"),
+      encoder: file,
+      camera: CAM,
+      out: join(dir, "ET"),
+      cache: false,
+      log: () => {},
+    });
+    const r = join(dir, "RT");
+    await trainRun({
+      dataset: join(dir, "ET"),
+      out: r,
+      obs: `state=observation.state,front=${EMB}`,
+      config: TINY,
+      steps: 40,
+      batch: 8,
+      horizon: 8,
+      valEpisodes: "2:3",
+      backend: "ort",
+    });
+    const vectorFile = join(dir, "tokens-vector.onnx");
+    await exportOnnx(r, { out: vectorFile });
+    const ckpt = await loadCheckpoint(r);
+    const ex = await exportOnnx(r, { encoders: await frozenEncodersFor(ckpt.dir, ckpt.config.obs) });
+    expect(ex.encoders?.front).toMatchObject({ output: "last_hidden_state", shape: [16, 6] });
+    const unavailable = onnxCheckerUnavailable();
+    if (unavailable === undefined) expect(checkOnnxFile(ex.onnx)).toBe("");
+    const composed = await OnnxPolicy.load(r, { threads: 1 });
+    const vector = await OnnxPolicy.load(vectorFile, { threads: 1 });
+    const src = await openDataset(join(dir, "D"));
+    const emb = await openDataset(join(dir, "ET"));
+    try {
+      if (emb.format !== "lerobot") throw new Error("expected a LeRobot dataset");
+      const frames = (await loadEpisodeFrames(src, 0, CAM, { width: 32, height: 32 }, { cache: false }))!;
+      const cols = await emb.dataset.readEpisode(0, [EMB, "observation.state"]);
+      const e = cols[EMB] as Float32Array;
+      const state = cols["observation.state"] as Float32Array;
+      const sd = state.length / frames.count;
+      const t = 5;
+      const noise = Float32Array.from({ length: composed.horizon * composed.modelActionDim }, (_, i) => Math.cos(i));
+      const s = state.slice(t * sd, (t + 1) * sd);
+      const a = await composed.sampleChunk(
+        { "observation.state": s, [CAM]: frames.data.slice(t * 3072, (t + 1) * 3072) },
+        { noise },
+      );
+      const b = await vector.sampleChunk({ "observation.state": s, [EMB]: e.slice(t * 96, (t + 1) * 96) }, { noise });
+      expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(1e-4);
+    } finally {
+      src.dataset.close();
+      emb.dataset.close();
+      await composed.release();
+      await vector.release();
+    }
+  }, 120_000);
 });
