@@ -1,6 +1,9 @@
 import { copyFile, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Command } from "commander";
+import WebSocket from "ws";
+import { NdArray, decodeMsgpackNumpy, encodeMsgpackNumpy, type MsgMap } from "../../../bridge/codec/msgpack-numpy.ts";
+import { OpenpiPolicyServer } from "../../../bridge/server/openpi-server.ts";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { registerExport } from "../../../cli/commands/export.ts";
 import { embedDataset } from "../../../datasets/embed/embed.ts";
@@ -14,6 +17,7 @@ import { exportOnnx } from "../../../policy/onnx/export.ts";
 import { decodeModel, encodeModel, metadataOf } from "../../../policy/onnx/proto.ts";
 import { Rng } from "../../../policy/random.ts";
 import { OnnxPolicy } from "../../../policy/runtime/onnx-policy.ts";
+import { ThreadedPolicy } from "../../../policy/runtime/threaded.ts";
 import { policyCameras } from "../../../sim/camera.ts";
 import { collect } from "../../../sim/collect.ts";
 import { createTask } from "../../../sim/tasks/index.ts";
@@ -401,4 +405,56 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
       await vector.release();
     }
   }, 120_000);
+
+  it("is served over the openpi protocol as an image policy: uint8 pixels in, a float image refused naming the key", async () => {
+    await exportCli([run, "--json"]);
+    const policy = await ThreadedPolicy.start(run, { threads: 1 });
+    const server = await OpenpiPolicyServer.start({
+      policy,
+      url: "ws://127.0.0.1:0",
+      auth: { mode: "insecure" },
+      keyMap: { "observation/state": "observation.state" },
+      log: () => undefined,
+    });
+    const exchange = (frame: MsgMap): Promise<{ meta: MsgMap; reply: MsgMap | string; close: number }> => {
+      const ws = new WebSocket(server.url);
+      let meta: MsgMap | undefined;
+      let reply: MsgMap | string = "";
+      return new Promise((resolve, reject) => {
+        ws.on("error", reject);
+        ws.on("message", (data: Buffer, binary: boolean) => {
+          if (!meta) {
+            meta = decodeMsgpackNumpy(data) as MsgMap;
+            ws.send(encodeMsgpackNumpy(frame));
+            return;
+          }
+          reply = binary ? (decodeMsgpackNumpy(data) as MsgMap) : data.toString();
+          ws.close(1000);
+        });
+        ws.on("close", (close) => resolve({ meta: meta!, reply, close }));
+      });
+    };
+    try {
+      const sd = policy.features.find((f) => f.name === "state")!.rawShape[0]!;
+      const state = NdArray.float32(new Float32Array(sd).fill(0.1));
+      const image = new NdArray("|u1", [32, 32, 3], new Uint8Array(32 * 32 * 3).fill(120));
+      const ok = await exchange({ "observation/state": state, "observation/image": image });
+      expect(ok.close).toBe(1000);
+      expect((ok.meta["features"] as MsgMap[]).filter((f) => f["kind"] === "image")).toEqual([
+        { name: "front", key: CAM, shape: [32, 32, 3], kind: "image", dtype: "uint8" },
+      ]);
+      const actions = ((ok.reply as MsgMap)["actions"] as NdArray).toFloat32();
+      expect(actions).toHaveLength(policy.horizon * policy.actionDim);
+      expect(actions.every(Number.isFinite)).toBe(true);
+      const bad = await exchange({
+        "observation/state": state,
+        "observation/image": NdArray.float32(new Float32Array(32 * 32 * 3), [32, 32, 3]),
+      });
+      expect(bad.close).toBe(1011);
+      expect(bad.reply).toMatch(/camera 'observation\/image' \(observation\.images\.front\) must be a uint8 array/);
+    } finally {
+      await server.close();
+      await policy.close();
+    }
+  }, 60_000);
 });
