@@ -457,4 +457,28 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
       await policy.close();
     }
   }, 60_000);
+
+  it("samples a batch of camera observations in one run, each as it would alone", async () => {
+    await exportCli([run, "--json"]);
+    const policy = await OnnxPolicy.load(run, { threads: 1 });
+    try {
+      const sd = policy.features.find((f) => f.name === "state")!.rawShape[0]!;
+      const noise = Float32Array.from({ length: policy.horizon * policy.modelActionDim }, (_, i) => Math.sin(i));
+      const items = [30, 220].map((v) => ({
+        observation: { "observation.state": new Float32Array(sd).fill(v / 255), [CAM]: new Uint8Array(3072).fill(v) },
+        options: { noise },
+      }));
+      // (camera values are Uint8Arrays, as the inference worker passes them)
+      const batch = await policy.sampleBatch(items as unknown as Parameters<OnnxPolicy["sampleBatch"]>[0]);
+      for (const [k, item] of items.entries()) {
+        const alone = await policy.sampleChunk(item.observation, { noise });
+        const got = batch[k]!;
+        if (got instanceof Error) throw got;
+        expect(maxAbsDiff(got, alone)).toBeLessThanOrEqual(1e-5);
+      }
+      expect(maxAbsDiff(batch[0] as Float32Array, batch[1] as Float32Array)).toBeGreaterThan(1e-4);
+    } finally {
+      await policy.release();
+    }
+  });
 });
