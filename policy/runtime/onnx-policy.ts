@@ -531,7 +531,7 @@ async function promptEncoderFor(
 
 /** One item of `OnnxPolicy.sampleBatch`: raw observations (by model name or dataset key) and the call's options. */
 export interface BatchItem {
-  observation: Record<string, Float32Array>;
+  observation: Observation;
   options?: ChunkRequest;
 }
 

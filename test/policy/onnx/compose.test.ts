@@ -468,8 +468,7 @@ describe.skipIf(why !== undefined)("export with the frozen encoder composed in f
         observation: { "observation.state": new Float32Array(sd).fill(v / 255), [CAM]: new Uint8Array(3072).fill(v) },
         options: { noise },
       }));
-      // (camera values are Uint8Arrays, as the inference worker passes them)
-      const batch = await policy.sampleBatch(items as unknown as Parameters<OnnxPolicy["sampleBatch"]>[0]);
+      const batch = await policy.sampleBatch(items);
       for (const [k, item] of items.entries()) {
         const alone = await policy.sampleChunk(item.observation, { noise });
         const got = batch[k]!;
