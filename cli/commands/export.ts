@@ -3,6 +3,9 @@
  * (`policy.velocity.onnx`) of a run's latest checkpoint (or of one checkpoint folder); with
  * `--triton <repo>`, a Triton Inference Server model repository instead (`policy/onnx/triton.ts`).
  * With `--quantize int8`, both graphs with int8 weight matrix products (`policy/onnx/quantize.ts`).
+ * A run trained on a `dataset embed` feature gets the frozen encoder composed into `policy.onnx`
+ * (`--encoder`, or the file `meta/embedding.json` records; `--no-encoder` keeps the vector input);
+ * `--camera-input front=640x480` takes a camera at its native size (`policy/onnx/resize.ts`).
  */
 import type { Command } from "commander";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
@@ -12,6 +15,10 @@ import { exportOnnx } from "../../policy/onnx/export.ts";
 import { exportTriton } from "../../policy/onnx/triton.ts";
 import { QUANTIZATIONS, type Quantization } from "../../policy/onnx/quantize.ts";
 import { log, printResult } from "../output.ts";
+import { loadCheckpoint, resolveCheckpointDir } from "../../policy/checkpoint/checkpoint.ts";
+import { frozenEncodersFor } from "../../datasets/embed/frozen.ts";
+import { parseImageSize } from "../../datasets/embed/encoder.ts";
+import type { PixelSize } from "../../policy/onnx/resize.ts";
 
 interface ExportFlags {
   steps: number;
@@ -23,6 +30,10 @@ interface ExportFlags {
   queueDelayUs?: number;
   gpus?: number[];
   quantize?: Quantization;
+  /** A file, false for --no-encoder, undefined: the one meta/embedding.json records (if any). */
+  encoder?: string | false;
+  force?: boolean;
+  cameraInput?: Record<string, { width: number; height: number }>[];
   json?: boolean;
 }
 
@@ -70,6 +81,19 @@ export function registerExport(program: Command): void {
         QUANTIZATIONS,
       ),
     )
+    .option(
+      "--encoder <file>",
+      "compose this frozen ONNX image encoder into policy.onnx in front of the embedding feature it made (default: the file the dataset's meta/embedding.json records, when its SHA-256 still matches); the camera is then the input",
+    )
+    .option("--no-encoder", "export the embedding feature as a vector input even when the dataset records its encoder")
+    .option("--force", "--encoder: compose a file whose SHA-256 differs from the recorded encoder's")
+    .addOption(
+      option(
+        "--camera-input <name=WxH,...>",
+        "take camera <name> at its native size WxH and resize it inside policy.onnx to the trained size with ffmpeg's area filter",
+        list(cameraInput),
+      ),
+    )
     .addOption(option("--seed <n>", "accepted for uniformity; the export is deterministic", nonNegativeInt, 0))
     .option("--json", "print one JSON object as the last stdout line")
     .action(async (run: string, o: ExportFlags) => {
@@ -81,6 +105,9 @@ export function registerExport(program: Command): void {
           );
         return exportPlain(run, o);
       }
+      if (o.cameraInput !== undefined) throw new Error("--camera-input and --triton exclude each other");
+      if (typeof o.encoder === "string")
+        throw new Error("--encoder and --triton exclude each other (Triton gets the embedding input)");
       if (o.quantize !== undefined)
         throw new Error("--quantize and --triton exclude each other (Triton gets the fp32 graph)");
       if (o.out !== undefined)
@@ -109,7 +136,17 @@ export function registerExport(program: Command): void {
 }
 
 async function exportPlain(run: string, o: ExportFlags): Promise<void> {
-  const opts = { steps: o.steps, solver: o.solver, ...(o.out !== undefined ? { out: o.out } : {}) };
+  if (o.force && typeof o.encoder !== "string") throw new Error("--force applies to --encoder <file> only");
+  const encoders = o.encoder === false ? {} : await runEncoders(run, o.encoder, o.force === true);
+  for (const [name, e] of Object.entries(encoders))
+    if (!o.json) log(`composing the frozen encoder ${e.file} in front of '${name}' (camera ${e.camera})`);
+  const opts = {
+    steps: o.steps,
+    solver: o.solver,
+    ...(o.out !== undefined ? { out: o.out } : {}),
+    ...(Object.keys(encoders).length > 0 ? { encoders } : {}),
+    ...(o.cameraInput ? { cameraInputs: Object.assign({}, ...o.cameraInput) as Record<string, PixelSize> } : {}),
+  };
   const r = o.quantize ? await exportOnnx(run, { ...opts, quantization: o.quantize }) : await exportOnnx(run, opts);
   if (!o.json)
     log(
@@ -121,6 +158,28 @@ async function exportPlain(run: string, o: ExportFlags): Promise<void> {
       `velocity graph ${x.velocityOnnx} (${(x.velocityBytes / 1e6).toFixed(2)} MB)`,
       `solver ${x.solver}, ${x.steps} steps, ${x.nfe} velocity evaluations per chunk`,
       `inputs ${x.inputs.join(", ")} -> actions [batch, ${x.horizon}, ${x.actionDim}]`,
+      ...Object.entries(x.encoders ?? {}).map(
+        ([name, e]) =>
+          `encoder ${e.file} (SHA-256 ${e.sha256.slice(0, 12)}...) composed: obs.${name} uint8 [batch, ${e.size.height}, ${e.size.width}, 3] from ${e.camera}`,
+      ),
+      ...Object.entries(x.cameraInputs ?? {}).map(
+        ([name, s]) => `camera obs.${name} takes ${s.width}x${s.height}, resized inside (area filter)`,
+      ),
     ].join("\n"),
   );
+}
+
+/** `name=WxH` of `--camera-input`. */
+function cameraInput(text: string, flag: string): Record<string, PixelSize> {
+  const m = /^([^=\s]+)=(.+)$/.exec(text.trim());
+  if (!m) throw new Error(`${flag}: expected <camera>=WxH (e.g. front=640x480), got '${text}'`);
+  return { [m[1]!]: parseImageSize(m[2]!, `${flag} ${m[1]}`) };
+}
+
+/** The frozen encoders of a run's embedding features (`datasets/embed/frozen.ts`). */
+async function runEncoders(run: string, encoder: string | undefined, force: boolean) {
+  const dir = await resolveCheckpointDir(run);
+  if (!dir) return {};
+  const ckpt = await loadCheckpoint(dir);
+  return frozenEncodersFor(dir, ckpt.config.obs, { ...(encoder !== undefined ? { encoder } : {}), force });
 }

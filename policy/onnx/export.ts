@@ -8,7 +8,9 @@
  * of the checkpoint's `model.safetensors`, so a runtime can tell a stale export from a fresh one.
  * With `quantization` (`export --quantize int8`), both graphs are quantised (`quantize.ts`) before
  * they are written. A head whose prompt comes from a text encoder gets the encoder's folder
- * (`text-encoder/`) beside the sample graph.
+ * (`text-encoder/`) beside the sample graph. With `encoders`, the sample graph takes each embedding
+ * feature's camera as uint8 pixels through the user's frozen encoder (`compose.ts`); with
+ * `cameraInputs`, cameras take their native size and are area-resized inside (`resize.ts`).
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -28,7 +30,9 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import { promptFeatureOf } from "../net/prompt.ts";
 import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL, copyTextEncoder, textEncoderFilesIn } from "../text/encoder.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
-import { OPSET, encodeModel } from "./proto.ts";
+import { OPSET, decodeModel, encodeModel } from "./proto.ts";
+import { resizeCameraInputs, type PixelSize } from "./resize.ts";
+import { composeEncoders, type ComposedEncoderRecord, type FrozenEncoder } from "./compose.ts";
 import { quantizeBytes, quantizedPathFor, type Quantization, type QuantizeReport } from "./quantize.ts";
 
 /** Options of `exportOnnx`. */
@@ -44,6 +48,17 @@ export interface ExportOptions {
   out?: string;
   /** Quantise both graphs' weight matrix products (`quantizeModel`); the fp32 `policy.onnx` is then left as it is. */
   quantization?: Quantization;
+  /**
+   * Frozen image encoders to compose in front of these head features (by model name): the sample
+   * graph then takes each as a camera, uint8 `[batch, H, W, 3]` (`compose.ts`); the velocity graph
+   * keeps the embedding input.
+   */
+  encoders?: Readonly<Record<string, FrozenEncoder>>;
+  /**
+   * Native sizes of cameras (by model name, trained or composed): the sample graph's `obs.<name>`
+   * takes that size and resizes it inside to the head's with ffmpeg's area filter (`resize.ts`).
+   */
+  cameraInputs?: Readonly<Record<string, PixelSize>>;
 }
 
 /** What `exportOnnx` wrote. */
@@ -72,6 +87,10 @@ export interface ExportResult {
   modelActionDim: number;
   /** Graph inputs of the sample graph. */
   inputs: string[];
+  /** The frozen encoders composed into the sample graph, per feature (only when there are some). */
+  encoders?: Record<string, ComposedEncoderRecord>;
+  /** The cameras resized inside the sample graph: their input size (only when there are some). */
+  cameraInputs?: Record<string, PixelSize>;
 }
 
 /** What `exportOnnx` wrote with a `quantization`: the export's facts plus the quantisation of each graph. */
@@ -198,10 +217,23 @@ export async function exportOnnx(
   if (!dir)
     throw new Error(`${path}: no checkpoint found (expected config.json or checkpoints/latest.json); train first`);
   const ckpt = await loadCheckpoint(dir);
-  const built = await exportOnnxBytes(ckpt, {
+  const built: ExportedBytes & { encoders?: Record<string, ComposedEncoderRecord> } = await exportOnnxBytes(ckpt, {
     ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
     ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
   });
+  const composed = opts.encoders && Object.keys(opts.encoders).length > 0 ? opts.encoders : undefined;
+  if (composed) {
+    const { model, encoders } = composeEncoders(decodeModel(built.sample, `sample graph of ${dir}`), composed);
+    built.sample = encodeModel(model);
+    built.inputs = model.graph.input.map((i) => i.name);
+    built.encoders = encoders;
+  }
+  const resized = opts.cameraInputs && Object.keys(opts.cameraInputs).length > 0 ? opts.cameraInputs : undefined;
+  if (resized) {
+    const model = resizeCameraInputs(decodeModel(built.sample, `sample graph of ${dir}`), resized);
+    built.sample = encodeModel(model);
+    built.inputs = model.graph.input.map((i) => i.name);
+  }
   const q = opts.quantization;
   const sample = q ? quantizeBytes(built.sample, { quantization: q, source: `sample graph of ${dir}` }) : undefined;
   const velocity = q
@@ -230,6 +262,8 @@ export async function exportOnnx(
     actionDim: rawActionDim(ckpt.normalization),
     modelActionDim: ckpt.config.actionDim,
     inputs: built.inputs,
+    ...(built.encoders ? { encoders: built.encoders } : {}),
+    ...(resized ? { cameraInputs: { ...resized } } : {}),
   };
   return q && sample && velocity
     ? { ...result, quantization: q, quantized: sample.report, velocityQuantized: velocity.report }

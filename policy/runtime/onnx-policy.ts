@@ -542,7 +542,7 @@ async function promptEncoderFor(
 
 /** One item of `OnnxPolicy.sampleBatch`: raw observations (by model name or dataset key) and the call's options. */
 export interface BatchItem {
-  observation: Record<string, Float32Array>;
+  observation: Observation;
   options?: ChunkRequest;
 }
 
@@ -558,6 +558,11 @@ function stackFeeds(feeds: ReadonlyArray<Record<string, ort.Tensor>>): Record<st
       const data = new BigInt64Array(per * feeds.length);
       feeds.forEach((f, b) => data.set(f[name]!.data as BigInt64Array, b * per));
       out[name] = new ort.Tensor("int64", data, dims);
+    } else if (t0.type === "uint8") {
+      // a camera: stays uint8 RGB
+      const data = new Uint8Array(per * feeds.length);
+      feeds.forEach((f, b) => data.set(f[name]!.data as Uint8Array, b * per));
+      out[name] = new ort.Tensor("uint8", data, dims);
     } else {
       const data = new Float32Array(per * feeds.length);
       feeds.forEach((f, b) => data.set(f[name]!.data as Float32Array, b * per));

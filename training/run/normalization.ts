@@ -207,9 +207,11 @@ function perLastDim(s: FeatureStats, shape: readonly number[]): FeatureStats {
   }
   const std = mean.map((m, j) => Math.sqrt(Math.max(0, sq[j]! - m * m)));
   const folded: FeatureStats = { mean, std, min, max, count: s.count * n };
-  // Quantiles cannot be pooled exactly; take the envelope over the rows.
+  // Quantiles cannot be pooled exactly; take the envelope over the rows (through a two-argument
+  // callback: reduce(Math.min) would pass the index and the array too, and give NaN).
   const envelope = (q: number[] | undefined, f: (a: number, b: number) => number): number[] | undefined =>
-    q && Array.from({ length: d }, (_, j) => Array.from({ length: n }, (_, r) => q[r * d + j]!).reduce(f));
+    q &&
+    Array.from({ length: d }, (_, j) => Array.from({ length: n }, (_, r) => q[r * d + j]!).reduce((a, b) => f(a, b)));
   const q01 = envelope(s.q01, Math.min);
   const q99 = envelope(s.q99, Math.max);
   if (q01) folded.q01 = q01;
