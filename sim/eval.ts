@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import { writeFileAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
 import type { ChunkPolicy, ChunkRequest, Observation } from "../policy/chunk-policy.ts";
-import { ChunkExecutor, chunkMergeFrom, withPolicySteps } from "../policy/runtime/executor.ts";
+import { ChunkExecutor, chunkMergeFrom } from "../policy/runtime/executor.ts";
 import type { Aggregate, ChunkMerge } from "../policy/runtime/executor.ts";
 import { continueEpisode } from "./rollout.ts";
 import type { EpisodeResult } from "./rollout.ts";
@@ -213,7 +213,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         `sim eval: the policy predicts ${policy.actionDim} action dims but the ${task.env.scene.source} scene takes ${task.env.dim}`,
       );
     }
-    const merge = withPolicySteps(policy, mergeOf(opts));
+    const merge = mergeOf(opts); // sync without nActionSteps takes the policy's own in ChunkExecutor.forPolicy
     const n = merge.mode === "sync" ? merge.nActionSteps : merge.mode === "rtc" ? merge.executionHorizon : undefined;
     if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > policy.horizon)) {
       throw new RangeError(`sim eval: nActionSteps must be an integer in [1, horizon=${policy.horizon}], got ${n}`);
