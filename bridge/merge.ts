@@ -226,9 +226,15 @@ export class LoopExecutor {
           mode: "blend",
           ...(m.threshold !== undefined ? { threshold: m.threshold } : {}),
           ...(m.aggregate !== undefined ? { aggregate: m.aggregate } : {}),
+          ...(m.smoothing !== undefined ? { smoothing: m.smoothing } : {}),
         });
       case "rtc":
-        return new ChunkExecutor({ ...shape, mode: "rtc", ...this.rtcSettings(delaySteps) });
+        return new ChunkExecutor({
+          ...shape,
+          mode: "rtc",
+          ...this.rtcSettings(delaySteps),
+          ...(m.smoothing !== undefined ? { smoothing: m.smoothing } : {}),
+        });
     }
   }
 
@@ -249,14 +255,16 @@ export class LoopExecutor {
       if (!a) break;
       carried.push(a);
     }
+    const ran = this.exec.recentCommands().map((c) => ({ t: c.t + this.base - step, a: c.a }));
     this.exec = this.build(d);
+    this.exec.ranBefore(ran);
     this.base = step;
     this.carriedEnd = Infinity;
     if (carried.length === 0 || carried.length < d) return;
     const chunk = new Float32Array(H * A);
     for (let i = 0; i < H; i++) chunk.set(carried[Math.min(i, carried.length - 1)]!, i * A);
     // merging at s0 = 0 with the queue empty keeps every row; steps past the carried ones are padding
-    this.exec.merge(0, chunk);
+    this.exec.merge(0, chunk, { smooth: false });
     this.carriedEnd = step + carried.length;
   }
 }

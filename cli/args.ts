@@ -45,6 +45,13 @@ export const float: Parse<number> = (text, flag) => {
   return n;
 };
 
+/** A finite number >= 0 (weights that may be zero: off). */
+export const nonNegativeNumber: Parse<number> = (text, flag) => {
+  const n = numberOf(text);
+  if (!Number.isFinite(n) || n < 0) fail(flag, "a non-negative number", text);
+  return n;
+};
+
 /** A finite number > 0 (rates in Hz, learning rates, sizes in MB). */
 export const positiveFloat: Parse<number> = (text, flag) => {
   const n = numberOf(text);

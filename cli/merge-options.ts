@@ -6,8 +6,8 @@
  * maps them to the executor's settings.
  */
 import type { Command } from "commander";
-import { AGGREGATES, MERGE_MODES, type ChunkMerge } from "../policy/runtime/executor.ts";
-import { choiceOption, nonNegativeInt, option, positiveInt } from "./args.ts";
+import { AGGREGATES, DEFAULT_SMOOTHING, MERGE_MODES, type ChunkMerge } from "../policy/runtime/executor.ts";
+import { choiceOption, nonNegativeInt, nonNegativeNumber, option, positiveInt } from "./args.ts";
 
 /**
  * Adds `--merge`, `--n-action-steps`, `--prefix-steps` and `--aggregate` to a command, `--merge`
@@ -47,5 +47,12 @@ export function addMergeOptions(
         nonNegativeInt,
       ),
     )
-    .addOption(choiceOption("--aggregate <fn>", "blend: how overlapping actions merge", AGGREGATES));
+    .addOption(choiceOption("--aggregate <fn>", "blend: how overlapping actions merge", AGGREGATES))
+    .addOption(
+      option(
+        "--smoothing <lambda>",
+        `sync, blend and rtc: bend each new chunk onto the commands that ran before it, a smoothing spline of weight lambda (in control steps) over third differences across the boundary (default ${DEFAULT_SMOOTHING}; 0 = off)`,
+        nonNegativeNumber,
+      ),
+    );
 }

@@ -26,6 +26,7 @@ import { join, resolve } from "node:path";
 import { writeDirAtomic, writeJsonAtomic } from "../policy/io/atomic.ts";
 import { exportOnnx } from "../policy/onnx/export.ts";
 import { OnnxPolicy } from "../policy/runtime/onnx-policy.ts";
+import { DEFAULT_SMOOTHING } from "../policy/runtime/executor.ts";
 import type { ExecutionProvider } from "../policy/runtime/providers.ts";
 import { demoReport } from "../eval/demo-report.ts";
 import type { DemoPolicyFigures } from "../eval/demo-report.ts";
@@ -252,7 +253,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const phase = `eval ${objective}`;
     return stages.run(
       `eval-${objective}`,
-      { export: exported.stamp, episodes: evalEpisodes, seed: evalSeed, nActionSteps: 8 },
+      { export: exported.stamp, episodes: evalEpisodes, seed: evalSeed, nActionSteps: 8, smoothing: DEFAULT_SMOOTHING },
       [dir],
       () =>
         writeDirAtomic(dir, async (tmp) => {
@@ -282,7 +283,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
   const loop = await stages.run<DemoLoopSummary>(
     "loop",
-    { export: exported.stamp, seconds, via: o.via, seed: evalSeed, episodes: "until seconds", merge: "sync 8" },
+    {
+      export: exported.stamp,
+      seconds,
+      via: o.via,
+      seed: evalSeed,
+      episodes: "until seconds",
+      merge: "sync 8",
+      smoothing: DEFAULT_SMOOTHING,
+    },
     [],
     () => runDemoLoop({ task, policy: runs.flow, via: o.via, seconds, seed: evalSeed, provider: o.provider, out, log }),
   );

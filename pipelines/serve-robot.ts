@@ -40,6 +40,8 @@ export interface ServeRobotOptions {
   nActionSteps?: number;
   aggregate?: Aggregate;
   prefixSteps?: number;
+  /** Smoothing weight λ of each new chunk onto the commands before it (`--smoothing`; sync, blend and rtc). */
+  smoothing?: number;
   publish: "step" | "chunk";
   seconds?: number;
   /** `std_msgs/Bool` topic: true while a person has the robot (overrides the profile's `ros.intervention`). */

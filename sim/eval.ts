@@ -95,6 +95,8 @@ export interface EvaluateOptions {
    * the policy's `rtcMaxDelay` when it was prefix-trained.
    */
   prefixSteps?: number;
+  /** With a mode name (`sync`, `blend`, `rtc`): smoothing weight λ of each new chunk onto the commands before it (default the executor's; 0 = off). */
+  smoothing?: number;
   /** With the mode name `blend`: how overlapping predictions merge (default weighted_average). */
   aggregate?: Aggregate;
   /**
@@ -242,7 +244,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
       policy.reset(seed);
       executor.reset();
       seen.length = 0;
-      const result = await runChunked(task, policy, executor, delay, onStep);
+      const chunkStarts: number[] = [];
+      const result = await runChunked(task, policy, executor, delay, onStep, chunkStarts);
       const ep: EvalEpisode = {
         episode_ix: i,
         sum_reward: sum(result.rewards),
@@ -250,7 +253,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
         success: result.success,
         seed,
         length: result.length,
-        smoothness: smoothness(result.eeTrace, result.action, task.env.dim, 1 / task.env.fps),
+        smoothness: smoothness(result.eeTrace, result.action, task.env.dim, 1 / task.env.fps, undefined, chunkStarts),
       };
       const way = task.modeOf(result.eeTrace);
       if (way !== undefined) ep.mode = way;
@@ -308,18 +311,21 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvalInfo> {
 function mergeOf(opts: EvaluateOptions): ChunkMerge {
   const m = opts.merge ?? "sync";
   if (typeof m === "object") {
-    const flat = (["nActionSteps", "prefixSteps", "aggregate"] as const).filter((k) => opts[k] !== undefined);
+    const flat = (["nActionSteps", "prefixSteps", "aggregate", "smoothing"] as const).filter(
+      (k) => opts[k] !== undefined,
+    );
     if (flat.length > 0)
       throw new Error(
         `sim eval: ${flat.join(", ")} given beside merge settings; give them in merge (or merge as a mode name)`,
       );
     return m;
   }
-  const { nActionSteps, prefixSteps, aggregate } = opts;
+  const { nActionSteps, prefixSteps, aggregate, smoothing } = opts;
   return chunkMergeFrom({
     merge: m,
     ...(nActionSteps !== undefined ? { nActionSteps } : {}),
     ...(prefixSteps !== undefined ? { prefixSteps } : {}),
+    ...(smoothing !== undefined ? { smoothing } : {}),
     ...(aggregate !== undefined ? { aggregate } : {}),
   });
 }
@@ -336,9 +342,10 @@ async function runChunked(
   executor: ChunkExecutor,
   delay: number,
   onStep?: (step: number) => void,
+  chunkStarts: number[] = [],
 ): Promise<EpisodeResult> {
   const mode = executor.settings;
-  let pending: { s0: number; arrive: number; chunk: Float32Array } | undefined;
+  let pending: { s0: number; arrive: number; chunk: Float32Array; prefixLen: number } | undefined;
   let last: Float32Array | undefined;
   const fail = (step: number, err: unknown): Error =>
     new Error(`sim eval (${task.info.name}, seed ${task.seed}, step ${step}): ${(err as Error).message}`, {
@@ -348,10 +355,12 @@ async function runChunked(
     onStep?.(step);
     if (executor.step !== step) throw new Error(`sim eval: executor at step ${executor.step}, episode at ${step}`);
     if (pending && step >= pending.arrive) {
-      const { s0, chunk } = pending;
+      const { s0, chunk, prefixLen } = pending;
       pending = undefined;
       try {
         executor.merge(mode.mode === "sync" ? step : s0, chunk);
+        // the first command from the new chunk: after its prefix (sync starts it now, rtc at s0)
+        chunkStarts.push(mode.mode === "sync" ? step + prefixLen : Math.max(step, s0 + prefixLen));
       } catch (err) {
         throw fail(step, err);
       }
@@ -361,8 +370,10 @@ async function runChunked(
       try {
         const req = ticket.prefix ? { prefix: ticket.prefix, prefixLen: ticket.prefixLen } : {};
         const chunk = await policy.sampleChunk(obs, req);
-        if (delay === 0) executor.merge(ticket.s0, chunk);
-        else pending = { s0: ticket.s0, arrive: step + delay, chunk };
+        if (delay === 0) {
+          executor.merge(ticket.s0, chunk);
+          chunkStarts.push(ticket.s0 + ticket.prefixLen);
+        } else pending = { s0: ticket.s0, arrive: step + delay, chunk, prefixLen: ticket.prefixLen };
       } catch (err) {
         executor.cancel();
         throw fail(step, err);

@@ -105,6 +105,8 @@ export interface SimRunOptions extends TransportFlags {
   nActionSteps?: number;
   aggregate?: Aggregate;
   prefixSteps?: number;
+  /** Smoothing weight λ of each new chunk onto the commands before it (`--smoothing`; sync, blend and rtc). */
+  smoothing?: number;
   publish: "step" | "chunk";
   seconds: number;
   seed: number;

@@ -38,6 +38,13 @@
  * step {@link ChunkExecutor.next} returns `undefined` and the driver holds.
  */
 import type { ChunkPolicy } from "../chunk-policy.ts";
+import { smoothOnto } from "./smooth.ts";
+
+/**
+ * Default smoothing weight λ of `sync`, `blend` and `rtc` (`smooth.ts`; in control steps): each new
+ * chunk is bent onto the commands before it, so a chunk boundary is as smooth as a chunk's inside.
+ */
+export const DEFAULT_SMOOTHING = 30;
 
 /** The merge modes (see the module doc). */
 export const MERGE_MODES = ["sync", "ensemble", "blend", "rtc"] as const;
@@ -64,6 +71,8 @@ export type ChunkMerge =
        * ones (default 0; `nActionSteps + prefixSteps <= horizon`).
        */
       prefixSteps?: number;
+      /** Smoothing weight λ of each new chunk onto the commands before it (`smooth.ts`; default {@link DEFAULT_SMOOTHING}, 0 = off). */
+      smoothing?: number;
     }
   | {
       mode: "ensemble";
@@ -76,6 +85,8 @@ export type ChunkMerge =
       threshold?: number;
       /** How overlapping predictions merge (default `weighted_average`: 0.3 old + 0.7 new). */
       aggregate?: Aggregate;
+      /** Smoothing weight λ of the merged actions onto the commands before them (`smooth.ts`; default {@link DEFAULT_SMOOTHING}, 0 = off). */
+      smoothing?: number;
     }
   | {
       mode: "rtc";
@@ -90,6 +101,8 @@ export type ChunkMerge =
        * way a multimodal policy goes.
        */
       prefixSteps?: number;
+      /** Smoothing weight λ of each new chunk onto the commands before it (`smooth.ts`; default {@link DEFAULT_SMOOTHING}, 0 = off). */
+      smoothing?: number;
     };
 
 /**
@@ -104,6 +117,8 @@ export interface MergeFlags {
   prefixSteps?: number;
   /** `blend`: how overlapping actions merge. */
   aggregate?: Aggregate;
+  /** `sync` and `rtc`: smoothing weight λ of each new chunk onto the commands before it (0 = off). */
+  smoothing?: number;
 }
 
 /**
@@ -121,15 +136,18 @@ export function chunkMergeFrom(o: MergeFlags, defaults: { nActionSteps?: number 
     throw new Error(`--n-action-steps applies to --merge sync or rtc, not ${o.merge}`);
   if (o.prefixSteps !== undefined && !takesSteps)
     throw new Error(`--prefix-steps applies to --merge sync or rtc, not ${o.merge}`);
+  if (o.smoothing !== undefined && o.merge === "ensemble")
+    throw new Error(`--smoothing applies to --merge sync, blend or rtc, not ensemble`);
   const n = o.nActionSteps ?? defaults.nActionSteps;
-  const prefix = o.prefixSteps !== undefined ? { prefixSteps: o.prefixSteps } : {};
+  const smooth = o.smoothing !== undefined ? { smoothing: o.smoothing } : {};
+  const prefix = { ...(o.prefixSteps !== undefined ? { prefixSteps: o.prefixSteps } : {}), ...smooth };
   switch (o.merge) {
     case "sync":
       return { mode: "sync", ...(n !== undefined ? { nActionSteps: n } : {}), ...prefix };
     case "ensemble":
       return { mode: "ensemble" };
     case "blend":
-      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}) };
+      return { mode: "blend", ...(o.aggregate !== undefined ? { aggregate: o.aggregate } : {}), ...smooth };
     case "rtc":
       return { mode: "rtc", ...(n !== undefined ? { executionHorizon: n } : {}), ...prefix };
   }
@@ -148,13 +166,16 @@ export function mergeFlagsOf(merge: ChunkMerge): string[] {
     case "sync":
       flag("--n-action-steps", merge.nActionSteps);
       flag("--prefix-steps", merge.prefixSteps);
+      flag("--smoothing", merge.smoothing);
       break;
     case "rtc":
       flag("--n-action-steps", merge.executionHorizon);
       flag("--prefix-steps", merge.prefixSteps);
+      flag("--smoothing", merge.smoothing);
       break;
     case "blend":
       flag("--aggregate", merge.aggregate);
+      flag("--smoothing", merge.smoothing);
       break;
     case "ensemble":
       break;
@@ -217,6 +238,8 @@ export class ChunkExecutor {
   private lastRequest = -1;
   /** `sync`: first step no longer executable from the current chunk. */
   private execEnd = 0;
+  /** The last (up to 3) commands `next` gave, oldest first, with their steps (a hold repeats the last): the smoothing's anchor. */
+  private recent: { t: number; a: Float32Array }[] = [];
 
   /** Checks the settings (RangeError naming the field and value) and starts at step 0 with an empty queue. */
   constructor(opts: ChunkExecutorOptions) {
@@ -316,10 +339,12 @@ export class ChunkExecutor {
   /**
    * Merges a chunk `[horizon * actionDim]` computed from the observation of step `s0` (its action i
    * is for step s0 + i; in `rtc`, when the ticket `holdsAfterPrefix` and the chunk arrives after the
-   * prefix ran out, action `prefixLen` is for the current step). Predictions for steps before the current one are dropped. Throws, leaving
+   * prefix ran out, action `prefixLen` is for the current step). Predictions for steps before the
+   * current one are dropped; `smooth: false` merges the chunk as it is whatever the smoothing
+   * (actions carried over, not sampled). Throws, leaving
    * the queue as it was and closing the request, on a wrong length or a non-finite value.
    */
-  merge(s0: number, chunk: Float32Array): void {
+  merge(s0: number, chunk: Float32Array, opts: { smooth?: boolean } = {}): void {
     const H = this.horizon;
     const A = this.actionDim;
     const ticket = this.pending?.s0 === s0 ? this.pending : undefined;
@@ -349,6 +374,8 @@ export class ChunkExecutor {
         for (const t of [...this.queue.keys()]) if (t >= s0) this.queue.delete(t);
         for (let t = from; t < s0 + H; t++) this.queue.set(t, [row(t - s0)]);
         this.execEnd = s0 + s.nActionSteps;
+        // The committed prefix is the policy's copy of what was planned: kept, not smoothed.
+        if (opts.smooth !== false) this.smoothFrom(Math.max(from, s0 + (ticket?.prefixLen ?? 0)), s0 + H);
         break;
       case "ensemble":
         for (let t = from; t < s0 + H; t++) {
@@ -363,14 +390,18 @@ export class ChunkExecutor {
           const fresh = row(t - s0);
           this.queue.set(t, [old ? aggregate(s.aggregate, old, fresh) : fresh]);
         }
+        if (opts.smooth !== false) this.smoothFrom(from, s0 + H);
         break;
       case "rtc": {
         const committed = s0 + this.committedSteps;
+        let first = start + H;
         for (let t = from; t < start + H; t++) {
           if (t < committed && this.queue.has(t)) continue;
           this.queue.set(t, [row(t - start)]);
+          first = Math.min(first, t);
         }
         for (const t of [...this.queue.keys()]) if (t >= start + H) this.queue.delete(t);
+        if (opts.smooth !== false) this.smoothFrom(first, start + H);
         break;
       }
     }
@@ -381,9 +412,31 @@ export class ChunkExecutor {
   next(): Float32Array | undefined {
     const t = this.current;
     const a = this.settings.mode === "sync" && t >= this.execEnd ? undefined : this.actionAt(t);
+    // A hold keeps the last command: that is what the arm runs at step t.
+    const ran = a ?? this.recent[this.recent.length - 1]?.a;
+    if (ran) {
+      this.recent.push({ t, a: ran });
+      if (this.recent.length > 3) this.recent.shift();
+    }
     this.current = t + 1;
     this.prune();
     return a;
+  }
+
+  /** The last (up to 3) commands `next` gave, oldest first, with their steps (a hold repeats the last command). */
+  recentCommands(): { t: number; a: Float32Array }[] {
+    return this.recent.map((r) => ({ t: r.t, a: r.a.slice() }));
+  }
+
+  /**
+   * Commands that ran before this executor took over (steps relative to it, so below the current
+   * one), oldest first: the next chunk is smoothed onto them as onto its own (a rebuilt executor).
+   */
+  ranBefore(commands: readonly { t: number; a: Float32Array }[]): void {
+    this.recent = commands
+      .filter((c) => c.t < this.current)
+      .slice(-3)
+      .map((c) => ({ t: c.t, a: c.a.slice() }));
   }
 
   /** Empties the queue and restarts at step 0 (a new episode); an in-flight request is forgotten. */
@@ -393,6 +446,31 @@ export class ChunkExecutor {
     this.pending = undefined;
     this.lastRequest = -1;
     this.execEnd = 0;
+    this.recent = [];
+  }
+
+  /**
+   * `sync`, `blend` and `rtc` with smoothing: smooths the newly merged actions of steps [first, end) onto
+   * the (up to 3) commands before `first`, queued (a kept prefix) or already run.
+   */
+  private smoothFrom(first: number, end: number): void {
+    const s = this.settings;
+    const lambda = s.mode === "ensemble" ? 0 : s.smoothing;
+    if (lambda === 0 || end <= first) return;
+    const A = this.actionDim;
+    const anchor: Float32Array[] = [];
+    for (let t = first - 1; t >= first - 3; t--) {
+      const a = this.queue.get(t)?.[0] ?? this.recent.find((r) => r.t === t)?.a;
+      if (!a) break;
+      anchor.unshift(a);
+    }
+    const m = end - first;
+    const x = new Float32Array(m * A);
+    for (let i = 0; i < m; i++) x.set(this.queue.get(first + i)![0]!, i * A);
+    const flat = new Float32Array(anchor.length * A);
+    anchor.forEach((a, i) => flat.set(a, i * A));
+    const y = smoothOnto(x, flat, A, lambda);
+    for (let i = 0; i < m; i++) this.queue.set(first + i, [y.slice(i * A, (i + 1) * A)]);
   }
 
   /** The action queued for step `t` (ensembled in `ensemble` mode), or undefined. */
@@ -453,7 +531,10 @@ function validate(opts: ChunkExecutorOptions): { settings: ResolvedMerge; commit
         throw new RangeError(
           `chunk executor (sync): prefixSteps must be an integer >= 0 with nActionSteps + prefixSteps <= horizon (${n} + ${p} > ${H})`,
         );
-      return { settings: { mode: "sync", nActionSteps: n, prefixSteps: p }, committed: p };
+      return {
+        settings: { mode: "sync", nActionSteps: n, prefixSteps: p, smoothing: smoothingOf(opts) },
+        committed: p,
+      };
     }
     case "ensemble": {
       const coeff = opts.coeff ?? 0.01;
@@ -470,7 +551,7 @@ function validate(opts: ChunkExecutorOptions): { settings: ResolvedMerge; commit
         throw new RangeError(
           `chunk executor (blend): aggregate must be one of ${Object.keys(BLEND).join(", ")}, got ${agg}`,
         );
-      return { settings: { mode: "blend", threshold, aggregate: agg }, committed: 0 };
+      return { settings: { mode: "blend", threshold, aggregate: agg, smoothing: smoothingOf(opts) }, committed: 0 };
     }
     case "rtc": {
       const d = opts.delaySteps ?? 0;
@@ -490,7 +571,17 @@ function validate(opts: ChunkExecutorOptions): { settings: ResolvedMerge; commit
         H - c,
         `executionHorizon s (d=${c} <= s <= H-d, H=${H})`,
       );
-      return { settings: { mode: "rtc", executionHorizon: s, prefixSteps: p }, committed: c };
+      return {
+        settings: { mode: "rtc", executionHorizon: s, prefixSteps: p, smoothing: smoothingOf(opts) },
+        committed: c,
+      };
     }
   }
+}
+
+function smoothingOf(opts: { mode: string; smoothing?: number }): number {
+  const l = opts.smoothing ?? DEFAULT_SMOOTHING;
+  if (!(Number.isFinite(l) && l >= 0))
+    throw new RangeError(`chunk executor (${opts.mode}): smoothing must be finite and >= 0, got ${l}`);
+  return l;
 }

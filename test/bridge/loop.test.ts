@@ -107,7 +107,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merge: { mode: "sync" },
+      merge: { mode: "sync", smoothing: 0 },
     });
     loop.start();
     await s.advance(0.2 - 1e-9);
@@ -161,7 +161,7 @@ describe("ControlLoop on a fake clock", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merge: { mode: "sync" },
+      merge: { mode: "sync", smoothing: 0 },
     });
     loop.start();
     await s.advance(0.2 - 1e-9);
@@ -402,7 +402,13 @@ describe("ControlLoop merge modes through the chunk executor", () => {
     feed(s, link, () => [0, 0]);
     // 50 ms at 20 ms per step -> d = 3
     const policy = new FakePolicy({ horizon: 10, actionDim: 2, scheduler: s, latencyS: 0.05 });
-    const loop = new ControlLoop({ policy, link, profile: testProfile(), scheduler: s, merge: { mode: "rtc" } });
+    const loop = new ControlLoop({
+      policy,
+      link,
+      profile: testProfile(),
+      scheduler: s,
+      merge: { mode: "rtc", smoothing: 0 },
+    });
     loop.start();
     await s.advance(0.5);
     const st = loop.stop();
@@ -614,7 +620,7 @@ describe("ControlLoop merge modes through the chunk executor", () => {
       link,
       profile: testProfile(),
       scheduler: s,
-      merge: { mode: "blend", threshold: 0.5, aggregate: "average" },
+      merge: { mode: "blend", threshold: 0.5, aggregate: "average", smoothing: 0 },
     });
     loop.start();
     await s.advance(0.1 - 1e-9);

@@ -110,14 +110,14 @@ async function expectSeededFigures(r: DemoResult): Promise<void> {
   const evalReg = await get<"evalRegression">("eval-regression");
   expect([evalFlow.pc_success, evalFlow.mode_share, evalReg.pc_success, evalReg.mode_share]).toEqual([
     0,
-    [0.5, 0.5],
+    [1, 0],
     0,
     [0, 1],
   ]);
-  near(evalFlow.avg_sum_reward, 1.0843083253130317, "flow avg_sum_reward");
-  near(evalFlow.avg_max_reward, 0.29521386325359344, "flow avg_max_reward");
-  near(evalReg.avg_sum_reward, 0.07579303719103336, "regression avg_sum_reward");
-  near(evalReg.avg_max_reward, 0.07579303719103336, "regression avg_max_reward");
+  near(evalFlow.avg_sum_reward, 1.9387342147529125, "flow avg_sum_reward");
+  near(evalFlow.avg_max_reward, 0.28201792016625404, "flow avg_max_reward");
+  near(evalReg.avg_sum_reward, 0.07512160018086433, "regression avg_sum_reward");
+  near(evalReg.avg_max_reward, 0.07512160018086433, "regression avg_max_reward");
 
   const off = await get<"offline">("offline");
   expect([off.frames, off.metrics.bestOfK.k]).toEqual([11, 8]);

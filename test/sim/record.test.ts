@@ -295,7 +295,16 @@ describe("sim eval", () => {
         return Promise.resolve(out);
       },
     };
-    const base = { task: "reach" as const, policy: numbered, episodes: 1, seed: 0, nActionSteps: 3, delaySteps: 2 };
+    // smoothing off: the prefixes below are the chunks' own values
+    const base = {
+      task: "reach" as const,
+      policy: numbered,
+      episodes: 1,
+      seed: 0,
+      nActionSteps: 3,
+      delaySteps: 2,
+      smoothing: 0,
+    };
     // sync: 3 actions, then a request whose chunk arrives 2 steps later: one request every 5 of 150 steps.
     const sync = await evaluate({ ...base, merge: "sync", outDir: join(dir, "eval-sync-delay") });
     expect(sync.per_episode[0]?.length).toBe(150);
@@ -349,6 +358,7 @@ describe("sim eval", () => {
       seed: 0,
       nActionSteps: 3,
       prefixSteps: 2,
+      smoothing: 0, // the prefixes are then the chunks' own planned values
       outDir: join(dir, "eval-prefix"),
     });
     expect(prefixes[0]).toBeUndefined();

@@ -29,4 +29,17 @@ describe("smoothness", () => {
     expect(m.mean_sq_jerk).toBeCloseTo(6e5, 3);
     expect(m.reversals).toBe(2);
   });
+
+  it("says which share of the jerk spans a chunk boundary", () => {
+    const steps = Float32Array.from([0, 0, 0, 0, 1, 1, 1, 1]);
+    // the step at 4 is where a new chunk began: every difference with jerk spans that boundary
+    expect(smoothness([[0, 0, 0]], steps, 1, 0.1, 0.002, [0, 4]).boundary_jerk_share).toBeCloseTo(1, 9);
+    // chunks that began at 0 and 7: the jump is inside the first one
+    expect(smoothness([[0, 0, 0]], steps, 1, 0.1, 0.002, [0, 7]).boundary_jerk_share).toBe(0);
+    expect(smoothness([[0, 0, 0]], steps, 1, 0.1).boundary_jerk_share).toBeUndefined();
+    // over episodes: the share of their summed jerk
+    const a = { path_length_m: 0, mean_sq_jerk: 3, reversals: 0, boundary_jerk_share: 1 };
+    const b = { path_length_m: 0, mean_sq_jerk: 1, reversals: 0, boundary_jerk_share: 0 };
+    expect(meanSmoothness([a, b]).boundary_jerk_share).toBeCloseTo(0.75, 9);
+  });
 });

@@ -3,17 +3,23 @@
  * and the flags that reproduce a setting.
  */
 import { describe, expect, it } from "vitest";
-import { ChunkExecutor, chunkMergeFrom, mergeFlagsOf, type ChunkMerge } from "../../../policy/runtime/executor.ts";
+import {
+  ChunkExecutor,
+  DEFAULT_SMOOTHING,
+  chunkMergeFrom,
+  mergeFlagsOf,
+  type ChunkMerge,
+} from "../../../policy/runtime/executor.ts";
 
 const f32 = (xs: number[]): Float32Array => Float32Array.from(xs);
 
 describe("ChunkMerge in the executor", () => {
   it("fills the defaults: sync runs all but its prefix, rtc requests every H/2 steps", () => {
     const sync = new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "sync", prefixSteps: 2 });
-    expect(sync.settings).toEqual({ mode: "sync", nActionSteps: 4, prefixSteps: 2 });
+    expect(sync.settings).toEqual({ mode: "sync", nActionSteps: 4, prefixSteps: 2, smoothing: DEFAULT_SMOOTHING });
     expect(sync.committedSteps).toBe(2);
     const rtc = new ChunkExecutor({ horizon: 7, actionDim: 1, mode: "rtc" });
-    expect(rtc.settings).toEqual({ mode: "rtc", executionHorizon: 3, prefixSteps: 0 });
+    expect(rtc.settings).toEqual({ mode: "rtc", executionHorizon: 3, prefixSteps: 0, smoothing: DEFAULT_SMOOTHING });
     expect(rtc.committedSteps).toBe(0);
     expect(new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "blend" }).committedSteps).toBe(0);
   });
@@ -26,6 +32,7 @@ describe("ChunkMerge in the executor", () => {
       executionHorizon: 3,
       prefixSteps: 3,
       delaySteps: 1,
+      smoothing: 0,
     });
     expect(ex.committedSteps).toBe(3);
     ex.merge(ex.request().s0, f32([0, 1, 2, 3, 4, 5, 6, 7]));

@@ -1,6 +1,7 @@
 /**
  * The chunk executor, mode by mode, against timelines worked out by hand (one action dim unless
- * said otherwise, so every queued value can be read off).
+ * said otherwise, so every queued value can be read off); `sync`, `blend` and `rtc` run with smoothing
+ * off here (smooth.test.ts covers it).
  */
 import { describe, expect, it } from "vitest";
 import { ChunkExecutor, withPolicySteps } from "../../../policy/runtime/executor.ts";
@@ -41,7 +42,7 @@ const bySteps =
 
 describe("ChunkExecutor sync", () => {
   it("executes nActionSteps of each chunk, then requests the next (no overlap)", () => {
-    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "sync", nActionSteps: 2 });
+    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "sync", nActionSteps: 2, smoothing: 0 });
     const { actions, tickets } = driveZeroLatency(ex, 6, bySteps(4));
     expect(tickets.map((t) => t.s0)).toEqual([0, 2, 4]);
     expect(tickets.every((t) => t.prefixLen === 0 && t.prefix === undefined)).toBe(true);
@@ -49,7 +50,14 @@ describe("ChunkExecutor sync", () => {
   });
 
   it("with prefixSteps sends the previous chunk's next planned actions (sim eval --prefix-steps)", () => {
-    const ex = new ChunkExecutor({ horizon: 5, actionDim: 2, mode: "sync", nActionSteps: 2, prefixSteps: 2 });
+    const ex = new ChunkExecutor({
+      horizon: 5,
+      actionDim: 2,
+      mode: "sync",
+      nActionSteps: 2,
+      prefixSteps: 2,
+      smoothing: 0,
+    });
     // Two dims: dim 1 = dim 0 + 0.5.
     const chunk = (t: ChunkTicket): Float32Array =>
       f32(Array.from({ length: 5 }, (_, i) => [10 * t.s0 + i, 10 * t.s0 + i + 0.5]).flat());
@@ -63,7 +71,7 @@ describe("ChunkExecutor sync", () => {
   });
 
   it("holds (undefined) when no chunk is queued, and a late chunk loses the steps already gone", () => {
-    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "sync", nActionSteps: 3 });
+    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "sync", nActionSteps: 3, smoothing: 0 });
     const tk = ex.request();
     expect(ex.wantsChunk()).toBe(false);
     expect(ex.next()).toBeUndefined();
@@ -131,7 +139,14 @@ describe("ChunkExecutor sync reproduces sim eval's former loop", () => {
     for (let n = 1; n <= H; n++) {
       for (let p = 0; n + p <= H; p++) {
         const want = formerLoop(chunks, steps, A, n, p);
-        const ex = new ChunkExecutor({ horizon: H, actionDim: A, mode: "sync", nActionSteps: n, prefixSteps: p });
+        const ex = new ChunkExecutor({
+          horizon: H,
+          actionDim: A,
+          mode: "sync",
+          nActionSteps: n,
+          prefixSteps: p,
+          smoothing: 0,
+        });
         const actions: number[][] = [];
         const prefixes: (number[] | undefined)[] = [];
         let k = 0;
@@ -176,6 +191,7 @@ describe("ChunkExecutor blend (LeRobot async client)", () => {
       horizon: 4,
       actionDim: 1,
       mode: "blend",
+      smoothing: 0,
       ...(aggregate ? { aggregate } : {}),
     });
     return driveZeroLatency(ex, 6, (_t, k) => new Float32Array(4).fill(10 * k));
@@ -196,7 +212,7 @@ describe("ChunkExecutor blend (LeRobot async client)", () => {
   });
 
   it("drops predictions for steps already executed when a chunk arrives late", () => {
-    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "blend" });
+    const ex = new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "blend", smoothing: 0 });
     ex.merge(ex.request().s0, new Float32Array(4).fill(0));
     expect([one(ex.next()), one(ex.next())]).toEqual([0, 0]);
     expect(ex.wantsChunk()).toBe(true);
@@ -210,7 +226,14 @@ describe("ChunkExecutor blend (LeRobot async client)", () => {
 
 describe("ChunkExecutor rtc", () => {
   it("commits the next d actions as the prefix, requests every s steps, and swaps in the new chunk after them", () => {
-    const ex = new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 3 });
+    const ex = new ChunkExecutor({
+      horizon: 6,
+      actionDim: 1,
+      mode: "rtc",
+      delaySteps: 2,
+      executionHorizon: 3,
+      smoothing: 0,
+    });
     // A fake policy honouring the prefix: request k returns the prefix, then 100 k + i.
     let k = 0;
     const policy = (t: ChunkTicket): Float32Array => {
@@ -244,7 +267,14 @@ describe("ChunkExecutor rtc", () => {
 
   it("with a delay d, executes the prefix then continues the new chunk at s0 + d, step for step", () => {
     // H = 8, d = 3, s = 4; chunk k's action i is 100 k + i unless the prefix fixes it.
-    const ex = new ChunkExecutor({ horizon: 8, actionDim: 1, mode: "rtc", delaySteps: 3, executionHorizon: 4 });
+    const ex = new ChunkExecutor({
+      horizon: 8,
+      actionDim: 1,
+      mode: "rtc",
+      delaySteps: 3,
+      executionHorizon: 4,
+      smoothing: 0,
+    });
     let k = 0;
     const policy = (t: ChunkTicket): Float32Array => {
       const out = f32(Array.from({ length: 8 }, (_, i) => 100 * k + i));
@@ -273,7 +303,14 @@ describe("ChunkExecutor rtc", () => {
   });
 
   it("after the queue ran dry, resumes the new chunk right after its prefix instead of skipping the held steps", () => {
-    const ex = new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 2 });
+    const ex = new ChunkExecutor({
+      horizon: 6,
+      actionDim: 1,
+      mode: "rtc",
+      delaySteps: 2,
+      executionHorizon: 2,
+      smoothing: 0,
+    });
     const t0 = ex.request();
     expect(t0.holdsAfterPrefix).toBe(true);
     ex.merge(0, f32([0, 1, 2, 3, 4, 5]));
@@ -295,20 +332,23 @@ describe("ChunkExecutor rtc", () => {
 
   it("refuses a delay and execution horizon outside d <= s <= H - d", () => {
     expect(
-      () => new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 5 }),
+      () =>
+        new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 5, smoothing: 0 }),
     ).toThrow(/executionHorizon s \(d=2 <= s <= H-d, H=6\) must be an integer in \[2, 4\], got 5/);
     expect(
-      () => new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 1 }),
+      () =>
+        new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 2, executionHorizon: 1, smoothing: 0 }),
     ).toThrow(/got 1/);
     expect(
-      () => new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 4, executionHorizon: 3 }),
+      () =>
+        new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "rtc", delaySteps: 4, executionHorizon: 3, smoothing: 0 }),
     ).toThrow(/0 <= d <= horizon\/2 \(d=4, H=6\)/);
   });
 });
 
 describe("ChunkExecutor errors", () => {
   it("names both sizes for a chunk of the wrong length", () => {
-    const ex = new ChunkExecutor({ horizon: 4, actionDim: 2, mode: "sync", nActionSteps: 2 });
+    const ex = new ChunkExecutor({ horizon: 4, actionDim: 2, mode: "sync", nActionSteps: 2, smoothing: 0 });
     const tk = ex.request();
     expect(() => ex.merge(tk.s0, new Float32Array(5))).toThrow(
       /the chunk has 5 values, expected horizon\*actionDim = 4\*2 = 8/,
@@ -317,7 +357,7 @@ describe("ChunkExecutor errors", () => {
   });
 
   it("refuses a non-finite action before it enters the queue; the queue keeps the old chunk", () => {
-    const ex = new ChunkExecutor({ horizon: 3, actionDim: 2, mode: "blend", threshold: 1 });
+    const ex = new ChunkExecutor({ horizon: 3, actionDim: 2, mode: "blend", threshold: 1, smoothing: 0 });
     ex.merge(ex.request().s0, f32([1, 1, 2, 2, 3, 3]));
     const tk = ex.request();
     expect(() => ex.merge(tk.s0, f32([9, 9, Number.NaN, 9, 9, 9]))).toThrow(
@@ -341,9 +381,10 @@ describe("ChunkExecutor errors", () => {
     ex.next();
     expect(ex.wantsChunk()).toBe(true);
     expect(
-      () => new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "sync", nActionSteps: 3, prefixSteps: 4 }),
+      () =>
+        new ChunkExecutor({ horizon: 6, actionDim: 1, mode: "sync", nActionSteps: 3, prefixSteps: 4, smoothing: 0 }),
     ).toThrow(/nActionSteps \+ prefixSteps <= horizon \(3 \+ 4 > 6\)/);
-    expect(() => new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "blend", threshold: 1.5 })).toThrow(
+    expect(() => new ChunkExecutor({ horizon: 4, actionDim: 1, mode: "blend", threshold: 1.5, smoothing: 0 })).toThrow(
       /threshold must be in \[0, 1\], got 1.5/,
     );
   });
