@@ -10,6 +10,7 @@ import { DEMO_TASK, runDemo } from "../../pipelines/demo.ts";
 import type { DemoOptions, DemoResult } from "../../pipelines/demo.ts";
 import { TASK_NAMES } from "../../sim/tasks/index.ts";
 import { TRAIN_BACKEND_NAMES } from "../../training/backend/registry.ts";
+import { DEFAULT_STEPS } from "../../training/run/settings.ts";
 import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
 import { log, phasedProgress, printResult } from "../output.ts";
 
@@ -56,7 +57,7 @@ export function registerDemo(program: Command): void {
     )
     .addOption(choiceOption("--task <name>", "simulated task", TASK_NAMES, DEMO_TASK))
     .addOption(option("--episodes <n>", "expert demonstrations recorded (the last tenth held out)", positiveInt, 200))
-    .addOption(option("--steps <n>", "training steps of each head", positiveInt, 2000))
+    .addOption(option("--steps <n>", "training steps of each head", positiveInt, DEFAULT_STEPS))
     .addOption(option("--eval-episodes <n>", "seeded closed-loop episodes per head", positiveInt, 50))
     .addOption(
       option(

@@ -79,7 +79,7 @@ export function registerTrain(program: Command): void {
       "--config <json>",
       "JSON file with head settings (arch, horizon, actionDim, transformer, mlp, ...) and training settings (steps, batch, lr, optim, ...)",
     )
-    .addOption(option("--steps <n>", "total optimisation steps (default 2000)", positiveInt))
+    .addOption(option("--steps <n>", "total optimisation steps (default 4000)", positiveInt))
     .addOption(option("--batch <n>", "windows per step (default 16)", positiveInt))
     .addOption(option("--horizon <n>", "action chunk length in frames (default 50)", positiveInt))
     .addOption(
