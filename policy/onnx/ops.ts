@@ -17,7 +17,8 @@
  * bias of its LayerNormalization (with a clean prefix: two of them, picked per token by Where);
  * scaled dot-product attention becomes one MultiHeadAttention, or one Attention (its three input
  * products included) when query, key and value are dense layers of one input; transposes of
- * transposes compose. Every rewrite is exact up to float rounding.
+ * transposes compose; an activation or a gate on a dense layer's output runs on its 2-D rows, so
+ * no Reshape stands between two dense layers. Every rewrite is exact up to float rounding.
  */
 import { createHash } from "node:crypto";
 import type { ParamSpec, NamedArray } from "../net/ops.ts";
@@ -250,6 +251,10 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   mul(a: Sym, b: Sym): Sym {
+    if (this.kernels === "fused") {
+      const rows = this.onRows("Mul", a, b) ?? this.onRows("Mul", b, a);
+      if (rows) return rows;
+    }
     return this.node("Mul", [a, b], broadcast("mul", a.shape, b.shape));
   }
 
@@ -352,6 +357,9 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   sigmoid(x: Sym): Sym {
+    const rows = this.kernels === "fused" ? this.rowsOf(x) : undefined;
+    if (rows)
+      return this.reshapeUnchecked(this.node("Sigmoid", [rows], rows.shape), [-1, ...x.shape.slice(1)], x.shape);
     return this.node("Sigmoid", [x], x.shape);
   }
 
@@ -429,6 +437,33 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   // ---- internals ----
+
+  /**
+   * The 2-D rows `[-1, D]` a value `[-1, ..., D]` was reshaped from (a dense layer's Gemm), or
+   * undefined: elementwise ops on them need no Reshape before the next dense layer.
+   */
+  private rowsOf(x: Sym): Sym | undefined {
+    const p = this.producers.get(x.name);
+    const r = p?.opType === "Reshape" ? this.values.get(p.input[0]!) : undefined;
+    const d = x.shape[x.shape.length - 1];
+    return r && r.shape.length === 2 && r.shape[0] === BATCH && r.shape[1] === d && x.shape[0] === BATCH
+      ? r
+      : undefined;
+  }
+
+  /**
+   * `op(a, b)` computed on a's 2-D rows (`rowsOf`) when b is on the same rows or the same for every
+   * row, then reshaped back to a's shape; undefined otherwise.
+   */
+  private onRows(op: "Mul", a: Sym, b: Sym): Sym | undefined {
+    const ra = this.rowsOf(a);
+    if (!ra) return undefined;
+    const d = ra.shape[1]!;
+    const rb = sameShape(a.shape, b.shape) ? this.rowsOf(b) : undefined;
+    const other = rb ?? (rowConstant(b.shape, d) ? this.reshape(b, [d]) : undefined);
+    if (!other) return undefined;
+    return this.reshapeUnchecked(this.node(op, [ra, other], ra.shape), [-1, ...a.shape.slice(1)], a.shape);
+  }
 
   /**
    * `n + n * scale + shift` where n is a layer norm without affine (`layerNorm`) and scale and shift
