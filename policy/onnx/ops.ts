@@ -530,8 +530,11 @@ export class OnnxOps implements DiffOps<Sym> {
     const [r1, r0] = rs.input.map((r) => this.values.get(r));
     const d = rows.shape[1]!;
     if (!r1 || !r0 || !rowConstant(r1.shape, d) || !rowConstant(r0.shape, d) || m.shape.length !== 3) return undefined;
-    if (m.shape[2] !== 1) return undefined;
-    const y = this.node("MatMul", [oneHot, rows], [m.shape[0]!, m.shape[1]!, d]);
+    if (m.shape[2] !== 1 || m.shape[0] !== BATCH) return undefined;
+    // On the one-hot's 2-D rows (folded once per chunk), so a gate it feeds runs on rows too.
+    const n = m.shape[1]!;
+    const picked = this.node("MatMul", [this.reshapeUnchecked(oneHot, [-1, 2], [BATCH, 2]), rows], [BATCH, d]);
+    const y = this.reshapeUnchecked(picked, [-1, n, d], [BATCH, n, d]);
     this.selections.set(y.name, { mask: m, at1: r1, at0: r0 });
     return y;
   }
