@@ -18,7 +18,8 @@
  * scaled dot-product attention becomes one MultiHeadAttention, or one Attention (its three input
  * products included) when query, key and value are dense layers of one input; transposes of
  * transposes compose; an activation or a gate on a dense layer's output runs on its 2-D rows, so
- * no Reshape stands between two dense layers. Every rewrite is exact up to float rounding.
+ * no Reshape stands between two dense layers; a chain of Adds is one Sum. Every rewrite is exact up
+ * to float rounding.
  */
 import { createHash } from "node:crypto";
 import type { ParamSpec, NamedArray } from "../net/ops.ts";
@@ -150,7 +151,7 @@ export class OnnxOps implements DiffOps<Sym> {
     nodes.reverse();
     return {
       name,
-      node: nodes,
+      node: this.kernels === "fused" ? sumChains(nodes, new Set(this.outputs.map((o) => o.name))) : nodes,
       initializer: this.initializers.filter((t) => live.has(t.name ?? "")),
       input: [...this.inputs],
       output: [...this.outputs],
@@ -698,6 +699,36 @@ export class OnnxOps implements DiffOps<Sym> {
     if (this.names.has(name)) throw new Error(`ONNX value name '${name}' is used twice`);
     this.names.add(name);
   }
+}
+
+/**
+ * `Add(Add(a, b), c)` where the inner sum has no other reader (nor is an output) -> `Sum(a, b, c)`:
+ * one kernel for a residual stream's two updates. `nodes` are live and in topological order.
+ */
+function sumChains(nodes: readonly NodeProto[], outputs: ReadonlySet<string>): NodeProto[] {
+  const readers = new Map<string, number>();
+  for (const n of nodes) for (const i of n.input) readers.set(i, (readers.get(i) ?? 0) + 1);
+  const sums = new Map<string, NodeProto>();
+  const merged = new Set<NodeProto>();
+  const out: NodeProto[] = [];
+  for (const n of nodes) {
+    if (n.opType !== "Add" && n.opType !== "Sum") {
+      out.push(n);
+      continue;
+    }
+    const terms: string[] = [];
+    for (const i of n.input) {
+      const inner = sums.get(i);
+      if (inner && readers.get(i) === 1 && !outputs.has(i)) {
+        terms.push(...inner.input);
+        merged.add(inner);
+      } else terms.push(i);
+    }
+    const node = terms.length === n.input.length ? n : { ...n, opType: "Sum", input: terms };
+    sums.set(n.output[0]!, node);
+    out.push(node);
+  }
+  return out.filter((n) => !merged.has(n));
 }
 
 /** The contrib operators the fused kernels use (emitted in `CONTRIB_DOMAIN`). */
