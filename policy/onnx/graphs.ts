@@ -153,7 +153,19 @@ export function buildSampleModel(
     H,
     1,
   ]);
-  const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
+  // Fused: one Where on the mask (a [batch, H, A] condition made once per chunk) instead of x + mask (target - x).
+  let cond: Sym | undefined;
+  const inpaint = (x: Sym, target: Sym): Sym => {
+    if (kernels === "plain") return ops.add(x, ops.mul(mask, ops.sub(target, x)));
+    cond ??= ops.node(
+      "Expand",
+      [ops.reshape(maskBool, [-1, H, 1]), ops.int64([1, 1, A])],
+      [-1, H, A],
+      {},
+      DataType.BOOL,
+    );
+    return ops.node("Where", [cond, target, x], [-1, H, A], {}, DataType.FLOAT);
+  };
   const objective = objectiveOf(cfg);
   const cleanPrefix = objective.prefixTraining && cfg.rtcMaxDelay > 0;
   const noise = objective.noiseInput ? ops.input("noise", [-1, H, A]) : undefined;
@@ -196,6 +208,12 @@ export function buildSampleModel(
       afterStep: withPrefix,
     };
   } else {
+    // The prefix's path value at t1: t1 * x1 + (1 - t1) * x0; fused as x0 + t1 (x1 - x0), the
+    // difference once per chunk.
+    const pathAt = (t1: number): Sym =>
+      kernels === "plain"
+        ? space.axpy(ops.scale(prefix, t1), 1 - t1, needNoise())
+        : ops.add(needNoise(), ops.scale(ops.sub(prefix, needNoise()), t1));
     spec = {
       ops,
       space,
@@ -205,7 +223,7 @@ export function buildSampleModel(
       grid: uniformGrid(opts.steps),
       solver,
       // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0 (the prefix itself at t1 = 1).
-      afterStep: (xt, t1) => inpaint(xt, t1 === 1 ? prefix : space.axpy(ops.scale(prefix, t1), 1 - t1, needNoise())),
+      afterStep: (xt, t1) => inpaint(xt, t1 === 1 ? prefix : pathAt(t1)),
     };
   }
   const { x, nfe } = objective.sample(spec);
