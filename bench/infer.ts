@@ -3,7 +3,7 @@
  * transformer head and the mlp head, served by onnxruntime (the exported graph) and by tfjs (the
  * reference sampler), with the parity of the two on the same noise. For the transformer also the
  * ONNX latency of the few-step graphs a distilled (ReFlow) policy runs with: 1 and 2 Euler steps
- * (`fewStep`), against the target of a 1-step p50 <= 1.5 ms on 2 cores, and the same for the
+ * (`fewStep`), against the target of a 1-step p50 <= 0.7 ms on 2 cores, and the same for the
  * transformer as a MeanFlow head (`meanflow`: 1 and 2 average-velocity jumps). The transformer is
  * also timed as its int8 export (`transformer.int8`: `export --quantize int8`, in blocks alternating
  * with the fp32 graph), with the parity of the int8 chunk against the fp32 one on the same noise.
@@ -11,8 +11,12 @@
  * `transformer.prefix`: a clean committed prefix in every evaluation) and timed in the same blocks as
  * the plain export, with its p50 against the plain one (`transformer.prefixRatio`) and the two
  * compared at 1 and 10 steps, batch 1 and 32 (`transformer.prefix.cases`).
- * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32, int8 and prefix, at batch
- * 1 and 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run
+ * The default export uses onnxruntime's fused contrib kernels (`transformer.ort`); the same head
+ * exported with standard operators only (`export --kernels plain`, `transformer.plain`) is timed
+ * in the same blocks, each with its ratio to the matmul reference measured in the same run
+ * (`referenceRatio`).
+ * `--profile` adds onnxruntime's profile of the transformer's chunk, fp32, plain, int8 and prefix, at
+ * batch 1 and 32 (`transformer.profile`): kernel time per op type against the wall time, kernels per run
  * and the cost of dispatching one node, so the time per node can be told from the time in matrix
  * products.
  */
@@ -57,7 +61,7 @@ const PROFILE_RUNS = 10;
 /** Target speed-up of the int8 export over the fp32 one (p50, same run). */
 export const INT8_TARGET_SPEEDUP = 1.5;
 /** Target p50 of a 1-step chunk of the default transformer on 2 cores. */
-export const ONE_STEP_TARGET_MS = 1.5;
+export const ONE_STEP_TARGET_MS = 0.7;
 /** Largest prefix of the prefix-trained transformer export (`rtcMaxDelay`); chunks are timed with half of it committed. */
 export const PREFIX_DELAY = 10;
 /** Target p50 of the prefix-trained export over the plain export of the same network (same run). */
@@ -98,6 +102,8 @@ async function benchHead(
     int8: boolean;
     /** Also time the network exported as a prefix-trained head (`rtcMaxDelay` > 0), interleaved. */
     prefix: boolean;
+    /** Also time the plain-operator export (`kernels: "plain"`) against the default fused one, interleaved. */
+    plain: boolean;
   },
 ): Promise<Record<string, unknown>> {
   const config = parseHeadConfig({ arch, obs: [{ name: "state", key: "observation.state", shape: [32] }] });
@@ -116,6 +122,10 @@ async function benchHead(
       ? await exportOnnx(dir, { steps: STEPS, solver: "euler", quantization: "int8" })
       : undefined;
     const int8 = quantized ? await OnnxPolicy.load(quantized.onnx, { threads: o.threads }) : undefined;
+    const plainExport = o.plain
+      ? await exportOnnx(dir, { steps: STEPS, solver: "euler", kernels: "plain", out: join(dir, "policy.plain.onnx") })
+      : undefined;
+    const plain = plainExport ? await OnnxPolicy.load(plainExport.onnx, { threads: o.threads }) : undefined;
     // The same network and weights trained with a prefix: its own checkpoint, exported alike.
     const prefixDir = join(dir, "prefix");
     if (o.prefix)
@@ -126,6 +136,7 @@ async function benchHead(
     const state = rng.normalArray(32);
     await policy.warmup({ runs: 5 });
     await int8?.warmup({ runs: 5 });
+    await plain?.warmup({ runs: 5 });
     await prefixPolicy?.warmup({ runs: 5 });
     // The prefix export's chunks continue a committed prefix: the first steps of a plain chunk.
     const committed = (await policy.sampleChunk({ "observation.state": state }, { seed: o.runs })).slice(
@@ -134,10 +145,12 @@ async function benchHead(
     );
     const ortMs: number[] = [];
     const int8Ms: number[] = [];
+    const plainMs: number[] = [];
     const prefixMs: number[] = [];
     const timed = [
       { p: policy, ms: ortMs, req: {} },
       ...(int8 ? [{ p: int8, ms: int8Ms, req: {} }] : []),
+      ...(plain ? [{ p: plain, ms: plainMs, req: {} }] : []),
       ...(prefixPolicy ? [{ p: prefixPolicy, ms: prefixMs, req: { prefix: committed } }] : []),
     ];
     // With several graphs, they alternate in blocks, so a change in the machine's load hits all.
@@ -157,6 +170,8 @@ async function benchHead(
     await policy.release();
     const int8Out = int8 ? await int8.sampleChunk({ "observation.state": state }, { noise }) : undefined;
     await int8?.release();
+    const plainOut = plain ? await plain.sampleChunk({ "observation.state": state }, { noise }) : undefined;
+    await plain?.release();
     // Without a committed prefix, the prefix export computes what the plain one does.
     const prefixOut = prefixPolicy
       ? await prefixPolicy.sampleChunk({ "observation.state": state }, { noise })
@@ -195,6 +210,7 @@ async function benchHead(
     const dispatchUsPerNode = o.profileBatches.length > 0 ? await nodeDispatchUs({ threads: o.threads }) : Number.NaN;
     const profiled = [
       ["fp32", exported.onnx],
+      ...(plainExport ? [["plain", plainExport.onnx]] : []),
       ...(quantized ? [["int8", quantized.onnx]] : []),
       ...(prefixExport ? [["prefix", prefixExport.onnx]] : []),
     ];
@@ -213,6 +229,7 @@ async function benchHead(
     const chunkFlops = flops.encode + STEPS * flops.velocity;
     return {
       ort,
+      kernels: exported.kernels,
       tfjs: percentiles(tfMs),
       speedup: percentiles(tfMs).p50Ms / ort.p50Ms,
       gflops: chunkFlops / (ort.p50Ms / 1000) / 1e9,
@@ -220,6 +237,21 @@ async function benchHead(
       parityMaxAbs: parity,
       outputMaxAbs: scale,
       onnxBytes: exported.bytes,
+      ...(plainOut && plainExport
+        ? {
+            plain: {
+              ...percentiles(plainMs),
+              kernels: plainExport.kernels,
+              gflops: chunkFlops / (percentiles(plainMs).p50Ms / 1000) / 1e9,
+              // The plain export against the tfjs reference, and against the fused one, on the same noise.
+              parityMaxAbs: maxAbs(tfOut, plainOut),
+              fusedParityMaxAbs: maxAbs(ortOut, plainOut),
+              onnxBytes: plainExport.bytes,
+              // p50 of the fused export over the plain one, timed in the same blocks.
+              fusedRatio: ort.p50Ms / percentiles(plainMs).p50Ms,
+            },
+          }
+        : {}),
       ...(o.fewSteps.length > 0 ? { fewStep } : {}),
       ...(int8Out && quantized ? { int8: int8Record(int8Ms, ort, ortOut, int8Out, quantized) } : {}),
       ...(prefixOut && prefixExport
@@ -408,10 +440,11 @@ async function benchMeanflow(o: {
 }
 
 /**
- * Runs the inference benchmark for both heads, the transformer also as its int8 export
- * (`transformer.int8`) and as a prefix-trained export (`transformer.prefix`, `transformer.prefixRatio`);
- * with `profile`, also the onnxruntime profile of the transformer's 10-step chunk, fp32, int8 and
- * prefix, at batch 1 and 32 (`transformer.profile.fp32|int8|prefix.batch1|batch32`).
+ * Runs the inference benchmark for both heads, the transformer also as its plain-operator export
+ * (`transformer.plain`), its int8 export (`transformer.int8`) and as a prefix-trained export
+ * (`transformer.prefix`, `transformer.prefixRatio`); with `profile`, also the onnxruntime profile of
+ * the transformer's 10-step chunk, fp32, plain, int8 and prefix, at batch 1 and 32
+ * (`transformer.profile.fp32|plain|int8|prefix.batch1|batch32`).
  */
 export async function benchInfer(o: {
   runs: number;
@@ -426,15 +459,30 @@ export async function benchInfer(o: {
     profileBatches: o.profile ? PROFILE_BATCHES : [],
     int8: true,
     prefix: true,
+    plain: true,
   });
-  const mlp = await benchHead("mlp", { ...o, fewSteps: [], profileBatches: [], int8: false, prefix: false });
+  const mlp = await benchHead("mlp", {
+    ...o,
+    fewSteps: [],
+    profileBatches: [],
+    int8: false,
+    prefix: false,
+    plain: false,
+  });
   const meanflow = await benchMeanflow({ ...o, steps: FEW_STEPS });
   const fewStep = transformer["fewStep"] as Record<string, { p50Ms: number }>;
   const oneStepP50 = fewStep["1"]!.p50Ms;
   const reference = await referenceGflops();
+  // The share of the matmul reference a chunk reaches (GFLOP/s over the reference's, same run).
+  const withRatio = (r: Record<string, unknown>): Record<string, unknown> => ({
+    ...r,
+    referenceGflops: reference,
+    referenceRatio: (r["gflops"] as number) / reference,
+  });
+  const plainRecord = transformer["plain"] as Record<string, unknown> | undefined;
   return {
-    transformer: { ...transformer, referenceGflops: reference },
-    mlp: { ...mlp, referenceGflops: reference },
+    transformer: { ...withRatio(transformer), ...(plainRecord ? { plain: withRatio(plainRecord) } : {}) },
+    mlp: withRatio(mlp),
     // The default transformer as a MeanFlow head (`--objective meanflow`), by steps (1 and 2 jumps).
     meanflow,
     // The default transformer with one 96x96 camera and its image encoder (bench/image-policy.ts).

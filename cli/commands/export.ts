@@ -14,6 +14,7 @@ import { choiceOption, list, nonNegativeInt, option, positiveInt } from "../args
 import { exportOnnx } from "../../policy/onnx/export.ts";
 import { exportTriton } from "../../policy/onnx/triton.ts";
 import { QUANTIZATIONS, type Quantization } from "../../policy/onnx/quantize.ts";
+import { KERNELS, type Kernels } from "../../policy/onnx/ops.ts";
 import { log, printResult } from "../output.ts";
 import { loadCheckpoint, resolveCheckpointDir } from "../../policy/checkpoint/checkpoint.ts";
 import { frozenEncodersFor } from "../../datasets/embed/frozen.ts";
@@ -30,6 +31,7 @@ interface ExportFlags {
   queueDelayUs?: number;
   gpus?: number[];
   quantize?: Quantization;
+  kernels: Kernels;
   /** A file, false for --no-encoder, undefined: the one meta/embedding.json records (if any). */
   encoder?: string | false;
   force?: boolean;
@@ -72,6 +74,14 @@ export function registerExport(program: Command): void {
         "--gpus <list>",
         "--triton: GPU indices of a KIND_GPU instance group, e.g. 0,1 (default: Triton places it)",
         list(nonNegativeInt),
+      ),
+    )
+    .addOption(
+      choiceOption(
+        "--kernels <kind>",
+        "fused: onnxruntime's contrib kernels (com.microsoft Attention, MultiHeadAttention) where they compute the same in fewer nodes; plain: standard ONNX operators only, for other runtimes",
+        KERNELS,
+        "fused",
       ),
     )
     .addOption(
@@ -143,6 +153,7 @@ async function exportPlain(run: string, o: ExportFlags): Promise<void> {
   const opts = {
     steps: o.steps,
     solver: o.solver,
+    kernels: o.kernels,
     ...(o.out !== undefined ? { out: o.out } : {}),
     ...(Object.keys(encoders).length > 0 ? { encoders } : {}),
     ...(o.cameraInput ? { cameraInputs: Object.assign({}, ...o.cameraInput) as Record<string, PixelSize> } : {}),
@@ -154,7 +165,7 @@ async function exportPlain(run: string, o: ExportFlags): Promise<void> {
     );
   printResult(r, { json: o.json ?? false }, (x: typeof r) =>
     [
-      `sample graph   ${x.onnx} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset})`,
+      `sample graph   ${x.onnx} (${(x.bytes / 1e6).toFixed(2)} MB, opset ${x.opset}, ${x.kernels} kernels)`,
       `velocity graph ${x.velocityOnnx} (${(x.velocityBytes / 1e6).toFixed(2)} MB)`,
       `solver ${x.solver}, ${x.steps} steps, ${x.nfe} velocity evaluations per chunk`,
       `inputs ${x.inputs.join(", ")} -> actions [batch, ${x.horizon}, ${x.actionDim}]`,

@@ -10,7 +10,9 @@
  * they are written. A head whose prompt comes from a text encoder gets the encoder's folder
  * (`text-encoder/`) beside the sample graph. With `encoders`, the sample graph takes each embedding
  * feature's camera as uint8 pixels through the user's frozen encoder (`compose.ts`); with
- * `cameraInputs`, cameras take their native size and are area-resized inside (`resize.ts`).
+ * `cameraInputs`, cameras take their native size and are area-resized inside (`resize.ts`). Both
+ * graphs use onnxruntime's fused contrib kernels unless `kernels: "plain"` (`export --kernels plain`)
+ * asks for standard operators only.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -30,6 +32,7 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import { promptFeatureOf } from "../net/prompt.ts";
 import { TEXT_ENCODER_DIR, TEXT_ENCODER_MODEL, copyTextEncoder, textEncoderFilesIn } from "../text/encoder.ts";
 import { buildSampleModel, buildVelocityModel, type FeatureIO } from "./graphs.ts";
+import type { Kernels } from "./ops.ts";
 import { OPSET, decodeModel, encodeModel } from "./proto.ts";
 import { resizeCameraInputs, type PixelSize } from "./resize.ts";
 import { composeEncoders, type ComposedEncoderRecord, type FrozenEncoder } from "./compose.ts";
@@ -49,6 +52,12 @@ export interface ExportOptions {
   /** Quantise both graphs' weight matrix products (`quantizeModel`); the fp32 `policy.onnx` is then left as it is. */
   quantization?: Quantization;
   /**
+   * `fused` (default): both graphs use onnxruntime's contrib kernels (`com.microsoft` Attention,
+   * MultiHeadAttention) where they compute the same in fewer nodes, for onnxruntime; `plain`:
+   * standard ONNX operators only, for any other runtime. Written to `actionflow.kernels`.
+   */
+  kernels?: Kernels;
+  /**
    * Frozen image encoders to compose in front of these head features (by model name): the sample
    * graph then takes each as a camera, uint8 `[batch, H, W, 3]` (`compose.ts`); the velocity graph
    * keeps the embedding input.
@@ -66,6 +75,8 @@ export interface ExportResult {
   /** Path of the sample graph. */
   onnx: string;
   opset: typeof OPSET;
+  /** The kernels the graphs use (`ExportOptions.kernels`). */
+  kernels: Kernels;
   steps: number;
   /** The solver unrolled (`none` for regression heads, `meanflow` for average-velocity jumps). */
   solver: SolverName | "none" | "meanflow";
@@ -110,6 +121,7 @@ export interface ExportedBytes {
   solver: SolverName | "none" | "meanflow";
   nfe: number;
   inputs: string[];
+  kernels: Kernels;
 }
 
 /**
@@ -158,8 +170,9 @@ export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions
     "actionflow.checkpoint": basename(ckpt.dir),
     "actionflow.weights_sha256": await weightsDigest(ckpt.dir),
   };
-  const sample = buildSampleModel(head, ckpt.weights, features, norms, { steps, solver, metadata });
-  const velocity = buildVelocityModel(head, ckpt.weights, features, { metadata });
+  const kernels = opts.kernels ?? "fused";
+  const sample = buildSampleModel(head, ckpt.weights, features, norms, { steps, solver, metadata, kernels });
+  const velocity = buildVelocityModel(head, ckpt.weights, features, { metadata, kernels });
   const unused = [...ckpt.weights.keys()].filter((k) => !sample.usedParams.includes(k));
   if (unused.length > 0) {
     throw new Error(
@@ -175,6 +188,7 @@ export async function exportOnnxBytes(ckpt: Checkpoint, opts: Omit<ExportOptions
     solver: objective.solverLabel(solver),
     nfe: objective.nfe(sampled, solverByName(solver)),
     inputs: sample.model.graph.input.map((i) => i.name),
+    kernels,
   };
 }
 
@@ -220,6 +234,7 @@ export async function exportOnnx(
   const built: ExportedBytes & { encoders?: Record<string, ComposedEncoderRecord> } = await exportOnnxBytes(ckpt, {
     ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
     ...(opts.solver !== undefined ? { solver: opts.solver } : {}),
+    ...(opts.kernels !== undefined ? { kernels: opts.kernels } : {}),
   });
   const composed = opts.encoders && Object.keys(opts.encoders).length > 0 ? opts.encoders : undefined;
   if (composed) {
@@ -249,6 +264,7 @@ export async function exportOnnx(
   const result: ExportResult = {
     onnx,
     opset: OPSET,
+    kernels: built.kernels,
     steps: built.steps,
     solver: built.solver,
     velocityOnnx,

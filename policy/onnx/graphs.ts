@@ -37,7 +37,7 @@ import type { ActionHead, VelocityOptions } from "../net/head.ts";
 import type { ObsFeature } from "../net/config.ts";
 import { imageNorm, type AffineNorm } from "../normalize.ts";
 import { solverByName, uniformGrid, type SolverName, type VectorSpace } from "../flow/solvers.ts";
-import { OnnxOps, type Sym, type WeightMap } from "./ops.ts";
+import { CONTRIB_DOMAIN, OnnxOps, type Kernels, type Sym, type WeightMap } from "./ops.ts";
 import { Tape, type Traced } from "../autodiff/tape.ts";
 import { maskedSquaredError } from "../autodiff/loss.ts";
 import { objectiveOf, type NetworkJvp, type SampleSpec } from "../flow/objective.ts";
@@ -68,6 +68,12 @@ export interface SampleModelOptions {
   solver: SolverName;
   /** Extra `metadata_props` (actionflow.* keys describing the head are always written). */
   metadata?: Record<string, string>;
+  /**
+   * `fused` (default): onnxruntime's contrib kernels where they run the same math in fewer nodes
+   * (`OnnxOps`); `plain`: standard ONNX operators only, for other runtimes. Written to
+   * `actionflow.kernels`.
+   */
+  kernels?: Kernels;
 }
 
 /** A built graph and the parameters it uses. */
@@ -96,7 +102,8 @@ export function buildSampleModel(
   if (!Number.isInteger(rawA) || rawA < 1 || rawA > A)
     throw new Error(`raw action dim ${rawA} must be in 1..${A} (the model's action dim)`);
   checkAffine("action", norms.action, A);
-  const ops = new OnnxOps({ weights });
+  const kernels = opts.kernels ?? "fused";
+  const ops = new OnnxOps({ weights, kernels });
   const solver = solverByName(opts.solver);
   if (!Number.isInteger(opts.steps) || opts.steps < 1)
     throw new Error(`steps must be a positive integer, got ${opts.steps}`);
@@ -146,7 +153,19 @@ export function buildSampleModel(
     H,
     1,
   ]);
-  const inpaint = (x: Sym, target: Sym): Sym => ops.add(x, ops.mul(mask, ops.sub(target, x)));
+  // Fused: one Where on the mask (a [batch, H, A] condition made once per chunk) instead of x + mask (target - x).
+  let cond: Sym | undefined;
+  const inpaint = (x: Sym, target: Sym): Sym => {
+    if (kernels === "plain") return ops.add(x, ops.mul(mask, ops.sub(target, x)));
+    cond ??= ops.node(
+      "Expand",
+      [ops.reshape(maskBool, [-1, H, 1]), ops.int64([1, 1, A])],
+      [-1, H, A],
+      {},
+      DataType.BOOL,
+    );
+    return ops.node("Where", [cond, target, x], [-1, H, A], {}, DataType.FLOAT);
+  };
   const objective = objectiveOf(cfg);
   const cleanPrefix = objective.prefixTraining && cfg.rtcMaxDelay > 0;
   const noise = objective.noiseInput ? ops.input("noise", [-1, H, A]) : undefined;
@@ -189,6 +208,12 @@ export function buildSampleModel(
       afterStep: withPrefix,
     };
   } else {
+    // The prefix's path value at t1: t1 * x1 + (1 - t1) * x0; fused as x0 + t1 (x1 - x0), the
+    // difference once per chunk.
+    const pathAt = (t1: number): Sym =>
+      kernels === "plain"
+        ? space.axpy(ops.scale(prefix, t1), 1 - t1, needNoise())
+        : ops.add(needNoise(), ops.scale(ops.sub(prefix, needNoise()), t1));
     spec = {
       ops,
       space,
@@ -198,7 +223,7 @@ export function buildSampleModel(
       grid: uniformGrid(opts.steps),
       solver,
       // Path value of the prefix at t1: t1 * x1 + (1 - t1) * x0 (the prefix itself at t1 = 1).
-      afterStep: (xt, t1) => inpaint(xt, t1 === 1 ? prefix : space.axpy(ops.scale(prefix, t1), 1 - t1, needNoise())),
+      afterStep: (xt, t1) => inpaint(xt, t1 === 1 ? prefix : pathAt(t1)),
     };
   }
   const { x, nfe } = objective.sample(spec);
@@ -220,6 +245,7 @@ export function buildSampleModel(
   const sampleSteps = objective.noiseInput ? opts.steps : 1;
   const meta = {
     ...headMetadata(head, features, "sample"),
+    "actionflow.kernels": kernels,
     "actionflow.solver": label,
     "actionflow.steps": String(sampleSteps),
     "actionflow.nfe": String(nfe),
@@ -245,11 +271,12 @@ export function buildVelocityModel(
   head: ActionHead,
   weights: WeightMap,
   features: readonly FeatureIO[],
-  opts: { metadata?: Record<string, string> } = {},
+  opts: { metadata?: Record<string, string>; kernels?: Kernels } = {},
 ): BuiltModel {
   const cfg = head.config;
   const { horizon: H, actionDim: A } = cfg;
-  const ops = new OnnxOps({ weights });
+  const kernels = opts.kernels ?? "fused";
+  const ops = new OnnxOps({ weights, kernels });
   const obs: Record<string, Sym> = {};
   for (const f of features) obs[f.name] = ops.input(obsInputName(f.name), [-1, ...f.shape]);
   const pf = promptFeatureOf(cfg);
@@ -258,7 +285,7 @@ export function buildVelocityModel(
   const t = ops.input("t", [-1, H]);
   const v = head.velocity(ops, head.encode(ops, obs), xt, t);
   ops.output(v, "velocity");
-  const meta = { ...headMetadata(head, features, "velocity"), ...opts.metadata };
+  const meta = { ...headMetadata(head, features, "velocity"), "actionflow.kernels": kernels, ...opts.metadata };
   const doc = `actionflow ${cfg.arch} velocity field: normalised xt [batch, ${H}, ${A}], t [batch, ${H}] (0 = noise, 1 = data), normalised obs.* -> velocity`;
   return { model: wrapModel(ops, "actionflow_velocity", doc, meta), usedParams: ops.usedParams() };
 }
@@ -405,13 +432,15 @@ function promptsMetadata(pf: ObsFeature & { prompts: string[] }): PromptsMetadat
 }
 
 function wrapModel(ops: OnnxOps, name: string, doc: string, meta: Record<string, string>): ModelProto {
+  const graph = ops.graph(name, doc);
+  const contrib = graph.node.some((n) => n.domain === CONTRIB_DOMAIN);
   return {
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: "", version: OPSET }],
+    opsetImport: [{ domain: "", version: OPSET }, ...(contrib ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : [])],
     producerName: "actionflow",
     producerVersion: VERSION,
     docString: doc,
-    graph: ops.graph(name, doc),
+    graph,
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
   };
 }

@@ -10,6 +10,16 @@
  * parameters) becomes one Gemm with its bias fused, reshape chains collapse, an op repeated on the
  * same values is emitted once, softmax over a single element is the constant 1, and `graph()`
  * drops every node and constant no output depends on.
+ *
+ * With `kernels: "fused"` (the exported inference graphs' default, for onnxruntime) the adapter also
+ * emits fewer, larger kernels, some of them onnxruntime's CPU contrib operators (`com.microsoft`
+ * domain): an adaptive-norm modulation by constants (a solver step's time) becomes the scale and
+ * bias of its LayerNormalization (with a clean prefix: two of them, picked per token by Where);
+ * scaled dot-product attention becomes one MultiHeadAttention, or one Attention (its three input
+ * products included) when query, key and value are dense layers of one input; transposes of
+ * transposes compose; an activation or a gate on a dense layer's output runs on its 2-D rows, so
+ * no Reshape stands between two dense layers; a chain of Adds is one Sum. Every rewrite is exact up
+ * to float rounding.
  */
 import { createHash } from "node:crypto";
 import type { ParamSpec, NamedArray } from "../net/ops.ts";
@@ -56,7 +66,20 @@ export interface OnnxOpsOptions {
   params?: "initializers" | "inputs";
   /** Prefix of generated value names (keeps two graphs' names apart when debugging). */
   prefix?: string;
+  /**
+   * `plain` (default): standard ONNX operators only. `fused`: also onnxruntime's contrib operators
+   * (`com.microsoft`, see the module doc), for graphs onnxruntime runs.
+   */
+  kernels?: Kernels;
 }
+
+/** The operator sets an exported graph may use: standard ONNX only, or with onnxruntime's contrib operators. */
+export const KERNELS = ["fused", "plain"] as const;
+/** A name of `KERNELS` (`export --kernels`). */
+export type Kernels = (typeof KERNELS)[number];
+
+/** The domain of onnxruntime's contrib operators. */
+export const CONTRIB_DOMAIN = "com.microsoft";
 
 const BATCH = -1;
 
@@ -79,12 +102,20 @@ export class OnnxOps implements DiffOps<Sym> {
   private readonly weights: WeightMap;
   private readonly paramMode: "initializers" | "inputs";
   private readonly prefix: string;
+  private readonly kernels: Kernels;
+  /** Values of the float32 constants, by name (the fused rewrites read scalars). */
+  private readonly constantValues = new Map<string, Float32Array>();
+  /** Layer norms without affine: their output name -> input and epsilon (the modulation rewrite). */
+  private readonly bareNorms = new Map<string, { x: Sym; eps: number }>();
+  /** Per-token choices between two rows (`selection`): output name -> the mask `[b, n, 1]` and the rows `[1, D]`. */
+  private readonly selections = new Map<string, { mask: Sym; at1: Sym; at0: Sym }>();
   private counter = 0;
 
   constructor(opts: OnnxOpsOptions) {
     this.weights = opts.weights ?? new Map();
     this.paramMode = opts.params ?? "initializers";
     this.prefix = opts.prefix ?? "";
+    this.kernels = opts.kernels ?? "plain";
   }
 
   /** Names of the parameters the description has used so far. */
@@ -120,7 +151,7 @@ export class OnnxOps implements DiffOps<Sym> {
     nodes.reverse();
     return {
       name,
-      node: nodes,
+      node: this.kernels === "fused" ? sumChains(nodes, new Set(this.outputs.map((o) => o.name))) : nodes,
       initializer: this.initializers.filter((t) => live.has(t.name ?? "")),
       input: [...this.inputs],
       output: [...this.outputs],
@@ -195,6 +226,7 @@ export class OnnxOps implements DiffOps<Sym> {
     this.initializers.push(floatTensor(spec.name, w.data, spec.shape));
     const sym: Sym = { name: spec.name, shape: [...spec.shape], dtype: DataType.FLOAT };
     this.params.set(spec.name, sym);
+    this.values.set(spec.name, sym);
     return sym;
   }
 
@@ -208,6 +240,10 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   add(a: Sym, b: Sym): Sym {
+    if (this.kernels === "fused") {
+      const m = this.modulatedNorm(a, b) ?? this.modulatedNorm(b, a);
+      if (m) return m;
+    }
     return this.denseBias(a, b) ?? this.denseBias(b, a) ?? this.node("Add", [a, b], broadcast("add", a.shape, b.shape));
   }
 
@@ -216,6 +252,10 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   mul(a: Sym, b: Sym): Sym {
+    if (this.kernels === "fused") {
+      const rows = this.onRows("Mul", a, b) ?? this.onRows("Mul", b, a);
+      if (rows) return rows;
+    }
     return this.node("Mul", [a, b], broadcast("mul", a.shape, b.shape));
   }
 
@@ -240,6 +280,10 @@ export class OnnxOps implements DiffOps<Sym> {
     const kb = bs[bs.length - 2]!;
     if (k !== kb) throw new Error(`matMul: inner dimensions differ: [${as}] x [${bs}]`);
     const lead = broadcast("matMul", as.slice(0, -2), bs.slice(0, -2));
+    if (this.kernels === "fused") {
+      const fused = this.multiHeadAttention(a, bb) ?? this.selection(a, bb);
+      if (fused) return fused;
+    }
     return this.node("MatMul", [a, bb], [...lead, as[as.length - 2]!, bs[bs.length - 1]!]);
   }
 
@@ -252,6 +296,17 @@ export class OnnxOps implements DiffOps<Sym> {
   transpose(x: Sym, perm: number[]): Sym {
     if (perm.length !== x.shape.length || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
       throw new Error(`transpose: perm [${perm}] does not fit shape [${x.shape}]`);
+    }
+    if (this.kernels === "fused") {
+      // transpose(transpose(a, p), q) = transpose(a, p[q]); the identity is a itself.
+      const p = this.producers.get(x.name);
+      const src = p?.opType === "Transpose" ? this.values.get(p.input[0]!) : undefined;
+      const inner = src ? intsAttr(p!, "perm") : undefined;
+      if (src && inner) {
+        const composed = perm.map((q) => inner[q]!);
+        if (composed.every((q, i) => q === i)) return src;
+        return this.transpose(src, composed);
+      }
     }
     return this.node(
       "Transpose",
@@ -303,6 +358,9 @@ export class OnnxOps implements DiffOps<Sym> {
   }
 
   sigmoid(x: Sym): Sym {
+    const rows = this.kernels === "fused" ? this.rowsOf(x) : undefined;
+    if (rows)
+      return this.reshapeUnchecked(this.node("Sigmoid", [rows], rows.shape), [-1, ...x.shape.slice(1)], x.shape);
     return this.node("Sigmoid", [x], x.shape);
   }
 
@@ -325,7 +383,9 @@ export class OnnxOps implements DiffOps<Sym> {
     if (d === undefined || d < 1) throw new Error(`layerNorm: last axis of [${x.shape}] must be static`);
     const ones = this.constant(new Float32Array(d).fill(1), [d]);
     const zeros = this.constant(new Float32Array(d), [d]);
-    return this.node("LayerNormalization", [x, ones, zeros], x.shape, { axis: { int: -1 }, epsilon: eps });
+    const y = this.node("LayerNormalization", [x, ones, zeros], x.shape, { axis: { int: -1 }, epsilon: eps });
+    this.bareNorms.set(y.name, { x, eps });
+    return y;
   }
 
   // ---- DiffOps<Sym> ----
@@ -379,7 +439,184 @@ export class OnnxOps implements DiffOps<Sym> {
 
   // ---- internals ----
 
+  /**
+   * The 2-D rows `[-1, D]` a value `[-1, ..., D]` was reshaped from (a dense layer's Gemm), or
+   * undefined: elementwise ops on them need no Reshape before the next dense layer.
+   */
+  private rowsOf(x: Sym): Sym | undefined {
+    const p = this.producers.get(x.name);
+    const r = p?.opType === "Reshape" ? this.values.get(p.input[0]!) : undefined;
+    const d = x.shape[x.shape.length - 1];
+    return r && r.shape.length === 2 && r.shape[0] === BATCH && r.shape[1] === d && x.shape[0] === BATCH
+      ? r
+      : undefined;
+  }
+
+  /**
+   * `op(a, b)` computed on a's 2-D rows (`rowsOf`) when b is on the same rows or the same for every
+   * row, then reshaped back to a's shape; undefined otherwise.
+   */
+  private onRows(op: "Mul", a: Sym, b: Sym): Sym | undefined {
+    const ra = this.rowsOf(a);
+    if (!ra) return undefined;
+    const d = ra.shape[1]!;
+    const rb = sameShape(a.shape, b.shape) ? this.rowsOf(b) : undefined;
+    const other = rb ?? (rowConstant(b.shape, d) ? this.reshape(b, [d]) : undefined);
+    if (!other) return undefined;
+    return this.reshapeUnchecked(this.node(op, [ra, other], ra.shape), [-1, ...a.shape.slice(1)], a.shape);
+  }
+
+  /**
+   * `n + n * scale + shift` where n is a layer norm without affine (`layerNorm`) and scale and shift
+   * are the same for every row (`[..1, D]` without the batch dim: the adaptive norm of a constant
+   * time) -> the layer norm with scale `1 + scale` and bias `shift`. Undefined when `sum`, `shift`
+   * are not of that form (per-token or per-sample modulation stays as it is).
+   */
+  private modulatedNorm(sum: Sym, shift: Sym): Sym | undefined {
+    const add = this.producers.get(sum.name);
+    if (add?.opType !== "Add") return undefined;
+    for (const [nName, mName] of [
+      [add.input[0]!, add.input[1]!],
+      [add.input[1]!, add.input[0]!],
+    ] as const) {
+      const norm = this.bareNorms.get(nName);
+      const mul = this.producers.get(mName);
+      if (!norm || mul?.opType !== "Mul") continue;
+      const other = mul.input[0] === nName ? mul.input[1] : mul.input[1] === nName ? mul.input[0] : undefined;
+      const scale = other === undefined ? undefined : this.values.get(other);
+      const d = norm.x.shape[norm.x.shape.length - 1]!;
+      if (!scale) continue;
+      const affine = (sc: Sym, sh: Sym): Sym =>
+        this.node(
+          "LayerNormalization",
+          [
+            norm.x,
+            this.reshape(this.node("Add", [sc, this.constant(Float32Array.of(1), [])], sc.shape), [d]),
+            this.reshape(sh, [d]),
+          ],
+          norm.x.shape,
+          { axis: { int: -1 }, epsilon: norm.eps },
+        );
+      if (rowConstant(scale.shape, d) && rowConstant(shift.shape, d)) return affine(scale, shift);
+      // Per token, one of two constant modulations (a clean prefix): both norms, picked by the mask.
+      const sc = this.selections.get(scale.name);
+      const sh = this.selections.get(shift.name);
+      if (sc && sh && sc.mask === sh.mask && sameShape(norm.x.shape, scale.shape)) {
+        // The mask as a condition of the norm's shape (once per chunk): Where without broadcasting.
+        const bool = this.node("Cast", [sc.mask], sc.mask.shape, { to: { int: DataType.BOOL } }, DataType.BOOL);
+        const cond = this.node("Expand", [bool, this.int64([1, 1, d])], norm.x.shape, {}, DataType.BOOL);
+        const picked = [cond, affine(sc.at1, sh.at1), affine(sc.at0, sh.at0)];
+        return this.node("Where", picked, norm.x.shape, {}, DataType.FLOAT);
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The product of a mask's one-hot `concat([m, 1 - m], 2)` (m `[b, n, 1]`, 0 or 1) with two stacked
+   * rows `concat([r1, r0], 0)` (`[1, D]` each: `selectByMask`), emitted as it is and recorded for
+   * `modulatedNorm`. Undefined for any other product.
+   */
+  private selection(oneHot: Sym, rows: Sym): Sym | undefined {
+    const oh = this.producers.get(oneHot.name);
+    const rs = this.producers.get(rows.name);
+    if (oh?.opType !== "Concat" || rs?.opType !== "Concat" || oh.input.length !== 2 || rs.input.length !== 2)
+      return undefined;
+    const axis = (n: NodeProto): number | undefined => n.attribute?.find((a) => a.name === "axis")?.i;
+    if (axis(oh) !== 2 || axis(rs) !== 0) return undefined;
+    const m = this.values.get(oh.input[0]!);
+    const sub = this.producers.get(oh.input[1]!);
+    const one = sub?.opType === "Sub" ? this.constantValues.get(sub.input[0]!) : undefined;
+    if (!m || sub?.input[1] !== m.name || one?.length !== 1 || one[0] !== 1) return undefined;
+    const [r1, r0] = rs.input.map((r) => this.values.get(r));
+    const d = rows.shape[1]!;
+    if (!r1 || !r0 || !rowConstant(r1.shape, d) || !rowConstant(r0.shape, d) || m.shape.length !== 3) return undefined;
+    if (m.shape[2] !== 1 || m.shape[0] !== BATCH) return undefined;
+    // On the one-hot's 2-D rows (folded once per chunk), so a gate it feeds runs on rows too.
+    const n = m.shape[1]!;
+    const picked = this.node("MatMul", [this.reshapeUnchecked(oneHot, [-1, 2], [BATCH, 2]), rows], [BATCH, d]);
+    const y = this.reshapeUnchecked(picked, [-1, n, d], [BATCH, n, d]);
+    this.selections.set(y.name, { mask: m, at1: r1, at0: r0 });
+    return y;
+  }
+
+  /**
+   * `softmax(qh @ kT * s) @ vh` over heads split by `layers.ts` (qh, vh `[b, heads, n, headDim]`
+   * and kT `[b, heads, headDim, m]`, each a Transpose of a Reshape of `[b, n, width]`) -> one
+   * MultiHeadAttention on the unsplit `[b, n, width]` query, key and value, returned split into
+   * heads again (the caller's merge of the heads then cancels). Undefined for any other product.
+   */
+  private multiHeadAttention(probs: Sym, vh: Sym): Sym | undefined {
+    const sm = this.producers.get(probs.name);
+    if (sm?.opType !== "Softmax") return undefined;
+    let scores = this.producers.get(sm.input[0]!);
+    let scale = 1;
+    if (scores?.opType === "Mul") {
+      const s = this.constantValues.get(scores.input[1]!);
+      if (s?.length !== 1) return undefined;
+      scale = s[0]!;
+      scores = this.producers.get(scores.input[0]!);
+    }
+    if (scores?.opType !== "MatMul") return undefined;
+    const unsplit = (name: string, perm: readonly number[]): Sym | undefined => {
+      const t = this.producers.get(name);
+      const p = t?.opType === "Transpose" ? intsAttr(t, "perm") : undefined;
+      if (!t || !p || p.join() !== perm.join()) return undefined;
+      const split = this.values.get(t.input[0]!);
+      const r = this.producers.get(t.input[0]!);
+      const x = r?.opType === "Reshape" ? this.values.get(r.input[0]!) : undefined;
+      if (!split || !x || split.shape.length !== 4 || split.shape[0] !== BATCH || x.shape[0] !== BATCH)
+        return undefined;
+      const [, n, h, d] = split.shape as [number, number, number, number];
+      // The split read through the Reshape producing `[b, n, width]` (or its 2-D rows): the same node again.
+      return this.reshapeUnchecked(x, [-1, n, h * d], [BATCH, n, h * d]);
+    };
+    const q = unsplit(scores.input[0]!, [0, 2, 1, 3]);
+    const k = unsplit(scores.input[1]!, [0, 2, 3, 1]);
+    const v = unsplit(vh.name, [0, 2, 1, 3]);
+    const heads = vh.shape[1]!;
+    if (!q || !k || !v || heads < 1 || k.shape[1] !== v.shape[1]) return undefined;
+    const [, n, width] = q.shape as [number, number, number];
+    const attrs = { num_heads: { int: heads }, scale };
+    const out =
+      this.selfAttention(q, k, v, attrs) ?? this.node("MultiHeadAttention", [q, k, v], [BATCH, n, v.shape[2]!], attrs);
+    return this.transpose(this.reshape(out, [-1, n, heads, width / heads]), [0, 2, 1, 3]);
+  }
+
   /** Reshape node to `target` (ONNX semantics) reading through a Reshape producer: reshape(reshape(a)) = reshape(a). */
+  /**
+   * Self-attention whose query, key and value are dense layers of the same input (`[b, n, width]`
+   * Reshapes of `Gemm(rows of x, W, bias)`, W and bias initializers) -> one Attention node (the
+   * three products and the attention in one kernel) on x with the weights `[k, 3 * width]` and
+   * biases `[3 * width]` stacked as q | k | v. Undefined otherwise.
+   */
+  private selfAttention(q: Sym, k: Sym, v: Sym, attrs: Record<string, AttrValue>): Sym | undefined {
+    if (this.paramMode !== "initializers") return undefined;
+    const gemms = [q, k, v].map((x) => {
+      const r = this.producers.get(x.name);
+      const g = r?.opType === "Reshape" ? this.producers.get(r.input[0]!) : undefined;
+      return g?.opType === "Gemm" && g.input.length === 3 && !g.attribute?.length ? g : undefined;
+    });
+    const rows = gemms[0]?.input[0];
+    if (rows === undefined || gemms.some((g) => !g || g.input[0] !== rows)) return undefined;
+    const fold = this.producers.get(rows);
+    const x = fold?.opType === "Reshape" ? this.values.get(fold.input[0]!) : undefined;
+    const ws = gemms.map((g) => this.weights.get(g!.input[1]!));
+    const bs = gemms.map((g) => this.weights.get(g!.input[2]!));
+    if (!x || x.shape.length !== 3 || x.shape[0] !== BATCH || x.shape[1] !== q.shape[1]) return undefined;
+    const [kDim, width] = (ws[0]?.shape ?? []) as [number, number];
+    if (ws.some((w) => w?.shape.length !== 2 || w.shape[0] !== kDim || w.shape[1] !== width)) return undefined;
+    if (bs.some((b) => b?.data.length !== width)) return undefined;
+    const w = new Float32Array(kDim * 3 * width);
+    for (let r = 0; r < kDim; r++)
+      for (let which = 0; which < 3; which++)
+        w.set(ws[which]!.data.subarray(r * width, (r + 1) * width), r * 3 * width + which * width);
+    const b = new Float32Array(3 * width);
+    bs.forEach((bias, which) => b.set(bias!.data, which * width));
+    const out = [BATCH, q.shape[1]!, width];
+    return this.node("Attention", [x, this.constant(w, [kDim, 3 * width]), this.constant(b, [3 * width])], out, attrs);
+  }
+
   private reshapeUnchecked(x: Sym, target: readonly number[], out: readonly number[]): Sym {
     const p = this.producers.get(x.name);
     const src = p?.opType === "Reshape" ? this.values.get(p.input[0]!) : undefined;
@@ -426,6 +663,7 @@ export class OnnxOps implements DiffOps<Sym> {
       output: [output],
       name: `${output}_node`,
       opType,
+      ...(CONTRIB_OPS.has(opType) ? { domain: CONTRIB_DOMAIN } : {}),
       ...(attribute.length ? { attribute } : {}),
     };
     this.nodes.push(node);
@@ -442,8 +680,11 @@ export class OnnxOps implements DiffOps<Sym> {
     const name = this.fresh("const");
     this.claim(name);
     this.initializers.push({ ...t, name });
+    if (dtype === DataType.FLOAT)
+      this.constantValues.set(name, new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice());
     const sym: Sym = { name, shape: [...t.dims], dtype };
     this.constants.set(key, sym);
+    this.values.set(name, sym);
     return sym;
   }
 
@@ -458,6 +699,49 @@ export class OnnxOps implements DiffOps<Sym> {
     if (this.names.has(name)) throw new Error(`ONNX value name '${name}' is used twice`);
     this.names.add(name);
   }
+}
+
+/**
+ * `Add(Add(a, b), c)` where the inner sum has no other reader (nor is an output) -> `Sum(a, b, c)`:
+ * one kernel for a residual stream's two updates. `nodes` are live and in topological order.
+ */
+function sumChains(nodes: readonly NodeProto[], outputs: ReadonlySet<string>): NodeProto[] {
+  const readers = new Map<string, number>();
+  for (const n of nodes) for (const i of n.input) readers.set(i, (readers.get(i) ?? 0) + 1);
+  const sums = new Map<string, NodeProto>();
+  const merged = new Set<NodeProto>();
+  const out: NodeProto[] = [];
+  for (const n of nodes) {
+    if (n.opType !== "Add" && n.opType !== "Sum") {
+      out.push(n);
+      continue;
+    }
+    const terms: string[] = [];
+    for (const i of n.input) {
+      const inner = sums.get(i);
+      if (inner && readers.get(i) === 1 && !outputs.has(i)) {
+        terms.push(...inner.input);
+        merged.add(inner);
+      } else terms.push(i);
+    }
+    const node = terms.length === n.input.length ? n : { ...n, opType: "Sum", input: terms };
+    sums.set(n.output[0]!, node);
+    out.push(node);
+  }
+  return out.filter((n) => !merged.has(n));
+}
+
+/** The contrib operators the fused kernels use (emitted in `CONTRIB_DOMAIN`). */
+const CONTRIB_OPS = new Set(["Attention", "MultiHeadAttention"]);
+
+/** The ints of attribute `name` of a node, if it has them. */
+function intsAttr(node: NodeProto, name: string): number[] | undefined {
+  return node.attribute?.find((a) => a.name === name)?.ints?.map(Number);
+}
+
+/** A shape that is the same for every row of `[..., d]`: `[d]` or `[1, ..., 1, d]` (no batch dim). */
+function rowConstant(shape: readonly number[], d: number): boolean {
+  return shape.length >= 1 && shape[shape.length - 1] === d && shape.slice(0, -1).every((s) => s === 1);
 }
 
 function attr(name: string, v: AttrValue): AttributeProto {

@@ -21,8 +21,11 @@
  * products (layer norms, biases, normalisation maps, embeddings computed by Mul and Add) stay fp32,
  * and so does every product whose weight is not a 2-D float initializer.
  *
- * The file stays plain opset 17 (the official checker accepts it; any runtime with the ONNX
- * operators runs it). Its `metadata_props` keep every `actionflow.*` key of the fp32 export and add
+ * The fused export's self-attention (onnxruntime's `com.microsoft` Attention, which holds its
+ * stacked q | k | v weight) becomes `DynamicQuantizeLinear(x)` and a `QAttention` on the int8
+ * weight, symmetric per output column like the products above, bias fp32. A plain export (`export
+ * --kernels plain`) stays plain opset 17 (the official checker accepts it; any runtime with the
+ * ONNX operators runs it). Its `metadata_props` keep every `actionflow.*` key of the fp32 export and add
  * `actionflow.quantization` = `int8`, the scheme and the number of products rewritten; a model that
  * is already quantised is refused.
  *
@@ -45,6 +48,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "./proto.ts";
+import { CONTRIB_DOMAIN } from "./ops.ts";
 
 /** The quantisations `quantizeModel` implements. */
 export const QUANTIZATIONS = ["int8"] as const;
@@ -64,6 +68,7 @@ const QUANTIZED_OPS = new Set([
   "QLinearMatMul",
   "DynamicQuantizeMatMul",
   "MatMulIntegerToFloat",
+  "QAttention",
 ]);
 /** The scheme written to `actionflow.quantization_scheme`. */
 export const INT8_SCHEME =
@@ -154,6 +159,26 @@ export function quantizeModel(
   const nodes: NodeProto[] = [];
   let matmuls = 0;
   for (const node of graph.node) {
+    const attention = attentionPlanOf(node, inits);
+    if (attention) {
+      // onnxruntime's Attention (q | k | v products in the node) -> QAttention on the quantised input.
+      matmuls++;
+      const base = node.name ?? node.output[0] ?? "attention";
+      const w = weightOf(attention.weight, false);
+      const [xq, xs, xzp] = ["xq", "xs", "xzp"].map((s) => fresh(`${base}.${s}`));
+      nodes.push(
+        { opType: "DynamicQuantizeLinear", input: [attention.x], output: [xq!, xs!, xzp!], name: fresh(`${base}.dql`) },
+        {
+          opType: "QAttention",
+          domain: CONTRIB_DOMAIN,
+          input: [xq!, w.q, attention.bias, xs!, w.scale, "", xzp!],
+          output: [...node.output],
+          name: fresh(`${base}.qattention`),
+          attribute: [...(node.attribute ?? [])],
+        },
+      );
+      continue;
+    }
     const plan = planOf(node, inits);
     if (plan.kind === "skip") {
       if (plan.reason) skipped.push({ node: node.name ?? node.output[0] ?? "?", reason: plan.reason });
@@ -251,6 +276,23 @@ export function quantizeColumns(w: Float32Array, k: number, n: number): { q: Int
 /** How one node is rewritten: not at all (with a reason when it is a matrix product), or as x @ W (+ bias). */
 type Plan =
   { kind: "skip"; reason?: string } | { kind: "matmul"; x: string; weight: string; transposed: boolean; bias?: string };
+
+/**
+ * onnxruntime's `Attention(x, W, bias)` with W `[K, 3 * width]` and bias float32 initializers (the
+ * fused export's self-attention), or undefined.
+ */
+function attentionPlanOf(
+  node: NodeProto,
+  inits: ReadonlyMap<string, TensorProto>,
+): { x: string; weight: string; bias: string } | undefined {
+  if (node.domain !== CONTRIB_DOMAIN || node.opType !== "Attention" || node.input.length !== 3) return undefined;
+  const [x, weight, bias] = node.input as [string, string, string];
+  const w = inits.get(weight);
+  const b = inits.get(bias);
+  if (w?.dataType !== DataType.FLOAT || w.dims.length !== 2 || b?.dataType !== DataType.FLOAT || inits.has(x))
+    return undefined;
+  return { x, weight, bias };
+}
 
 function planOf(node: NodeProto, inits: ReadonlyMap<string, TensorProto>): Plan {
   if ((node.domain ?? "") !== "" || (node.opType !== "MatMul" && node.opType !== "Gemm")) return { kind: "skip" };

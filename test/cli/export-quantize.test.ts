@@ -16,10 +16,11 @@ describe("actionflow export --quantize int8", () => {
   it("writes policy.int8.onnx beside the run (not policy.onnx), prints one JSON object last, and the policy runs", async () => {
     const run = join(dir, "reach");
     cpSync("examples/policies/reach", run, { recursive: true });
-    const r = await cli(["export", run, "--quantize", "int8", "--steps", "4", "--json"]);
+    const r = await cli(["export", run, "--quantize", "int8", "--steps", "4", "--kernels", "plain", "--json"]);
     const res = JSON.parse(r.stdout.trimEnd().split("\n").pop()!) as {
       onnx: string;
       velocityOnnx: string;
+      kernels: string;
       quantization: string;
       steps: number;
       quantized: { matmuls: number; weights: number; skipped: unknown[] };
@@ -27,6 +28,7 @@ describe("actionflow export --quantize int8", () => {
     expect(res.onnx).toBe(join(run, "policy.int8.onnx"));
     expect(res.velocityOnnx).toBe(join(run, "policy.int8.velocity.onnx"));
     expect(res.quantization).toBe("int8");
+    expect(res.kernels).toBe("plain");
     expect(res.steps).toBe(4);
     expect(res.quantized.matmuls).toBeGreaterThan(res.quantized.weights);
     expect(res.quantized.skipped).toEqual([]);
@@ -37,7 +39,9 @@ describe("actionflow export --quantize int8", () => {
     const fp32 = await OnnxPolicy.load(run, { threads: 1, steps: 4 });
     try {
       expect(int8.metadata["actionflow.quantization"]).toBe("int8");
+      expect(int8.metadata["actionflow.kernels"]).toBe("plain");
       expect(fp32.metadata["actionflow.quantization"]).toBeUndefined();
+      expect(fp32.metadata["actionflow.kernels"]).toBe("fused");
       const obs = { state: new Rng(1).normalArray(6), env: new Rng(2).normalArray(6) };
       const noise = new Rng(3).normalArray(int8.horizon * int8.modelActionDim);
       const a = await fp32.sampleChunk(obs, { noise });

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { exportOnnx } from "../../../policy/onnx/export.ts";
 import { decodeModel, metadataOf } from "../../../policy/onnx/proto.ts";
+import { CONTRIB_DOMAIN } from "../../../policy/onnx/ops.ts";
 import { checkOnnxFile, onnxCheckerUnavailable } from "./helpers.ts";
 import { tinyModel, writeTinyCheckpoint } from "./fixture.ts";
 
@@ -54,6 +55,25 @@ describe("exportOnnx", () => {
       expect(checkOnnxFile(r.onnx)).toBe("");
       expect(checkOnnxFile(r.velocityOnnx)).toBe("");
     }
+  });
+
+  it("writes fused kernels by default and standard operators with kernels: plain, both passing the checker", async () => {
+    const run = join(root, "run-kernels");
+    await writeTinyCheckpoint(run, tinyModel("transformer"));
+    const fused = await exportOnnx(run, { steps: 2 });
+    const plain = await exportOnnx(run, { steps: 2, kernels: "plain", out: join(run, "policy.plain.onnx") });
+    expect([fused.kernels, plain.kernels]).toEqual(["fused", "plain"]);
+    for (const [r, contrib] of [
+      [fused, true],
+      [plain, false],
+    ] as const)
+      for (const path of [r.onnx, r.velocityOnnx]) {
+        const model = decodeModel(readFileSync(path));
+        expect(metadataOf(model)["actionflow.kernels"]).toBe(r.kernels);
+        expect(model.opsetImport.some((o) => o.domain === CONTRIB_DOMAIN)).toBe(contrib);
+        expect(model.graph.node.some((n) => n.domain === CONTRIB_DOMAIN)).toBe(contrib);
+        if (!checker) expect(checkOnnxFile(path)).toBe("");
+      }
   });
 
   it("exports a regression head with one evaluation and no noise input", async () => {

@@ -1,16 +1,18 @@
 /** Test helpers: run an `OnnxOps` graph in onnxruntime-node, and the Debian ONNX checker. */
 import { spawnSync } from "node:child_process";
 import * as ort from "onnxruntime-node";
-import type { OnnxOps } from "../../../policy/onnx/ops.ts";
+import { CONTRIB_DOMAIN, type OnnxOps } from "../../../policy/onnx/ops.ts";
 import { IR_VERSION, OPSET, encodeModel, type ModelProto } from "../../../policy/onnx/proto.ts";
 
-/** Wraps the graph of `ops` into an opset-17 model. */
+/** Wraps the graph of `ops` into an opset-17 model (importing the contrib domain when a node uses it). */
 export function modelOf(ops: OnnxOps): ModelProto {
+  const graph = ops.graph("test");
+  const contrib = graph.node.some((n) => n.domain === CONTRIB_DOMAIN);
   return {
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: "", version: OPSET }],
+    opsetImport: [{ domain: "", version: OPSET }, ...(contrib ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : [])],
     producerName: "test",
-    graph: ops.graph("test"),
+    graph,
   };
 }
 

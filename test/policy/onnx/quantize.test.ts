@@ -64,22 +64,31 @@ for (const arch of ["transformer", "mlp"] as const) {
         (n) =>
           (n.opType === "Gemm" || n.opType === "MatMul") && fp32.graph.initializer.some((t) => t.name === n.input[1]),
       );
-      expect(report.matmuls).toBe(weightProducts.length);
+      // The fused export's self-attention holds its q | k | v weight: it becomes one QAttention.
+      const attention = fp32.graph.node.filter((n) => n.opType === "Attention").length;
+      expect(attention).toBe(arch === "transformer" ? 4 * m.config.transformer.depth : 0);
+      expect(report.matmuls).toBe(weightProducts.length + attention);
       expect(report.matmuls).toBeGreaterThan(0);
       expect(report.skipped).toEqual([]);
-      expect(int8.graph.node.filter((n) => n.opType === "MatMulInteger")).toHaveLength(report.matmuls);
+      expect(int8.graph.node.filter((n) => n.opType === "MatMulInteger")).toHaveLength(weightProducts.length);
+      expect(int8.graph.node.filter((n) => n.opType === "QAttention")).toHaveLength(attention);
       expect(int8.graph.node.filter((n) => n.opType === "DynamicQuantizeLinear")).toHaveLength(report.matmuls);
-      expect(int8.graph.node.some((n) => n.opType === "Gemm")).toBe(false);
+      expect(int8.graph.node.some((n) => n.opType === "Gemm" || n.opType === "Attention")).toBe(false);
       const meta = metadataOf(int8);
       expect(meta["actionflow.quantization"]).toBe("int8");
       expect(meta["actionflow.quantized_matmuls"]).toBe(String(report.matmuls));
       expect(meta["actionflow.config"]).toBe(metadataOf(fp32)["actionflow.config"]);
-      // int8 tensors only feed MatMulInteger; the other weights stay float32 and unchanged.
+      // int8 tensors only feed MatMulInteger (and QAttention); the other weights stay float32 and unchanged.
       const int8Names = new Set(int8.graph.initializer.filter((t) => t.dataType === 3).map((t) => t.name ?? ""));
       expect(int8Names.size).toBe(report.weights);
       for (const n of int8.graph.node)
-        for (const x of n.input) if (int8Names.has(x)) expect(n.opType).toBe("MatMulInteger");
-      const quantizedWeights = new Set(weightProducts.map((n) => n.input[1]));
+        for (const x of n.input) if (int8Names.has(x)) expect(["MatMulInteger", "QAttention"]).toContain(n.opType);
+      const quantizedWeights = new Set(
+        fp32.graph.node
+          .filter((n) => n.opType === "Attention")
+          .map((n) => n.input[1])
+          .concat(weightProducts.map((n) => n.input[1])),
+      );
       for (const t of fp32.graph.initializer) {
         if (quantizedWeights.has(t.name)) continue;
         const kept = int8.graph.initializer.find((u) => u.name === t.name);
