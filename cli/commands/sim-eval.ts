@@ -120,7 +120,13 @@ export function registerSimEval(sim: Command): void {
           o.server !== undefined ? { server: o.server, ...(o.model ? { model: o.model } : {}) } : undefined;
         const policy = o.policy ?? `kserve ${o.server} model ${o.model ?? "policy"}`;
         // sync's actions per chunk: the flag, else the policy's recommendation, else 8 (runSimEval)
-        const merge = chunkMergeFrom(o, o.merge === "sync" ? {} : SIM_EVAL_MERGE_DEFAULTS);
+        // the scripted expert is the reference its demonstrations came from: its commands run as it
+        // gives them unless --smoothing says otherwise
+        const expertRaw = o.policy === "expert" && o.smoothing === undefined && o.merge !== "ensemble";
+        const merge = chunkMergeFrom(
+          expertRaw ? { ...o, smoothing: 0 } : o,
+          o.merge === "sync" ? {} : SIM_EVAL_MERGE_DEFAULTS,
+        );
         const scene = await userSceneFrom(o);
         const json = o.json ?? false;
         const bar = startProgress(o.episodes, { json, label: `eval ${task}` });

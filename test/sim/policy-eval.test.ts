@@ -162,4 +162,35 @@ describe("collect -> train -> export -> sim eval", () => {
     const { episode_ix: _b, ...before } = info.per_episode[2]!;
     expect(again).toEqual(before);
   });
+
+  it("sim eval --policy expert runs the expert's commands as it gives them (no smoothing unless asked)", async () => {
+    const cli = join(process.cwd(), "cli", "main.ts");
+    const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
+    const expert = async (extra: string[]): Promise<EvalInfo["aggregated"]> => {
+      const e = await run(tsx, [
+        cli,
+        "sim",
+        "eval",
+        "--task",
+        "fork",
+        "--policy",
+        "expert",
+        "--episodes",
+        "2",
+        "--seed",
+        "1000",
+        "--out",
+        join(dir, `expert${extra.join("")}`),
+        ...extra,
+        "--json",
+      ]);
+      const lines = e.stdout.trim().split("\n");
+      return JSON.parse(lines[lines.length - 1] ?? "") as EvalInfo["aggregated"];
+    };
+    const raw = await expert([]);
+    const off = await expert(["--smoothing", "0"]);
+    const smoothed = await expert(["--smoothing", "30"]);
+    expect(raw.smoothness).toEqual(off.smoothness);
+    expect(smoothed.smoothness.mean_sq_jerk).toBeLessThan(raw.smoothness.mean_sq_jerk);
+  });
 });
