@@ -1,14 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TfjsOps } from "../../../policy/net/tfjs-ops.ts";
 import { buildSampleModel, obsInputName } from "../../../policy/onnx/graphs.ts";
-import { decodeModel, encodeModel, type ModelProto } from "../../../policy/onnx/proto.ts";
+import type { ModelProto } from "../../../policy/onnx/proto.ts";
 import { Rng } from "../../../policy/random.ts";
-import { maxAbsDiff, runModel } from "./helpers.ts";
+import { maxAbsDiff, optimizedModel, runModel } from "./helpers.ts";
 import { RAW, randomObs, tinyModel } from "./fixture.ts";
 
 const STEPS = 3;
@@ -21,16 +20,7 @@ beforeAll(async () => {
 });
 
 /** The graph onnxruntime runs after its optimisations (constant folding, fusions), as it saves it. */
-async function optimized(model: ModelProto, name: string): Promise<ModelProto> {
-  const path = join(dir, `${name}.onnx`);
-  const session = await ort.InferenceSession.create(encodeModel(model), {
-    graphOptimizationLevel: "all",
-    optimizedModelFilePath: path,
-    logSeverityLevel: 3,
-  });
-  await session.release();
-  return decodeModel(new Uint8Array(readFileSync(path)), path);
-}
+const optimized = (model: ModelProto, name: string): Promise<ModelProto> => optimizedModel(model, dir, name);
 
 const opCount = (m: ModelProto, op: string): number => m.graph.node.filter((n) => n.opType === op).length;
 const readers = (m: ModelProto, param: RegExp): string[] =>

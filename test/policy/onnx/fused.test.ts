@@ -1,14 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import * as ort from "onnxruntime-node";
 import { afterAll, describe, expect, it } from "vitest";
 import { attend, dense, headsKeys, headsValues, modulate } from "../../../policy/net/layers.ts";
 import { buildSampleModel, obsInputName } from "../../../policy/onnx/graphs.ts";
 import { CONTRIB_DOMAIN, OnnxOps, type Kernels, type NamedArray } from "../../../policy/onnx/ops.ts";
-import { decodeModel, encodeModel, metadataOf, type ModelProto } from "../../../policy/onnx/proto.ts";
+import { metadataOf, type ModelProto } from "../../../policy/onnx/proto.ts";
 import { Rng } from "../../../policy/random.ts";
-import { maxAbsDiff, modelOf, runModel } from "./helpers.ts";
+import { maxAbsDiff, modelOf, optimizedModel, runModel } from "./helpers.ts";
 import { RAW, randomObs, tinyModel } from "./fixture.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "actionflow-fused-"));
@@ -16,14 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The kernels onnxruntime runs for a model, after its own optimisations. */
 async function kernelsOf(model: ModelProto, name: string): Promise<string[]> {
-  const path = join(dir, `${name}.onnx`);
-  const session = await ort.InferenceSession.create(encodeModel(model), {
-    graphOptimizationLevel: "all",
-    optimizedModelFilePath: path,
-    logSeverityLevel: 3,
-  });
-  await session.release();
-  return decodeModel(new Uint8Array(readFileSync(path)), path).graph.node.map((n) => n.opType);
+  return (await optimizedModel(model, dir, name)).graph.node.map((n) => n.opType);
 }
 
 describe("fused kernels (OnnxOps kernels: fused)", () => {

@@ -1,8 +1,10 @@
 /** Test helpers: run an `OnnxOps` graph in onnxruntime-node, and the Debian ONNX checker. */
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { CONTRIB_DOMAIN, type OnnxOps } from "../../../policy/onnx/ops.ts";
-import { IR_VERSION, OPSET, encodeModel, type ModelProto } from "../../../policy/onnx/proto.ts";
+import { IR_VERSION, OPSET, decodeModel, encodeModel, type ModelProto } from "../../../policy/onnx/proto.ts";
 
 /** Wraps the graph of `ops` into an opset-17 model (importing the contrib domain when a node uses it). */
 export function modelOf(ops: OnnxOps): ModelProto {
@@ -65,4 +67,19 @@ export function checkOnnxFile(path: string): string {
     { encoding: "utf8" },
   );
   return r.status === 0 && r.stdout.trim() === "ok" ? "" : (r.stderr || r.stdout || `exit ${r.status}`).trim();
+}
+
+/**
+ * The graph onnxruntime runs after its optimisations (constant folding, fusions), as it saves it
+ * to `<dir>/<name>.onnx`.
+ */
+export async function optimizedModel(model: ModelProto, dir: string, name: string): Promise<ModelProto> {
+  const path = join(dir, `${name}.onnx`);
+  const session = await ort.InferenceSession.create(encodeModel(model), {
+    graphOptimizationLevel: "all",
+    optimizedModelFilePath: path,
+    logSeverityLevel: 3,
+  });
+  await session.release();
+  return decodeModel(new Uint8Array(readFileSync(path)), path);
 }
