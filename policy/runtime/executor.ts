@@ -117,7 +117,7 @@ export interface MergeFlags {
   prefixSteps?: number;
   /** `blend`: how overlapping actions merge. */
   aggregate?: Aggregate;
-  /** `sync` and `rtc`: smoothing weight λ of each new chunk onto the commands before it (0 = off). */
+  /** `sync`, `blend` and `rtc`: smoothing weight λ of each new chunk onto the commands before it (0 = off). */
   smoothing?: number;
 }
 
