@@ -88,7 +88,14 @@ program
   )
   .addOption(option("--runs <n>", "timed ORT runs per head", positiveInt, 200))
   .addOption(option("--tfjs-runs <n>", "timed tfjs runs per head", positiveInt, 20))
-  .addOption(option("--threads <n>", "ORT intra-op threads", positiveInt, 2))
+  .addOption(
+    option(
+      "--threads <n>",
+      "ORT intra-op threads (default 1, the policy's default: the fastest at batch 1)",
+      positiveInt,
+      1,
+    ),
+  )
   .option(
     "--profile",
     "also profile the transformer's chunk (fp32, int8, prefix-trained) at batch 1 and 32 with onnxruntime's profiler (time per op type, per-node overhead)",

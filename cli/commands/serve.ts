@@ -61,11 +61,7 @@ export function registerServe(program: Command): void {
     )
     .addOption(option("--fps <hz>", "the chunk's action rate to announce in the metadata", positiveFloat))
     .addOption(
-      option(
-        "--threads <n>",
-        "onnxruntime intra-op threads of each inference worker (default: 1 when serving, onnxruntime's choice with --robot)",
-        positiveInt,
-      ),
+      option("--threads <n>", "onnxruntime intra-op threads of each inference worker (default 1)", positiveInt),
     )
     .addOption(providerOption())
     .addOption(

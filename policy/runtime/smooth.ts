@@ -25,6 +25,8 @@ interface Factor {
 }
 
 const D3 = [-1, 3, -3, 1] as const;
+/** The half-bandwidth of DᵀD for third differences. */
+const BAND = D3.length - 1;
 
 function factor(m: number, k: number, lambda: number): Factor {
   const n = k + m;
@@ -87,17 +89,20 @@ export function smoothOnto(
   const { l, coupling } = cached(m, k, lambda);
   const out = new Float32Array(actions.length);
   const y = new Float64Array(m);
+  // L keeps the band of the system (3 below the diagonal: a Cholesky factor has no fill-in outside
+  // it) and the anchor couples to the first 3 actions only, so each joint is O(m): the solve runs
+  // on the control loop's thread at every chunk.
   for (let d = 0; d < A; d++) {
     // Right side: a - coupling · anchor, then forward and back substitution.
     for (let i = 0; i < m; i++) {
       let s = actions[i * A + d]!;
-      for (let j = 0; j < k; j++) s -= coupling[i * k + j]! * anchor[j * A + d]!;
-      for (let p = 0; p < i; p++) s -= l[i * m + p]! * y[p]!;
+      if (i < BAND) for (let j = 0; j < k; j++) s -= coupling[i * k + j]! * anchor[j * A + d]!;
+      for (let p = Math.max(0, i - BAND); p < i; p++) s -= l[i * m + p]! * y[p]!;
       y[i] = s / l[i * m + i]!;
     }
     for (let i = m - 1; i >= 0; i--) {
       let s = y[i]!;
-      for (let p = i + 1; p < m; p++) s -= l[p * m + i]! * y[p]!;
+      for (let p = i + 1; p <= Math.min(m - 1, i + BAND); p++) s -= l[p * m + i]! * y[p]!;
       y[i] = s / l[i * m + i]!;
     }
     for (let i = 0; i < m; i++) out[i * A + d] = y[i]!;

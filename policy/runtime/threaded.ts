@@ -31,7 +31,7 @@ import {
 
 /** Options of {@link ThreadedPolicy.start}. */
 export interface ThreadedPolicyOptions {
-  /** onnxruntime intra-op threads of each worker (default: onnxruntime's choice). */
+  /** onnxruntime intra-op threads of each worker (default `OnnxPolicy`'s, 1: the fastest at batch 1). */
   threads?: number;
   /**
    * Worker threads, each with its own session (default 1). With more than one, idle workers share

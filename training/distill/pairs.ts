@@ -15,7 +15,7 @@
  * made with other settings or another teacher is refused, never silently reused.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Checkpoint } from "../../policy/checkpoint/checkpoint.ts";
@@ -82,7 +82,7 @@ export interface GeneratePairsOptions {
   seed: number;
   /** Pairs per onnxruntime call (default 32). */
   batch?: number;
-  /** onnxruntime intra-op threads (default: onnxruntime's choice). */
+  /** onnxruntime intra-op threads (default: one per core; pairs are solved in batches). */
   threads?: number;
   /** Called after each batch with the pairs done and the total. */
   onProgress?: (done: number, total: number) => void;
@@ -114,7 +114,7 @@ export async function generatePairs(opts: GeneratePairsOptions): Promise<Pairs> 
   try {
     const file = join(dir, "teacher.onnx");
     await writeFile(file, built.sample);
-    const policy = await OnnxPolicy.load(file, opts.threads !== undefined ? { threads: opts.threads } : {});
+    const policy = await OnnxPolicy.load(file, { threads: opts.threads ?? availableParallelism() });
     try {
       const key: PairsKey = {
         teacherSha256: opts.teacherSha256,
