@@ -29,6 +29,7 @@ import { realScheduler } from "../bridge/scheduler.ts";
 import { useBackend } from "../training/backend/registry.ts";
 import { log } from "../cli/output.ts";
 import { exportDefaultHead } from "./infer.ts";
+import type { RealtimeResult } from "../bridge/realtime.ts";
 
 /** One rate's figures. */
 export interface LoopFigures {
@@ -56,6 +57,8 @@ export interface LoopFigures {
   /** V8 heap in use (MiB) of this thread just before the loop started, and after it stopped. */
   heapUsedMbStart: number;
   heapUsedMbEnd: number;
+  /** With `--realtime-priority`: the priority and whether the loop's thread got it. */
+  realtime?: RealtimeResult;
 }
 
 const MIB = 2 ** 20;
@@ -87,6 +90,8 @@ interface LoopBenchOptions {
   executionHorizon?: number;
   /** Also run every rate with an MCAP run log (`--log`) and report the difference. */
   log?: boolean;
+  /** SCHED_FIFO priority of the loop's thread (`--realtime-priority`); default: the normal policy. */
+  realtimePriority?: number;
 }
 
 /** Runs the loop at one rate for `o.seconds`, with a run log at `logPath` when given. */
@@ -138,8 +143,17 @@ async function runRate(
   const memStart = process.memoryUsage();
   // the loop `sim run` and `serve --robot` run: started, stopped after the time (or on a signal)
   let st: LoopStats;
+  let realtime: RealtimeResult | undefined;
   try {
-    st = (await runLoop({ loop, profile, seconds: o.seconds, log })).loop;
+    const res = await runLoop({
+      loop,
+      profile,
+      seconds: o.seconds,
+      log,
+      ...(o.realtimePriority !== undefined ? { realtimePriority: o.realtimePriority } : {}),
+    });
+    st = res.loop;
+    realtime = res.realtime;
   } finally {
     plantLink.stop();
   }
@@ -166,6 +180,7 @@ async function runRate(
     heapUsedMbStart: memStart.heapUsed / MIB,
     heapUsedMbEnd: memEnd.heapUsed / MIB,
     ...(runLog ? { runLog } : {}),
+    ...(realtime ? { realtime } : {}),
   };
 }
 

@@ -2,7 +2,15 @@
  * Benchmarks: `npm run bench -- <train|adamw|infer|serve|loop|video> [--json] [options]`; each prints one JSON object.
  */
 import { Command } from "commander";
-import { choiceOption, list, nonNegativeInt, option, positiveFloat, positiveInt } from "../cli/args.ts";
+import {
+  choiceOption,
+  list,
+  nonNegativeInt,
+  option,
+  positiveFloat,
+  positiveInt,
+  realtimePriorityOption,
+} from "../cli/args.ts";
 import { printResult, log } from "../cli/output.ts";
 import { TRAIN_BACKEND_NAMES } from "../training/backend/registry.ts";
 import type { TrainBackendName } from "../training/backend/registry.ts";
@@ -163,6 +171,7 @@ program
   .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt, 1))
   .addOption(option("--execution-horizon <n>", "rtc execution horizon s (default H/2)", positiveInt))
   .option("--log", "also run each rate with an MCAP run log and report the jitter difference")
+  .addOption(realtimePriorityOption())
   .option("--json", "JSON only")
   .action(
     async (o: {
@@ -171,6 +180,7 @@ program
       threads: number;
       executionHorizon?: number;
       log?: boolean;
+      realtimePriority?: number;
       json?: boolean;
     }) => {
       printResult(
@@ -179,6 +189,7 @@ program
           rates: o.rates,
           threads: o.threads,
           log: o.log ?? false,
+          ...(o.realtimePriority !== undefined ? { realtimePriority: o.realtimePriority } : {}),
           ...(o.executionHorizon !== undefined ? { executionHorizon: o.executionHorizon } : {}),
         }),
         { json: true },

@@ -16,6 +16,8 @@ import type { RosLinkOptions, RosLinkStats } from "./ros/link.ts";
 import { RosLink } from "./ros/link.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { realScheduler } from "./scheduler.ts";
+import { clearLoopThreadRealtime, setLoopThreadRealtime } from "./realtime.ts";
+import type { RealtimeResult } from "./realtime.ts";
 
 /** Where termination signals come from (default: the process). */
 export interface SignalSource {
@@ -48,6 +50,8 @@ export interface DriveOptions {
   runLog?: RunLogRequest;
   /** Also receives every loop event (after the log line), e.g. a prompt the loop accepted. */
   onLoopEvent?: ControlLoopOptions["onEvent"];
+  /** SCHED_FIFO priority of the loop's thread while it runs (`--realtime-priority`; see {@link RunLoopOptions}). */
+  realtimePriority?: number;
 }
 
 /** A run log to write: the file and what its metadata records say. */
@@ -114,6 +118,8 @@ export interface DriveResult {
   rejectedMessages: RejectedCounts;
   /** The run log written, when one was asked for. */
   runLog?: WrittenRunLog;
+  /** The real-time priority asked for and whether it was set. */
+  realtime?: RealtimeResult;
 }
 
 /** Options of {@link runLoop}. */
@@ -128,6 +134,12 @@ export interface RunLoopOptions {
   /** Default: the process. */
   signals?: SignalSource;
   log?: (line: string) => void;
+  /**
+   * Run the loop's thread on SCHED_FIFO at this priority (1-99) while the loop runs
+   * (`--realtime-priority`, see `realtime.ts`); default: the normal policy. Without the right, the loop
+   * runs at the normal policy and the reason is logged and returned.
+   */
+  realtimePriority?: number;
 }
 
 /**
@@ -135,10 +147,31 @@ export interface RunLoopOptions {
  * first, then two control periods for the stop message to go out), stops the loop and returns its
  * figures. Every way `sim run` and `serve --robot` drive a robot goes through here.
  */
-export async function runLoop(opts: RunLoopOptions): Promise<{ stoppedBy: DriveResult["stoppedBy"]; loop: LoopStats }> {
+export async function runLoop(
+  opts: RunLoopOptions,
+): Promise<{ stoppedBy: DriveResult["stoppedBy"]; loop: LoopStats; realtime?: RealtimeResult }> {
   const { loop } = opts;
   const log = opts.log ?? ((): void => {});
   const signals: SignalSource = opts.signals ?? process;
+  const realtime = opts.realtimePriority !== undefined ? setLoopThreadRealtime(opts.realtimePriority) : undefined;
+  if (realtime?.error !== undefined)
+    log(`real-time priority ${realtime.priority} not set, running at the normal policy: ${realtime.error}`);
+  try {
+    return { ...(await runStarted(opts, log, signals)), ...(realtime ? { realtime } : {}) };
+  } finally {
+    if (realtime?.applied) {
+      const error = clearLoopThreadRealtime();
+      if (error !== undefined) log(`could not restore the normal scheduling policy: ${error}`);
+    }
+  }
+}
+
+async function runStarted(
+  opts: RunLoopOptions,
+  log: (line: string) => void,
+  signals: SignalSource,
+): Promise<{ stoppedBy: DriveResult["stoppedBy"]; loop: LoopStats }> {
+  const { loop } = opts;
   loop.start();
   const stoppedBy = await new Promise<DriveResult["stoppedBy"]>((resolve) => {
     let timer: NodeJS.Timeout | undefined;
@@ -264,6 +297,7 @@ export async function driveRobot(opts: DriveOptions): Promise<DriveResult> {
       ...(opts.seconds !== undefined ? { seconds: opts.seconds } : {}),
       ...(opts.stopWhen ? { stopWhen: opts.stopWhen } : {}),
       ...(opts.signals ? { signals: opts.signals } : {}),
+      ...(opts.realtimePriority !== undefined ? { realtimePriority: opts.realtimePriority } : {}),
       log,
     });
     rejections.finish();

@@ -31,6 +31,26 @@ export const positiveInt: Parse<number> = (text, flag) => {
   return n;
 };
 
+/** A SCHED_FIFO priority: an integer 1-99. */
+export const realtimePriority: Parse<number> = (text, flag) => {
+  const n = numberOf(text);
+  if (!Number.isSafeInteger(n) || n < 1 || n > 99) fail(flag, "an integer 1-99", text);
+  return n;
+};
+
+/**
+ * `--realtime-priority <1-99>` of a command that runs the control loop: its thread on SCHED_FIFO
+ * while the loop runs (needs root, CAP_SYS_NICE or an rtprio limit; without it the loop runs as
+ * usual and the result says why).
+ */
+export function realtimePriorityOption(): Option {
+  return option(
+    "--realtime-priority <n>",
+    "run the control loop's thread on SCHED_FIFO at this priority, 1-99 (as ros2_control; needs root, CAP_SYS_NICE or ulimit -r)",
+    realtimePriority,
+  );
+}
+
 /** An integer >= 0 (seeds, indices, counts that may be zero). */
 export const nonNegativeInt: Parse<number> = (text, flag) => {
   const n = numberOf(text);

@@ -32,6 +32,8 @@ export interface ServeRobotOptions {
   timeoutMs?: number;
   seed: number;
   threads?: number;
+  /** SCHED_FIFO priority of the loop's thread while it runs (`--realtime-priority`, 1-99); default: the normal policy. */
+  realtimePriority?: number;
   provider: ExecutionProvider;
   fps?: number;
   steps?: number;
@@ -133,6 +135,7 @@ export async function serveRobot(o: ServeRobotOptions) {
       publish: o.publish,
       ...(o.seconds !== undefined ? { seconds: o.seconds } : {}),
       log: o.log,
+      ...(o.realtimePriority !== undefined ? { realtimePriority: o.realtimePriority } : {}),
       ...(o.runLog !== undefined
         ? {
             runLog: {
@@ -164,6 +167,7 @@ export async function serveRobot(o: ServeRobotOptions) {
       rejectedMessages: res.rejectedMessages,
       link: res.link,
       ...(res.runLog ? { runLog: res.runLog } : {}),
+      ...(res.realtime ? { realtime: res.realtime } : {}),
     };
   } finally {
     for (const c of closers.reverse()) await c();

@@ -11,6 +11,7 @@ import type { DriveOptions, RunLogRequest, WrittenRunLog } from "../bridge/drive
 import { startLocalPolicy, type LocalPolicy } from "../bridge/local-policy.ts";
 import { ControlLoop } from "../bridge/loop.ts";
 import type { LoopStats } from "../bridge/loop.ts";
+import type { RealtimeResult } from "../bridge/realtime.ts";
 import type { Plant } from "../bridge/plant.ts";
 import type { Vec3 } from "./env.ts";
 import { PlantLink } from "../bridge/plant-link.ts";
@@ -112,6 +113,8 @@ export interface SimRunOptions extends TransportFlags {
   seed: number;
   horizon: number;
   threads?: number;
+  /** SCHED_FIFO priority of the loop's thread while it runs (`--realtime-priority`, 1-99); default: the normal policy. */
+  realtimePriority?: number;
   provider: ExecutionProvider;
   /** Log lines (loop events, connection changes, rejected inputs); default: none. */
   log?: (line: string) => void;
@@ -230,6 +233,8 @@ export async function runSim(o: SimRunOptions) {
     let robotSide: Record<string, number> = {};
     let rejectedMessages: RejectedCounts;
     let runLog: WrittenRunLog | undefined;
+    let realtime: RealtimeResult | undefined;
+    const rt = o.realtimePriority !== undefined ? { realtimePriority: o.realtimePriority } : {};
     const stopWhen = (): boolean => task.success;
     const logRequest: RunLogRequest | undefined =
       o.runLog === undefined
@@ -278,11 +283,13 @@ export async function runSim(o: SimRunOptions) {
           seconds,
           stopWhen: () => stopWhen() || loop.stats().safety.estop,
           log,
+          ...rt,
         });
       } finally {
         runLog = await logged.close();
       }
       loopStats = res.loop;
+      realtime = res.realtime;
       robotSide = link.stop();
       rejections.finish();
       rejectedMessages = rejections.snapshot();
@@ -308,6 +315,7 @@ export async function runSim(o: SimRunOptions) {
         scheduler: sched,
         log,
         onLoopEvent,
+        ...rt,
         ...(logRequest ? { runLog: logRequest } : {}),
       }).catch((err: unknown) => {
         node.stop();
@@ -315,6 +323,7 @@ export async function runSim(o: SimRunOptions) {
       });
       const ns = node.stop();
       loopStats = res.loop;
+      realtime = res.realtime;
       staleCommands = meter.stale;
       rejectedMessages = res.rejectedMessages;
       runLog = res.runLog;
@@ -343,6 +352,7 @@ export async function runSim(o: SimRunOptions) {
       success: task.success,
       loopHz: loopStats.loopHz,
       jitterP99Ms: loopStats.jitterP99Ms,
+      ...(realtime ? { realtime } : {}),
       missedDeadlines: loopStats.missedDeadlines,
       inferP50Ms: loopStats.inferP50Ms,
       queueEmptyEvents: loopStats.queueEmptyEvents,

@@ -16,7 +16,15 @@
  */
 import { type Command } from "commander";
 import { log, printResult } from "../output.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import {
+  choiceOption,
+  nonNegativeInt,
+  option,
+  positiveFloat,
+  positiveInt,
+  providerOption,
+  realtimePriorityOption,
+} from "../args.ts";
 import { addMergeOptions } from "../merge-options.ts";
 import { SOLVER_NAMES } from "../../policy/flow/solvers.ts";
 import { servePolicy, type ServePolicyOptions } from "../../pipelines/serve-policy.ts";
@@ -25,7 +33,15 @@ import { SERVE_ROBOT_VIAS, serveRobot, type ServeRobotOptions } from "../../pipe
 type ServeCliOptions = ServePolicyOptions &
   Pick<
     ServeRobotOptions,
-    "via" | "server" | "model" | "kserveProtocol" | "timeoutMs" | "interventionTopic" | "prompt" | "promptTopic"
+    | "via"
+    | "server"
+    | "realtimePriority"
+    | "model"
+    | "kserveProtocol"
+    | "timeoutMs"
+    | "interventionTopic"
+    | "prompt"
+    | "promptTopic"
   > & {
     /** `--log <file>`: the run log's path. */
     log?: string;
@@ -64,6 +80,7 @@ export function registerServe(program: Command): void {
       option("--threads <n>", "onnxruntime intra-op threads of each inference worker (default 1)", positiveInt),
     )
     .addOption(providerOption())
+    .addOption(realtimePriorityOption())
     .addOption(
       option(
         "--workers <n>",
@@ -127,6 +144,8 @@ export function registerServe(program: Command): void {
     if (o.robot !== undefined || o.ros !== undefined) return driveCli(o);
     if (o.via !== "local" || o.server !== undefined) throw new Error("--via kserve and --server go with --robot");
     if (o.log !== undefined) throw new Error("--log goes with --robot (a run log of a robot drive)");
+    if (o.realtimePriority !== undefined)
+      throw new Error("--realtime-priority goes with --robot (the control loop's thread)");
     const summary = await servePolicy(o, {
       log,
       onListening: (listening, line) => (o.json ? process.stdout.write(JSON.stringify(listening) + "\n") : log(line)),

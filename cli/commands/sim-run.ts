@@ -18,7 +18,15 @@ import { runSim, SIM_RUN_VIAS, simTask, taskPlant } from "../../sim/run.ts";
 import type { SimRunOptions } from "../../sim/run.ts";
 import type { TaskName } from "../../sim/tasks/index.ts";
 import { TASK_NAMES } from "../../sim/tasks/index.ts";
-import { choiceOption, nonNegativeInt, option, positiveFloat, positiveInt, providerOption } from "../args.ts";
+import {
+  choiceOption,
+  nonNegativeInt,
+  option,
+  positiveFloat,
+  positiveInt,
+  providerOption,
+  realtimePriorityOption,
+} from "../args.ts";
 import { addMergeOptions } from "../merge-options.ts";
 import { log, printResult } from "../output.ts";
 
@@ -134,6 +142,7 @@ export function registerSimRobot(program: Command): void {
     .addOption(option("--seed <n>", "episode seed", nonNegativeInt, 0))
     .addOption(option("--horizon <n>", "chunk length of the scripted expert (--policy expert)", positiveInt, 16))
     .addOption(option("--threads <n>", "onnxruntime intra-op threads of the inference worker", positiveInt))
+    .addOption(realtimePriorityOption())
     .addOption(providerOption())
     .option("--log <file.mcap>", "write an MCAP run log (joint states, commands, diagnostics, chunks, events)")
     .option(
