@@ -31,7 +31,9 @@
  *
  * `computeCeiling` measures the worker's own run per chunk alone and inside one batch of 32 (no
  * sockets), in wall time and in process CPU time (the main thread is idle meanwhile): the compute
- * part of the cost, without the serving overhead.
+ * part of the cost, without the serving overhead. `ceilingRatio32` is each server's 32-client
+ * chunks/s over that ceiling (cores x 1000 / the batched CPU ms per chunk), `wallCeilingRatio32`
+ * the same over the batched wall ms per chunk.
  */
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -146,11 +148,25 @@ export async function benchServe(o: {
         const p = pair(f);
         return p ? round((cores * p[0].cpuMsPerChunk) / p[1].cpuMsPerChunk) : null;
       };
+      // 32 clients' chunks/s against the compute alone: every core running batched chunks at the
+      // worker's CPU time per chunk in a batch of 32 (the CPU ceiling), or at its wall time.
+      const atCeiling = (f: ServeFigures[], msPerChunk: number | undefined): number | null => {
+        const many = f.find((x) => x.clients === 32);
+        return many && msPerChunk ? round(many.chunksPerSec / ((cores * 1000) / msPerChunk)) : null;
+      };
       return {
         zmq,
         openpi,
         ...(kserve ? { kserve } : {}),
         speedup32: { zmq: speedup(zmq), openpi: speedup(openpi) },
+        ceilingRatio32: {
+          zmq: atCeiling(zmq, ceiling["batch32CpuMsPerChunk"]),
+          openpi: atCeiling(openpi, ceiling["batch32CpuMsPerChunk"]),
+        },
+        wallCeilingRatio32: {
+          zmq: atCeiling(zmq, ceiling["batch32MsPerChunk"]),
+          openpi: atCeiling(openpi, ceiling["batch32MsPerChunk"]),
+        },
         ceiling32: { zmq: bound(zmq), openpi: bound(openpi) },
         computeCeiling: ceiling,
         policy: { horizon: policy.horizon, actionDim: policy.actionDim, steps: policy.steps, solver: policy.solver },
