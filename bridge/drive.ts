@@ -166,6 +166,7 @@ export async function runLoop(
   }
 }
 
+/** {@link runLoop}'s body once the scheduling policy is set: start, wait for the stop, stop. */
 async function runStarted(
   opts: RunLoopOptions,
   log: (line: string) => void,
