@@ -38,7 +38,7 @@
  * step {@link ChunkExecutor.next} returns `undefined` and the driver holds.
  */
 import type { ChunkPolicy } from "../chunk-policy.ts";
-import { smoothOnto } from "./smooth.ts";
+import { SMOOTHING_ANCHOR_STEPS, smoothOnto } from "./smooth.ts";
 
 /**
  * Default smoothing weight λ of `sync`, `blend` and `rtc` (`smooth.ts`; in control steps): each new
@@ -416,7 +416,7 @@ export class ChunkExecutor {
     const ran = a ?? this.recent[this.recent.length - 1]?.a;
     if (ran) {
       this.recent.push({ t, a: ran });
-      if (this.recent.length > 3) this.recent.shift();
+      if (this.recent.length > SMOOTHING_ANCHOR_STEPS) this.recent.shift();
     }
     this.current = t + 1;
     this.prune();
@@ -435,7 +435,7 @@ export class ChunkExecutor {
   ranBefore(commands: readonly { t: number; a: Float32Array }[]): void {
     this.recent = commands
       .filter((c) => c.t < this.current)
-      .slice(-3)
+      .slice(-SMOOTHING_ANCHOR_STEPS)
       .map((c) => ({ t: c.t, a: c.a.slice() }));
   }
 
@@ -459,7 +459,7 @@ export class ChunkExecutor {
     if (lambda === 0 || end <= first) return;
     const A = this.actionDim;
     const anchor: Float32Array[] = [];
-    for (let t = first - 1; t >= first - 3; t--) {
+    for (let t = first - 1; t >= first - SMOOTHING_ANCHOR_STEPS; t--) {
       const a = this.queue.get(t)?.[0] ?? this.recent.find((r) => r.t === t)?.a;
       if (!a) break;
       anchor.unshift(a);

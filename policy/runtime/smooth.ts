@@ -27,13 +27,15 @@ interface Factor {
 const D3 = [-1, 3, -3, 1] as const;
 /** The half-bandwidth of DᵀD for third differences. */
 const BAND = D3.length - 1;
+/** The most commands a chunk is smoothed onto (`smoothOnto`'s anchor): one third difference's reach back. */
+export const SMOOTHING_ANCHOR_STEPS = BAND;
 
 function factor(m: number, k: number, lambda: number): Factor {
   const n = k + m;
   // G = DᵀD over the joined sequence, banded (bandwidth 3).
   const g = new Float64Array(n * n);
-  for (let r = 0; r + 3 < n; r++)
-    for (let a = 0; a < 4; a++) for (let b = 0; b < 4; b++) g[(r + a) * n + r + b]! += D3[a]! * D3[b]!;
+  for (let r = 0; r + BAND < n; r++)
+    for (let a = 0; a <= BAND; a++) for (let b = 0; b <= BAND; b++) g[(r + a) * n + r + b]! += D3[a]! * D3[b]!;
   const q = new Float64Array(m * m);
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < m; j++) q[i * m + j] = lambda * g[(k + i) * n + k + j]!;
@@ -81,9 +83,9 @@ export function smoothOnto(
   const A = actionDim;
   const m = actions.length / A;
   const k = anchor.length / A;
-  if (!Number.isInteger(m) || !Number.isInteger(k) || k > 3)
+  if (!Number.isInteger(m) || !Number.isInteger(k) || k > SMOOTHING_ANCHOR_STEPS)
     throw new RangeError(
-      `smoothing: ${actions.length} actions and ${anchor.length} anchor values do not make whole steps of ${A} (at most 3 anchor steps)`,
+      `smoothing: ${actions.length} actions and ${anchor.length} anchor values do not make whole steps of ${A} (at most ${SMOOTHING_ANCHOR_STEPS} anchor steps)`,
     );
   if (lambda === 0 || m + k < 4) return actions.slice();
   const { l, coupling } = cached(m, k, lambda);
